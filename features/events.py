@@ -1,0 +1,742 @@
+"""Clickstream event logs -> leakage-free per-user purchase-propensity features.
+
+The path is ``read_events`` (a raw log in one of three formats -> the canonical
+event table) -> ``features_at`` / ``snapshot`` (events strictly before a cutoff
+``T`` -> one feature row per user, plus a label from ``[T, T + horizon)``) ->
+``load_event_splits`` (time-based train / dev / test snapshots).
+
+Canonical event table
+---------------------
+One row per event, sorted by ``user_id`` then ``timestamp`` (file order breaks
+ties):
+
+============  ===========================================================
+column        meaning
+============  ===========================================================
+user_id       int64 when every id is an integer of <= 18 digits, else str
+timestamp     ``datetime64[ns, UTC]``
+event_type    categorical over ``EVENT_TYPES``
+session_id    int64 or str; derived from a 30-minute inactivity gap when
+              the log has none (``derive_sessions``)
+item_id       optional, int64 or str (missing: <NA> / NaN)
+category      optional, int64 or str
+price         optional, float64 (missing: NaN)
+============  ===========================================================
+
+Leakage guard
+-------------
+``features_at(events, T)`` first keeps the events with ``timestamp < T`` and only
+then sorts, groups and counts, so every number in its output (including the
+item and category popularity tables) is a function of the pre-cutoff events
+alone: adding, removing or altering any event at or after ``T`` cannot change
+it. ``tests/test_events_leakage.py`` checks exactly that.
+
+Everything is vectorised (NumPy ``bincount`` / ``reduceat`` / ``ufunc.at`` over
+integer codes); there is no Python loop over users, sessions or events.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: The canonical event types, in the order used for the type codes 0..4.
+EVENT_TYPES = ("view", "cart", "remove_from_cart", "fav", "purchase")
+VIEW, CART, REMOVE, FAV, PURCHASE = range(5)
+
+#: Default inactivity gap that starts a new session when the log has none.
+SESSION_GAP = pd.Timedelta("30min")
+
+#: Recent-activity windows ``[T - w, T)`` for the windowed counts.
+WINDOWS = {"1h": pd.Timedelta("1h"), "1d": pd.Timedelta("1D"), "3d": pd.Timedelta("3D")}
+
+#: Recencies are capped at 30 days (720 h); "never happened" is filled with the
+#: cap itself and flagged by the matching ``has_*`` indicator. The cap keeps the
+#: features finite and on the same scale whatever the length of the log.
+RECENCY_CAP_HOURS = 720.0
+
+#: Pseudo-count of the shrinkage ``(buys + A p0) / (views + A)`` used for item and
+#: category conversion rates: an item seen twice gets (almost) the global rate p0.
+CONVERSION_PSEUDO_COUNT = 20.0
+
+#: Out-of-range rule: the log's core range is the [q, 1 - q] timestamp quantile
+#: range widened outward to whole hours (logs are collected over whole hours/days).
+RANGE_QUANTILE = 0.0005
+
+_NS_PER_S = 1_000_000_000
+_NS_PER_H = 3600 * _NS_PER_S
+_NS_PER_DAY = 24 * _NS_PER_H
+# 1970-01-01 was a Thursday: weekday (Monday = 0) = (days since epoch + 3) mod 7.
+_EPOCH_WEEKDAY = 3
+
+_FORMATS = {
+    "taobao": {
+        "columns": ["user_id", "item_id", "category_id", "behavior_type", "timestamp"],
+        "types": {"pv": "view", "cart": "cart", "fav": "fav", "buy": "purchase"},
+    },
+    "rees46": {
+        "columns": ["event_time", "event_type", "product_id", "category_id", "category_code",
+                    "brand", "price", "user_id", "user_session"],
+        "types": {t: t for t in EVENT_TYPES if t != "fav"},
+    },
+    "canonical": {
+        "columns": ["user_id", "timestamp", "event_type"],
+        "types": {t: t for t in EVENT_TYPES},
+    },
+}
+
+_INT_RE = r"-?\d{1,18}"
+
+
+class EventLogError(ValueError):
+    """A row of an event log failed validation.
+
+    Attributes ``path``, ``row`` (1-based data row: the first row after the
+    header is row 1), ``column`` and ``value`` name the first offending cell.
+    """
+
+    def __init__(self, path, row: int, column: str, value: str, reason: str, n_invalid: int,
+                 header: bool = True):
+        line = row + 1 if header else row
+        msg = (f"{path}: row {row} (1-based data row, header not counted; file line {line}), "
+               f"column '{column}': {reason}: {value!r}")
+        if n_invalid > 1:
+            msg += f" ({n_invalid} invalid rows in total)"
+        msg += "; pass drop_invalid=True to drop and count invalid rows instead"
+        super().__init__(msg)
+        self.path, self.row, self.column, self.value = str(path), row, column, value
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Validator:
+    """Collects per-cell problems of a string-typed raw table as boolean masks."""
+
+    def __init__(self, raw: pd.DataFrame):
+        self.raw = raw
+        self.problems: list[tuple[str, str, np.ndarray]] = []  # (column, reason, bad mask)
+
+    def flag(self, column: str, reason: str, bad) -> None:
+        bad = np.asarray(bad, dtype=bool)
+        if bad.any():
+            self.problems.append((column, reason, bad))
+
+    def required(self, column: str) -> np.ndarray:
+        """Flag empty cells; return the non-empty mask."""
+        present = (self.raw[column].str.strip() != "").to_numpy()
+        self.flag(column, f"missing {column}", ~present)
+        return present
+
+    def integer(self, column: str, required: bool = True) -> None:
+        present = self.required(column) if required else (self.raw[column] != "").to_numpy()
+        is_int = self.raw[column].str.strip().str.fullmatch(r"-?\d+").to_numpy(dtype=bool)
+        self.flag(column, "not an integer", present & ~is_int)
+
+    def choice(self, column: str, allowed) -> None:
+        present = self.required(column)
+        known = self.raw[column].isin(list(allowed)).to_numpy()
+        self.flag(column, f"unknown event type (expected one of {sorted(allowed)})",
+                  present & ~known)
+
+    def invalid_rows(self) -> np.ndarray:
+        bad = np.zeros(len(self.raw), dtype=bool)
+        for _, _, mask in self.problems:
+            bad |= mask
+        return bad
+
+
+def _as_id(s: pd.Series) -> pd.Series:
+    """Ids as int64 when all present values are short integers, else as strings."""
+    s = s.str.strip()
+    present = s != ""
+    if present.all() and s.str.fullmatch(_INT_RE).all():
+        return s.astype("int64")
+    return s.where(present, None).astype(object)
+
+
+def _parse_unix_seconds(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    ok = s.str.strip().str.fullmatch(r"-?\d{1,12}").to_numpy(dtype=bool)
+    secs = pd.to_numeric(s.where(ok, "0"), errors="coerce").fillna(0).astype("int64")
+    ts = pd.to_datetime(secs.to_numpy() * _NS_PER_S, utc=True).as_unit("ns")
+    return pd.Series(ts, index=s.index), ok
+
+
+def _parse_timestamp(s: pd.Series, fmt: str | None) -> tuple[pd.Series, np.ndarray]:
+    """Parse strings to UTC timestamps; returns (timestamps, ok mask).
+
+    ``fmt=None`` accepts unix seconds (all-digit cells) or ISO 8601 strings; an
+    ISO string without offset is taken as UTC.
+    """
+    if fmt is None:
+        digits = s.str.strip().str.fullmatch(r"-?\d{1,12}").to_numpy(dtype=bool)
+        if digits.all():
+            return _parse_unix_seconds(s)
+        ts = pd.to_datetime(s.where(~digits, ""), format="ISO8601", utc=True, errors="coerce")
+        ok = ts.notna().to_numpy() & ~digits
+    else:
+        ts = pd.to_datetime(s, format=fmt, utc=True, errors="coerce")
+        ok = ts.notna().to_numpy()
+    return ts.dt.as_unit("ns"), ok
+
+
+def _read_raw(path: Path, fmt: str) -> tuple[pd.DataFrame, bool]:
+    """Read every cell as a string (so validation sees the text as written)."""
+    expected = _FORMATS[fmt]["columns"]
+    with open(path, encoding="utf-8") as f:
+        first = f.readline().strip().lstrip("\ufeff")
+    # The original Taobao UserBehavior.csv has no header; the shared sample has one.
+    header = not (fmt == "taobao" and first and first.split(",")[0].strip().isdigit())
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, header=0 if header else None,
+                      names=None if header else expected, skipinitialspace=True)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    missing = [c for c in expected if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing} for format '{fmt}'; "
+                         f"found {list(raw.columns)}")
+    return raw, header
+
+
+def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame:
+    """Validate ``raw`` (flags go to ``v``) and map it to canonical columns."""
+    types = _FORMATS[fmt]["types"]
+    out = {}
+    if fmt == "taobao":
+        for c in ("user_id", "item_id", "category_id", "timestamp"):
+            v.integer(c)
+        v.choice("behavior_type", types)
+        ts, ok = _parse_unix_seconds(raw["timestamp"])
+        v.flag("timestamp", "unparsable timestamp (expected unix seconds)",
+               ~ok & (raw["timestamp"] != "").to_numpy())
+        out = {"user_id": raw["user_id"], "timestamp": ts,
+               "event_type": raw["behavior_type"].map(types),
+               "item_id": raw["item_id"], "category": raw["category_id"]}
+    elif fmt == "rees46":
+        for c in ("user_id", "product_id", "category_id"):
+            v.integer(c)
+        v.choice("event_type", types)
+        v.required("user_session")
+        present = v.required("event_time")
+        ts, ok = _parse_timestamp(raw["event_time"], "%Y-%m-%d %H:%M:%S UTC")
+        v.flag("event_time", "unparsable timestamp (expected 'YYYY-MM-DD HH:MM:SS UTC')",
+               present & ~ok)
+        price = pd.to_numeric(raw["price"].where(raw["price"] != "", None), errors="coerce")
+        v.flag("price", "not a non-negative number",
+               (raw["price"] != "").to_numpy() & ~(price >= 0).to_numpy())
+        out = {"user_id": raw["user_id"], "timestamp": ts, "event_type": raw["event_type"],
+               "session_id": raw["user_session"], "item_id": raw["product_id"],
+               "category": raw["category_id"], "price": price}
+    else:
+        v.required("user_id")
+        v.choice("event_type", types)
+        present = v.required("timestamp")
+        ts, ok = _parse_timestamp(raw["timestamp"], None)
+        v.flag("timestamp", "unparsable timestamp (expected ISO 8601 or unix seconds)",
+               present & ~ok)
+        out = {"user_id": raw["user_id"], "timestamp": ts, "event_type": raw["event_type"]}
+        if "session_id" in raw.columns:
+            v.required("session_id")
+            out["session_id"] = raw["session_id"]
+        for c in ("item_id", "category"):
+            if c in raw.columns:
+                out[c] = raw[c]
+        if "price" in raw.columns:
+            price = pd.to_numeric(raw["price"].where(raw["price"] != "", None), errors="coerce")
+            v.flag("price", "not a non-negative number",
+                   (raw["price"] != "").to_numpy() & ~(price >= 0).to_numpy())
+            out["price"] = price
+    return pd.DataFrame(out)
+
+
+def _core_range(ts: np.ndarray) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Robust [start, end) of a log: quantile range widened outward to whole hours."""
+    lo, hi = np.quantile(ts, [RANGE_QUANTILE, 1.0 - RANGE_QUANTILE]).astype("int64")
+    start = pd.Timestamp(lo, tz="UTC").floor("h")
+    end = pd.Timestamp(hi, tz="UTC").floor("h") + pd.Timedelta("1h")
+    return start, end
+
+
+def derive_sessions(user: np.ndarray, t_ns: np.ndarray, gap: pd.Timedelta = SESSION_GAP
+                    ) -> np.ndarray:
+    """Session numbers from an inactivity gap; input must be sorted by (user, time).
+
+    A new session starts at a user's first event and after every gap ``> gap``
+    between consecutive events of that user. An event's session depends only on
+    the events before it, so sessions before a cutoff are unaffected by later events.
+
+    Parameters
+    ----------
+    user : (n,) array of user codes or ids, grouped (sorted) by user.
+    t_ns : (n,) int64 nanoseconds, non-decreasing within each user.
+    gap : inactivity gap.
+
+    Returns
+    -------
+    (n,) int64 session number, 0, 1, 2, ... in row order.
+    """
+    n = len(t_ns)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    new = np.ones(n, dtype=bool)
+    new[1:] = (user[1:] != user[:-1]) | (np.diff(t_ns) > gap.value)
+    return np.cumsum(new, dtype=np.int64) - 1
+
+
+def read_events(path, format: str = "canonical", drop_invalid: bool = False,
+                session_gap: pd.Timedelta | str = SESSION_GAP, out_of_range: str = "drop",
+                time_range: tuple | None = None) -> pd.DataFrame:
+    """Read an event log into the canonical event table (see the module docstring).
+
+    Parameters
+    ----------
+    path : CSV file.
+    format : ``"taobao"`` (UserBehavior: user_id, item_id, category_id,
+        behavior_type in pv/cart/fav/buy, unix-seconds timestamp; header optional),
+        ``"rees46"`` (event_time ``YYYY-MM-DD HH:MM:SS UTC``, event_type, product_id,
+        category_id, category_code, brand, price, user_id, user_session) or
+        ``"canonical"`` (user_id, timestamp as ISO 8601 or unix seconds, event_type;
+        optional session_id, item_id, category, price).
+    drop_invalid : if False (default) the first invalid row raises ``EventLogError``
+        (a ``ValueError``) naming the file, the row (1-based data row, header not
+        counted), the column and the value. If True invalid rows are dropped and
+        counted in the report.
+    session_gap : inactivity gap for sessions when the log has no session id.
+    out_of_range : events outside the log's core time range are always counted in
+        the report; ``"drop"`` (default) removes them, ``"keep"`` keeps them.
+    time_range : optional ``(start, end)``; default is the robust range: the
+        [0.05 %, 99.95 %] timestamp quantiles widened outward to whole hours.
+
+    Returns
+    -------
+    DataFrame in the canonical schema; ``df.attrs["report"]`` is a JSON-serialisable
+    dict: ``path, format, n_rows, n_invalid, invalid_by_reason`` (``"column: reason"``
+    -> count), ``invalid_examples`` (first 5: row, column, value, reason),
+    ``time_range`` ([start, end) ISO), ``n_out_of_range``, ``out_of_range_examples``
+    (first 5 timestamps), ``out_of_range_action``, ``n_duplicate_rows`` (kept),
+    ``n_events``, ``n_users``, ``sessions_derived``.
+    """
+    path = Path(path)
+    if format not in _FORMATS:
+        raise ValueError(f"unknown event-log format {format!r}; expected one of {list(_FORMATS)}")
+    if out_of_range not in ("drop", "keep"):
+        raise ValueError(f"out_of_range must be 'drop' or 'keep', got {out_of_range!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such event-log file")
+    raw, header = _read_raw(path, format)
+    v = _Validator(raw)
+    df = _canonical_frame(raw, format, v)
+    bad = v.invalid_rows()
+    report: dict = {"path": str(path), "format": format, "n_rows": len(raw),
+                    "n_invalid": int(bad.sum()), "invalid_by_reason": {},
+                    "invalid_examples": []}
+    if bad.any():
+        first_bad = [(int(np.argmax(m)), col, reason) for col, reason, m in v.problems]
+        first_bad.sort()
+        if not drop_invalid:
+            i, col, reason = first_bad[0]
+            raise EventLogError(path, i + 1, col, raw[col].iloc[i], reason, int(bad.sum()), header)
+        for col, reason, m in v.problems:
+            report["invalid_by_reason"][f"{col}: {reason}"] = int(m.sum())
+        for i, col, reason in first_bad[:5]:
+            report["invalid_examples"].append(
+                {"row": i + 1, "column": col, "value": raw[col].iloc[i], "reason": reason})
+        df = df[~bad]
+    report["n_duplicate_rows"] = int(raw[~bad].duplicated().sum())
+    del raw
+
+    for c in ("user_id", "item_id", "category", "session_id"):
+        if c in df.columns:
+            df[c] = _as_id(df[c].astype(str).where(df[c].notna(), ""))
+    df["event_type"] = pd.Categorical(df["event_type"], categories=EVENT_TYPES)
+
+    ts = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    if len(df):
+        if time_range is None:
+            start, end = _core_range(ts)
+        else:
+            start, end = (pd.Timestamp(x, tz="UTC") if pd.Timestamp(x).tzinfo is None
+                          else pd.Timestamp(x).tz_convert("UTC") for x in time_range)
+        outside = (ts < start.value) | (ts >= end.value)
+        report["time_range"] = [start.isoformat(), end.isoformat()]
+    else:
+        outside = np.zeros(0, dtype=bool)
+        report["time_range"] = None
+    report["n_out_of_range"] = int(outside.sum())
+    report["out_of_range_examples"] = [
+        pd.Timestamp(x, tz="UTC").isoformat() for x in np.sort(ts[outside])[:5]]
+    report["out_of_range_action"] = out_of_range
+    if out_of_range == "drop":
+        df = df[~outside]
+
+    df = df.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
+    report["sessions_derived"] = "session_id" not in df.columns
+    if report["sessions_derived"]:
+        user_codes = pd.factorize(df["user_id"])[0]
+        t_ns = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+        df["session_id"] = derive_sessions(user_codes, t_ns, pd.Timedelta(session_gap))
+    cols = ["user_id", "timestamp", "event_type", "session_id", "item_id", "category", "price"]
+    df = df[[c for c in cols if c in df.columns]]
+    report["n_events"] = len(df)
+    report["n_users"] = int(df["user_id"].nunique())
+    df.attrs["report"] = report
+    return df
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _utc(ts) -> pd.Timestamp:
+    """A timestamp in UTC; a naive one is taken to be UTC already."""
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def parse_horizon(horizon) -> pd.Timedelta:
+    """``"1d"``, ``"2d"``, ``"12h"`` (any ``pd.Timedelta`` string) or a Timedelta -> Timedelta > 0."""
+    try:
+        h = pd.Timedelta(horizon)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"cannot parse horizon {horizon!r} (use e.g. '1d', '2d', '12h')") from e
+    if pd.isna(h) or h <= pd.Timedelta(0):
+        raise ValueError(f"horizon must be positive, got {horizon!r}")
+    return h
+
+
+BASELINE_COLUMNS = ["hours_since_last_event", "hours_since_last_cart",
+                    "hours_since_last_purchase", "has_cart", "has_purchase",
+                    "n_open_carts", "has_open_cart"]
+
+
+def feature_columns(with_price: bool) -> list[str]:
+    """The ordered feature names ``features_at`` returns (price block only with prices)."""
+    cols = [f"n_{t}" for t in EVENT_TYPES] + ["n_events"]
+    cols += [f"n_{t}_{w}" for w in WINDOWS for t in EVENT_TYPES]
+    cols += ["n_items", "n_categories", "n_sessions", "session_length_mean",
+             "session_duration_mean_s", "dwell_mean_s", "dwell_max_s"]
+    cols += BASELINE_COLUMNS[:5] + ["hours_since_first_event"]
+    cols += ["cart_per_view", "fav_per_view", "purchase_per_view", "purchase_per_cart"]
+    cols += BASELINE_COLUMNS[5:]
+    cols += ["frac_hour_00_06", "frac_hour_06_12", "frac_hour_12_18", "frac_hour_18_24",
+             "frac_weekend"]
+    cols += ["item_popularity_mean", "item_conversion_mean", "category_popularity_mean",
+             "category_conversion_mean"]
+    if with_price:
+        cols += ["view_price_mean", "cart_price_mean", "spend", "open_cart_value"]
+    return cols
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b`` where ``b > 0``, else 0 (a user with no views has no conversion)."""
+    return np.divide(a, b, out=np.zeros(len(a)), where=b > 0)
+
+
+def _codes(values) -> tuple[np.ndarray, int]:
+    """Dense int64 codes (-1 for missing) and the number of distinct values."""
+    codes, uniques = pd.factorize(values)
+    return codes.astype(np.int64, copy=False), len(uniques)
+
+
+def _mean_by(group: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per-group mean of ``values`` (0 for an empty group)."""
+    return _ratio(np.bincount(group, weights=values, minlength=n),
+                  np.bincount(group, minlength=n).astype(float))
+
+
+def _popularity(code: np.ndarray, typ: np.ndarray, u: np.ndarray, n_users: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user mean popularity and mean shrunk conversion rate of the entities it touched.
+
+    For entity j (item or category) over the given (pre-cutoff) events of all users:
+    popularity ``log(1 + n_j)``, conversion ``(b_j + A p0) / (v_j + A)`` with n_j events,
+    v_j views, b_j purchases, ``p0 = sum b / sum v`` and ``A = CONVERSION_PSEUDO_COUNT``.
+    Each user's value is the mean over its events with a known entity (0 if none).
+    """
+    known = code >= 0
+    code, typ, u = code[known], typ[known], u[known]
+    if len(code) == 0:
+        return np.zeros(n_users), np.zeros(n_users)
+    m = int(code.max()) + 1
+    n_j = np.bincount(code, minlength=m)
+    v_j = np.bincount(code[typ == VIEW], minlength=m)
+    b_j = np.bincount(code[typ == PURCHASE], minlength=m)
+    p0 = b_j.sum() / max(v_j.sum(), 1)
+    conv = (b_j + CONVERSION_PSEUDO_COUNT * p0) / (v_j + CONVERSION_PSEUDO_COUNT)
+    return (_mean_by(u, np.log1p(n_j)[code], n_users), _mean_by(u, conv[code], n_users))
+
+
+def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.DataFrame:
+    """Per-user features from the events strictly before ``cutoff``.
+
+    Parameters
+    ----------
+    events : canonical event table (``read_events`` or ``synthetic.generate_events``);
+        any row order. ``session_id`` is used if present, else derived by ``session_gap``.
+    cutoff : timestamp ``T`` (naive = UTC).
+
+    Returns
+    -------
+    DataFrame (n_users, n_features) of float64, indexed by ``user_id`` (sorted), one
+    row per user with at least one event before ``T``, columns ``feature_columns``
+    (the price block only when ``events`` has a ``price`` column). All values finite.
+    Times are hours for recency/tenure and seconds for sessions and dwell; windowed
+    counts cover ``[T - w, T)``. See docs/events.md for the definition of each family.
+    """
+    T = _utc(cutoff).value
+    with_price = "price" in events.columns
+    t_all = events["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    keep = t_all < T  # the leakage guard: nothing at or after T is read below
+    t = t_all[keep]
+    cols = feature_columns(with_price)
+    if len(t) == 0:
+        return pd.DataFrame(np.zeros((0, len(cols))), columns=cols,
+                            index=pd.Index(events["user_id"].iloc[:0], name="user_id"))
+
+    user_codes, users = pd.factorize(events["user_id"].to_numpy()[keep], sort=True)
+    U = len(users)
+    order = np.lexsort((t, user_codes))  # stable: file order breaks ties
+    u = user_codes[order].astype(np.int64)
+    t = t[order]
+    del user_codes
+    typ = pd.Categorical(events["event_type"].to_numpy()[keep][order],
+                         categories=EVENT_TYPES).codes.astype(np.int64)
+    if (typ < 0).any():
+        raise ValueError("events['event_type'] has values outside " + str(EVENT_TYPES))
+    age_ns = T - t  # > 0: time between an event and the cutoff
+    age_h = age_ns / _NS_PER_H
+    F: dict[str, np.ndarray] = {}
+
+    # Counts per type, overall and in [T - w, T).
+    counts = np.bincount(u * 5 + typ, minlength=U * 5).reshape(U, 5).astype(float)
+    for k, name in enumerate(EVENT_TYPES):
+        F[f"n_{name}"] = counts[:, k]
+    n_ev = counts.sum(axis=1)
+    F["n_events"] = n_ev
+    for w, delta in WINDOWS.items():
+        recent = age_ns <= delta.value
+        c = np.bincount(u[recent] * 5 + typ[recent], minlength=U * 5).reshape(U, 5)
+        for k, name in enumerate(EVENT_TYPES):
+            F[f"n_{name}_{w}"] = c[:, k].astype(float)
+
+    # Segment boundaries of each user in the (user, time)-sorted arrays.
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    ends = np.r_[starts[1:], len(u)] - 1
+
+    # Distinct items and categories.
+    item = cat = None
+    for col, name in (("item_id", "n_items"), ("category", "n_categories")):
+        if col in events.columns:
+            codes, m = _codes(events[col].to_numpy()[keep][order])
+            pair = pd.Series(u * (m + 1) + codes)
+            first = (~pair.duplicated()).to_numpy() & (codes >= 0)
+            F[name] = np.bincount(u[first], minlength=U).astype(float)
+            if col == "item_id":
+                item = codes
+            else:
+                cat = codes
+        else:
+            F[name] = np.zeros(U)
+
+    # Sessions: ids from the log, else inactivity-gap sessions of the pre-T events.
+    if "session_id" in events.columns:
+        s_codes, m = _codes(events["session_id"].to_numpy()[keep][order])
+        sid, n_s = _codes(u * (m + 1) + s_codes)  # a session belongs to one user
+    else:
+        sid = derive_sessions(u, t, pd.Timedelta(session_gap))
+        n_s = int(sid[-1]) + 1
+    s_first = np.full(n_s, np.iinfo(np.int64).max)
+    s_last = np.full(n_s, np.iinfo(np.int64).min)
+    np.minimum.at(s_first, sid, t)
+    np.maximum.at(s_last, sid, t)
+    s_user = np.empty(n_s, dtype=np.int64)
+    s_user[sid] = u  # every event of a session has the same user
+    n_sess = np.bincount(s_user, minlength=U).astype(float)
+    F["n_sessions"] = n_sess
+    F["session_length_mean"] = n_ev / n_sess
+    F["session_duration_mean_s"] = (np.bincount(s_user, weights=(s_last - s_first) / _NS_PER_S,
+                                                minlength=U) / n_sess)
+
+    # Dwell: gaps between consecutive events of the same user and session.
+    same = (u[1:] == u[:-1]) & (sid[1:] == sid[:-1])
+    gaps = np.where(same, np.diff(t) / _NS_PER_S, 0.0)
+    F["dwell_mean_s"] = _mean_by(u[1:][same], gaps[same], U)
+    F["dwell_max_s"] = (np.maximum.reduceat(np.r_[gaps, 0.0], starts) if len(gaps)
+                        else np.zeros(U))
+    del gaps, same
+
+    # Recency, capped at RECENCY_CAP_HOURS ("never" = the cap).
+    F["hours_since_last_event"] = np.minimum(age_h[ends], RECENCY_CAP_HOURS)
+    for k, name in ((CART, "cart"), (PURCHASE, "purchase")):
+        last = np.full(U, RECENCY_CAP_HOURS)
+        sel = typ == k
+        np.minimum.at(last, u[sel], age_h[sel])
+        F[f"hours_since_last_{name}"] = np.minimum(last, RECENCY_CAP_HOURS)
+        F[f"has_{name}"] = (counts[:, k] > 0).astype(float)
+    F["hours_since_first_event"] = np.minimum(age_h[starts], RECENCY_CAP_HOURS)
+
+    # Conversion ratios.
+    F["cart_per_view"] = _ratio(counts[:, CART], counts[:, VIEW])
+    F["fav_per_view"] = _ratio(counts[:, FAV], counts[:, VIEW])
+    F["purchase_per_view"] = _ratio(counts[:, PURCHASE], counts[:, VIEW])
+    F["purchase_per_cart"] = _ratio(counts[:, PURCHASE], counts[:, CART])
+
+    # Open carts: (user, item) pairs whose last cart is later than their last
+    # purchase and last removal (a purchase at the very same second closes it).
+    price = (events["price"].to_numpy(dtype=float)[keep][order] if with_price else None)
+    open_value = np.zeros(U)
+    n_open = np.zeros(U)
+    if item is not None:
+        sel = np.flatnonzero(np.isin(typ, (CART, REMOVE, PURCHASE)) & (item >= 0))
+        if len(sel):
+            pair, n_p = _codes(u[sel] * (int(item.max()) + 1) + item[sel])
+            lo = np.iinfo(np.int64).min
+            last = np.full((3, n_p), lo)
+            for row, k in enumerate((CART, REMOVE, PURCHASE)):
+                is_k = typ[sel] == k
+                np.maximum.at(last[row], pair[is_k], t[sel][is_k])
+            is_open = (last[0] > lo) & (last[0] > np.maximum(last[1], last[2]))
+            p_user = np.empty(n_p, dtype=np.int64)
+            p_user[pair] = u[sel]
+            n_open = np.bincount(p_user[is_open], minlength=U).astype(float)
+            if with_price:
+                # Value of an open cart: the highest price at which the item was carted.
+                is_cart = (typ[sel] == CART) & ~np.isnan(price[sel])
+                p_price = np.zeros(n_p)
+                np.maximum.at(p_price, pair[is_cart], price[sel][is_cart])
+                open_value = np.bincount(p_user[is_open], weights=p_price[is_open], minlength=U)
+    F["n_open_carts"] = n_open
+    F["has_open_cart"] = (n_open > 0).astype(float)
+
+    # Time-of-day (UTC, four 6-hour blocks) and weekend profile: fractions of events.
+    hour_block = (t // _NS_PER_H) % 24 // 6
+    blocks = np.bincount(u * 4 + hour_block, minlength=U * 4).reshape(U, 4)
+    for b, name in enumerate(("00_06", "06_12", "12_18", "18_24")):
+        F[f"frac_hour_{name}"] = blocks[:, b] / n_ev
+    weekend = (t // _NS_PER_DAY + _EPOCH_WEEKDAY) % 7 >= 5
+    F["frac_weekend"] = np.bincount(u[weekend], minlength=U) / n_ev
+
+    # Item / category popularity and conversion from pre-cutoff events only.
+    for codes, name in ((item, "item"), (cat, "category")):
+        if codes is None:
+            F[f"{name}_popularity_mean"] = F[f"{name}_conversion_mean"] = np.zeros(U)
+        else:
+            F[f"{name}_popularity_mean"], F[f"{name}_conversion_mean"] = _popularity(
+                codes, typ, u, U)
+
+    if with_price:
+        has_p = ~np.isnan(price)
+        for k, name in ((VIEW, "view_price_mean"), (CART, "cart_price_mean")):
+            sel = has_p & (typ == k)
+            F[name] = _mean_by(u[sel], price[sel], U)
+        sel = has_p & (typ == PURCHASE)
+        F["spend"] = np.bincount(u[sel], weights=price[sel], minlength=U)
+        F["open_cart_value"] = open_value
+
+    X = pd.DataFrame({c: np.asarray(F[c], dtype=float) for c in cols},
+                     index=pd.Index(users, name="user_id"))
+    if not np.isfinite(X.to_numpy()).all():  # an internal invariant, not a user error
+        raise AssertionError("non-finite feature values: " +
+                             str(X.columns[~np.isfinite(X.to_numpy()).all(axis=0)].tolist()))
+    return X
+
+
+def buyers_in(events: pd.DataFrame, start, end) -> pd.Index:
+    """User ids with at least one purchase in ``[start, end)``."""
+    t = events["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    sel = ((t >= _utc(start).value) & (t < _utc(end).value)
+           & (events["event_type"].to_numpy() == "purchase"))
+    return pd.Index(pd.unique(events["user_id"].to_numpy()[sel]))
+
+
+def snapshot(events: pd.DataFrame, cutoff, horizon) -> tuple[pd.DataFrame, pd.Series]:
+    """Features before ``cutoff`` and the label "purchased in ``[cutoff, cutoff + horizon)``".
+
+    Returns
+    -------
+    X : ``features_at(events, cutoff)``, indexed by user_id (users with >= 1 event before T).
+    y : int64 Series (name ``"purchased"``) aligned with ``X.index``.
+    """
+    T, h = _utc(cutoff), parse_horizon(horizon)
+    X = features_at(events, T)
+    y = pd.Series(X.index.isin(buyers_in(events, T, T + h)).astype(np.int64),
+                  index=X.index, name="purchased")
+    return X, y
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@dataclass
+class EventSplits:
+    """Time-based splits of an event log (see ``load_event_splits``)."""
+
+    train: tuple[pd.DataFrame, pd.Series]
+    dev: tuple[pd.DataFrame, pd.Series]
+    test: tuple[pd.DataFrame, pd.Series]
+    baseline_columns: list[str]
+    info: dict = field(default_factory=dict)
+
+
+def rolling_cutoffs(start, end, horizon, cutoff=None, stride=None, min_history="1D"
+                    ) -> dict[str, list[pd.Timestamp]]:
+    """Cutoffs for a time-based split of a log covering ``[start, end)``.
+
+    test ``T_test = cutoff`` or ``end - horizon``; dev ``T_dev = T_test - horizon``;
+    train ``T_dev - horizon - k * stride`` for k = 0, 1, ... while at least
+    ``min_history`` of log precedes the cutoff. Each label window ``[c, c + horizon)``
+    therefore ends at or before the next split's cutoff: no label of a training row
+    is observed after the dev cutoff, none of dev after the test cutoff.
+    ``stride`` defaults to ``min(horizon, 1 day)``.
+    """
+    start, end, h = _utc(start), _utc(end), parse_horizon(horizon)
+    stride = min(h, pd.Timedelta("1D")) if stride is None else parse_horizon(stride)
+    t_test = end - h if cutoff is None else _utc(cutoff)
+    if t_test + h > end:
+        raise ValueError(f"test cutoff {t_test} + horizon {h} is after the log's end {end}: "
+                         "its labels would be incomplete")
+    t_dev = t_test - h
+    first_train = t_dev - h
+    earliest = start + pd.Timedelta(min_history)
+    if first_train < earliest:
+        raise ValueError(f"log [{start}, {end}) is too short for horizon {h}: need "
+                         f"{pd.Timedelta(min_history)} of history + 3 label windows before "
+                         f"{t_test + h}")
+    n_train = int((first_train - earliest) // stride) + 1
+    train = [first_train - k * stride for k in range(n_train)][::-1]
+    return {"train": train, "dev": [t_dev], "test": [t_test]}
+
+
+def load_event_splits(path, format: str, horizon, cutoff=None, drop_invalid: bool = False,
+                      stride=None, min_history="1D") -> EventSplits:
+    """Read a log and build time-based train / dev / test snapshots.
+
+    Train stacks the snapshots at all rolling train cutoffs (a user appears once per
+    cutoff, so the train index may repeat user ids); dev and test are one snapshot
+    each (see ``rolling_cutoffs``). The log's end is the end of its core time range
+    (the last timestamp rounded up to a whole hour), so for the Taobao sample with
+    horizon 2d the test cutoff is 2017-12-01T16:00Z, two days before the end.
+    """
+    events = read_events(path, format=format, drop_invalid=drop_invalid)
+    report = events.attrs["report"]
+    if len(events) == 0:
+        raise ValueError(f"{path}: no valid events")
+    start, end = (pd.Timestamp(x) for x in report["time_range"])
+    cuts = rolling_cutoffs(start, end, horizon, cutoff, stride, min_history)
+    h = parse_horizon(horizon)
+    parts = [snapshot(events, c, h) for c in cuts["train"]]
+    train = (pd.concat([p[0] for p in parts]), pd.concat([p[1] for p in parts]))
+    dev = snapshot(events, cuts["dev"][0], h)
+    test = snapshot(events, cuts["test"][0], h)
+
+    def counts(Xy):
+        return {"n_users": len(Xy[1]), "n_positive": int(Xy[1].sum())}
+
+    info = {"path": str(path), "format": format, "horizon": str(h),
+            "cutoffs": {k: [c.isoformat() for c in v] for k, v in cuts.items()},
+            "counts": {"train": counts(train), "dev": counts(dev), "test": counts(test)},
+            "features": list(test[0].columns), "report": report}
+    return EventSplits(train, dev, test, list(BASELINE_COLUMNS), info)
