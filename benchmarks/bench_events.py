@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.events import features_at  # noqa: E402
-from features.synthetic import EVENTS_PER_USER, generate_events  # noqa: E402
+from features.events import features_at
+from features.synthetic import EVENTS_PER_USER, generate_events
 
 
 def _peak_rss_gib() -> float:

@@ -37,8 +37,6 @@ integer codes); there is no Python loop over users, sessions or events.
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -397,7 +395,7 @@ def _utc(ts) -> pd.Timestamp:
 
 
 def parse_horizon(horizon) -> pd.Timedelta:
-    """``"1d"``, ``"2d"``, ``"12h"`` (any ``pd.Timedelta`` string) or a Timedelta -> Timedelta > 0."""
+    """Parse ``"1d"``, ``"2d"``, ``"12h"`` (any ``pd.Timedelta`` string) or a Timedelta (> 0)."""
     try:
         h = pd.Timedelta(horizon)
     except (ValueError, TypeError) as e:
@@ -418,7 +416,7 @@ def feature_columns(with_price: bool) -> list[str]:
     cols += [f"n_{t}_{w}" for w in WINDOWS for t in EVENT_TYPES]
     cols += ["n_items", "n_categories", "n_sessions", "session_length_mean",
              "session_duration_mean_s", "dwell_mean_s", "dwell_max_s"]
-    cols += BASELINE_COLUMNS[:5] + ["hours_since_first_event"]
+    cols += [*BASELINE_COLUMNS[:5], "hours_since_first_event"]
     cols += ["cart_per_view", "fav_per_view", "purchase_per_view", "purchase_per_cart"]
     cols += BASELINE_COLUMNS[5:]
     cols += ["frac_hour_00_06", "frac_hour_06_12", "frac_hour_12_18", "frac_hour_18_24",
