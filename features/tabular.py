@@ -1,0 +1,807 @@
+"""Session tables: schema, CSV loading with exact error locations, and the Preprocessor.
+
+A *session table* is a CSV with one row per browsing session (or per user), a 0/1 target
+column and feature columns that play one of two roles:
+
+- numeric: a quantity (count, duration, rate); optionally ``log1p``-transformed, then
+  standardised with the training mean and standard deviation;
+- categorical: a code or label; one-hot encoded over the training categories plus one
+  explicit *unseen* bucket for values never seen in training.
+
+Row numbers in every error message are **1-based data rows**: the first row below the header
+is row 1, so data row ``r`` sits on line ``r + 1`` of the file (when no field holds a line
+break). The fitted state is stored as ``preprocess.json`` (see ``notes/preprocess_format.md``):
+plain JSON, never a pickle.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nn_core.io import ModelFileError, atomic_write
+
+PREPROCESS_FILE = "preprocess.json"
+PREPROCESS_FORMAT = "purchase-propensity-preprocess"
+PREPROCESS_FORMAT_VERSION = 1
+
+#: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
+
+# The UCI "Online Shoppers Purchasing Intention" columns (data/README.md).
+UCI_TARGET = "Revenue"
+UCI_NUMERIC = (
+    "Administrative",
+    "Administrative_Duration",
+    "Informational",
+    "Informational_Duration",
+    "ProductRelated",
+    "ProductRelated_Duration",
+    "BounceRates",
+    "ExitRates",
+    "PageValues",
+    "SpecialDay",
+)
+# OperatingSystems, Browser, Region and TrafficType are integer *codes*, not quantities.
+UCI_CATEGORICAL = (
+    "Month",
+    "OperatingSystems",
+    "Browser",
+    "Region",
+    "TrafficType",
+    "VisitorType",
+    "Weekend",
+)
+# Counts and durations cannot be negative; rates and the SpecialDay closeness are in [0, 1].
+UCI_RANGES: dict[str, tuple[float | None, float | None]] = {
+    **{name: (0.0, None) for name in UCI_NUMERIC},
+    "BounceRates": (0.0, 1.0),
+    "ExitRates": (0.0, 1.0),
+    "SpecialDay": (0.0, 1.0),
+}
+
+_INT_TEXT = re.compile(r"^[+-]?\d+$")
+
+
+class DataError(ValueError):
+    """A problem in an input file, located by file, data row and column.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file the problem is in.
+    problem : str
+        What is wrong, in words.
+    row : int, optional
+        1-based data row (row 1 is the first row below the header, i.e. file line 2).
+    column : str, optional
+        Column name.
+    value : object, optional
+        The offending cell text.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        problem: str,
+        row: int | None = None,
+        column: str | None = None,
+        value: object = None,
+    ) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.row = row
+        self.column = column
+        self.value = value
+        where = [self.path]
+        if row is not None:
+            where.append(f"data row {row} (line {row + 1}; row 1 is the first row below the header)")
+        if column is not None:
+            where.append(f"column {column!r}")
+        message = ", ".join(where) + ": " + problem
+        if value is not None:
+            message += f" (value: {value!r})"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Column roles and allowed ranges of a session table.
+
+    Parameters
+    ----------
+    target : str or None
+        Name of the 0/1 target column (``None`` when scoring unlabelled data).
+    numeric, categorical : tuple of str
+        Feature columns by role, in feature order (numeric first).
+    id_column : str or None
+        Optional column that identifies a row (written by predict.py); not a feature.
+    ranges : mapping of str to (low, high)
+        Inclusive bounds for numeric columns; ``None`` means unbounded on that side.
+    """
+
+    target: str | None
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    id_column: str | None = None
+    ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [*self.numeric, *self.categorical]
+        if not names:
+            raise ValueError("the schema has no feature columns (give numeric and/or categorical)")
+        seen: set[str] = set()
+        for name in names + [c for c in (self.target, self.id_column) if c is not None]:
+            if name in seen:
+                raise ValueError(f"column {name!r} is given more than one role")
+            seen.add(name)
+        for name in self.ranges:
+            if name not in self.numeric:
+                raise ValueError(f"range given for {name!r}, which is not a numeric column")
+
+    @classmethod
+    def uci(cls) -> Schema:
+        """The UCI online-shoppers schema (the default roles of train.py)."""
+        return cls(UCI_TARGET, UCI_NUMERIC, UCI_CATEGORICAL, None, dict(UCI_RANGES))
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Feature columns in feature order."""
+        return (*self.numeric, *self.categorical)
+
+    def required(self, with_target: bool) -> list[str]:
+        """Columns a file must have (the id column is checked separately)."""
+        cols = list(self.features)
+        if with_target and self.target is not None:
+            cols.append(self.target)
+        return cols
+
+
+def schema_from_config(path: str | os.PathLike) -> dict:
+    """Read a JSON role file: ``{"target", "numeric", "categorical", "id_column", "ranges"}``.
+
+    Every key is optional; the result is a dict of the keys present (checked for type), so
+    command-line flags can override single entries. ``ranges`` maps a column to
+    ``[low, high]`` with ``null`` for an open side.
+
+    Raises
+    ------
+    DataError
+        Naming the file and key when the file is missing, not JSON or has a wrong type.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(path, f"cannot read config file: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(raw, dict):
+        raise DataError(path, "the config must be a JSON object")
+    allowed = {"target", "numeric", "categorical", "id_column", "ranges"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise DataError(path, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    out: dict = {}
+    for key in ("target", "id_column"):
+        if key in raw:
+            if raw[key] is not None and not isinstance(raw[key], str):
+                raise DataError(path, f"key {key!r} must be a string or null")
+            out[key] = raw[key]
+    for key in ("numeric", "categorical"):
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise DataError(path, f"key {key!r} must be a list of column names")
+            out[key] = tuple(value)
+    if "ranges" in raw:
+        ranges = raw["ranges"]
+        if not isinstance(ranges, dict):
+            raise DataError(path, "key 'ranges' must be an object {column: [low, high]}")
+        parsed = {}
+        for name, bounds in ranges.items():
+            ok = (
+                isinstance(bounds, list)
+                and len(bounds) == 2
+                and all(b is None or isinstance(b, int | float) for b in bounds)
+            )
+            if not ok:
+                raise DataError(path, f"ranges[{name!r}] must be [low, high] (numbers or null)")
+            parsed[name] = (bounds[0], bounds[1])
+        out["ranges"] = parsed
+    return out
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def canonical_text(value: str) -> str:
+    """Canonical text of a categorical cell (see notes/preprocess_format.md).
+
+    The text is stripped; integer-valued numbers lose their decimals (``"3.0"`` -> ``"3"``,
+    ``"007"`` -> ``"7"``); booleans become ``"TRUE"``/``"FALSE"``; anything else is kept.
+    """
+    text = value.strip()
+    upper = text.upper()
+    if upper in ("TRUE", "FALSE"):
+        return upper
+    if _INT_TEXT.match(text):
+        return str(int(text))  # Python int: exact even for 19-digit ids
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if math.isfinite(number) and number.is_integer():
+        return str(int(number))
+    return text
+
+
+def canonical_series(values: pd.Series) -> pd.Series:
+    """``canonical_text`` applied to a column of strings (computed once per distinct value)."""
+    mapping = {v: canonical_text(v) for v in pd.unique(values)}
+    return values.map(mapping)
+
+
+def read_header(path: str | os.PathLike) -> list[str]:
+    """Return the stripped column names of a CSV file.
+
+    Raises
+    ------
+    DataError
+        When the file is missing, empty, not text or has empty or duplicate column names.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(path, "is a directory, not a CSV file")
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), None)
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except UnicodeDecodeError:
+        raise DataError(path, "not a UTF-8 text file") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
+    if header is None or not any(h.strip() for h in header):
+        raise DataError(path, "the file is empty (no header row)")
+    names = [h.strip() for h in header]
+    seen: set[str] = set()
+    for i, name in enumerate(names, start=1):
+        if not name:
+            raise DataError(path, f"header field {i} is empty")
+        if name in seen:
+            raise DataError(path, "column name appears twice in the header", column=name)
+        seen.add(name)
+    return names
+
+
+def check_columns(path, header: Sequence[str], required: Iterable[str], hint: str = "") -> None:
+    """Raise ``DataError`` naming the first required column missing from ``header``."""
+    present = set(header)
+    missing = [c for c in required if c not in present]
+    if missing:
+        more = f" ({len(missing)} missing in all: {missing})" if len(missing) > 1 else ""
+        raise DataError(path, f"required column is missing{more}{hint}", column=missing[0])
+
+
+def _first_error(candidates: list[tuple[int, int, str, str, object]], path) -> None:
+    """Raise the candidate error with the smallest (row, column position), if any."""
+    if candidates:
+        row, _, column, problem, value = min(candidates, key=lambda c: (c[0], c[1]))
+        raise DataError(path, problem, row=row, column=column, value=value)
+
+
+def parse_frame(
+    raw: pd.DataFrame,
+    schema: Schema,
+    path: str | os.PathLike,
+    first_row: int = 1,
+    with_target: bool = True,
+) -> pd.DataFrame:
+    """Validate the text cells of a table and convert them to typed columns.
+
+    Parameters
+    ----------
+    raw : DataFrame
+        Cells as strings (``pd.read_csv(dtype=str, keep_default_na=False)``); missing
+        trailing fields may be NaN.
+    schema : Schema
+        Roles and ranges; every feature column (and the target when ``with_target``)
+        must be present.
+    path : str or Path
+        File name for error messages.
+    first_row : int
+        1-based data row number of ``raw``'s first row (chunks start later than 1).
+    with_target : bool
+        Parse and require the target column.
+
+    Returns
+    -------
+    DataFrame
+        Numeric columns as float64, categorical columns as canonical strings, the target
+        as int8 in {0, 1}, the id column (if present) as stripped strings.
+
+    Raises
+    ------
+    DataError
+        For the earliest bad cell: missing value, non-number, infinite value, value out of
+        range, or a target that is not TRUE/FALSE/1/0.
+    """
+    rows = np.arange(first_row, first_row + len(raw))
+    out: dict[str, pd.Series] = {}
+    errors: list[tuple[int, int, str, str, object]] = []
+    columns = list(raw.columns)
+
+    def text_of(name: str) -> tuple[pd.Series, np.ndarray]:
+        text = raw[name].fillna("").astype(str).str.strip()
+        return text, text.str.lower().isin(MISSING_TOKENS).to_numpy()
+
+    def report(mask: np.ndarray, name: str, problem: str, cells: pd.Series) -> None:
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            errors.append((int(rows[i]), columns.index(name), name, problem, cells.iloc[i]))
+
+    for name in schema.numeric:
+        text, missing = text_of(name)
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+        report(missing, name, "missing value", raw[name])
+        report(~missing & np.isnan(values), name, "not a number", text)
+        report(np.isinf(values), name, "infinite value", text)
+        low, high = schema.ranges.get(name, (None, None))
+        finite = np.isfinite(values)
+        if low is not None:
+            report(finite & (values < low), name, f"value below the allowed minimum {low:g}", text)
+        if high is not None:
+            report(finite & (values > high), name, f"value above the allowed maximum {high:g}", text)
+        out[name] = pd.Series(values, index=raw.index)
+
+    for name in schema.categorical:
+        text, missing = text_of(name)
+        report(missing, name, "missing value", raw[name])
+        out[name] = canonical_series(text)
+
+    if with_target and schema.target is not None:
+        name = schema.target
+        text, missing = text_of(name)
+        labels = canonical_series(text).map({"TRUE": 1, "1": 1, "FALSE": 0, "0": 0})
+        report(missing, name, "missing target value", raw[name])
+        report(
+            ~missing & labels.isna().to_numpy(),
+            name,
+            "target must be TRUE/FALSE or 1/0",
+            text,
+        )
+        out[name] = labels
+
+    _first_error(errors, path)
+    frame = pd.DataFrame(out, index=raw.index)
+    if with_target and schema.target is not None:
+        frame[schema.target] = frame[schema.target].astype(np.int8)
+    if schema.id_column is not None and schema.id_column in raw.columns:
+        frame[schema.id_column] = raw[schema.id_column].fillna("").astype(str).str.strip()
+    return frame
+
+
+def iter_raw_chunks(
+    path: str | os.PathLike, usecols: Sequence[str] | None, chunksize: int
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Yield ``(first_row, cells-as-strings)`` chunks of a CSV; row numbers are 1-based.
+
+    Raises
+    ------
+    DataError
+        When the CSV is malformed (e.g. a row with too many fields).
+    """
+    reader = None
+    try:
+        reader = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            usecols=None if usecols is None else list(usecols),
+            chunksize=chunksize,
+            skipinitialspace=True,
+        )
+        first_row = 1
+        for chunk in reader:
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            yield first_row, chunk
+            first_row += len(chunk)
+    except pd.errors.ParserError as exc:
+        raise DataError(path, f"malformed CSV: {exc}".strip()) from None
+    except UnicodeDecodeError:
+        raise DataError(path, "not a UTF-8 text file") from None
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def load_table(
+    path: str | os.PathLike, schema: Schema, with_target: bool = True, hint: str = ""
+) -> pd.DataFrame:
+    """Read and validate a whole session table (see ``parse_frame`` for the result).
+
+    Raises
+    ------
+    DataError
+        Naming file, row, column and value of the first problem, or "no data rows".
+    """
+    header = read_header(path)
+    check_columns(path, header, schema.required(with_target), hint)
+    if schema.id_column is not None:
+        check_columns(path, header, [schema.id_column], " (the id column)")
+    usecols = [c for c in header if c in set(schema.required(with_target)) | {schema.id_column}]
+    parts = []
+    for first_row, raw in iter_raw_chunks(path, None, chunksize=200_000):
+        parts.append(parse_frame(raw[usecols], schema, path, first_row, with_target))
+    if not parts or sum(len(p) for p in parts) == 0:
+        raise DataError(path, "the file has a header but no data rows")
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def _category_key(text: str) -> tuple:
+    """Sort numbers numerically ("2" before "10"), then the other labels alphabetically."""
+    try:
+        number = float(text)
+    except ValueError:
+        return (1, 0.0, text)
+    return (0, number, text) if math.isfinite(number) else (1, 0.0, text)
+
+
+class Preprocessor:
+    """Fitted map from a session table to the MLP's feature matrix.
+
+    For each numeric column ``x`` (with ``u = log1p(x)`` if the column is log-transformed,
+    else ``u = x``) the feature is ``(u - mean_train(u)) / std_train(u)``; a constant column
+    gets ``std = 1``. For each categorical column with training categories
+    ``c_0 < ... < c_{K-1}`` the features are the one-hot vector of length ``K + 1`` whose
+    last position is the unseen bucket. Columns appear in the order numeric, categorical.
+
+    Parameters
+    ----------
+    numeric, categorical : sequence of str
+        Column roles.
+    log1p : "auto", bool or iterable of str
+        Which numeric columns get ``log1p``. ``"auto"``: those whose training values are
+        all >= 0 and whose maximum exceeds 1 (counts, durations, money; fractions in [0, 1]
+        gain nothing since log1p(x) ~ x there). ``True``/``False``: all eligible / none.
+        A list: exactly those (their training values must be >= 0).
+    target, id_column : str or None
+        Stored in preprocess.json so predict.py knows them.
+    source : dict, optional
+        Where the table came from, e.g. ``{"kind": "table"}`` (the default) or
+        ``{"kind": "events", "format": "taobao", "horizon": "1d"}``.
+    """
+
+    def __init__(
+        self,
+        numeric: Sequence[str] = (),
+        categorical: Sequence[str] = (),
+        log1p: str | bool | Iterable[str] = "auto",
+        target: str | None = None,
+        id_column: str | None = None,
+        source: Mapping | None = None,
+    ) -> None:
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        if not self.numeric and not self.categorical:
+            raise ValueError("Preprocessor needs at least one numeric or categorical column")
+        if isinstance(log1p, str) and log1p != "auto":
+            raise ValueError(f"log1p must be 'auto', a bool or a list of columns, got {log1p!r}")
+        self.log1p = log1p if isinstance(log1p, str | bool) else list(log1p)
+        self.target = target
+        self.id_column = id_column
+        self.source = dict(source) if source is not None else {"kind": "table"}
+        self.columns: list[dict] | None = None
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, df: pd.DataFrame) -> Preprocessor:
+        """Learn log1p choices, means, standard deviations and categories from ``df``.
+
+        Raises
+        ------
+        ValueError
+            When a column is missing, has non-finite values, or a requested log1p column
+            has negative values.
+        """
+        if len(df) == 0:
+            raise ValueError("cannot fit a Preprocessor on an empty table")
+        self._require(df)
+        columns: list[dict] = []
+        for name in self.numeric:
+            x = self._numeric_values(df, name, first_row=1)
+            nonneg = bool((x >= 0).all())
+            if self.log1p == "auto":
+                use_log = nonneg and float(x.max()) > 1.0
+            elif isinstance(self.log1p, bool):
+                use_log = self.log1p and nonneg
+            else:
+                use_log = name in self.log1p
+                if use_log and not nonneg:
+                    raise ValueError(f"column {name!r}: log1p requested but it has negative values")
+            u = np.log1p(x) if use_log else x
+            std = float(u.std())
+            columns.append(
+                {
+                    "name": name,
+                    "kind": "numeric",
+                    "log1p": use_log,
+                    "mean": float(u.mean()),
+                    "std": std if std > 0 else 1.0,
+                }
+            )
+        for name in self.categorical:
+            texts = canonical_series(df[name].astype(str))
+            categories = sorted(pd.unique(texts), key=_category_key)
+            columns.append({"name": name, "kind": "categorical", "categories": list(categories)})
+        self.columns = columns
+        return self
+
+    # ----------------------------------------------------------------- applying
+    @property
+    def fitted(self) -> bool:
+        return self.columns is not None
+
+    def _check_fitted(self) -> list[dict]:
+        if self.columns is None:
+            raise ValueError("the Preprocessor is not fitted yet (call fit or load)")
+        return self.columns
+
+    @property
+    def n_features(self) -> int:
+        """Width of the feature matrix: 1 per numeric column, K + 1 per categorical one."""
+        return sum(
+            1 if c["kind"] == "numeric" else len(c["categories"]) + 1 for c in self._check_fitted()
+        )
+
+    @property
+    def feature_names(self) -> list[str]:
+        """One name per feature column, e.g. ``log1p(PageValues)``, ``Month=Nov``."""
+        names = []
+        for c in self._check_fitted():
+            if c["kind"] == "numeric":
+                names.append(f"log1p({c['name']})" if c["log1p"] else c["name"])
+            else:
+                names.extend(f"{c['name']}={k}" for k in c["categories"])
+                names.append(f"{c['name']}=<unseen>")
+        return names
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Raw columns the transform needs, in feature order."""
+        return [c["name"] for c in self._check_fitted()]
+
+    def _require(self, df: pd.DataFrame) -> None:
+        names = self.input_columns if self.columns is not None else self.numeric + self.categorical
+        missing = [n for n in names if n not in df.columns]
+        if missing:
+            raise ValueError(f"column {missing[0]!r} is missing (needed: {missing})")
+
+    @staticmethod
+    def _numeric_values(df: pd.DataFrame, name: str, first_row: int) -> np.ndarray:
+        values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"row {first_row + i}, column {name!r}: not a finite number "
+                f"(value: {df[name].iloc[i]!r})"
+            )
+        return values
+
+    def transform(self, df: pd.DataFrame, first_row: int = 1) -> np.ndarray:
+        """Feature matrix of ``df``.
+
+        Parameters
+        ----------
+        df : DataFrame
+            Has every input column (any order, extra columns ignored). Numeric cells must
+            be finite numbers (>= 0 in log1p columns); categorical cells any text.
+        first_row : int
+            Row number of ``df``'s first row, used in error messages (1-based data rows).
+
+        Returns
+        -------
+        ndarray, shape (n_rows, n_features), float64
+
+        Raises
+        ------
+        ValueError
+            Naming row and column of a missing, non-finite or (log1p column) negative value.
+        """
+        columns = self._check_fitted()
+        self._require(df)
+        n = len(df)
+        X = np.zeros((n, self.n_features), dtype=np.float64)
+        j = 0
+        for c in columns:
+            if c["kind"] == "numeric":
+                x = self._numeric_values(df, c["name"], first_row)
+                if c["log1p"]:
+                    negative = x < 0
+                    if negative.any():
+                        i = int(np.flatnonzero(negative)[0])
+                        raise ValueError(
+                            f"row {first_row + i}, column {c['name']!r}: negative value "
+                            f"{x[i]:g} in a log1p column (all training values were >= 0)"
+                        )
+                    x = np.log1p(x)
+                X[:, j] = (x - c["mean"]) / c["std"]
+                j += 1
+            else:
+                k = len(c["categories"])
+                index = {cat: i for i, cat in enumerate(c["categories"])}
+                codes = canonical_series(df[c["name"]].astype(str)).map(index)
+                codes = codes.fillna(k).to_numpy(dtype=np.int64)  # unseen -> bucket k
+                X[np.arange(n), j + codes] = 1.0
+                j += k + 1
+        return X
+
+    def unseen_counts(self, df: pd.DataFrame) -> dict[str, int]:
+        """Number of rows per categorical column whose value was not seen in training."""
+        counts = {}
+        for c in self._check_fitted():
+            if c["kind"] == "categorical":
+                texts = canonical_series(df[c["name"]].astype(str))
+                unseen = int((~texts.isin(c["categories"])).sum())
+                if unseen:
+                    counts[c["name"]] = unseen
+        return counts
+
+    def fit_transform(self, df: pd.DataFrame) -> np.ndarray:
+        """``fit(df)`` then ``transform(df)``."""
+        return self.fit(df).transform(df)
+
+    # ----------------------------------------------------------------- persistence
+    def to_dict(self) -> dict:
+        """The preprocess.json document (format_version 1)."""
+        return {
+            "format": PREPROCESS_FORMAT,
+            "format_version": PREPROCESS_FORMAT_VERSION,
+            "target": self.target,
+            "id_column": self.id_column,
+            "source": self.source,
+            "columns": self._check_fitted(),
+        }
+
+    def save(self, model_dir: str | os.PathLike) -> Path:
+        """Write ``model_dir/preprocess.json`` atomically (creating the directory)."""
+        path = Path(model_dir) / PREPROCESS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, doc: Mapping, path: str | os.PathLike = PREPROCESS_FILE) -> Preprocessor:
+        """Rebuild a fitted Preprocessor from a preprocess.json document.
+
+        Raises
+        ------
+        ModelFileError
+            Naming the file and the first malformed entry.
+        """
+
+        def bad(problem: str) -> ModelFileError:
+            return ModelFileError(f"{path}: {problem}")
+
+        if not isinstance(doc, Mapping) or doc.get("format") != PREPROCESS_FORMAT:
+            raise bad(f"not a preprocessing state file (expected format {PREPROCESS_FORMAT!r})")
+        if doc.get("format_version") != PREPROCESS_FORMAT_VERSION:
+            raise bad(f"unsupported format_version {doc.get('format_version')!r}")
+        columns = doc.get("columns")
+        if not isinstance(columns, list) or not columns:
+            raise bad("'columns' must be a non-empty list")
+        numeric, categorical, checked = [], [], []
+        for i, c in enumerate(columns):
+            if not isinstance(c, Mapping) or not isinstance(c.get("name"), str):
+                raise bad(f"columns[{i}] must be an object with a 'name'")
+            if c.get("kind") == "numeric":
+                ok = (
+                    isinstance(c.get("log1p"), bool)
+                    and all(isinstance(c.get(k), int | float) for k in ("mean", "std"))
+                    and math.isfinite(c["mean"])
+                    and math.isfinite(c["std"])
+                    and c["std"] > 0
+                )
+                if not ok:
+                    raise bad(f"columns[{i}] ({c['name']!r}): needs log1p (bool), mean, std > 0")
+                numeric.append(c["name"])
+                checked.append(
+                    {
+                        "name": c["name"],
+                        "kind": "numeric",
+                        "log1p": c["log1p"],
+                        "mean": float(c["mean"]),
+                        "std": float(c["std"]),
+                    }
+                )
+            elif c.get("kind") == "categorical":
+                cats = c.get("categories")
+                if not isinstance(cats, list) or not all(isinstance(k, str) for k in cats):
+                    raise bad(f"columns[{i}] ({c['name']!r}): 'categories' must be strings")
+                categorical.append(c["name"])
+                checked.append({"name": c["name"], "kind": "categorical", "categories": cats})
+            else:
+                raise bad(f"columns[{i}]: kind must be 'numeric' or 'categorical'")
+        source = doc.get("source", {"kind": "table"})
+        if not isinstance(source, Mapping):
+            raise bad("'source' must be an object")
+        pre = cls(
+            numeric,
+            categorical,
+            target=doc.get("target"),
+            id_column=doc.get("id_column"),
+            source=source,
+        )
+        pre.columns = checked
+        return pre
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike) -> Preprocessor:
+        """Read ``model_dir/preprocess.json``.
+
+        Raises
+        ------
+        ModelFileError
+            When the directory or file is missing or the file is malformed.
+        """
+        path = Path(model_dir) / PREPROCESS_FILE
+        if not Path(model_dir).is_dir():
+            raise ModelFileError(f"{model_dir}: model directory not found")
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelFileError(f"{path}: file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelFileError(f"{path}: cannot read preprocessing state: {exc}") from None
+        return cls.from_dict(doc, path)
+
+
+def stratified_split(
+    y: np.ndarray, seed: int, fractions: Sequence[float] = (0.70, 0.15, 0.15)
+) -> list[np.ndarray]:
+    """Seeded stratified split of row indices into parts of the given fractions.
+
+    Each class is shuffled on its own and cut at ``round(f_1 n_c)``, ``round((f_1 + f_2) n_c)``,
+    ..., so every part keeps the class balance of ``y`` to within one row per class.
+
+    Parameters
+    ----------
+    y : array of shape (n,)
+        Class labels.
+    seed : int
+        Seed of the shuffle; the same seed gives the same split.
+    fractions : sequence of float
+        Positive shares summing to 1 (default train/dev/test 70/15/15).
+
+    Returns
+    -------
+    list of ndarray
+        Sorted row indices of each part; together they cover every row exactly once.
+    """
+    fractions = np.asarray(fractions, dtype=np.float64)
+    if (fractions <= 0).any() or not math.isclose(float(fractions.sum()), 1.0, abs_tol=1e-9):
+        raise ValueError(f"split fractions must be positive and sum to 1, got {list(fractions)}")
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    cuts = np.cumsum(fractions)[:-1]
+    parts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        bounds = np.round(cuts * len(rows)).astype(np.int64)
+        for k, piece in enumerate(np.split(rows, bounds)):
+            parts[k].append(piece)
+    return [np.sort(np.concatenate(p)) for p in parts]
