@@ -37,6 +37,7 @@ integer codes); there is no Python loop over users, sessions or events.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,8 +206,9 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
     types = _FORMATS[fmt]["types"]
     out = {}
     if fmt == "taobao":
-        for c in ("user_id", "item_id", "category_id", "timestamp"):
+        for c in ("user_id", "item_id", "category_id"):
             v.integer(c)
+        v.required("timestamp")
         v.choice("behavior_type", types)
         ts, ok = _parse_unix_seconds(raw["timestamp"])
         v.flag("timestamp", "unparsable timestamp (expected unix seconds)",
@@ -333,16 +335,21 @@ def read_events(path, format: str = "canonical", drop_invalid: bool = False,
                     "n_invalid": int(bad.sum()), "invalid_by_reason": {},
                     "invalid_examples": []}
     if bad.any():
-        first_bad = [(int(np.argmax(m)), col, reason) for col, reason, m in v.problems]
-        first_bad.sort()
+        def first_problem(i: int) -> tuple[str, str]:
+            return next((col, reason) for col, reason, m in v.problems if m[i])
+
+        rows = np.flatnonzero(bad)
         if not drop_invalid:
-            i, col, reason = first_bad[0]
-            raise EventLogError(path, i + 1, col, raw[col].iloc[i], reason, int(bad.sum()), header)
+            col, reason = first_problem(int(rows[0]))
+            raise EventLogError(path, int(rows[0]) + 1, col, raw[col].iloc[rows[0]], reason,
+                                len(rows), header)
         for col, reason, m in v.problems:
-            report["invalid_by_reason"][f"{col}: {reason}"] = int(m.sum())
-        for i, col, reason in first_bad[:5]:
+            by_reason = report["invalid_by_reason"]
+            by_reason[f"{col}: {reason}"] = by_reason.get(f"{col}: {reason}", 0) + int(m.sum())
+        for i in rows[:5]:
+            col, reason = first_problem(int(i))
             report["invalid_examples"].append(
-                {"row": i + 1, "column": col, "value": raw[col].iloc[i], "reason": reason})
+                {"row": int(i) + 1, "column": col, "value": raw[col].iloc[i], "reason": reason})
         df = df[~bad]
     report["n_duplicate_rows"] = int(raw[~bad].duplicated().sum())
     del raw
@@ -396,6 +403,9 @@ def _utc(ts) -> pd.Timestamp:
 
 def parse_horizon(horizon) -> pd.Timedelta:
     """Parse ``"1d"``, ``"2d"``, ``"12h"`` (any ``pd.Timedelta`` string) or a Timedelta (> 0)."""
+    if isinstance(horizon, str):
+        # "2d" is the natural spelling; pandas >= 3 wants "2D" for days.
+        horizon = re.sub(r"(?<=\d)\s*d$", "D", horizon.strip())
     try:
         h = pd.Timedelta(horizon)
     except (ValueError, TypeError) as e:
