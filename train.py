@@ -94,7 +94,9 @@ def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     return values
 
 
@@ -302,7 +304,8 @@ class TableData:
     def split(self, seed: int) -> Split:
         from features.tabular import Preprocessor, stratified_split
 
-        parts = dict(zip(("train", "dev", "test"), stratified_split(self.y, seed, self.fractions)))
+        parts = dict(zip(("train", "dev", "test"), stratified_split(self.y, seed, self.fractions),
+                         strict=True))
         pre = Preprocessor(
             self.schema.numeric,
             self.schema.categorical,
@@ -330,7 +333,7 @@ class EventData:
         self.frames = {"train": splits.train, "dev": splits.dev, "test": splits.test}
         self.baseline_columns = list(splits.baseline_columns)
         self.source = {"kind": "events", "format": args.format, "horizon": args.horizon}
-        for name, (X, y) in self.frames.items():
+        for name, (_, y) in self.frames.items():
             if len(y) == 0 or y.nunique() < 2:
                 raise UsageError(
                     f"{args.events}: the {name} snapshot needs buyers and non-buyers "

@@ -70,6 +70,7 @@ UCI_RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
 class DataError(ValueError):
@@ -104,7 +105,9 @@ class DataError(ValueError):
         self.value = value
         where = [self.path]
         if row is not None:
-            where.append(f"data row {row} (line {row + 1}; row 1 is the first row below the header)")
+            where.append(
+                f"data row {row} (line {row + 1}; row 1 is the first row below the header)"
+            )
         if column is not None:
             where.append(f"column {column!r}")
         message = ", ".join(where) + ": " + problem
@@ -360,9 +363,11 @@ def parse_frame(
         low, high = schema.ranges.get(name, (None, None))
         finite = np.isfinite(values)
         if low is not None:
-            report(finite & (values < low), name, f"value below the allowed minimum {low:g}", text)
+            report(finite & (values < low), name, f"value below the allowed minimum {low:g}",
+                   text)
         if high is not None:
-            report(finite & (values > high), name, f"value above the allowed maximum {high:g}", text)
+            report(finite & (values > high), name, f"value above the allowed maximum {high:g}",
+                   text)
         out[name] = pd.Series(values, index=raw.index)
 
     for name in schema.categorical:
@@ -397,6 +402,8 @@ def iter_raw_chunks(
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """Yield ``(first_row, cells-as-strings)`` chunks of a CSV; row numbers are 1-based.
 
+    ``usecols`` selects columns by their stripped header names (all when ``None``).
+
     Raises
     ------
     DataError
@@ -404,20 +411,26 @@ def iter_raw_chunks(
     """
     reader = None
     try:
+        # All columns are read, not only ``usecols``: pandas checks the field count of every
+        # row only when it parses them all, and a ragged row must be an error.
         reader = pd.read_csv(
             path,
             dtype=str,
             keep_default_na=False,
-            usecols=None if usecols is None else list(usecols),
             chunksize=chunksize,
             skipinitialspace=True,
         )
         first_row = 1
         for chunk in reader:
             chunk.columns = [str(c).strip() for c in chunk.columns]
-            yield first_row, chunk
+            yield first_row, chunk if usecols is None else chunk[list(usecols)]
             first_row += len(chunk)
     except pd.errors.ParserError as exc:
+        ragged = _RAGGED.search(str(exc))
+        if ragged:  # pandas counts file lines from 1 at the header: data row = line - 1
+            expected, line, found = (int(g) for g in ragged.groups())
+            raise DataError(path, f"malformed CSV: expected {expected} fields, found {found}",
+                            row=line - 1) from None
         raise DataError(path, f"malformed CSV: {exc}".strip()) from None
     except UnicodeDecodeError:
         raise DataError(path, "not a UTF-8 text file") from None
@@ -442,8 +455,8 @@ def load_table(
         check_columns(path, header, [schema.id_column], " (the id column)")
     usecols = [c for c in header if c in set(schema.required(with_target)) | {schema.id_column}]
     parts = []
-    for first_row, raw in iter_raw_chunks(path, None, chunksize=200_000):
-        parts.append(parse_frame(raw[usecols], schema, path, first_row, with_target))
+    for first_row, raw in iter_raw_chunks(path, usecols, chunksize=200_000):
+        parts.append(parse_frame(raw, schema, path, first_row, with_target))
     if not parts or sum(len(p) for p in parts) == 0:
         raise DataError(path, "the file has a header but no data rows")
     return pd.concat(parts, ignore_index=True)

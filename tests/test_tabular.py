@@ -1,0 +1,267 @@
+"""Session-table schema, validation errors, the Preprocessor and the stratified split."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.tabular import (
+    DataError,
+    Preprocessor,
+    Schema,
+    canonical_text,
+    iter_raw_chunks,
+    load_table,
+    parse_frame,
+    schema_from_config,
+    stratified_split,
+)
+from nn_core.io import ModelFileError
+
+UCI = Path(__file__).resolve().parents[1] / "data" / "online_shoppers_intention.csv"
+UCI_LINES = UCI.read_text().splitlines()  # header + 12,330 data rows (CRLF stripped)
+
+
+def uci_subset(tmp_path: Path, n_rows: int = 6, edit=None, name: str = "t.csv") -> Path:
+    """Write the header and the first ``n_rows`` UCI rows; ``edit(rows)`` may change them."""
+    rows = [line.split(",") for line in UCI_LINES[: n_rows + 1]]
+    if edit is not None:
+        edit(rows)
+    path = tmp_path / name
+    path.write_text("\r\n".join(",".join(r) for r in rows) + "\r\n")
+    return path
+
+
+def set_cell(row: int, column: str, value: str):
+    """An edit that sets data row ``row`` (1-based) of ``column``."""
+
+    def edit(rows):
+        rows[row][rows[0].index(column)] = value
+
+    return edit
+
+
+def test_uci_file_loads_with_documented_counts():
+    frame = load_table(UCI, Schema.uci())
+    assert len(frame) == 12_330
+    assert int(frame["Revenue"].sum()) == 1_908
+    assert frame["PageValues"].dtype == np.float64
+    assert set(frame["Weekend"]) == {"TRUE", "FALSE"}
+    assert set(frame["Month"]) == {"Feb", "Mar", "May", "June", "Jul", "Aug", "Sep", "Oct",
+                                   "Nov", "Dec"}
+    assert frame["Browser"].map(int).between(1, 13).all()
+    # scientific notation (e.g. 7.50E-05) parses as a number
+    assert (frame["ExitRates"] > 0).any()
+
+
+@pytest.mark.parametrize(
+    "row, column, value, problem",
+    [
+        (3, "Administrative", "abc", "not a number"),
+        (2, "ProductRelated_Duration", "", "missing value"),
+        (4, "BounceRates", "NaN", "missing value"),
+        (1, "PageValues", "inf", "infinite value"),
+        (5, "Administrative_Duration", "-3", "below the allowed minimum 0"),
+        (2, "ExitRates", "1.5", "above the allowed maximum 1"),
+        (3, "Month", " ", "missing value"),
+        (6, "Revenue", "maybe", "target must be TRUE/FALSE or 1/0"),
+        (1, "Revenue", "", "missing target value"),
+    ],
+)
+def test_each_cell_error_names_file_row_column_and_value(tmp_path, row, column, value, problem):
+    path = uci_subset(tmp_path, edit=set_cell(row, column, value))
+    with pytest.raises(DataError) as info:
+        load_table(path, Schema.uci())
+    err = info.value
+    assert (err.row, err.column) == (row, column)
+    message = str(err)
+    assert str(path) in message
+    assert f"data row {row} (line {row + 1}" in message
+    assert repr(column) in message
+    assert problem in message
+    if value.strip():
+        assert repr(value) in message
+
+
+def test_earliest_bad_row_is_reported(tmp_path):
+    def edit(rows):
+        set_cell(5, "Administrative", "x")(rows)
+        set_cell(2, "Weekend", "")(rows)
+
+    with pytest.raises(DataError) as info:
+        load_table(uci_subset(tmp_path, edit=edit), Schema.uci())
+    assert (info.value.row, info.value.column) == (2, "Weekend")
+
+
+def test_missing_column(tmp_path):
+    def drop_region(rows):
+        k = rows[0].index("Region")
+        for r in rows:
+            del r[k]
+
+    with pytest.raises(DataError, match="column 'Region': required column is missing"):
+        load_table(uci_subset(tmp_path, edit=drop_region), Schema.uci())
+
+
+def test_empty_file_header_only_duplicate_header_and_ragged_row(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        load_table(empty, Schema.uci())
+    with pytest.raises(DataError, match="no data rows"):
+        load_table(uci_subset(tmp_path, n_rows=0), Schema.uci())
+
+    def duplicate(rows):
+        rows[0][1] = "Administrative"
+
+    with pytest.raises(DataError, match="appears twice"):
+        load_table(uci_subset(tmp_path, edit=duplicate), Schema.uci())
+
+    def extra_field(rows):
+        rows[3].append("surplus")
+
+    with pytest.raises(DataError, match="expected 18 fields, found 19") as info:
+        load_table(uci_subset(tmp_path, edit=extra_field), Schema.uci())
+    assert info.value.row == 3
+
+    def short_row(rows):
+        del rows[2][-3:]
+
+    with pytest.raises(DataError) as info:
+        load_table(uci_subset(tmp_path, edit=short_row), Schema.uci())
+    assert info.value.row == 2 and "missing" in str(info.value)
+    with pytest.raises(DataError, match="file not found"):
+        load_table(tmp_path / "nope.csv", Schema.uci())
+
+
+def test_row_numbers_continue_across_chunks(tmp_path):
+    path = uci_subset(tmp_path, n_rows=9, edit=set_cell(8, "Informational", "?"))
+    schema = Schema.uci()
+    with pytest.raises(DataError) as info:
+        for first_row, raw in iter_raw_chunks(path, None, chunksize=3):
+            parse_frame(raw, schema, path, first_row)
+    assert info.value.row == 8
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [(" 3.0 ", "3"), ("007", "7"), ("true", "TRUE"), ("FALSE", "FALSE"), ("Feb", "Feb"),
+     ("0.5", "0.5"), ("1234567890123456789", "1234567890123456789"), ("-2", "-2")],
+)
+def test_canonical_category_text(text, expected):
+    assert canonical_text(text) == expected
+
+
+def small_frame():
+    return pd.DataFrame({
+        "count": [0.0, 1.0, 3.0, 7.0],
+        "rate": [0.0, 0.5, 0.25, 0.25],
+        "const": [2.0, 2.0, 2.0, 2.0],
+        "code": ["2", "10", "2", "1"],
+        "kind": ["b", "a", "a", "b"],
+    })
+
+
+def test_preprocessor_math_by_hand():
+    df = small_frame()
+    pre = Preprocessor(["count", "rate", "const"], ["code", "kind"]).fit(df)
+    cols = {c["name"]: c for c in pre.columns}
+    assert cols["count"]["log1p"] is True  # non-negative with max > 1
+    assert cols["rate"]["log1p"] is False  # a fraction in [0, 1]
+    assert cols["const"]["log1p"] is True and cols["const"]["std"] == 1.0
+    assert cols["code"]["categories"] == ["1", "2", "10"]  # numbers sort numerically
+    assert cols["kind"]["categories"] == ["a", "b"]
+    assert pre.n_features == 3 + 4 + 3
+    assert pre.feature_names == ["log1p(count)", "rate", "log1p(const)", "code=1", "code=2",
+                                 "code=10", "code=<unseen>", "kind=a", "kind=b", "kind=<unseen>"]
+    X = pre.transform(df)
+    u = np.log1p(df["count"].to_numpy())
+    np.testing.assert_allclose(X[:, 0], (u - u.mean()) / u.std())
+    r = df["rate"].to_numpy()
+    np.testing.assert_allclose(X[:, 1], (r - r.mean()) / r.std())
+    np.testing.assert_allclose(X[:, 2], 0.0)
+    np.testing.assert_array_equal(X[:, 3:7], [[0, 1, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0],
+                                              [1, 0, 0, 0]])
+    np.testing.assert_array_equal(X[:, 7:], [[0, 1, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0]])
+
+
+def test_unseen_categories_use_the_bucket_and_are_counted():
+    pre = Preprocessor(["count"], ["code", "kind"]).fit(small_frame())
+    new = pd.DataFrame({"count": [1.0, 2.0], "code": ["2.0", "99"], "kind": ["c", "a"]})
+    X = pre.transform(new)
+    np.testing.assert_array_equal(X[:, 1:5], [[0, 1, 0, 0], [0, 0, 0, 1]])  # "2.0" is "2"
+    np.testing.assert_array_equal(X[:, 5:], [[0, 0, 1], [1, 0, 0]])
+    assert pre.unseen_counts(new) == {"code": 1, "kind": 1}
+
+
+def test_column_order_does_not_matter_and_extra_columns_are_ignored():
+    df = small_frame()
+    pre = Preprocessor(["count", "rate"], ["code", "kind"]).fit(df)
+    shuffled = df[["kind", "rate", "code", "const", "count"]].assign(extra="zzz")
+    np.testing.assert_array_equal(pre.transform(shuffled), pre.transform(df))
+
+
+def test_transform_errors_name_row_and_column():
+    pre = Preprocessor(["count"], ["code"]).fit(small_frame())
+    with pytest.raises(ValueError, match=r"row 2, column 'count': negative value"):
+        pre.transform(pd.DataFrame({"count": [1.0, -1.0], "code": ["1", "2"]}))
+    with pytest.raises(ValueError, match=r"row 12, column 'count': not a finite number"):
+        pre.transform(pd.DataFrame({"count": [np.nan], "code": ["1"]}), first_row=12)
+    with pytest.raises(ValueError, match="'code' is missing"):
+        pre.transform(pd.DataFrame({"count": [1.0]}))
+
+
+def test_save_load_round_trip_and_file_format(tmp_path):
+    df = small_frame()
+    pre = Preprocessor(["count", "rate"], ["code"], target="y", id_column="sid").fit(df)
+    pre.save(tmp_path)
+    doc = json.loads((tmp_path / "preprocess.json").read_text())
+    assert doc["format"] == "purchase-propensity-preprocess" and doc["format_version"] == 1
+    assert doc["target"] == "y" and doc["id_column"] == "sid"
+    assert doc["source"] == {"kind": "table"}
+    assert [c["name"] for c in doc["columns"]] == ["count", "rate", "code"]
+    assert set(doc["columns"][0]) == {"name", "kind", "log1p", "mean", "std"}
+    back = Preprocessor.load(tmp_path)
+    np.testing.assert_array_equal(back.transform(df), pre.transform(df))
+    assert back.feature_names == pre.feature_names
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(ModelFileError, match="model directory not found"):
+        Preprocessor.load(tmp_path / "missing")
+    with pytest.raises(ModelFileError, match=r"preprocess\.json: file not found"):
+        Preprocessor.load(tmp_path)
+    (tmp_path / "preprocess.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match=r"preprocess\.json"):
+        Preprocessor.load(tmp_path)
+    (tmp_path / "preprocess.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelFileError, match="not a preprocessing state file"):
+        Preprocessor.load(tmp_path)
+
+
+def test_stratified_split_partitions_and_keeps_the_class_balance():
+    y = np.r_[np.ones(150, dtype=int), np.zeros(850, dtype=int)]
+    train, dev, test = stratified_split(y, seed=3)
+    assert len(np.intersect1d(train, dev)) == len(np.intersect1d(dev, test)) == 0
+    np.testing.assert_array_equal(np.sort(np.r_[train, dev, test]), np.arange(1000))
+    assert (len(train), len(dev), len(test)) == (700, 150, 150)
+    assert [int(y[p].sum()) for p in (train, dev, test)] == [105, 23, 22]  # round(0.85 * 150) = 128
+    again = stratified_split(y, seed=3)
+    np.testing.assert_array_equal(again[0], train)
+    assert not np.array_equal(stratified_split(y, seed=4)[0], train)
+
+
+def test_schema_config_file(tmp_path):
+    cfg = tmp_path / "roles.json"
+    cfg.write_text(json.dumps({"target": "bought", "numeric": ["a"], "categorical": ["c"],
+                               "ranges": {"a": [0, None]}}))
+    roles = schema_from_config(cfg)
+    assert roles == {"target": "bought", "numeric": ("a",), "categorical": ("c",),
+                     "ranges": {"a": (0, None)}}
+    cfg.write_text(json.dumps({"target": "bought", "numerics": ["a"]}))
+    with pytest.raises(DataError, match="unknown key"):
+        schema_from_config(cfg)
+    with pytest.raises(ValueError, match="more than one role"):
+        Schema("a", ("a",), ())
