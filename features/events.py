@@ -423,6 +423,7 @@ BASELINE_COLUMNS = ["hours_since_last_event", "hours_since_last_cart",
 def feature_columns(with_price: bool) -> list[str]:
     """The ordered feature names ``features_at`` returns (price block only with prices)."""
     cols = [f"n_{t}" for t in EVENT_TYPES] + ["n_events"]
+    cols += [f"n_{t}_per_day" for t in EVENT_TYPES] + ["n_events_per_day"]
     cols += [f"n_{t}_{w}" for w in WINDOWS for t in EVENT_TYPES]
     cols += ["n_items", "n_categories", "n_sessions", "session_length_mean",
              "session_duration_mean_s", "dwell_mean_s", "dwell_max_s"]
@@ -524,6 +525,13 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
         F[f"n_{name}"] = counts[:, k]
     n_ev = counts.sum(axis=1)
     F["n_events"] = n_ev
+    # Per-day rates over the observed log before T (its first event to T): stacked
+    # training snapshots have shorter histories than the test snapshot, and rates stay
+    # comparable where raw counts do not. At least one hour, so rates stay finite.
+    log_days = max(T - int(t.min()), _NS_PER_H) / _NS_PER_DAY
+    for k, name in enumerate(EVENT_TYPES):
+        F[f"n_{name}_per_day"] = counts[:, k] / log_days
+    F["n_events_per_day"] = n_ev / log_days
     for w, delta in WINDOWS.items():
         recent = age_ns <= delta.value
         c = np.bincount(u[recent] * 5 + typ[recent], minlength=U * 5).reshape(U, 5)

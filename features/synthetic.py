@@ -115,7 +115,8 @@ def generate_events(n_users: int = 1000, days: int = 9, start="2017-11-25",
          np.full(removed.sum(), EVENT_TYPES.index("remove_from_cart"))),
     ]
     user = np.concatenate([p[0] for p in parts]) + 1
-    t_ns = t0 + (np.concatenate([p[1] for p in parts]) * 1e9).astype(np.int64)
+    # Millisecond resolution, so a CSV round trip (microseconds) is exact.
+    t_ns = t0 + np.round(np.concatenate([p[1] for p in parts]) * 1e3).astype(np.int64) * 10**6
     item = np.concatenate([p[2] for p in parts])
     typ = np.concatenate([p[3] for p in parts]).astype(np.int8)
     keep = t_ns < end

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from events_helpers import HAND_LOG, T, frame
+from test_events_common import HAND_LOG, T, frame
 
 from features.events import (
     BASELINE_COLUMNS,
@@ -51,6 +51,14 @@ def test_counts_overall_and_windows(X):
     assert X.loc[2, [c for c in X.columns if c.endswith("_1h")]].sum() == 0
     assert X.loc[2, ["n_view_1d", "n_cart_1d", "n_remove_from_cart_1d", "n_fav_1d"]].tolist() \
         == [1, 1, 1, 1]
+
+
+def test_per_day_rates(X):
+    # The log before T starts at event a (2024-01-06 10:00): 4 days 2 hours.
+    days = 4 + 2 / 24
+    assert X.loc[1, "n_view_per_day"] == pytest.approx(4 / days)
+    assert X.loc[1, "n_events_per_day"] == pytest.approx(7 / days)
+    assert X.loc[2, "n_fav_per_day"] == pytest.approx(1 / days)
 
 
 def test_window_is_closed_at_its_start():

@@ -1,4 +1,4 @@
-"""Small hand-made event logs shared by the event-feature tests."""
+"""Small hand-made event logs and paths shared by the event tests (this module has no tests)."""
 
 from __future__ import annotations
 
