@@ -1,0 +1,15 @@
+"""nn_core: a multilayer perceptron written by hand, with its gradient check.
+
+``H = f(X W + b)`` for each hidden layer, ``Y = sigmoid(H W_y + b_y)``,
+binary cross-entropy, and backpropagation by hand. See ``docs/math.md``.
+
+>>> from nn_core import MLP, gradcheck
+>>> m = MLP(4, hidden=(3,), dtype="float64", backend="numpy")
+"""
+
+from .gradcheck import gradcheck
+from .io import ModelFileError
+from .network import MLP
+
+__all__ = ["MLP", "ModelFileError", "gradcheck"]
+__version__ = "0.1.0"

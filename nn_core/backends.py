@@ -1,0 +1,222 @@
+"""Backends: the same network math run by NumPy, Numba or CuPy, selected by name.
+
+Each backend offers three operations on an :class:`nn_core.MLP` ``model``:
+
+* ``predict(model, X, threads) -> (n,)`` NumPy array;
+* ``loss_and_grad(model, X, y, s, l2) -> (float, [(dW, db), ...])``;
+* ``fit(model, X, y, s, epochs, batch_size, optimizer, l2, seed, threads, lr_of_epoch,
+  on_epoch)``: trains in place, calling ``on_epoch(epoch, loss)`` after each
+  epoch and stopping when it returns ``True``.
+
+The row order of every epoch comes from :func:`epoch_order`, shared by all
+backends, so that the same seed gives the same batches everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+from . import kernels, reference
+from .activations import ACTIVATION_CODES, OUTPUT_CODES
+
+BACKENDS = ("numba", "numpy", "cupy")
+
+# Below this many rows, predict in one serial call: a parallel region costs
+# more than it saves on a few rows.
+_PARALLEL_ROWS = 2048
+_BLOCK = 256
+
+
+def check_backend(name: str) -> str:
+    """Validate a backend name; for ``cupy``, check that CuPy and a CUDA device are present."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
+    if name == "cupy":
+        cupy_module()
+    return name
+
+
+def cupy_module():
+    """Import CuPy and check for a CUDA device, or raise one clear ``RuntimeError``."""
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError(
+            "backend 'cupy' needs CuPy: pip install 'purchase-propensity[gpu]' "
+            f"(import failed: {e})"
+        ) from None
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CuPy raises its own CUDA error types; any of them means no GPU
+        raise RuntimeError(f"backend 'cupy' needs a CUDA device; CUDA reports: {e}") from None
+    if n < 1:
+        raise RuntimeError("backend 'cupy' needs a CUDA device; none was found")
+    return cupy
+
+
+def all_finite(X: np.ndarray) -> bool:
+    """True when the 2-D array ``X`` holds no NaN or infinity (no temporary array)."""
+    return bool(kernels.all_finite(X))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The row permutation of epoch ``epoch`` (int64, shape ``(n,)``), from ``(seed, epoch)``."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+
+
+_blas_controller = None
+
+
+@contextlib.contextmanager
+def threads_limited(threads: int | None):
+    """Run with ``threads`` Numba threads and single-threaded BLAS; restore both after.
+
+    BLAS is held to one thread because the kernels call it on small
+    matrices, from inside their own threads: a second thread pool there
+    only adds contention (and run-to-run timing swings).
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController()
+    previous = numba.get_num_threads()
+    if threads is not None:
+        if not 1 <= int(threads) <= numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(
+                f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {threads}"
+            )
+        numba.set_num_threads(int(threads))
+    try:
+        with _blas_controller.limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+class NumpyBackend:
+    """The reference (``nn_core/reference.py``) on NumPy arrays."""
+
+    xp = np
+
+    def to_device(self, a):
+        return a
+
+    def to_host(self, a):
+        return a
+
+    def predict(self, model, X, threads=None):
+        params = self._params(model)
+        return self.to_host(
+            reference.predict(params, self.to_device(X), model.activation, model.output)
+        )
+
+    def loss_and_grad(self, model, X, y, s, l2):
+        loss, grads = reference.loss_and_grad(
+            self._params(model), *(self.to_device(a) for a in (X, y, s)),
+            model.activation, model.output, l2,
+        )
+        return float(loss), [(self.to_host(dW), self.to_host(db)) for dW, db in grads]
+
+    def _params(self, model):
+        return model.unflatten(self.to_device(model.theta))
+
+    def fit(self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch,
+            on_epoch):
+        X, y, s = (self.to_device(a) for a in (X, y, s))
+        theta, decay_mask = self.to_device(model.theta), self.to_device(model.decay_mask)
+        opt.m, opt.v = self.to_device(opt.m), self.to_device(opt.v)
+        try:
+            for epoch in range(epochs):
+                order = self.to_device(epoch_order(X.shape[0], seed, model._epochs_done))
+                loss = reference.train_epoch(
+                    theta, model.unflatten, X, y, s, order, batch_size, opt, lr_of_epoch(epoch),
+                    l2, decay_mask, model.activation, model.output, model.dropout, seed,
+                )
+                model._epochs_done += 1
+                if theta is not model.theta:  # on a device: keep the host copy current
+                    model.theta[...] = self.to_host(theta)
+                if on_epoch(epoch, float(loss)):
+                    break
+        finally:
+            opt.m, opt.v = self.to_host(opt.m), self.to_host(opt.v)
+
+
+class CupyBackend(NumpyBackend):
+    """The same reference code on CuPy arrays (the array-module pattern).
+
+    Data and parameters stay on the GPU for a whole ``fit``; per epoch only
+    the loss (a scalar) and the parameters (for early stopping on the host)
+    come back.
+    """
+
+    @property
+    def xp(self):
+        return cupy_module()
+
+    def to_device(self, a):
+        return self.xp.asarray(a)
+
+    def to_host(self, a):
+        return self.xp.asnumpy(a)
+
+
+class NumbaBackend:
+    """Compiled kernels (``nn_core/kernels.py``)."""
+
+    def predict(self, model, X, threads=None):
+        p = np.empty(X.shape[0], dtype=model.dtype)
+        act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
+        if X.shape[0] < _PARALLEL_ROWS and threads is None:
+            kernels.forward_rows(X, model.theta, model.layout, act, out, p)
+        else:
+            with threads_limited(threads):
+                kernels.predict_blocks(X, model.theta, model.layout, act, out, _BLOCK, p)
+        return p
+
+    def loss_and_grad(self, model, X, y, s, l2):
+        # One full-batch step of the epoch kernel computes exactly this
+        # gradient; the optimizer's learning rate is 0 so nothing moves.
+        grad = np.zeros_like(model.theta)
+        theta = model.theta.copy()
+        empty = np.zeros(0, dtype=model.dtype)
+        with threads_limited(None):
+            loss, _ = kernels.train_epoch(
+                X, y, s, np.arange(X.shape[0], dtype=np.int64), theta, grad, model.layout,
+                ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output], l2, 0, empty,
+                empty, 0, 0.0, np.zeros(7, dtype=model.dtype), np.zeros_like(theta), X.shape[0],
+                0.0, 0,
+            )
+        return float(loss), [(dW.copy(), db.copy()) for dW, db in model.unflatten(grad)]
+
+    def fit(self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch,
+            on_epoch):
+        grad = np.zeros_like(model.theta)
+        act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
+        hyper = opt.hyper()
+        with threads_limited(threads):
+            for epoch in range(epochs):
+                order = epoch_order(X.shape[0], seed, model._epochs_done)
+                loss, opt.t = kernels.train_epoch(
+                    X, y, s, order, model.theta, grad, model.layout, act, out, l2, opt.code,
+                    opt.m, opt.v, opt.t, lr_of_epoch(epoch), hyper, model.decay_mask,
+                    batch_size, model.dropout, seed,
+                )
+                model._epochs_done += 1
+                if on_epoch(epoch, float(loss)):
+                    break
+
+
+_INSTANCES: dict[str, object] = {}
+
+
+def get(name: str):
+    """The backend object of that name."""
+    if name not in _INSTANCES:
+        cls: Callable = {"numba": NumbaBackend, "numpy": NumpyBackend, "cupy": CupyBackend}[name]
+        _INSTANCES[name] = cls()
+    return _INSTANCES[name]

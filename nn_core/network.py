@@ -1,0 +1,375 @@
+"""The multilayer perceptron: ``H_l = f(H_{l-1} W_l + b_l)``, ``Y = g(H_{L-1} W_L + b_L)``.
+
+:class:`MLP` owns the parameters and the training loop; the arithmetic is
+done by a backend chosen by name:
+
+* ``numpy``: ``nn_core/reference.py``, the readable reference and the oracle;
+* ``numba``: ``nn_core/kernels.py``, compiled kernels (the default);
+* ``cupy``: ``nn_core/reference.py`` again, on the GPU (``nn_core/backends.py``).
+
+All parameters live in one flat vector ``theta``; ``params`` gives the
+``(W, b)`` pairs as views into it. One flat vector lets an optimizer update
+every parameter in one loop, and lets a compiled kernel take the whole
+network as three arrays (``theta``, its ``layout`` and the gradient).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from . import backends, io
+from .activations import ACTIVATIONS, OUTPUT_CODES
+from .losses import sample_scale
+from .optim import Optimizer, learning_rate
+
+DTYPES = ("float32", "float64")
+
+
+def _as_matrix(X, n_inputs: int, dtype, name: str = "X") -> np.ndarray:
+    """Validate ``X`` as a finite, non-empty ``(n, n_inputs)`` array of ``dtype`` (C order)."""
+    try:
+        X = np.ascontiguousarray(X, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be a numeric array: {e}") from None
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_inputs), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows)")
+    if X.shape[1] != n_inputs:
+        raise ValueError(f"{name} has {X.shape[1]} columns, the network expects {n_inputs}")
+    if not backends.all_finite(X):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{name} holds NaN or infinity (first at row {bad[0]}, column {bad[1]})")
+    return X
+
+
+def _as_vector(v, n: int, dtype, name: str) -> np.ndarray:
+    """Validate ``v`` as a finite ``(n,)`` array of ``dtype``."""
+    try:
+        v = np.ascontiguousarray(v, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numeric: {e}") from None
+    if v.ndim != 1 or v.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} holds NaN or infinity (first at index {np.argmin(np.isfinite(v))})")
+    return v
+
+
+class MLP:
+    """A fully connected network with one output unit.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Width ``d_0`` of the input rows.
+    hidden : sequence of int
+        Widths of the hidden layers; ``()`` gives logistic (or linear) regression.
+    activation : {"relu", "leaky_relu", "tanh", "sigmoid", "identity"}
+        Hidden activation ``f``.
+    output : {"sigmoid", "identity"}
+        ``sigmoid`` with binary cross-entropy (probabilities), or ``identity``
+        with half squared error (values).
+    dtype : {"float32", "float64"}
+    seed : int
+        Seed of the initial weights.
+    backend : {"numba", "numpy", "cupy"}
+    dropout : float
+        Probability of dropping a hidden unit during ``fit`` (inverted dropout).
+
+    Notes
+    -----
+    Initial weights: He normal, ``W ~ N(0, 2 / fan_in)``, for the ReLU family
+    (ReLU zeroes half its inputs, so the variance is doubled to keep the
+    activations' scale across layers); Glorot normal,
+    ``W ~ N(0, 2 / (fan_in + fan_out))``, otherwise. Biases start at 0.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        output: str = "sigmoid",
+        dtype: str = "float32",
+        seed: int = 0,
+        backend: str = "numba",
+        dropout: float = 0.0,
+    ):
+        if int(n_inputs) < 1:
+            raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
+        hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden layer widths must be >= 1, got {hidden}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
+        if output not in OUTPUT_CODES:
+            raise ValueError(f"unknown output {output!r}; choose one of {list(OUTPUT_CODES)}")
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.n_inputs = int(n_inputs)
+        self.hidden = hidden
+        self.activation = activation
+        self.output = output
+        self.dtype = str(dtype)
+        self.seed = int(seed)
+        self.dropout = float(dropout)
+        self.backend = backends.check_backend(backend)
+        widths = [self.n_inputs, *hidden, 1]
+        rows, off = [], 0
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            rows.append((off, off + fan_in * fan_out, fan_in, fan_out))
+            off += fan_in * fan_out + fan_out
+        #: ``layout[l] = (w_off, b_off, fan_in, fan_out)`` of layer ``l`` in ``theta``.
+        self.layout = np.array(rows, dtype=np.int64)
+        self.theta = np.zeros(off, dtype=self.dtype)
+        # 1 on weights, 0 on biases: where L2 and weight decay apply.
+        self.decay_mask = np.zeros(off, dtype=self.dtype)
+        for w_off, b_off, _, _ in rows:
+            self.decay_mask[w_off:b_off] = 1
+        self._init_weights()
+        self._optimizer: Optimizer | None = None
+        self._epochs_done = 0
+
+    # --- parameters ----------------------------------------------------------
+    def _init_weights(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        relu_family = self.activation in ("relu", "leaky_relu")
+        params = self.params
+        for l, (W, _) in enumerate(params):
+            fan_in, fan_out = W.shape
+            # He scaling is for layers whose output goes through a ReLU; the
+            # output layer feeds the sigmoid, so it gets Glorot.
+            feeds_relu = relu_family and l < len(params) - 1
+            var = 2.0 / fan_in if feeds_relu else 2.0 / (fan_in + fan_out)
+            W[...] = rng.normal(0.0, math.sqrt(var), size=W.shape)
+
+    def unflatten(self, vector) -> list:
+        """Views ``[(W_0, b_0), ...]`` of a flat vector laid out like ``theta``."""
+        out = []
+        for w_off, b_off, fan_in, fan_out in self.layout:
+            out.append(
+                (vector[w_off:b_off].reshape(fan_in, fan_out), vector[b_off : b_off + fan_out])
+            )
+        return out
+
+    @property
+    def params(self) -> list:
+        """List of ``(W, b)`` per layer, views into ``theta``; ``W`` has shape (fan_in, fan_out)."""
+        return self.unflatten(self.theta)
+
+    @property
+    def n_params(self) -> int:
+        """Number of scalar parameters."""
+        return int(self.theta.shape[0])
+
+    def get_weights(self) -> list:
+        """A copy of ``params`` (list of ``(W, b)``)."""
+        return [(W.copy(), b.copy()) for W, b in self.params]
+
+    def set_weights(self, weights: Sequence) -> None:
+        """Copy ``weights`` (a list of ``(W, b)`` shaped like ``params``) into the network."""
+        if len(weights) != len(self.layout):
+            raise ValueError(f"expected {len(self.layout)} (W, b) pairs, got {len(weights)}")
+        for (W, b), (W_new, b_new) in zip(self.params, weights):
+            if np.shape(W_new) != W.shape or np.shape(b_new) != b.shape:
+                raise ValueError(f"shape mismatch: {np.shape(W_new)} for W of shape {W.shape}")
+            W[...] = W_new
+            b[...] = b_new
+
+    # --- validation -----------------------------------------------------------
+    def _check_Xy(self, X, y, sample_weight):
+        X = _as_matrix(X, self.n_inputs, self.dtype)
+        y = _as_vector(y, X.shape[0], self.dtype, "y")
+        if self.output == "sigmoid" and not np.isin(y, (0, 1)).all():
+            bad = y[~np.isin(y, (0, 1))][0]
+            raise ValueError(f"y must hold 0/1 labels for the sigmoid output, found {bad!r}")
+        if sample_weight is not None:
+            sample_weight = _as_vector(sample_weight, X.shape[0], self.dtype, "sample_weight")
+            if (sample_weight < 0).any():
+                raise ValueError("sample_weight must be >= 0")
+        return X, y, sample_weight
+
+    @staticmethod
+    def _check_scalar(name: str, value: float, low: float = 0.0) -> float:
+        value = float(value)
+        if not math.isfinite(value) or value < low:
+            raise ValueError(f"{name} must be a finite number >= {low}, got {value}")
+        return value
+
+    # --- math -------------------------------------------------------------------
+    def predict_proba(self, X, threads: int | None = None) -> np.ndarray:
+        """Predictions ``Y = g(Z)`` for every row of ``X``.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_inputs)
+        threads : int, optional
+            Threads for the ``numba`` backend (restored afterwards).
+
+        Returns
+        -------
+        array of shape (n,)
+            Probabilities (sigmoid output) or values (identity output).
+        """
+        X = _as_matrix(X, self.n_inputs, self.dtype)
+        return backends.get(self.backend).predict(self, X, threads)
+
+    def loss_and_grad(self, X, y, sample_weight=None, pos_weight: float = 1.0, l2: float = 0.0):
+        """Loss and gradient of every parameter on ``(X, y)`` (no dropout).
+
+        ``L = (1/n) sum_i s_i l(z_i, y_i) + (l2/2) sum_l ||W_l||^2``, with
+        ``s_i = sample_weight_i * (pos_weight if y_i = 1 else 1)``.
+
+        Returns
+        -------
+        loss : float
+        grads : list of (dW, db)
+            Same order and shapes as ``params``.
+        """
+        X, y, sample_weight = self._check_Xy(X, y, sample_weight)
+        pos_weight = self._check_scalar("pos_weight", pos_weight)
+        l2 = self._check_scalar("l2", l2)
+        s = sample_scale(y, sample_weight, pos_weight)
+        return backends.get(self.backend).loss_and_grad(self, X, y, s, l2)
+
+    def fit(
+        self,
+        X,
+        y,
+        epochs: int = 10,
+        batch_size: int = 32,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        sample_weight=None,
+        pos_weight: float = 1.0,
+        l2: float = 0.0,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        schedule: str = "constant",
+        step_size: int = 10,
+        gamma: float = 0.5,
+        shuffle_seed: int = 0,
+        threads: int | None = None,
+        callback: Callable[[int, float], bool] | None = None,
+    ) -> dict:
+        """Mini-batch training; a later call continues with the same optimizer state.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_inputs)
+        y : array of shape (n,)
+        epochs, batch_size : int
+        optimizer : {"sgd", "momentum", "adam"}
+            ``momentum`` with ``nesterov=True`` gives Nesterov momentum.
+        lr : float
+            Base learning rate of the schedule.
+        sample_weight : array of shape (n,), optional
+        pos_weight : float
+            Weight of positive samples in the loss.
+        l2 : float
+            L2 penalty ``(l2/2) sum ||W||^2`` (weights only), part of the loss.
+        weight_decay : float
+            Decoupled weight decay (AdamW style), applied to weights only.
+        momentum : float
+            ``mu`` of momentum / Nesterov.
+        betas, eps :
+            Adam's hyper-parameters.
+        schedule : {"constant", "step", "cosine"}
+            Learning-rate schedule over this call's epochs (``step_size``, ``gamma``: step).
+        shuffle_seed : int
+            Seed of the per-epoch row orders (and of the dropout masks).
+        threads : int, optional
+            Threads for the ``numba`` backend (restored afterwards).
+        callback : callable, optional
+            ``callback(epoch, train_loss) -> bool`` after each epoch; ``True`` stops.
+
+        Returns
+        -------
+        dict
+            ``{"loss": [mean training loss of each epoch]}``.
+        """
+        X, y, sample_weight = self._check_Xy(X, y, sample_weight)
+        epochs, batch_size = int(epochs), int(batch_size)
+        if epochs < 0 or batch_size < 1:
+            raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+        lr = self._check_scalar("lr", lr)
+        pos_weight = self._check_scalar("pos_weight", pos_weight)
+        l2 = self._check_scalar("l2", l2)
+        name = "nesterov" if optimizer == "momentum" and nesterov else optimizer
+        opt = self._optimizer
+        if opt is None or opt.name != name:
+            opt = Optimizer(name, self.n_params, self.dtype, momentum, betas, eps, weight_decay)
+        else:
+            opt.momentum, opt.weight_decay = float(momentum), float(weight_decay)
+            opt.beta1, opt.beta2, opt.eps = float(betas[0]), float(betas[1]), float(eps)
+        learning_rate(schedule, lr, 0, epochs, step_size, gamma)  # validates the name
+        self._optimizer = opt
+        s = sample_scale(y, sample_weight, pos_weight)
+        history: dict = {"loss": []}
+
+        def on_epoch(epoch: int, loss: float) -> bool:
+            history["loss"].append(loss)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch} (loss {loss}); lower the learning rate"
+                )
+            return bool(callback is not None and callback(epoch, loss))
+
+        backends.get(self.backend).fit(
+            self, X, y, s, epochs, batch_size, opt, l2, shuffle_seed, threads,
+            lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma), on_epoch,
+        )
+        return history
+
+    # --- files -----------------------------------------------------------------
+    def config(self) -> dict:
+        """The architecture as a JSON-serialisable dict (what ``model.json`` records)."""
+        return {
+            "n_inputs": self.n_inputs,
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "output": self.output,
+            "dtype": self.dtype,
+            "dropout": self.dropout,
+            "seed": self.seed,
+        }
+
+    def save(self, path) -> None:
+        """Write the model directory ``path`` (``model.json`` + ``weights.npz``, atomically)."""
+        io.save_model(path, self.config(), self.params)
+
+    @classmethod
+    def load(cls, path, backend: str = "numba") -> MLP:
+        """Read a model directory written by :meth:`save`.
+
+        Raises
+        ------
+        nn_core.io.ModelFileError
+            Naming the file and what is wrong with it.
+        """
+        meta, params = io.load_model(path)
+        try:
+            m = cls(
+                meta["n_inputs"], meta["hidden"], meta["activation"], meta["output"],
+                meta["dtype"], int(meta.get("seed", 0)), backend, float(meta.get("dropout", 0.0)),
+            )
+        except (TypeError, ValueError) as e:
+            raise io.ModelFileError(f"{path}/{io.MODEL_JSON}: invalid architecture ({e})") from None
+        m.set_weights(params)
+        return m
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP(n_inputs={self.n_inputs}, hidden={self.hidden}, activation={self.activation!r}, "
+            f"output={self.output!r}, dtype={self.dtype!r}, backend={self.backend!r})"
+        )
+
