@@ -1,0 +1,203 @@
+"""predict.py: same scores as in-process, any column order, chunking, ranks, clean errors."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UCI = REPO / "data" / "online_shoppers_intention.csv"
+
+
+def run_cli(script, *args, cwd=REPO, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A small model trained by train.py on every 8th UCI row."""
+    tmp = tmp_path_factory.mktemp("model")
+    lines = UCI.read_text().splitlines()
+    (tmp / "train.csv").write_text("\n".join([lines[0], *lines[1:][7::8]]) + "\n")
+    proc = run_cli("train.py", "--data", tmp / "train.csv", "--epochs", "3", "--quiet",
+                   "--out", tmp / "run")
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "run"
+
+
+@pytest.fixture()
+def score_frame():
+    """206 UCI rows (different from most training rows) as raw strings, plus an id column."""
+    lines = UCI.read_text().splitlines()
+    frame = pd.read_csv(io.StringIO("\n".join([lines[0], *lines[1:][3::60]])), dtype=str,
+                        keep_default_na=False)
+    frame.insert(0, "session", [f"S{i:04d}" for i in range(len(frame))])
+    return frame
+
+
+def in_process_scores(model_dir: Path, csv_path: Path) -> np.ndarray:
+    from features.tabular import Preprocessor, Schema, load_table
+    from nn_core import MLP
+
+    pre, model = Preprocessor.load(model_dir), MLP.load(model_dir)
+    frame = load_table(csv_path, Schema(None, tuple(pre.numeric), tuple(pre.categorical)),
+                       with_target=False)
+    return model.predict_proba(pre.transform(frame)).astype(np.float64)
+
+
+def test_predict_matches_in_process_scores(model_dir, score_frame, tmp_path):
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    out = tmp_path / "scores.csv"
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output", out,
+                   "--id-column", "session")
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["session", "propensity", "rank", "decile"]
+    assert list(got["session"]) == list(score_frame["session"])
+    np.testing.assert_allclose(got["propensity"], in_process_scores(model_dir, path), rtol=0,
+                               atol=1e-12)
+
+
+def test_shuffled_columns_chunks_and_extra_columns_give_identical_output(
+    model_dir, score_frame, tmp_path
+):
+    plain = tmp_path / "plain.csv"
+    score_frame.to_csv(plain, index=False)
+    rng = np.random.default_rng(0)
+    shuffled = score_frame[list(rng.permutation(score_frame.columns))].assign(note="x")
+    mixed = tmp_path / "mixed.csv"
+    shuffled.to_csv(mixed, index=False)
+    outs = []
+    for src, chunk in ((plain, 100_000), (mixed, 7)):
+        out = tmp_path / f"out_{src.stem}.csv"
+        proc = run_cli("predict.py", "--model", model_dir, "--input", src, "--output", out,
+                       "--chunksize", chunk)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(pd.read_csv(out))
+    pd.testing.assert_frame_equal(outs[0], outs[1])
+    assert list(outs[0]["row"]) == list(range(1, len(score_frame) + 1))
+
+
+def test_rank_decile_and_top(model_dir, score_frame, tmp_path):
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output", out,
+                   "--id-column", "session", "--top", "3")
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(out)
+    n = len(got)
+    assert sorted(got["rank"]) == list(range(1, n + 1))
+    by_rank = got.sort_values("rank")
+    assert (np.diff(by_rank["propensity"]) <= 0).all()
+    np.testing.assert_array_equal(got["decile"], (got["rank"] - 1) * 10 // n + 1)
+    counts = got["decile"].value_counts()
+    assert sorted(counts.index) == list(range(1, 11)) and counts.max() - counts.min() <= 1
+    top3 = by_rank["session"].head(3).tolist()
+    printed = [line.split()[0] for line in proc.stdout.splitlines()[2:5]]
+    assert printed == top3 and f"top 3 of {n} rows" in proc.stdout
+
+
+def test_rank_ties_keep_file_order():
+    sys.path.insert(0, str(REPO))
+    from predict import rank_and_decile
+
+    rank, decile = rank_and_decile(np.array([0.2, 0.9, 0.2, 0.5, 0.9]))
+    np.testing.assert_array_equal(rank, [4, 1, 5, 3, 2])
+    np.testing.assert_array_equal(decile, [7, 1, 9, 5, 3])
+
+
+def test_unseen_categories_are_scored_through_the_bucket_and_counted(
+    model_dir, score_frame, tmp_path
+):
+    score_frame.loc[[0, 5, 9], "Month"] = "Jan"  # no January in the UCI data
+    score_frame.loc[3, "Browser"] = "99"
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 values not seen in training" in proc.stderr
+    assert "Browser: 1 row" in proc.stderr and "Month: 3 rows" in proc.stderr
+    np.testing.assert_allclose(pd.read_csv(out)["propensity"], in_process_scores(model_dir, path),
+                               atol=1e-12)
+
+
+def _break(frame, row, column, value):
+    frame.loc[row - 1, column] = value
+    return frame
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda f: f.drop(columns=["ExitRates"]), ["column 'ExitRates'", "required column is "
+                                                   "missing"]),
+        (lambda f: _break(f, 7, "ProductRelated", "many"),
+         ["data row 7", "column 'ProductRelated'", "not a number", "'many'"]),
+        (lambda f: _break(f, 12, "PageValues", "NaN"),
+         ["data row 12", "column 'PageValues'", "missing value"]),
+        (lambda f: _break(f, 3, "VisitorType", ""),
+         ["data row 3", "column 'VisitorType'", "missing value"]),
+        (lambda f: _break(f, 4, "Administrative", "-2"),
+         ["data row 4", "column 'Administrative'", "below the allowed minimum 0"]),
+        (lambda f: f.iloc[:0], ["no data rows"]),
+    ],
+)
+def test_bad_input_gives_one_clean_message_and_no_output(
+    model_dir, score_frame, tmp_path, change, expected
+):
+    path = tmp_path / "in.csv"
+    change(score_frame).to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output", out,
+                   "--chunksize", 5)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert str(path) in proc.stderr
+    for part in expected:
+        assert part in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["in.csv"]  # no output, no temporary file
+
+
+def test_empty_file_missing_model_and_missing_id_column(model_dir, score_frame, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    proc = run_cli("predict.py", "--model", model_dir, "--input", empty)
+    assert proc.returncode == 1 and "empty.csv: the file is empty" in proc.stderr
+    proc = run_cli("predict.py", "--model", tmp_path / "no_model", "--input", empty)
+    assert proc.returncode == 1 and "no_model: model directory not found" in proc.stderr
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--id-column", "uid")
+    assert proc.returncode == 1 and "column 'uid'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_failed_run_keeps_an_existing_output_file(model_dir, score_frame, tmp_path):
+    path = tmp_path / "in.csv"
+    _break(score_frame, 150, "Region", "").to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    out.write_text("previous results\n")
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output", out,
+                   "--chunksize", 20)
+    assert proc.returncode == 1 and "data row 150" in proc.stderr
+    assert out.read_text() == "previous results\n"
+    assert sorted(os.listdir(tmp_path)) == ["in.csv", "o.csv"]
+
+
+def test_stdout_output_without_output_flag(model_dir, score_frame, tmp_path):
+    path = tmp_path / "in.csv"
+    score_frame.head(12).to_csv(path, index=False)
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path)
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(io.StringIO(proc.stdout))
+    assert list(got.columns) == ["row", "propensity", "rank", "decile"] and len(got) == 12
