@@ -28,6 +28,14 @@ from features.events import features_at
 from features.synthetic import EVENTS_PER_USER, generate_events
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def _peak_rss_gib() -> float:
     # Linux reports ru_maxrss in KiB.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -61,7 +69,7 @@ def main(argv=None) -> int:
     print(f"throughput: {len(events) / best:,.0f} events/s (all events scanned), "
           f"{n_before / best:,.0f} pre-cutoff events/s")
     print(f"peak RSS (whole process): {_peak_rss_gib():.2f} GiB")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}; date {datetime.date.today()}")
     return 0
 
