@@ -43,7 +43,7 @@ def relu_backward(H, dH):
 
 
 def leaky_relu(Z):
-    """``H = Z`` for ``Z > 0``, else ``LEAKY_SLOPE * Z``: the larger of the two, as the slope < 1."""
+    """``H = Z`` for ``Z > 0``, else ``LEAKY_SLOPE * Z``: the larger of the two (slope < 1)."""
     return np.maximum(Z, LEAKY_SLOPE * Z)
 
 

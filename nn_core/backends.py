@@ -117,16 +117,20 @@ class NumpyBackend:
 
     def loss_and_grad(self, model, X, y, s, l2):
         loss, grads = reference.loss_and_grad(
-            self._params(model), *(self.to_device(a) for a in (X, y, s)),
-            model.activation, model.output, l2,
+            self._params(model),
+            *(self.to_device(a) for a in (X, y, s)),
+            model.activation,
+            model.output,
+            l2,
         )
         return float(loss), [(self.to_host(dW), self.to_host(db)) for dW, db in grads]
 
     def _params(self, model):
         return model.unflatten(self.to_device(model.theta))
 
-    def fit(self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch,
-            on_epoch):
+    def fit(
+        self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch
+    ):
         X, y, s = (self.to_device(a) for a in (X, y, s))
         theta, decay_mask = self.to_device(model.theta), self.to_device(model.decay_mask)
         opt.m, opt.v = self.to_device(opt.m), self.to_device(opt.v)
@@ -134,8 +138,21 @@ class NumpyBackend:
             for epoch in range(epochs):
                 order = self.to_device(epoch_order(X.shape[0], seed, model._epochs_done))
                 loss = reference.train_epoch(
-                    theta, model.unflatten, X, y, s, order, batch_size, opt, lr_of_epoch(epoch),
-                    l2, decay_mask, model.activation, model.output, model.dropout, seed,
+                    theta,
+                    model.unflatten,
+                    X,
+                    y,
+                    s,
+                    order,
+                    batch_size,
+                    opt,
+                    lr_of_epoch(epoch),
+                    l2,
+                    decay_mask,
+                    model.activation,
+                    model.output,
+                    model.dropout,
+                    seed,
                 )
                 model._epochs_done += 1
                 if theta is not model.theta:  # on a device: keep the host copy current
@@ -186,15 +203,32 @@ class NumbaBackend:
         empty = np.zeros(0, dtype=model.dtype)
         with threads_limited(None):
             loss, _ = kernels.train_epoch(
-                X, y, s, np.arange(X.shape[0], dtype=np.int64), theta, grad, model.layout,
-                ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output], l2, 0, empty,
-                empty, 0, 0.0, np.zeros(7, dtype=model.dtype), np.zeros_like(theta), X.shape[0],
-                0.0, 0,
+                X,
+                y,
+                s,
+                np.arange(X.shape[0], dtype=np.int64),
+                theta,
+                grad,
+                model.layout,
+                ACTIVATION_CODES[model.activation],
+                OUTPUT_CODES[model.output],
+                l2,
+                0,
+                empty,
+                empty,
+                0,
+                0.0,
+                np.zeros(7, dtype=model.dtype),
+                np.zeros_like(theta),
+                X.shape[0],
+                0.0,
+                0,
             )
         return float(loss), [(dW.copy(), db.copy()) for dW, db in model.unflatten(grad)]
 
-    def fit(self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch,
-            on_epoch):
+    def fit(
+        self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch
+    ):
         grad = np.zeros_like(model.theta)
         act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
         hyper = opt.hyper()
@@ -202,9 +236,26 @@ class NumbaBackend:
             for epoch in range(epochs):
                 order = epoch_order(X.shape[0], seed, model._epochs_done)
                 loss, opt.t = kernels.train_epoch(
-                    X, y, s, order, model.theta, grad, model.layout, act, out, l2, opt.code,
-                    opt.m, opt.v, opt.t, lr_of_epoch(epoch), hyper, model.decay_mask,
-                    batch_size, model.dropout, seed,
+                    X,
+                    y,
+                    s,
+                    order,
+                    model.theta,
+                    grad,
+                    model.layout,
+                    act,
+                    out,
+                    l2,
+                    opt.code,
+                    opt.m,
+                    opt.v,
+                    opt.t,
+                    lr_of_epoch(epoch),
+                    hyper,
+                    model.decay_mask,
+                    batch_size,
+                    model.dropout,
+                    seed,
                 )
                 model._epochs_done += 1
                 if on_epoch(epoch, float(loss)):

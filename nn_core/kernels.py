@@ -115,6 +115,7 @@ def dropout_key(seed, step, layer):
 def fill_dropout_mask(key, p, D):
     """``D_ij = 1/(1-p)`` if ``uniform01(key + i*width + j) >= p`` else 0 (in place)."""
     n, width = D.shape
+    key = np.uint64(key)  # a key passed from Python arrives as int64; uint64 + int64 is float64
     scale = 1.0 / (1.0 - p)
     for i in range(n):
         for j in range(width):
@@ -161,8 +162,26 @@ def optimizer_step(code, theta, g, m, v, t, lr, hyper, decay_mask):
 
 
 def train_epoch(
-    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
-    batch_size, dropout, seed,
+    X,
+    y,
+    s,
+    order,
+    theta,
+    grad,
+    layout,
+    act,
+    out,
+    l2,
+    opt,
+    m,
+    v,
+    t,
+    lr,
+    hyper,
+    decay_mask,
+    batch_size,
+    dropout,
+    seed,
 ):
     """One epoch of mini-batch training, updating ``theta``, ``m`` and ``v`` in place.
 

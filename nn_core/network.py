@@ -15,6 +15,7 @@ network as three arrays (``theta``, its ``layout`` and the gradient).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -55,7 +56,9 @@ def _as_vector(v, n: int, dtype, name: str) -> np.ndarray:
     if v.ndim != 1 or v.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), got {v.shape}")
     if not np.isfinite(v).all():
-        raise ValueError(f"{name} holds NaN or infinity (first at index {np.argmin(np.isfinite(v))})")
+        raise ValueError(
+            f"{name} holds NaN or infinity (first at index {np.argmin(np.isfinite(v))})"
+        )
     return v
 
 
@@ -105,7 +108,9 @@ class MLP:
         if any(h < 1 for h in hidden):
             raise ValueError(f"hidden layer widths must be >= 1, got {hidden}")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}"
+            )
         if output not in OUTPUT_CODES:
             raise ValueError(f"unknown output {output!r}; choose one of {list(OUTPUT_CODES)}")
         if str(dtype) not in DTYPES:
@@ -122,7 +127,7 @@ class MLP:
         self.backend = backends.check_backend(backend)
         widths = [self.n_inputs, *hidden, 1]
         rows, off = [], 0
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        for fan_in, fan_out in itertools.pairwise(widths):
             rows.append((off, off + fan_in * fan_out, fan_in, fan_out))
             off += fan_in * fan_out + fan_out
         #: ``layout[l] = (w_off, b_off, fan_in, fan_out)`` of layer ``l`` in ``theta``.
@@ -176,7 +181,7 @@ class MLP:
         """Copy ``weights`` (a list of ``(W, b)`` shaped like ``params``) into the network."""
         if len(weights) != len(self.layout):
             raise ValueError(f"expected {len(self.layout)} (W, b) pairs, got {len(weights)}")
-        for (W, b), (W_new, b_new) in zip(self.params, weights):
+        for (W, b), (W_new, b_new) in zip(self.params, weights, strict=False):
             if np.shape(W_new) != W.shape or np.shape(b_new) != b.shape:
                 raise ValueError(f"shape mismatch: {np.shape(W_new)} for W of shape {W.shape}")
             W[...] = W_new
@@ -325,8 +330,18 @@ class MLP:
             return bool(callback is not None and callback(epoch, loss))
 
         backends.get(self.backend).fit(
-            self, X, y, s, epochs, batch_size, opt, l2, shuffle_seed, threads,
-            lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma), on_epoch,
+            self,
+            X,
+            y,
+            s,
+            epochs,
+            batch_size,
+            opt,
+            l2,
+            shuffle_seed,
+            threads,
+            lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma),
+            on_epoch,
         )
         return history
 
@@ -359,8 +374,14 @@ class MLP:
         meta, params = io.load_model(path)
         try:
             m = cls(
-                meta["n_inputs"], meta["hidden"], meta["activation"], meta["output"],
-                meta["dtype"], int(meta.get("seed", 0)), backend, float(meta.get("dropout", 0.0)),
+                meta["n_inputs"],
+                meta["hidden"],
+                meta["activation"],
+                meta["output"],
+                meta["dtype"],
+                int(meta.get("seed", 0)),
+                backend,
+                float(meta.get("dropout", 0.0)),
             )
         except (TypeError, ValueError) as e:
             raise io.ModelFileError(f"{path}/{io.MODEL_JSON}: invalid architecture ({e})") from None
@@ -372,4 +393,3 @@ class MLP:
             f"MLP(n_inputs={self.n_inputs}, hidden={self.hidden}, activation={self.activation!r}, "
             f"output={self.output!r}, dtype={self.dtype!r}, backend={self.backend!r})"
         )
-

@@ -196,8 +196,21 @@ def predict(params, X, activation: str, output: str):
 
 
 def train_epoch(
-    theta, unflatten, X, y, s, order, batch_size, optimizer, lr, l2, decay_mask,
-    activation, output, dropout, seed,
+    theta,
+    unflatten,
+    X,
+    y,
+    s,
+    order,
+    batch_size,
+    optimizer,
+    lr,
+    l2,
+    decay_mask,
+    activation,
+    output,
+    dropout,
+    seed,
 ) -> float:
     """One epoch of mini-batch training (array form), updating ``theta`` in place.
 
@@ -238,7 +251,9 @@ def train_epoch(
                 dropout_mask(seed, optimizer.t, l, n, W.shape[1], dropout, theta.dtype, xp)
                 for l, (W, _) in enumerate(params[:-1])
             ]
-        batch_loss, grads = loss_and_grad(params, Xb, y[rows], s[rows], activation, output, l2, masks)
+        batch_loss, grads = loss_and_grad(
+            params, Xb, y[rows], s[rows], activation, output, l2, masks
+        )
         g = xp.concatenate([part.ravel() for pair in grads for part in pair])
         optimizer.step(theta, g, lr, decay_mask)
         total += batch_loss * n

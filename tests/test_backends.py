@@ -1,0 +1,144 @@
+"""The compiled and GPU backends against the NumPy reference, through one shared helper."""
+
+import numpy as np
+import pytest
+
+from nn_core import MLP, activations
+from nn_core.testing import TOLERANCES, assert_backends_agree, relative_error
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("output", ["sigmoid", "identity"])
+@pytest.mark.parametrize("activation", list(activations.ACTIVATIONS))
+def test_numba_matches_numpy(activation, output, dtype):
+    errors = assert_backends_agree("numpy", "numba", dtype, activation=activation, output=output)
+    assert set(errors) >= {"predict", "loss", "dW0", "db2", "theta_after_epoch"}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"hidden": ()},
+        {"hidden": (9,)},
+        {"hidden": (5, 4, 3)},
+        {"dropout": 0.3},
+        {"batch_size": 7},
+        {"fit_kwargs": {"optimizer": "sgd"}},
+        {"fit_kwargs": {"optimizer": "momentum"}},
+        {"fit_kwargs": {"optimizer": "momentum", "nesterov": True}},
+        {"fit_kwargs": {"weight_decay": 0.05}},
+        {"fit_kwargs": {"epochs": 3, "schedule": "cosine"}},
+    ],
+    ids=lambda c: repr(c),
+)
+def test_numba_matches_numpy_options(case, dtype):
+    assert_backends_agree("numpy", "numba", dtype, **case)
+
+
+def test_helper_reports_a_disagreement(monkeypatch):
+    """The helper is not vacuous: a backend that trains with another lr is caught."""
+    from nn_core import backends
+
+    numba_fit = backends.NumbaBackend.fit
+
+    def skewed_fit(self, model, X, y, s, epochs, bs, opt, l2, seed, threads, lr_of, on_epoch):
+        return numba_fit(
+            self,
+            model,
+            X,
+            y,
+            s,
+            epochs,
+            bs,
+            opt,
+            l2,
+            seed,
+            threads,
+            lambda e: lr_of(e) * 1.001,
+            on_epoch,
+        )
+
+    monkeypatch.setattr(backends.NumbaBackend, "fit", skewed_fit)
+    with pytest.raises(AssertionError, match="theta_after_epoch"):
+        assert_backends_agree("numpy", "numba", "float64")
+
+
+def test_relative_error_definition():
+    assert relative_error([1.0, -2.0], [1.0, -2.0]) == 0.0
+    assert relative_error([1.0, -4.0], [1.5, -4.0]) == pytest.approx(0.125)
+    assert relative_error([0.0], [0.0]) == 0.0
+    with pytest.raises(AssertionError):
+        relative_error([1.0], [1.0, 2.0])
+    assert TOLERANCES["float64"] == 1e-10
+
+
+def _train(seed, threads):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(600, 10)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
+    m = MLP(10, (16, 8), seed=seed, dropout=0.2)
+    m.fit(X, y, epochs=3, batch_size=32, shuffle_seed=seed, threads=threads)
+    return m.theta.copy(), m.predict_proba(X, threads=threads)
+
+
+def test_numba_training_is_bit_identical_across_runs():
+    theta_a, p_a = _train(0, 1)
+    theta_b, p_b = _train(0, 1)
+    assert np.array_equal(theta_a, theta_b)
+    assert np.array_equal(p_a, p_b)
+    theta_c, _ = _train(1, 1)
+    assert not np.array_equal(theta_a, theta_c)
+
+
+def test_thread_count_is_restored():
+    import numba
+
+    before = numba.get_num_threads()
+    _train(0, 1)
+    assert numba.get_num_threads() == before
+
+
+def test_parallel_and_serial_predict_agree():
+    rng = np.random.default_rng(0)
+    m = MLP(12, (20, 10), activation="tanh")
+    X = rng.normal(size=(5000, 12)).astype(np.float32)
+    serial = m.predict_proba(X[:100])
+    parallel = m.predict_proba(X, threads=2)
+    assert np.array_equal(serial, parallel[:100])
+    assert (
+        relative_error(MLP(12, (20, 10), "tanh", backend="numpy").predict_proba(X), parallel) < 1e-5
+    )
+
+
+def _cuda_available():
+    try:
+        from nn_core.backends import cupy_module
+
+        cupy_module()
+        return True
+    except RuntimeError:
+        return False
+
+
+needs_cuda = pytest.mark.skipif(not _cuda_available(), reason="no CuPy or no CUDA device here")
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation", list(activations.ACTIVATIONS))
+def test_cupy_matches_numpy(activation, dtype):
+    assert_backends_agree("numpy", "cupy", dtype, activation=activation)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cupy_matches_numpy_with_dropout(dtype):
+    assert_backends_agree("numpy", "cupy", dtype, dropout=0.3, hidden=(5, 4, 3))
+
+
+def test_cupy_missing_gives_one_clear_error():
+    if _cuda_available():
+        pytest.skip("a CUDA device is present; this test covers machines without one")
+    with pytest.raises(RuntimeError, match="backend 'cupy' needs"):
+        MLP(3, (2,), backend="cupy")

@@ -1,0 +1,115 @@
+"""Bad input gets a clear ValueError before any work; extreme logits stay finite."""
+
+import numpy as np
+import pytest
+
+from nn_core import MLP
+
+
+@pytest.fixture
+def m():
+    return MLP(3, (4,), dtype="float64", backend="numpy")
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[1.0, np.nan, 0.0]]), "NaN or infinity.*row 0, column 1"),
+        (np.array([[1.0, 0.0, np.inf]]), "NaN or infinity.*row 0, column 2"),
+        (np.zeros((0, 3)), "empty"),
+        (np.zeros(3), "2-D"),
+        (np.zeros((2, 4)), "4 columns, the network expects 3"),
+        ([["a", "b", "c"]], "numeric"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_bad_X(X, match, backend):
+    model = MLP(3, (4,), backend=backend)
+    with pytest.raises(ValueError, match=match):
+        model.predict_proba(X)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, np.zeros(len(X) if np.ndim(X) == 2 else 1))
+
+
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        (np.array([0.0, 2.0]), "0/1 labels.*2"),
+        (np.array([0.0, -1.0]), "0/1 labels"),
+        (np.array([0.0, 0.5]), "0/1 labels"),
+        (np.array([0.0, np.nan]), "y holds NaN"),
+        (np.array([0.0]), r"shape \(2,\)"),
+    ],
+)
+def test_bad_y(m, y, match):
+    with pytest.raises(ValueError, match=match):
+        m.fit(np.zeros((2, 3)), y)
+    with pytest.raises(ValueError, match=match):
+        m.loss_and_grad(np.zeros((2, 3)), y)
+
+
+def test_identity_output_accepts_real_targets():
+    m = MLP(3, (4,), output="identity", dtype="float64")
+    loss, _ = m.loss_and_grad(np.ones((2, 3)), np.array([0.3, -2.5]))
+    assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sample_weight": np.array([1.0, -1.0])}, ">= 0"),
+        ({"sample_weight": np.array([1.0])}, "sample_weight must have shape"),
+        ({"pos_weight": -1.0}, "pos_weight"),
+        ({"l2": float("nan")}, "l2"),
+        ({"lr": -0.1}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"optimizer": "adagrad"}, "unknown optimizer"),
+        ({"schedule": "linear"}, "unknown schedule"),
+        ({"threads": 10_000}, "threads"),
+    ],
+)
+def test_bad_fit_options(kwargs, match):
+    m = MLP(3, (4,), dtype="float64")
+    with pytest.raises(ValueError, match=match):
+        m.fit(np.zeros((2, 3)), np.array([0.0, 1.0]), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"activation": "gelu"}, "unknown activation"),
+        ({"output": "softmax"}, "unknown output"),
+        ({"dtype": "float16"}, "dtype"),
+        ({"hidden": (3, 0)}, "widths"),
+        ({"backend": "jax"}, "unknown backend"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_bad_architecture(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MLP(3, **kwargs)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_extreme_logits_give_finite_loss_and_gradients(backend, dtype):
+    """Logits of magnitude 1e4: the loss is computed from logits, so nothing overflows."""
+    m = MLP(2, (), dtype=dtype, backend=backend)
+    m.set_weights([(np.array([[1.0], [0.0]]), np.array([0.0]))])
+    X = np.array([[1e4, 0.0], [-1e4, 0.0], [1e4, 0.0], [-1e4, 0.0]])
+    y = np.array([1.0, 0.0, 0.0, 1.0])  # two right with certainty, two wrong with certainty
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        loss, grads = m.loss_and_grad(X, y)
+        p = m.predict_proba(X)
+    # The two certain mistakes each cost |z| = 1e4; the mean over 4 rows is 5e3.
+    assert np.isclose(loss, 5e3, rtol=1e-6)
+    assert all(np.isfinite(g).all() for pair in grads for g in pair)
+    assert np.array_equal(p, np.array([1.0, 0.0, 1.0, 0.0], dtype=dtype))
+
+
+def test_divergence_is_reported():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)) * 100
+    m = MLP(3, (8,), output="identity", dtype="float64")
+    with pytest.raises(FloatingPointError, match="diverged"):
+        m.fit(X, rng.normal(size=64) * 1e3, epochs=50, optimizer="sgd", lr=10.0)
