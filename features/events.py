@@ -106,7 +106,8 @@ class EventLogError(ValueError):
                f"column '{column}': {reason}: {value!r}")
         if n_invalid > 1:
             msg += f" ({n_invalid} invalid rows in total)"
-        msg += "; pass drop_invalid=True to drop and count invalid rows instead"
+        msg += ("; drop_invalid=True (train.py --drop-invalid) drops and counts invalid "
+                "rows instead")
         super().__init__(msg)
         self.path, self.row, self.column, self.value = str(path), row, column, value
 
@@ -718,9 +719,10 @@ def rolling_cutoffs(start, end, horizon, cutoff=None, stride=None, min_history="
     first_train = t_dev - h
     earliest = start + pd.Timedelta(min_history)
     if first_train < earliest:
-        raise ValueError(f"log [{start}, {end}) is too short for horizon {h}: need "
-                         f"{pd.Timedelta(min_history)} of history + 3 label windows before "
-                         f"{t_test + h}")
+        need = pd.Timedelta(min_history) + 3 * h + (end - t_test - h)
+        raise ValueError(f"log [{start}, {end}) spans {end - start}, too short for horizon {h}: "
+                         f"needs {need} ({pd.Timedelta(min_history)} of history, then the "
+                         "train, dev and test label windows)")
     n_train = int((first_train - earliest) // stride) + 1
     train = [first_train - k * stride for k in range(n_train)][::-1]
     return {"train": train, "dev": [t_dev], "test": [t_test]}
