@@ -1,6 +1,7 @@
 """predict.py: same scores as in-process, any column order, chunking, ranks, clean errors."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -201,3 +202,39 @@ def test_stdout_output_without_output_flag(model_dir, score_frame, tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = pd.read_csv(io.StringIO(proc.stdout))
     assert list(got.columns) == ["row", "propensity", "rank", "decile"] and len(got) == 12
+
+
+EVENTS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "events"
+TAOBAO = EVENTS / "taobao_userbehavior_head_sample.csv"
+
+
+@pytest.mark.skipif(not TAOBAO.is_file(), reason=f"event-log sample not found at {TAOBAO}")
+def test_event_log_mode_train_then_predict(tmp_path):
+    proc = run_cli("train.py", "--events", TAOBAO, "--format", "taobao", "--horizon", "2d",
+                   "--epochs", "2", "--quiet", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    pre = json.loads((tmp_path / "run" / "preprocess.json").read_text())
+    assert pre["source"] == {"kind": "events", "format": "taobao", "horizon": "2d"}
+    assert all(c["kind"] == "numeric" for c in pre["columns"])
+    info = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]
+    assert info["kind"] == "events" and "cutoffs" in info["splits"]
+    cutoff = "2017-12-01T16:00:00Z"
+    out = tmp_path / "scores.csv"
+    proc = run_cli("predict.py", "--model", tmp_path / "run", "--events", TAOBAO, "--cutoff",
+                   cutoff, "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["user_id", "propensity", "rank", "decile"]
+
+    import features.events as events
+    from features.tabular import Preprocessor
+    from nn_core import MLP
+
+    X = events.features_at(events.read_events(TAOBAO, format="taobao"), cutoff)
+    expected = MLP.load(tmp_path / "run").predict_proba(
+        Preprocessor.load(tmp_path / "run").transform(X))
+    assert list(got["user_id"]) == list(X.index)
+    np.testing.assert_allclose(got["propensity"], expected, atol=1e-12)
+    # a table model refuses an event log, and the reverse
+    proc = run_cli("predict.py", "--model", tmp_path / "run", "--input", out)
+    assert proc.returncode == 2 and "trained on event-log features" in proc.stderr
