@@ -9,7 +9,8 @@ directory ``runs/<timestamp>/`` (``runs/latest`` points at it) holding
 - ``metrics.json``: ``{"model": {"dev": {...}, "test": {...}}, "baseline": {...}, ...}`` and,
   with several seeds, ``"runs"``, ``"mean"`` and ``"std"`` (sample standard deviation) of
   the same shape; top-level ``model``/``baseline`` are the first seed's (the saved model);
-- ``history.csv``: per epoch train loss, dev loss and dev ROC-AUC, per seed and model;
+- ``history.csv``: per epoch the training objective, train and dev log-loss and dev ROC-AUC,
+  per seed and model;
 - ``loss_curves.png``, ``roc.png``, ``pr.png``, ``reliability.png``, ``gains.png`` (test set,
   first seed); ``tune_trials.csv`` with ``--tune``.
 
@@ -393,8 +394,9 @@ def train_network(cfg: NetConfig, X: dict, y: dict, seed: int, label: str, quiet
     -------
     model : MLP
     history : list of dict
-        One row per epoch: epoch (1-based), train_loss (the training objective, averaged
-        over the epoch's mini-batches), dev_loss (dev log-loss), dev_roc_auc.
+        One row per epoch: epoch (1-based), train_objective (what ``fit`` minimises,
+        averaged over the epoch's mini-batches), train_loss and dev_loss (log-loss of the
+        weights at the end of the epoch), dev_roc_auc.
     best_epoch : int
         1-based epoch whose weights the model holds.
     """
@@ -410,11 +412,14 @@ def train_network(cfg: NetConfig, X: dict, y: dict, seed: int, label: str, quiet
     bar = tqdm(total=cfg.epochs, desc=label, disable=quiet, leave=leave, unit="ep",
                dynamic_ncols=True)
 
-    def on_epoch(epoch: int, train_loss: float) -> bool:
+    def on_epoch(epoch: int, objective: float) -> bool:
+        # The objective fit reports includes pos-weighting, the L2 term and dropout; the
+        # plain log-loss of train and dev after the epoch are the comparable curves.
+        train_loss = log_loss(y["train"], model.predict_proba(X["train"], threads=cfg.threads))
         p_dev = model.predict_proba(X["dev"], threads=cfg.threads)
         dev_loss, dev_auc = log_loss(y["dev"], p_dev), roc_auc(y["dev"], p_dev)
-        history.append({"epoch": epoch + 1, "train_loss": float(train_loss),
-                        "dev_loss": dev_loss, "dev_roc_auc": dev_auc})
+        history.append({"epoch": epoch + 1, "train_objective": float(objective),
+                        "train_loss": train_loss, "dev_loss": dev_loss, "dev_roc_auc": dev_auc})
         score = dev_auc if cfg.monitor == "roc_auc" else -dev_loss
         if score > best["score"]:
             best.update(score=score, epoch=epoch + 1, weights=model.get_weights())

@@ -267,7 +267,7 @@ def read_header(path: str | os.PathLike) -> list[str]:
     if p.is_dir():
         raise DataError(path, "is a directory, not a CSV file")
     try:
-        with open(p, newline="", encoding="utf-8") as fh:
+        with open(p, newline="", encoding="utf-8-sig") as fh:  # -sig: drop a byte-order mark
             header = next(csv.reader(fh), None)
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
@@ -417,6 +417,7 @@ def iter_raw_chunks(
             path,
             dtype=str,
             keep_default_na=False,
+            encoding="utf-8-sig",
             chunksize=chunksize,
             skipinitialspace=True,
         )

@@ -136,6 +136,14 @@ def test_empty_file_header_only_duplicate_header_and_ragged_row(tmp_path):
         load_table(tmp_path / "nope.csv", Schema.uci())
 
 
+def test_byte_order_mark_and_blanks_around_names_are_tolerated(tmp_path):
+    text = uci_subset(tmp_path).read_text().replace("Month,", " Month ,")
+    path = tmp_path / "bom.csv"
+    path.write_text("\ufeff" + text, encoding="utf-8")
+    frame = load_table(path, Schema.uci())
+    assert len(frame) == 6 and frame.loc[0, "Month"] == "Feb"
+
+
 def test_row_numbers_continue_across_chunks(tmp_path):
     path = uci_subset(tmp_path, n_rows=9, edit=set_cell(8, "Informational", "?"))
     schema = Schema.uci()

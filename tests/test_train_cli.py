@@ -58,7 +58,8 @@ def test_run_directory_holds_model_state_history_and_plots(run_dir):
     assert model["n_inputs"] == baseline["n_inputs"]
     with open(run_dir / "history.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert set(rows[0]) == {"seed", "model", "epoch", "train_loss", "dev_loss", "dev_roc_auc"}
+    assert set(rows[0]) == {"seed", "model", "epoch", "train_objective", "train_loss",
+                            "dev_loss", "dev_roc_auc"}
     for seed in ("0", "1"):
         for name in ("mlp", "baseline"):
             epochs = [int(r["epoch"]) for r in rows if r["seed"] == seed and r["model"] == name]
