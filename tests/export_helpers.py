@@ -69,8 +69,10 @@ def build_harness(src_dir: Path, name: str, cc: str = "gcc", flags=STRICT_FLAGS,
     main = src_dir / f"harness_{name}.c"
     main.write_text(HARNESS.replace("NAMEUP", name.upper()).replace("NAME", name))
     exe = src_dir / f"harness_{name}_{cc}"
-    subprocess.run([cc, *flags, *extra, "-I", str(src_dir), str(main), str(src_dir / f"{name}.c"),
-                    "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
+    build = subprocess.run([cc, *flags, *extra, "-I", str(src_dir), str(main),
+                            str(src_dir / f"{name}.c"), "-o", str(exe), "-lm"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, f"{cc} failed on {name}.c:\n{build.stderr}"
     return exe
 
 

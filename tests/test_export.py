@@ -12,11 +12,13 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from export_helpers import (
+    REPO,
     STRICT_FLAGS,
     UCI_CSV,
     build_harness,
@@ -155,6 +157,21 @@ def test_pure_predictor_matches_reference(uci, predictors):
     assert np.max(np.abs(p - uci["ref"][rows])) <= 1e-6
 
 
+def test_targets_match_predict_py_cli(uci, predictors, tmp_path):
+    """The bundled CSV through predict.py itself vs. every exported float target."""
+    out = tmp_path / "scores.csv"
+    res = subprocess.run([sys.executable, str(REPO / "predict.py"), "--model", str(uci["dir"]),
+                          "--input", str(UCI_CSV), "--output", str(out)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    scores = pd.read_csv(out).sort_values("row")["propensity"].to_numpy()
+    assert len(scores) == len(uci["X"])
+    assert np.max(np.abs(predictors["c"](uci["X"]) - scores)) <= 1e-5
+    assert np.max(np.abs(predictors["python"](uci["X"]) - scores)) <= 1e-6
+    rows = uci["test"][:300]
+    assert np.max(np.abs(predictors["python-pure"](uci["X"][rows]) - scores[rows])) <= 1e-6
+
+
 def test_int8_auc_close_to_float32_on_test_split(uci, predictors):
     test = uci["test"]
     y = uci["df"]["Revenue"].to_numpy()[test]
@@ -242,12 +259,15 @@ def test_reference_rejects_what_exports_turn_into_nan(uci):
 
 
 @pytest.mark.parametrize(
-    ("hidden", "activation"),
-    [((), "relu"), ((5, 3), "tanh"), ((4,), "leaky_relu"), ((3,), "sigmoid")],
+    ("hidden", "activation", "columns"),
+    [((), "relu", "both"), ((5, 3), "tanh", "both"), ((4,), "leaky_relu", "both"),
+     ((3,), "sigmoid", "both"), ((), "relu", "categorical"), ((4,), "relu", "categorical"),
+     ((), "relu", "numeric"), ((4,), "relu", "numeric")],
 )
-def test_small_synthetic_models_every_code_path(tmp_path, hidden, activation):
+def test_small_synthetic_models_every_code_path(tmp_path, hidden, activation, columns):
     """Logistic regression and other activations; codes by table search (wide integer range)
-    and by lookup table (gaps); a numeric column with negative values (no log1p)."""
+    and by lookup table (gaps); a numeric column with negative values (no log1p); models
+    without numeric or without categorical inputs (the C must still build warning-free)."""
     from features.tabular import Preprocessor
     from nn_core import MLP
 
@@ -261,23 +281,27 @@ def test_small_synthetic_models_every_code_path(tmp_path, hidden, activation):
         "label": rng.choice(["a", "b"], size=n),
     })
     y = rng.integers(0, 2, size=n)
-    pre = Preprocessor(["signed", "count"], ["wide", "gappy", "label"]).fit(df)
+    num_cols = ["signed", "count"] if columns != "categorical" else []
+    cat_cols = ["wide", "gappy", "label"] if columns != "numeric" else []
+    pre = Preprocessor(num_cols, cat_cols).fit(df)
     X = pre.transform(df)
     m = MLP(X.shape[1], hidden=hidden, activation=activation, seed=3, backend="numpy")
     m.fit(X, y, epochs=2, batch_size=32, lr=1e-2)
     m.save(tmp_path / "m")
     pre.save(tmp_path / "m")
     model, _ = ex.load_model_dir(tmp_path / "m")
-    assert {c.name: c.code_scheme for c in model.categorical} == {
-        "wide": "value", "gappy": "value", "label": "index"}
     files, _ = ex.export(model, "c", "syn")
-    assert "syn_code_search(" in files["syn.c"] and "syn_code_lut(" in files["syn.c"]
+    frame = df.copy()
+    Xraw = ex.encode_table(model, df)
+    if cat_cols:
+        assert {c.name: c.code_scheme for c in model.categorical} == {
+            "wide": "value", "gappy": "value", "label": "index"}
+        assert "syn_code_search(" in files["syn.c"] and "syn_code_lut(" in files["syn.c"]
+        wide = next(c.index for c in model.inputs if c.name == "wide")
+        Xraw[:5, wide] = [7.0, 1000.5, np.nan, -4.0, 1e9]  # unseen codes of "wide"
+        frame.loc[:4, "wide"] = "unseen"
     ex.write_all(tmp_path / "out", files)
     exe = build_harness(tmp_path / "out", "syn")
-    Xraw = ex.encode_table(model, df)
-    Xraw[:5, 2] = [7.0, 1000.5, np.nan, -4.0, 1e9]  # unseen codes of "wide"
-    frame = df.copy()
-    frame.loc[:4, "wide"] = "unseen"
     ref = m.predict_proba(pre.transform(frame))
     assert np.max(np.abs(run_harness(exe, Xraw) - ref)) <= 1e-5
     files8, _ = ex.export(model, "c-int8", "syn8")
