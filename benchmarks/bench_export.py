@@ -1,6 +1,7 @@
 """Single-row latency of the exported predictors next to nn_core (numba) and ONNX Runtime.
 
     python benchmarks/bench_export.py [--hidden 64 --hidden 64,64] [--epochs 5] [--rows 4000]
+    python benchmarks/bench_export.py --model-dir runs/latest   # sizes + int8 accuracy cost
 
 For each architecture a model is trained briefly on the bundled UCI table (latency does not
 depend on accuracy, but a trained ReLU net has realistic sparsity), exported, and timed:
@@ -180,12 +181,50 @@ def bench(hidden: tuple[int, ...], epochs: int, n_rows: int, tmp: Path) -> dict[
     return res
 
 
+def accuracy_and_size(model_dir: Path, tmp: Path, seed: int = 0) -> None:
+    """Size report of every format and test-split ROC-AUC of the compiled C predictors.
+
+    The test split is train.py's default one (``stratified_split(y, seed)``, 70/15/15) of
+    the bundled UCI table, so pass a model trained by ``train.py`` with that seed.
+    """
+    from export_helpers import UCI_CSV, build_harness, reference_predict, run_harness
+
+    from features.tabular import Schema, load_table, stratified_split
+    from nn_core import export as ex
+    from nn_core.metrics import roc_auc
+
+    df = load_table(UCI_CSV, Schema.uci())
+    y = df["Revenue"].to_numpy()
+    test = stratified_split(y, seed)[2]
+    model, _ = ex.load_model_dir(model_dir)
+    X = ex.encode_table(model, df.iloc[test])
+    ref = reference_predict(model_dir, df.iloc[test])
+    print(f"model {model_dir}: hidden {model.widths[:-1]}, test rows {len(test)}")
+    for fmt in ex.FORMATS:
+        files, report = ex.export(model, fmt, ex.DEFAULT_NAMES[fmt])
+        ex.write_all(tmp, files)
+        print(ex.format_report(report))
+    p32 = run_harness(build_harness(tmp, "model"), X)
+    p8 = run_harness(build_harness(tmp, "model_int8"), X)
+    a_ref, a32, a8 = roc_auc(y[test], ref), roc_auc(y[test], p32), roc_auc(y[test], p8)
+    print(f"test ROC-AUC: predict.py {a_ref:.5f}, C float32 {a32:.5f}, C int8 {a8:.5f} "
+          f"(int8 - float32 = {a8 - a32:+.5f}); max |C float32 - predict.py| = "
+          f"{np.max(np.abs(p32 - ref)):.2e}, max |C int8 - predict.py| = "
+          f"{np.max(np.abs(p8 - ref)):.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hidden", action="append", help="e.g. 64 or 64,64 (repeatable)")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--rows", type=int, default=4000, help="test rows timed")
+    ap.add_argument("--model-dir", type=Path, help="instead of timing: size report and "
+                    "test-split ROC-AUC (float32 vs int8, compiled C) of a train.py model")
     args = ap.parse_args()
+    if args.model_dir is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            accuracy_and_size(args.model_dir, Path(tmp))
+        return
     archs = [tuple(int(h) for h in s.split(",")) for s in (args.hidden or ["64", "64,64"])]
     with tempfile.TemporaryDirectory() as tmp:
         results = {a: bench(a, args.epochs, args.rows, Path(tmp)) for a in archs}
