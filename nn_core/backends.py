@@ -186,13 +186,17 @@ class NumbaBackend:
     """Compiled kernels (``nn_core/kernels.py``)."""
 
     def predict(self, model, X, threads=None):
-        p = np.empty(X.shape[0], dtype=model.dtype)
+        p = np.empty(X.shape[0], dtype=model.theta.dtype)
         act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
         if X.shape[0] < _PARALLEL_ROWS and threads is None:
-            kernels.forward_rows(X, model.theta, model.layout, act, out, p)
+            finite = kernels.forward_rows(X, model.theta, model.layout, act, out, p)
         else:
             with threads_limited(threads):
-                kernels.predict_blocks(X, model.theta, model.layout, act, out, _BLOCK, p)
+                finite = kernels.predict_blocks(X, model.theta, model.layout, act, out, _BLOCK, p)
+        if not finite:
+            from .network import raise_not_finite
+
+            raise_not_finite(X)
         return p
 
     def loss_and_grad(self, model, X, y, s, l2):

@@ -3,7 +3,7 @@
 A whole epoch of mini-batch steps runs inside one compiled call,
 :func:`train_epoch`, so Python is entered once per epoch, not once per
 batch. The matrix products go to BLAS through ``np.dot`` (with ``out=``
-buffers, so nothing is allocated per product); the activations, their
+buffers, so nothing is allocated per product; see :func:`matmul`); the activations, their
 backward rules, the losses and the output delta are the very functions of
 ``nn_core/activations.py`` and ``nn_core/losses.py``, compiled here with
 ``numba.njit``; the optimizer updates are loops over the flat parameter
@@ -31,7 +31,13 @@ from .reference import splitmix64 as _splitmix64_py
 from .reference import uniform01 as _uniform01_py
 
 _jit = numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
-_pjit = numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True, parallel=True)
+# The prediction kernels test their input for NaN and infinity, so they may
+# not let the compiler assume that no value is NaN or infinite (nnan, ninf).
+_FINITE_SAFE_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+_pred_jit = numba.njit(cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True)
+_pred_pjit = numba.njit(
+    cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True, parallel=True
+)
 
 # The shared definitions, compiled (not rewritten).
 _relu, _relu_b = _jit(_a.relu), _jit(_a.relu_backward)
@@ -161,6 +167,49 @@ def optimizer_step(code, theta, g, m, v, t, lr, hyper, decay_mask):
             theta[k] -= step * m[k] / (np.sqrt(v[k]) * inv_root_bias2 + eps)
 
 
+def matmul(A, B, C):
+    """``C = A @ B`` into the preallocated ``C``.
+
+    BLAS (``np.dot``) for the real matrix products; plain loops for a few
+    rows (single-row prediction) and for the output layer's products, where
+    ``C`` is one column wide or ``A`` one column deep: there a BLAS call
+    costs more than the arithmetic.
+    """
+    n, k = A.shape
+    m = B.shape[1]
+    if n <= 4 and m > 1:
+        # A few rows (single-row prediction): row times matrix, vectorised
+        # over j, four rows of B per pass so that C is loaded and stored a
+        # quarter as often.
+        for i in range(n):
+            C_i = C[i]
+            C_i[:] = 0.0
+            p = 0
+            while p + 4 <= k:
+                a0, a1, a2, a3 = A[i, p], A[i, p + 1], A[i, p + 2], A[i, p + 3]
+                B0, B1, B2, B3 = B[p], B[p + 1], B[p + 2], B[p + 3]
+                for j in range(m):
+                    C_i[j] += a0 * B0[j] + a1 * B1[j] + a2 * B2[j] + a3 * B3[j]
+                p += 4
+            for q in range(p, k):
+                a, B_q = A[i, q], B[q]
+                for j in range(m):
+                    C_i[j] += a * B_q[j]
+    elif m == 1:
+        for i in range(n):
+            acc = 0.0
+            for p in range(k):
+                acc += A[i, p] * B[p, 0]
+            C[i, 0] = acc
+    elif k == 1:
+        for i in range(n):
+            a = A[i, 0]
+            for j in range(m):
+                C[i, j] = a * B[0, j]
+    else:
+        np.dot(A, B, C)
+
+
 def train_epoch(
     X,
     y,
@@ -249,7 +298,7 @@ def train_epoch(
             b = theta[b_off : b_off + fo]
             H_in = Xb[:n] if l == 0 else H[l - 1, : n * fi].reshape((n, fi))
             Z = Z_out[:n] if l == L - 1 else A_buf[l, : n * fo].reshape((n, fo))
-            np.dot(H_in, W, Z)
+            matmul(H_in, W, Z)
             Z += b
             if l < L - 1:
                 activate(act, A_buf[l, : n * fo])
@@ -274,7 +323,7 @@ def train_epoch(
             dW = grad[w_off : w_off + fi * fo].reshape((fi, fo))
             delta = d_buf[cur, : n * fo].reshape((n, fo))
             H_in = Xb[:n] if l == 0 else H[l - 1, : n * fi].reshape((n, fi))
-            np.dot(H_in.T, delta, dW)
+            matmul(H_in.T, delta, dW)
             if l2 != 0.0:
                 for k in range(fi * fo):
                     grad[w_off + k] += l2 * theta[w_off + k]
@@ -285,7 +334,7 @@ def train_epoch(
                     grad[b_off + j] += delta[i, j]
             if l > 0:
                 dH = d_buf[1 - cur, : n * fi].reshape((n, fi))
-                np.dot(delta, W.T, dH)
+                matmul(delta, W.T, dH)
                 if dropout > 0.0:
                     dH *= D_buf[l - 1, : n * fi].reshape((n, fi))
                 activation_backward(act, A_buf[l - 1, : n * fi], d_buf[1 - cur, : n * fi])
@@ -296,7 +345,12 @@ def train_epoch(
 
 
 def forward_rows(X, theta, layout, act, out, p):
-    """``p = g(Z)`` for the rows of ``X`` (serial; buffers sized to the widest layer)."""
+    """``p = g(Z)`` for the rows of ``X`` (serial; buffers sized to the widest layer).
+
+    Returns False, computing nothing, when ``X`` holds NaN or infinity.
+    """
+    if not all_finite(X):
+        return False
     n = X.shape[0]
     L = layout.shape[0]
     maxw = 1
@@ -310,23 +364,30 @@ def forward_rows(X, theta, layout, act, out, p):
         W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
         H_in = X if l == 0 else bufs[1 - cur, : n * fi].reshape((n, fi))
         Z = Z_out if l == L - 1 else bufs[cur, : n * fo].reshape((n, fo))
-        np.dot(H_in, W, Z)
+        matmul(H_in, W, Z)
         Z += theta[b_off : b_off + fo]
         if l < L - 1:
             activate(act, bufs[cur, : n * fo])
             cur = 1 - cur
     for i in range(n):
         p[i] = _sigmoid(Z_out[i, 0]) if out == OUT_SIGMOID else Z_out[i, 0]
+    return True
 
 
 def predict_blocks(X, theta, layout, act, out, block, p):
-    """:func:`forward_rows` over blocks of ``block`` rows, the blocks in parallel."""
+    """:func:`forward_rows` over blocks of ``block`` rows, the blocks in parallel.
+
+    Returns False when any block held NaN or infinity (each block records
+    its own flag: no shared write between threads).
+    """
     n = X.shape[0]
     n_blocks = (n + block - 1) // block
+    finite = np.empty(n_blocks, dtype=np.bool_)
     for k in numba.prange(n_blocks):
         lo = k * block
         hi = min(n, lo + block)
-        forward_rows(X[lo:hi], theta, layout, act, out, p[lo:hi])
+        finite[k] = forward_rows(X[lo:hi], theta, layout, act, out, p[lo:hi])
+    return finite.all()
 
 
 def all_finite(X):
@@ -338,15 +399,17 @@ def all_finite(X):
     return True
 
 
-# Compiled versions under the same names; the plain functions stay reachable
+# Compiled versions under the same names (all_finite without fastmath, which
+# would let the compiler assume every number is finite); the plain functions stay reachable
 # as `.py_func` (numba keeps them), for teaching and debugging.
 activate = _jit(activate)
 activation_backward = _jit(activation_backward)
 output_loss_delta = _jit(output_loss_delta)
 dropout_key = _jit(dropout_key)
 fill_dropout_mask = _jit(fill_dropout_mask)
-optimizer_step = _jit(optimizer_step)
-train_epoch = _jit(train_epoch)
-forward_rows = _jit(forward_rows)
-predict_blocks = _pjit(predict_blocks)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)
+optimizer_step = _jit(optimizer_step)
+matmul = _jit(matmul)
+train_epoch = _jit(train_epoch)
+forward_rows = _pred_jit(forward_rows)
+predict_blocks = _pred_pjit(predict_blocks)

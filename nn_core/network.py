@@ -21,30 +21,41 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import backends, io
-from .activations import ACTIVATIONS, OUTPUT_CODES
+from . import backends, io, kernels
+from .activations import ACTIVATION_CODES, ACTIVATIONS, OUTPUT_CODES
 from .losses import sample_scale
 from .optim import Optimizer, learning_rate
 
 DTYPES = ("float32", "float64")
 
 
-def _as_matrix(X, n_inputs: int, dtype, name: str = "X") -> np.ndarray:
-    """Validate ``X`` as a finite, non-empty ``(n, n_inputs)`` array of ``dtype`` (C order)."""
-    try:
-        X = np.ascontiguousarray(X, dtype=dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a numeric array: {e}") from None
+def _as_matrix(X, n_inputs: int, dtype, name: str = "X", check_finite: bool = True) -> np.ndarray:
+    """Validate ``X`` as a non-empty ``(n, n_inputs)`` C-ordered array of ``dtype``.
+
+    With ``check_finite`` (the default), NaN or infinity is an error too;
+    the ``numba`` backend's predict kernel checks that itself, in the same
+    pass over ``X``.
+    """
+    if not (type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous):
+        try:
+            X = np.ascontiguousarray(X, dtype=dtype)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{name} must be a numeric array: {e}") from None
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_inputs), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows)")
     if X.shape[1] != n_inputs:
         raise ValueError(f"{name} has {X.shape[1]} columns, the network expects {n_inputs}")
-    if not backends.all_finite(X):
-        bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"{name} holds NaN or infinity (first at row {bad[0]}, column {bad[1]})")
+    if check_finite and not backends.all_finite(X):
+        raise_not_finite(X, name)
     return X
+
+
+def raise_not_finite(X: np.ndarray, name: str = "X"):
+    """Raise the ``ValueError`` for an ``X`` that holds NaN or infinity, naming the first cell."""
+    bad = np.argwhere(~np.isfinite(X))[0]
+    raise ValueError(f"{name} holds NaN or infinity (first at row {bad[0]}, column {bad[1]})")
 
 
 def _as_vector(v, n: int, dtype, name: str) -> np.ndarray:
@@ -122,6 +133,8 @@ class MLP:
         self.activation = activation
         self.output = output
         self.dtype = str(dtype)
+        self._np_dtype = np.dtype(self.dtype)
+        self._codes = (ACTIVATION_CODES[activation], OUTPUT_CODES[output])
         self.seed = int(seed)
         self.dropout = float(dropout)
         self.backend = backends.check_backend(backend)
@@ -189,7 +202,7 @@ class MLP:
 
     # --- validation -----------------------------------------------------------
     def _check_Xy(self, X, y, sample_weight):
-        X = _as_matrix(X, self.n_inputs, self.dtype)
+        X = _as_matrix(X, self.n_inputs, self._np_dtype)
         y = _as_vector(y, X.shape[0], self.dtype, "y")
         if self.output == "sigmoid" and not np.isin(y, (0, 1)).all():
             bad = y[~np.isin(y, (0, 1))][0]
@@ -222,7 +235,23 @@ class MLP:
         array of shape (n,)
             Probabilities (sigmoid output) or values (identity output).
         """
-        X = _as_matrix(X, self.n_inputs, self.dtype)
+        if (
+            self.backend == "numba"
+            and type(X) is np.ndarray
+            and X.dtype == self._np_dtype
+            and X.ndim == 2
+            and 0 < X.shape[0] <= 16
+            and X.shape[1] == self.n_inputs
+            and X.flags.c_contiguous
+            and threads is None
+        ):
+            # Fast path for a few rows (online scoring): one compiled call,
+            # which also checks the input for NaN and infinity.
+            p = np.empty(X.shape[0], dtype=self._np_dtype)
+            if kernels.forward_rows(X, self.theta, self.layout, self._codes[0], self._codes[1], p):
+                return p
+        # The numba kernel checks finiteness while it reads X (one pass, not two).
+        X = _as_matrix(X, self.n_inputs, self._np_dtype, check_finite=self.backend != "numba")
         return backends.get(self.backend).predict(self, X, threads)
 
     def loss_and_grad(self, X, y, sample_weight=None, pos_weight: float = 1.0, l2: float = 0.0):

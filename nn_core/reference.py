@@ -158,11 +158,16 @@ def backward(params, H, A, delta, activation: str, l2: float, masks=None):
     return grads
 
 
-def loss(params, Z, y, s, output: str, l2: float) -> float:
-    """``L = (1/n) sum_i s_i l(Z_i, y_i) + (lambda/2) sum_l ||W_l||^2`` (a Python float)."""
+def loss(params, Z, y, s, output: str, l2: float):
+    """``L = (1/n) sum_i s_i l(Z_i, y_i) + (lambda/2) sum_l ||W_l||^2``.
+
+    Returns a 0-d array of the array module, not a Python float: on a GPU,
+    turning it into a float would wait for the device after every batch.
+    """
     data = (s * LOSSES[output](Z, y)).sum() / Z.shape[0]
-    penalty = sum((W * W).sum() for W, _ in params) * (l2 / 2) if l2 else 0.0
-    return float(data + penalty)
+    if not l2:
+        return data
+    return data + sum((W * W).sum() for W, _ in params) * (l2 / 2)
 
 
 def loss_and_grad(params, X, y, s, activation: str, output: str, l2: float, masks=None):
@@ -182,7 +187,7 @@ def loss_and_grad(params, X, y, s, activation: str, output: str, l2: float, mask
 
     Returns
     -------
-    loss : float
+    loss : 0-d array
     grads : list of (dW, db)
     """
     H, A, Z = forward(params, X, activation, masks)
@@ -236,7 +241,7 @@ def train_epoch(
 
     Returns
     -------
-    float
+    0-d array
         Mean training loss over the epoch (each batch's loss weighted by its size).
     """
     xp = array_module(theta)

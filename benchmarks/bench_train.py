@@ -1,0 +1,342 @@
+"""Training and prediction speed of nn_core against its peers, side by side in one run.
+
+Workload (issue 2): 12,330 x 75 float32 synthetic rows with a learnable
+nonlinear label (fixed seed, about 15 % positives); 75 -> 64 -> 64 -> 1 ReLU;
+Adam, lr 1e-3; 10 epochs; 2 threads; batch 32 and 256.
+
+Peers, each run in this same process: scikit-learn ``MLPClassifier`` (same
+architecture, adam, same batch, ``max_iter=10, tol=0``), PyTorch eager
+(``Adam(fused=True)``, ``torch.set_num_threads(2)``), nn_core's ``numpy``
+backend and nn_core's ``numba`` backend. A peer that is not installed is
+reported as skipped. Each result also gives the final training log-loss,
+so nobody wins by learning less.
+
+Then: single-row ``predict_proba`` latency (median of 10,000 calls) and
+1,000,000-row throughput against PyTorch and ONNX Runtime (the same torch
+model exported to ONNX), and the Numba compile time, cold (empty cache) and
+warm, each in a new process.
+
+Usage::
+
+    python benchmarks/bench_train.py [--repeats 3] [--skip-compile]
+
+Timings are the best of ``--repeats`` runs (the least disturbed by other work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+N, D, HIDDEN, EPOCHS, LR, THREADS = 12_330, 75, (64, 64), 10, 1e-3, 2
+
+
+def make_data(seed: int = 0):
+    """Synthetic rows whose label depends nonlinearly on the inputs (about 15 % positive)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, D)).astype(np.float32)
+    w = rng.normal(size=D) / np.sqrt(D)
+    score = np.tanh(X @ w) + 0.5 * X[:, 0] * X[:, 1] + 0.3 * np.abs(X[:, 2])
+    y = (score > np.quantile(score, 0.85)).astype(np.float32)
+    return X, y
+
+
+def log_loss(y, p) -> float:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def best_of(repeats, fn):
+    """Run ``fn() -> (seconds, loss)`` several times; keep the fastest run."""
+    runs = [fn() for _ in range(repeats)]
+    return min(runs, key=lambda r: r[0])
+
+
+# --- peers --------------------------------------------------------------------
+def train_nn_core(backend, X, y, batch):
+    from nn_core import MLP
+
+    m = MLP(D, HIDDEN, seed=0, backend=backend)
+    t = time.perf_counter()
+    m.fit(X, y, epochs=EPOCHS, batch_size=batch, lr=LR, threads=THREADS)
+    return time.perf_counter() - t, log_loss(y, m.predict_proba(X))
+
+
+def train_sklearn(X, y, batch):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_limits
+
+    clf = MLPClassifier(
+        HIDDEN,
+        solver="adam",
+        learning_rate_init=LR,
+        batch_size=batch,
+        max_iter=EPOCHS,
+        tol=0,
+        n_iter_no_change=EPOCHS + 1,
+        random_state=0,
+    )
+    with warnings.catch_warnings(), threadpool_limits(THREADS):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t = time.perf_counter()
+        clf.fit(X, y)
+        elapsed = time.perf_counter() - t
+    return elapsed, log_loss(y, clf.predict_proba(X)[:, 1])
+
+
+def torch_model():
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(D, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 1),
+    )
+
+
+def train_torch(X, y, batch):
+    import torch
+
+    torch.set_num_threads(THREADS)
+    model = torch_model()
+    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(0)
+    t = time.perf_counter()
+    for _ in range(EPOCHS):
+        order = torch.randperm(N, generator=g)
+        for start in range(0, N, batch):
+            idx = order[start : start + batch]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(tX[idx])[:, 0], ty[idx]).backward()
+            opt.step()
+    elapsed = time.perf_counter() - t
+    with torch.inference_mode():
+        p = torch.sigmoid(model(tX)[:, 0]).numpy()
+    return elapsed, log_loss(y, p), model
+
+
+# --- prediction -------------------------------------------------------------------
+def median_latency_us(fn, calls=10_000):
+    fn()
+    times = np.empty(calls)
+    for i in range(calls):
+        t = time.perf_counter_ns()
+        fn()
+        times[i] = time.perf_counter_ns() - t
+    return float(np.median(times)) / 1e3
+
+
+def rows_per_second(fn, rows, repeats):
+    fn()
+    return rows / min(_timed(fn) for _ in range(repeats))
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+COMPILE_SCRIPT = """
+import time; t0 = time.perf_counter()
+import numpy as np
+from nn_core import MLP
+rng = np.random.default_rng(0)
+X = rng.normal(size=(512, 75)).astype(np.float32); y = (rng.random(512) < 0.15).astype(np.float32)
+m = MLP(75, (64, 64))
+m.fit(X, y, epochs=1, batch_size=32)
+t1 = time.perf_counter()
+m.predict_proba(X[:1]); m.predict_proba(np.repeat(X, 8, axis=0), threads=2)
+t2 = time.perf_counter()
+print(f"{t1 - t0:.3f} {t2 - t0:.3f}")
+"""
+
+
+def compile_times():
+    """(cold, warm) seconds from a new process's start to its first trained epoch and to
+    its first predictions, with an empty and then a warm Numba cache."""
+    out = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(ROOT)}
+        for _ in range(2):
+            r = subprocess.run(
+                [sys.executable, "-c", COMPILE_SCRIPT],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            out.append(tuple(float(v) for v in r.stdout.split()))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-compile", action="store_true")
+    args = ap.parse_args()
+
+    import numba
+
+    cpu = "unknown CPU"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    print(f"# bench_train  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        f"# {cpu}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
+        f"numpy {np.__version__}, numba {numba.__version__}"
+    )
+    X, y = make_data()
+    print(
+        f"# data {X.shape} float32, positives {y.mean():.1%}; {HIDDEN} ReLU, Adam lr {LR}, "
+        f"{EPOCHS} epochs, {THREADS} threads\n"
+    )
+
+    from nn_core import MLP
+
+    MLP(D, HIDDEN).fit(X[:256], y[:256], epochs=1, batch_size=32)  # compile outside timing
+    MLP(D, HIDDEN).fit(X[:256], y[:256], epochs=1, batch_size=256)
+
+    torch_trained = None
+    for batch in (32, 256):
+        results = {}
+        results["nn_core numba"] = best_of(
+            args.repeats, lambda b=batch: train_nn_core("numba", X, y, b)
+        )
+        results["nn_core numpy"] = best_of(1, lambda b=batch: train_nn_core("numpy", X, y, b))
+        try:
+            results["scikit-learn"] = best_of(args.repeats, lambda b=batch: train_sklearn(X, y, b))
+        except ImportError:
+            results["scikit-learn"] = None
+        try:
+            runs = [train_torch(X, y, batch) for _ in range(args.repeats)]
+            best = min(runs, key=lambda r: r[0])
+            results["PyTorch eager"] = best[:2]
+            torch_trained = best[2]
+        except ImportError:
+            results["PyTorch eager"] = None
+        ours = results["nn_core numba"][0]
+        print(f"## training, batch {batch}")
+        print("| implementation | seconds | samples/s | numba speed-up | final train log-loss |")
+        print("|---|---:|---:|---:|---:|")
+        for name, r in results.items():
+            if r is None:
+                print(f"| {name} | skipped (not installed) | | | |")
+                continue
+            sec, loss = r
+            speedup = sec / ours
+            print(f"| {name} | {sec:.3f} | {EPOCHS * N / sec:,.0f} | {speedup:.1f}x | {loss:.4f} |")
+        print()
+
+    # Prediction: the same trained network on every side.
+    m = MLP(D, HIDDEN, seed=0)
+    m.fit(X, y, epochs=EPOCHS, batch_size=256, lr=LR)
+    big = np.random.default_rng(1).normal(size=(1_000_000, D)).astype(np.float32)
+    row = np.ascontiguousarray(X[:1])
+    pred = {
+        "nn_core numba": (
+            median_latency_us(lambda: m.predict_proba(row)),
+            rows_per_second(lambda: m.predict_proba(big, threads=THREADS), len(big), args.repeats),
+        )
+    }
+    try:
+        import torch
+
+        tm = torch_model()
+        with torch.no_grad():
+            for layer, (W, b) in zip((tm[0], tm[2], tm[4]), m.params, strict=True):
+                layer.weight.copy_(torch.from_numpy(W.T.copy()))
+                layer.bias.copy_(torch.from_numpy(b))
+        tm.eval()
+        trow, tbig = torch.from_numpy(row), torch.from_numpy(big)
+
+        def torch_predict(x):
+            with torch.inference_mode():
+                return torch.sigmoid(tm(x))
+
+        assert np.allclose(
+            torch_predict(torch.from_numpy(X[:100])).numpy()[:, 0],
+            m.predict_proba(X[:100]),
+            atol=1e-5,
+        )
+        pred["PyTorch eager"] = (
+            median_latency_us(lambda: torch_predict(trow)),
+            rows_per_second(lambda: torch_predict(tbig), len(big), args.repeats),
+        )
+        try:
+            import onnxruntime as ort
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "mlp.onnx")
+                wrapped = torch.nn.Sequential(tm, torch.nn.Sigmoid())
+                torch.onnx.export(
+                    wrapped,
+                    (trow,),
+                    path,
+                    input_names=["x"],
+                    output_names=["p"],
+                    dynamic_axes={"x": {0: "n"}},
+                    dynamo=False,
+                )
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = THREADS
+                sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            assert np.allclose(
+                sess.run(None, {"x": X[:100]})[0][:, 0], m.predict_proba(X[:100]), atol=1e-5
+            )
+            pred["ONNX Runtime"] = (
+                median_latency_us(lambda: sess.run(None, {"x": row})),
+                rows_per_second(lambda: sess.run(None, {"x": big}), len(big), args.repeats),
+            )
+        except ImportError:
+            pred["ONNX Runtime"] = None
+    except ImportError:
+        pred["PyTorch eager"] = pred["ONNX Runtime"] = None
+    del torch_trained
+    print("## prediction (same weights everywhere)")
+    print(
+        "| implementation | single row, median of 10,000 (us) | 1,000,000 rows: rows/s | "
+        "numba speed-up (1 M rows) |"
+    )
+    print("|---|---:|---:|---:|")
+    ours = pred["nn_core numba"][1]
+    for name, r in pred.items():
+        if r is None:
+            print(f"| {name} | skipped (not installed) | | |")
+        else:
+            print(f"| {name} | {r[0]:.2f} | {r[1]:,.0f} | {ours / r[1]:.2f}x |")
+    print()
+
+    if not args.skip_compile:
+        (cold_fit, cold_all), (warm_fit, warm_all) = compile_times()
+        print("## Numba compilation, new process (import -> first epoch trained / -> predictions)")
+        print("| cache | to first epoch (s) | to first predictions too (s) |")
+        print("|---|---:|---:|")
+        print(f"| empty (compiles everything) | {cold_fit:.2f} | {cold_all:.2f} |")
+        print(f"| warm | {warm_fit:.2f} | {warm_all:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
