@@ -193,7 +193,8 @@ def test_int8_auc_close_to_float32_on_test_split(uci, predictors):
     assert abs(auc8 - auc32) <= 0.005, (auc32, auc8)
     # the NumPy model of the int8 scheme (used by --eval-csv) tracks the C code
     sim = ex.predict_int8(uci["model"], uci["X"][test])
-    assert np.median(np.abs(sim - p8)) <= 1e-5 and np.max(np.abs(sim - p8)) <= 0.02
+    # (a value within float rounding of a quantisation step may round the other way: rare)
+    assert np.mean(np.abs(sim - p8) <= 1e-6) >= 0.99 and np.max(np.abs(sim - p8)) <= 0.02
 
 
 # --------------------------------------------------------------------------- documented edge cases
