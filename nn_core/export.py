@@ -714,24 +714,26 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
             arrays[arr_name] = arr
     lookup_decls, exprs = _c_category_lookup(model, name)
     h0 = widths[0]
-    body = [_c_validity(model), "    /* layer 0 from the raw inputs */\n",
-            _c_loop(h0, f"buf0[j] = {name}_B0[j];")]
-    for c in model.inputs:
+    # Each layer starts from its bias fused into the first row's update ("buf = b + ...")
+    # rather than a copy loop, which GCC would turn into a call to memcpy (libc).
+    body = [_c_validity(model), "    /* layer 0 from the raw inputs */\n"]
+    for n, c in enumerate(model.inputs):
+        acc = f"buf0[j] = {name}_B0[j] +" if n == 0 else "buf0[j] +="
         if c.kind == "numeric":
             u = f"log1pf(x[{c.index}])" if c.log1p else f"x[{c.index}]"
             body.append(f"    u = {u}; /* {c.name}: standardisation folded into row {c.row} */\n"
-                        + _c_loop(h0, f"buf0[j] += u * {name}_W0[{c.row * h0} + j];"))
+                        + _c_loop(h0, f"{acc} u * {name}_W0[{c.row * h0} + j];"))
         else:
             body.append(f"    w = {name}_W0 + ({c.row} + {exprs[c.index]}) * {h0};"
-                        f" /* {c.name}: one-hot row */\n" + _c_loop(h0, "buf0[j] += w[j];"))
+                        f" /* {c.name}: one-hot row */\n" + _c_loop(h0, f"{acc} w[j];"))
     cur = 0
     for layer in range(len(layers)):
         n_out = widths[layer]
         if layer > 0:
             n_in, out, inp = layers[layer][0].shape[0], f"buf{1 - cur}", f"buf{cur}"
-            body.append(f"    /* layer {layer} */\n"
-                        + _c_loop(n_out, f"{out}[j] = {name}_B{layer}[j];")
-                        + f"    for (i = 0; i < {n_in}; ++i) {{\n"
+            body.append(f"    /* layer {layer} */\n    u = {inp}[0];\n"
+                        + _c_loop(n_out, f"{out}[j] = {name}_B{layer}[j] + u * {name}_W{layer}[j];")
+                        + f"    for (i = 1; i < {n_in}; ++i) {{\n"
                         + f"        u = {inp}[i];\n"
                         + _c_loop(n_out, f"{out}[j] += u * {name}_W{layer}[i * {n_out} + j];",
                                   indent="        ")
@@ -812,15 +814,16 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
             body.append(f"    z[{k}] = ({u} - {c_float(c.mean)}) * {c_float(1.0 / c.std)};"
                         f" /* {c.name} */\n")
         body.append(f"    t = {name}_quantise(q, z, {n_num});\n")
-    body.append("    /* layer 0: numeric rows times q in acc, one-hot rows (value 1) in cat */\n"
-                + (_c_loop(h0, "acc[j] = 0;") if n_num else "")
-                + (_c_loop(h0, "cat[j] = 0;") if model.categorical else ""))
+    # The first update of acc / cat assigns (no zeroing loop: GCC would call memset).
+    body.append("    /* layer 0: numeric rows times q in acc, one-hot rows (value 1) in cat */\n")
     for k, c in enumerate(numeric):
+        op = "=" if k == 0 else "+="
         body.append(f"    a = q[{k}]; /* {c.name} */\n"
-                    + _c_loop(h0, f"acc[j] += a * {name}_Q0[{c.row * h0} + j];"))
-    for c in model.categorical:
+                    + _c_loop(h0, f"acc[j] {op} a * {name}_Q0[{c.row * h0} + j];"))
+    for k, c in enumerate(model.categorical):
+        op = "=" if k == 0 else "+="
         body.append(f"    w = {name}_Q0 + ({c.row} + {exprs[c.index]}) * {h0};"
-                    f" /* {c.name}: one-hot row */\n" + _c_loop(h0, "cat[j] += w[j];"))
+                    f" /* {c.name}: one-hot row */\n" + _c_loop(h0, f"cat[j] {op} w[j];"))
     combine = " + ".join((["(float)acc[j] * t"] if n_num else [])
                          + (["(float)cat[j]"] if model.categorical else []))
     body.append(_c_loop(h0, f"h[j] = ({combine}) * {name}_S0[j] + {name}_B0[j];"))
@@ -829,8 +832,9 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         if layer > 0:
             n_in = model.params[layer][0].shape[0]
             body.append(f"    /* layer {layer} */\n    t = {name}_quantise(q, h, {n_in});\n"
-                        + _c_loop(n_out, "acc[j] = 0;")
-                        + f"    for (i = 0; i < {n_in}; ++i) {{\n        a = q[i];\n"
+                        + "    a = q[0];\n"
+                        + _c_loop(n_out, f"acc[j] = a * {name}_Q{layer}[j];")
+                        + f"    for (i = 1; i < {n_in}; ++i) {{\n        a = q[i];\n"
                         + _c_loop(n_out, f"acc[j] += a * {name}_Q{layer}[i * {n_out} + j];",
                                   indent="        ")
                         + "    }\n"

@@ -129,7 +129,7 @@ def test_c_weights_are_printed_exactly(uci):
     lines = ['#include <stdio.h>', '#include "pp_f32.c"', "int main(void)", "{", "    int i;"]
     for key, value in expected.items():
         lines.append(f'    for (i = 0; i < {value.size}; ++i) printf("%a\\n", (double){key}[i]);')
-    lines += ["    return (int)pp_f32_predict(pp_f32_W0) * 0;", "}"]
+    lines += ["    return 0;", "}"]
     dump.write_text("\n".join(lines) + "\n")
     exe = uci["out"] / "dump"
     subprocess.run(["gcc", "-std=c99", "-I", str(uci["out"]), str(dump), "-o", str(exe), "-lm"],
