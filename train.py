@@ -68,6 +68,7 @@ class NetConfig:
     epochs: int = 200
     l2: float = 1e-3
     weight_decay: float = 0.0
+    momentum: float = 0.9
     dropout: float = 0.0
     pos_weight: str = "1"  # a number, or "auto" = n_negative / n_positive on train
     schedule: str = "constant"
@@ -159,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--optimizer", default=d.optimizer,
                     choices=("adam", "sgd", "momentum", "nesterov"))
     hp.add_argument("--lr", type=float, default=d.lr)
+    hp.add_argument("--momentum", type=float, default=d.momentum,
+                    help="mu of the momentum and nesterov optimizers")
     hp.add_argument("--batch-size", type=int, default=d.batch_size)
     hp.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs")
     hp.add_argument("--l2", type=float, default=d.l2, help="L2 penalty (l2/2)*sum ||W||^2")
@@ -188,16 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> NetConfig:
     """The NetConfig of the command line, checked for impossible values."""
-    optimizer, nesterov = args.optimizer, args.optimizer == "nesterov"
     cfg = NetConfig(
         hidden=args.hidden,
         activation=args.activation,
-        optimizer="momentum" if nesterov else optimizer,
+        optimizer=args.optimizer,
         lr=args.lr,
         batch_size=args.batch_size,
         epochs=args.epochs,
         l2=args.l2,
         weight_decay=args.weight_decay,
+        momentum=args.momentum,
         dropout=args.dropout,
         pos_weight=args.pos_weight,
         schedule=args.schedule,
@@ -214,6 +217,7 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
         (cfg.epochs >= 1, f"--epochs must be >= 1, got {cfg.epochs}"),
         (cfg.l2 >= 0, f"--l2 must be >= 0, got {cfg.l2}"),
         (cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}"),
+        (0 <= cfg.momentum < 1, f"--momentum must be in [0, 1), got {cfg.momentum}"),
         (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), got {cfg.dropout}"),
         (cfg.patience >= 1, f"--patience must be >= 1, got {cfg.patience}"),
         (all(h >= 1 for h in cfg.hidden), f"--hidden widths must be >= 1, got {cfg.hidden}"),
@@ -224,8 +228,6 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
-    if nesterov:
-        cfg = replace(cfg, optimizer="nesterov")
     return cfg
 
 
@@ -285,12 +287,6 @@ class TableData:
         )
         self.frame = load_table(args.data, self.schema, with_target=True, hint=hint)
         self.y = self.frame[self.schema.target].to_numpy(dtype=np.int8)
-        n1 = int(self.y.sum())
-        if n1 < 3 or len(self.y) - n1 < 3:
-            raise UsageError(
-                f"{args.data}: target {self.schema.target!r} needs at least 3 rows of each class "
-                f"to split (found {n1} positive, {len(self.y) - n1} negative)"
-            )
         self.fractions = args.split
         self.info = {
             "kind": "table",
@@ -307,6 +303,13 @@ class TableData:
 
         parts = dict(zip(("train", "dev", "test"), stratified_split(self.y, seed, self.fractions),
                          strict=True))
+        for name, rows in parts.items():
+            n1 = int(self.y[rows].sum())
+            if n1 == 0 or n1 == len(rows):
+                raise UsageError(
+                    f"{self.info['path']}: the {name} part of the split has {n1} buyers among "
+                    f"{len(rows)} rows; it needs both classes (more data or other --split)"
+                )
         pre = Preprocessor(
             self.schema.numeric,
             self.schema.categorical,
@@ -428,12 +431,14 @@ def train_network(cfg: NetConfig, X: dict, y: dict, seed: int, label: str, quiet
                             f"dev AUC {dev_auc:.4f} best@{best['epoch']}")
         return epoch + 1 - best["epoch"] >= cfg.patience
 
+    # MLP.fit spells Nesterov momentum as optimizer="momentum", nesterov=True.
     optimizer = "momentum" if cfg.optimizer == "nesterov" else cfg.optimizer
     try:
         model.fit(X["train"], y["train"], epochs=cfg.epochs, batch_size=cfg.batch_size,
                   optimizer=optimizer, nesterov=cfg.optimizer == "nesterov", lr=cfg.lr,
                   pos_weight=cfg.resolved_pos_weight(y["train"]), l2=cfg.l2,
-                  weight_decay=cfg.weight_decay, schedule=cfg.schedule, shuffle_seed=seed,
+                  weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                  schedule=cfg.schedule, shuffle_seed=seed,
                   threads=cfg.threads, callback=on_epoch)
     finally:
         bar.close()

@@ -208,6 +208,7 @@ def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path):
         (["--pos-weight", "-2"], 2, "pos-weight must be > 0"),
         (["--target", "nope"], 1, "column 'nope': required column is missing"),
         (["--data", "missing.csv"], 1, "missing.csv: file not found"),
+        (["--split", "0.98,0.01,0.01"], 2, "needs both classes"),
         (["--numeric", "Administrative", "--categorical", "Administrative"], 2,
          "more than one role"),
     ],
@@ -228,19 +229,15 @@ def test_out_must_be_new_or_empty(tmp_path):
     assert os.listdir(tmp_path / "run") == ["keep.txt"]
 
 
-def test_early_stopping_restores_the_best_dev_epoch():
+def test_early_stopping_restores_the_best_dev_epoch(tmp_path):
     import train
-    from features.tabular import Schema, load_table
     from nn_core.metrics import roc_auc
 
-    frame = load_table(UCI, Schema.uci()).iloc[::6]
-    args = train.build_parser().parse_args(["--patience", "2", "--epochs", "60"])
+    data_path = uci_sample(tmp_path / "s.csv", every=6)
+    args = train.build_parser().parse_args(["--data", str(data_path), "--patience", "2",
+                                            "--epochs", "60"])
     cfg = train.config_from_args(args)
-    data = train.TableData.__new__(train.TableData)  # reuse split() on the subset
-    data.schema, data.frame, data.fractions = Schema.uci(), frame.reset_index(drop=True), (
-        0.7, 0.15, 0.15)
-    data.y = data.frame["Revenue"].to_numpy()
-    split = data.split(0)
+    split = train.TableData(args).split(0)
     model, history, best = train.train_network(cfg, split.X, split.y, 0, "t", quiet=True)
     aucs = [h["dev_roc_auc"] for h in history]
     assert best == int(np.argmax(aucs)) + 1
