@@ -714,11 +714,13 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
             arrays[arr_name] = arr
     lookup_decls, exprs = _c_category_lookup(model, name)
     h0 = widths[0]
-    # Each layer starts from its bias fused into the first row's update ("buf = b + ...")
-    # rather than a copy loop, which GCC would turn into a call to memcpy (libc).
-    body = [_c_validity(model), "    /* layer 0 from the raw inputs */\n"]
-    for n, c in enumerate(model.inputs):
-        acc = f"buf0[j] = {name}_B0[j] +" if n == 0 else "buf0[j] +="
+    # Each layer starts from its bias. "b[j] + 0.0f" is not a plain copy (it turns -0 into
+    # +0), so GCC does not replace the loop by a call to memcpy, which would be the only
+    # non-math.h symbol of the object file.
+    body = [_c_validity(model), "    /* layer 0 from the raw inputs */\n",
+            _c_loop(h0, f"buf0[j] = {name}_B0[j] + 0.0f;")]
+    for c in model.inputs:
+        acc = "buf0[j] +="
         if c.kind == "numeric":
             u = f"log1pf(x[{c.index}])" if c.log1p else f"x[{c.index}]"
             body.append(f"    u = {u}; /* {c.name}: standardisation folded into row {c.row} */\n"
@@ -731,9 +733,9 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
         n_out = widths[layer]
         if layer > 0:
             n_in, out, inp = layers[layer][0].shape[0], f"buf{1 - cur}", f"buf{cur}"
-            body.append(f"    /* layer {layer} */\n    u = {inp}[0];\n"
-                        + _c_loop(n_out, f"{out}[j] = {name}_B{layer}[j] + u * {name}_W{layer}[j];")
-                        + f"    for (i = 1; i < {n_in}; ++i) {{\n"
+            body.append(f"    /* layer {layer} */\n"
+                        + _c_loop(n_out, f"{out}[j] = {name}_B{layer}[j] + 0.0f;")
+                        + f"    for (i = 0; i < {n_in}; ++i) {{\n"
                         + f"        u = {inp}[i];\n"
                         + _c_loop(n_out, f"{out}[j] += u * {name}_W{layer}[i * {n_out} + j];",
                                   indent="        ")
