@@ -29,6 +29,13 @@ BACKENDS = ("numba", "numpy", "cupy")
 # more than it saves on a few rows.
 _PARALLEL_ROWS = 2048
 _BLOCK = 256
+# A training batch is split across threads only when each thread gets at
+# least this many rows: below it, the parallel region's start-up costs
+# more than the split saves (measured in benchmarks/bench_train.py: batch
+# 128 on 2 threads gains 30 %, batch 256 gains 2x, on an otherwise idle
+# machine; on a busy one any parallel region can lose badly, so pass
+# threads=1 there).
+_MIN_ROWS_PER_THREAD = 128
 
 
 def check_backend(name: str) -> str:
@@ -63,12 +70,24 @@ def all_finite(X: np.ndarray) -> bool:
     return bool(kernels.all_finite(X))
 
 
+def parallel_chunks(batch_size: int, threads: int) -> int:
+    """How many parallel chunks to split each training batch into (1: serial)."""
+    return max(1, min(threads, batch_size // _MIN_ROWS_PER_THREAD))
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The row permutation of epoch ``epoch`` (int64, shape ``(n,)``), from ``(seed, epoch)``."""
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
 
 
 _blas_controller = None
+
+
+def check_threads(threads) -> int:
+    """Validate a thread count: an integer in ``1..NUMBA_NUM_THREADS``."""
+    if not 1 <= int(threads) <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {threads}")
+    return int(threads)
 
 
 @contextlib.contextmanager
@@ -81,16 +100,16 @@ def threads_limited(threads: int | None):
     """
     global _blas_controller
     if _blas_controller is None:
+        # np.dot in the kernels calls SciPy's OpenBLAS (not NumPy's); it must be
+        # loaded before the controller takes stock of the libraries, or the
+        # limit would miss it.
+        import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
 
         _blas_controller = ThreadpoolController()
     previous = numba.get_num_threads()
     if threads is not None:
-        if not 1 <= int(threads) <= numba.config.NUMBA_NUM_THREADS:
-            raise ValueError(
-                f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, got {threads}"
-            )
-        numba.set_num_threads(int(threads))
+        numba.set_num_threads(check_threads(threads))
     try:
         with _blas_controller.limit(limits=1, user_api="blas"):
             yield
@@ -188,11 +207,22 @@ class NumbaBackend:
     def predict(self, model, X, threads=None):
         p = np.empty(X.shape[0], dtype=model.theta.dtype)
         act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
-        if X.shape[0] < _PARALLEL_ROWS and threads is None:
-            finite = kernels.forward_rows(X, model.theta, model.layout, act, out, p)
-        else:
-            with threads_limited(threads):
-                finite = kernels.predict_blocks(X, model.theta, model.layout, act, out, _BLOCK, p)
+        n_threads = numba.get_num_threads() if threads is None else check_threads(threads)
+        # The kernel releases the GIL: Python threads, one slice of rows each,
+        # run it in parallel with no compiled parallel region to build.
+        slices = min(n_threads, X.shape[0] // _PARALLEL_ROWS) if n_threads > 1 else 1
+        bounds = np.linspace(0, X.shape[0], max(slices, 1) + 1).astype(int)
+
+        def run(k: int) -> bool:
+            lo, hi = bounds[k], bounds[k + 1]
+            return kernels.predict_blocks(X[lo:hi], model.theta, model.layout, act, out, _BLOCK,
+                                          p[lo:hi])
+
+        if X.shape[0] < _PARALLEL_ROWS:
+            finite = run(0)
+        else:  # worth the ~0.1 ms of holding BLAS to one thread (see threads_limited)
+            with threads_limited(None):
+                finite = all(_thread_pool().map(run, range(max(slices, 1))))
         if not finite:
             from .network import raise_not_finite
 
@@ -205,28 +235,12 @@ class NumbaBackend:
         grad = np.zeros_like(model.theta)
         theta = model.theta.copy()
         empty = np.zeros(0, dtype=model.dtype)
+        act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
         with threads_limited(None):
             loss, _ = kernels.train_epoch(
-                X,
-                y,
-                s,
-                np.arange(X.shape[0], dtype=np.int64),
-                theta,
-                grad,
-                model.layout,
-                ACTIVATION_CODES[model.activation],
-                OUTPUT_CODES[model.output],
-                l2,
-                0,
-                empty,
-                empty,
-                0,
-                0.0,
-                np.zeros(7, dtype=model.dtype),
-                np.zeros_like(theta),
-                X.shape[0],
-                0.0,
-                0,
+                X, y, s, np.arange(X.shape[0], dtype=np.int64), theta, grad, model.layout, act,
+                out, l2, 0, empty, empty, 0, 0.0, np.zeros(7, dtype=model.dtype),
+                np.zeros_like(theta), X.shape[0], 0.0, 0,
             )
         return float(loss), [(dW.copy(), db.copy()) for dW, db in model.unflatten(grad)]
 
@@ -237,33 +251,34 @@ class NumbaBackend:
         act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
         hyper = opt.hyper()
         with threads_limited(threads):
+            chunks = parallel_chunks(batch_size, numba.get_num_threads())
             for epoch in range(epochs):
                 order = epoch_order(X.shape[0], seed, model._epochs_done)
-                loss, opt.t = kernels.train_epoch(
-                    X,
-                    y,
-                    s,
-                    order,
-                    model.theta,
-                    grad,
-                    model.layout,
-                    act,
-                    out,
-                    l2,
-                    opt.code,
-                    opt.m,
-                    opt.v,
-                    opt.t,
-                    lr_of_epoch(epoch),
-                    hyper,
-                    model.decay_mask,
-                    batch_size,
-                    model.dropout,
-                    seed,
+                args = (
+                    X, y, s, order, model.theta, grad, model.layout, act, out, l2, opt.code,
+                    opt.m, opt.v, opt.t, lr_of_epoch(epoch), hyper, model.decay_mask,
+                    batch_size, model.dropout, seed,
                 )
+                if chunks > 1:
+                    loss, opt.t = kernels.train_epoch_parallel(*args, chunks)
+                else:
+                    loss, opt.t = kernels.train_epoch(*args)
                 model._epochs_done += 1
                 if on_epoch(epoch, float(loss)):
                     break
+
+
+_POOL = None
+
+
+def _thread_pool():
+    """One shared pool of Python threads for parallel prediction (created on first use)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS)
+    return _POOL
 
 
 _INSTANCES: dict[str, object] = {}

@@ -9,9 +9,14 @@ backward rules, the losses and the output delta are the very functions of
 ``numba.njit``; the optimizer updates are loops over the flat parameter
 vector (a loop avoids the temporaries of the array form in ``optim.py``).
 
+Element-wise work is written as loops rather than array expressions: a
+loop compiles to less code (an array assignment brings in its shape checks
+and their error messages, seconds of compile time) and allocates nothing.
+
 Every kernel is also importable un-jitted as ``<name>.py_func`` for reading
-and debugging. ``fastmath`` is on: these are the fast path. The gradient
-check never runs here (it uses the float64 reference).
+and debugging. ``fastmath`` is on (all of it but FMA contraction, see
+``_FASTMATH``): these are the fast path. The gradient check never runs here
+(it uses the float64 reference).
 
 Flat parameter layout: ``layout[l] = (w_off, b_off, fan_in, fan_out)``
 locates ``W_l`` (row-major) and ``b_l`` in ``theta``; gradients use the
@@ -30,14 +35,18 @@ from . import losses as _lo
 from .reference import splitmix64 as _splitmix64_py
 from .reference import uniform01 as _uniform01_py
 
-_jit = numba.njit(cache=True, fastmath=True, error_model="numpy", nogil=True)
+# fastmath without "contract": the compiler may reorder sums (reassoc, which
+# lets it vectorise reductions), but not fuse a*b + c into one FMA. Numba
+# decides FMA fusion differently when it JIT-compiles than when it writes the
+# on-disk cache, so with "contract" the first run of a new cache trained to
+# different weights than every later run from the same seed.
+_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn", "reassoc"}
+_jit = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True)
+_pjit = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True, parallel=True)
 # The prediction kernels test their input for NaN and infinity, so they may
 # not let the compiler assume that no value is NaN or infinite (nnan, ninf).
-_FINITE_SAFE_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+_FINITE_SAFE_FASTMATH = _FASTMATH - {"nnan", "ninf"}
 _pred_jit = numba.njit(cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True)
-_pred_pjit = numba.njit(
-    cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True, parallel=True
-)
 
 # The shared definitions, compiled (not rewritten).
 _relu, _relu_b = _jit(_a.relu), _jit(_a.relu_backward)
@@ -93,14 +102,13 @@ def activation_backward(code, A, dH):
             dH[k] = _sigmoid_b(A[k], dH[k])
 
 
-def output_loss_delta(out_code, z, y, s, Y, delta):
-    """Output, loss and output delta of a batch of ``n`` logits ``z``.
+def output_loss_delta(out_code, z, y, s, Y, delta, n):
+    """Output, loss and output delta of the logits ``z`` of (part of) a batch of ``n`` rows.
 
     ``Y = g(z)``; ``delta = s (Y - y) / n``; returns ``(1/n) sum_i s_i l(z_i, y_i)``.
     """
-    n = z.shape[0]
     total = 0.0
-    for i in range(n):
+    for i in range(z.shape[0]):
         if out_code == OUT_SIGMOID:
             Y[i] = _sigmoid(z[i])
             total += s[i] * _bce(z[i], y[i])
@@ -118,14 +126,18 @@ def dropout_key(seed, step, layer):
     return _splitmix64(k ^ np.uint64(layer))
 
 
-def fill_dropout_mask(key, p, D):
-    """``D_ij = 1/(1-p)`` if ``uniform01(key + i*width + j) >= p`` else 0 (in place)."""
+def fill_dropout_mask(key, p, D, row0=0):
+    """``D_ij = 1/(1-p)`` if ``uniform01(key + (row0 + i)*width + j) >= p`` else 0 (in place).
+
+    ``row0`` is the position of ``D``'s first row in the whole batch, so a
+    batch split into chunks draws the same mask as the batch in one piece.
+    """
     n, width = D.shape
     key = np.uint64(key)  # a key passed from Python arrives as int64; uint64 + int64 is float64
     scale = 1.0 / (1.0 - p)
     for i in range(n):
         for j in range(width):
-            u = _uniform01(np.uint64(i * width + j) + key)
+            u = _uniform01(np.uint64((row0 + i) * width + j) + key)
             D[i, j] = scale if u >= p else 0.0
 
 
@@ -179,18 +191,23 @@ def matmul(A, B, C):
     m = B.shape[1]
     if n <= 4 and m > 1:
         # A few rows (single-row prediction): row times matrix, vectorised
-        # over j, four rows of B per pass so that C is loaded and stored a
-        # quarter as often.
+        # over j, eight rows of B per pass so that C is loaded and stored an
+        # eighth as often.
         for i in range(n):
             C_i = C[i]
-            C_i[:] = 0.0
+            for j in range(m):
+                C_i[j] = 0.0
             p = 0
-            while p + 4 <= k:
+            while p + 8 <= k:
                 a0, a1, a2, a3 = A[i, p], A[i, p + 1], A[i, p + 2], A[i, p + 3]
+                a4, a5, a6, a7 = A[i, p + 4], A[i, p + 5], A[i, p + 6], A[i, p + 7]
                 B0, B1, B2, B3 = B[p], B[p + 1], B[p + 2], B[p + 3]
+                B4, B5, B6, B7 = B[p + 4], B[p + 5], B[p + 6], B[p + 7]
                 for j in range(m):
-                    C_i[j] += a0 * B0[j] + a1 * B1[j] + a2 * B2[j] + a3 * B3[j]
-                p += 4
+                    C_i[j] += (a0 * B0[j] + a1 * B1[j]) + (a2 * B2[j] + a3 * B3[j]) + (
+                        (a4 * B4[j] + a5 * B5[j]) + (a6 * B6[j] + a7 * B7[j])
+                    )
+                p += 8
             for q in range(p, k):
                 a, B_q = A[i, q], B[q]
                 for j in range(m):
@@ -210,35 +227,144 @@ def matmul(A, B, C):
         np.dot(A, B, C)
 
 
+def add_bias(Z, b):
+    """``Z_ij += b_j`` (a loop: broadcasting would compile a shape-checking error path)."""
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] += b[j]
+
+
+def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, seed, t, grad, ws, c):
+    """Data loss and its gradient for the rows ``rows`` of a batch of ``n`` rows.
+
+    Forward ``H_l = f(H_{l-1} W_l + b_l) [* D_l]``; loss; output delta
+    ``s (Y - y) / n``; backward ``dW_l = H_{l-1}^T delta_l``,
+    ``db_l = 1^T delta_l``, ``delta_{l-1} = (delta_l W_l^T [* D_{l-1}]) f'``.
+    Dividing by the whole batch's ``n`` (not ``len(rows)``) makes the
+    gradients of a batch's chunks add up to the batch's gradient. The L2
+    term is not included (:func:`add_l2` adds it once per batch).
+
+    Parameters
+    ----------
+    X, y, s : arrays (N, d_0), (N,), (N,)
+    rows : (m,) int64 array
+        Row indices into ``X`` of this chunk.
+    n : int
+        Rows in the whole batch.
+    row0 : int
+        Position of this chunk's first row in the batch (for the dropout masks).
+    theta : (P,) array
+    layout : (L, 4) int64 array
+    act, out : int
+    dropout : float
+    seed, t : int
+        Dropout seed and the optimizer step count (the mask key).
+    grad : (P,) array
+        Written with this chunk's gradient.
+    ws : tuple of arrays
+        Work space from :func:`workspace`; this call uses slot ``c``.
+
+    Returns
+    -------
+    float
+        ``(1/n) sum over these rows of s_i l(z_i, y_i)``.
+    """
+    Xb, yb, sb, Yb, A_buf, H_buf = ws[0][c], ws[1][c], ws[2][c], ws[3][c], ws[4][c], ws[5][c]
+    D_buf, d_buf, Z_out = ws[6][c], ws[7][c], ws[8][c]
+    m = rows.shape[0]
+    L = layout.shape[0]
+    for i in range(m):
+        r = rows[i]
+        for j in range(X.shape[1]):
+            Xb[i, j] = X[r, j]
+        yb[i] = y[r]
+        sb[i] = s[r]
+    H = H_buf if dropout > 0.0 else A_buf
+    # Forward.
+    for l in range(L):
+        w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
+        H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
+        Z = Z_out[:m] if l == L - 1 else A_buf[l, : m * fo].reshape((m, fo))
+        matmul(H_in, W, Z)
+        add_bias(Z, theta[b_off : b_off + fo])
+        if l < L - 1:
+            activate(act, A_buf[l, : m * fo])
+            if dropout > 0.0:
+                D = D_buf[l, : m * fo].reshape((m, fo))
+                fill_dropout_mask(dropout_key(seed, t, l), dropout, D, row0)
+                for k in range(m * fo):
+                    H_buf[l, k] = A_buf[l, k] * D_buf[l, k]
+    cur = 0
+    data_loss = output_loss_delta(out, Z_out[:m, 0], yb[:m], sb[:m], Yb[:m], d_buf[cur, :m], n)
+    # Backward.
+    for l in range(L - 1, -1, -1):
+        w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
+        delta = d_buf[cur, : m * fo].reshape((m, fo))
+        H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
+        matmul(H_in.T, delta, grad[w_off : w_off + fi * fo].reshape((fi, fo)))
+        for j in range(fo):
+            grad[b_off + j] = 0.0
+        for i in range(m):
+            for j in range(fo):
+                grad[b_off + j] += delta[i, j]
+        if l > 0:
+            dH = d_buf[1 - cur, : m * fi].reshape((m, fi))
+            matmul(delta, W.T, dH)
+            if dropout > 0.0:
+                for k in range(m * fi):
+                    d_buf[1 - cur, k] *= D_buf[l - 1, k]
+            activation_backward(act, A_buf[l - 1, : m * fi], d_buf[1 - cur, : m * fi])
+            cur = 1 - cur
+    return data_loss
+
+
+def workspace(slots, rows, d0, L, maxw, dt):
+    """Buffers for ``slots`` concurrent :func:`batch_gradient` calls of up to ``rows`` rows."""
+    k = max(L - 1, 1)
+    return (
+        np.empty((slots, rows, d0), dtype=dt),  # the chunk's input rows
+        np.empty((slots, rows), dtype=dt),  # its targets y
+        np.empty((slots, rows), dtype=dt),  # its loss weights s
+        np.empty((slots, rows), dtype=dt),  # predictions Y
+        np.empty((slots, k, rows * maxw), dtype=dt),  # A_l = f(Z_l)
+        np.empty((slots, k, rows * maxw), dtype=dt),  # H_l = A_l * D_l
+        np.empty((slots, k, rows * maxw), dtype=dt),  # D_l: dropout masks
+        np.empty((slots, 2, rows * maxw), dtype=dt),  # delta_l, alternating
+        np.empty((slots, rows, 1), dtype=dt),  # output logits
+    )
+
+
+def add_l2(theta, grad, layout, l2):
+    """Add ``lambda W`` to every weight gradient; return the penalty ``(lambda/2) sum W^2``."""
+    penalty = 0.0
+    if l2 != 0.0:
+        for l in range(layout.shape[0]):
+            w_off, fi, fo = layout[l, 0], layout[l, 2], layout[l, 3]
+            for k in range(w_off, w_off + fi * fo):
+                penalty += theta[k] * theta[k]
+                grad[k] += l2 * theta[k]
+    return 0.5 * l2 * penalty
+
+
+def max_width(layout):
+    """Width of the widest layer (the size of an activation buffer row)."""
+    w = 1
+    for l in range(layout.shape[0]):
+        w = max(w, layout[l, 3])
+    return w
+
+
 def train_epoch(
-    X,
-    y,
-    s,
-    order,
-    theta,
-    grad,
-    layout,
-    act,
-    out,
-    l2,
-    opt,
-    m,
-    v,
-    t,
-    lr,
-    hyper,
-    decay_mask,
-    batch_size,
-    dropout,
-    seed,
+    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
+    batch_size, dropout, seed,
 ):
     """One epoch of mini-batch training, updating ``theta``, ``m`` and ``v`` in place.
 
-    The same steps as ``nn_core.reference.train_epoch``: for each batch,
-    forward ``H_l = f(H_{l-1} W_l + b_l) [* D_l]``, loss, output delta
-    ``s (Y - y) / n``, backward ``dW_l = H_{l-1}^T delta_l + lambda W_l``,
-    ``db_l = 1^T delta_l``, ``delta_{l-1} = (delta_l W_l^T [* D_{l-1}]) f'``,
-    then one optimizer step.
+    The same steps as ``nn_core.reference.train_epoch``: for each batch, the
+    gradient of the data loss (:func:`batch_gradient`), plus the L2 term
+    (:func:`add_l2`), then one optimizer step (:func:`optimizer_step`).
 
     Parameters
     ----------
@@ -267,78 +393,73 @@ def train_epoch(
     (float, int)
         Mean training loss over the epoch, and the optimizer's step count after it.
     """
-    N, d0 = X.shape
-    L = layout.shape[0]
-    maxw = 1
-    for l in range(L):
-        maxw = max(maxw, layout[l, 3])
-    dt = theta.dtype
-    Xb = np.empty((batch_size, d0), dtype=dt)
-    yb = np.empty(batch_size, dtype=dt)
-    sb = np.empty(batch_size, dtype=dt)
-    Yb = np.empty(batch_size, dtype=dt)
-    A_buf = np.empty((max(L - 1, 1), batch_size * maxw), dtype=dt)  # f(Z_l)
-    H_buf = np.empty((max(L - 1, 1), batch_size * maxw), dtype=dt)  # f(Z_l) * D_l
-    D_buf = np.empty((max(L - 1, 1), batch_size * maxw), dtype=dt)  # dropout masks
-    d_buf = np.empty((2, batch_size * maxw), dtype=dt)  # delta_l, alternating
-    Z_out = np.empty((batch_size, 1), dtype=dt)
-    H = H_buf if dropout > 0.0 else A_buf
+    N = X.shape[0]
+    ws = workspace(1, batch_size, X.shape[1], layout.shape[0], max_width(layout), theta.dtype)
+    slot = np.int64(0)  # typed int64, not the literal 0 (which would compile another variant)
     total = 0.0
     for start in range(0, N, batch_size):
-        n = min(batch_size, N - start)
-        for i in range(n):
-            r = order[start + i]
-            Xb[i, :] = X[r, :]
-            yb[i] = y[r]
-            sb[i] = s[r]
-        # Forward.
-        for l in range(L):
-            w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-            W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
-            b = theta[b_off : b_off + fo]
-            H_in = Xb[:n] if l == 0 else H[l - 1, : n * fi].reshape((n, fi))
-            Z = Z_out[:n] if l == L - 1 else A_buf[l, : n * fo].reshape((n, fo))
-            matmul(H_in, W, Z)
-            Z += b
-            if l < L - 1:
-                activate(act, A_buf[l, : n * fo])
-                if dropout > 0.0:
-                    D = D_buf[l, : n * fo].reshape((n, fo))
-                    fill_dropout_mask(dropout_key(seed, t, l), dropout, D)
-                    H_buf[l, : n * fo] = A_buf[l, : n * fo] * D_buf[l, : n * fo]
-        cur = 0
-        batch_loss = output_loss_delta(out, Z_out[:n, 0], yb[:n], sb[:n], Yb[:n], d_buf[cur, :n])
-        if l2 != 0.0:
-            penalty = 0.0
-            for l in range(L):
-                w_off, fi, fo = layout[l, 0], layout[l, 2], layout[l, 3]
-                for k in range(w_off, w_off + fi * fo):
-                    penalty += theta[k] * theta[k]
-            batch_loss += 0.5 * l2 * penalty
+        rows = order[start : min(N, start + batch_size)]
+        n = rows.shape[0]
+        batch_loss = batch_gradient(
+            X, y, s, rows, n, slot, theta, layout, act, out, dropout, seed, t, grad, ws, slot
+        )
+        batch_loss += add_l2(theta, grad, layout, l2)
         total += batch_loss * n
-        # Backward.
-        for l in range(L - 1, -1, -1):
-            w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-            W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
-            dW = grad[w_off : w_off + fi * fo].reshape((fi, fo))
-            delta = d_buf[cur, : n * fo].reshape((n, fo))
-            H_in = Xb[:n] if l == 0 else H[l - 1, : n * fi].reshape((n, fi))
-            matmul(H_in.T, delta, dW)
-            if l2 != 0.0:
-                for k in range(fi * fo):
-                    grad[w_off + k] += l2 * theta[w_off + k]
-            for j in range(fo):
-                grad[b_off + j] = 0.0
-            for i in range(n):
-                for j in range(fo):
-                    grad[b_off + j] += delta[i, j]
-            if l > 0:
-                dH = d_buf[1 - cur, : n * fi].reshape((n, fi))
-                matmul(delta, W.T, dH)
-                if dropout > 0.0:
-                    dH *= D_buf[l - 1, : n * fi].reshape((n, fi))
-                activation_backward(act, A_buf[l - 1, : n * fi], d_buf[1 - cur, : n * fi])
-                cur = 1 - cur
+        t += 1
+        optimizer_step(opt, theta, grad, m, v, t, lr, hyper, decay_mask)
+    return total / N, t
+
+
+def chunk_gradients(X, y, s, rows, theta, layout, act, out, dropout, seed, t, grads, losses, ws):
+    """:func:`batch_gradient` over equal chunks of the batch ``rows``, in parallel.
+
+    Each chunk writes its own ``grads[c]`` and ``losses[c]`` (no shared
+    ``+=`` between threads); the caller adds them up in a fixed order.
+    Returns the number of chunks used (the last batch may need fewer).
+    """
+    n = rows.shape[0]
+    per_chunk = ws[0].shape[1]
+    chunks = (n + per_chunk - 1) // per_chunk
+    for i in numba.prange(chunks):
+        c = np.int64(i)  # prange counts in uint64; int64 reuses train_epoch's compiled variant
+        lo = c * per_chunk
+        hi = min(n, lo + per_chunk)
+        losses[c] = batch_gradient(
+            X, y, s, rows[lo:hi], n, lo, theta, layout, act, out, dropout, seed, t, grads[c], ws, c
+        )
+    return chunks
+
+
+def train_epoch_parallel(
+    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
+    batch_size, dropout, seed, chunks,
+):
+    """:func:`train_epoch` with each batch split into ``chunks`` chunks of rows done in parallel.
+
+    The chunks' gradients (:func:`chunk_gradients`) are summed in chunk
+    order, so a run is repeatable for a given ``chunks``. Worth it only for
+    large batches: starting a parallel region costs microseconds. A kernel
+    of its own, so that serial training never pays for compiling it.
+    """
+    N = X.shape[0]
+    per_chunk = (batch_size + chunks - 1) // chunks
+    ws = workspace(chunks, per_chunk, X.shape[1], layout.shape[0], max_width(layout), theta.dtype)
+    grads = np.empty((chunks, theta.shape[0]), dtype=theta.dtype)
+    losses = np.empty(chunks)
+    total = 0.0
+    for start in range(0, N, batch_size):
+        rows = order[start : min(N, start + batch_size)]
+        used = chunk_gradients(X, y, s, rows, theta, layout, act, out, dropout, seed, t, grads,
+                               losses, ws)
+        batch_loss = losses[0]
+        for k in range(grad.shape[0]):
+            grad[k] = grads[0, k]
+        for c in range(1, used):
+            batch_loss += losses[c]
+            for k in range(grad.shape[0]):
+                grad[k] += grads[c, k]
+        batch_loss += add_l2(theta, grad, layout, l2)
+        total += batch_loss * rows.shape[0]
         t += 1
         optimizer_step(opt, theta, grad, m, v, t, lr, hyper, decay_mask)
     return total / N, t
@@ -353,10 +474,7 @@ def forward_rows(X, theta, layout, act, out, p):
         return False
     n = X.shape[0]
     L = layout.shape[0]
-    maxw = 1
-    for l in range(L):
-        maxw = max(maxw, layout[l, 3])
-    bufs = np.empty((2, n * maxw), dtype=theta.dtype)
+    bufs = np.empty((2, n * max_width(layout)), dtype=theta.dtype)
     Z_out = np.empty((n, 1), dtype=theta.dtype)
     cur = 0
     for l in range(L):
@@ -365,7 +483,7 @@ def forward_rows(X, theta, layout, act, out, p):
         H_in = X if l == 0 else bufs[1 - cur, : n * fi].reshape((n, fi))
         Z = Z_out if l == L - 1 else bufs[cur, : n * fo].reshape((n, fo))
         matmul(H_in, W, Z)
-        Z += theta[b_off : b_off + fo]
+        add_bias(Z, theta[b_off : b_off + fo])
         if l < L - 1:
             activate(act, bufs[cur, : n * fo])
             cur = 1 - cur
@@ -375,19 +493,18 @@ def forward_rows(X, theta, layout, act, out, p):
 
 
 def predict_blocks(X, theta, layout, act, out, block, p):
-    """:func:`forward_rows` over blocks of ``block`` rows, the blocks in parallel.
+    """:func:`forward_rows` over consecutive blocks of ``block`` rows (serial).
 
-    Returns False when any block held NaN or infinity (each block records
-    its own flag: no shared write between threads).
+    Blocks keep each layer's activations small enough to stay in cache.
+    Releases the GIL, so that several Python threads can each run it on a
+    slice of the rows (``nn_core.backends.NumbaBackend.predict``).
+    Returns False when any row holds NaN or infinity.
     """
-    n = X.shape[0]
-    n_blocks = (n + block - 1) // block
-    finite = np.empty(n_blocks, dtype=np.bool_)
-    for k in numba.prange(n_blocks):
-        lo = k * block
-        hi = min(n, lo + block)
-        finite[k] = forward_rows(X[lo:hi], theta, layout, act, out, p[lo:hi])
-    return finite.all()
+    finite = True
+    for lo in range(0, X.shape[0], block):
+        hi = min(X.shape[0], lo + block)
+        finite &= forward_rows(X[lo:hi], theta, layout, act, out, p[lo:hi])
+    return finite
 
 
 def all_finite(X):
@@ -410,6 +527,13 @@ fill_dropout_mask = _jit(fill_dropout_mask)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)
 optimizer_step = _jit(optimizer_step)
 matmul = _jit(matmul)
+add_bias = _jit(add_bias)
+batch_gradient = _jit(batch_gradient)
+workspace = _jit(workspace)
+add_l2 = _jit(add_l2)
+max_width = _jit(max_width)
 train_epoch = _jit(train_epoch)
+chunk_gradients = _pjit(chunk_gradients)
+train_epoch_parallel = _jit(train_epoch_parallel)
 forward_rows = _pred_jit(forward_rows)
-predict_blocks = _pred_pjit(predict_blocks)
+predict_blocks = _pred_jit(predict_blocks)

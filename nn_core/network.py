@@ -138,6 +138,7 @@ class MLP:
         self.seed = int(seed)
         self.dropout = float(dropout)
         self.backend = backends.check_backend(backend)
+        self._numba = self.backend == "numba"
         widths = [self.n_inputs, *hidden, 1]
         rows, off = [], 0
         for fan_in, fan_out in itertools.pairwise(widths):
@@ -236,13 +237,12 @@ class MLP:
             Probabilities (sigmoid output) or values (identity output).
         """
         if (
-            self.backend == "numba"
+            self._numba
             and type(X) is np.ndarray
             and X.dtype == self._np_dtype
             and X.ndim == 2
             and 0 < X.shape[0] <= 16
             and X.shape[1] == self.n_inputs
-            and X.flags.c_contiguous
             and threads is None
         ):
             # Fast path for a few rows (online scoring): one compiled call,

@@ -1,5 +1,6 @@
 """The compiled and GPU backends against the NumPy reference, through one shared helper."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -34,6 +35,20 @@ def test_numba_matches_numpy(activation, output, dtype):
 )
 def test_numba_matches_numpy_options(case, dtype):
     assert_backends_agree("numpy", "numba", dtype, **case)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 CPU threads")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_parallel_training_matches_numpy(dtype, dropout):
+    """Batches of 512 on 2 threads: chunks computed in parallel, then summed."""
+    from nn_core.backends import parallel_chunks
+
+    assert parallel_chunks(512, 2) == 2
+    assert_backends_agree(
+        "numpy", "numba", dtype, n=1100, batch_size=512, dropout=dropout,
+        fit_kwargs={"threads": 2, "epochs": 2},
+    )
 
 
 def test_helper_reports_a_disagreement(monkeypatch):
@@ -165,3 +180,41 @@ def test_cupy_backend_logic_runs_with_a_numpy_stand_in(monkeypatch):
     ref.fit(X, y, epochs=1)
     ref.fit(X, y, epochs=1)
     assert np.array_equal(m.theta, ref.theta)
+
+
+_TRAIN_AND_HASH = """
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from nn_core import MLP
+rng = np.random.default_rng(0)
+X = rng.normal(size=(400, 20)).astype(np.float32)
+y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
+m = MLP(20, (16,), seed=0, dropout=0.1)
+m.fit(X, y, epochs=2, batch_size=32, l2=1e-3, threads=1)
+print(hashlib.sha256(m.theta.tobytes() + m.predict_proba(X).tobytes()).hexdigest())
+"""
+
+
+def test_a_fresh_compile_and_the_cache_train_the_same_weights(tmp_path):
+    """The first run of a new Numba cache (compiling) and a later run (loading it) are two
+    different builds of the kernels; both must give bit-identical weights."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _TRAIN_AND_HASH, root],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert any((tmp_path / "numba-cache").rglob("*.nbc"))  # the second run did use a cache
+    assert runs[0] == runs[1]
