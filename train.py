@@ -653,7 +653,9 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
     from nn_core.io import atomic_write
 
     seeds = tuple(args.seeds)
-    base_cfg = replace(cfg, hidden=(), dropout=0.0)
+    # Logistic regression is convex and has few parameters: it takes (and
+    # needs, to converge before early stopping ends it) a 10x larger step.
+    base_cfg = replace(cfg, hidden=(), dropout=0.0, lr=cfg.lr * 10)
     trials = None
     if args.tune:
         cfg, trials = tune(cfg, data.split(seeds[0]), seeds[0], args.tune, args.quiet)
@@ -715,6 +717,7 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from features.tabular import DataError
+    from nn_core.backends import BackendUnavailableError
     from nn_core.io import ModelFileError
 
     try:
@@ -725,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ModelFileError) as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 1
-    except FloatingPointError as exc:
+    except (FloatingPointError, BackendUnavailableError) as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:  # bad values found in the data or options by the libraries

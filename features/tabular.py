@@ -10,7 +10,7 @@ column and feature columns that play one of two roles:
 
 Row numbers in every error message are **1-based data rows**: the first row below the header
 is row 1, so data row ``r`` sits on line ``r + 1`` of the file (when no field holds a line
-break). The fitted state is stored as ``preprocess.json`` (see ``notes/preprocess_format.md``):
+break). The fitted state is stored as ``preprocess.json`` (format in ``docs/architecture.md``):
 plain JSON, never a pickle.
 """
 
@@ -229,7 +229,7 @@ def schema_from_config(path: str | os.PathLike) -> dict:
 
 
 def canonical_text(value: str) -> str:
-    """Canonical text of a categorical cell (see notes/preprocess_format.md).
+    """Canonical text of a categorical cell (the form ``preprocess.json`` stores).
 
     The text is stripped; integer-valued numbers lose their decimals (``"3.0"`` -> ``"3"``,
     ``"007"`` -> ``"7"``); booleans become ``"TRUE"``/``"FALSE"``; anything else is kept.

@@ -38,6 +38,10 @@ _BLOCK = 256
 _MIN_ROWS_PER_THREAD = 128
 
 
+class BackendUnavailableError(RuntimeError):
+    """The backend asked for cannot run here (CuPy or a CUDA device is missing)."""
+
+
 def check_backend(name: str) -> str:
     """Validate a backend name; for ``cupy``, check that CuPy and a CUDA device are present."""
     if name not in BACKENDS:
@@ -48,20 +52,22 @@ def check_backend(name: str) -> str:
 
 
 def cupy_module():
-    """Import CuPy and check for a CUDA device, or raise one clear ``RuntimeError``."""
+    """Import CuPy and check for a CUDA device, or raise one clear ``BackendUnavailableError``."""
     try:
         import cupy
     except ImportError as e:
-        raise RuntimeError(
+        raise BackendUnavailableError(
             "backend 'cupy' needs CuPy: pip install 'purchase-propensity[gpu]' "
             f"(import failed: {e})"
         ) from None
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CuPy raises its own CUDA error types; any of them means no GPU
-        raise RuntimeError(f"backend 'cupy' needs a CUDA device; CUDA reports: {e}") from None
+        raise BackendUnavailableError(
+            f"backend 'cupy' needs a CUDA device; CUDA reports: {e}"
+        ) from None
     if n < 1:
-        raise RuntimeError("backend 'cupy' needs a CUDA device; none was found")
+        raise BackendUnavailableError("backend 'cupy' needs a CUDA device; none was found")
     return cupy
 
 

@@ -56,6 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .activations import ACTIVATIONS
+from .losses import OUTPUTS
+
 FORMATS = ("c", "c-int8", "python", "python-pure")
 DEFAULT_NAMES = {
     "c": "model",
@@ -293,18 +296,6 @@ def features_from_codes(model: ExportModel, X: np.ndarray) -> np.ndarray:
     return F
 
 
-def _activate(name: str, Z: np.ndarray, slope: float) -> np.ndarray:
-    if name == "relu":
-        return np.where(Z > 0, Z, 0).astype(Z.dtype)
-    if name == "leaky_relu":
-        return np.where(Z > 0, Z, Z.dtype.type(slope) * Z)
-    if name == "tanh":
-        return np.tanh(Z)
-    if name == "sigmoid":
-        return 1 / (1 + np.exp(-Z))
-    return Z
-
-
 def fold_first_layer(model: ExportModel) -> tuple[np.ndarray, np.ndarray]:
     """First-layer weights and bias with the standardisation folded in, as float32.
 
@@ -386,7 +377,8 @@ def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
             Z = (q @ Q).astype(np.float32) * (t[:, None] * s)
         Z = Z + b.astype(np.float32)
         last = layer == len(model.params) - 1
-        H = _activate(model.output if last else model.activation, Z, model.leaky_slope)
+        # The network's own definitions of f and g (nn_core/activations.py).
+        H = OUTPUTS[model.output](Z) if last else ACTIVATIONS[model.activation](Z)
     p = H[:, 0].astype(np.float64)
     p[invalid] = np.nan
     return p

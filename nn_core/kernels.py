@@ -84,6 +84,8 @@ def activate(code, Z):
     elif code == SIGMOID:
         for k in range(Z.shape[0]):
             Z[k] = _sigmoid(Z[k])
+    elif code != IDENTITY:
+        raise ValueError("activate: unknown activation code")
 
 
 def activation_backward(code, A, dH):
@@ -100,6 +102,8 @@ def activation_backward(code, A, dH):
     elif code == SIGMOID:
         for k in range(dH.shape[0]):
             dH[k] = _sigmoid_b(A[k], dH[k])
+    elif code != IDENTITY:
+        raise ValueError("activation_backward: unknown activation code")
 
 
 def output_loss_delta(out_code, z, y, s, Y, delta, n):
@@ -172,11 +176,13 @@ def optimizer_step(code, theta, g, m, v, t, lr, hyper, decay_mask):
         for k in range(theta.shape[0]):
             m[k] = mu * m[k] + g[k]
             theta[k] -= lr_ * (g[k] + mu * m[k])
-    else:
+    elif code == 3:
         for k in range(theta.shape[0]):
             m[k] = b1 * m[k] + one_m_b1 * g[k]
             v[k] = b2 * v[k] + one_m_b2 * g[k] * g[k]
             theta[k] -= step * m[k] / (np.sqrt(v[k]) * inv_root_bias2 + eps)
+    else:
+        raise ValueError("optimizer_step: unknown optimizer code")
 
 
 def matmul(A, B, C):

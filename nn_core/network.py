@@ -214,6 +214,12 @@ class MLP:
                 raise ValueError("sample_weight must be >= 0")
         return X, y, sample_weight
 
+    def _check_pos_weight(self, pos_weight: float) -> float:
+        pos_weight = self._check_scalar("pos_weight", pos_weight)
+        if self.output != "sigmoid" and pos_weight != 1.0:
+            raise ValueError("pos_weight is for 0/1 labels (the sigmoid output); use sample_weight")
+        return pos_weight
+
     @staticmethod
     def _check_scalar(name: str, value: float, low: float = 0.0) -> float:
         value = float(value)
@@ -267,7 +273,7 @@ class MLP:
             Same order and shapes as ``params``.
         """
         X, y, sample_weight = self._check_Xy(X, y, sample_weight)
-        pos_weight = self._check_scalar("pos_weight", pos_weight)
+        pos_weight = self._check_pos_weight(pos_weight)
         l2 = self._check_scalar("l2", l2)
         s = sample_scale(y, sample_weight, pos_weight)
         return backends.get(self.backend).loss_and_grad(self, X, y, s, l2)
@@ -291,6 +297,7 @@ class MLP:
         schedule: str = "constant",
         step_size: int = 10,
         gamma: float = 0.5,
+        lr_min: float = 0.0,
         shuffle_seed: int = 0,
         threads: int | None = None,
         callback: Callable[[int, float], bool] | None = None,
@@ -302,8 +309,8 @@ class MLP:
         X : array of shape (n, n_inputs)
         y : array of shape (n,)
         epochs, batch_size : int
-        optimizer : {"sgd", "momentum", "adam"}
-            ``momentum`` with ``nesterov=True`` gives Nesterov momentum.
+        optimizer : {"sgd", "momentum", "nesterov", "adam"}
+            ``momentum`` with ``nesterov=True`` is the same as ``nesterov``.
         lr : float
             Base learning rate of the schedule.
         sample_weight : array of shape (n,), optional
@@ -318,7 +325,8 @@ class MLP:
         betas, eps :
             Adam's hyper-parameters.
         schedule : {"constant", "step", "cosine"}
-            Learning-rate schedule over this call's epochs (``step_size``, ``gamma``: step).
+            Learning-rate schedule over this call's epochs (``step_size``, ``gamma``: step;
+            ``lr_min``: cosine).
         shuffle_seed : int
             Seed of the per-epoch row orders (and of the dropout masks).
         threads : int, optional
@@ -336,16 +344,15 @@ class MLP:
         if epochs < 0 or batch_size < 1:
             raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
         lr = self._check_scalar("lr", lr)
-        pos_weight = self._check_scalar("pos_weight", pos_weight)
+        pos_weight = self._check_pos_weight(pos_weight)
         l2 = self._check_scalar("l2", l2)
         name = "nesterov" if optimizer == "momentum" and nesterov else optimizer
-        opt = self._optimizer
-        if opt is None or opt.name != name:
-            opt = Optimizer(name, self.n_params, self.dtype, momentum, betas, eps, weight_decay)
-        else:
-            opt.momentum, opt.weight_decay = float(momentum), float(weight_decay)
-            opt.beta1, opt.beta2, opt.eps = float(betas[0]), float(betas[1]), float(eps)
-        learning_rate(schedule, lr, 0, epochs, step_size, gamma)  # validates the name
+        # A new Optimizer validates the hyper-parameters; continuing with the
+        # same optimizer keeps its state (moments and step count).
+        opt = Optimizer(name, self.n_params, self.dtype, momentum, betas, eps, weight_decay)
+        if self._optimizer is not None and self._optimizer.name == name:
+            opt.m, opt.v, opt.t = self._optimizer.m, self._optimizer.v, self._optimizer.t
+        learning_rate(schedule, lr, 0, epochs, step_size, gamma, lr_min)  # validates the schedule
         self._optimizer = opt
         s = sample_scale(y, sample_weight, pos_weight)
         history: dict = {"loss": []}
@@ -369,7 +376,7 @@ class MLP:
             l2,
             shuffle_seed,
             threads,
-            lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma),
+            lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma, lr_min),
             on_epoch,
         )
         return history

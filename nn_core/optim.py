@@ -164,6 +164,10 @@ def learning_rate(
     """
     if schedule == "constant":
         return lr
+    if step_size < 1 or not gamma > 0 or lr_min < 0:
+        raise ValueError(
+            f"need step_size >= 1, gamma > 0 and lr_min >= 0; got {step_size}, {gamma}, {lr_min}"
+        )
     if schedule == "step":
         return lr * gamma ** (epoch // step_size)
     if schedule == "cosine":

@@ -218,3 +218,22 @@ def test_a_fresh_compile_and_the_cache_train_the_same_weights(tmp_path):
     ]
     assert any((tmp_path / "numba-cache").rglob("*.nbc"))  # the second run did use a cache
     assert runs[0] == runs[1]
+
+
+def test_train_py_reports_a_missing_gpu_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if _cuda_available():
+        pytest.skip("a CUDA device is present; this test covers machines without one")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, str(root / "train.py"), "--backend", "cupy", "--quiet",
+         "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert r.returncode == 1
+    assert "backend 'cupy' needs" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()

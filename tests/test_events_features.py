@@ -1,6 +1,6 @@
 """Each feature family on a small hand-made log against hand-computed values.
 
-The log is ``events_helpers.HAND_LOG`` (cutoff T = 2024-01-10 12:00 UTC); the
+The log is ``test_events_common.HAND_LOG`` (cutoff T = 2024-01-10 12:00 UTC); the
 comments below derive every expected number from it by hand.
 """
 

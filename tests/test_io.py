@@ -147,3 +147,13 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         atomic_write(p, 12345)  # not bytes or str: fails before anything is replaced
     assert p.read_text() == "old"
     assert [x.name for x in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_model_files_get_ordinary_permissions(saved):
+    import os
+
+    _, d = saved
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("model.json", "weights.npz"):
+        assert (d / name).stat().st_mode & 0o777 == 0o666 & ~mask

@@ -113,3 +113,38 @@ def test_divergence_is_reported():
     m = MLP(3, (8,), output="identity", dtype="float64")
     with pytest.raises(FloatingPointError, match="diverged"):
         m.fit(X, rng.normal(size=64) * 1e3, epochs=50, optimizer="sgd", lr=10.0)
+
+
+def test_a_continued_fit_validates_its_hyper_parameters_too():
+    m = MLP(3, (4,), dtype="float64")
+    X, y = np.zeros((4, 3)), np.array([0.0, 1.0, 0.0, 1.0])
+    m.fit(X, y, epochs=1)
+    with pytest.raises(ValueError, match="weight_decay"):
+        m.fit(X, y, epochs=1, weight_decay=-5.0)
+    with pytest.raises(ValueError, match="betas"):
+        m.fit(X, y, epochs=1, betas=(2.0, 0.5))
+
+
+def test_pos_weight_is_refused_for_the_identity_output():
+    m = MLP(3, (4,), output="identity", dtype="float64")
+    with pytest.raises(ValueError, match="pos_weight is for 0/1 labels"):
+        m.fit(np.zeros((3, 3)), np.array([0.5, 1.0, 2.0]), pos_weight=3.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"step_size": 0}, {"gamma": 0.0}, {"lr_min": -1.0, "schedule": "cosine"}]
+)
+def test_bad_schedule_parameters(kwargs):
+    kwargs = {"schedule": "step", **kwargs}
+    with pytest.raises(ValueError, match="step_size >= 1, gamma > 0"):
+        MLP(3, (4,)).fit(np.zeros((2, 3)), np.array([0.0, 1.0]), **kwargs)
+
+
+def test_kernels_refuse_unknown_codes():
+    from nn_core import kernels
+
+    z = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        kernels.activate(99, z)
+    with pytest.raises(ValueError, match="unknown optimizer code"):
+        kernels.optimizer_step(9, z, z, z, z, 1, 0.1, np.zeros(7, np.float32), z)
