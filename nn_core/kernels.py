@@ -66,26 +66,36 @@ RELU, LEAKY_RELU, TANH, SIGMOID, IDENTITY = (
 OUT_SIGMOID = _a.OUTPUT_CODES["sigmoid"]
 
 
-def activate(code, Z):
-    """``Z = f(Z)`` in place (1-D view of a layer's buffer), for the activation ``code``.
+def bias_activate(code, Z, b):
+    """``Z = f(Z + b)`` in place, for the activation ``code`` (``Z``: (n, d), ``b``: (d,)).
 
-    One loop per activation, so that each loop body is a single inlined
-    scalar function that the compiler can vectorise.
+    Adding the bias and applying ``f`` in one pass reads the layer's buffer
+    once. One loop per activation, so that each loop body is a single
+    inlined scalar function that the compiler can vectorise.
     """
+    n, d = Z.shape
     if code == RELU:
-        for k in range(Z.shape[0]):
-            Z[k] = _relu(Z[k])
+        for i in range(n):
+            for j in range(d):
+                Z[i, j] = _relu(Z[i, j] + b[j])
     elif code == LEAKY_RELU:
-        for k in range(Z.shape[0]):
-            Z[k] = _leaky(Z[k])
+        for i in range(n):
+            for j in range(d):
+                Z[i, j] = _leaky(Z[i, j] + b[j])
     elif code == TANH:
-        for k in range(Z.shape[0]):
-            Z[k] = _tanh(Z[k])
+        for i in range(n):
+            for j in range(d):
+                Z[i, j] = _tanh(Z[i, j] + b[j])
     elif code == SIGMOID:
-        for k in range(Z.shape[0]):
-            Z[k] = _sigmoid(Z[k])
-    elif code != IDENTITY:
-        raise ValueError("activate: unknown activation code")
+        for i in range(n):
+            for j in range(d):
+                Z[i, j] = _sigmoid(Z[i, j] + b[j])
+    elif code == IDENTITY:
+        for i in range(n):
+            for j in range(d):
+                Z[i, j] += b[j]
+    else:
+        raise ValueError("bias_activate: unknown activation code")
 
 
 def activation_backward(code, A, dH):
@@ -233,13 +243,6 @@ def matmul(A, B, C):
         np.dot(A, B, C)
 
 
-def add_bias(Z, b):
-    """``Z_ij += b_j`` (a loop: broadcasting would compile a shape-checking error path)."""
-    for i in range(Z.shape[0]):
-        for j in range(Z.shape[1]):
-            Z[i, j] += b[j]
-
-
 def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, seed, t, grad, ws, c):
     """Data loss and its gradient for the rows ``rows`` of a batch of ``n`` rows.
 
@@ -293,9 +296,8 @@ def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, see
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
         Z = Z_out[:m] if l == L - 1 else A_buf[l, : m * fo].reshape((m, fo))
         matmul(H_in, W, Z)
-        add_bias(Z, theta[b_off : b_off + fo])
+        bias_activate(act if l < L - 1 else IDENTITY, Z, theta[b_off : b_off + fo])
         if l < L - 1:
-            activate(act, A_buf[l, : m * fo])
             if dropout > 0.0:
                 D = D_buf[l, : m * fo].reshape((m, fo))
                 fill_dropout_mask(dropout_key(seed, t, l), dropout, D, row0)
@@ -489,9 +491,8 @@ def forward_rows(X, theta, layout, act, out, p):
         H_in = X if l == 0 else bufs[1 - cur, : n * fi].reshape((n, fi))
         Z = Z_out if l == L - 1 else bufs[cur, : n * fo].reshape((n, fo))
         matmul(H_in, W, Z)
-        add_bias(Z, theta[b_off : b_off + fo])
+        bias_activate(act if l < L - 1 else IDENTITY, Z, theta[b_off : b_off + fo])
         if l < L - 1:
-            activate(act, bufs[cur, : n * fo])
             cur = 1 - cur
     for i in range(n):
         p[i] = _sigmoid(Z_out[i, 0]) if out == OUT_SIGMOID else Z_out[i, 0]
@@ -525,7 +526,7 @@ def all_finite(X):
 # Compiled versions under the same names (all_finite without fastmath, which
 # would let the compiler assume every number is finite); the plain functions stay reachable
 # as `.py_func` (numba keeps them), for teaching and debugging.
-activate = _jit(activate)
+bias_activate = _jit(bias_activate)
 activation_backward = _jit(activation_backward)
 output_loss_delta = _jit(output_loss_delta)
 dropout_key = _jit(dropout_key)
@@ -533,7 +534,6 @@ fill_dropout_mask = _jit(fill_dropout_mask)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)
 optimizer_step = _jit(optimizer_step)
 matmul = _jit(matmul)
-add_bias = _jit(add_bias)
 batch_gradient = _jit(batch_gradient)
 workspace = _jit(workspace)
 add_l2 = _jit(add_l2)

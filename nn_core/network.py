@@ -249,7 +249,7 @@ class MLP:
             and X.ndim == 2
             and 0 < X.shape[0] <= 16
             and X.shape[1] == self.n_inputs
-            and threads is None
+            and (threads is None or threads == 1)
         ):
             # Fast path for a few rows (online scoring): one compiled call,
             # which also checks the input for NaN and infinity.

@@ -145,6 +145,6 @@ def test_kernels_refuse_unknown_codes():
 
     z = np.zeros(3, dtype=np.float32)
     with pytest.raises(ValueError, match="unknown activation code"):
-        kernels.activate(99, z)
+        kernels.bias_activate(99, z.reshape(1, 3), z)
     with pytest.raises(ValueError, match="unknown optimizer code"):
         kernels.optimizer_step(9, z, z, z, z, 1, 0.1, np.zeros(7, np.float32), z)
