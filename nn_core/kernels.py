@@ -198,37 +198,13 @@ def optimizer_step(code, theta, g, m, v, t, lr, hyper, decay_mask):
 def matmul(A, B, C):
     """``C = A @ B`` into the preallocated ``C``.
 
-    BLAS (``np.dot``) for the real matrix products; plain loops for a few
-    rows (single-row prediction) and for the output layer's products, where
-    ``C`` is one column wide or ``A`` one column deep: there a BLAS call
-    costs more than the arithmetic.
+    BLAS (``np.dot``) for the real matrix products; plain loops for the
+    output layer's products, where ``C`` is one column wide or ``A`` one
+    column deep: there a BLAS call costs more than the arithmetic.
     """
     n, k = A.shape
     m = B.shape[1]
-    if n <= 4 and m > 1:
-        # A few rows (single-row prediction): row times matrix, vectorised
-        # over j, eight rows of B per pass so that C is loaded and stored an
-        # eighth as often.
-        for i in range(n):
-            C_i = C[i]
-            for j in range(m):
-                C_i[j] = 0.0
-            p = 0
-            while p + 8 <= k:
-                a0, a1, a2, a3 = A[i, p], A[i, p + 1], A[i, p + 2], A[i, p + 3]
-                a4, a5, a6, a7 = A[i, p + 4], A[i, p + 5], A[i, p + 6], A[i, p + 7]
-                B0, B1, B2, B3 = B[p], B[p + 1], B[p + 2], B[p + 3]
-                B4, B5, B6, B7 = B[p + 4], B[p + 5], B[p + 6], B[p + 7]
-                for j in range(m):
-                    C_i[j] += (a0 * B0[j] + a1 * B1[j]) + (a2 * B2[j] + a3 * B3[j]) + (
-                        (a4 * B4[j] + a5 * B5[j]) + (a6 * B6[j] + a7 * B7[j])
-                    )
-                p += 8
-            for q in range(p, k):
-                a, B_q = A[i, q], B[q]
-                for j in range(m):
-                    C_i[j] += a * B_q[j]
-    elif m == 1:
+    if m == 1:
         for i in range(n):
             acc = 0.0
             for p in range(k):
@@ -241,6 +217,37 @@ def matmul(A, B, C):
                 C[i, j] = a * B[0, j]
     else:
         np.dot(A, B, C)
+
+
+def matmul_few_rows(A, B, C):
+    """``C = A @ B`` for a few rows of ``A`` (single-row prediction), without BLAS.
+
+    Row times matrix, vectorised over the columns ``j``, eight rows of ``B``
+    per pass so that ``C`` is loaded and stored an eighth as often. Its own
+    function (not a branch of :func:`matmul`) so that training never
+    compiles it.
+    """
+    n, k = A.shape
+    m = B.shape[1]
+    for i in range(n):
+        C_i = C[i]
+        for j in range(m):
+            C_i[j] = 0.0
+        p = 0
+        while p + 8 <= k:
+            a0, a1, a2, a3 = A[i, p], A[i, p + 1], A[i, p + 2], A[i, p + 3]
+            a4, a5, a6, a7 = A[i, p + 4], A[i, p + 5], A[i, p + 6], A[i, p + 7]
+            B0, B1, B2, B3 = B[p], B[p + 1], B[p + 2], B[p + 3]
+            B4, B5, B6, B7 = B[p + 4], B[p + 5], B[p + 6], B[p + 7]
+            for j in range(m):
+                C_i[j] += (a0 * B0[j] + a1 * B1[j]) + (a2 * B2[j] + a3 * B3[j]) + (
+                    (a4 * B4[j] + a5 * B5[j]) + (a6 * B6[j] + a7 * B7[j])
+                )
+            p += 8
+        for q in range(p, k):
+            a, B_q = A[i, q], B[q]
+            for j in range(m):
+                C_i[j] += a * B_q[j]
 
 
 def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, seed, t, grad, ws, c):
@@ -490,7 +497,10 @@ def forward_rows(X, theta, layout, act, out, p):
         W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
         H_in = X if l == 0 else bufs[1 - cur, : n * fi].reshape((n, fi))
         Z = Z_out if l == L - 1 else bufs[cur, : n * fo].reshape((n, fo))
-        matmul(H_in, W, Z)
+        if n <= 4 and fo > 1:
+            matmul_few_rows(H_in, W, Z)
+        else:
+            matmul(H_in, W, Z)
         bias_activate(act if l < L - 1 else IDENTITY, Z, theta[b_off : b_off + fo])
         if l < L - 1:
             cur = 1 - cur
@@ -534,6 +544,7 @@ fill_dropout_mask = _jit(fill_dropout_mask)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)
 optimizer_step = _jit(optimizer_step)
 matmul = _jit(matmul)
+matmul_few_rows = _jit(matmul_few_rows)
 batch_gradient = _jit(batch_gradient)
 workspace = _jit(workspace)
 add_l2 = _jit(add_l2)
