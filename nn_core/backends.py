@@ -21,7 +21,6 @@ import numba
 import numpy as np
 
 from . import kernels, reference
-from .activations import ACTIVATION_CODES, OUTPUT_CODES
 
 BACKENDS = ("numba", "numpy", "cupy")
 
@@ -214,7 +213,7 @@ class NumbaBackend:
 
     def predict(self, model, X, threads=None):
         p = np.empty(X.shape[0], dtype=model.theta.dtype)
-        act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
+        act, out = model._codes
         args = (model.theta, model.layout, act, out, _BLOCK)
         n_threads = numba.get_num_threads() if threads is None else check_threads(threads)
         slices = min(n_threads, X.shape[0] // _PARALLEL_ROWS)
@@ -243,7 +242,7 @@ class NumbaBackend:
         grad = np.zeros_like(model.theta)
         theta = model.theta.copy()
         empty = np.zeros(0, dtype=model.dtype)
-        act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
+        act, out = model._codes
         with threads_limited(None):
             loss, _ = kernels.train_epoch(
                 X, y, s, np.arange(X.shape[0], dtype=np.int64), theta, grad, model.layout, act,
@@ -256,7 +255,7 @@ class NumbaBackend:
         self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch
     ):
         grad = np.zeros_like(model.theta)
-        act, out = ACTIVATION_CODES[model.activation], OUTPUT_CODES[model.output]
+        act, out = model._codes
         hyper = opt.hyper()
         with threads_limited(threads):
             chunks = parallel_chunks(batch_size, numba.get_num_threads())

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import activations as _a
 from . import losses as _lo
-from .reference import splitmix64 as _splitmix64_py
+from .reference import dropout_key
 from .reference import uniform01 as _uniform01_py
 
 # fastmath without "contract": the compiler may reorder sums (reassoc, which
@@ -56,7 +56,6 @@ _sigmoid, _sigmoid_b = _jit(_a.sigmoid), _jit(_a.sigmoid_backward)
 _bce = _jit(_lo.bce_with_logits)
 _half_sq = _jit(_lo.half_squared_error)
 _output_delta = _jit(_lo.output_delta)
-_splitmix64 = _jit(_splitmix64_py)
 _uniform01 = _jit(_uniform01_py)
 
 # Codes as in nn_core.activations.ACTIVATION_CODES / OUTPUT_CODES.
@@ -131,13 +130,6 @@ def output_loss_delta(out_code, z, y, s, Y, delta, n):
             total += s[i] * _half_sq(z[i], y[i])
         delta[i] = _output_delta(Y[i], y[i], s[i], n)
     return total / n
-
-
-def dropout_key(seed, step, layer):
-    """Same key as ``nn_core.reference.dropout_key``, from uint64 scalars."""
-    k = _splitmix64(np.uint64(seed))
-    k = _splitmix64(k ^ np.uint64(step))
-    return _splitmix64(k ^ np.uint64(layer))
 
 
 def fill_dropout_mask(key, p, D, row0=0):
@@ -539,7 +531,6 @@ def all_finite(X):
 bias_activate = _jit(bias_activate)
 activation_backward = _jit(activation_backward)
 output_loss_delta = _jit(output_loss_delta)
-dropout_key = _jit(dropout_key)
 fill_dropout_mask = _jit(fill_dropout_mask)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)
 optimizer_step = _jit(optimizer_step)

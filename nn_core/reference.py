@@ -58,11 +58,17 @@ def uniform01(x):
     return (splitmix64(x) >> _S11) * (1.0 / 9007199254740992.0)
 
 
-def dropout_key(seed: int, step: int, layer: int) -> int:
-    """One 64-bit key per (seed, optimizer step, layer): the base counter of a mask."""
-    k = splitmix64(np.array([seed], dtype=np.uint64))
-    k = splitmix64(k ^ np.array([step], dtype=np.uint64))
-    return int(splitmix64(k ^ np.array([layer], dtype=np.uint64))[0])
+@register_jitable
+def dropout_key(seed: int, step: int, layer: int):
+    """One 64-bit key per (seed, optimizer step, layer): the base counter of a mask.
+
+    Hashed on one-element arrays: NumPy warns on the (intended) wrap-around of
+    uint64 scalar arithmetic, not on arrays. The compiled kernels call this
+    same function.
+    """
+    k = splitmix64(np.full(1, seed, dtype=np.uint64))
+    k = splitmix64(k ^ np.full(1, step, dtype=np.uint64))
+    return splitmix64(k ^ np.full(1, layer, dtype=np.uint64))[0]
 
 
 def dropout_mask(seed: int, step: int, layer: int, n: int, width: int, p: float, dtype, xp=np):
@@ -72,7 +78,7 @@ def dropout_mask(seed: int, step: int, layer: int, n: int, width: int, p: float,
     (probability ``1 - p``), else 0; scaling the kept units by ``1/(1-p)``
     keeps ``E[H D] = H``, so no rescaling is needed at prediction time.
     """
-    key = np.uint64(dropout_key(seed, step, layer))
+    key = dropout_key(seed, step, layer)
     counter = xp.arange(n * width, dtype=xp.uint64).reshape(n, width)
     keep = uniform01(counter + key) >= p
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
