@@ -222,7 +222,11 @@ class NumbaBackend:
         else:
             # The kernel releases the GIL: Python threads, one slice of rows
             # each, run it in parallel with no compiled parallel region to build.
-            bounds = [X.shape[0] * k // slices for k in range(slices + 1)]
+            # Slices start on block boundaries, so every row lands in the same
+            # block as in a serial run and gets the same bits (BLAS may round
+            # a row differently in a block of another height).
+            blocks = -(-X.shape[0] // _BLOCK)
+            bounds = [min(X.shape[0], _BLOCK * (blocks * k // slices)) for k in range(slices + 1)]
 
             def run(k: int) -> bool:
                 lo, hi = bounds[k], bounds[k + 1]

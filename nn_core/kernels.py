@@ -97,6 +97,24 @@ def bias_activate(code, Z, b):
         raise ValueError("bias_activate: unknown activation code")
 
 
+def activate(code, H):
+    """``H = f(H)`` in place, for the activation ``code`` (``H``: 1-D)."""
+    if code == RELU:
+        for j in range(H.shape[0]):
+            H[j] = _relu(H[j])
+    elif code == LEAKY_RELU:
+        for j in range(H.shape[0]):
+            H[j] = _leaky(H[j])
+    elif code == TANH:
+        for j in range(H.shape[0]):
+            H[j] = _tanh(H[j])
+    elif code == SIGMOID:
+        for j in range(H.shape[0]):
+            H[j] = _sigmoid(H[j])
+    elif code != IDENTITY:
+        raise ValueError("activate: unknown activation code")
+
+
 def activation_backward(code, A, dH):
     """``dH = dH * f'(Z)`` in place, written with ``A = f(Z)`` (1-D views)."""
     if code == RELU:
@@ -211,35 +229,34 @@ def matmul(A, B, C):
         np.dot(A, B, C)
 
 
-def matmul_few_rows(A, B, C):
-    """``C = A @ B`` for a few rows of ``A`` (single-row prediction), without BLAS.
+def row_times_matrix(a, B, b, c):
+    """``c = a @ B + b`` for one row ``a`` (length k), ``B`` (k, m) and ``b`` (m,), without BLAS.
 
-    Row times matrix, vectorised over the columns ``j``, eight rows of ``B``
-    per pass so that ``C`` is loaded and stored an eighth as often. Its own
-    function (not a branch of :func:`matmul`) so that training never
-    compiles it.
+    For one row a BLAS call costs more than the arithmetic. Vectorised over
+    the columns ``j``, eight rows of ``B`` per pass, so that ``c`` is loaded
+    and stored an eighth as often. Its own function (not a branch of
+    :func:`matmul`) so that training never compiles it.
     """
-    n, k = A.shape
-    m = B.shape[1]
-    for i in range(n):
-        C_i = C[i]
+    k, m = B.shape
+    for j in range(m):
+        c[j] = b[j]
+    p = 0
+    while p + 8 <= k:
+        a0, a1, a2, a3 = a[p], a[p + 1], a[p + 2], a[p + 3]
+        a4, a5, a6, a7 = a[p + 4], a[p + 5], a[p + 6], a[p + 7]
+        B0, B1, B2, B3 = B[p], B[p + 1], B[p + 2], B[p + 3]
+        B4, B5, B6, B7 = B[p + 4], B[p + 5], B[p + 6], B[p + 7]
         for j in range(m):
-            C_i[j] = 0.0
-        p = 0
-        while p + 8 <= k:
-            a0, a1, a2, a3 = A[i, p], A[i, p + 1], A[i, p + 2], A[i, p + 3]
-            a4, a5, a6, a7 = A[i, p + 4], A[i, p + 5], A[i, p + 6], A[i, p + 7]
-            B0, B1, B2, B3 = B[p], B[p + 1], B[p + 2], B[p + 3]
-            B4, B5, B6, B7 = B[p + 4], B[p + 5], B[p + 6], B[p + 7]
-            for j in range(m):
-                C_i[j] += (a0 * B0[j] + a1 * B1[j]) + (a2 * B2[j] + a3 * B3[j]) + (
-                    (a4 * B4[j] + a5 * B5[j]) + (a6 * B6[j] + a7 * B7[j])
-                )
-            p += 8
-        for q in range(p, k):
-            a, B_q = A[i, q], B[q]
-            for j in range(m):
-                C_i[j] += a * B_q[j]
+            c[j] += (
+                (a0 * B0[j] + a1 * B1[j])
+                + (a2 * B2[j] + a3 * B3[j])
+                + ((a4 * B4[j] + a5 * B5[j]) + (a6 * B6[j] + a7 * B7[j]))
+            )
+        p += 8
+    for q in range(p, k):
+        a_q, B_q = a[q], B[q]
+        for j in range(m):
+            c[j] += a_q * B_q[j]
 
 
 def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, seed, t, grad, ws, c):
@@ -472,15 +489,46 @@ def train_epoch_parallel(
     return total / N, t
 
 
+def forward_row(x, theta, layout, act, out, h):
+    """``g(z)`` for one row ``x`` (length ``n_inputs``), without BLAS.
+
+    ``h_l = f(h_{l-1} W_l + b_l)`` with ``h_0 = x``, then
+    ``z = h_{L-1} w_L + b_L`` as one dot product. ``h``: (2, widest layer)
+    scratch; the hidden layers alternate between its two rows.
+    """
+    L = layout.shape[0]
+    a = x
+    for l in range(L - 1):
+        w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        H = h[l % 2, :fo]
+        row_times_matrix(
+            a, theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo], H
+        )
+        activate(act, H)
+        a = H
+    w_off, b_off, fi = layout[L - 1, 0], layout[L - 1, 1], layout[L - 1, 2]
+    z = theta[b_off]
+    for q in range(fi):
+        z += a[q] * theta[w_off + q]
+    return _sigmoid(z) if out == OUT_SIGMOID else z
+
+
 def forward_rows(X, theta, layout, act, out, p):
     """``p = g(Z)`` for the rows of ``X`` (serial; buffers sized to the widest layer).
 
+    Up to four rows (online scoring) go one at a time through
+    :func:`forward_row`; more rows go through BLAS, a layer at a time.
     Returns False, computing nothing, when ``X`` holds NaN or infinity.
     """
     if not all_finite(X):
         return False
     n = X.shape[0]
     L = layout.shape[0]
+    if n <= 4:
+        h = np.empty((2, max_width(layout)), dtype=theta.dtype)
+        for i in range(n):
+            p[i] = forward_row(X[i], theta, layout, act, out, h)
+        return True
     bufs = np.empty((2, n * max_width(layout)), dtype=theta.dtype)
     Z_out = np.empty((n, 1), dtype=theta.dtype)
     cur = 0
@@ -489,10 +537,7 @@ def forward_rows(X, theta, layout, act, out, p):
         W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
         H_in = X if l == 0 else bufs[1 - cur, : n * fi].reshape((n, fi))
         Z = Z_out if l == L - 1 else bufs[cur, : n * fo].reshape((n, fo))
-        if n <= 4 and fo > 1:
-            matmul_few_rows(H_in, W, Z)
-        else:
-            matmul(H_in, W, Z)
+        matmul(H_in, W, Z)
         bias_activate(act if l < L - 1 else IDENTITY, Z, theta[b_off : b_off + fo])
         if l < L - 1:
             cur = 1 - cur
@@ -529,13 +574,14 @@ def all_finite(X):
 # would let the compiler assume every number is finite); the plain functions stay reachable
 # as `.py_func` (numba keeps them), for teaching and debugging.
 bias_activate = _jit(bias_activate)
+activate = _jit(activate)
 activation_backward = _jit(activation_backward)
 output_loss_delta = _jit(output_loss_delta)
 fill_dropout_mask = _jit(fill_dropout_mask)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)
 optimizer_step = _jit(optimizer_step)
 matmul = _jit(matmul)
-matmul_few_rows = _jit(matmul_few_rows)
+row_times_matrix = _jit(row_times_matrix)
 batch_gradient = _jit(batch_gradient)
 workspace = _jit(workspace)
 add_l2 = _jit(add_l2)
@@ -543,5 +589,6 @@ max_width = _jit(max_width)
 train_epoch = _jit(train_epoch)
 chunk_gradients = _pjit(chunk_gradients)
 train_epoch_parallel = _jit(train_epoch_parallel)
+forward_row = _pred_jit(forward_row)
 forward_rows = _pred_jit(forward_rows)
 predict_blocks = _pred_jit(predict_blocks)

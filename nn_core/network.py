@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import backends, io, kernels
+from . import backends, io
 from .activations import ACTIVATION_CODES, ACTIVATIONS, OUTPUT_CODES
+from .kernels import forward_rows as _forward_rows
 from .losses import sample_scale
 from .optim import Optimizer, learning_rate
 
@@ -137,8 +138,7 @@ class MLP:
         self._codes = (ACTIVATION_CODES[activation], OUTPUT_CODES[output])
         self.seed = int(seed)
         self.dropout = float(dropout)
-        self.backend = backends.check_backend(backend)
-        self._numba = self.backend == "numba"
+        self.backend = backend
         widths = [self.n_inputs, *hidden, 1]
         rows, off = [], 0
         for fan_in, fan_out in itertools.pairwise(widths):
@@ -154,6 +154,18 @@ class MLP:
         self._init_weights()
         self._optimizer: Optimizer | None = None
         self._epochs_done = 0
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend that trains and predicts (may be reassigned)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        self._backend = backends.check_backend(name)
+        # The dtype that takes predict_proba's compiled few-row path; None
+        # (which no array's dtype is) turns that path off for other backends.
+        self._fast_dtype = self._np_dtype if self._backend == "numba" else None
 
     # --- parameters ----------------------------------------------------------
     def _init_weights(self) -> None:
@@ -242,20 +254,17 @@ class MLP:
         array of shape (n,)
             Probabilities (sigmoid output) or values (identity output).
         """
-        if (
-            self._numba
-            and type(X) is np.ndarray
-            and X.dtype == self._np_dtype
-            and X.ndim == 2
-            and 0 < X.shape[0] <= 16
-            and X.shape[1] == self.n_inputs
-            and (threads is None or threads == 1)
-        ):
-            # Fast path for a few rows (online scoring): one compiled call,
-            # which also checks the input for NaN and infinity.
-            p = np.empty(X.shape[0], dtype=self._np_dtype)
-            if kernels.forward_rows(X, self.theta, self.layout, self._codes[0], self._codes[1], p):
-                return p
+        if type(X) is np.ndarray and X.dtype is self._fast_dtype and threads is None:
+            # Fast path for a few rows (online scoring): the fewest checks
+            # that keep it safe, then one compiled call, which also checks
+            # the input for NaN and infinity. Anything else takes the
+            # general path below, which explains what is wrong with X.
+            shape = X.shape
+            if len(shape) == 2 and 0 < shape[0] <= 16 and shape[1] == self.n_inputs:
+                p = np.empty(shape[0], self._fast_dtype)
+                act, out = self._codes
+                if _forward_rows(X, self.theta, self.layout, act, out, p):
+                    return p
         # The numba kernel checks finiteness while it reads X (one pass, not two).
         X = _as_matrix(X, self.n_inputs, self._np_dtype, check_finite=self.backend != "numba")
         return backends.get(self.backend).predict(self, X, threads)

@@ -60,7 +60,8 @@ def compare_backends(
     Returns
     -------
     dict
-        ``{"predict": e, "loss": e, "dW0": e, "db0": e, ..., "theta_after_epoch": e}``.
+        ``{"predict": e, "predict_rows": e, "loss": e, "dW0": e, "db0": e, ...,
+        "theta_after_epoch": e}``.
     """
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, n_inputs))
@@ -77,6 +78,13 @@ def compare_backends(
         for backend in (backend_a, backend_b)
     ]
     errors = {"predict": relative_error(*(m.predict_proba(X) for m in models))}
+    # Online scoring: rows one at a time and a few together, in the model's
+    # dtype (the numba backend computes these without BLAS, on another path).
+    few = np.ascontiguousarray(X[:5], dtype=dtype)
+    errors["predict_rows"] = relative_error(
+        *(np.concatenate([*(m.predict_proba(row[None]) for row in few), m.predict_proba(few)])
+          for m in models)
+    )
     (loss_a, grads_a), (loss_b, grads_b) = (m.loss_and_grad(X, y, **kw) for m in models)
     errors["loss"] = relative_error(loss_a, loss_b)
     for l, ((dW_a, db_a), (dW_b, db_b)) in enumerate(zip(grads_a, grads_b, strict=False)):

@@ -20,6 +20,12 @@ def m():
         (np.zeros(3), "2-D"),
         (np.zeros((2, 4)), "4 columns, the network expects 3"),
         ([["a", "b", "c"]], "numeric"),
+        # float32, the model's dtype: the numba backend's few-row path sees these first.
+        (np.array([[1.0, np.nan, 0.0]], dtype=np.float32), "NaN or infinity.*row 0, column 1"),
+        (np.array([[0.0] * 3, [-np.inf, 0, 0]], dtype=np.float32), "row 1, column 0"),
+        (np.zeros((0, 3), dtype=np.float32), "empty"),
+        (np.zeros((1, 4), dtype=np.float32), "4 columns, the network expects 3"),
+        (np.zeros((1, 3, 1), dtype=np.float32), "2-D"),
     ],
 )
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
