@@ -21,6 +21,14 @@ Usage::
     python benchmarks/bench_train.py [--repeats 3] [--skip-compile]
 
 Timings are the best of ``--repeats`` runs (the least disturbed by other work).
+
+The header names the CPU (with its family and model numbers: Zen 4 and Zen 5
+both call themselves "AMD EPYC") and the OpenBLAS kernel in use, which
+decides the speed of every matrix product that goes through NumPy or SciPy
+(nn_core's kernels and scikit-learn; PyTorch brings its own). Where
+``OPENBLAS_CORETYPE`` forces an older kernel (some sandboxes set ``Haswell``
+on AMD CPUs), measure what the CPU would run by itself with
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_train.py``.
 """
 
 from __future__ import annotations
@@ -197,6 +205,36 @@ def compile_times():
     return out
 
 
+def cpu_name() -> str:
+    """The CPU's model name with its family and model numbers (from /proc/cpuinfo)."""
+    if not Path("/proc/cpuinfo").exists():
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "cpu family", "model") and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+        if not line.strip():
+            break
+    return (
+        f"{fields.get('model name', 'unknown CPU')} "
+        f"(family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+    )
+
+
+def blas_kernels() -> str:
+    """The OpenBLAS kernels loaded (NumPy's and SciPy's) and any forced core type."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS, the one the kernels call)
+    from threadpoolctl import threadpool_info
+
+    kinds = sorted(
+        {f"{d['internal_api']} {d.get('architecture', '?')}" for d in threadpool_info()
+         if d["user_api"] == "blas"}
+    )
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return ", ".join(kinds) + (f" (OPENBLAS_CORETYPE={forced} set)" if forced else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -205,17 +243,12 @@ def main() -> None:
 
     import numba
 
-    cpu = "unknown CPU"
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     print(f"# bench_train  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(
-        f"# {cpu}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
+        f"# {cpu_name()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
         f"numpy {np.__version__}, numba {numba.__version__}"
     )
+    print(f"# BLAS: {blas_kernels()}")
     X, y = make_data()
     print(
         f"# data {X.shape} float32, positives {y.mean():.1%}; {HIDDEN} ReLU, Adam lr {LR}, "
