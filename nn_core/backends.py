@@ -157,12 +157,26 @@ class NumpyBackend:
     def fit(
         self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch
     ):
+        """Train with the reference code on this backend's arrays.
+
+        On a device (``to_device`` / ``to_host`` are copies) the transfers are:
+        the data, ``theta``, the decay mask and the optimizer state go to the
+        device once; each epoch, its row order goes there (drawn on the host, so
+        that every backend gets the same batches), and the loss (one scalar) and
+        ``theta`` come back, so that ``on_epoch`` (a caller's early stopping,
+        which predicts and keeps the best weights) sees the current weights.
+        Nothing is copied per batch. On any exit, an exception inside an epoch
+        included, ``theta`` and the optimizer state come back together, so the
+        model is left as the NumPy backend (which updates in place) leaves it.
+        """
         X, y, s = (self.to_device(a) for a in (X, y, s))
         theta, decay_mask = self.to_device(model.theta), self.to_device(model.decay_mask)
         opt.m, opt.v = self.to_device(opt.m), self.to_device(opt.v)
+        host_is_current = True
         try:
             for epoch in range(epochs):
                 order = self.to_device(epoch_order(X.shape[0], seed, model._epochs_done))
+                host_is_current = False
                 loss = reference.train_epoch(
                     theta,
                     model.unflatten,
@@ -181,20 +195,29 @@ class NumpyBackend:
                     seed,
                 )
                 model._epochs_done += 1
-                if theta is not model.theta:  # on a device: keep the host copy current
-                    model.theta[...] = self.to_host(theta)
-                if on_epoch(epoch, float(loss)):
+                loss = float(loss)
+                self._copy_back(theta, model.theta)
+                host_is_current = True
+                if on_epoch(epoch, loss):
                     break
         finally:
+            if not host_is_current:
+                self._copy_back(theta, model.theta)
             opt.m, opt.v = self.to_host(opt.m), self.to_host(opt.v)
+
+    def _copy_back(self, theta, host_theta) -> None:
+        """Copy the parameters trained on the device into the model's ``theta`` (host)."""
+        if theta is not host_theta:
+            host_theta[...] = self.to_host(theta)
 
 
 class CupyBackend(NumpyBackend):
     """The same reference code on CuPy arrays (the array-module pattern).
 
-    Data and parameters stay on the GPU for a whole ``fit``; per epoch only
-    the loss (a scalar) and the parameters (for early stopping on the host)
-    come back.
+    Data, parameters and optimizer state stay on the GPU for a whole ``fit``;
+    per epoch only the loss (a scalar) and the parameters (for a callback on
+    the host) come back, see :meth:`NumpyBackend.fit`. ``tests/strict_cupy.py``
+    stands in for CuPy in the CPU suite, with CuPy's rules on host arrays.
     """
 
     @property
