@@ -1,0 +1,269 @@
+"""The ``cupy`` backend's code on the CPU, with ``tests/strict_cupy.py`` standing in for CuPy.
+
+The stand-in keeps CuPy's rules (no implicit device -> host conversion, no host
+arrays in device expressions, 0-d device arrays from reductions, NEP 18
+dispatch only to functions CuPy has) and logs every device <-> host copy, so
+these tests catch the usual CuPy mistakes without a GPU. Its arithmetic is
+NumPy's, so the ``cupy`` backend must agree with ``numpy`` to the last bit here;
+on a real GPU ``tests/test_backends.py: test_cupy_matches_numpy`` applies the
+documented tolerances instead.
+"""
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import strict_cupy
+
+from nn_core import MLP, activations
+from nn_core.testing import assert_backends_agree
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cupy(monkeypatch):
+    """``import cupy`` gives the strict stand-in (one fake device), with an empty transfer log."""
+    return strict_cupy.install(monkeypatch)
+
+
+# --------------------------------------------------------------------------- the stand-in itself
+
+
+def test_stand_in_refuses_what_cupy_refuses(cupy):
+    d = cupy.asarray(np.arange(6.0).reshape(2, 3))
+    host = np.ones(3)
+    refused = {
+        "np.asarray(device)": lambda: np.asarray(d),
+        "device + host": lambda: d + host,
+        "host + device": lambda: host + d,
+        "device + 0-d host array": lambda: d + np.array(1.0),
+        "device + list": lambda: np.add(d, [1.0, 2.0, 3.0]),
+        "host out=": lambda: np.add(d, 1.0, out=np.empty((2, 3))),
+        "in-place host into device": lambda: d.__iadd__(host),
+        "ufunc method other than __call__": lambda: np.add.reduce(d),
+        "a NumPy function CuPy lacks here": lambda: np.median(d),
+        "concatenate host and device": lambda: np.concatenate([d.ravel(), host]),
+        "index with a host array": lambda: d[np.array([0, 1])],
+        "float32 times a float64 NumPy scalar": lambda: d.astype(np.float32) * np.float64(2),
+    }
+    for what, call in refused.items():
+        with pytest.raises(TypeError):
+            call()
+            pytest.fail(f"accepted: {what}")
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
+        np.array(d)
+
+
+def test_stand_in_accepts_what_cupy_accepts(cupy):
+    d = cupy.asarray(np.arange(6.0).reshape(2, 3))
+    assert type(d).__module__ == "cupy" and not isinstance(d, np.ndarray)
+    total = d.sum()
+    assert type(total) is cupy.ndarray and total.shape == ()  # 0-d device array, not a scalar
+    assert type(d[0, 0]) is cupy.ndarray
+    assert type(np.exp(d)) is cupy.ndarray  # NumPy ufunc -> CuPy (__array_ufunc__)
+    assert type(np.concatenate([d.ravel(), d.ravel()])) is cupy.ndarray  # NEP 18
+    assert (d * np.float64(2.0)).dtype == np.float64  # same dtype: no ambiguity
+    assert (d.astype(np.float32) * 2.5).dtype == np.float32  # Python scalars are weak
+    u = cupy.arange(3, dtype=cupy.uint64) + np.uint64(2**63)
+    assert u.dtype == np.uint64
+    row = d[1]
+    row[0] = 30.0  # a basic slice is a view: the write shows in the base
+    flat = d.ravel()
+    flat -= 1.0
+    assert cupy.transfer_counts() == {"h2d": 1}
+    assert float(d[1, 0]) == 29.0 and d.sum().item() == 36.0
+    np.testing.assert_array_equal(cupy.asnumpy(d), [[-1.0, 0.0, 1.0], [29.0, 3.0, 4.0]])
+    assert cupy.transfer_counts() == {"h2d": 1, "d2h": 3}
+
+
+# --------------------------------------------------------------------------- backend agreement
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("output", ["sigmoid", "identity"])
+@pytest.mark.parametrize("activation", list(activations.ACTIVATIONS))
+def test_cupy_matches_numpy_on_the_stand_in(cupy, activation, output, dtype):
+    """Forward, loss, every gradient, predictions and one epoch of Adam with dropout, sample
+    weights, pos_weight (sigmoid) and L2: the helper compares host results (``np.asarray``
+    inside it would raise on a device array), and the same NumPy arithmetic gives the same bits."""
+    errors = assert_backends_agree(
+        "numpy", "cupy", dtype, activation=activation, output=output, dropout=0.2
+    )
+    assert max(errors.values()) == 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"hidden": ()},
+        {"hidden": (5, 4, 3), "dropout": 0.3},
+        {"batch_size": 7},
+        {"fit_kwargs": {"optimizer": "sgd"}},
+        {"fit_kwargs": {"optimizer": "momentum"}},
+        {"fit_kwargs": {"optimizer": "momentum", "nesterov": True}},
+        {"fit_kwargs": {"weight_decay": 0.05}},
+        {"fit_kwargs": {"epochs": 3, "schedule": "cosine"}},
+        {"fit_kwargs": {"epochs": 3, "schedule": "step", "step_size": 1}},
+    ],
+    ids=lambda c: repr(c),
+)
+def test_cupy_matches_numpy_options_on_the_stand_in(cupy, case, dtype):
+    errors = assert_backends_agree("numpy", "cupy", dtype, **case)
+    assert max(errors.values()) == 0.0
+
+
+def test_stand_in_catches_host_arrays_in_the_reference(cupy, monkeypatch):
+    """Not vacuous: dropout masks drawn with NumPy instead of the array module are refused."""
+    from nn_core import reference
+
+    monkeypatch.setattr(reference, "array_module", lambda *arrays: np)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    MLP(3, (4,), backend="numpy", dropout=0.2).fit(X, y, epochs=1)  # fine on the host
+    with pytest.raises(TypeError, match="Unsupported type"):
+        MLP(3, (4,), backend="cupy", dropout=0.2).fit(X, y, epochs=1)
+
+
+# --------------------------------------------------------------------------- transfers
+
+
+def _data(n=150, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X, (X[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(float)
+
+
+@pytest.mark.parametrize("batch_size", [16, 150])
+def test_fit_keeps_data_and_parameters_on_the_device(cupy, batch_size):
+    """Per epoch: the row order goes over, the loss (0-d) and theta come back; nothing per
+    batch (10 batches or 1 give the same count). Once: data, theta, decay mask and optimizer
+    state go over; the optimizer state comes back at the end."""
+    X, y = _data()
+    m = MLP(5, (8, 4), backend="cupy", dtype="float64", dropout=0.1)
+    epochs = 3
+    m.fit(X, y, epochs=epochs, batch_size=batch_size, sample_weight=np.ones(150), l2=1e-3)
+    log = strict_cupy.TRANSFERS
+    to_device = [t for t in log if t[0] == "h2d"]
+    to_host = [t for t in log if t[0] == "d2h"]
+    assert len(to_device) == 7 + epochs  # X, y, s, theta, decay mask, m, v; an order per epoch
+    assert [shape for _, _, shape, _ in to_device[-epochs:]] == [(150,)] * epochs
+    # per epoch the loss and theta; at the end Adam's m and v
+    shapes = Counter(shape for _, _, shape, _ in to_host)
+    assert shapes == {(): epochs, (m.n_params,): epochs + 2}
+    assert sum(nbytes for _, nbytes, _, _ in to_host) == 8 * (epochs + (epochs + 2) * m.n_params)
+
+
+def test_callback_sees_the_current_weights_and_can_stop(cupy):
+    X, y = _data()
+    ref = MLP(5, (8,), backend="numpy", dtype="float64")
+    ref_seen = []
+    ref.fit(X, y, epochs=3, callback=lambda e, loss: ref_seen.append(ref.get_weights()) or e == 1)
+    m = MLP(5, (8,), backend="cupy", dtype="float64")
+    seen = []
+    history = m.fit(X, y, epochs=3, callback=lambda e, loss: seen.append(m.get_weights()) or e == 1)
+    assert len(history["loss"]) == len(seen) == 2
+    for a, b in zip(seen, ref_seen, strict=True):
+        for (W, bias), (W_ref, b_ref) in zip(a, b, strict=True):
+            assert np.array_equal(W, W_ref) and np.array_equal(bias, b_ref)
+
+
+def test_interrupted_fit_leaves_the_state_the_numpy_backend_leaves(cupy, monkeypatch):
+    """An exception inside an epoch: theta, the optimizer's moments and step count on the host
+    must belong together, as with the NumPy backend, which updates them in place."""
+    from nn_core import optim
+
+    step = optim.Optimizer.step
+
+    def failing_step(self, theta, g, lr, decay_mask):
+        if self.t == 13:
+            raise KeyboardInterrupt
+        step(self, theta, g, lr, decay_mask)
+
+    monkeypatch.setattr(optim.Optimizer, "step", failing_step)
+    X, y = _data()
+    models = [MLP(5, (8,), backend=b, dtype="float64") for b in ("numpy", "cupy")]
+    for m in models:
+        with pytest.raises(KeyboardInterrupt):
+            m.fit(X, y, epochs=3, batch_size=32)  # 5 steps per epoch: stops inside epoch 3
+    a, b = models
+    assert a._optimizer.t == b._optimizer.t == 13
+    assert type(b._optimizer.m) is np.ndarray and type(b._optimizer.v) is np.ndarray
+    assert np.array_equal(a._optimizer.m, b._optimizer.m)
+    assert np.array_equal(a.theta, b.theta)
+
+
+def test_continued_fit_and_backend_switch(cupy):
+    """Optimizer state comes back to the host, so a later fit (any backend) continues it."""
+    X, y = _data(100, 4)
+    m = MLP(4, (3,), backend="cupy", dtype="float64")
+    ref = MLP(4, (3,), backend="numpy", dtype="float64")
+    for model in (m, ref):
+        model.fit(X, y, epochs=1)
+        model.fit(X, y, epochs=1)
+    assert type(m._optimizer.m) is np.ndarray
+    assert np.array_equal(m.theta, ref.theta)
+    m.backend = ref.backend = "numba"
+    m.fit(X, y, epochs=1)
+    ref.fit(X, y, epochs=1)
+    assert np.array_equal(m.theta, ref.theta)
+
+
+# --------------------------------------------------------------------------- an ordinary model
+
+
+def test_cupy_trained_model_saves_loads_predicts_and_exports(cupy, tmp_path):
+    import pandas as pd
+    from export_helpers import import_file
+
+    from features.tabular import Preprocessor
+    from nn_core import export as ex
+
+    rng = np.random.default_rng(2)
+    n = 240
+    df = pd.DataFrame({
+        "amount": rng.normal(size=n),
+        "visits": rng.poisson(3.0, size=n).astype(float),
+        "channel": rng.choice(["web", "app", "shop"], size=n),
+    })
+    y = ((df["amount"] > 0) ^ (df["channel"] == "app")).astype(float).to_numpy()
+    pre = Preprocessor(["amount", "visits"], ["channel"]).fit(df)
+    X = pre.transform(df)
+    gpu = MLP(X.shape[1], (6, 4), backend="cupy", seed=1)
+    ref = MLP(X.shape[1], (6, 4), backend="numpy", seed=1)
+    for model in (gpu, ref):
+        model.fit(X, y, epochs=3, batch_size=32, lr=1e-2)
+    assert np.array_equal(gpu.theta, ref.theta)
+    p = gpu.predict_proba(X)
+    assert type(p) is np.ndarray and p.dtype == np.float32 and p.shape == (n,)
+    gpu.save(tmp_path / "m")
+    pre.save(tmp_path / "m")
+    for backend in ("numba", "numpy", "cupy"):
+        loaded = MLP.load(tmp_path / "m", backend=backend)
+        assert np.max(np.abs(loaded.predict_proba(X) - p)) <= 1e-6
+    model, _ = ex.load_model_dir(tmp_path / "m")
+    files, _ = ex.export(model, "python", "gpu_model")
+    ex.write_all(tmp_path / "out", files)
+    mod = import_file(tmp_path / "out" / "gpu_model.py", "gpu_model")
+    raw = ex.encode_table(model, df)
+    assert np.max(np.abs(np.asarray(mod.predict_proba(raw.tolist())) - p)) <= 1e-6
+
+
+# --------------------------------------------------------------------------- the GPU script
+
+
+def test_gpu_check_runs_on_the_stand_in(cupy, monkeypatch, capsys, tmp_path):
+    """benchmarks/gpu_check.py, the script meant for one run on a real GPU, runs end to end
+    (cross-check, save/load, a small throughput table) and reports no failure."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_check
+
+    report = tmp_path / "report.md"
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--rows", "3000", "--out", str(report)])
+    assert gpu_check.main() == 0
+    text = report.read_text()
+    assert "| NO |" not in text and "cross-check failures: 0" in text
+    assert text.count("| cupy |") == 3 and text.count("| numba |") == 3
