@@ -155,16 +155,18 @@ class NumpyBackend:
         return model.unflatten(self.to_device(model.theta))
 
     def fit(
-        self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch
+        self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch,
+        weights_each_epoch=True,
     ):
         """Train with the reference code on this backend's arrays.
 
         On a device (``to_device`` / ``to_host`` are copies) the transfers are:
         the data, ``theta``, the decay mask and the optimizer state go to the
         device once; each epoch, its row order goes there (drawn on the host, so
-        that every backend gets the same batches), and the loss (one scalar) and
-        ``theta`` come back, so that ``on_epoch`` (a caller's early stopping,
-        which predicts and keeps the best weights) sees the current weights.
+        that every backend gets the same batches) and the loss (one scalar)
+        comes back. ``theta`` comes back after each epoch only when
+        ``weights_each_epoch`` (the caller has a callback, e.g. early stopping,
+        which predicts and keeps the best weights), otherwise once at the end.
         Nothing is copied per batch. On any exit, an exception inside an epoch
         included, ``theta`` and the optimizer state come back together, so the
         model is left as the NumPy backend (which updates in place) leaves it.
@@ -196,8 +198,9 @@ class NumpyBackend:
                 )
                 model._epochs_done += 1
                 loss = float(loss)
-                self._copy_back(theta, model.theta)
-                host_is_current = True
+                if weights_each_epoch:
+                    self._copy_back(theta, model.theta)
+                    host_is_current = True
                 if on_epoch(epoch, loss):
                     break
         finally:
@@ -279,8 +282,10 @@ class NumbaBackend:
         return float(loss), [(dW.copy(), db.copy()) for dW, db in model.unflatten(grad)]
 
     def fit(
-        self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch
+        self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch,
+        weights_each_epoch=True,
     ):
+        # ``weights_each_epoch`` is moot here: the kernels update model.theta in place.
         grad = np.zeros_like(model.theta)
         act, out = model._codes
         hyper = opt.hyper()

@@ -387,6 +387,7 @@ class MLP:
             threads,
             lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma, lr_min),
             on_epoch,
+            weights_each_epoch=callback is not None,
         )
         return history
 

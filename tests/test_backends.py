@@ -57,22 +57,9 @@ def test_helper_reports_a_disagreement(monkeypatch):
 
     numba_fit = backends.NumbaBackend.fit
 
-    def skewed_fit(self, model, X, y, s, epochs, bs, opt, l2, seed, threads, lr_of, on_epoch):
-        return numba_fit(
-            self,
-            model,
-            X,
-            y,
-            s,
-            epochs,
-            bs,
-            opt,
-            l2,
-            seed,
-            threads,
-            lambda e: lr_of(e) * 1.001,
-            on_epoch,
-        )
+    def skewed_fit(self, model, *args, **kwargs):
+        *args, lr_of, on_epoch = args  # the schedule and the callback come last
+        return numba_fit(self, model, *args, lambda e: lr_of(e) * 1.001, on_epoch, **kwargs)
 
     monkeypatch.setattr(backends.NumbaBackend, "fit", skewed_fit)
     with pytest.raises(AssertionError, match="theta_after_epoch"):

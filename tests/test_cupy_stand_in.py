@@ -137,24 +137,29 @@ def _data(n=150, d=5, seed=0):
     return X, (X[:, 0] + 0.3 * rng.normal(size=n) > 0).astype(float)
 
 
+@pytest.mark.parametrize("with_callback", [False, True])
 @pytest.mark.parametrize("batch_size", [16, 150])
-def test_fit_keeps_data_and_parameters_on_the_device(cupy, batch_size):
-    """Per epoch: the row order goes over, the loss (0-d) and theta come back; nothing per
-    batch (10 batches or 1 give the same count). Once: data, theta, decay mask and optimizer
-    state go over; the optimizer state comes back at the end."""
+def test_fit_keeps_data_and_parameters_on_the_device(cupy, batch_size, with_callback):
+    """Per epoch: the row order goes over and the loss (0-d) comes back, and theta too only
+    when a callback may look at the weights; nothing per batch (10 batches or 1 give the same
+    count). Once: data, theta, decay mask and optimizer state go over; theta (unless it came
+    back after the last epoch) and the optimizer state come back at the end."""
     X, y = _data()
     m = MLP(5, (8, 4), backend="cupy", dtype="float64", dropout=0.1)
     epochs = 3
-    m.fit(X, y, epochs=epochs, batch_size=batch_size, sample_weight=np.ones(150), l2=1e-3)
+    callback = (lambda epoch, loss: False) if with_callback else None
+    m.fit(X, y, epochs=epochs, batch_size=batch_size, sample_weight=np.ones(150), l2=1e-3,
+          callback=callback)
     log = strict_cupy.TRANSFERS
     to_device = [t for t in log if t[0] == "h2d"]
     to_host = [t for t in log if t[0] == "d2h"]
     assert len(to_device) == 7 + epochs  # X, y, s, theta, decay mask, m, v; an order per epoch
     assert [shape for _, _, shape, _ in to_device[-epochs:]] == [(150,)] * epochs
-    # per epoch the loss and theta; at the end Adam's m and v
+    # the loss per epoch; theta per epoch or once; at the end Adam's m and v
+    thetas = epochs if with_callback else 1
     shapes = Counter(shape for _, _, shape, _ in to_host)
-    assert shapes == {(): epochs, (m.n_params,): epochs + 2}
-    assert sum(nbytes for _, nbytes, _, _ in to_host) == 8 * (epochs + (epochs + 2) * m.n_params)
+    assert shapes == {(): epochs, (m.n_params,): thetas + 2}
+    assert sum(nbytes for _, nbytes, _, _ in to_host) == 8 * (epochs + (thetas + 2) * m.n_params)
 
 
 def test_callback_sees_the_current_weights_and_can_stop(cupy):
