@@ -43,7 +43,7 @@ def main() -> int:
 
     from nn_core import MLP, activations
     from nn_core.backends import cupy_module
-    from nn_core.testing import TOLERANCES, compare_backends
+    from nn_core.testing import OPTION_CASES, TOLERANCES, compare_backends
 
     try:
         cupy = cupy_module()
@@ -80,13 +80,7 @@ def main() -> int:
         for a in activations.ACTIVATIONS
         for o in ("sigmoid", "identity")
     ]
-    cases += [
-        {"dropout": 0.3, "hidden": (5, 4, 3)},
-        {"hidden": ()},
-        {"batch_size": 7},
-        {"fit_kwargs": {"optimizer": "momentum", "nesterov": True}},
-        {"fit_kwargs": {"weight_decay": 0.05, "epochs": 2, "schedule": "cosine"}},
-    ]
+    cases += OPTION_CASES
     failures = 0
     for case in cases:
         for dtype in ("float64", "float32"):

@@ -26,6 +26,24 @@ from .network import MLP
 
 TOLERANCES = {"float64": 1e-10, "float32": 3e-5}
 
+#: Keyword arguments of :func:`compare_backends` that every backend pair is
+#: checked under, beyond the defaults: depths, dropout, a batch size that
+#: does not divide the data, every optimizer, weight decay and the schedules.
+OPTION_CASES = [
+    {"hidden": ()},
+    {"hidden": (9,)},
+    {"hidden": (5, 4, 3)},
+    {"dropout": 0.3},
+    {"hidden": (5, 4, 3), "dropout": 0.3},
+    {"batch_size": 7},
+    {"fit_kwargs": {"optimizer": "sgd"}},
+    {"fit_kwargs": {"optimizer": "momentum"}},
+    {"fit_kwargs": {"optimizer": "momentum", "nesterov": True}},
+    {"fit_kwargs": {"weight_decay": 0.05}},
+    {"fit_kwargs": {"epochs": 3, "schedule": "cosine"}},
+    {"fit_kwargs": {"epochs": 3, "schedule": "step", "step_size": 1}},
+]
+
 
 def relative_error(a, b) -> float:
     """Normwise relative difference ``max|a - b| / max|a|`` (0 when both are all zero)."""

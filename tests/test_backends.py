@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nn_core import MLP, activations
-from nn_core.testing import TOLERANCES, assert_backends_agree, relative_error
+from nn_core.testing import OPTION_CASES, TOLERANCES, assert_backends_agree, relative_error
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -17,22 +17,7 @@ def test_numba_matches_numpy(activation, output, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize(
-    "case",
-    [
-        {"hidden": ()},
-        {"hidden": (9,)},
-        {"hidden": (5, 4, 3)},
-        {"dropout": 0.3},
-        {"batch_size": 7},
-        {"fit_kwargs": {"optimizer": "sgd"}},
-        {"fit_kwargs": {"optimizer": "momentum"}},
-        {"fit_kwargs": {"optimizer": "momentum", "nesterov": True}},
-        {"fit_kwargs": {"weight_decay": 0.05}},
-        {"fit_kwargs": {"epochs": 3, "schedule": "cosine"}},
-    ],
-    ids=lambda c: repr(c),
-)
+@pytest.mark.parametrize("case", OPTION_CASES, ids=repr)
 def test_numba_matches_numpy_options(case, dtype):
     assert_backends_agree("numpy", "numba", dtype, **case)
 
@@ -138,8 +123,9 @@ def test_cupy_matches_numpy(activation, output, dtype):
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_cupy_matches_numpy_with_dropout(dtype):
-    assert_backends_agree("numpy", "cupy", dtype, dropout=0.3, hidden=(5, 4, 3))
+@pytest.mark.parametrize("case", OPTION_CASES, ids=repr)
+def test_cupy_matches_numpy_options(case, dtype):
+    assert_backends_agree("numpy", "cupy", dtype, **case)
 
 
 def test_cupy_missing_gives_one_clear_error():

@@ -18,7 +18,7 @@ import pytest
 import strict_cupy
 
 from nn_core import MLP, activations
-from nn_core.testing import assert_backends_agree
+from nn_core.testing import OPTION_CASES, assert_backends_agree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,21 +96,7 @@ def test_cupy_matches_numpy_on_the_stand_in(cupy, activation, output, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize(
-    "case",
-    [
-        {"hidden": ()},
-        {"hidden": (5, 4, 3), "dropout": 0.3},
-        {"batch_size": 7},
-        {"fit_kwargs": {"optimizer": "sgd"}},
-        {"fit_kwargs": {"optimizer": "momentum"}},
-        {"fit_kwargs": {"optimizer": "momentum", "nesterov": True}},
-        {"fit_kwargs": {"weight_decay": 0.05}},
-        {"fit_kwargs": {"epochs": 3, "schedule": "cosine"}},
-        {"fit_kwargs": {"epochs": 3, "schedule": "step", "step_size": 1}},
-    ],
-    ids=lambda c: repr(c),
-)
+@pytest.mark.parametrize("case", OPTION_CASES, ids=repr)
 def test_cupy_matches_numpy_options_on_the_stand_in(cupy, case, dtype):
     errors = assert_backends_agree("numpy", "cupy", dtype, **case)
     assert max(errors.values()) == 0.0
