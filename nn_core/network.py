@@ -268,7 +268,11 @@ class MLP:
         array of shape (n,)
             Probabilities (sigmoid output) or values (identity output).
         """
-        if type(X) is np.ndarray and X.dtype is self._fast_dtype and threads is None:
+        if (
+            type(X) is np.ndarray
+            and X.dtype is self._fast_dtype
+            and (threads is None or threads == 1)
+        ):
             # Fast path for a few rows (online scoring): the fewest checks
             # that keep it safe, then one compiled call, which also checks
             # the input for NaN and infinity. Anything else takes the

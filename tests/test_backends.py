@@ -98,6 +98,14 @@ def test_parallel_and_serial_predict_agree():
     )
 
 
+def test_single_rows_take_the_same_path_with_threads_none_or_one():
+    m = MLP(12, (20, 10), activation="tanh")
+    row = np.random.default_rng(1).normal(size=(1, 12)).astype(np.float32)
+    assert np.array_equal(m.predict_proba(row), m.predict_proba(row, threads=1))
+    with pytest.raises(ValueError, match="threads must be in"):
+        m.predict_proba(row, threads=0)
+
+
 def _cuda_available():
     try:
         from nn_core.backends import cupy_module
