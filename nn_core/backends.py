@@ -218,8 +218,8 @@ class CupyBackend(NumpyBackend):
     """The same reference code on CuPy arrays (the array-module pattern).
 
     Data, parameters and optimizer state stay on the GPU for a whole ``fit``;
-    per epoch only the loss (a scalar) and the parameters (for a callback on
-    the host) come back, see :meth:`NumpyBackend.fit`. ``tests/strict_cupy.py``
+    per epoch only the loss (a scalar) comes back, and the parameters too
+    when ``fit`` has a callback, see :meth:`NumpyBackend.fit`. ``tests/strict_cupy.py``
     stands in for CuPy in the CPU suite, with CuPy's rules on host arrays.
     """
 
