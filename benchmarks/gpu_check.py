@@ -9,7 +9,9 @@ One script, prepared to run once on a CUDA machine in under 5 minutes:
 2. A saved GPU-trained model loads, predicts and matches on the CPU.
 3. Throughput: one epoch over 1,000,000 synthetic rows, 75 -> 64 -> 64 -> 1
    ReLU, Adam, float32, batch 256, 4,096 and 65,536, cupy against numba
-   (numba with every CPU core of the machine).
+   (numba with every CPU core of the machine); cupy both with its fused
+   element-wise kernels (the default) and unfused (``nn_core.fusion.FUSE =
+   False``, one kernel per array operation), which shows what fusion gains.
 
 Usage::
 
@@ -41,7 +43,7 @@ def main() -> int:
     ap.add_argument("--out", help="also write the report to this file")
     args = ap.parse_args()
 
-    from nn_core import MLP, activations
+    from nn_core import MLP, activations, fusion
     from nn_core.backends import cupy_module
     from nn_core.testing import OPTION_CASES, TOLERANCES, compare_backends
 
@@ -121,19 +123,26 @@ def main() -> int:
     say(f"## throughput: one epoch over {n:,} rows, 75 -> 64 -> 64 -> 1 ReLU, Adam, float32")
     say("| batch | backend | seconds | samples/s | final epoch loss |")
     say("|---:|---|---:|---:|---:|")
-    for batch in (256, 4096, 65536):
-        for backend in ("numba", "cupy"):
-            m = MLP(75, (64, 64), backend=backend)
-            m.fit(X[: 4 * batch], y[: 4 * batch], epochs=1, batch_size=batch)  # warm-up
-            if backend == "cupy":
-                cupy.cuda.Device().synchronize()
-            t = time.perf_counter()
-            history = m.fit(X, y, epochs=1, batch_size=batch)
-            elapsed = time.perf_counter() - t  # fit ends with the loss on the host: synchronised
-            say(
-                f"| {batch:,} | {backend} | {elapsed:.2f} | {n / elapsed:,.0f} | "
-                f"{history['loss'][-1]:.4f} |"
-            )
+    runs = [("numba", "numba", True), ("cupy", "cupy, fused", True),
+            ("cupy", "cupy, unfused", False)]
+    try:
+        for batch in (256, 4096, 65536):
+            for backend, label, fuse in runs:
+                fusion.FUSE = fuse
+                m = MLP(75, (64, 64), backend=backend)
+                m.fit(X[: 4 * batch], y[: 4 * batch], epochs=1, batch_size=batch)  # warm-up
+                if backend == "cupy":
+                    cupy.cuda.Device().synchronize()
+                t = time.perf_counter()
+                history = m.fit(X, y, epochs=1, batch_size=batch)
+                # fit ends with the loss on the host, so the device has finished
+                elapsed = time.perf_counter() - t
+                say(
+                    f"| {batch:,} | {label} | {elapsed:.2f} | {n / elapsed:,.0f} | "
+                    f"{history['loss'][-1]:.4f} |"
+                )
+    finally:
+        fusion.FUSE = True
     say()
     say(f"cross-check failures: {failures}")
     if args.out:

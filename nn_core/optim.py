@@ -3,8 +3,9 @@
 Every parameter of the network lives in one flat vector ``theta`` (the
 ``(W, b)`` pairs are views into it, see :class:`nn_core.network.MLP`), and
 the gradient is a flat vector ``g`` of the same layout, so each update rule
-below is a handful of whole-vector operations. These functions are the
-reference used by the ``numpy`` and ``cupy`` backends; the ``numba``
+below is a handful of whole-vector operations, in place (``sgd_update`` to
+``adam_update``; on a GPU each is one fused kernel, see ``nn_core/fusion.py``).
+These functions are the reference used by the ``numpy`` and ``cupy`` backends; the ``numba``
 backend runs the same rules as loops inside its epoch kernel
 (``nn_core/kernels.py: optimizer_step``) and is checked against these.
 
@@ -27,6 +28,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from .fusion import fused
+from .reference import array_module
 
 OPTIMIZER_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
 SCHEDULES = ("constant", "step", "cosine")
@@ -99,6 +103,8 @@ class Optimizer:
     def step(self, theta, g, lr: float, decay_mask) -> None:
         """Update ``theta`` in place from the gradient ``g`` (array form).
 
+        Each rule below is one fused kernel on a GPU (:func:`nn_core.fusion.fused`).
+
         Parameters
         ----------
         theta, g : arrays of shape (P,)
@@ -107,26 +113,66 @@ class Optimizer:
         decay_mask : array of shape (P,)
             1 on weights, 0 on biases: where decoupled weight decay applies.
         """
+        xp = array_module(theta)
         if self.weight_decay:
-            theta -= (lr * self.weight_decay) * decay_mask * theta
+            fused(decay_weights, xp)(theta, decay_mask, lr * self.weight_decay)
         self.t += 1
         if self.name == "sgd":
-            theta -= lr * g
-        elif self.name in ("momentum", "nesterov"):
-            self.m *= self.momentum
-            self.m += g
-            if self.name == "nesterov":
-                theta -= lr * (g + self.momentum * self.m)
-            else:
-                theta -= lr * self.m
+            fused(sgd_update, xp)(theta, g, lr)
+        elif self.name == "momentum":
+            fused(momentum_update, xp)(theta, self.m, g, lr, self.momentum)
+        elif self.name == "nesterov":
+            fused(nesterov_update, xp)(theta, self.m, g, lr, self.momentum)
         else:
-            self.m *= self.beta1
-            self.m += (1 - self.beta1) * g
-            self.v *= self.beta2
-            self.v += (1 - self.beta2) * g * g
-            bias1 = 1 - self.beta1**self.t
-            bias2 = 1 - self.beta2**self.t
-            theta -= (lr / bias1) * self.m / (np.sqrt(self.v) / math.sqrt(bias2) + self.eps)
+            b1, b2 = self.beta1, self.beta2
+            # The bias corrections are scalars of this step, computed on the host.
+            lr_t = lr / (1 - b1**self.t)
+            sqrt_bias2 = math.sqrt(1 - b2**self.t)
+            fused(adam_update, xp)(
+                theta, self.m, self.v, g, b1, 1 - b1, b2, 1 - b2, lr_t, sqrt_bias2, self.eps
+            )
+
+
+# The update rules, in place. Scalars arrive as Python floats, which take the
+# arrays' dtype (NumPy 2 and CuPy alike), so float32 state stays float32.
+def decay_weights(theta, decay_mask, rate):
+    """Decoupled weight decay: ``theta <- theta - rate mask theta`` (``rate = lr wd``)."""
+    theta -= rate * decay_mask * theta
+
+
+def sgd_update(theta, g, lr):
+    """``theta <- theta - lr g``."""
+    theta -= lr * g
+
+
+def momentum_update(theta, m, g, lr, mu):
+    """``m <- mu m + g``; ``theta <- theta - lr m`` (``m`` is the velocity)."""
+    m *= mu
+    m += g
+    theta -= lr * m
+
+
+def nesterov_update(theta, m, g, lr, mu):
+    """``m <- mu m + g``; ``theta <- theta - lr (g + mu m)``: the step looks one velocity ahead."""
+    m *= mu
+    m += g
+    theta -= lr * (g + mu * m)
+
+
+def adam_update(theta, m, v, g, b1, one_minus_b1, b2, one_minus_b2, lr_t, sqrt_bias2, eps):
+    """Adam: ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+    ``theta <- theta - lr_t m / (sqrt(v) / sqrt_bias2 + eps)``.
+
+    ``lr_t = lr / (1 - b1^t)`` and ``sqrt_bias2 = sqrt(1 - b2^t)`` carry the bias
+    corrections of step ``t``, so that the update is
+    ``lr m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)`` and
+    ``v_hat = v / (1 - b2^t)``.
+    """
+    m *= b1
+    m += one_minus_b1 * g
+    v *= b2
+    v += one_minus_b2 * g * g
+    theta -= lr_t * m / (np.sqrt(v) / sqrt_bias2 + eps)
 
 
 def learning_rate(

@@ -3,7 +3,9 @@
 This module is the oracle the compiled backends are checked against, and
 the code to read beside ``docs/math.md``. It is written against an *array
 module* ``xp`` taken from the inputs (NumPy, or CuPy for the ``cupy``
-backend), so the GPU backend runs exactly these lines.
+backend), so the GPU backend runs exactly these lines. The element-wise
+steps go through :func:`nn_core.fusion.fused`, which returns them unchanged
+on NumPy and compiles each into one kernel on CuPy.
 
 Notation (shapes for a batch of ``n`` rows; layer ``l = 1..L``, the last
 one being the output layer of width 1):
@@ -21,6 +23,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from .activations import ACTIVATIONS, BACKWARDS
+from .fusion import fused
 from .losses import LOSSES, OUTPUTS, output_delta
 
 
@@ -84,6 +87,44 @@ def dropout_mask(seed: int, step: int, layer: int, n: int, width: int, p: float,
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
 
+# --- the element-wise parts of a layer, each one fused kernel on a GPU ----------
+# Built once per activation and output: nn_core.fusion caches a fused kernel
+# per function object.
+def _bias_then(f):
+    def bias_activation(Z, b):
+        """``H = f(Z + b)``, given the product ``Z = H_prev W`` of a hidden layer."""
+        return f(Z + b)
+
+    bias_activation.__name__ = f"{f.__name__}_of_z_plus_b"
+    return bias_activation
+
+
+def _delta_after(g):
+    def delta_from_logits(Z, y, s, n):
+        """``delta = s (g(Z) - y) / n``, :func:`nn_core.losses.output_delta` of ``Y = g(Z)``."""
+        return output_delta(g(Z), y, s, n)
+
+    delta_from_logits.__name__ = f"{g.__name__}_output_delta"
+    return delta_from_logits
+
+
+def _weighted_sum_of(l):
+    def weighted_loss_sum(Z, y, s):
+        """``sum_i s_i l(Z_i, y_i)``: the data term of the loss before the mean."""
+        return np.sum(s * l(Z, y))
+
+    weighted_loss_sum.__name__ = f"{l.__name__}_weighted_sum"
+    return weighted_loss_sum
+
+
+#: activation name -> ``(Z, b) -> f(Z + b)``.
+BIAS_ACTIVATIONS = {name: _bias_then(f) for name, f in ACTIVATIONS.items()}
+#: output name -> ``(Z, y, s, n) -> s (g(Z) - y) / n``.
+OUTPUT_DELTAS = {name: _delta_after(g) for name, g in OUTPUTS.items()}
+#: output name -> ``(Z, y, s) -> sum_i s_i l(Z_i, y_i)``.
+WEIGHTED_LOSS_SUMS = {name: _weighted_sum_of(l) for name, l in LOSSES.items()}
+
+
 # --- forward and backward ----------------------------------------------------
 def forward(params, X, activation: str, masks=None):
     """Forward pass through every layer.
@@ -110,10 +151,10 @@ def forward(params, X, activation: str, masks=None):
     Z : array of shape (n,)
         Output logits.
     """
-    f = ACTIVATIONS[activation]
+    bias_activation = fused(BIAS_ACTIVATIONS[activation], array_module(X))
     H, A = [X], []
     for l, (W, b) in enumerate(params[:-1]):
-        A.append(f(H[-1] @ W + b))
+        A.append(bias_activation(H[-1] @ W, b))
         H.append(A[-1] if masks is None else A[-1] * masks[l])
     W_out, b_out = params[-1]
     Z = (H[-1] @ W_out + b_out)[:, 0]
@@ -147,7 +188,7 @@ def backward(params, H, A, delta, activation: str, l2: float, masks=None):
     list of (dW, db)
         Same order and shapes as ``params``.
     """
-    backward_rule = BACKWARDS[activation]
+    backward_rule = fused(BACKWARDS[activation], array_module(delta))
     delta = delta[:, None]
     grads = [None] * len(params)
     for l in range(len(params) - 1, -1, -1):
@@ -170,7 +211,7 @@ def loss(params, Z, y, s, output: str, l2: float):
     Returns a 0-d array of the array module, not a Python float: on a GPU,
     turning it into a float would wait for the device after every batch.
     """
-    data = (s * LOSSES[output](Z, y)).sum() / Z.shape[0]
+    data = fused(WEIGHTED_LOSS_SUMS[output], array_module(Z))(Z, y, s) / Z.shape[0]
     if not l2:
         return data
     return data + sum((W * W).sum() for W, _ in params) * (l2 / 2)
@@ -197,7 +238,7 @@ def loss_and_grad(params, X, y, s, activation: str, output: str, l2: float, mask
     grads : list of (dW, db)
     """
     H, A, Z = forward(params, X, activation, masks)
-    delta = output_delta(OUTPUTS[output](Z), y, s, X.shape[0])
+    delta = fused(OUTPUT_DELTAS[output], array_module(Z))(Z, y, s, X.shape[0])
     return loss(params, Z, y, s, output, l2), backward(params, H, A, delta, activation, l2, masks)
 
 

@@ -23,7 +23,15 @@ NumPy" page):
   (``float32_array * np.float64(2)``) raises ``TypeError``: NumPy 2 (NEP 50)
   and CuPy 14 promote to float64, CuPy 13 keeps float32 (value-based casting),
   so such code gives different dtypes on different CuPy versions;
-* ``cupy.concatenate`` and friends accept device arrays only.
+* ``cupy.concatenate`` and friends accept device arrays only;
+* :func:`fuse` runs a function under the rules of CuPy's fusion tracer
+  (``cupy/_core/fusion.pyx``): arguments are device arrays, Python scalars or
+  ``None`` (a NumPy array or NumPy scalar raises ``TypeError``); inside, only
+  operators (in-place ones too), ``.astype``, ``.copy``, ``[...] =``, this
+  module's ufuncs and at most one ``sum`` work: a NumPy function, indexing,
+  ``.shape`` and other attributes, reductions as methods, ``@``, creation
+  functions and any conversion to the host raise ``TypeError``. Each fused
+  call is counted in :data:`FUSED_CALLS` under its kernel name.
 
 Basic slices are views (writes are visible in the base array), as in CuPy.
 Assigning a NumPy array into a device array is allowed only as CuPy allows it
@@ -31,7 +39,8 @@ without a kernel, ``d[:] = h`` with the same shape and dtype (a logged copy);
 indexing with a NumPy array raises here (keep index arrays on the device),
 which is stricter than CuPy.
 
-What it cannot emulate: asynchronous execution and the cost of a transfer
+What it cannot emulate: the fused kernel's own rounding (one kernel may
+contract ``a * b + c`` into a fused multiply-add), asynchronous execution and the cost of a transfer
 or of a synchronisation, GPU rounding (fused multiply-add, other reduction
 orders, cuBLAS), CuPy's undefined results for duplicate indices in
 ``__setitem__`` and wrap-around of out-of-bounds indices, kernel compilation,
@@ -45,6 +54,7 @@ Use :func:`install` (e.g. from a pytest fixture with ``monkeypatch``) to make
 from __future__ import annotations
 
 import builtins as _builtins
+import functools
 import sys
 import types
 from collections import Counter
@@ -57,6 +67,12 @@ TRANSFERS: list[tuple[str, int, tuple, str]] = []
 
 __version__ = "0.0-strict-stand-in"
 
+#: Calls of fused functions by kernel name: what CuPy would launch as one kernel each.
+FUSED_CALLS: Counter = Counter()
+
+# Inside a fused function: ``reductions`` counts the ``sum`` calls traced so far.
+_fusion = types.SimpleNamespace(active=False, reductions=0)
+
 _SCALARS = (bool, int, float, complex, _np.generic)
 
 
@@ -67,6 +83,12 @@ def transfer_counts() -> Counter:
 
 def _log(direction: str, a: _np.ndarray, what: str) -> None:
     TRANSFERS.append((direction, a.nbytes, a.shape, what))
+
+
+def _not_while_fusing(what: str) -> None:
+    """Raise ``TypeError`` if a fused function's body uses ``what``, which CuPy cannot trace."""
+    if _fusion.active:
+        raise TypeError(f"strict_cupy: {what} is not supported inside cupy.fuse")
 
 
 def _unsupported(x):
@@ -114,6 +136,8 @@ def _ufunc_call(uf, *inputs, out=None, **kwargs):
     """``cupy.<ufunc>(*inputs)``: device arrays and scalars only, at least one array."""
     if uf.__name__ not in _UFUNCS:
         raise TypeError(f"strict_cupy: ufunc {uf.__name__} is not emulated")
+    if uf.__name__ == "matmul":
+        _not_while_fusing("matmul (@)")
     raw = [_operand(x) for x in inputs]
     if not _builtins.any(isinstance(x, _np.ndarray) for x in raw) and out is None:
         # cupy.add(1.0, 2.0) works in CuPy and gives a 0-d device array
@@ -142,17 +166,23 @@ class ndarray:  # CuPy's name
         self._a = a
 
     # --- attributes ---------------------------------------------------------
-    shape = property(lambda self: self._a.shape)
+    # A fused function sees only dtype and ndim (CuPy's _FusionVarArray).
     dtype = property(lambda self: self._a.dtype)
     ndim = property(lambda self: self._a.ndim)
-    size = property(lambda self: self._a.size)
-    itemsize = property(lambda self: self._a.itemsize)
-    nbytes = property(lambda self: self._a.nbytes)
-    strides = property(lambda self: self._a.strides)
-    T = property(lambda self: ndarray(self._a.T))
+    shape = property(lambda self: self._traced("shape"))
+    size = property(lambda self: self._traced("size"))
+    itemsize = property(lambda self: self._traced("itemsize"))
+    nbytes = property(lambda self: self._traced("nbytes"))
+    strides = property(lambda self: self._traced("strides"))
+    T = property(lambda self: ndarray(self._traced("T")))
+
+    def _traced(self, attribute):
+        _not_while_fusing(f"the attribute .{attribute}")
+        return getattr(self._a, attribute)
 
     @property
     def base(self):
+        _not_while_fusing("the attribute .base")
         return None if self._a.base is None else ndarray(self._a.base)
 
     # --- no implicit conversion to the host ---------------------------------
@@ -164,6 +194,7 @@ class ndarray:  # CuPy's name
 
     def get(self, stream=None, order="C", out=None):
         """Copy to the host (logged)."""
+        _not_while_fusing(".get()")
         _log("d2h", self._a, "get")
         a = _np.array(self._a, order=order)
         if out is not None:
@@ -173,6 +204,7 @@ class ndarray:  # CuPy's name
 
     def set(self, arr, stream=None):
         """Copy a host array of the same shape and dtype into this one (logged)."""
+        _not_while_fusing(".set()")
         if not isinstance(arr, _np.ndarray):
             raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
         if arr.dtype != self.dtype:
@@ -183,6 +215,7 @@ class ndarray:  # CuPy's name
         self._a[...] = arr
 
     def _to_scalar(self, what):
+        _not_while_fusing(f"{what}() of an array (Can't cast to bool/scalar)")
         _log("d2h", self._a, what)
         return self._a
 
@@ -212,6 +245,7 @@ class ndarray:  # CuPy's name
     __str__ = __repr__
 
     def __len__(self):
+        _not_while_fusing("len()")
         return len(self._a)
 
     def __iter__(self):
@@ -220,6 +254,7 @@ class ndarray:  # CuPy's name
 
     # --- NumPy protocols ------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _not_while_fusing(f"NumPy's ufunc np.{ufunc.__name__} (use the CuPy module's)")
         if method != "__call__":
             return NotImplemented  # CuPy: no reduce/accumulate/at through NumPy
         if ufunc.__name__ not in _UFUNCS:
@@ -227,6 +262,7 @@ class ndarray:  # CuPy's name
         return _ufunc_call(ufunc, *inputs, **kwargs)
 
     def __array_function__(self, func, types_, args, kwargs):
+        _not_while_fusing(f"NumPy's function np.{func.__name__}")
         impl = _FUNCTIONS.get(func.__name__) if func.__module__ == "numpy" else None
         if impl is None:
             return NotImplemented  # NumPy raises TypeError: CuPy has no such function here
@@ -251,9 +287,12 @@ class ndarray:  # CuPy's name
         return tuple(one(k) for k in key) if isinstance(key, tuple) else one(key)
 
     def __getitem__(self, key):
+        _not_while_fusing("indexing")
         return _wrap(self._a[self._key(key)])
 
     def __setitem__(self, key, value):
+        if not (key is Ellipsis or (isinstance(key, slice) and key == slice(None))):
+            _not_while_fusing("indexing other than [...] and [:]")
         if isinstance(value, _np.ndarray):
             whole = isinstance(key, slice) and key == slice(None)
             if not (whole and value.shape == self.shape and value.dtype == self.dtype):
@@ -268,12 +307,15 @@ class ndarray:  # CuPy's name
 
     # --- methods ---------------------------------------------------------------
     def reshape(self, *shape, order="C"):
+        _not_while_fusing(".reshape()")
         return ndarray(self._a.reshape(*shape, order=order))
 
     def ravel(self, order="C"):
+        _not_while_fusing(".ravel()")
         return ndarray(self._a.ravel(order))
 
     def transpose(self, *axes):
+        _not_while_fusing(".transpose()")
         return ndarray(self._a.transpose(*axes))
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
@@ -283,6 +325,7 @@ class ndarray:  # CuPy's name
         return ndarray(self._a.copy(order))
 
     def fill(self, value):
+        _not_while_fusing(".fill()")
         self._a.fill(_operand(value))
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
@@ -304,10 +347,12 @@ class ndarray:  # CuPy's name
         return _reduce("all", self, axis, None, out, keepdims)
 
     def dot(self, b, out=None):
+        _not_while_fusing(".dot()")
         return dot(self, b, out)
 
 
 def _reduce(name, a, axis, dtype, out, keepdims):
+    _not_while_fusing(f"the method .{name}() (CuPy traces the function cupy.sum only)")
     if out is not None:
         raise TypeError("strict_cupy: out= of reductions is not emulated")
     kw = {"axis": axis, "keepdims": keepdims}
@@ -376,6 +421,7 @@ def _make_ufunc(name):
 
 def asarray(a, dtype=None, order=None):
     """Device array from host data (logged copy), or ``a`` itself if already on the device."""
+    _not_while_fusing("asarray()")
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == dtype else a.astype(dtype)
     host = _np.asarray(a, dtype=dtype, order=order)
@@ -391,6 +437,7 @@ def array(a, dtype=None, copy=True, order="K"):
 
 def asnumpy(a, stream=None, order="C", out=None):
     """Host copy of a device array (logged); host data is returned as NumPy would."""
+    _not_while_fusing("asnumpy()")
     if isinstance(a, ndarray):
         return a.get(stream, order, out)
     return _np.asarray(a, order=order)
@@ -401,6 +448,7 @@ def get_array_module(*args):
 
 
 def _device_only(arrays, what):
+    _not_while_fusing(f"arrays {what}")
     for a in arrays:
         if not isinstance(a, ndarray):
             raise TypeError(f"Only cupy arrays can be {what}; got {type(a)}")
@@ -424,6 +472,7 @@ def dot(a, b, out=None):
 
 
 def where(condition, x, y):
+    _not_while_fusing("where()")
     return _wrap(_np.where(*(_operand(v) for v in (condition, x, y))))
 
 
@@ -435,6 +484,7 @@ def _creation(name):
     make = getattr(_np, name)
 
     def f(*args, **kwargs):
+        _not_while_fusing(f"creating an array ({name})")
         return ndarray(make(*args, **kwargs))
 
     f.__name__ = name
@@ -465,6 +515,15 @@ def _reduction(method):
     def f(a, *args, **kwargs):
         if not isinstance(a, ndarray):
             raise _unsupported(a)
+        if _fusion.active:
+            if method != "sum" or _fusion.reductions:
+                _not_while_fusing(f"{method}() after {_fusion.reductions} reductions")
+            _fusion.reductions += 1
+            _fusion.active = False  # the reduction itself is CuPy's
+            try:
+                return getattr(a, method)(*args, **kwargs)
+            finally:
+                _fusion.active = True
         return getattr(a, method)(*args, **kwargs)
 
     f.__name__ = method
@@ -487,6 +546,53 @@ _FUNCTIONS = {
     "full_like": full_like, "sum": sum, "mean": mean, "max": max, "min": min, "amax": max,
     "amin": min, "any": any, "all": all,
 }
+
+
+# --- cupy.fuse ------------------------------------------------------------------------
+_FUSE_ARGUMENTS = (ndarray, bool, int, float, complex, type(None))
+
+
+def fuse(*args, kernel_name=None):
+    """``cupy.fuse``: run the function once under the fusion tracer's rules (module docstring).
+
+    As in CuPy, a call without any device array runs the plain function, and a
+    fused function called inside another one is traced into it (one kernel).
+    """
+
+    def decorate(func):
+        name = kernel_name or func.__name__
+
+        @functools.wraps(func)
+        def call(*arguments):
+            if _fusion.active or not _builtins.any(isinstance(a, ndarray) for a in arguments):
+                return func(*arguments)
+            for a in arguments:
+                if type(a) not in _FUSE_ARGUMENTS:
+                    raise TypeError(
+                        f"strict_cupy: cupy.fuse argument of type {type(a)} in {name}: pass "
+                        "device arrays and Python scalars (a NumPy scalar is weak inside "
+                        "a fused kernel but strong outside it)"
+                    )
+            _fusion.active, _fusion.reductions = True, 0
+            try:
+                result = func(*arguments)
+            finally:
+                _fusion.active = False
+            results = result if isinstance(result, tuple) else (result,)
+            for r in results:
+                if r is not None and not isinstance(r, ndarray):
+                    raise TypeError(f"Fusion function can't return {type(r)}")
+            FUSED_CALLS[name] += 1
+            # A fused kernel writes its results to new arrays, even one that is an argument.
+            fresh = tuple(r.copy() if _builtins.any(r is a for a in arguments) else r
+                          for r in results)
+            return fresh if isinstance(result, tuple) else fresh[0]
+
+        return call
+
+    if len(args) == 1 and callable(args[0]) and kernel_name is None:
+        return decorate(args[0])
+    return decorate
 
 
 # --- a fake CUDA runtime with one device ---------------------------------------------
@@ -518,5 +624,6 @@ cuda = types.SimpleNamespace(runtime=_Runtime(), Device=_Device)
 def install(monkeypatch):
     """Make ``import cupy`` return this module (undone with ``monkeypatch``); clear the log."""
     TRANSFERS.clear()
+    FUSED_CALLS.clear()
     monkeypatch.setitem(sys.modules, "cupy", sys.modules[__name__])
     return sys.modules[__name__]

@@ -114,6 +114,98 @@ def test_stand_in_catches_host_arrays_in_the_reference(cupy, monkeypatch):
         MLP(3, (4,), backend="cupy", dropout=0.2).fit(X, y, epochs=1)
 
 
+# --------------------------------------------------------------------------- fused kernels
+
+
+def _refused_inside_fuse(cupy):
+    """Bodies that CuPy's fusion tracer cannot trace (``cupy/_core/fusion.pyx``)."""
+    return {
+        "NumPy's ufunc": lambda x, y: np.exp(x),
+        "indexing": lambda x, y: x[0],
+        ".shape": lambda x, y: x * x.shape[0],
+        "a reduction method": lambda x, y: x.sum(),
+        "two reductions": lambda x, y: cupy.sum(x) + cupy.sum(y),
+        "@": lambda x, y: x @ y,
+        "a Python if on values": lambda x, y: x if x > 0 else y,
+        "creating an array": lambda x, y: x + cupy.zeros(3),
+    }
+
+
+def test_stand_in_fuse_refuses_what_the_fusion_tracer_cannot_trace(cupy):
+    x, y = cupy.asarray(np.arange(3.0)), cupy.asarray(np.ones(3))
+    for what, body in _refused_inside_fuse(cupy).items():
+        with pytest.raises(TypeError, match=r"not supported inside cupy\.fuse"):
+            cupy.fuse(kernel_name="body")(body)(x, y)
+            pytest.fail(f"accepted inside cupy.fuse: {what}")
+    add = cupy.fuse(lambda a, b: a + b)
+    for argument in (np.ones(3), np.float64(1.0), [1.0, 1.0, 1.0]):
+        with pytest.raises(TypeError, match=r"cupy\.fuse argument"):
+            add(x, argument)
+    assert not cupy.FUSED_CALLS
+
+
+def test_stand_in_fuse_runs_what_the_fusion_tracer_traces(cupy):
+    @cupy.fuse(kernel_name="update")
+    def update(theta, g, lr):
+        theta -= lr * cupy.sqrt(g * g).astype(theta.dtype)
+        return cupy.sum(theta * theta) / 2
+
+    theta = cupy.asarray(np.arange(4.0, dtype=np.float32))
+    half_norm = update(theta, cupy.asarray(np.full(4, -2.0, dtype=np.float32)), 0.5)
+    np.testing.assert_array_equal(theta.get(), [-1.0, 0.0, 1.0, 2.0])  # written in place
+    assert half_norm.dtype == np.float32 and half_norm.item() == 3.0
+    assert cupy.FUSED_CALLS == {"update": 1}
+    assert cupy.fuse(lambda a: a)(theta) is not theta  # results are new arrays
+
+
+def _epoch_kernels(cupy, n=100, batch_size=25, **fit):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 5))
+    y = (X[:, 0] > 0).astype(float)
+    model = MLP(5, (4, 3), backend="cupy", dropout=fit.pop("dropout", 0.0))
+    cupy.FUSED_CALLS.clear()
+    model.fit(X, y, epochs=1, batch_size=batch_size, **fit)
+    return dict(cupy.FUSED_CALLS), model
+
+
+@pytest.mark.parametrize(
+    "fit, update",
+    [
+        ({}, "adam_update"),
+        ({"optimizer": "sgd", "weight_decay": 0.01}, "sgd_update"),
+        ({"optimizer": "momentum", "dropout": 0.2}, "momentum_update"),
+        ({"optimizer": "momentum", "nesterov": True}, "nesterov_update"),
+    ],
+)
+def test_each_batch_runs_its_elementwise_work_as_fused_kernels(cupy, fit, update):
+    """Per batch of a 5 -> 4 -> 3 -> 1 ReLU network: one kernel for each hidden layer's
+    bias and ReLU, one per backward rule, one for the output delta, one for the loss sum,
+    one for the optimizer (and one for decoupled weight decay)."""
+    calls, _ = _epoch_kernels(cupy, **fit)
+    batches = 4
+    expected = {
+        "relu_of_z_plus_b": 2 * batches,
+        "relu_backward": 2 * batches,
+        "sigmoid_output_delta": batches,
+        "bce_with_logits_weighted_sum": batches,
+        update: batches,
+    }
+    if fit.get("weight_decay"):
+        expected["decay_weights"] = batches
+    assert calls == expected
+
+
+def test_unfused_rules_give_the_same_bits(cupy, monkeypatch):
+    """``fusion.FUSE = False`` (what gpu_check times against) runs the same rules op by op."""
+    from nn_core import fusion
+
+    _, fused_model = _epoch_kernels(cupy, dropout=0.2, weight_decay=0.01)
+    monkeypatch.setattr(fusion, "FUSE", False)
+    calls, unfused_model = _epoch_kernels(cupy, dropout=0.2, weight_decay=0.01)
+    assert calls == {}
+    np.testing.assert_array_equal(fused_model.theta, unfused_model.theta)
+
+
 # --------------------------------------------------------------------------- transfers
 
 
@@ -257,4 +349,5 @@ def test_gpu_check_runs_on_the_stand_in(cupy, monkeypatch, capsys, tmp_path):
     assert gpu_check.main() == 0
     text = report.read_text()
     assert "| NO |" not in text and "cross-check failures: 0" in text
-    assert text.count("| cupy |") == 3 and text.count("| numba |") == 3
+    assert text.count("| numba |") == 3
+    assert text.count("| cupy, fused |") == 3 and text.count("| cupy, unfused |") == 3
