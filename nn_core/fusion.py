@@ -31,6 +31,7 @@ from __future__ import annotations
 import dis
 import functools
 import types
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,7 +41,7 @@ import numpy as np
 FUSE = True
 
 
-def fused(rule, xp):
+def fused(rule: Callable, xp: types.ModuleType) -> Callable:
     """The rule ``rule`` for arrays of module ``xp``: itself on NumPy, one fused kernel on CuPy.
 
     Parameters

@@ -11,12 +11,25 @@ without a CUDA device. They check, for float32 and float64:
   loss sums), with NumPy's names bound to CuPy (``nn_core/fusion.py``);
 * every traced operation computes in the arrays' dtype: no float64 operation
   in a float32 kernel (Python scalars must stay weak);
-* the kernel writes exactly the arguments the rule updates in place.
+* the kernel writes exactly the arguments the rule updates in place;
+* where a C++ compiler is at hand, the traced kernel's own code (CuPy's
+  generated operations and ufunc routines), compiled for the host, computes
+  what the rule computes on NumPy to a few units in the last place: the trace
+  is the rule, with nothing dropped, reordered or miscast;
+* where nvcc is at hand, the same code with CuPy's headers compiles for the
+  GPU (PTX for sm_90).
 
-They use CuPy internals (``_FusionHistory``), written against CuPy 14.2, and
-skip where CuPy is missing. Running the kernels is for
-``tests/test_backends.py`` on a CUDA machine.
+GPU arithmetic (fused multiply-add, the device's ``exp``), CuPy's own
+compilation through NVRTC and speed are for ``tests/test_backends.py`` and
+``benchmarks/gpu_check.py`` on a CUDA machine. These tests use CuPy internals
+(``_FusionHistory``, the kernels' ``operation`` and ``preamble``), written
+against CuPy 14.2, and skip where CuPy is missing.
 """
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +37,9 @@ import pytest
 from nn_core import fusion, optim, reference
 from nn_core.activations import BACKWARDS
 
-cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install cupy-cuda12x)")
+cupy = pytest.importorskip(
+    "cupy", reason="CuPy is not installed (the gpu extra; these tests need no GPU)"
+)
 if getattr(cupy, "__version__", "").endswith("stand-in"):
     pytest.skip("the strict stand-in, not CuPy", allow_module_level=True)
 _core_fusion = pytest.importorskip("cupy._core.fusion")
@@ -120,3 +135,196 @@ def test_rule_traces_into_one_kernel_in_its_dtype(rule, shapes, written, dtype):
         )
     params = history.param_list[: len(args)]
     assert {i for i, var in enumerate(params) if var.mutable} == written
+
+
+# --------------------------------------------------------------- the traced code, compiled
+_CTYPES = {"float": ctypes.c_float, "double": ctypes.c_double, "long long": ctypes.c_longlong}
+
+
+def _kernel_source(kernel, args, name, gpu=False) -> str:
+    """C++ that runs ``kernel``'s generated code over flat arrays, on the host or the GPU.
+
+    Every array argument arrives flat and already broadcast (``n`` elements),
+    a scalar by value; the loop body is CuPy's: the fused ``operation`` of an
+    element-wise kernel, or ``_pre_map``, the ``a + b`` reduction and
+    ``_post_map`` of a reduction kernel (serial, in one thread on the GPU:
+    only compiled there, never run). On the host, CuPy's headers (half
+    precision, unused here) are left out and ``__device__`` means ``static``.
+    """
+    params = list(kernel.in_params) + list(kernel.out_params)
+    scalar = [i < len(args) and not isinstance(args[i], tuple) for i in range(len(params))]
+    signature = ", ".join(
+        f"{p.ctype} {p.name}_value" if is_scalar else f"{p.ctype}* {p.name}_data"
+        for p, is_scalar in zip(params, scalar, strict=True)
+    )
+
+    def bind(p, is_scalar):
+        if is_scalar:
+            return f"const {p.ctype} {p.name} = {p.name}_value;"
+        const = "const " if p.is_const else ""
+        return f"{const}{p.ctype}& {p.name} = {p.name}_data[i];"
+
+    if gpu:
+        loop = "for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; "
+        loop += "i += (long)blockDim.x * gridDim.x)"
+    else:
+        loop = "for (long i = 0; i < n; ++i)"
+    if type(kernel).__name__ == "ElementwiseKernel":
+        binds = "\n".join(map(bind, params, scalar))
+        body = f"{loop} {{\n{binds}\n{kernel.operation};\n}}"
+    else:
+        binds = "\n".join(map(bind, params[: len(kernel.in_params)], scalar))
+        (out,) = kernel.out_params
+        body = (
+            f"{kernel.reduce_type} a = {kernel.identity};\n"
+            f"for (long i = 0; i < n; ++i) {{\n{binds}\n"
+            f"{kernel.reduce_type} b = {kernel.map_expr};\na = {kernel.reduce_expr};\n}}\n"
+            f"{out.ctype}& {out.name} = {out.name}_data[0];\n{kernel.post_map_expr};"
+        )
+        if gpu:
+            body = f"if (blockIdx.x == 0 && threadIdx.x == 0) {{\n{body}\n}}"
+    if gpu:
+        # A namespace per kernel: CuPy's ufunc routines repeat across kernels.
+        return (
+            f"namespace {name}_ns {{\n{kernel.preamble}\n"
+            f"extern \"C\" __global__ void {name}(long n, {signature}) {{\n{body}\n}}\n}}\n"
+        )
+    preamble = "\n".join(
+        line for line in kernel.preamble.splitlines() if not line.startswith("#include")
+    )
+    return (
+        "#include <cmath>\n#include <algorithm>\nusing namespace std;\n#define __device__ static\n"
+        f"{preamble}\nextern \"C\" void {name}(long n, {signature}) {{\n{body}\n}}\n"
+    )
+
+
+def _traced_kernels():
+    """``{(rule, dtype): (function name, traced kernel)}`` for every case."""
+    kernels = {}
+    for dtype in ("float32", "float64"):
+        for i, (rule, shapes, _) in enumerate(CASES):
+            args = [_array_without_memory(s, dtype) if isinstance(s, tuple) else s for s in shapes]
+            kernels[rule, dtype] = (f"case{i}_{dtype}", _trace(rule, args)[1])
+    return kernels
+
+
+def test_traced_kernels_compile_for_the_gpu(tmp_path):
+    """The traced kernels' code, with CuPy's headers, compiles for sm_90 (Hopper: H100/H200)."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc (the CUDA toolkit) is not installed")
+    shapes = {rule: shapes for rule, shapes, _ in CASES}
+    source = tmp_path / "traced.cu"
+    source.write_text("".join(
+        _kernel_source(kernel, shapes[rule], name, gpu=True)
+        for (rule, _), (name, kernel) in _traced_kernels().items()
+    ), encoding="utf-8")
+    include = Path(cupy.__file__).parent / "_core" / "include"
+    result = subprocess.run(
+        [nvcc, "-ptx", "-arch=sm_90", "-std=c++17", f"-I{include}", "-diag-suppress", "177,549",
+         str(source), "-o", str(tmp_path / "traced.ptx")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ptx = (tmp_path / "traced.ptx").read_text()
+    assert ptx.count(".entry") == 2 * len(CASES)
+
+
+@pytest.fixture(scope="module")
+def host_kernels(tmp_path_factory):
+    """Every case's traced kernel, for float32 and float64, in one shared library."""
+    compiler = shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (g++ or clang++) to build the traced kernels for the host")
+    shapes = {rule: shapes for rule, shapes, _ in CASES}
+    kernels = _traced_kernels()
+    directory = tmp_path_factory.mktemp("traced")
+    objects = []
+    # One translation unit per kernel: CuPy's ufunc routines repeat across kernels.
+    for (rule, _), (name, kernel) in kernels.items():
+        path = directory / f"{name}.cpp"
+        path.write_text(_kernel_source(kernel, shapes[rule], name), encoding="utf-8")
+        objects.append(directory / f"{name}.o")
+        subprocess.run(
+            [compiler, "-std=c++17", "-O1", "-ffp-contract=off", "-fPIC", "-c", str(path),
+             "-o", str(objects[-1])],
+            check=True, capture_output=True, text=True,
+        )
+    library = directory / "traced.so"
+    subprocess.run([compiler, "-shared", *map(str, objects), "-o", str(library)], check=True)
+    return ctypes.CDLL(str(library)), kernels
+
+
+LOSS_RULES = [*reference.OUTPUT_DELTAS.values(), *reference.WEIGHTED_LOSS_SUMS.values()]
+
+
+def _inputs(rule, shapes, dtype, rng):
+    """Arguments for one case: arrays of ``dtype`` in each rule's valid range, scalars as given."""
+    args = []
+    for k, s in enumerate(shapes):
+        if not isinstance(s, tuple):
+            args.append(s)
+        elif rule in LOSS_RULES:
+            # (Z, y, s): logits, 0/1 targets, positive weights
+            values = [rng.normal(size=s) * 3, rng.integers(0, 2, s), rng.uniform(0.5, 2.0, s)]
+            args.append(values[k].astype(dtype))
+        elif rule in (optim.adam_update,) and k == 2:
+            args.append(rng.uniform(0.0, 1.0, s).astype(dtype))  # v >= 0
+        else:
+            args.append((rng.normal(size=s) * 2).astype(dtype))
+    return args
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rule, shapes, written", CASES, ids=[c[0].__name__ for c in CASES])
+def test_traced_kernel_computes_the_rule(host_kernels, rule, shapes, written, dtype):
+    library, kernels = host_kernels
+    _assert_kernel_computes(library, *kernels[rule, dtype], rule, shapes, written, dtype)
+
+
+def test_the_host_check_catches_a_wrong_kernel(host_kernels):
+    """Not vacuous: the ReLU layer's kernel does not pass for the tanh layer's rule."""
+    library, kernels = host_kernels
+    relu, tanh = reference.BIAS_ACTIVATIONS["relu"], reference.BIAS_ACTIVATIONS["tanh"]
+    shapes = next(shapes for rule, shapes, _ in CASES if rule is tanh)
+    with pytest.raises(AssertionError, match="Not equal to tolerance"):
+        _assert_kernel_computes(library, *kernels[relu, "float32"], tanh, shapes, set(),
+                                "float32")
+
+
+def _assert_kernel_computes(library, name, kernel, rule, shapes, written, dtype):
+    """Run the compiled kernel ``name`` on random inputs; compare with ``rule`` on NumPy."""
+    rng = np.random.default_rng(7)
+    args = _inputs(rule, shapes, dtype, rng)
+    expected_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    expected = rule(*expected_args)
+
+    array_shapes = [a.shape for a in args if isinstance(a, np.ndarray)]
+    full = np.broadcast_shapes(*array_shapes)
+    n = int(np.prod(full))
+    flat = [
+        np.ascontiguousarray(np.broadcast_to(a, full)).ravel() if isinstance(a, np.ndarray) else a
+        for a in args
+    ]
+    reduces = rule in reference.WEIGHTED_LOSS_SUMS.values()
+    out = np.zeros(1 if reduces else n, dtype=dtype) if kernel.out_params else None
+    c_args = [ctypes.c_long(n)]
+    for p, value in zip(kernel.in_params, flat, strict=True):
+        if isinstance(value, np.ndarray):
+            c_args.append(value.ctypes.data_as(ctypes.c_void_p))
+        else:
+            c_args.append(_CTYPES[p.ctype](value))
+    if out is not None:
+        c_args.append(out.ctypes.data_as(ctypes.c_void_p))
+    getattr(library, name)(*c_args)
+
+    # A few units in the last place: the host's exp and log1p are not NumPy's.
+    rtol = 4 * np.finfo(dtype).eps
+    if expected is not None:
+        got = out[0] if reduces else out.reshape(full)
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol)
+    for k in written:
+        np.testing.assert_allclose(flat[k], expected_args[k].ravel(), rtol=rtol, atol=rtol)
+    for k, a in enumerate(args):
+        if isinstance(a, np.ndarray) and k not in written and a.shape == full:
+            np.testing.assert_array_equal(flat[k], a.ravel())
