@@ -81,10 +81,18 @@ def dropout_mask(seed: int, step: int, layer: int, n: int, width: int, p: float,
     (probability ``1 - p``), else 0; scaling the kept units by ``1/(1-p)``
     keeps ``E[H D] = H``, so no rescaling is needed at prediction time.
     """
-    key = dropout_key(seed, step, layer)
     counter = xp.arange(n * width, dtype=xp.uint64).reshape(n, width)
-    keep = uniform01(counter + key) >= p
-    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+    D = xp.empty((n, width), dtype=dtype)
+    fused(inverted_dropout, xp)(D, counter + dropout_key(seed, step, layer), p, 1.0 / (1.0 - p))
+    return D
+
+
+def inverted_dropout(D, counter, p, scale):
+    """``D = [uniform01(counter) >= p] * scale``, written into ``D`` (``scale = 1 / (1 - p)``).
+
+    The hash of each counter is one fused kernel on a GPU, not a dozen.
+    """
+    D[...] = (uniform01(counter) >= p).astype(D.dtype) * scale
 
 
 # --- the element-wise parts of a layer, each one fused kernel on a GPU ----------

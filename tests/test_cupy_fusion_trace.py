@@ -51,9 +51,13 @@ if not hasattr(_core_fusion, "_FusionHistory"):
 
 
 def _cases():
-    """``(rule, argument shapes or Python scalars, indices of the arguments it writes)``."""
+    """``(rule, arguments, indices of the arguments it writes)``.
+
+    An argument is a shape (an array of the test's dtype), ``(shape, dtype)``
+    (an array of that dtype) or a Python scalar.
+    """
     n, d, p = 8, 5, 40
-    cases = []
+    cases = [(reference.inverted_dropout, [(n, d), ((n, d), "uint64"), 0.3, 1 / 0.7], {0})]
     for rule in reference.BIAS_ACTIVATIONS.values():
         cases.append((rule, [(n, d), (d,)], set()))
     for rule in BACKWARDS.values():
@@ -77,6 +81,19 @@ def _cases():
 
 
 CASES = _cases()
+
+
+def _fake_arguments(specs, dtype):
+    """The arguments of one case as the tracer sees them: arrays without memory, scalars."""
+    arguments = []
+    for spec in specs:
+        if not isinstance(spec, tuple):
+            arguments.append(spec)
+        elif isinstance(spec[-1], str):
+            arguments.append(_array_without_memory(*spec))
+        else:
+            arguments.append(_array_without_memory(spec, dtype))
+    return arguments
 
 
 def _array_without_memory(shape, dtype):
@@ -117,19 +134,23 @@ def test_the_cases_cover_every_rule_the_backend_fuses():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rule, shapes, written", CASES, ids=[c[0].__name__ for c in CASES])
 def test_rule_traces_into_one_kernel_in_its_dtype(rule, shapes, written, dtype):
-    args = [_array_without_memory(s, dtype) if isinstance(s, tuple) else s for s in shapes]
+    args = _fake_arguments(shapes, dtype)
     history, kernel = _trace(rule, args)
 
     reduces = rule in reference.WEIGHTED_LOSS_SUMS.values()
     assert type(kernel).__name__ == ("ReductionKernel" if reduces else "ElementwiseKernel")
     assert (history.reduce_op is not None) == reduces
 
+    allowed = {np.dtype(dtype), np.dtype(bool)}
+    if rule is reference.inverted_dropout:
+        # The counter hash is uint64 and its uniform draw float64, as in NumPy.
+        allowed |= {np.dtype("uint64"), np.dtype("float64")}
     ops = history.op_list + history.postmap_op_list
     # identity's backward rule passes dH through: its kernel is a copy, no operation.
     assert bool(ops) == (rule is not BACKWARDS["identity"])
     for op in ops:
         dtypes = {np.dtype(t) for t in op.dtypes}
-        assert dtypes <= {np.dtype(dtype), np.dtype(bool)}, (
+        assert dtypes <= allowed, (
             f"{rule.__name__} computes {op.submodule.name} in {sorted(map(str, dtypes))} "
             f"on {dtype} arrays"
         )
@@ -203,7 +224,7 @@ def _traced_kernels():
     kernels = {}
     for dtype in ("float32", "float64"):
         for i, (rule, shapes, _) in enumerate(CASES):
-            args = [_array_without_memory(s, dtype) if isinstance(s, tuple) else s for s in shapes]
+            args = _fake_arguments(shapes, dtype)
             kernels[rule, dtype] = (f"case{i}_{dtype}", _trace(rule, args)[1])
     return kernels
 
@@ -264,6 +285,8 @@ def _inputs(rule, shapes, dtype, rng):
     for k, s in enumerate(shapes):
         if not isinstance(s, tuple):
             args.append(s)
+        elif isinstance(s[-1], str):  # the dropout counters
+            args.append(rng.integers(0, 2**63, size=s[0], dtype=s[1]))
         elif rule in LOSS_RULES:
             # (Z, y, s): logits, 0/1 targets, positive weights
             values = [rng.normal(size=s) * 3, rng.integers(0, 2, s), rng.uniform(0.5, 2.0, s)]

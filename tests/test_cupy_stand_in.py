@@ -180,7 +180,7 @@ def _epoch_kernels(cupy, n=100, batch_size=25, **fit):
 def test_each_batch_runs_its_elementwise_work_as_fused_kernels(cupy, fit, update):
     """Per batch of a 5 -> 4 -> 3 -> 1 ReLU network: one kernel for each hidden layer's
     bias and ReLU, one per backward rule, one for the output delta, one for the loss sum,
-    one for the optimizer (and one for decoupled weight decay)."""
+    one for the optimizer (and one for decoupled weight decay, one per dropout mask)."""
     calls, _ = _epoch_kernels(cupy, **fit)
     batches = 4
     expected = {
@@ -192,6 +192,8 @@ def test_each_batch_runs_its_elementwise_work_as_fused_kernels(cupy, fit, update
     }
     if fit.get("weight_decay"):
         expected["decay_weights"] = batches
+    if fit.get("dropout"):
+        expected["inverted_dropout"] = 2 * batches
     assert calls == expected
 
 
