@@ -3,8 +3,8 @@
 On a GPU each array operation is a kernel launch of its own, a few
 microseconds however small the array. Adam's update is a dozen operations on
 a vector of about 10^4 parameters, so launches, not arithmetic, are its cost;
-the same holds for a hidden layer's bias, activation and backward rule at
-small batch sizes. ``cupy.fuse`` traces a Python function once per argument
+the same holds for a hidden layer's bias, activation, dropout mask and
+backward rule at small batch sizes. ``cupy.fuse`` traces a Python function once per argument
 dtypes and compiles the whole expression into a single element-wise kernel
 (or a reduction kernel, when the function ends in ``np.sum``).
 
@@ -17,9 +17,9 @@ the reference stays plain array code, and the CPU suite runs the very lines
 that the GPU fuses.
 
 A rule that is to be fused may use only what ``cupy.fuse`` traces: operators
-(in-place ones included, on its array arguments), NumPy ufuncs through
-``np.``, and at most one ``np.sum``; no indexing, no ``.shape``, no Python
-``if`` on array values. Its scalar arguments must be Python numbers, which
+(in-place ones included, on its array arguments), ``a[...] = value``,
+``.astype``, NumPy ufuncs through ``np.``, and at most one ``np.sum``; no
+other indexing, no ``.shape``, no Python ``if`` on array values. Its scalar arguments must be Python numbers, which
 both NumPy 2 and CuPy treat as "weak" (they take the arrays' dtype).
 ``tests/strict_cupy.py: fuse`` enforces these rules on the CPU, and
 ``tests/test_cupy_fusion_trace.py`` traces every fused rule with the real
