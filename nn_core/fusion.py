@@ -19,8 +19,9 @@ that the GPU fuses.
 A rule that is to be fused may use only what ``cupy.fuse`` traces: operators
 (in-place ones included, on its array arguments), ``a[...] = value``,
 ``.astype``, NumPy ufuncs through ``np.``, and at most one ``np.sum``; no
-other indexing, no ``.shape``, no Python ``if`` on array values. Its scalar arguments must be Python numbers, which
-both NumPy 2 and CuPy treat as "weak" (they take the arrays' dtype).
+other indexing, no ``.shape``, no Python ``if`` on array values. Its scalar
+arguments must be Python numbers, which both NumPy 2 and CuPy treat as
+"weak" (they take the arrays' dtype).
 ``tests/strict_cupy.py: fuse`` enforces these rules on the CPU, and
 ``tests/test_cupy_fusion_trace.py`` traces every fused rule with the real
 CuPy's tracer wherever CuPy is installed, GPU or not.
