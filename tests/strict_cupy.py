@@ -30,8 +30,9 @@ NumPy" page):
   operators (in-place ones too), ``.astype``, ``.copy``, ``[...] =``, this
   module's ufuncs and at most one ``sum`` work: a NumPy function, indexing,
   ``.shape`` and other attributes, reductions as methods, ``@``, creation
-  functions and any conversion to the host raise ``TypeError``. Each fused
-  call is counted in :data:`FUSED_CALLS` under its kernel name.
+  functions and any conversion to the host raise ``TypeError`` (and, stricter
+  than CuPy, ``where``). Each fused call is counted in :data:`FUSED_CALLS`
+  under its kernel name.
 
 Basic slices are views (writes are visible in the base array), as in CuPy.
 Assigning a NumPy array into a device array is allowed only as CuPy allows it
@@ -39,9 +40,9 @@ without a kernel, ``d[:] = h`` with the same shape and dtype (a logged copy);
 indexing with a NumPy array raises here (keep index arrays on the device),
 which is stricter than CuPy.
 
-What it cannot emulate: the fused kernel's own rounding (one kernel may
-contract ``a * b + c`` into a fused multiply-add), asynchronous execution and the cost of a transfer
-or of a synchronisation, GPU rounding (fused multiply-add, other reduction
+What it cannot emulate: asynchronous execution and the cost of a transfer
+or of a synchronisation, GPU rounding (fused multiply-add, within a fused
+kernel too, other reduction
 orders, cuBLAS), CuPy's undefined results for duplicate indices in
 ``__setitem__`` and wrap-around of out-of-bounds indices, kernel compilation,
 memory limits, streams and several devices. The arithmetic is NumPy's, so a
