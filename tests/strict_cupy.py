@@ -42,11 +42,10 @@ which is stricter than CuPy.
 
 What it cannot emulate: asynchronous execution and the cost of a transfer
 or of a synchronisation, GPU rounding (fused multiply-add, within a fused
-kernel too, other reduction
-orders, cuBLAS), CuPy's undefined results for duplicate indices in
-``__setitem__`` and wrap-around of out-of-bounds indices, kernel compilation,
-memory limits, streams and several devices. The arithmetic is NumPy's, so a
-backend run on it gives NumPy's bits.
+kernel too; other reduction orders; cuBLAS), CuPy's undefined results for
+duplicate indices in ``__setitem__`` and wrap-around of out-of-bounds
+indices, kernel compilation, memory limits, streams and several devices.
+The arithmetic is NumPy's, so a backend run on it gives NumPy's bits.
 
 Use :func:`install` (e.g. from a pytest fixture with ``monkeypatch``) to make
 ``import cupy`` return this module with one fake CUDA device.
