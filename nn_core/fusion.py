@@ -4,9 +4,10 @@ On a GPU each array operation is a kernel launch of its own, a few
 microseconds however small the array. Adam's update is a dozen operations on
 a vector of about 10^4 parameters, so launches, not arithmetic, are its cost;
 the same holds for a hidden layer's bias, activation, dropout mask and
-backward rule at small batch sizes. ``cupy.fuse`` traces a Python function once per argument
-dtypes and compiles the whole expression into a single element-wise kernel
-(or a reduction kernel, when the function ends in ``np.sum``).
+backward rule at small batch sizes. ``cupy.fuse`` traces a Python function
+once per argument dtypes and compiles the whole expression into a single
+element-wise kernel (or a reduction kernel, when the function ends in
+``np.sum``).
 
 The rules are written once, with NumPy's names (``np.sqrt``, ``np.exp``, in
 ``activations.py``, ``losses.py``, ``optim.py`` and ``reference.py``). CuPy's
@@ -21,8 +22,8 @@ A rule that is to be fused may use only what ``cupy.fuse`` traces: operators
 ``.astype``, NumPy ufuncs through ``np.``, and at most one ``np.sum``; no
 other indexing, no ``.shape``, no Python ``if`` on array values. Its scalar
 arguments must be Python numbers, which both NumPy 2 and CuPy treat as
-"weak" (they take the arrays' dtype).
-``tests/strict_cupy.py: fuse`` enforces these rules on the CPU, and
+"weak" (they take the arrays' dtype). ``tests/strict_cupy.py: fuse``
+enforces these rules on the CPU, and
 ``tests/test_cupy_fusion_trace.py`` traces every fused rule with the real
 CuPy's tracer wherever CuPy is installed, GPU or not.
 """

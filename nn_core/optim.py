@@ -5,9 +5,10 @@ Every parameter of the network lives in one flat vector ``theta`` (the
 the gradient is a flat vector ``g`` of the same layout, so each update rule
 below is a handful of whole-vector operations, in place (``sgd_update`` to
 ``adam_update``; on a GPU each is one fused kernel, see ``nn_core/fusion.py``).
-These functions are the reference used by the ``numpy`` and ``cupy`` backends; the ``numba``
-backend runs the same rules as loops inside its epoch kernel
-(``nn_core/kernels.py: optimizer_step``) and is checked against these.
+These functions are the reference used by the ``numpy`` and ``cupy``
+backends; the ``numba`` backend runs the same rules as loops inside its
+epoch kernel (``nn_core/kernels.py: optimizer_step``) and is checked
+against these.
 
 The rules follow PyTorch's definitions, so either can serve as the other's
 test oracle:

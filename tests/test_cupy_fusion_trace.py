@@ -125,7 +125,8 @@ def test_the_cases_cover_every_rule_the_backend_fuses():
               reference.WEIGHTED_LOSS_SUMS]
     for table in tables:
         assert set(table.values()) <= traced
-    source = open(optim.__file__, encoding="utf-8").read()
+    assert reference.inverted_dropout in traced
+    source = Path(optim.__file__).read_text(encoding="utf-8")
     for name in ("decay_weights", "sgd_update", "momentum_update", "nesterov_update",
                  "adam_update"):
         assert f"fused({name}, xp)" in source
@@ -291,7 +292,7 @@ def _inputs(rule, shapes, dtype, rng):
             # (Z, y, s): logits, 0/1 targets, positive weights
             values = [rng.normal(size=s) * 3, rng.integers(0, 2, s), rng.uniform(0.5, 2.0, s)]
             args.append(values[k].astype(dtype))
-        elif rule in (optim.adam_update,) and k == 2:
+        elif rule is optim.adam_update and k == 2:
             args.append(rng.uniform(0.0, 1.0, s).astype(dtype))  # v >= 0
         else:
             args.append((rng.normal(size=s) * 2).astype(dtype))
