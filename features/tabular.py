@@ -28,11 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nn_core.io import ModelFileError, atomic_write
-
-PREPROCESS_FILE = "preprocess.json"
-PREPROCESS_FORMAT = "purchase-propensity-preprocess"
-PREPROCESS_FORMAT_VERSION = 1
+from nn_core.preprocessing import Preprocessing, canonical_series
 
 #: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
@@ -69,7 +65,6 @@ UCI_RANGES: dict[str, tuple[float | None, float | None]] = {
     "SpecialDay": (0.0, 1.0),
 }
 
-_INT_TEXT = re.compile(r"^[+-]?\d+$")
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
@@ -226,33 +221,6 @@ def schema_from_config(path: str | os.PathLike) -> dict:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def canonical_text(value: str) -> str:
-    """Canonical text of a categorical cell (the form ``preprocess.json`` stores).
-
-    The text is stripped; integer-valued numbers lose their decimals (``"3.0"`` -> ``"3"``,
-    ``"007"`` -> ``"7"``); booleans become ``"TRUE"``/``"FALSE"``; anything else is kept.
-    """
-    text = value.strip()
-    upper = text.upper()
-    if upper in ("TRUE", "FALSE"):
-        return upper
-    if _INT_TEXT.match(text):
-        return str(int(text))  # Python int: exact even for 19-digit ids
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    if math.isfinite(number) and number.is_integer():
-        return str(int(number))
-    return text
-
-
-def canonical_series(values: pd.Series) -> pd.Series:
-    """``canonical_text`` applied to a column of strings (computed once per distinct value)."""
-    mapping = {v: canonical_text(v) for v in pd.unique(values)}
-    return values.map(mapping)
 
 
 def read_header(path: str | os.PathLike) -> list[str]:
@@ -475,7 +443,7 @@ def _category_key(text: str) -> tuple:
     return (0, number, text) if math.isfinite(number) else (1, 0.0, text)
 
 
-class Preprocessor:
+class Preprocessor(Preprocessing):
     """Fitted map from a session table to the MLP's feature matrix.
 
     For each numeric column ``x`` (with ``u = log1p(x)`` if the column is log-transformed,
@@ -516,10 +484,7 @@ class Preprocessor:
         if isinstance(log1p, str) and log1p != "auto":
             raise ValueError(f"log1p must be 'auto', a bool or a list of columns, got {log1p!r}")
         self.log1p = log1p if isinstance(log1p, str | bool) else list(log1p)
-        self.target = target
-        self.id_column = id_column
-        self.source = dict(source) if source is not None else {"kind": "table"}
-        self.columns: list[dict] | None = None
+        super().__init__(None, target, id_column, source)
 
     # ----------------------------------------------------------------- fitting
     def fit(self, df: pd.DataFrame) -> Preprocessor:
@@ -533,7 +498,7 @@ class Preprocessor:
         """
         if len(df) == 0:
             raise ValueError("cannot fit a Preprocessor on an empty table")
-        self._require(df)
+        self._require(df, self.numeric + self.categorical)
         columns: list[dict] = []
         for name in self.numeric:
             x = self._numeric_values(df, name, first_row=1)
@@ -564,224 +529,9 @@ class Preprocessor:
         self.columns = columns
         return self
 
-    # ----------------------------------------------------------------- applying
-    @property
-    def fitted(self) -> bool:
-        return self.columns is not None
-
-    def _check_fitted(self) -> list[dict]:
-        if self.columns is None:
-            raise ValueError("the Preprocessor is not fitted yet (call fit or load)")
-        return self.columns
-
-    @property
-    def n_features(self) -> int:
-        """Width of the feature matrix: 1 per numeric column, K + 1 per categorical one."""
-        return sum(
-            1 if c["kind"] == "numeric" else len(c["categories"]) + 1 for c in self._check_fitted()
-        )
-
-    @property
-    def feature_names(self) -> list[str]:
-        """One name per feature column, e.g. ``log1p(PageValues)``, ``Month=Nov``."""
-        names = []
-        for c in self._check_fitted():
-            if c["kind"] == "numeric":
-                names.append(f"log1p({c['name']})" if c["log1p"] else c["name"])
-            else:
-                names.extend(f"{c['name']}={k}" for k in c["categories"])
-                names.append(f"{c['name']}=<unseen>")
-        return names
-
-    @property
-    def input_columns(self) -> list[str]:
-        """Raw columns the transform needs, in feature order."""
-        return [c["name"] for c in self._check_fitted()]
-
-    def _require(self, df: pd.DataFrame) -> None:
-        names = self.input_columns if self.columns is not None else self.numeric + self.categorical
-        missing = [n for n in names if n not in df.columns]
-        if missing:
-            raise ValueError(f"column {missing[0]!r} is missing (needed: {missing})")
-
-    @staticmethod
-    def _numeric_values(df: pd.DataFrame, name: str, first_row: int) -> np.ndarray:
-        values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"row {first_row + i}, column {name!r}: not a finite number "
-                f"(value: {df[name].iloc[i]!r})"
-            )
-        return values
-
-    def transform(self, df: pd.DataFrame, first_row: int = 1) -> np.ndarray:
-        """Feature matrix of ``df``.
-
-        Parameters
-        ----------
-        df : DataFrame
-            Has every input column (any order, extra columns ignored). Numeric cells must
-            be finite numbers (>= 0 in log1p columns); categorical cells any text.
-        first_row : int
-            Row number of ``df``'s first row, used in error messages (1-based data rows).
-
-        Returns
-        -------
-        ndarray, shape (n_rows, n_features), float64
-
-        Raises
-        ------
-        ValueError
-            Naming row and column of a missing, non-finite or (log1p column) negative value.
-        """
-        columns = self._check_fitted()
-        self._require(df)
-        n = len(df)
-        X = np.zeros((n, self.n_features), dtype=np.float64)
-        j = 0
-        for c in columns:
-            if c["kind"] == "numeric":
-                x = self._numeric_values(df, c["name"], first_row)
-                if c["log1p"]:
-                    negative = x < 0
-                    if negative.any():
-                        i = int(np.flatnonzero(negative)[0])
-                        raise ValueError(
-                            f"row {first_row + i}, column {c['name']!r}: negative value "
-                            f"{x[i]:g} in a log1p column (all training values were >= 0)"
-                        )
-                    x = np.log1p(x)
-                X[:, j] = (x - c["mean"]) / c["std"]
-                j += 1
-            else:
-                k = len(c["categories"])
-                index = {cat: i for i, cat in enumerate(c["categories"])}
-                codes = canonical_series(df[c["name"]].astype(str)).map(index)
-                codes = codes.fillna(k).to_numpy(dtype=np.int64)  # unseen -> bucket k
-                X[np.arange(n), j + codes] = 1.0
-                j += k + 1
-        return X
-
-    def unseen_counts(self, df: pd.DataFrame) -> dict[str, int]:
-        """Number of rows per categorical column whose value was not seen in training."""
-        counts = {}
-        for c in self._check_fitted():
-            if c["kind"] == "categorical":
-                texts = canonical_series(df[c["name"]].astype(str))
-                unseen = int((~texts.isin(c["categories"])).sum())
-                if unseen:
-                    counts[c["name"]] = unseen
-        return counts
-
     def fit_transform(self, df: pd.DataFrame) -> np.ndarray:
         """``fit(df)`` then ``transform(df)``."""
         return self.fit(df).transform(df)
-
-    # ----------------------------------------------------------------- persistence
-    def to_dict(self) -> dict:
-        """The preprocess.json document (format_version 1)."""
-        return {
-            "format": PREPROCESS_FORMAT,
-            "format_version": PREPROCESS_FORMAT_VERSION,
-            "target": self.target,
-            "id_column": self.id_column,
-            "source": self.source,
-            "columns": self._check_fitted(),
-        }
-
-    def save(self, model_dir: str | os.PathLike) -> Path:
-        """Write ``model_dir/preprocess.json`` atomically (creating the directory)."""
-        path = Path(model_dir) / PREPROCESS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
-
-    @classmethod
-    def from_dict(cls, doc: Mapping, path: str | os.PathLike = PREPROCESS_FILE) -> Preprocessor:
-        """Rebuild a fitted Preprocessor from a preprocess.json document.
-
-        Raises
-        ------
-        ModelFileError
-            Naming the file and the first malformed entry.
-        """
-
-        def bad(problem: str) -> ModelFileError:
-            return ModelFileError(f"{path}: {problem}")
-
-        if not isinstance(doc, Mapping) or doc.get("format") != PREPROCESS_FORMAT:
-            raise bad(f"not a preprocessing state file (expected format {PREPROCESS_FORMAT!r})")
-        if doc.get("format_version") != PREPROCESS_FORMAT_VERSION:
-            raise bad(f"unsupported format_version {doc.get('format_version')!r}")
-        columns = doc.get("columns")
-        if not isinstance(columns, list) or not columns:
-            raise bad("'columns' must be a non-empty list")
-        numeric, categorical, checked = [], [], []
-        for i, c in enumerate(columns):
-            if not isinstance(c, Mapping) or not isinstance(c.get("name"), str):
-                raise bad(f"columns[{i}] must be an object with a 'name'")
-            if c.get("kind") == "numeric":
-                ok = (
-                    isinstance(c.get("log1p"), bool)
-                    and all(isinstance(c.get(k), int | float) for k in ("mean", "std"))
-                    and math.isfinite(c["mean"])
-                    and math.isfinite(c["std"])
-                    and c["std"] > 0
-                )
-                if not ok:
-                    raise bad(f"columns[{i}] ({c['name']!r}): needs log1p (bool), mean, std > 0")
-                numeric.append(c["name"])
-                checked.append(
-                    {
-                        "name": c["name"],
-                        "kind": "numeric",
-                        "log1p": c["log1p"],
-                        "mean": float(c["mean"]),
-                        "std": float(c["std"]),
-                    }
-                )
-            elif c.get("kind") == "categorical":
-                cats = c.get("categories")
-                if not isinstance(cats, list) or not all(isinstance(k, str) for k in cats):
-                    raise bad(f"columns[{i}] ({c['name']!r}): 'categories' must be strings")
-                categorical.append(c["name"])
-                checked.append({"name": c["name"], "kind": "categorical", "categories": cats})
-            else:
-                raise bad(f"columns[{i}]: kind must be 'numeric' or 'categorical'")
-        source = doc.get("source", {"kind": "table"})
-        if not isinstance(source, Mapping):
-            raise bad("'source' must be an object")
-        pre = cls(
-            numeric,
-            categorical,
-            target=doc.get("target"),
-            id_column=doc.get("id_column"),
-            source=source,
-        )
-        pre.columns = checked
-        return pre
-
-    @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> Preprocessor:
-        """Read ``model_dir/preprocess.json``.
-
-        Raises
-        ------
-        ModelFileError
-            When the directory or file is missing or the file is malformed.
-        """
-        path = Path(model_dir) / PREPROCESS_FILE
-        if not Path(model_dir).is_dir():
-            raise ModelFileError(f"{model_dir}: model directory not found")
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{path}: cannot read preprocessing state: {exc}") from None
-        return cls.from_dict(doc, path)
 
 
 def stratified_split(

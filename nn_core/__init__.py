@@ -9,7 +9,8 @@ binary cross-entropy, and backpropagation by hand. See ``docs/math.md``.
 
 from .gradcheck import gradcheck
 from .io import ModelFileError
+from .modeldir import Predictor, load_model, save_model
 from .network import MLP
 
-__all__ = ["MLP", "ModelFileError", "gradcheck"]
+__all__ = ["MLP", "ModelFileError", "Predictor", "gradcheck", "load_model", "save_model"]
 __version__ = "0.1.0"

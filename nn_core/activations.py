@@ -1,35 +1,52 @@
-"""Hidden-layer activations ``H = f(Z)`` and their backward rules, defined once.
+"""Hidden-layer activations ``H = f(Z)`` and their backward rules: one table, each rule once.
 
-Every function here is elementwise and written only with NumPy ufuncs and
+Every rule here is elementwise and written only with NumPy ufuncs and
 operators that accept scalars as well as arrays, so the *same* definition
-runs on NumPy arrays (the reference backend), on CuPy arrays (through
-``__array_ufunc__``) and on single numbers inside Numba kernels
-(``nn_core/kernels.py`` compiles these very functions with ``numba.njit``
-and maps them over its buffers in a loop).
+runs on NumPy arrays (the reference backend), on CuPy arrays (the ``cupy``
+backend fuses it into one kernel) and on single numbers inside Numba kernels
+(``nn_core/kernels.py`` compiles these very functions with ``numba.njit``).
 
-The backward rules are written in terms of the activation's *output* ``H``
-rather than its input ``Z`` (as scikit-learn does): the forward pass has to
-keep ``H`` anyway for the next layer's weight gradient, so no extra buffer
-for ``Z`` is needed. Each backward rule takes the upstream gradient
-``dH = dL/dH`` and returns ``dZ = dL/dZ = dH * f'(Z)``.
+Each backward rule takes the layer's input ``Z``, its output ``H = f(Z)``
+and the upstream gradient ``dH = dL/dH`` and returns
+``dZ = dL/dZ = dH * f'(Z)``. The ReLU family, tanh and sigmoid write
+``f'`` with ``H`` (cheaper: no second ``exp`` or ``tanh``); SiLU and GELU
+are not invertible, so their ``f'`` needs ``Z``.
 
-===========  ==========================  =====================================
-name         f(Z)                         f'(Z) written with H = f(Z)
-===========  ==========================  =====================================
-relu         max(Z, 0)                    1 if H > 0 else 0
-leaky_relu   Z if Z > 0 else a Z          1 if H > 0 else a      (a = 0.01)
-tanh         tanh(Z)                      1 - H^2
-sigmoid      1 / (1 + exp(-Z))            H (1 - H)
-identity     Z                            1
-===========  ==========================  =====================================
+===========  ================================  ===========================================
+name         f(Z)                               f'(Z)
+===========  ================================  ===========================================
+relu         max(Z, 0)                          1 if H > 0 else 0
+leaky_relu   Z if Z > 0 else a Z                1 if H > 0 else a      (a = 0.01)
+tanh         tanh(Z)                            1 - H^2
+sigmoid      1 / (1 + exp(-Z))                  H (1 - H)
+identity     Z                                  1
+silu         Z sigma(Z)                         sigma(Z) + H (1 - sigma(Z))
+gelu         Z (1 + tanh(u)) / 2,               (1 + T) / 2 + Z (1 - T^2) u' / 2,
+             u = c (Z + k Z^3)                  T = tanh(u), u' = c (1 + 3 k Z^2)
+===========  ================================  ===========================================
+
+``c = sqrt(2 / pi)`` and ``k = 0.044715`` in GELU's tanh form (Hendrycks and
+Gimpel 2016; PyTorch's ``approximate="tanh"``).
+
+:data:`ACTIVATIONS` is the one table: the reference, the kernels, the CuPy
+backend, the weight initialisation and every exporter read their rule from
+it. Adding an activation means adding one :class:`Activation` there.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+from numba.extending import register_jitable
 
 #: Slope of leaky ReLU for negative inputs (PyTorch's default).
 LEAKY_SLOPE = 0.01
+#: GELU's tanh form: ``u = GELU_C (z + GELU_K z^3)``.
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_K = 0.044715
 
 
 def relu(Z):
@@ -37,7 +54,7 @@ def relu(Z):
     return Z * (Z > 0)
 
 
-def relu_backward(H, dH):
+def relu_backward(Z, H, dH):
     """``dZ = dH * [H > 0]``: ReLU passes the gradient where it was active."""
     return dH * (H > 0)
 
@@ -47,7 +64,7 @@ def leaky_relu(Z):
     return np.maximum(Z, LEAKY_SLOPE * Z)
 
 
-def leaky_relu_backward(H, dH):
+def leaky_relu_backward(Z, H, dH):
     """``dZ = dH`` where ``H > 0``, else ``LEAKY_SLOPE * dH``.
 
     ``H`` has the sign of ``Z`` (the slope is positive), so the output is
@@ -62,11 +79,13 @@ def tanh(Z):
     return np.tanh(Z)
 
 
-def tanh_backward(H, dH):
+def tanh_backward(Z, H, dH):
     """``dZ = dH * (1 - H^2)``, since ``d tanh(z)/dz = 1 - tanh(z)^2``."""
     return dH * (1 - H * H)
 
 
+# register_jitable: silu calls sigmoid, also inside compiled kernels.
+@register_jitable
 def sigmoid(Z):
     """``H = 1 / (1 + exp(-Z))``, computed as ``exp(-log(1 + exp(-Z)))``.
 
@@ -77,7 +96,7 @@ def sigmoid(Z):
     return np.exp(-np.logaddexp(0.0, -Z))
 
 
-def sigmoid_backward(H, dH):
+def sigmoid_backward(Z, H, dH):
     """``dZ = dH * H (1 - H)``, since ``sigma'(z) = sigma(z) (1 - sigma(z))``."""
     return dH * H * (1 - H)
 
@@ -87,32 +106,116 @@ def identity(Z):
     return Z
 
 
-def identity_backward(H, dH):
+def identity_backward(Z, H, dH):
     """``dZ = dH``."""
     return dH
 
 
-#: name -> f, the forward rule ``H = f(Z)``.
-ACTIVATIONS = {
-    "relu": relu,
-    "leaky_relu": leaky_relu,
-    "tanh": tanh,
-    "sigmoid": sigmoid,
-    "identity": identity,
+def silu(Z):
+    """``H = Z sigma(Z)`` (SiLU, also called swish)."""
+    return Z * sigmoid(Z)
+
+
+def silu_backward(Z, H, dH):
+    """``dZ = dH (sigma(Z) + H (1 - sigma(Z)))``.
+
+    From the product rule, ``f' = sigma + Z sigma (1 - sigma)``, and
+    ``Z sigma = H``.
+    """
+    s = sigmoid(Z)
+    return dH * (s + H * (1 - s))
+
+
+def gelu(Z):
+    """``H = Z (1 + tanh(u)) / 2`` with ``u = GELU_C (Z + GELU_K Z^3)`` (GELU, tanh form)."""
+    return 0.5 * Z * (1 + np.tanh(GELU_C * (Z + GELU_K * Z * Z * Z)))
+
+
+def gelu_backward(Z, H, dH):
+    """``dZ = dH ((1 + T) / 2 + Z (1 - T^2) u' / 2)``.
+
+    ``T = tanh(u)`` and ``u' = du/dZ = GELU_C (1 + 3 GELU_K Z^2)``.
+    """
+    T = np.tanh(GELU_C * (Z + GELU_K * Z * Z * Z))
+    du = GELU_C * (1 + 3 * GELU_K * Z * Z)
+    return dH * (0.5 * (1 + T) + 0.5 * Z * (1 - T * T) * du)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One hidden activation: its rules, and how exported code spells ``f``.
+
+    Attributes
+    ----------
+    forward : callable
+        ``H = f(Z)``, elementwise.
+    backward : callable
+        ``(Z, H, dH) -> dZ = dH * f'(Z)``, elementwise.
+    init : {"he", "glorot"}
+        Initial weight scale of the layers that feed this activation
+        (``nn_core/network.py: MLP``): He for the ReLU-like ones, which
+        zero (about) half their inputs, Glorot for the rest.
+    c : str
+        ``f`` as a float32 C expression of ``{v}`` (``{name}`` is the
+        exported symbol prefix; ``{name}_sigmoid`` is the exporter's
+        overflow-free sigmoid). ``"{v}"`` means nothing to compute.
+    py : str
+        ``f`` as a Python expression of the float ``v`` (``math`` and the
+        exported module's ``_sigmoid``), for the dependency-free predictor.
+    numpy : str
+        ``f`` as a NumPy expression of the array ``Z`` (constants as
+        ``Z.dtype.type(...)``, so that float32 stays float32), for the
+        one-file NumPy predictor.
+    """
+
+    forward: Callable
+    backward: Callable
+    init: str
+    c: str
+    py: str
+    numpy: str
+
+
+#: name -> :class:`Activation`. The order fixes each activation's index in
+#: the compiled kernels (``nn_core/kernels.py``).
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation(
+        relu, relu_backward, "he",
+        c="{v} > 0.0f ? {v} : 0.0f",
+        py="v if v > 0 else 0.0",
+        numpy="Z * (Z > 0)",
+    ),
+    "leaky_relu": Activation(
+        leaky_relu, leaky_relu_backward, "he",
+        c=f"{{v}} > 0.0f ? {{v}} : {LEAKY_SLOPE!r}f * {{v}}",
+        py="v if v > 0 else LEAKY_SLOPE * v",
+        numpy="np.where(Z > 0, Z, Z.dtype.type(LEAKY_SLOPE) * Z)",
+    ),
+    "tanh": Activation(
+        tanh, tanh_backward, "glorot",
+        c="tanhf({v})",
+        py="math.tanh(v)",
+        numpy="np.tanh(Z)",
+    ),
+    "sigmoid": Activation(
+        sigmoid, sigmoid_backward, "glorot",
+        c="{name}_sigmoid({v})",
+        py="_sigmoid(v)",
+        numpy="np.exp(-np.logaddexp(Z.dtype.type(0), -Z))",
+    ),
+    "identity": Activation(identity, identity_backward, "glorot", c="{v}", py="v", numpy="Z"),
+    "silu": Activation(
+        silu, silu_backward, "he",
+        c="{v} * {name}_sigmoid({v})",
+        py="v * _sigmoid(v)",
+        numpy="Z * np.exp(-np.logaddexp(Z.dtype.type(0), -Z))",
+    ),
+    "gelu": Activation(
+        gelu, gelu_backward, "he",
+        c=(f"0.5f * {{v}} * (1.0f + tanhf({GELU_C!r}f"
+           f" * ({{v}} + {GELU_K!r}f * {{v}} * {{v}} * {{v}})))"),
+        py=f"0.5 * v * (1.0 + math.tanh({GELU_C!r} * (v + {GELU_K!r} * v * v * v)))",
+        numpy=(f"0.5 * Z * (1 + np.tanh(Z.dtype.type({GELU_C!r})"
+               f" * (Z + Z.dtype.type({GELU_K!r}) * Z * Z * Z)))"),
+    ),
 }
-
-#: name -> backward rule ``(H, dH) -> dZ``.
-BACKWARDS = {
-    "relu": relu_backward,
-    "leaky_relu": leaky_relu_backward,
-    "tanh": tanh_backward,
-    "sigmoid": sigmoid_backward,
-    "identity": identity_backward,
-}
-
-#: Integer codes of the activations, for compiled kernels that dispatch on them.
-ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
-
-#: Output layers: sigmoid (probabilities, with binary cross-entropy) and
-#: identity (values, with squared error), with their integer codes.
-OUTPUT_CODES = {"sigmoid": 0, "identity": 1}

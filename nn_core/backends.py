@@ -4,9 +4,13 @@ Each backend offers three operations on an :class:`nn_core.MLP` ``model``:
 
 * ``predict(model, X, threads) -> (n,)`` NumPy array;
 * ``loss_and_grad(model, X, y, s, l2) -> (float, [(dW, db), ...])``;
-* ``fit(model, X, y, s, epochs, batch_size, optimizer, l2, seed, threads, lr_of_epoch,
-  on_epoch)``: trains in place, calling ``on_epoch(epoch, loss)`` after each
-  epoch and stopping when it returns ``True``.
+* ``fit(model, X, y, s, epochs, batch_size, optimizer, l2, seed, first_epoch, threads,
+  lr_of_epoch, on_epoch)``: trains in place, calling ``on_epoch(epoch, loss)``
+  after each epoch and stopping when it returns ``True``.
+
+A backend reads the model's public attributes only (``theta``, ``layout``,
+``unflatten``, ``decay_mask``, ``activation``, ``output``, ``dropout``,
+``dtype``) and writes only ``theta``; it does not import ``nn_core.network``.
 
 The row order of every epoch comes from :func:`epoch_order`, shared by all
 backends, so that the same seed gives the same batches everywhere.
@@ -21,6 +25,8 @@ import numba
 import numpy as np
 
 from . import kernels, reference
+from .fusion import fused
+from .validation import raise_not_finite
 
 BACKENDS = ("numba", "numpy", "cupy")
 
@@ -135,19 +141,17 @@ class NumpyBackend:
     def to_host(self, a):
         return a
 
+    def rules(self, model) -> reference.Rules:
+        """The element-wise rules of ``model``, as the reference takes them."""
+        return reference.rules(model.activation, model.output)
+
     def predict(self, model, X, threads=None):
         params = self._params(model)
-        return self.to_host(
-            reference.predict(params, self.to_device(X), model.activation, model.output)
-        )
+        return self.to_host(reference.predict(params, self.to_device(X), self.rules(model)))
 
     def loss_and_grad(self, model, X, y, s, l2):
         loss, grads = reference.loss_and_grad(
-            self._params(model),
-            *(self.to_device(a) for a in (X, y, s)),
-            model.activation,
-            model.output,
-            l2,
+            self._params(model), *(self.to_device(a) for a in (X, y, s)), self.rules(model), l2
         )
         return float(loss), [(self.to_host(dW), self.to_host(db)) for dW, db in grads]
 
@@ -155,8 +159,8 @@ class NumpyBackend:
         return model.unflatten(self.to_device(model.theta))
 
     def fit(
-        self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch,
-        weights_each_epoch=True,
+        self, model, X, y, s, epochs, batch_size, opt, l2, seed, first_epoch, threads,
+        lr_of_epoch, on_epoch, weights_each_epoch=True,
     ):
         """Train with the reference code on this backend's arrays.
 
@@ -174,10 +178,11 @@ class NumpyBackend:
         X, y, s = (self.to_device(a) for a in (X, y, s))
         theta, decay_mask = self.to_device(model.theta), self.to_device(model.decay_mask)
         opt.m, opt.v = self.to_device(opt.m), self.to_device(opt.v)
+        r = self.rules(model)
         host_is_current = True
         try:
             for epoch in range(epochs):
-                order = self.to_device(epoch_order(X.shape[0], seed, model._epochs_done))
+                order = self.to_device(epoch_order(X.shape[0], seed, first_epoch + epoch))
                 host_is_current = False
                 loss = reference.train_epoch(
                     theta,
@@ -191,12 +196,10 @@ class NumpyBackend:
                     lr_of_epoch(epoch),
                     l2,
                     decay_mask,
-                    model.activation,
-                    model.output,
+                    r,
                     model.dropout,
                     seed,
                 )
-                model._epochs_done += 1
                 loss = float(loss)
                 if weights_each_epoch:
                     self._copy_back(theta, model.theta)
@@ -235,13 +238,18 @@ class CupyBackend(NumpyBackend):
     def to_host(self, a):
         return self.xp.asnumpy(a)
 
+    def rules(self, model) -> reference.Rules:
+        """The reference's rules, each fused into one GPU kernel (``nn_core/fusion.py``)."""
+        xp = self.xp
+        return reference.Rules(*(fused(rule, xp) for rule in super().rules(model)))
+
 
 class NumbaBackend:
     """Compiled kernels (``nn_core/kernels.py``)."""
 
     def predict(self, model, X, threads=None):
         p = np.empty(X.shape[0], dtype=model.theta.dtype)
-        act, out = model._codes
+        act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
         args = (model.theta, model.layout, act, out, _BLOCK)
         n_threads = numba.get_num_threads() if threads is None else check_threads(threads)
         slices = min(n_threads, X.shape[0] // _PARALLEL_ROWS)
@@ -263,8 +271,6 @@ class NumbaBackend:
             with threads_limited(None):  # BLAS to one thread: the threads are ours
                 finite = all(_thread_pool().map(run, range(slices)))
         if not finite:
-            from .network import raise_not_finite
-
             raise_not_finite(X)
         return p
 
@@ -273,30 +279,31 @@ class NumbaBackend:
         # gradient; the optimizer's learning rate is 0 so nothing moves.
         grad = np.zeros_like(model.theta)
         theta = model.theta.copy()
-        empty = np.zeros(0, dtype=model.dtype)
-        act, out = model._codes
+        state = np.zeros_like(theta)  # SGD's m and v, unused
+        act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
         with threads_limited(None):
             loss, _ = kernels.train_epoch(
                 X, y, s, np.arange(X.shape[0], dtype=np.int64), theta, grad, model.layout, act,
-                out, l2, 0, empty, empty, 0, 0.0, np.zeros(7, dtype=model.dtype),
-                np.zeros_like(theta), X.shape[0], 0.0, 0,
+                out, l2, kernels.optimizer_index("sgd"), state, state, 0, 0.0,
+                np.zeros(7, dtype=model.dtype), np.zeros_like(theta), X.shape[0], 0.0, 0,
             )
         return float(loss), [(dW.copy(), db.copy()) for dW, db in model.unflatten(grad)]
 
     def fit(
-        self, model, X, y, s, epochs, batch_size, opt, l2, seed, threads, lr_of_epoch, on_epoch,
-        weights_each_epoch=True,
+        self, model, X, y, s, epochs, batch_size, opt, l2, seed, first_epoch, threads,
+        lr_of_epoch, on_epoch, weights_each_epoch=True,
     ):
         # ``weights_each_epoch`` is moot here: the kernels update model.theta in place.
         grad = np.zeros_like(model.theta)
-        act, out = model._codes
+        act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
+        rule = kernels.optimizer_index(opt.name)
         hyper = opt.hyper()
         with threads_limited(threads):
             chunks = parallel_chunks(batch_size, numba.get_num_threads())
             for epoch in range(epochs):
-                order = epoch_order(X.shape[0], seed, model._epochs_done)
+                order = epoch_order(X.shape[0], seed, first_epoch + epoch)
                 args = (
-                    X, y, s, order, model.theta, grad, model.layout, act, out, l2, opt.code,
+                    X, y, s, order, model.theta, grad, model.layout, act, out, l2, rule,
                     opt.m, opt.v, opt.t, lr_of_epoch(epoch), hyper, model.decay_mask,
                     batch_size, model.dropout, seed,
                 )
@@ -304,7 +311,6 @@ class NumbaBackend:
                     loss, opt.t = kernels.train_epoch_parallel(*args, chunks)
                 else:
                     loss, opt.t = kernels.train_epoch(*args)
-                model._epochs_done += 1
                 if on_epoch(epoch, float(loss)):
                     break
 

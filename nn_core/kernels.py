@@ -26,14 +26,18 @@ same layout in ``grad``.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba
 import numpy as np
+from numba import literal_unroll
 
-from . import activations as _a
-from . import losses as _lo
-from .reference import dropout_key
-from .reference import uniform01 as _uniform01_py
+from .activations import ACTIVATIONS
+from .dropout import dropout_key
+from .dropout import uniform01 as _uniform01_py
+from .losses import LOSSES, OUTPUTS
+from .losses import output_delta as _output_delta_py
+from .optim import OPTIMIZERS, decayed
 
 # fastmath without "contract": the compiler may reorder sums (reassoc, which
 # lets it vectorise reductions), but not fuse a*b + c into one FMA. Numba
@@ -48,57 +52,80 @@ _pjit = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=Tr
 _FINITE_SAFE_FASTMATH = _FASTMATH - {"nnan", "ninf"}
 _pred_jit = numba.njit(cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True)
 
-# The shared definitions, compiled (not rewritten).
-_relu, _relu_b = _jit(_a.relu), _jit(_a.relu_backward)
-_leaky, _leaky_b = _jit(_a.leaky_relu), _jit(_a.leaky_relu_backward)
-_tanh, _tanh_b = _jit(_a.tanh), _jit(_a.tanh_backward)
-_sigmoid, _sigmoid_b = _jit(_a.sigmoid), _jit(_a.sigmoid_backward)
-_bce = _jit(_lo.bce_with_logits)
-_half_sq = _jit(_lo.half_squared_error)
-_output_delta = _jit(_lo.output_delta)
+# literal_unroll over a tuple of compiled functions types them as "first-class
+# functions", which Numba marks experimental; the code it generates is the same
+# as an if/elif ladder over the functions (timed in docs/benchmarks.md).
+warnings.filterwarnings(
+    "ignore", "First-class function type feature is experimental",
+    numba.NumbaExperimentalFeatureWarning,
+)
+
+# The shared definitions, compiled (not rewritten): one tuple per table, in
+# the table's order, so that index k of a tuple is entry k of the table.
+# The kernels take the index of the network's entry (``activation_index``
+# and friends) and pick the rule with literal_unroll, which unrolls the loop
+# over the tuple at compile time into one branch per entry: the branch for
+# the network's rule holds a loop around that rule alone, inlined.
+_F = tuple(_jit(a.forward) for a in ACTIVATIONS.values())
+_F_BACKWARD = tuple(_jit(a.backward) for a in ACTIVATIONS.values())
+_G = tuple(_jit(g) for g in OUTPUTS.values())
+_G_AND_L = tuple((_jit(g), _jit(LOSSES[name])) for name, g in OUTPUTS.items())
+_UPDATE = tuple(_jit(rule) for rule in OPTIMIZERS.values())
+_decayed = _jit(decayed)
+_output_delta = _jit(_output_delta_py)
 _uniform01 = _jit(_uniform01_py)
 
-# Codes as in nn_core.activations.ACTIVATION_CODES / OUTPUT_CODES.
-RELU, LEAKY_RELU, TANH, SIGMOID, IDENTITY = (
-    _a.ACTIVATION_CODES[k] for k in ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
-)
-OUT_SIGMOID = _a.OUTPUT_CODES["sigmoid"]
+#: Index of the identity, the "activation" of the output layer's logits.
+IDENTITY = list(ACTIVATIONS).index("identity")
 
 
-def bias_activate(code, Z, b):
-    """``Z = f(Z + b)`` in place, for the activation ``code`` (``Z``: (n, d), ``b``: (d,)).
+def activation_index(name: str) -> int:
+    """Index of an activation in the compiled kernels (its position in ``ACTIVATIONS``)."""
+    return list(ACTIVATIONS).index(name)
+
+
+def output_index(name: str) -> int:
+    """Index of an output function in the compiled kernels (its position in ``OUTPUTS``)."""
+    return list(OUTPUTS).index(name)
+
+
+def optimizer_index(name: str) -> int:
+    """Index of an optimizer rule in the compiled kernels (its position in ``OPTIMIZERS``)."""
+    return list(OPTIMIZERS).index(name)
+
+
+def bias_activate(act, Z, b):
+    """``Z = f(Z + b)`` in place, for activation ``act`` (``Z``: (n, d), ``b``: (d,)).
 
     Adding the bias and applying ``f`` in one pass reads the layer's buffer
-    once. One loop per activation, so that each loop body is a single
-    inlined scalar function that the compiler can vectorise.
+    once (prediction, which needs no ``Z`` afterwards).
     """
     n, d = Z.shape
-    if code == RELU:
-        for i in range(n):
-            for j in range(d):
-                Z[i, j] = _relu(Z[i, j] + b[j])
-    elif code == LEAKY_RELU:
-        for i in range(n):
-            for j in range(d):
-                Z[i, j] = _leaky(Z[i, j] + b[j])
-    elif code == TANH:
-        for i in range(n):
-            for j in range(d):
-                Z[i, j] = _tanh(Z[i, j] + b[j])
-    elif code == SIGMOID:
-        for i in range(n):
-            for j in range(d):
-                Z[i, j] = _sigmoid(Z[i, j] + b[j])
-    elif code == IDENTITY:
-        for i in range(n):
-            for j in range(d):
-                Z[i, j] += b[j]
-    else:
-        raise ValueError("bias_activate: unknown activation code")
+    k = 0
+    for f in literal_unroll(_F):
+        if k == act:
+            for i in range(n):
+                for j in range(d):
+                    Z[i, j] = f(Z[i, j] + b[j])
+        k += 1
 
 
-def activate(code, H):
-    """``H = f(H)`` in place, for the activation ``code`` (``H``: 1-D).
+def bias_activate_keep(act, Z, b, A):
+    """``Z = Z + b`` in place and ``A = f(Z)`` (training: the backward rule needs both)."""
+    n, d = Z.shape
+    k = 0
+    for f in literal_unroll(_F):
+        if k == act:
+            for i in range(n):
+                for j in range(d):
+                    z = Z[i, j] + b[j]
+                    Z[i, j] = z
+                    A[i, j] = f(z)
+        k += 1
+
+
+def activate(act, H):
+    """``H = f(H)`` in place, for activation ``act`` (``H``: 1-D).
 
     The one-row twin of :func:`bias_activate` (single-row prediction adds the
     bias in :func:`row_times_matrix`). Neither is written in terms of the
@@ -106,54 +133,50 @@ def activate(code, H):
     batch of 32, and prediction through ``bias_activate`` on a (1, d) view
     25 % slower per row.
     """
-    if code == RELU:
-        for j in range(H.shape[0]):
-            H[j] = _relu(H[j])
-    elif code == LEAKY_RELU:
-        for j in range(H.shape[0]):
-            H[j] = _leaky(H[j])
-    elif code == TANH:
-        for j in range(H.shape[0]):
-            H[j] = _tanh(H[j])
-    elif code == SIGMOID:
-        for j in range(H.shape[0]):
-            H[j] = _sigmoid(H[j])
-    elif code != IDENTITY:
-        raise ValueError("activate: unknown activation code")
+    k = 0
+    for f in literal_unroll(_F):
+        if k == act:
+            for j in range(H.shape[0]):
+                H[j] = f(H[j])
+        k += 1
 
 
-def activation_backward(code, A, dH):
-    """``dH = dH * f'(Z)`` in place, written with ``A = f(Z)`` (1-D views)."""
-    if code == RELU:
-        for k in range(dH.shape[0]):
-            dH[k] = _relu_b(A[k], dH[k])
-    elif code == LEAKY_RELU:
-        for k in range(dH.shape[0]):
-            dH[k] = _leaky_b(A[k], dH[k])
-    elif code == TANH:
-        for k in range(dH.shape[0]):
-            dH[k] = _tanh_b(A[k], dH[k])
-    elif code == SIGMOID:
-        for k in range(dH.shape[0]):
-            dH[k] = _sigmoid_b(A[k], dH[k])
-    elif code != IDENTITY:
-        raise ValueError("activation_backward: unknown activation code")
+def activation_backward(act, Z, A, dH):
+    """``dH = dH * f'(Z)`` in place, given ``Z`` and ``A = f(Z)`` (1-D views)."""
+    k = 0
+    for f_backward in literal_unroll(_F_BACKWARD):
+        if k == act:
+            for i in range(dH.shape[0]):
+                dH[i] = f_backward(Z[i], A[i], dH[i])
+        k += 1
 
 
-def output_loss_delta(out_code, z, y, s, Y, delta, n):
+def output_function(out, z):
+    """``g(z)`` of one logit, for output function ``out``."""
+    y = z
+    k = 0
+    for g in literal_unroll(_G):
+        if k == out:
+            y = g(z)
+        k += 1
+    return y
+
+
+def output_loss_delta(out, z, y, s, Y, delta, n):
     """Output, loss and output delta of the logits ``z`` of (part of) a batch of ``n`` rows.
 
     ``Y = g(z)``; ``delta = s (Y - y) / n``; returns ``(1/n) sum_i s_i l(z_i, y_i)``.
     """
     total = 0.0
-    for i in range(z.shape[0]):
-        if out_code == OUT_SIGMOID:
-            Y[i] = _sigmoid(z[i])
-            total += s[i] * _bce(z[i], y[i])
-        else:
-            Y[i] = z[i]
-            total += s[i] * _half_sq(z[i], y[i])
-        delta[i] = _output_delta(Y[i], y[i], s[i], n)
+    k = 0
+    for g_and_l in literal_unroll(_G_AND_L):
+        if k == out:
+            g, l = g_and_l
+            for i in range(z.shape[0]):
+                Y[i] = g(z[i])
+                total += s[i] * l(z[i], y[i])
+                delta[i] = _output_delta(Y[i], y[i], s[i], n)
+        k += 1
     return total / n
 
 
@@ -172,14 +195,13 @@ def fill_dropout_mask(key, p, D, row0=0):
             D[i, j] = scale if u >= p else 0.0
 
 
-def optimizer_step(code, theta, g, m, v, t, lr, hyper, decay_mask):
-    """One optimizer update over the flat vectors (loop form of ``Optimizer.step``).
+def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
+    """One optimizer update over the flat vectors: the rule ``opt`` of ``OPTIMIZERS``, per element.
 
     ``hyper = [mu, b1, 1 - b1, b2, 1 - b2, eps, wd]`` in ``theta``'s dtype
     (``Optimizer.hyper``): float32 constants keep a float32 loop in float32,
     which vectorises about 3x better than one mixed with float64. ``t`` is
-    the step number after this update (1 for the first). Codes as in
-    ``nn_core.optim.OPTIMIZER_CODES``: 0 SGD, 1 momentum, 2 Nesterov, 3 Adam.
+    the step number after this update (1 for the first).
     """
     mu, b1, one_m_b1, b2, one_m_b2, eps = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
     # Per-step scalars, computed in float64 and rounded once to theta's dtype.
@@ -188,28 +210,18 @@ def optimizer_step(code, theta, g, m, v, t, lr, hyper, decay_mask):
     c[1] = lr * hyper[6]
     c[2] = lr / (1.0 - b1**t)
     c[3] = 1.0 / math.sqrt(1.0 - b2**t)
-    lr_, shrink, step, inv_root_bias2 = c[0], c[1], c[2], c[3]
-    if shrink != 0.0:
+    lr_, rate, lr_t, r = c[0], c[1], c[2], c[3]
+    if rate != 0.0:
         for k in range(theta.shape[0]):
-            theta[k] -= shrink * decay_mask[k] * theta[k]
-    if code == 0:
-        for k in range(theta.shape[0]):
-            theta[k] -= lr_ * g[k]
-    elif code == 1:
-        for k in range(theta.shape[0]):
-            m[k] = mu * m[k] + g[k]
-            theta[k] -= lr_ * m[k]
-    elif code == 2:
-        for k in range(theta.shape[0]):
-            m[k] = mu * m[k] + g[k]
-            theta[k] -= lr_ * (g[k] + mu * m[k])
-    elif code == 3:
-        for k in range(theta.shape[0]):
-            m[k] = b1 * m[k] + one_m_b1 * g[k]
-            v[k] = b2 * v[k] + one_m_b2 * g[k] * g[k]
-            theta[k] -= step * m[k] / (np.sqrt(v[k]) * inv_root_bias2 + eps)
-    else:
-        raise ValueError("optimizer_step: unknown optimizer code")
+            theta[k] = _decayed(theta[k], decay_mask[k], rate)
+    i = 0
+    for update in literal_unroll(_UPDATE):
+        if i == opt:
+            for k in range(theta.shape[0]):
+                theta[k], m[k], v[k] = update(
+                    theta[k], g[k], m[k], v[k], lr_, mu, b1, one_m_b1, b2, one_m_b2, lr_t, r, eps
+                )
+        i += 1
 
 
 def matmul(A, B, C):
@@ -292,15 +304,35 @@ def row_times_matrix(a, B, b, c):
             c[j] += a_q * B_q[j]
 
 
+def layer_forward(act, H_in, W, b, Z, A):
+    """``Z = H_in W + b`` and ``A = f(Z)`` of one hidden layer of a training batch.
+
+    ``H_in``: (m, d_in), ``W``: (d_in, d_out), ``b``: (d_out,); ``Z`` and ``A``:
+    (m, d_out), written. ``Z`` is kept for the backward rule.
+    """
+    matmul(H_in, W, Z)
+    bias_activate_keep(act, Z, b, A)
+
+
+def layer_backward(H_in, W, delta, dW, db, dH_in):
+    """``dW = H_in^T delta``, ``db = 1^T delta`` and, unless ``dH_in`` has no rows
+    (the first layer), ``dH_in = delta W^T``; all written into the given buffers."""
+    matmul(H_in.T, delta, dW)
+    column_sums(delta, db)
+    if dH_in.shape[0] > 0:
+        matmul(delta, W.T, dH_in)
+
+
 def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, seed, t, grad, ws, c):
     """Data loss and its gradient for the rows ``rows`` of a batch of ``n`` rows.
 
-    Forward ``H_l = f(H_{l-1} W_l + b_l) [* D_l]``; loss; output delta
-    ``s (Y - y) / n``; backward ``dW_l = H_{l-1}^T delta_l``,
-    ``db_l = 1^T delta_l``, ``delta_{l-1} = (delta_l W_l^T [* D_{l-1}]) f'``.
-    Dividing by the whole batch's ``n`` (not ``len(rows)``) makes the
-    gradients of a batch's chunks add up to the batch's gradient. The L2
-    term is not included (:func:`add_l2` adds it once per batch).
+    Forward (:func:`layer_forward`) ``Z_l = H_{l-1} W_l + b_l``,
+    ``H_l = f(Z_l) [* D_l]``; loss; output delta ``s (Y - y) / n``; backward
+    (:func:`layer_backward`) ``dW_l = H_{l-1}^T delta_l``, ``db_l = 1^T delta_l``,
+    then ``delta_{l-1} = (delta_l W_l^T [* D_{l-1}]) f'(Z_{l-1})``
+    (:func:`activation_backward`). Dividing by the whole batch's ``n`` (not
+    ``len(rows)``) makes the gradients of a batch's chunks add up to the batch's
+    gradient. The L2 term is not included (:func:`add_l2` adds it once per batch).
 
     Parameters
     ----------
@@ -314,6 +346,7 @@ def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, see
     theta : (P,) array
     layout : (L, 4) int64 array
     act, out : int
+        Indices of the activation and the output function.
     dropout : float
     seed, t : int
         Dropout seed and the optimizer step count (the mask key).
@@ -328,7 +361,7 @@ def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, see
         ``(1/n) sum over these rows of s_i l(z_i, y_i)``.
     """
     Xb, yb, sb, Yb, A_buf, H_buf = ws[0][c], ws[1][c], ws[2][c], ws[3][c], ws[4][c], ws[5][c]
-    D_buf, d_buf, Z_out = ws[6][c], ws[7][c], ws[8][c]
+    D_buf, d_buf, Z_out, Z_buf = ws[6][c], ws[7][c], ws[8][c], ws[9][c]
     m = rows.shape[0]
     L = layout.shape[0]
     for i in range(m):
@@ -341,17 +374,19 @@ def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, see
     # Forward.
     for l in range(L):
         w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
+        W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
-        Z = Z_out[:m] if l == L - 1 else A_buf[l, : m * fo].reshape((m, fo))
-        matmul(H_in, W, Z)
-        bias_activate(act if l < L - 1 else IDENTITY, Z, theta[b_off : b_off + fo])
-        if l < L - 1:
-            if dropout > 0.0:
-                D = D_buf[l, : m * fo].reshape((m, fo))
-                fill_dropout_mask(dropout_key(seed, t, l), dropout, D, row0)
-                for k in range(m * fo):
-                    H_buf[l, k] = A_buf[l, k] * D_buf[l, k]
+        if l == L - 1:  # the output layer's logits: z = H W + b
+            matmul(H_in, W, Z_out[:m])
+            bias_activate(IDENTITY, Z_out[:m], b)
+            break
+        Z, A = Z_buf[l, : m * fo].reshape((m, fo)), A_buf[l, : m * fo].reshape((m, fo))
+        layer_forward(act, H_in, W, b, Z, A)
+        if dropout > 0.0:
+            D = D_buf[l, : m * fo].reshape((m, fo))
+            fill_dropout_mask(dropout_key(seed, t, l), dropout, D, row0)
+            for k in range(m * fo):
+                H_buf[l, k] = A_buf[l, k] * D_buf[l, k]
     cur = 0
     data_loss = output_loss_delta(out, Z_out[:m, 0], yb[:m], sb[:m], Yb[:m], d_buf[cur, :m], n)
     # Backward.
@@ -360,15 +395,16 @@ def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, see
         W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
         delta = d_buf[cur, : m * fo].reshape((m, fo))
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
-        matmul(H_in.T, delta, grad[w_off : w_off + fi * fo].reshape((fi, fo)))
-        column_sums(delta, grad[b_off : b_off + fo])
+        dH_rows = m if l > 0 else 0
+        dH = d_buf[1 - cur, : dH_rows * fi].reshape((dH_rows, fi))
+        layer_backward(H_in, W, delta, grad[w_off : w_off + fi * fo].reshape((fi, fo)),
+                       grad[b_off : b_off + fo], dH)
         if l > 0:
-            dH = d_buf[1 - cur, : m * fi].reshape((m, fi))
-            matmul(delta, W.T, dH)
             if dropout > 0.0:
                 for k in range(m * fi):
                     d_buf[1 - cur, k] *= D_buf[l - 1, k]
-            activation_backward(act, A_buf[l - 1, : m * fi], d_buf[1 - cur, : m * fi])
+            activation_backward(act, Z_buf[l - 1, : m * fi], A_buf[l - 1, : m * fi],
+                                d_buf[1 - cur, : m * fi])
             cur = 1 - cur
     return data_loss
 
@@ -386,6 +422,7 @@ def workspace(slots, rows, d0, L, maxw, dt):
         np.empty((slots, k, rows * maxw), dtype=dt),  # D_l: dropout masks
         np.empty((slots, 2, rows * maxw), dtype=dt),  # delta_l, alternating
         np.empty((slots, rows, 1), dtype=dt),  # output logits
+        np.empty((slots, k, rows * maxw), dtype=dt),  # Z_l = H_{l-1} W_l + b_l
     )
 
 
@@ -539,7 +576,7 @@ def forward_row(x, theta, layout, act, out, h):
     z = theta[b_off]
     for q in range(fi):
         z += a[q] * theta[w_off + q]
-    return _sigmoid(z) if out == OUT_SIGMOID else z
+    return output_function(out, z)
 
 
 def forward_rows(X, theta, layout, act, out, p):
@@ -571,7 +608,7 @@ def forward_rows(X, theta, layout, act, out, p):
         if l < L - 1:
             cur = 1 - cur
     for i in range(n):
-        p[i] = _sigmoid(Z_out[i, 0]) if out == OUT_SIGMOID else Z_out[i, 0]
+        p[i] = output_function(out, Z_out[i, 0])
     return True
 
 
@@ -605,6 +642,10 @@ def all_finite(X):
 bias_activate = _jit(bias_activate)
 activate = _jit(activate)
 activation_backward = _jit(activation_backward)
+bias_activate_keep = _jit(bias_activate_keep)
+output_function = _jit(output_function)
+layer_forward = _jit(layer_forward)
+layer_backward = _jit(layer_backward)
 output_loss_delta = _jit(output_loss_delta)
 fill_dropout_mask = _jit(fill_dropout_mask)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)

@@ -21,57 +21,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import backends, io
-from .activations import ACTIVATION_CODES, ACTIVATIONS, OUTPUT_CODES
-from .kernels import forward_rows as _forward_rows
-from .losses import sample_scale
+from . import backends, kernels
+from .activations import ACTIVATIONS
+from .losses import OUTPUTS, sample_scale
 from .optim import Optimizer, learning_rate
+from .validation import as_matrix, as_vector
 
 DTYPES = ("float32", "float64")
-
-
-def _as_matrix(X, n_inputs: int, dtype, name: str = "X", check_finite: bool = True) -> np.ndarray:
-    """Validate ``X`` as a non-empty ``(n, n_inputs)`` C-ordered array of ``dtype``.
-
-    With ``check_finite`` (the default), NaN or infinity is an error too;
-    the ``numba`` backend's predict kernel checks that itself, in the same
-    pass over ``X``.
-    """
-    if not (type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous):
-        try:
-            X = np.ascontiguousarray(X, dtype=dtype)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must be a numeric array: {e}") from None
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_inputs), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 rows)")
-    if X.shape[1] != n_inputs:
-        raise ValueError(f"{name} has {X.shape[1]} columns, the network expects {n_inputs}")
-    if check_finite and not backends.all_finite(X):
-        raise_not_finite(X, name)
-    return X
-
-
-def raise_not_finite(X: np.ndarray, name: str = "X"):
-    """Raise the ``ValueError`` for an ``X`` that holds NaN or infinity, naming the first cell."""
-    bad = np.argwhere(~np.isfinite(X))[0]
-    raise ValueError(f"{name} holds NaN or infinity (first at row {bad[0]}, column {bad[1]})")
-
-
-def _as_vector(v, n: int, dtype, name: str) -> np.ndarray:
-    """Validate ``v`` as a finite ``(n,)`` array of ``dtype``."""
-    try:
-        v = np.ascontiguousarray(v, dtype=dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be numeric: {e}") from None
-    if v.ndim != 1 or v.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},), got {v.shape}")
-    if not np.isfinite(v).all():
-        raise ValueError(
-            f"{name} holds NaN or infinity (first at index {np.argmin(np.isfinite(v))})"
-        )
-    return v
 
 
 def aligned_zeros(n: int, dtype, alignment: int = 64) -> np.ndarray:
@@ -137,8 +93,8 @@ class MLP:
             raise ValueError(
                 f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}"
             )
-        if output not in OUTPUT_CODES:
-            raise ValueError(f"unknown output {output!r}; choose one of {list(OUTPUT_CODES)}")
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose one of {list(OUTPUTS)}")
         if str(dtype) not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         if not 0.0 <= dropout < 1.0:
@@ -149,7 +105,8 @@ class MLP:
         self.output = output
         self.dtype = str(dtype)
         self._np_dtype = np.dtype(self.dtype)
-        self._codes = (ACTIVATION_CODES[activation], OUTPUT_CODES[output])
+        # The kernels' indices of f and g, for predict_proba's few-row path.
+        self._kernel_rules = (kernels.activation_index(activation), kernels.output_index(output))
         self.seed = int(seed)
         self.dropout = float(dropout)
         self.backend = backend
@@ -184,14 +141,14 @@ class MLP:
     # --- parameters ----------------------------------------------------------
     def _init_weights(self) -> None:
         rng = np.random.default_rng(self.seed)
-        relu_family = self.activation in ("relu", "leaky_relu")
+        he = ACTIVATIONS[self.activation].init == "he"
         params = self.params
         for l, (W, _) in enumerate(params):
             fan_in, fan_out = W.shape
-            # He scaling is for layers whose output goes through a ReLU; the
-            # output layer feeds the sigmoid, so it gets Glorot.
-            feeds_relu = relu_family and l < len(params) - 1
-            var = 2.0 / fan_in if feeds_relu else 2.0 / (fan_in + fan_out)
+            # He scaling is for layers whose output goes through a ReLU-like
+            # activation; the output layer feeds the sigmoid, so it gets Glorot.
+            feeds_he = he and l < len(params) - 1
+            var = 2.0 / fan_in if feeds_he else 2.0 / (fan_in + fan_out)
             W[...] = rng.normal(0.0, math.sqrt(var), size=W.shape)
 
     def unflatten(self, vector) -> list:
@@ -229,13 +186,13 @@ class MLP:
 
     # --- validation -----------------------------------------------------------
     def _check_Xy(self, X, y, sample_weight):
-        X = _as_matrix(X, self.n_inputs, self._np_dtype)
-        y = _as_vector(y, X.shape[0], self.dtype, "y")
+        X = as_matrix(X, self.n_inputs, self._np_dtype)
+        y = as_vector(y, X.shape[0], self.dtype, "y")
         if self.output == "sigmoid" and not np.isin(y, (0, 1)).all():
             bad = y[~np.isin(y, (0, 1))][0]
             raise ValueError(f"y must hold 0/1 labels for the sigmoid output, found {bad!r}")
         if sample_weight is not None:
-            sample_weight = _as_vector(sample_weight, X.shape[0], self.dtype, "sample_weight")
+            sample_weight = as_vector(sample_weight, X.shape[0], self.dtype, "sample_weight")
             if (sample_weight < 0).any():
                 raise ValueError("sample_weight must be >= 0")
         return X, y, sample_weight
@@ -280,11 +237,11 @@ class MLP:
             shape = X.shape
             if len(shape) == 2 and 0 < shape[0] <= 16 and shape[1] == self.n_inputs:
                 p = np.empty(shape[0], self._fast_dtype)
-                act, out = self._codes
-                if _forward_rows(X, self.theta, self.layout, act, out, p):
+                act, out = self._kernel_rules
+                if kernels.forward_rows(X, self.theta, self.layout, act, out, p):
                     return p
         # The numba kernel checks finiteness while it reads X (one pass, not two).
-        X = _as_matrix(X, self.n_inputs, self._np_dtype, check_finite=self.backend != "numba")
+        X = as_matrix(X, self.n_inputs, self._np_dtype, check_finite=self.backend != "numba")
         return backends.get(self.backend).predict(self, X, threads)
 
     def loss_and_grad(self, X, y, sample_weight=None, pos_weight: float = 1.0, l2: float = 0.0):
@@ -385,6 +342,7 @@ class MLP:
         history: dict = {"loss": []}
 
         def on_epoch(epoch: int, loss: float) -> bool:
+            self._epochs_done += 1
             history["loss"].append(loss)
             if not math.isfinite(loss):
                 raise FloatingPointError(
@@ -402,6 +360,7 @@ class MLP:
             opt,
             l2,
             shuffle_seed,
+            self._epochs_done,
             threads,
             lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma, lr_min),
             on_epoch,
@@ -421,36 +380,6 @@ class MLP:
             "dropout": self.dropout,
             "seed": self.seed,
         }
-
-    def save(self, path) -> None:
-        """Write the model directory ``path`` (``model.json`` + ``weights.npz``, atomically)."""
-        io.save_model(path, self.config(), self.params)
-
-    @classmethod
-    def load(cls, path, backend: str = "numba") -> MLP:
-        """Read a model directory written by :meth:`save`.
-
-        Raises
-        ------
-        nn_core.io.ModelFileError
-            Naming the file and what is wrong with it.
-        """
-        meta, params = io.load_model(path)
-        try:
-            m = cls(
-                meta["n_inputs"],
-                meta["hidden"],
-                meta["activation"],
-                meta["output"],
-                meta["dtype"],
-                int(meta.get("seed", 0)),
-                backend,
-                float(meta.get("dropout", 0.0)),
-            )
-        except (TypeError, ValueError) as e:
-            raise io.ModelFileError(f"{path}/{io.MODEL_JSON}: invalid architecture ({e})") from None
-        m.set_weights(params)
-        return m
 
     def __repr__(self) -> str:
         return (

@@ -1,27 +1,34 @@
-"""Optimizers and learning-rate schedules, in array form.
+"""Optimizers and learning-rate schedules: each update rule written once.
 
 Every parameter of the network lives in one flat vector ``theta`` (the
 ``(W, b)`` pairs are views into it, see :class:`nn_core.network.MLP`), and
-the gradient is a flat vector ``g`` of the same layout, so each update rule
-below is a handful of whole-vector operations, in place (``sgd_update`` to
-``adam_update``; on a GPU each is one fused kernel, see ``nn_core/fusion.py``).
-These functions are the reference used by the ``numpy`` and ``cupy``
-backends; the ``numba`` backend runs the same rules as loops inside its
-epoch kernel (``nn_core/kernels.py: optimizer_step``) and is checked
-against these.
+the gradient is a flat vector ``g`` of the same layout. Each rule below is
+written for one element, with operators and NumPy ufuncs only, so the same
+function updates whole vectors (the ``numpy`` backend, and the ``cupy``
+backend, where it is one fused kernel) and single numbers inside the
+``numba`` epoch kernel (``nn_core/kernels.py: optimizer_step`` compiles
+these very functions).
 
 The rules follow PyTorch's definitions, so either can serve as the other's
 test oracle:
 
 * SGD: ``theta <- theta - lr g``
-* momentum: ``v <- mu v + g``; ``theta <- theta - lr v``
-* Nesterov: ``v <- mu v + g``; ``theta <- theta - lr (g + mu v)``
+* momentum: ``m <- mu m + g``; ``theta <- theta - lr m``
+* Nesterov: ``m <- mu m + g``; ``theta <- theta - lr (g + mu m)``
 * Adam: ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
   ``theta <- theta - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``
 
+Every rule has the same arguments, ``(theta, g, m, v, *step)`` with
+``step = (lr, mu, b1, 1 - b1, b2, 1 - b2, lr_t, r, eps)`` from
+:meth:`Optimizer.step_scalars`, and returns the new ``(theta, m, v)``; a
+rule ignores what it does not use (``m`` is the velocity of momentum and
+Nesterov). ``lr_t = lr / (1 - b1^t)`` and ``r = 1 / sqrt(1 - b2^t)`` carry
+Adam's bias corrections of step ``t``.
+
 Decoupled weight decay (AdamW / SGDW) shrinks the weights first,
-``theta <- theta - lr wd mask theta``, where ``mask`` is 1 on weights and 0
-on biases; the L2 penalty instead enters the gradient (``nn_core/reference.py``).
+``theta <- theta - lr wd mask theta`` (:func:`decayed`), where
+``mask`` is 1 on weights and 0 on biases; the L2 penalty instead enters the
+gradient (``nn_core/reference.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +40,69 @@ import numpy as np
 from .fusion import fused
 from .reference import array_module
 
-OPTIMIZER_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
+
+def sgd(theta, g, m, v, lr, mu, b1, one_minus_b1, b2, one_minus_b2, lr_t, r, eps):
+    """``theta <- theta - lr g``."""
+    return theta - lr * g, m, v
+
+
+def momentum(theta, g, m, v, lr, mu, b1, one_minus_b1, b2, one_minus_b2, lr_t, r, eps):
+    """``m <- mu m + g``; ``theta <- theta - lr m``."""
+    m = mu * m + g
+    return theta - lr * m, m, v
+
+
+def nesterov(theta, g, m, v, lr, mu, b1, one_minus_b1, b2, one_minus_b2, lr_t, r, eps):
+    """``m <- mu m + g``; ``theta <- theta - lr (g + mu m)``: the step looks one velocity ahead."""
+    m = mu * m + g
+    return theta - lr * (g + mu * m), m, v
+
+
+def adam(theta, g, m, v, lr, mu, b1, one_minus_b1, b2, one_minus_b2, lr_t, r, eps):
+    """``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+    ``theta <- theta - lr_t m / (sqrt(v) r + eps)``.
+
+    With ``lr_t = lr / (1 - b1^t)`` and ``r = 1 / sqrt(1 - b2^t)`` this is
+    ``lr m_hat / (sqrt(v_hat) + eps)``, ``m_hat = m / (1 - b1^t)``,
+    ``v_hat = v / (1 - b2^t)``.
+    """
+    m = b1 * m + one_minus_b1 * g
+    v = b2 * v + one_minus_b2 * g * g
+    return theta - lr_t * m / (np.sqrt(v) * r + eps), m, v
+
+
+#: name -> update rule ``(theta, g, m, v, *step) -> (theta, m, v)``. The order
+#: fixes each optimizer's index in the compiled kernels.
+OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adam": adam}
+
+
+def decayed(theta, decay_mask, rate):
+    """Decoupled weight decay: ``theta - rate mask theta`` (``rate = lr wd``)."""
+    return theta - rate * decay_mask * theta
+
+
+def decay_weights(theta, decay_mask, rate):
+    """:func:`decayed` over whole vectors, in place."""
+    theta[...] = decayed(theta, decay_mask, rate)
+
+
+def _in_place(rule):
+    def update(theta, g, m, v, lr, mu, b1, one_minus_b1, b2, one_minus_b2, lr_t, r, eps):
+        """The rule over whole vectors, writing ``theta``, ``m`` and ``v`` in place."""
+        new_theta, new_m, new_v = rule(
+            theta, g, m, v, lr, mu, b1, one_minus_b1, b2, one_minus_b2, lr_t, r, eps
+        )
+        theta[...] = new_theta
+        m[...] = new_m
+        v[...] = new_v
+
+    update.__name__ = f"{rule.__name__}_update"
+    return update
+
+
+#: name -> the rule in place over vectors (one fused kernel each on a GPU).
+UPDATES = {name: _in_place(rule) for name, rule in OPTIMIZERS.items()}
+
 SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -70,8 +139,8 @@ class Optimizer:
         weight_decay: float = 0.0,
         xp=np,
     ):
-        if name not in OPTIMIZER_CODES:
-            raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZER_CODES)}")
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
@@ -79,15 +148,16 @@ class Optimizer:
         if eps <= 0 or weight_decay < 0:
             raise ValueError("eps must be > 0 and weight_decay >= 0")
         self.name = name
-        self.code = OPTIMIZER_CODES[name]
+        self.index = list(OPTIMIZERS).index(name)
         self.momentum = float(momentum)
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
         self.t = 0
-        # First and second moment (Adam) or velocity (momentum, in `m`).
+        # First and second moment (Adam) or velocity (momentum, in `m`); every
+        # rule takes both, so both have theta's length.
         self.m = xp.zeros(n_params, dtype=dtype)
-        self.v = xp.zeros(n_params if name == "adam" else 0, dtype=dtype)
+        self.v = xp.zeros(n_params, dtype=dtype)
 
     def hyper(self) -> np.ndarray:
         """The scalar hyper-parameters as a vector of the state's dtype, for compiled kernels.
@@ -101,10 +171,23 @@ class Optimizer:
         values = [self.momentum, b1, 1 - b1, b2, 1 - b2, self.eps, self.weight_decay]
         return np.array(values, dtype=self.m.dtype)
 
+    def step_scalars(self, lr: float, t: int) -> tuple[float, ...]:
+        """The scalars of step ``t`` (1 for the first) that every rule takes after its vectors.
+
+        Returns
+        -------
+        tuple of float
+            ``(lr, mu, b1, 1 - b1, b2, 1 - b2, lr_t, r, eps)`` with
+            ``lr_t = lr / (1 - b1^t)`` and ``r = 1 / sqrt(1 - b2^t)``, computed in
+            float64 (the rules round them once to the parameters' dtype).
+        """
+        b1, b2 = self.beta1, self.beta2
+        lr_t = lr / (1.0 - b1**t)
+        r = 1.0 / math.sqrt(1.0 - b2**t)
+        return (lr, self.momentum, b1, 1 - b1, b2, 1 - b2, lr_t, r, self.eps)
+
     def step(self, theta, g, lr: float, decay_mask) -> None:
         """Update ``theta`` in place from the gradient ``g`` (array form).
-
-        Each rule below is one fused kernel on a GPU (:func:`nn_core.fusion.fused`).
 
         Parameters
         ----------
@@ -118,62 +201,9 @@ class Optimizer:
         if self.weight_decay:
             fused(decay_weights, xp)(theta, decay_mask, lr * self.weight_decay)
         self.t += 1
-        if self.name == "sgd":
-            fused(sgd_update, xp)(theta, g, lr)
-        elif self.name == "momentum":
-            fused(momentum_update, xp)(theta, self.m, g, lr, self.momentum)
-        elif self.name == "nesterov":
-            fused(nesterov_update, xp)(theta, self.m, g, lr, self.momentum)
-        else:
-            b1, b2 = self.beta1, self.beta2
-            # The bias corrections are scalars of this step, computed on the host.
-            lr_t = lr / (1 - b1**self.t)
-            sqrt_bias2 = math.sqrt(1 - b2**self.t)
-            fused(adam_update, xp)(
-                theta, self.m, self.v, g, b1, 1 - b1, b2, 1 - b2, lr_t, sqrt_bias2, self.eps
-            )
-
-
-# The update rules, in place. Scalars arrive as Python floats, which take the
-# arrays' dtype (NumPy 2 and CuPy alike), so float32 state stays float32.
-def decay_weights(theta, decay_mask, rate):
-    """Decoupled weight decay: ``theta <- theta - rate mask theta`` (``rate = lr wd``)."""
-    theta -= rate * decay_mask * theta
-
-
-def sgd_update(theta, g, lr):
-    """``theta <- theta - lr g``."""
-    theta -= lr * g
-
-
-def momentum_update(theta, m, g, lr, mu):
-    """``m <- mu m + g``; ``theta <- theta - lr m`` (``m`` is the velocity)."""
-    m *= mu
-    m += g
-    theta -= lr * m
-
-
-def nesterov_update(theta, m, g, lr, mu):
-    """``m <- mu m + g``; ``theta <- theta - lr (g + mu m)``: the step looks one velocity ahead."""
-    m *= mu
-    m += g
-    theta -= lr * (g + mu * m)
-
-
-def adam_update(theta, m, v, g, b1, one_minus_b1, b2, one_minus_b2, lr_t, sqrt_bias2, eps):
-    """Adam: ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
-    ``theta <- theta - lr_t m / (sqrt(v) / sqrt_bias2 + eps)``.
-
-    ``lr_t = lr / (1 - b1^t)`` and ``sqrt_bias2 = sqrt(1 - b2^t)`` carry the bias
-    corrections of step ``t``, so that the update is
-    ``lr m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)`` and
-    ``v_hat = v / (1 - b2^t)``.
-    """
-    m *= b1
-    m += one_minus_b1 * g
-    v *= b2
-    v += one_minus_b2 * g * g
-    theta -= lr_t * m / (np.sqrt(v) / sqrt_bias2 + eps)
+        # The scalars go in as Python floats, which take the arrays' dtype
+        # (NumPy 2 and CuPy alike), so float32 state stays float32.
+        fused(UPDATES[self.name], xp)(theta, g, self.m, self.v, *self.step_scalars(lr, self.t))
 
 
 def learning_rate(

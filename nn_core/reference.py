@@ -1,11 +1,17 @@
-"""The reference backend: the network's math in plain array code.
+"""The reference backend: the network's math in plain array code, to read beside docs/math.md.
 
-This module is the oracle the compiled backends are checked against, and
-the code to read beside ``docs/math.md``. It is written against an *array
-module* ``xp`` taken from the inputs (NumPy, or CuPy for the ``cupy``
-backend), so the GPU backend runs exactly these lines. The element-wise
-steps go through :func:`nn_core.fusion.fused`, which returns them unchanged
-on NumPy and compiles each into one kernel on CuPy.
+This module is the oracle the compiled backends are checked against. Each
+layer has a forward and a backward function side by side
+(:func:`layer_forward` / :func:`layer_backward`); :func:`forward`,
+:func:`backward`, :func:`loss_and_grad` and :func:`train_epoch` chain them.
+
+The element-wise rules (the activation ``f`` and its backward rule, the
+output function ``g`` and the loss ``l``) come from the tables in
+``activations.py`` and ``losses.py`` as one :class:`Rules` value
+(:func:`rules`). The code is written against NumPy's names but works on any
+array module with the same API: the ``cupy`` backend runs these very lines
+on the GPU, passing a :class:`Rules` whose functions it has fused into one
+kernel each (``nn_core/backends.py: CupyBackend``).
 
 Notation (shapes for a batch of ``n`` rows; layer ``l = 1..L``, the last
 one being the output layer of width 1):
@@ -19,11 +25,13 @@ one being the output layer of width 1):
 
 from __future__ import annotations
 
-import numpy as np
-from numba.extending import register_jitable
+from collections.abc import Callable
+from typing import NamedTuple
 
-from .activations import ACTIVATIONS, BACKWARDS
-from .fusion import fused
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .dropout import dropout_mask
 from .losses import LOSSES, OUTPUTS, output_delta
 
 
@@ -37,116 +45,86 @@ def array_module(*arrays):
     return np
 
 
-# --- dropout masks from a counter-based hash -------------------------------
-# The masks are a pure function of (seed, step, layer, row, unit), so every
-# backend draws the same masks, and a run does not depend on thread order.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+class Rules(NamedTuple):
+    """The element-wise rules of one network (all elementwise, see the tables they come from).
 
-
-# register_jitable: a plain Python function that compiled kernels may also call.
-@register_jitable
-def splitmix64(x):
-    """SplitMix64 finaliser: a bijective scramble of 64-bit integers (uint64 in, out)."""
-    z = x + _GOLDEN
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return z ^ (z >> _S31)
-
-
-def uniform01(x):
-    """Map uint64 counters to floats uniform in [0, 1), from the top 53 bits of the hash."""
-    return (splitmix64(x) >> _S11) * (1.0 / 9007199254740992.0)
-
-
-@register_jitable
-def dropout_key(seed: int, step: int, layer: int):
-    """One 64-bit key per (seed, optimizer step, layer): the base counter of a mask.
-
-    Hashed on one-element arrays: NumPy warns on the (intended) wrap-around of
-    uint64 scalar arithmetic, not on arrays. The compiled kernels call this
-    same function.
+    Attributes
+    ----------
+    f : callable
+        Hidden activation ``H = f(Z)`` (``nn_core/activations.py``).
+    f_backward : callable
+        ``(Z, H, dH) -> dZ = dH * f'(Z)``.
+    g : callable
+        Output function ``Y = g(Z)`` (``nn_core/losses.py: OUTPUTS``).
+    l : callable
+        Per-sample loss ``l(Z, y)`` of the logits (``nn_core/losses.py: LOSSES``).
     """
-    k = splitmix64(np.full(1, seed, dtype=np.uint64))
-    k = splitmix64(k ^ np.full(1, step, dtype=np.uint64))
-    return splitmix64(k ^ np.full(1, layer, dtype=np.uint64))[0]
+
+    f: Callable
+    f_backward: Callable
+    g: Callable
+    l: Callable
 
 
-def dropout_mask(seed: int, step: int, layer: int, n: int, width: int, p: float, dtype, xp=np):
-    """Inverted-dropout mask ``D`` of shape ``(n, width)``.
+def rules(activation: str, output: str) -> Rules:
+    """The :class:`Rules` of a network with this hidden activation and output."""
+    act = ACTIVATIONS[activation]
+    return Rules(act.forward, act.backward, OUTPUTS[output], LOSSES[output])
 
-    ``D_ij = 1 / (1 - p)`` where unit ``j`` of row ``i`` is kept
-    (probability ``1 - p``), else 0; scaling the kept units by ``1/(1-p)``
-    keeps ``E[H D] = H``, so no rescaling is needed at prediction time.
+
+# --- one layer: forward and backward side by side ----------------------------
+def layer_forward(H_prev, W, b, f):
+    """``Z = H_prev W + b`` and ``H = f(Z)``.
+
+    Parameters
+    ----------
+    H_prev : array of shape (n, d_in)
+    W : array of shape (d_in, d_out)
+    b : array of shape (d_out,)
+    f : callable
+        The activation (the identity for the output layer).
+
+    Returns
+    -------
+    Z, H : arrays of shape (n, d_out)
     """
-    counter = xp.arange(n * width, dtype=xp.uint64).reshape(n, width)
-    D = xp.empty((n, width), dtype=dtype)
-    fused(inverted_dropout, xp)(D, counter + dropout_key(seed, step, layer), p, 1.0 / (1.0 - p))
-    return D
+    Z = H_prev @ W + b
+    return Z, f(Z)
 
 
-def inverted_dropout(D, counter, p, scale):
-    """``D = [uniform01(counter) >= p] * scale``, written into ``D`` (``scale = 1 / (1 - p)``).
+def layer_backward(H_prev, W, delta):
+    """Gradients of ``Z = H_prev W + b`` from ``delta = dL/dZ``.
 
-    The counter hash and the scaling are one fused kernel on a GPU instead of fifteen.
+    * ``dW = H_prev^T delta``
+    * ``db = 1^T delta`` (the sum over rows)
+    * ``dH_prev = delta W^T``
+
+    Parameters
+    ----------
+    H_prev : array of shape (n, d_in)
+    W : array of shape (d_in, d_out)
+    delta : array of shape (n, d_out)
+
+    Returns
+    -------
+    dW : (d_in, d_out), db : (d_out,), dH_prev : (n, d_in)
     """
-    D[...] = (uniform01(counter) >= p).astype(D.dtype) * scale
+    return H_prev.T @ delta, delta.sum(axis=0), delta @ W.T
 
 
-# --- the element-wise parts of a layer, each one fused kernel on a GPU ----------
-# Built once per activation and output: nn_core.fusion caches a fused kernel
-# per function object.
-def _bias_then(f):
-    def bias_activation(Z, b):
-        """``H = f(Z + b)``, given the product ``Z = H_prev W`` of a hidden layer."""
-        return f(Z + b)
-
-    bias_activation.__name__ = f"{f.__name__}_of_z_plus_b"
-    return bias_activation
-
-
-def _delta_after(g):
-    def delta_from_logits(Z, y, s, n):
-        """``delta = s (g(Z) - y) / n``, :func:`nn_core.losses.output_delta` of ``Y = g(Z)``."""
-        return output_delta(g(Z), y, s, n)
-
-    delta_from_logits.__name__ = f"{g.__name__}_output_delta"
-    return delta_from_logits
-
-
-def _weighted_sum_of(l):
-    def weighted_loss_sum(Z, y, s):
-        """``sum_i s_i l(Z_i, y_i)``: the data term of the loss before the mean."""
-        return np.sum(s * l(Z, y))
-
-    weighted_loss_sum.__name__ = f"{l.__name__}_weighted_sum"
-    return weighted_loss_sum
-
-
-#: activation name -> ``(Z, b) -> f(Z + b)``.
-BIAS_ACTIVATIONS = {name: _bias_then(f) for name, f in ACTIVATIONS.items()}
-#: output name -> ``(Z, y, s, n) -> s (g(Z) - y) / n``.
-OUTPUT_DELTAS = {name: _delta_after(g) for name, g in OUTPUTS.items()}
-#: output name -> ``(Z, y, s) -> sum_i s_i l(Z_i, y_i)``.
-WEIGHTED_LOSS_SUMS = {name: _weighted_sum_of(l) for name, l in LOSSES.items()}
-
-
-# --- forward and backward ----------------------------------------------------
-def forward(params, X, activation: str, masks=None):
+# --- the whole network -------------------------------------------------------
+def forward(params, X, r: Rules, masks=None):
     """Forward pass through every layer.
 
-    ``H_l = f(H_{l-1} W_l + b_l) [* D_l]`` for the hidden layers, then the
-    output logits ``Z = H_{L-1} W_L + b_L``.
+    ``Z_l = H_{l-1} W_l + b_l`` and ``H_l = f(Z_l) [* D_l]`` for the hidden
+    layers, then the output logits ``Z = H_{L-1} W_L + b_L``.
 
     Parameters
     ----------
     params : list of (W, b)
         ``W_l`` of shape ``(d_{l-1}, d_l)``, ``b_l`` of shape ``(d_l,)``.
     X : array of shape (n, d_0)
-    activation : str
-        Hidden activation name (``nn_core.activations.ACTIVATIONS``).
+    r : Rules
     masks : list of arrays, optional
         Dropout masks ``D_l`` of shape ``(n, d_l)``, one per hidden layer.
 
@@ -154,22 +132,25 @@ def forward(params, X, activation: str, masks=None):
     -------
     H : list of arrays
         ``[H_0 = X, H_1, ..., H_{L-1}]``, the inputs of each layer.
+    Z : list of arrays
+        ``[Z_1, ..., Z_{L-1}]`` of the hidden layers.
     A : list of arrays
         ``f(Z_l)`` of each hidden layer before dropout (``A_l = H_l`` without it).
-    Z : array of shape (n,)
+    z : array of shape (n,)
         Output logits.
     """
-    bias_activation = fused(BIAS_ACTIVATIONS[activation], array_module(X))
-    H, A = [X], []
+    H, Z, A = [X], [], []
     for l, (W, b) in enumerate(params[:-1]):
-        A.append(bias_activation(H[-1] @ W, b))
-        H.append(A[-1] if masks is None else A[-1] * masks[l])
+        Z_l, A_l = layer_forward(H[-1], W, b, r.f)
+        Z.append(Z_l)
+        A.append(A_l)
+        H.append(A_l if masks is None else A_l * masks[l])
     W_out, b_out = params[-1]
-    Z = (H[-1] @ W_out + b_out)[:, 0]
-    return H, A, Z
+    z = (H[-1] @ W_out + b_out)[:, 0]
+    return H, Z, A, z
 
 
-def backward(params, H, A, delta, activation: str, l2: float, masks=None):
+def backward(params, H, Z, A, delta, r: Rules, l2: float, masks=None):
     """Backpropagation, layer by layer from the output.
 
     With ``delta_l = dL/dZ_l`` (shape ``(n, d_l)``):
@@ -181,11 +162,11 @@ def backward(params, H, A, delta, activation: str, l2: float, masks=None):
     Parameters
     ----------
     params : list of (W, b)
-    H, A : lists of arrays
+    H, Z, A : lists of arrays
         From :func:`forward`.
     delta : array of shape (n,)
-        ``dL/dZ`` of the output logits (:func:`nn_core.losses.output_delta`).
-    activation : str
+        ``dL/dz`` of the output logits (:func:`nn_core.losses.output_delta`).
+    r : Rules
     l2 : float
         ``lambda``, the L2 penalty on weights (biases are not penalised).
     masks : list of arrays, optional
@@ -196,36 +177,34 @@ def backward(params, H, A, delta, activation: str, l2: float, masks=None):
     list of (dW, db)
         Same order and shapes as ``params``.
     """
-    backward_rule = fused(BACKWARDS[activation], array_module(delta))
     delta = delta[:, None]
     grads = [None] * len(params)
     for l in range(len(params) - 1, -1, -1):
         W, _ = params[l]
-        dW = H[l].T @ delta
+        dW, db, dH = layer_backward(H[l], W, delta)
         if l2:
             dW = dW + l2 * W
-        grads[l] = (dW, delta.sum(axis=0))
+        grads[l] = (dW, db)
         if l > 0:
-            dH = delta @ W.T
             if masks is not None:
                 dH = dH * masks[l - 1]
-            delta = backward_rule(A[l - 1], dH)
+            delta = r.f_backward(Z[l - 1], A[l - 1], dH)
     return grads
 
 
-def loss(params, Z, y, s, output: str, l2: float):
-    """``L = (1/n) sum_i s_i l(Z_i, y_i) + (lambda/2) sum_l ||W_l||^2``.
+def loss(params, z, y, s, r: Rules, l2: float):
+    """``L = (1/n) sum_i s_i l(z_i, y_i) + (lambda/2) sum_l ||W_l||^2``.
 
     Returns a 0-d array of the array module, not a Python float: on a GPU,
     turning it into a float would wait for the device after every batch.
     """
-    data = fused(WEIGHTED_LOSS_SUMS[output], array_module(Z))(Z, y, s) / Z.shape[0]
+    data = np.sum(s * r.l(z, y)) / z.shape[0]
     if not l2:
         return data
     return data + sum((W * W).sum() for W, _ in params) * (l2 / 2)
 
 
-def loss_and_grad(params, X, y, s, activation: str, output: str, l2: float, masks=None):
+def loss_and_grad(params, X, y, s, r: Rules, l2: float, masks=None):
     """Loss and its gradient with respect to every ``W`` and ``b``.
 
     Parameters
@@ -235,7 +214,7 @@ def loss_and_grad(params, X, y, s, activation: str, output: str, l2: float, mask
     y : array of shape (n,)
     s : array of shape (n,)
         Per-sample loss weights (:func:`nn_core.losses.sample_scale`).
-    activation, output : str
+    r : Rules
     l2 : float
     masks : list of arrays, optional
         Dropout masks; ``None`` for the deterministic network.
@@ -245,14 +224,14 @@ def loss_and_grad(params, X, y, s, activation: str, output: str, l2: float, mask
     loss : 0-d array
     grads : list of (dW, db)
     """
-    H, A, Z = forward(params, X, activation, masks)
-    delta = fused(OUTPUT_DELTAS[output], array_module(Z))(Z, y, s, X.shape[0])
-    return loss(params, Z, y, s, output, l2), backward(params, H, A, delta, activation, l2, masks)
+    H, Z, A, z = forward(params, X, r, masks)
+    delta = output_delta(r.g(z), y, s, X.shape[0])
+    return loss(params, z, y, s, r, l2), backward(params, H, Z, A, delta, r, l2, masks)
 
 
-def predict(params, X, activation: str, output: str):
-    """``Y = g(Z)`` for every row of ``X`` (shape ``(n,)``)."""
-    return OUTPUTS[output](forward(params, X, activation)[2])
+def predict(params, X, r: Rules):
+    """``Y = g(z)`` for every row of ``X`` (shape ``(n,)``)."""
+    return r.g(forward(params, X, r)[3])
 
 
 def train_epoch(
@@ -267,8 +246,7 @@ def train_epoch(
     lr,
     l2,
     decay_mask,
-    activation,
-    output,
+    r,
     dropout,
     seed,
 ) -> float:
@@ -288,7 +266,7 @@ def train_epoch(
     optimizer : nn_core.optim.Optimizer
     lr, l2 : float
     decay_mask : array of shape (P,)
-    activation, output : str
+    r : Rules
     dropout : float
         Drop probability of hidden units (0 disables dropout).
     seed : int
@@ -311,9 +289,7 @@ def train_epoch(
                 dropout_mask(seed, optimizer.t, l, n, W.shape[1], dropout, theta.dtype, xp)
                 for l, (W, _) in enumerate(params[:-1])
             ]
-        batch_loss, grads = loss_and_grad(
-            params, Xb, y[rows], s[rows], activation, output, l2, masks
-        )
+        batch_loss, grads = loss_and_grad(params, Xb, y[rows], s[rows], r, l2, masks)
         g = xp.concatenate([part.ravel() for pair in grads for part in pair])
         optimizer.step(theta, g, lr, decay_mask)
         total += batch_loss * n

@@ -1,0 +1,313 @@
+"""The fitted input transform, held as data: raw columns -> the network's feature matrix.
+
+A :class:`Preprocessing` is what ``preprocess.json`` stores: for each raw input column,
+in feature order,
+
+- numeric: ``z = (u - mean) / std`` with ``u = log1p(x)`` where ``log1p`` is set, else
+  ``u = x``: one feature;
+- categorical: the training categories ``c_0 < ... < c_{K-1}`` (canonical texts, see
+  :func:`canonical_text`): a one-hot block of ``K + 1`` features whose last position is
+  the *unseen* bucket.
+
+The arithmetic is written once, in :func:`features_from_inputs`, over a matrix of raw
+inputs ``U`` (numeric values, and for each categorical column the position ``k`` of its
+category in the block, ``K`` for unseen). :meth:`Preprocessing.transform` (tables, with
+errors that name row and column) and the exporter's reference model of an exported
+predictor (category *codes*, invalid rows as NaN) both go through it.
+
+Fitting (choosing log1p, means, standard deviations and categories from training rows)
+lives with the data code, in ``features/tabular.py: Preprocessor``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .io import ModelFileError
+
+PREPROCESS_FORMAT = "purchase-propensity-preprocess"
+PREPROCESS_FORMAT_VERSION = 1
+
+_INT_TEXT = re.compile(r"^[+-]?\d+$")
+
+
+def canonical_text(value: str) -> str:
+    """Canonical text of a categorical cell (the form ``preprocess.json`` stores).
+
+    The text is stripped; integer-valued numbers lose their decimals (``"3.0"`` -> ``"3"``,
+    ``"007"`` -> ``"7"``); booleans become ``"TRUE"``/``"FALSE"``; anything else is kept.
+    """
+    text = value.strip()
+    upper = text.upper()
+    if upper in ("TRUE", "FALSE"):
+        return upper
+    if _INT_TEXT.match(text):
+        return str(int(text))  # Python int: exact even for 19-digit ids
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if math.isfinite(number) and number.is_integer():
+        return str(int(number))
+    return text
+
+
+def canonical_series(values: pd.Series) -> pd.Series:
+    """``canonical_text`` applied to a column of strings (computed once per distinct value)."""
+    mapping = {v: canonical_text(v) for v in pd.unique(values)}
+    return values.map(mapping)
+
+
+def block_width(column: Mapping) -> int:
+    """Features of one column: 1 for a numeric one, ``K + 1`` for a categorical one."""
+    return 1 if column["kind"] == "numeric" else len(column["categories"]) + 1
+
+
+def features_from_inputs(
+    columns: Sequence[Mapping], U: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The feature matrix ``F`` of raw inputs ``U``: the transform, written once.
+
+    Parameters
+    ----------
+    columns : list of dict
+        The fitted columns (:attr:`Preprocessing.columns`).
+    U : ndarray, shape (n, n_columns), float64
+        Column ``i`` holds column ``i``'s raw values (numeric) or the position ``k`` in
+        ``0..K`` of each row's category in its block (categorical; ``K`` = unseen).
+
+    Returns
+    -------
+    F : ndarray, shape (n, n_features), float64
+    invalid : ndarray, shape (n,), bool
+        Rows with a numeric value that is NaN, infinite, or negative under ``log1p``; their
+        numeric features are not meaningful (callers raise or return NaN for them).
+    """
+    n = U.shape[0]
+    F = np.zeros((n, sum(block_width(c) for c in columns)), dtype=np.float64)
+    invalid = np.zeros(n, dtype=bool)
+    j = 0
+    with np.errstate(invalid="ignore"):
+        for i, c in enumerate(columns):
+            x = U[:, i]
+            if c["kind"] == "numeric":
+                invalid |= ~np.isfinite(x) | ((x < 0) if c["log1p"] else False)
+                u = np.log1p(np.where(x < 0, 0.0, x)) if c["log1p"] else x
+                F[:, j] = (u - c["mean"]) / c["std"]
+            else:
+                K = len(c["categories"])
+                F[:, j : j + K + 1] = x[:, None] == np.arange(K + 1)
+            j += block_width(c)
+    return F, invalid
+
+
+class Preprocessing:
+    """A fitted map from a raw table to the network's feature matrix (``preprocess.json``).
+
+    Parameters
+    ----------
+    columns : list of dict, optional
+        The fitted columns in feature order (format in the module docstring); ``None``
+        until fitted (``features/tabular.py: Preprocessor.fit``).
+    target, id_column : str or None
+        Names of the target and row-id columns of the training data (not features).
+    source : dict, optional
+        Where the table came from, e.g. ``{"kind": "table"}`` (the default) or
+        ``{"kind": "events", "format": "taobao", "horizon": "1d"}``.
+    """
+
+    def __init__(
+        self,
+        columns: list[dict] | None = None,
+        target: str | None = None,
+        id_column: str | None = None,
+        source: Mapping | None = None,
+    ) -> None:
+        self.columns = columns
+        self.target = target
+        self.id_column = id_column
+        self.source = dict(source) if source is not None else {"kind": "table"}
+
+    @property
+    def fitted(self) -> bool:
+        return self.columns is not None
+
+    def _check_fitted(self) -> list[dict]:
+        if self.columns is None:
+            raise ValueError("the Preprocessor is not fitted yet (call fit or load)")
+        return self.columns
+
+    @property
+    def n_features(self) -> int:
+        """Width of the feature matrix: 1 per numeric column, K + 1 per categorical one."""
+        return sum(block_width(c) for c in self._check_fitted())
+
+    @property
+    def feature_names(self) -> list[str]:
+        """One name per feature column, e.g. ``log1p(PageValues)``, ``Month=Nov``."""
+        names = []
+        for c in self._check_fitted():
+            if c["kind"] == "numeric":
+                names.append(f"log1p({c['name']})" if c["log1p"] else c["name"])
+            else:
+                names.extend(f"{c['name']}={k}" for k in c["categories"])
+                names.append(f"{c['name']}=<unseen>")
+        return names
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Raw columns the transform needs, in feature order."""
+        return [c["name"] for c in self._check_fitted()]
+
+    def _require(self, df: pd.DataFrame, names: Sequence[str]) -> None:
+        missing = [n for n in names if n not in df.columns]
+        if missing:
+            raise ValueError(f"column {missing[0]!r} is missing (needed: {missing})")
+
+    @staticmethod
+    def _numeric_values(df: pd.DataFrame, name: str, first_row: int) -> np.ndarray:
+        values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"row {first_row + i}, column {name!r}: not a finite number "
+                f"(value: {df[name].iloc[i]!r})"
+            )
+        return values
+
+    def inputs(self, df: pd.DataFrame, first_row: int = 1) -> np.ndarray:
+        """The raw-input matrix ``U`` of :func:`features_from_inputs` for a table.
+
+        Numeric cells are parsed and checked (finite, ``>= 0`` in log1p columns);
+        categorical cells are compared as canonical text with the training categories.
+
+        Raises
+        ------
+        ValueError
+            Naming row and column of a missing, non-finite or (log1p column) negative value.
+        """
+        columns = self._check_fitted()
+        self._require(df, self.input_columns)
+        U = np.empty((len(df), len(columns)), dtype=np.float64)
+        for i, c in enumerate(columns):
+            if c["kind"] == "numeric":
+                x = self._numeric_values(df, c["name"], first_row)
+                if c["log1p"]:
+                    negative = x < 0
+                    if negative.any():
+                        k = int(np.flatnonzero(negative)[0])
+                        raise ValueError(
+                            f"row {first_row + k}, column {c['name']!r}: negative value "
+                            f"{x[k]:g} in a log1p column (all training values were >= 0)"
+                        )
+                U[:, i] = x
+            else:
+                index = {cat: k for k, cat in enumerate(c["categories"])}
+                codes = canonical_series(df[c["name"]].astype(str)).map(index)
+                U[:, i] = codes.fillna(len(index)).to_numpy(dtype=np.float64)  # unseen -> K
+        return U
+
+    def transform(self, df: pd.DataFrame, first_row: int = 1) -> np.ndarray:
+        """Feature matrix of ``df``.
+
+        Parameters
+        ----------
+        df : DataFrame
+            Has every input column (any order, extra columns ignored). Numeric cells must
+            be finite numbers (>= 0 in log1p columns); categorical cells any text.
+        first_row : int
+            Row number of ``df``'s first row, used in error messages (1-based data rows).
+
+        Returns
+        -------
+        ndarray, shape (n_rows, n_features), float64
+
+        Raises
+        ------
+        ValueError
+            Naming row and column of a missing, non-finite or (log1p column) negative value.
+        """
+        return features_from_inputs(self._check_fitted(), self.inputs(df, first_row))[0]
+
+    def unseen_counts(self, df: pd.DataFrame) -> dict[str, int]:
+        """Number of rows per categorical column whose value was not seen in training."""
+        counts = {}
+        for c in self._check_fitted():
+            if c["kind"] == "categorical":
+                texts = canonical_series(df[c["name"]].astype(str))
+                unseen = int((~texts.isin(c["categories"])).sum())
+                if unseen:
+                    counts[c["name"]] = unseen
+        return counts
+
+    def to_dict(self) -> dict:
+        """The preprocess.json document (format_version 1)."""
+        return {
+            "format": PREPROCESS_FORMAT,
+            "format_version": PREPROCESS_FORMAT_VERSION,
+            "target": self.target,
+            "id_column": self.id_column,
+            "source": self.source,
+            "columns": self._check_fitted(),
+        }
+
+    @staticmethod
+    def from_dict(doc: Mapping, path: str = "preprocess.json") -> Preprocessing:
+        """Rebuild the fitted state from a preprocess.json document.
+
+        Raises
+        ------
+        nn_core.io.ModelFileError
+            Naming the file and the first malformed entry.
+        """
+
+        def bad(problem: str) -> ModelFileError:
+            return ModelFileError(f"{path}: {problem}")
+
+        if not isinstance(doc, Mapping) or doc.get("format") != PREPROCESS_FORMAT:
+            raise bad(f"not a preprocessing state file (expected format {PREPROCESS_FORMAT!r})")
+        if doc.get("format_version") != PREPROCESS_FORMAT_VERSION:
+            raise bad(f"unsupported format_version {doc.get('format_version')!r}")
+        columns = doc.get("columns")
+        if not isinstance(columns, list) or not columns:
+            raise bad("'columns' must be a non-empty list")
+        checked = []
+        for i, c in enumerate(columns):
+            if not isinstance(c, Mapping) or not isinstance(c.get("name"), str):
+                raise bad(f"columns[{i}] must be an object with a 'name'")
+            if c.get("kind") == "numeric":
+                ok = (
+                    isinstance(c.get("log1p"), bool)
+                    and all(isinstance(c.get(k), int | float) for k in ("mean", "std"))
+                    and math.isfinite(c["mean"])
+                    and math.isfinite(c["std"])
+                    and c["std"] > 0
+                )
+                if not ok:
+                    raise bad(f"columns[{i}] ({c['name']!r}): needs log1p (bool), mean, std > 0")
+                checked.append(
+                    {
+                        "name": c["name"],
+                        "kind": "numeric",
+                        "log1p": c["log1p"],
+                        "mean": float(c["mean"]),
+                        "std": float(c["std"]),
+                    }
+                )
+            elif c.get("kind") == "categorical":
+                cats = c.get("categories")
+                if not isinstance(cats, list) or not all(isinstance(k, str) for k in cats):
+                    raise bad(f"columns[{i}] ({c['name']!r}): 'categories' must be strings")
+                checked.append({"name": c["name"], "kind": "categorical", "categories": cats})
+            else:
+                raise bad(f"columns[{i}]: kind must be 'numeric' or 'categorical'")
+        source = doc.get("source", {"kind": "table"})
+        if not isinstance(source, Mapping):
+            raise bad("'source' must be an object")
+        return Preprocessing(checked, doc.get("target"), doc.get("id_column"), source)

@@ -1,0 +1,56 @@
+"""Validation of the arrays the network takes, in one place.
+
+Every public method of :class:`nn_core.MLP` checks its inputs here and
+raises one ``ValueError`` that says what is wrong, naming the argument and,
+for NaN or infinity, the first row and column that holds it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+
+
+def as_matrix(X, n_inputs: int, dtype, name: str = "X", check_finite: bool = True) -> np.ndarray:
+    """Validate ``X`` as a non-empty ``(n, n_inputs)`` C-ordered array of ``dtype``.
+
+    With ``check_finite`` (the default), NaN or infinity is an error too;
+    the ``numba`` backend's predict kernel checks that itself, in the same
+    pass over ``X``.
+    """
+    if not (type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous):
+        try:
+            X = np.ascontiguousarray(X, dtype=dtype)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{name} must be a numeric array: {e}") from None
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_inputs), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows)")
+    if X.shape[1] != n_inputs:
+        raise ValueError(f"{name} has {X.shape[1]} columns, the network expects {n_inputs}")
+    if check_finite and not kernels.all_finite(X):
+        raise_not_finite(X, name)
+    return X
+
+
+def raise_not_finite(X: np.ndarray, name: str = "X"):
+    """Raise the ``ValueError`` for an ``X`` that holds NaN or infinity, naming the first cell."""
+    bad = np.argwhere(~np.isfinite(X))[0]
+    raise ValueError(f"{name} holds NaN or infinity (first at row {bad[0]}, column {bad[1]})")
+
+
+def as_vector(v, n: int, dtype, name: str) -> np.ndarray:
+    """Validate ``v`` as a finite ``(n,)`` array of ``dtype``."""
+    try:
+        v = np.ascontiguousarray(v, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numeric: {e}") from None
+    if v.ndim != 1 or v.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {v.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(
+            f"{name} holds NaN or infinity (first at index {np.argmin(np.isfinite(v))})"
+        )
+    return v
