@@ -43,7 +43,7 @@ def main() -> int:
     ap.add_argument("--out", help="also write the report to this file")
     args = ap.parse_args()
 
-    from nn_core import MLP, activations, fusion
+    from nn_core import MLP, activations, fusion, load_model, save_model
     from nn_core.backends import cupy_module
     from nn_core.testing import OPTION_CASES, TOLERANCES, compare_backends
 
@@ -103,8 +103,8 @@ def main() -> int:
     gpu = MLP(12, (16, 8), backend="cupy")
     gpu.fit(X, y, epochs=3, batch_size=64)
     with tempfile.TemporaryDirectory() as d:
-        gpu.save(d)
-        cpu = MLP.load(d, backend="numba")
+        save_model(d, gpu)
+        cpu = load_model(d, backend="numba").network
     diff = float(np.abs(cpu.predict_proba(X) - gpu.predict_proba(X)).max())
     ok = diff < 1e-5
     failures += not ok

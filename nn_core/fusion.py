@@ -10,11 +10,13 @@ element-wise kernel (or a reduction kernel, when the function ends in
 ``np.sum``).
 
 The rules are written once, with NumPy's names (``np.sqrt``, ``np.exp``, in
-``activations.py``, ``losses.py``, ``optim.py`` and ``reference.py``). CuPy's
+``activations.py``, ``losses.py``, ``optim.py`` and ``dropout.py``). CuPy's
 tracer understands only CuPy's own functions, so :func:`fused` runs a rule's
 code with its global name ``np`` bound to the CuPy module, in the rule and in
-the functions it calls, and fuses that. On NumPy it returns the rule itself:
-the reference stays plain array code, and the CPU suite runs the very lines
+the functions it calls, and fuses that. On NumPy it returns the rule itself.
+The reference (``reference.py``) never calls this module: it takes its rules
+as arguments, and the ``cupy`` backend passes them fused
+(``backends.py: CupyBackend.rules``), so the CPU suite runs the very lines
 that the GPU fuses.
 
 A rule that is to be fused may use only what ``cupy.fuse`` traces: operators

@@ -72,12 +72,13 @@ def gradcheck(
     s = sample_scale(y, sample_weight, pos_weight)
     theta = model.theta.astype(np.float64)
     params = model.unflatten(theta)
+    r = reference.rules(model.activation, model.output)
 
     def loss_at() -> float:
-        Z = reference.forward(params, X, model.activation)[2]
-        return float(reference.loss(params, Z, y, s, model.output, l2))
+        z = reference.forward(params, X, r)[3]
+        return float(reference.loss(params, z, y, s, r, l2))
 
-    _, grads = reference.loss_and_grad(params, X, y, s, model.activation, model.output, l2)
+    _, grads = reference.loss_and_grad(params, X, y, s, r, l2)
     analytic = np.concatenate([g.ravel() for pair in grads for g in pair])
     numeric = np.empty_like(analytic)
 

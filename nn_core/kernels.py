@@ -4,10 +4,12 @@ A whole epoch of mini-batch steps runs inside one compiled call,
 :func:`train_epoch`, so Python is entered once per epoch, not once per
 batch. The matrix products go to BLAS through ``np.dot`` (with ``out=``
 buffers, so nothing is allocated per product; see :func:`matmul`); the activations, their
-backward rules, the losses and the output delta are the very functions of
-``nn_core/activations.py`` and ``nn_core/losses.py``, compiled here with
-``numba.njit``; the optimizer updates are loops over the flat parameter
-vector (a loop avoids the temporaries of the array form in ``optim.py``).
+backward rules, the losses, the output delta and the optimizer rules are the
+very functions of ``nn_core/activations.py``, ``nn_core/losses.py`` and
+``nn_core/optim.py``, compiled here with ``numba.njit`` and applied element
+by element in loops (a loop avoids the temporaries of the array form).
+Each layer's forward and backward halves are :func:`layer_forward` and
+:func:`layer_backward`, as in ``nn_core/reference.py``.
 
 Element-wise work is written as loops rather than array expressions: a
 loop compiles to less code (an array assignment brings in its shape checks
@@ -65,7 +67,9 @@ warnings.filterwarnings(
 # The kernels take the index of the network's entry (``activation_index``
 # and friends) and pick the rule with literal_unroll, which unrolls the loop
 # over the tuple at compile time into one branch per entry: the branch for
-# the network's rule holds a loop around that rule alone, inlined.
+# the network's rule holds a loop around that rule alone, inlined. An index
+# outside the table is refused after the loop (Numba 0.68 cannot type a
+# literal_unroll loop that follows a raise).
 _F = tuple(_jit(a.forward) for a in ACTIVATIONS.values())
 _F_BACKWARD = tuple(_jit(a.backward) for a in ACTIVATIONS.values())
 _G = tuple(_jit(g) for g in OUTPUTS.values())
@@ -75,6 +79,7 @@ _decayed = _jit(decayed)
 _output_delta = _jit(_output_delta_py)
 _uniform01 = _jit(_uniform01_py)
 
+N_ACTIVATIONS, N_OUTPUTS, N_OPTIMIZERS = len(ACTIVATIONS), len(OUTPUTS), len(OPTIMIZERS)
 #: Index of the identity, the "activation" of the output layer's logits.
 IDENTITY = list(ACTIVATIONS).index("identity")
 
@@ -108,6 +113,8 @@ def bias_activate(act, Z, b):
                 for j in range(d):
                     Z[i, j] = f(Z[i, j] + b[j])
         k += 1
+    if not 0 <= act < N_ACTIVATIONS:
+        raise ValueError("bias_activate: unknown activation index")
 
 
 def bias_activate_keep(act, Z, b, A):
@@ -122,6 +129,8 @@ def bias_activate_keep(act, Z, b, A):
                     Z[i, j] = z
                     A[i, j] = f(z)
         k += 1
+    if not 0 <= act < N_ACTIVATIONS:
+        raise ValueError("bias_activate_keep: unknown activation index")
 
 
 def activate(act, H):
@@ -139,6 +148,8 @@ def activate(act, H):
             for j in range(H.shape[0]):
                 H[j] = f(H[j])
         k += 1
+    if not 0 <= act < N_ACTIVATIONS:
+        raise ValueError("activate: unknown activation index")
 
 
 def activation_backward(act, Z, A, dH):
@@ -149,6 +160,8 @@ def activation_backward(act, Z, A, dH):
             for i in range(dH.shape[0]):
                 dH[i] = f_backward(Z[i], A[i], dH[i])
         k += 1
+    if not 0 <= act < N_ACTIVATIONS:
+        raise ValueError("activation_backward: unknown activation index")
 
 
 def output_function(out, z):
@@ -177,6 +190,8 @@ def output_loss_delta(out, z, y, s, Y, delta, n):
                 total += s[i] * l(z[i], y[i])
                 delta[i] = _output_delta(Y[i], y[i], s[i], n)
         k += 1
+    if not 0 <= out < N_OUTPUTS:
+        raise ValueError("output_loss_delta: unknown output index")
     return total / n
 
 
@@ -222,6 +237,8 @@ def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
                     theta[k], g[k], m[k], v[k], lr_, mu, b1, one_m_b1, b2, one_m_b2, lr_t, r, eps
                 )
         i += 1
+    if not 0 <= opt < N_OPTIMIZERS:
+        raise ValueError("optimizer_step: unknown optimizer index")
 
 
 def matmul(A, B, C):

@@ -7,8 +7,8 @@ GPU: the tracer sees only the dtype and ndim of its arguments, so these tests
 trace on arrays that point at no memory and run wherever CuPy imports,
 without a CUDA device. They check, for float32 and float64:
 
-* the rule traces (one element-wise kernel, or one reduction kernel for the
-  loss sums), with NumPy's names bound to CuPy (``nn_core/fusion.py``);
+* the rule traces into one element-wise kernel, with NumPy's names bound to
+  CuPy (``nn_core/fusion.py``);
 * every traced operation computes in the arrays' dtype: no float64 operation
   in a float32 kernel (Python scalars must stay weak);
 * the kernel writes exactly the arguments the rule updates in place;
@@ -34,8 +34,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn_core import fusion, optim, reference
-from nn_core.activations import BACKWARDS
+from nn_core import dropout, fusion, optim
+from nn_core.activations import ACTIVATIONS
+from nn_core.losses import LOSSES, OUTPUTS
+
+#: What passes its input through: its kernel is a copy, with no operation.
+IDENTITY_RULES = {ACTIVATIONS["identity"].forward, ACTIVATIONS["identity"].backward}
 
 cupy = pytest.importorskip(
     "cupy", reason="CuPy is not installed (the gpu extra; these tests need no GPU)"
@@ -57,26 +61,19 @@ def _cases():
     (an array of that dtype) or a Python scalar.
     """
     n, d, p = 8, 5, 40
-    cases = [(reference.inverted_dropout, [(n, d), ((n, d), "uint64"), 0.3, 1 / 0.7], {0})]
-    for rule in reference.BIAS_ACTIVATIONS.values():
-        cases.append((rule, [(n, d), (d,)], set()))
-    for rule in BACKWARDS.values():
-        cases.append((rule, [(n, d), (n, d)], set()))
-    for rule in reference.OUTPUT_DELTAS.values():
-        cases.append((rule, [(n,), (n,), (n,), n], set()))
-    for rule in reference.WEIGHTED_LOSS_SUMS.values():
-        cases.append((rule, [(n,), (n,), (n,)], set()))
-    cases += [
-        (optim.decay_weights, [(p,), (p,), 1e-3], {0}),
-        (optim.sgd_update, [(p,), (p,), 0.1], {0}),
-        (optim.momentum_update, [(p,), (p,), (p,), 0.1, 0.9], {0, 1}),
-        (optim.nesterov_update, [(p,), (p,), (p,), 0.1, 0.9], {0, 1}),
-        (
-            optim.adam_update,
-            [(p,), (p,), (p,), (p,), 0.9, 0.1, 0.999, 0.001, 0.01, 0.03, 1e-8],
-            {0, 1, 2},
-        ),
-    ]
+    cases = [(dropout.inverted_dropout, [(n, d), ((n, d), "uint64"), 0.3, 1 / 0.7], {0})]
+    for a in ACTIVATIONS.values():
+        cases.append((a.forward, [(n, d)], set()))
+        cases.append((a.backward, [(n, d), (n, d), (n, d)], set()))
+    for name, g in OUTPUTS.items():
+        if g not in {a.forward for a in ACTIVATIONS.values()}:
+            cases.append((g, [(n,)], set()))
+        cases.append((LOSSES[name], [(n,), (n,)], set()))
+    cases.append((optim.decay_weights, [(p,), (p,), 1e-3], {0}))
+    # (theta, g, m, v, lr, mu, b1, 1 - b1, b2, 1 - b2, lr_t, r, eps); theta, m, v written
+    step = [0.1, 0.9, 0.9, 0.1, 0.999, 0.001, 0.03, 1.2, 1e-8]
+    for update in optim.UPDATES.values():
+        cases.append((update, [(p,), (p,), (p,), (p,), *step], {0, 2, 3}))
     return cases
 
 
@@ -121,15 +118,12 @@ def _trace(rule, args):
 
 def test_the_cases_cover_every_rule_the_backend_fuses():
     traced = {rule for rule, _, _ in CASES}
-    tables = [reference.BIAS_ACTIVATIONS, BACKWARDS, reference.OUTPUT_DELTAS,
-              reference.WEIGHTED_LOSS_SUMS]
-    for table in tables:
-        assert set(table.values()) <= traced
-    assert reference.inverted_dropout in traced
+    for a in ACTIVATIONS.values():
+        assert {a.forward, a.backward} <= traced
+    assert set(OUTPUTS.values()) | set(LOSSES.values()) <= traced
+    assert {dropout.inverted_dropout, optim.decay_weights, *optim.UPDATES.values()} <= traced
     source = Path(optim.__file__).read_text(encoding="utf-8")
-    for name in ("decay_weights", "sgd_update", "momentum_update", "nesterov_update",
-                 "adam_update"):
-        assert f"fused({name}, xp)" in source
+    assert "fused(decay_weights, xp)" in source and "fused(UPDATES[self.name], xp)" in source
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -138,17 +132,15 @@ def test_rule_traces_into_one_kernel_in_its_dtype(rule, shapes, written, dtype):
     args = _fake_arguments(shapes, dtype)
     history, kernel = _trace(rule, args)
 
-    reduces = rule in reference.WEIGHTED_LOSS_SUMS.values()
-    assert type(kernel).__name__ == ("ReductionKernel" if reduces else "ElementwiseKernel")
-    assert (history.reduce_op is not None) == reduces
+    assert type(kernel).__name__ == "ElementwiseKernel"
+    assert history.reduce_op is None
 
     allowed = {np.dtype(dtype), np.dtype(bool)}
-    if rule is reference.inverted_dropout:
+    if rule is dropout.inverted_dropout:
         # The counter hash is uint64 and its uniform draw float64, as in NumPy.
         allowed |= {np.dtype("uint64"), np.dtype("float64")}
     ops = history.op_list + history.postmap_op_list
-    # identity's backward rule passes dH through: its kernel is a copy, no operation.
-    assert bool(ops) == (rule is not BACKWARDS["identity"])
+    assert bool(ops) == (rule not in IDENTITY_RULES)
     for op in ops:
         dtypes = {np.dtype(t) for t in op.dtypes}
         assert dtypes <= allowed, (
@@ -277,7 +269,7 @@ def host_kernels(tmp_path_factory):
     return ctypes.CDLL(str(library)), kernels
 
 
-LOSS_RULES = [*reference.OUTPUT_DELTAS.values(), *reference.WEIGHTED_LOSS_SUMS.values()]
+LOSS_RULES = list(LOSSES.values())
 
 
 def _inputs(rule, shapes, dtype, rng):
@@ -289,10 +281,10 @@ def _inputs(rule, shapes, dtype, rng):
         elif isinstance(s[-1], str):  # the dropout counters
             args.append(rng.integers(0, 2**63, size=s[0], dtype=s[1]))
         elif rule in LOSS_RULES:
-            # (Z, y, s): logits, 0/1 targets, positive weights
-            values = [rng.normal(size=s) * 3, rng.integers(0, 2, s), rng.uniform(0.5, 2.0, s)]
+            # (Z, y): logits, 0/1 targets
+            values = [rng.normal(size=s) * 3, rng.integers(0, 2, s)]
             args.append(values[k].astype(dtype))
-        elif rule is optim.adam_update and k == 2:
+        elif rule is optim.UPDATES["adam"] and k == 3:
             args.append(rng.uniform(0.0, 1.0, s).astype(dtype))  # v >= 0
         else:
             args.append((rng.normal(size=s) * 2).astype(dtype))
@@ -307,9 +299,9 @@ def test_traced_kernel_computes_the_rule(host_kernels, rule, shapes, written, dt
 
 
 def test_the_host_check_catches_a_wrong_kernel(host_kernels):
-    """Not vacuous: the ReLU layer's kernel does not pass for the tanh layer's rule."""
+    """Not vacuous: the ReLU kernel does not pass for the tanh rule."""
     library, kernels = host_kernels
-    relu, tanh = reference.BIAS_ACTIVATIONS["relu"], reference.BIAS_ACTIVATIONS["tanh"]
+    relu, tanh = ACTIVATIONS["relu"].forward, ACTIVATIONS["tanh"].forward
     shapes = next(shapes for rule, shapes, _ in CASES if rule is tanh)
     with pytest.raises(AssertionError, match="Not equal to tolerance"):
         _assert_kernel_computes(library, *kernels[relu, "float32"], tanh, shapes, set(),
@@ -330,8 +322,7 @@ def _assert_kernel_computes(library, name, kernel, rule, shapes, written, dtype)
         np.ascontiguousarray(np.broadcast_to(a, full)).ravel() if isinstance(a, np.ndarray) else a
         for a in args
     ]
-    reduces = rule in reference.WEIGHTED_LOSS_SUMS.values()
-    out = np.zeros(1 if reduces else n, dtype=dtype) if kernel.out_params else None
+    out = np.zeros(n, dtype=dtype) if kernel.out_params else None
     c_args = [ctypes.c_long(n)]
     for p, value in zip(kernel.in_params, flat, strict=True):
         if isinstance(value, np.ndarray):
@@ -342,10 +333,12 @@ def _assert_kernel_computes(library, name, kernel, rule, shapes, written, dtype)
         c_args.append(out.ctypes.data_as(ctypes.c_void_p))
     getattr(library, name)(*c_args)
 
-    # A few units in the last place: the host's exp and log1p are not NumPy's.
-    rtol = 4 * np.finfo(dtype).eps
+    # A few units in the last place: the host's exp and log1p are not NumPy's. GELU's
+    # derivative cancels twice (1 - T^2 for large |Z|, and its two terms for Z < 0), which
+    # turns a few units of tanh's last place into up to ~50 of the result's scale (seen).
+    rtol = (64 if rule is ACTIVATIONS["gelu"].backward else 4) * np.finfo(dtype).eps
     if expected is not None:
-        got = out[0] if reduces else out.reshape(full)
+        got = out.reshape(full)
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol)
     for k in written:
         np.testing.assert_allclose(flat[k], expected_args[k].ravel(), rtol=rtol, atol=rtol)

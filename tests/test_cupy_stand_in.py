@@ -179,15 +179,16 @@ def _epoch_kernels(cupy, n=100, batch_size=25, **fit):
 )
 def test_each_batch_runs_its_elementwise_work_as_fused_kernels(cupy, fit, update):
     """Per batch of a 5 -> 4 -> 3 -> 1 ReLU network: one kernel for each hidden layer's
-    bias and ReLU, one per backward rule, one for the output delta, one for the loss sum,
-    one for the optimizer (and one for decoupled weight decay, one per dropout mask)."""
+    ReLU, one per backward rule, one for the output function, one for the per-sample loss,
+    one for the optimizer (and one for decoupled weight decay, one per dropout mask); the
+    bias additions, the output delta and the loss's sum are CuPy's own kernels."""
     calls, _ = _epoch_kernels(cupy, **fit)
     batches = 4
     expected = {
-        "relu_of_z_plus_b": 2 * batches,
+        "relu": 2 * batches,
         "relu_backward": 2 * batches,
-        "sigmoid_output_delta": batches,
-        "bce_with_logits_weighted_sum": batches,
+        "sigmoid": batches,
+        "bce_with_logits": batches,
         update: batches,
     }
     if fit.get("weight_decay"):
@@ -306,6 +307,7 @@ def test_cupy_trained_model_saves_loads_predicts_and_exports(cupy, tmp_path):
 
     from features.tabular import Preprocessor
     from nn_core import export as ex
+    from nn_core import load_model, save_model
 
     rng = np.random.default_rng(2)
     n = 240
@@ -324,11 +326,10 @@ def test_cupy_trained_model_saves_loads_predicts_and_exports(cupy, tmp_path):
     assert np.array_equal(gpu.theta, ref.theta)
     p = gpu.predict_proba(X)
     assert type(p) is np.ndarray and p.dtype == np.float32 and p.shape == (n,)
-    gpu.save(tmp_path / "m")
-    pre.save(tmp_path / "m")
+    save_model(tmp_path / "m", gpu, pre)
     for backend in ("numba", "numpy", "cupy"):
-        loaded = MLP.load(tmp_path / "m", backend=backend)
-        assert np.max(np.abs(loaded.predict_proba(X) - p)) <= 1e-6
+        loaded = load_model(tmp_path / "m", backend=backend)
+        assert np.max(np.abs(loaded.predict_proba(df) - p)) <= 1e-6
     model, _ = ex.load_model_dir(tmp_path / "m")
     files, _ = ex.export(model, "python", "gpu_model")
     ex.write_all(tmp_path / "out", files)

@@ -1,5 +1,7 @@
 """Finite-difference gradient checks over every activation, depth, output and loss option."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -44,7 +46,10 @@ def test_gradcheck_catches_a_wrong_derivative(monkeypatch):
     X, y = _problem("sigmoid")
     m = _model("tanh", 2, "sigmoid")
     assert gradcheck(m, X, y) < 1e-6
-    monkeypatch.setitem(activations.BACKWARDS, "tanh", lambda H, dH: dH * (1 - H * H) * 1.01)
+    wrong = dataclasses.replace(
+        activations.ACTIVATIONS["tanh"], backward=lambda Z, H, dH: dH * (1 - H * H) * 1.01
+    )
+    monkeypatch.setitem(activations.ACTIVATIONS, "tanh", wrong)
     assert gradcheck(m, X, y) > 1e-3
 
 
@@ -58,6 +63,6 @@ def test_gradcheck_catches_a_missing_l2_term(monkeypatch):
     monkeypatch.setattr(
         reference,
         "backward",
-        lambda p, H, A, d, act, l2, masks=None: original(p, H, A, d, act, 0.0),
+        lambda p, H, Z, A, d, r, l2, masks=None: original(p, H, Z, A, d, r, 0.0),
     )
     assert gradcheck(m, X, y, l2=0.5) > 1e-3

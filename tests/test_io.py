@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from nn_core import MLP, ModelFileError
+from nn_core import MLP, ModelFileError, load_model, save_model
 from nn_core.io import atomic_write
 
 
@@ -18,7 +18,7 @@ def saved(tmp_path):
     rng = np.random.default_rng(0)
     m.fit(rng.normal(size=(40, 5)), rng.integers(0, 2, 40), epochs=2)
     d = tmp_path / "model"
-    m.save(d)
+    save_model(d, m)
     return m, d
 
 
@@ -26,8 +26,8 @@ def saved(tmp_path):
 def test_round_trip_is_exact(tmp_path, dtype):
     m = MLP(6, (5,), activation="leaky_relu", output="identity", dtype=dtype, seed=4)
     m.theta += np.linspace(-1, 1, m.n_params).astype(dtype)
-    m.save(tmp_path / "m")
-    m2 = MLP.load(tmp_path / "m")
+    save_model(tmp_path / "m", m)
+    m2 = load_model(tmp_path / "m").network
     assert (m2.n_inputs, m2.hidden, m2.activation, m2.output, m2.dtype) == (
         6,
         (5,),
@@ -58,7 +58,7 @@ def test_no_temporary_files_left(saved):
 
 def test_missing_directory(tmp_path):
     with pytest.raises(ModelFileError, match="not found"):
-        MLP.load(tmp_path / "nope")
+        load_model(tmp_path / "nope")
 
 
 def test_truncated_weights_are_refused(saved):
@@ -66,7 +66,7 @@ def test_truncated_weights_are_refused(saved):
     blob = (d / "weights.npz").read_bytes()
     (d / "weights.npz").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ModelFileError, match=r"weights\.npz.*SHA-256"):
-        MLP.load(d)
+        load_model(d)
 
 
 def test_tampered_weights_are_refused(saved):
@@ -75,7 +75,7 @@ def test_tampered_weights_are_refused(saved):
     blob[len(blob) // 2] ^= 0xFF
     (d / "weights.npz").write_bytes(bytes(blob))
     with pytest.raises(ModelFileError, match="SHA-256"):
-        MLP.load(d)
+        load_model(d)
 
 
 def _rewrite_weights(d, arrays):
@@ -94,7 +94,7 @@ def test_pickled_weights_are_refused_even_with_a_matching_hash(saved):
     arrays["W0"] = np.array([object()], dtype=object)
     _rewrite_weights(d, arrays)
     with pytest.raises(ModelFileError, match="refused"):
-        MLP.load(d)
+        load_model(d)
 
 
 def test_a_pickle_file_as_weights_is_refused(saved):
@@ -105,7 +105,7 @@ def test_a_pickle_file_as_weights_is_refused(saved):
     meta["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     (d / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match=r"weights\.npz"):
-        MLP.load(d)
+        load_model(d)
 
 
 def test_wrong_shapes_are_refused(saved):
@@ -114,7 +114,7 @@ def test_wrong_shapes_are_refused(saved):
     arrays["W1"] = np.zeros((3, 4), dtype=np.float32)
     _rewrite_weights(d, arrays)
     with pytest.raises(ModelFileError, match="layer 1 has shapes"):
-        MLP.load(d)
+        load_model(d)
 
 
 @pytest.mark.parametrize("version", [2, 0, "1", None])
@@ -124,21 +124,21 @@ def test_unknown_versions_are_refused(saved, version):
     meta["format_version"] = version
     (d / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="format_version"):
-        MLP.load(d)
+        load_model(d)
 
 
 def test_broken_json_is_refused(saved):
     _, d = saved
     (d / "model.json").write_text('{"format": "purchase-propensity-mlp", ')
     with pytest.raises(ModelFileError, match=r"model\.json: not valid JSON"):
-        MLP.load(d)
+        load_model(d)
 
 
 def test_another_format_is_refused(saved):
     _, d = saved
     (d / "model.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ModelFileError, match="not a purchase-propensity-mlp file"):
-        MLP.load(d)
+        load_model(d)
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):

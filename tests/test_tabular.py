@@ -11,14 +11,15 @@ from features.tabular import (
     DataError,
     Preprocessor,
     Schema,
-    canonical_text,
     iter_raw_chunks,
     load_table,
     parse_frame,
     schema_from_config,
     stratified_split,
 )
+from nn_core import MLP, load_model, save_model
 from nn_core.io import ModelFileError
+from nn_core.preprocessing import canonical_text
 
 UCI = Path(__file__).resolve().parents[1] / "data" / "online_shoppers_intention.csv"
 UCI_LINES = UCI.read_text().splitlines()  # header + 12,330 data rows (CRLF stripped)
@@ -224,29 +225,38 @@ def test_transform_errors_name_row_and_column():
 def test_save_load_round_trip_and_file_format(tmp_path):
     df = small_frame()
     pre = Preprocessor(["count", "rate"], ["code"], target="y", id_column="sid").fit(df)
-    pre.save(tmp_path)
+    save_model(tmp_path, MLP(pre.n_features, (2,)), pre)
     doc = json.loads((tmp_path / "preprocess.json").read_text())
     assert doc["format"] == "purchase-propensity-preprocess" and doc["format_version"] == 1
     assert doc["target"] == "y" and doc["id_column"] == "sid"
     assert doc["source"] == {"kind": "table"}
     assert [c["name"] for c in doc["columns"]] == ["count", "rate", "code"]
     assert set(doc["columns"][0]) == {"name", "kind", "log1p", "mean", "std"}
-    back = Preprocessor.load(tmp_path)
-    np.testing.assert_array_equal(back.transform(df), pre.transform(df))
-    assert back.feature_names == pre.feature_names
+    back = load_model(tmp_path)
+    np.testing.assert_array_equal(back.preprocessing.transform(df), pre.transform(df))
+    assert back.preprocessing.feature_names == pre.feature_names
+    np.testing.assert_array_equal(
+        back.predict_proba(df), back.network.predict_proba(pre.transform(df)).astype(np.float64)
+    )
 
 
 def test_load_errors_name_the_file(tmp_path):
+    df = small_frame()
+    pre = Preprocessor(["count", "rate"], ["code"]).fit(df)
     with pytest.raises(ModelFileError, match="model directory not found"):
-        Preprocessor.load(tmp_path / "missing")
-    with pytest.raises(ModelFileError, match=r"preprocess\.json: file not found"):
-        Preprocessor.load(tmp_path)
+        load_model(tmp_path / "missing")
+    save_model(tmp_path, MLP(pre.n_features, (2,)))
+    with pytest.raises(ModelFileError, match=r"preprocess\.json: missing"):
+        load_model(tmp_path).predict_proba(df)
     (tmp_path / "preprocess.json").write_text("{not json")
     with pytest.raises(ModelFileError, match=r"preprocess\.json"):
-        Preprocessor.load(tmp_path)
+        load_model(tmp_path)
     (tmp_path / "preprocess.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ModelFileError, match="not a preprocessing state file"):
-        Preprocessor.load(tmp_path)
+        load_model(tmp_path)
+    save_model(tmp_path, MLP(pre.n_features + 1, (2,)), pre)
+    with pytest.raises(ModelFileError, match="expects 7 inputs but preprocess.json builds 6"):
+        load_model(tmp_path)
 
 
 def test_stratified_split_partitions_and_keeps_the_class_balance():

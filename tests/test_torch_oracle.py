@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from nn_core import MLP
+from nn_core.activations import ACTIVATIONS
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install -e '.[bench]')")
 
@@ -16,7 +17,13 @@ TORCH_ACT = {
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
     "identity": lambda z: z,
+    "silu": torch.nn.functional.silu,
+    "gelu": lambda z: torch.nn.functional.gelu(z, approximate="tanh"),
 }
+
+
+def test_every_activation_has_a_torch_oracle():
+    assert set(TORCH_ACT) == set(ACTIVATIONS)
 
 
 def _torch_loss(params, X, y, sw, pos_weight, l2, activation, output):
@@ -47,7 +54,7 @@ def _setup(activation, output, hidden=(5, 4)):
 
 
 @pytest.mark.parametrize("output", ["sigmoid", "identity"])
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid", "identity"])
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_loss_and_gradients_match_torch(activation, output):
     X, y, sw, m, tparams = _setup(activation, output)
     # For 0/1 labels, torch's pos_weight scales exactly the positive rows' loss.

@@ -83,7 +83,7 @@ def test_bad_fit_options(kwargs, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"activation": "gelu"}, "unknown activation"),
+        ({"activation": "mish"}, "unknown activation"),
         ({"output": "softmax"}, "unknown output"),
         ({"dtype": "float16"}, "dtype"),
         ({"hidden": (3, 0)}, "widths"),
@@ -146,11 +146,13 @@ def test_bad_schedule_parameters(kwargs):
         MLP(3, (4,)).fit(np.zeros((2, 3)), np.array([0.0, 1.0]), **kwargs)
 
 
-def test_kernels_refuse_unknown_codes():
+def test_kernels_refuse_unknown_indices():
     from nn_core import kernels
 
     z = np.zeros(3, dtype=np.float32)
-    with pytest.raises(ValueError, match="unknown activation code"):
+    with pytest.raises(ValueError, match="unknown activation index"):
         kernels.bias_activate(99, z.reshape(1, 3), z)
-    with pytest.raises(ValueError, match="unknown optimizer code"):
+    with pytest.raises(ValueError, match="unknown activation index"):
+        kernels.activation_backward(-1, z, z, z)
+    with pytest.raises(ValueError, match="unknown optimizer index"):
         kernels.optimizer_step(9, z, z, z, z, 1, 0.1, np.zeros(7, np.float32), z)

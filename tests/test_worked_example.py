@@ -53,7 +53,7 @@ def _close(actual, name):
 
 def test_forward_pass_by_hand():
     m = _model()
-    H, _A, Z = reference.forward(m.params, X, "relu")
+    H, _Z, _A, Z = reference.forward(m.params, X, reference.rules("relu", "sigmoid"))
     _close(H[0] @ WEIGHTS[0][0] + WEIGHTS[0][1], "Z1")
     _close(H[1], "H1")
     _close(Z, "Z2")
@@ -74,7 +74,7 @@ def test_loss_and_gradients_by_hand(backend):
 
 def test_intermediate_deltas_by_hand():
     m = _model()
-    H, _A, _Z = reference.forward(m.params, X, "relu")
+    H, _Z, _A, _z = reference.forward(m.params, X, reference.rules("relu", "sigmoid"))
     delta2 = output_delta(m.predict_proba(X), y, np.ones(2), 2)
     _close(delta2, "delta2")
     dH1 = delta2[:, None] @ WEIGHTS[1][0].T
