@@ -17,19 +17,16 @@ naming file, row and column, exit status 1 and no output file.
 
 Event-log models (trained with ``train.py --events``): ``--events LOG --cutoff T`` scores
 every user active before ``T``; the id written is ``user_id``.
+
+The model directory is read with ``nn_core.load_model``; the scoring, ranking and output
+streaming are ``features.scoring``'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-from collections import Counter
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 DEFAULT_CHUNKSIZE = 100_000
 
@@ -59,169 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-# --------------------------------------------------------------------------- scoring
-
-
 def load_model(model_dir: Path):
-    """The MLP and its Preprocessor; ModelFileError naming the file when either is bad."""
-    from features.tabular import Preprocessor
-    from nn_core import MLP
+    """The model directory as an ``nn_core.Predictor``; ModelFileError naming the file when
+    a file is bad or ``preprocess.json`` is missing (predict.py scores raw rows)."""
+    from nn_core import load_model as load
     from nn_core.io import ModelFileError
 
-    pre = Preprocessor.load(model_dir)
-    model = MLP.load(model_dir)
-    if model.n_inputs != pre.n_features:
-        raise ModelFileError(
-            f"{model_dir}: model.json expects {model.n_inputs} inputs but preprocess.json "
-            f"builds {pre.n_features} features (files from different runs?)"
-        )
-    return model, pre
-
-
-def scoring_schema(pre, id_column: str | None):
-    """The schema predict.py checks: training roles, no target, and ``>= 0`` in log1p columns
-    (log1p of a negative number is undefined)."""
-    from features.tabular import Schema
-
-    ranges = {c["name"]: (0.0, None) for c in pre.columns if c["kind"] == "numeric" and c["log1p"]}
-    return Schema(None, tuple(pre.numeric), tuple(pre.categorical), id_column, ranges)
-
-
-def score_table(path: Path, model, pre, id_column: str | None, chunksize: int, threads):
-    """First pass: validated, chunked scoring of a session table.
-
-    Returns
-    -------
-    p : ndarray, shape (n,), float64
-        Propensities in file order.
-    unseen : Counter
-        Rows per categorical column that fell into the unseen bucket.
-    """
-    from features.tabular import DataError, check_columns, iter_raw_chunks, parse_frame, read_header
-
-    header = read_header(path)
-    check_columns(path, header, pre.input_columns, " (the model was trained with it)")
-    if id_column is not None:
-        check_columns(path, header, [id_column], " (given as --id-column)")
-    schema = scoring_schema(pre, id_column)
-    needed = set(pre.input_columns) | ({id_column} if id_column else set())
-    usecols = [c for c in header if c in needed]
-    scores, unseen = [], Counter()
-    for first_row, raw in iter_raw_chunks(path, usecols, chunksize):
-        if len(raw) == 0:  # a header-only file still yields one empty chunk
-            continue
-        frame = parse_frame(raw, schema, path, first_row, with_target=False)
-        unseen.update(pre.unseen_counts(frame))
-        X = pre.transform(frame, first_row=first_row)
-        scores.append(np.asarray(model.predict_proba(X, threads=threads), dtype=np.float64))
-    if not scores or sum(len(s) for s in scores) == 0:
-        raise DataError(path, "the file has a header but no data rows")
-    return np.concatenate(scores), unseen
-
-
-def rank_and_decile(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rank 1 = highest propensity (ties in file order); decile ``floor(10 (rank-1) / n) + 1``."""
-    n = len(p)
-    order = np.argsort(-p, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
-    decile = (rank - 1) * 10 // n + 1
-    return rank, decile
-
-
-def iter_output_chunks(p, rank, decile, ids_source, chunksize: int):
-    """Yield output DataFrames in file order.
-
-    ``ids_source`` is ``(path, column)`` for a second pass that reads only the id column,
-    ``("row", None)`` for row numbers, or an array of ids already in memory.
-    """
-    n = len(p)
-    if isinstance(ids_source, np.ndarray | pd.Index):
-        name = ids_source.name if getattr(ids_source, "name", None) else "user_id"
-        for start in range(0, n, chunksize):
-            stop = min(start + chunksize, n)
-            yield _frame(name, np.asarray(ids_source[start:stop]), p, rank, decile, start, stop)
-        return
-    path, column = ids_source
-    if column is None:
-        for start in range(0, n, chunksize):
-            stop = min(start + chunksize, n)
-            yield _frame("row", np.arange(start + 1, stop + 1), p, rank, decile, start, stop)
-        return
-    from features.tabular import DataError, iter_raw_chunks
-
-    start = 0
-    for _, raw in iter_raw_chunks(path, [column], chunksize):
-        stop = start + len(raw)
-        if stop > n:
-            raise DataError(path, "the file changed while it was being scored")
-        ids = raw[column].fillna("").astype(str).str.strip().to_numpy()
-        yield _frame(column, ids, p, rank, decile, start, stop)
-        start = stop
-    if start != n:
-        raise DataError(path, "the file changed while it was being scored")
-
-
-def _frame(name, ids, p, rank, decile, start, stop) -> pd.DataFrame:
-    return pd.DataFrame({
-        name: ids,
-        "propensity": p[start:stop],
-        "rank": rank[start:stop],
-        "decile": decile[start:stop],
-    })
-
-
-def write_output(chunks, output: Path | None, top: int | None) -> pd.DataFrame | None:
-    """Stream the chunks to ``output`` atomically (or stdout); return the top-K rows.
-
-    The output can be larger than memory, so instead of ``nn_core.io.atomic_write`` (which
-    takes the whole content) the chunks go to a temporary file in the same directory that
-    replaces ``output`` with ``os.replace`` only after the last chunk.
-    """
-    best = []
-    if output is None and top is not None:
-        for chunk in chunks:
-            best.append(chunk[chunk["rank"] <= top])
-        return pd.concat(best).sort_values("rank")
-    if output is None:
-        header = True
-        for chunk in chunks:
-            chunk.to_csv(sys.stdout, index=False, header=header)
-            header = False
-        return None
-    if output.is_dir():
-        raise UsageError(f"--output {output}: is a directory")
-    if not output.parent.exists():
-        raise UsageError(f"--output {output}: directory {output.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            header = True
-            for chunk in chunks:
-                chunk.to_csv(fh, index=False, header=header)
-                header = False
-                if top is not None:
-                    best.append(chunk[chunk["rank"] <= top])
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are private; scores are an ordinary file
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return pd.concat(best).sort_values("rank") if best else None
-
-
-# --------------------------------------------------------------------------- main
+    model = load(model_dir)
+    if model.preprocessing is None:
+        raise ModelFileError(f"{Path(model_dir) / 'preprocess.json'}: file not found")
+    return model
 
 
 def run(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from features import scoring
+
     if args.top is not None and args.top < 1:
         raise UsageError(f"--top must be >= 1, got {args.top}")
     if args.chunksize < 1:
         raise UsageError(f"--chunksize must be >= 1, got {args.chunksize}")
-    model, pre = load_model(args.model)
+    model = load_model(args.model)
+    pre = model.preprocessing
     kind = pre.source.get("kind", "table")
     if args.events is not None:
         if kind != "events":
@@ -229,18 +86,10 @@ def run(args: argparse.Namespace) -> None:
                              "not --events")
         if args.cutoff is None:
             raise UsageError("--events needs --cutoff (score with the events before this time)")
-        import features.events as events  # lazy: table mode must not need it
-
-        fmt = args.format or pre.source.get("format", "canonical")
-        log = events.read_events(args.events, format=fmt)
-        X_frame = events.features_at(log, args.cutoff)
-        if len(X_frame) == 0:
+        p, ids = scoring.score_events(args.events, model, args.cutoff, args.format, args.threads)
+        if len(p) == 0:
             raise UsageError(f"{args.events}: no user has events before {args.cutoff}")
-        X = pre.transform(X_frame)
-        p = np.asarray(model.predict_proba(X, threads=args.threads), dtype=np.float64)
-        ids = X_frame.index.rename("user_id")
-        unseen = Counter()
-        ids_source = ids
+        unseen, ids_source = Counter(), ids
         n_source = f"{len(p)} users of {args.events} at {args.cutoff}"
     else:
         if kind != "table":
@@ -253,12 +102,18 @@ def run(args: argparse.Namespace) -> None:
         id_column = args.id_column
         if id_column is None and pre.id_column and pre.id_column in read_header(args.input):
             id_column = pre.id_column
-        p, unseen = score_table(args.input, model, pre, id_column, args.chunksize, args.threads)
+        p, unseen = scoring.score_table(args.input, model, id_column, args.chunksize,
+                                        args.threads)
         ids_source = (args.input, id_column)
         n_source = f"{len(p)} rows of {args.input}"
-    rank, decile = rank_and_decile(p)
-    top = write_output(iter_output_chunks(p, rank, decile, ids_source, args.chunksize),
-                       args.output, args.top)
+    rank, decile = scoring.rank_and_decile(p)
+    if args.output is not None and args.output.is_dir():
+        raise UsageError(f"--output {args.output}: is a directory")
+    if args.output is not None and not args.output.parent.exists():
+        raise UsageError(f"--output {args.output}: directory {args.output.parent} does not exist")
+    top = scoring.write_output(
+        scoring.iter_output_chunks(p, rank, decile, ids_source, args.chunksize),
+        args.output, args.top)
     if unseen:
         detail = ", ".join(f"{col}: {n} row{'' if n == 1 else 's'}"
                            for col, n in sorted(unseen.items()))

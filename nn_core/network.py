@@ -5,7 +5,8 @@ done by a backend chosen by name:
 
 * ``numpy``: ``nn_core/reference.py``, the readable reference and the oracle;
 * ``numba``: ``nn_core/kernels.py``, compiled kernels (the default);
-* ``cupy``: ``nn_core/reference.py`` again, on the GPU (``nn_core/backends.py``).
+* ``cupy``: ``nn_core/reference.py`` again, on the GPU, with its element-wise
+  rules fused (``nn_core/backends.py``).
 
 All parameters live in one flat vector ``theta``; ``params`` gives the
 ``(W, b)`` pairs as views into it. One flat vector lets an optimizer update
@@ -25,6 +26,7 @@ from . import backends, kernels
 from .activations import ACTIVATIONS
 from .losses import OUTPUTS, sample_scale
 from .optim import Optimizer, learning_rate
+from .training import EpochEnd, History, check_options
 from .validation import as_matrix, as_vector
 
 DTYPES = ("float32", "float64")
@@ -285,7 +287,14 @@ class MLP:
         shuffle_seed: int = 0,
         threads: int | None = None,
         callback: Callable[[int, float], bool] | None = None,
-    ) -> dict:
+        validation_data: tuple | None = None,
+        monitor: str | None = None,
+        patience: int | None = None,
+        restore_best: bool = True,
+        verbose: int = 0,
+        metrics_on_train: bool = False,
+        desc: str | None = None,
+    ) -> History:
         """Mini-batch training; a later call continues with the same optimizer state.
 
         Parameters
@@ -316,12 +325,42 @@ class MLP:
         threads : int, optional
             Threads for the ``numba`` backend (restored afterwards).
         callback : callable, optional
-            ``callback(epoch, train_loss) -> bool`` after each epoch; ``True`` stops.
+            ``callback(epoch, train_loss) -> bool`` after each epoch (0-based ``epoch`` of
+            this call; after the validation scores are recorded); ``True`` stops.
+        validation_data : (X_dev, y_dev), optional
+            Rows scored after every epoch: ``val_loss`` (log-loss of ``predict_proba``) and
+            ``val_roc_auc``; needs the sigmoid output and both classes in ``y_dev``.
+        monitor : {"val_loss", "val_roc_auc"}, optional
+            What the best epoch maximises (``-val_loss`` or ``val_roc_auc``); default
+            ``"val_loss"`` with validation data.
+        patience : int, optional
+            Early stopping: stop after this many epochs without strict improvement of the
+            monitored score. ``None`` (the default) runs every epoch.
+        restore_best : bool
+            With validation data, end with the weights of the best epoch (stopped early or
+            not), as Keras' ``EarlyStopping(restore_best_weights=True)``.
+        verbose : {0, 1, 2}
+            0 silent; 1 a progress bar (tqdm, on stderr, for a terminal); 2 one line per
+            epoch on stdout (``Epoch 3/10 - loss: ... - val_loss: ...``, ``*`` marks a
+            new best epoch).
+        metrics_on_train : bool
+            Also record ``train_loss``: the log-loss of ``predict_proba`` on the training
+            rows after each epoch (comparable with ``val_loss``, unlike the objective).
+        desc : str, optional
+            Label of the progress bar or prefix of the epoch lines.
 
         Returns
         -------
-        dict
-            ``{"loss": [mean training loss of each epoch]}``.
+        History
+            ``history["loss"]``: the training objective of each epoch (mean over its
+            mini-batches); with validation data ``val_loss``, ``val_roc_auc`` and
+            ``best_epoch``; see :class:`nn_core.training.History`.
+
+        Examples
+        --------
+        >>> history = m.fit(X, y, epochs=200, validation_data=(X_dev, y_dev),
+        ...                 monitor="val_roc_auc", patience=10)  # doctest: +SKIP
+        >>> history.best_epoch, history["val_roc_auc"][history.best_epoch - 1]  # doctest: +SKIP
         """
         X, y, sample_weight = self._check_Xy(X, y, sample_weight)
         epochs, batch_size = int(epochs), int(batch_size)
@@ -337,36 +376,75 @@ class MLP:
         if self._optimizer is not None and self._optimizer.name == name:
             opt.m, opt.v, opt.t = self._optimizer.m, self._optimizer.v, self._optimizer.t
         learning_rate(schedule, lr, 0, epochs, step_size, gamma, lr_min)  # validates the schedule
+        monitor = check_options(
+            validation_data is not None, monitor, patience, restore_best, verbose,
+            metrics_on_train,
+        )
+        validation = None if validation_data is None else self._check_validation(validation_data)
         self._optimizer = opt
         s = sample_scale(y, sample_weight, pos_weight)
-        history: dict = {"loss": []}
+        backend = backends.get(self.backend)
+        end = EpochEnd(
+            # Validated rows go straight to the backend: predict_proba's general path.
+            lambda rows: backend.predict(self, rows, threads),
+            self.get_weights,
+            self.set_weights,
+            validation=validation,
+            train=(X, y) if metrics_on_train else None,
+            monitor=monitor,
+            patience=patience,
+            restore_best=restore_best,
+            verbose=verbose,
+            epochs=epochs,
+            desc=desc,
+        )
 
         def on_epoch(epoch: int, loss: float) -> bool:
             self._epochs_done += 1
-            history["loss"].append(loss)
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"training diverged at epoch {epoch} (loss {loss}); lower the learning rate"
                 )
-            return bool(callback is not None and callback(epoch, loss))
+            stop = end(loss)
+            return bool(callback is not None and callback(epoch, loss)) or stop
 
-        backends.get(self.backend).fit(
-            self,
-            X,
-            y,
-            s,
-            epochs,
-            batch_size,
-            opt,
-            l2,
-            shuffle_seed,
-            self._epochs_done,
-            threads,
-            lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma, lr_min),
-            on_epoch,
-            weights_each_epoch=callback is not None,
-        )
-        return history
+        try:
+            backend.fit(
+                self,
+                X,
+                y,
+                s,
+                epochs,
+                batch_size,
+                opt,
+                l2,
+                shuffle_seed,
+                self._epochs_done,
+                threads,
+                lambda e: learning_rate(schedule, lr, e, epochs, step_size, gamma, lr_min),
+                on_epoch,
+                weights_each_epoch=callback is not None or validation is not None
+                or metrics_on_train,
+            )
+        finally:
+            end.close()
+        return end.finish()
+
+    def _check_validation(self, validation_data) -> tuple[np.ndarray, np.ndarray]:
+        """``fit``'s ``validation_data`` as checked ``(X_dev, y_dev)`` arrays."""
+        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_dev, y_dev)")
+        if self.output != "sigmoid":
+            raise ValueError("validation_data: val_loss and val_roc_auc need the sigmoid output")
+        X_dev = as_matrix(validation_data[0], self.n_inputs, self._np_dtype, "validation_data X")
+        y_dev = as_vector(validation_data[1], X_dev.shape[0], self.dtype, "validation_data y")
+        n1 = int(np.count_nonzero(y_dev == 1))
+        if n1 + int(np.count_nonzero(y_dev == 0)) != len(y_dev):
+            raise ValueError("validation_data y must hold 0/1 labels")
+        if n1 in (0, len(y_dev)):
+            raise ValueError(f"validation_data y needs both classes for val_roc_auc (got {n1} "
+                             f"positives among {len(y_dev)} rows)")
+        return X_dev, y_dev
 
     # --- files -----------------------------------------------------------------
     def config(self) -> dict:

@@ -85,3 +85,29 @@ def test_real_taobao_splits():
     assert s.info["report"]["n_out_of_range"] == 35
     assert len(s.test[1]) == 814  # every user has an event before the test cutoff
     assert 0 < s.test[1].mean() < 1
+
+
+def test_event_data_adapter_is_one_split_for_every_seed(tmp_path):
+    """features.datasets.EventData: the time-based split train.py --events trains on."""
+    from features.datasets import EventData, SplitError
+
+    path = tmp_path / "events.csv"
+    ev = generate_events(n_users=400, days=9, n_items=500, n_categories=20, seed=5)
+    write_canonical_csv(ev, path)
+    data = EventData(path, "canonical", "1d")
+    split = data.split(0)
+    assert data.split(3) is split  # seeds only change initialisation and row order
+    assert data.info["kind"] == "events" and data.info["horizon"] == "1d"
+    json.dumps(data.info)
+    assert split.pre.source == {"kind": "events", "format": "canonical", "horizon": "1d"}
+    assert split.pre.id_column == "user_id" and split.pre.target == "label"
+    assert split.baseline_pre.input_columns == list(BASELINE_COLUMNS)
+    s = load_event_splits(path, "canonical", "1d")
+    for part, (X, y) in zip(("train", "dev", "test"), (s.train, s.dev, s.test), strict=True):
+        assert split.X[part].shape == (len(X), split.pre.n_features)
+        assert split.baseline_X[part].shape == (len(X), len(BASELINE_COLUMNS))
+        np.testing.assert_array_equal(split.y[part], y.to_numpy())
+    # a log in which nobody buys cannot be split into buyers and non-buyers
+    write_canonical_csv(ev[ev["event_type"] != "purchase"], path)
+    with pytest.raises(SplitError, match="snapshot needs buyers and non-buyers"):
+        EventData(path, "canonical", "1d")

@@ -44,13 +44,16 @@ def score_frame():
 
 
 def in_process_scores(model_dir: Path, csv_path: Path) -> np.ndarray:
-    from features.tabular import Preprocessor, Schema, load_table
-    from nn_core import MLP
+    from features.tabular import Schema, load_table
+    from nn_core import load_model
 
-    pre, model = Preprocessor.load(model_dir), MLP.load(model_dir)
-    frame = load_table(csv_path, Schema(None, tuple(pre.numeric), tuple(pre.categorical)),
+    model = load_model(model_dir)
+    pre = model.preprocessing
+    roles = {kind: tuple(c["name"] for c in pre.columns if c["kind"] == kind)
+             for kind in ("numeric", "categorical")}
+    frame = load_table(csv_path, Schema(None, roles["numeric"], roles["categorical"]),
                        with_target=False)
-    return model.predict_proba(pre.transform(frame)).astype(np.float64)
+    return model.network.predict_proba(pre.transform(frame)).astype(np.float64)
 
 
 def test_predict_matches_in_process_scores(model_dir, score_frame, tmp_path):
@@ -108,12 +111,42 @@ def test_rank_decile_and_top(model_dir, score_frame, tmp_path):
 
 
 def test_rank_ties_keep_file_order():
-    sys.path.insert(0, str(REPO))
-    from predict import rank_and_decile
+    from features.scoring import rank_and_decile
 
     rank, decile = rank_and_decile(np.array([0.2, 0.9, 0.2, 0.5, 0.9]))
     np.testing.assert_array_equal(rank, [4, 1, 5, 3, 2])
     np.testing.assert_array_equal(decile, [7, 1, 9, 5, 3])
+
+
+def test_score_table_in_chunks_equals_one_pass_of_the_predictor(model_dir, score_frame,
+                                                                tmp_path):
+    from features.scoring import score_table
+    from nn_core import load_model
+
+    score_frame.loc[[2, 40], "Month"] = "Jan"  # unseen in training
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    model = load_model(model_dir)
+    p, unseen = score_table(path, model, "session", chunksize=9)
+    assert unseen == {"Month": 2}
+    one_pass = score_table(path, model, chunksize=1000)[0]
+    np.testing.assert_array_equal(one_pass, model.predict_proba(score_frame))
+    # float32 blocks of another height may round a row differently in the last bit
+    np.testing.assert_allclose(p, one_pass, rtol=1e-6, atol=0)
+
+
+def test_model_directory_without_preprocessing(model_dir, score_frame, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dir, bare)
+    (bare / "preprocess.json").unlink()
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    proc = run_cli("predict.py", "--model", bare, "--input", path, "--output", tmp_path / "o.csv")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{bare / 'preprocess.json'}: file not found" in proc.stderr
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_unseen_categories_are_scored_through_the_bucket_and_counted(
@@ -227,12 +260,11 @@ def test_event_log_mode_train_then_predict(tmp_path):
     assert list(got.columns) == ["user_id", "propensity", "rank", "decile"]
 
     import features.events as events
-    from features.tabular import Preprocessor
-    from nn_core import MLP
+    from nn_core import load_model
 
     X = events.features_at(events.read_events(TAOBAO, format="taobao"), cutoff)
-    expected = MLP.load(tmp_path / "run").predict_proba(
-        Preprocessor.load(tmp_path / "run").transform(X))
+    model = load_model(tmp_path / "run")
+    expected = model.network.predict_proba(model.preprocessing.transform(X))
     assert list(got["user_id"]) == list(X.index)
     np.testing.assert_allclose(got["propensity"], expected, atol=1e-12)
     # a table model refuses an event log, and the reverse

@@ -1,0 +1,231 @@
+"""Training data as train/dev/test splits: a session table or an event log.
+
+* :func:`resolve_schema`: column roles, the UCI defaults overridden by a JSON config file,
+  overridden by explicit roles;
+* :class:`TableData`: a validated session table; ``split(seed)`` gives a seeded stratified
+  split, preprocessed with a :class:`~features.tabular.Preprocessor` fitted on train;
+* :class:`EventData`: time-based snapshots of an event log (the same for every seed);
+* :class:`Split`: what both give: feature matrices, labels and the fitted preprocessing of
+  the network and of the baseline.
+
+Errors: :class:`~features.tabular.DataError` for a bad file, :class:`RolesError` for
+impossible column roles, :class:`SplitError` for a split part without both classes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nn_core.selection import jsonable
+
+from .tabular import Preprocessor, Schema, load_table, schema_from_config, stratified_split
+
+
+class DatasetError(ValueError):
+    """The data cannot be used as asked (a usage mistake rather than a bad file)."""
+
+
+class RolesError(DatasetError):
+    """Column roles that cannot be (a column in two roles, no feature column, ...)."""
+
+
+class SplitError(DatasetError):
+    """A part of the split lacks buyers or non-buyers (metrics need both classes)."""
+
+
+@dataclass
+class Split:
+    """Feature matrices and labels of one train/dev/test split.
+
+    Attributes
+    ----------
+    X : dict
+        ``"train"``/``"dev"``/``"test"`` -> float64 matrix (n, d) of the network.
+    y : dict
+        ``"train"``/``"dev"``/``"test"`` -> int8 labels (n,).
+    pre : Preprocessor
+        The fitted preprocessing of the network's features.
+    baseline_X : dict
+        The baseline's feature matrices (the network's for a session table).
+    baseline_pre : Preprocessor
+    """
+
+    X: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    pre: Preprocessor
+    baseline_X: dict[str, np.ndarray]
+    baseline_pre: Preprocessor
+
+
+def resolve_schema(
+    config: str | os.PathLike | None = None,
+    target: str | None = None,
+    numeric: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
+    id_column: str | None = None,
+) -> Schema:
+    """Column roles: UCI defaults, overridden by ``config``, overridden by the arguments.
+
+    Parameters
+    ----------
+    config : path-like, optional
+        JSON file with target/numeric/categorical/id_column/ranges
+        (:func:`features.tabular.schema_from_config`).
+    target, numeric, categorical, id_column : optional
+        Roles that override the config file. Giving numeric or categorical columns (here or
+        in the file) drops the UCI columns and ranges.
+
+    Raises
+    ------
+    RolesError
+        ``column roles: ...`` when the roles contradict each other.
+    DataError
+        When the config file cannot be read.
+    """
+    uci = Schema.uci()
+    roles = {
+        "target": uci.target,
+        "numeric": uci.numeric,
+        "categorical": uci.categorical,
+        "id_column": None,
+        "ranges": dict(uci.ranges),
+    }
+    custom = {}
+    if config is not None:
+        custom.update(schema_from_config(config))
+    given = {"target": target, "numeric": numeric, "categorical": categorical,
+             "id_column": id_column}
+    custom.update({k: v for k, v in given.items() if v is not None})
+    if "numeric" in custom or "categorical" in custom:
+        # Other roles: the UCI columns and ranges no longer apply.
+        roles.update(numeric=(), categorical=(), ranges={})
+    roles.update(custom)
+    try:
+        return Schema(**roles)
+    except ValueError as exc:
+        raise RolesError(f"column roles: {exc}") from None
+
+
+class TableData:
+    """A validated session table; ``split(seed)`` gives the preprocessed split.
+
+    Parameters
+    ----------
+    path : path-like
+        The session-table CSV.
+    schema : Schema
+        Column roles (:func:`resolve_schema`).
+    fractions : sequence of 3 float
+        Train, dev, test shares.
+    hint : str
+        Appended to the message of a missing column.
+
+    Raises
+    ------
+    DataError
+        Naming file, row, column and value of the first problem.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: Schema,
+                 fractions: Sequence[float] = (0.7, 0.15, 0.15), hint: str = "") -> None:
+        self.schema = schema
+        self.frame = load_table(path, self.schema, with_target=True, hint=hint)
+        self.y = self.frame[self.schema.target].to_numpy(dtype=np.int8)
+        self.fractions = tuple(fractions)
+        self.info = {
+            "kind": "table",
+            "path": str(path),
+            "rows": len(self.frame),
+            "positive_rate": float(self.y.mean()),
+            "target": self.schema.target,
+            "numeric": list(self.schema.numeric),
+            "categorical": list(self.schema.categorical),
+        }
+
+    def split(self, seed: int) -> Split:
+        """Stratified split of ``seed`` (``features.tabular.stratified_split``), preprocessed.
+
+        Raises
+        ------
+        SplitError
+            When a part has no buyers or only buyers.
+        """
+        parts = dict(zip(("train", "dev", "test"), stratified_split(self.y, seed, self.fractions),
+                         strict=True))
+        for name, rows in parts.items():
+            n1 = int(self.y[rows].sum())
+            if n1 == 0 or n1 == len(rows):
+                raise SplitError(
+                    f"{self.info['path']}: the {name} part of the split has {n1} buyers among "
+                    f"{len(rows)} rows; it needs both classes (more data or other --split)"
+                )
+        pre = Preprocessor(
+            self.schema.numeric,
+            self.schema.categorical,
+            target=self.schema.target,
+            id_column=self.schema.id_column,
+        ).fit(self.frame.iloc[parts["train"]])
+        X = {k: pre.transform(self.frame.iloc[rows]) for k, rows in parts.items()}
+        y = {k: self.y[rows] for k, rows in parts.items()}
+        return Split(X, y, pre, X, pre)
+
+
+class EventData:
+    """Time-based splits of an event log (the same for every seed).
+
+    Parameters
+    ----------
+    path : path-like
+        The event-log CSV.
+    format : {"taobao", "rees46", "canonical"}
+    horizon : str
+        Label window after each cutoff, e.g. ``"1d"``.
+    cutoff : str, optional
+        ISO time of the test cutoff (default: log end - horizon).
+    drop_invalid : bool
+        Drop and count invalid events instead of failing.
+
+    Raises
+    ------
+    SplitError
+        When a snapshot has no buyers or only buyers.
+    """
+
+    def __init__(self, path: str | os.PathLike, format: str = "canonical", horizon: str = "1d",
+                 cutoff: str | None = None, drop_invalid: bool = False) -> None:
+        from . import events  # lazy: table mode must not need it
+
+        splits = events.load_event_splits(path, format=format, horizon=horizon, cutoff=cutoff,
+                                          drop_invalid=drop_invalid)
+        self.frames = {"train": splits.train, "dev": splits.dev, "test": splits.test}
+        self.baseline_columns = list(splits.baseline_columns)
+        self.source = {"kind": "events", "format": format, "horizon": horizon}
+        for name, (_, y) in self.frames.items():
+            if len(y) == 0 or y.nunique() < 2:
+                raise SplitError(
+                    f"{path}: the {name} snapshot needs buyers and non-buyers "
+                    f"(got {int(y.sum())} of {len(y)} users buying); try another --horizon"
+                )
+        self.info = {"kind": "events", **self.source, "path": str(path),
+                     "splits": jsonable(splits.info)}
+        self._split: Split | None = None
+
+    def split(self, seed: int) -> Split:
+        """The split (``seed`` is ignored: it only changes initialisation and row order)."""
+        del seed
+        if self._split is None:
+            train = self.frames["train"][0]
+            pre = Preprocessor(list(train.columns), [], target="label", id_column="user_id",
+                               source=self.source).fit(train)
+            base = Preprocessor(self.baseline_columns, [], target="label", id_column="user_id",
+                                source=self.source).fit(train)
+            X = {k: pre.transform(f[0]) for k, f in self.frames.items()}
+            Xb = {k: base.transform(f[0]) for k, f in self.frames.items()}
+            y = {k: f[1].to_numpy(dtype=np.int8) for k, f in self.frames.items()}
+            self._split = Split(X, y, pre, Xb, base)
+        return self._split
+
