@@ -145,9 +145,8 @@ def onnx_session(params, activation: str):
 def bench(hidden: tuple[int, ...], epochs: int, n_rows: int, tmp: Path) -> dict[str, float]:
     from export_helpers import import_file, train_uci_model
 
-    from features.tabular import Preprocessor
-    from nn_core import MLP
     from nn_core import export as ex
+    from nn_core import load_model
 
     model_dir = tmp / f"m{'_'.join(map(str, hidden))}"
     df, test = train_uci_model(model_dir, hidden=hidden, epochs=epochs)
@@ -158,12 +157,13 @@ def bench(hidden: tuple[int, ...], epochs: int, n_rows: int, tmp: Path) -> dict[
         ex.write_all(out, ex.export(model, fmt, name)[0])
     rows = test[:n_rows]
     X = ex.encode_table(model, df.iloc[rows])
-    F = Preprocessor.load(model_dir).transform(df.iloc[rows]).astype(np.float32)
+    predictor = load_model(model_dir)
+    F = predictor.transform(df.iloc[rows]).astype(np.float32)
     res = {}
     for label, flags in (("O3 -march=native", ["-O3", "-march=native"]), ("O2", ["-O2"])):
         res[f"C float32 (gcc -{label})"] = time_c(out, "f32", X, flags)
         res[f"C int8 (gcc -{label})"] = time_c(out, "i8", X, flags)
-    mlp = MLP.load(model_dir)
+    mlp = predictor.network
     mlp.predict_proba(F[:1], threads=1)  # compile
     single = [F[i:i + 1] for i in range(len(F))]
     res["nn_core numba predict_proba (1 thread)"] = time_calls(

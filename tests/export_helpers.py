@@ -37,10 +37,11 @@ int main(void)
 """
 
 
-def train_uci_model(model_dir: Path, hidden=(16, 8), epochs: int = 4, seed: int = 0):
+def train_uci_model(model_dir: Path, hidden=(16, 8), epochs: int = 4, seed: int = 0,
+                    activation: str = "relu"):
     """Fit a small MLP on 65 % of the UCI rows; save model dir; return (df, test_idx)."""
     from features.tabular import UCI_CATEGORICAL, UCI_NUMERIC, Preprocessor, Schema, load_table
-    from nn_core import MLP
+    from nn_core import MLP, save_model
 
     df = load_table(UCI_CSV, Schema.uci())
     idx = np.random.default_rng(seed).permutation(len(df))
@@ -48,19 +49,17 @@ def train_uci_model(model_dir: Path, hidden=(16, 8), epochs: int = 4, seed: int 
     train, test = idx[:cut], idx[cut:]
     pre = Preprocessor(UCI_NUMERIC, UCI_CATEGORICAL, target="Revenue").fit(df.iloc[train])
     X = pre.transform(df)
-    m = MLP(X.shape[1], hidden=hidden, seed=seed, backend="numpy")
+    m = MLP(X.shape[1], hidden=hidden, activation=activation, seed=seed, backend="numpy")
     m.fit(X[train], df["Revenue"].to_numpy()[train], epochs=epochs, batch_size=64, lr=3e-3)
-    m.save(model_dir)
-    pre.save(model_dir)
+    save_model(model_dir, m, pre)
     return df, np.sort(test)
 
 
 def reference_predict(model_dir: Path, df) -> np.ndarray:
-    """What predict.py computes: Preprocessor.transform, then MLP.predict_proba."""
-    from features.tabular import Preprocessor
-    from nn_core import MLP
+    """What predict.py computes: the model directory's preprocessing, then the network."""
+    from nn_core import load_model
 
-    return MLP.load(model_dir).predict_proba(Preprocessor.load(model_dir).transform(df))
+    return load_model(model_dir).predict_proba(df)
 
 
 def build_harness(src_dir: Path, name: str, cc: str = "gcc", flags=STRICT_FLAGS,

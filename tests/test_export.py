@@ -1,8 +1,10 @@
 """nn_core.export: the exported predictors reproduce predict.py from raw inputs.
 
 One small UCI model (16-8 ReLU, 4 epochs) is trained once per module; every target is
-exported once and checked against the reference pipeline (``Preprocessor.transform`` then
-``MLP.predict_proba``, i.e. what predict.py computes) on every row of the bundled CSV.
+exported once and checked against the reference pipeline (the model directory's
+preprocessing then the network, i.e. what predict.py computes) on every row of the bundled
+CSV. Models with the other activations of ``nn_core.activations.ACTIVATIONS`` (SiLU and GELU
+on the UCI rows, every one on synthetic data) go through all four targets as well.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from export_helpers import (
 )
 
 from nn_core import export as ex
+from nn_core.activations import ACTIVATIONS
 from nn_core.metrics import roc_auc
 
 NAMES = {"c": "pp_f32", "c-int8": "pp_i8", "python": "pp_np", "python-pure": "pp_pure"}
@@ -257,10 +260,10 @@ def test_invalid_numeric_values_give_nan(uci, predictors, fmt):
 
 
 def test_reference_rejects_what_exports_turn_into_nan(uci):
-    """The NaN rule mirrors predict.py's errors: Preprocessor.transform refuses these rows."""
-    from features.tabular import Preprocessor
+    """The NaN rule mirrors predict.py's errors: the preprocessing refuses these rows."""
+    from nn_core import load_model
 
-    pre = Preprocessor.load(uci["dir"])
+    pre = load_model(uci["dir"]).preprocessing
     log_col = next(c.name for c in uci["model"].numeric if c.log1p)
     for value in (math.nan, math.inf, -5.0):
         frame = uci["df"].iloc[:1].copy()
@@ -269,23 +272,72 @@ def test_reference_rejects_what_exports_turn_into_nan(uci):
             pre.transform(frame)
 
 
+# --------------------------------------------------------------------------- other activations
+
+#: Activations of the table that the UCI fixture (ReLU) does not use, checked on real rows.
+NEW_ACTIVATIONS = ("silu", "gelu")
+
+
+@pytest.mark.parametrize("activation", NEW_ACTIVATIONS)
+def test_other_activations_match_reference_on_uci_rows(tmp_path, activation):
+    """A 16-8 SiLU or GELU model in every target: the same checks as the ReLU model's, on
+    every row of the bundled CSV (pure Python on a subset); the C under the strict flags."""
+    model_dir = tmp_path / "model"
+    df, test = train_uci_model(model_dir, activation=activation)
+    model, _ = ex.load_model_dir(model_dir)
+    assert model.activation == activation
+    out = tmp_path / "out"
+    for fmt, name in NAMES.items():
+        ex.write_all(out, ex.export(model, fmt, name)[0])
+    X, ref = ex.encode_table(model, df), reference_predict(model_dir, df)
+    np_mod = import_file(out / "pp_np.py", f"pp_np_{activation}")
+    pure = import_file(out / "pp_pure.py", f"pp_pure_{activation}")
+    assert np.max(np.abs(np_mod.predict_proba(X) - ref)) <= 1e-6
+    rows = test[:300]
+    assert np.max(np.abs(np.array(pure.predict_proba(X[rows].tolist())) - ref[rows])) <= 1e-6
+    invalid = _invalid_rows({"model": model, "X": X, "test": test})
+    assert np.all(np.isnan(np_mod.predict_proba(invalid)))
+    assert all(math.isnan(p) for p in pure.predict_proba(invalid.tolist()))
+    if shutil.which("gcc") is None:
+        pytest.skip(NO_GCC)
+    p32 = run_harness(build_harness(out, NAMES["c"]), X)
+    assert np.max(np.abs(p32 - ref)) <= 1e-5
+    exe8 = build_harness(out, NAMES["c-int8"])
+    p8 = run_harness(exe8, X[test])
+    y = df["Revenue"].to_numpy()[test]
+    assert abs(roc_auc(y, p8) - roc_auc(y, ref[test])) <= 0.005
+    sim = ex.predict_int8(model, X[test])
+    assert np.mean(np.abs(sim - p8) <= 1e-6) >= 0.99 and np.max(np.abs(sim - p8)) <= 0.02
+    assert np.all(np.isnan(run_harness(exe8, invalid)))
+
+
 # --------------------------------------------------------------------------- other architectures
 
+SYNTHETIC_CASES = [
+    ((), "relu", "both", "float32"), ((5, 3), "tanh", "both", "float64"),
+    ((4,), "leaky_relu", "both", "float32"), ((3,), "sigmoid", "both", "float32"),
+    ((3, 2), "identity", "both", "float32"),
+    ((5, 3), "silu", "both", "float32"), ((4,), "silu", "numeric", "float64"),
+    ((5, 3), "gelu", "both", "float32"), ((4,), "gelu", "categorical", "float64"),
+    ((), "relu", "categorical", "float32"), ((4,), "relu", "categorical", "float64"),
+    ((), "relu", "numeric", "float32"), ((4,), "relu", "numeric", "float32"),
+]
 
-@pytest.mark.parametrize(
-    ("hidden", "activation", "columns", "dtype"),
-    [((), "relu", "both", "float32"), ((5, 3), "tanh", "both", "float64"),
-     ((4,), "leaky_relu", "both", "float32"), ((3,), "sigmoid", "both", "float32"),
-     ((), "relu", "categorical", "float32"), ((4,), "relu", "categorical", "float64"),
-     ((), "relu", "numeric", "float32"), ((4,), "relu", "numeric", "float32")],
-)
+
+def test_synthetic_cases_cover_every_activation_of_the_table():
+    """An activation added to nn_core.activations.ACTIVATIONS must be exported and tested."""
+    assert {case[1] for case in SYNTHETIC_CASES if case[0]} == set(ACTIVATIONS)
+    assert set(ex.SUPPORTED_ACTIVATIONS) == set(ACTIVATIONS)
+
+
+@pytest.mark.parametrize(("hidden", "activation", "columns", "dtype"), SYNTHETIC_CASES)
 def test_small_synthetic_models_every_code_path(tmp_path, hidden, activation, columns, dtype):
-    """Logistic regression and other activations; codes by table search (wide integer range)
-    and by lookup table (gaps); a numeric column with negative values (no log1p); models
-    without numeric or without categorical inputs (the C must still build warning-free);
-    float64 networks (C runs them in float32, Python in float64)."""
+    """Logistic regression and every activation of the table; codes by table search (wide
+    integer range) and by lookup table (gaps); a numeric column with negative values (no
+    log1p); models without numeric or without categorical inputs (the C must still build
+    warning-free); float64 networks (C runs them in float32, Python in float64)."""
     from features.tabular import Preprocessor
-    from nn_core import MLP
+    from nn_core import MLP, save_model
 
     if shutil.which("gcc") is None:
         pytest.skip(NO_GCC)
@@ -306,8 +358,7 @@ def test_small_synthetic_models_every_code_path(tmp_path, hidden, activation, co
     m = MLP(X.shape[1], hidden=hidden, activation=activation, dtype=dtype, seed=3,
             backend="numpy")
     m.fit(X, y, epochs=2, batch_size=32, lr=1e-2)
-    m.save(tmp_path / "m")
-    pre.save(tmp_path / "m")
+    save_model(tmp_path / "m", m, pre)
     model, _ = ex.load_model_dir(tmp_path / "m")
     files, _ = ex.export(model, "c", "syn")
     frame = df.copy()
@@ -372,7 +423,7 @@ def test_cli_writes_files_and_size_report(uci, tmp_path):
         ("missing_dir", "model directory not found"),
         ("no_preprocess", "preprocess.json"),
         ("bad_model_json", "model.json"),
-        ("feature_mismatch", "features but the network has"),
+        ("feature_mismatch", "preprocess.json builds"),
         ("bad_name", "--name"),
     ],
 )

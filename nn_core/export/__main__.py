@@ -1,0 +1,7 @@
+"""``python -m nn_core.export``: see ``nn_core/export/cli.py``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

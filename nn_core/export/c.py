@@ -1,0 +1,372 @@
+"""C predictors: float32 (``c``) and int8 (``c-int8``), each a ``NAME.h`` and a ``NAME.c``.
+
+The fixed text comes from ``templates/``: the header (``header.h``), the frame of the
+source (``predictor.c``) and the helper functions (``runtime.c``: code lookups, sigmoid,
+int8 rounding and quantisation). This module generates only what depends on the model:
+the weight and code tables, the per-input and per-layer loops, and the locals they use.
+
+Folding (float32). One-hot features are 0/1, so ``f W`` for a one-hot block is a single row
+of ``W``: the C code adds that row instead of multiplying a mostly-zero vector. For a numeric
+feature ``z = (u - m) / s`` the standardisation is folded into the first layer::
+
+    z W_i = u (W_i / s) - (m / s) W_i   =>   W'_i = W_i / s,   b' = b - sum_i (m_i / s_i) W_i
+
+(computed in float64 from the model's weights and rounded once to float32), so the C
+predictor does one multiply-add per numeric input and hidden unit, and no division.
+
+int8 scheme (``c-int8``). Weights: symmetric per output channel,
+``q_ij = round(W_ij / s_j)`` with ``s_j = max_i |W_ij| / 127``. Activations: symmetric
+*dynamic per row* scaling before every layer, ``a_q = round(a / t)`` with
+``t = max_i |a_i| / 127`` (no calibration data needed, and no value ever clips). Products
+are accumulated in int32 and rescaled once: ``h_j = t s_j sum_i a_q,i q_ij + b_j`` (biases and
+scales stay float32). In the first layer the standardised numeric features ``z`` are the
+quantised activations, while the one-hot inputs are exactly 1 and need no activation scale:
+``h_j = s_j (t sum_i z_q,i q_ij + sum_c q_{row(c),j}) + b_j``. Standardisation is therefore
+*not* folded in int8 (raw inputs span 1e-5..6e4; folding ``1/s`` into the weights would let
+the widest column dictate each channel's scale). Rounding is half away from zero.
+
+Layers are written out inline with literal sizes (`_c_loop`): with constant trip counts the
+compiler keeps the accumulators in vector registers (2.7x faster than a generic dense() on
+x86-64, see docs/benchmarks.md), and there is no data-dependent branch (constant time).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from ..activations import ACTIVATIONS
+from .describe import network_line, table_comment
+from .model import ExportModel, fold_first_layer, quantise_int8
+from .templating import fill, section, sections, with_prefix
+
+#: How the table (``Activation.c``) spells "nothing to compute".
+IDENTITY_C = "{v}"
+
+
+def c_float(v: float) -> str:
+    """C float literal that parses back to exactly the float32 ``v``.
+
+    The shortest decimal that round-trips float32 (NumPy's repr) plus ``f``; if a decimal
+    double-rounding trap would change the value, the exact double repr is used instead.
+    """
+    f = np.float32(v)
+    text = str(f)
+    if np.float32(float(text)) != f:
+        text = repr(float(f))
+    if not any(ch in text for ch in ".e"):
+        text += ".0"
+    return text + "f"
+
+
+def _c_array(ctype: str, name: str, values: Iterable, fmt: Callable[[object], str],
+             per_line: int = 8) -> str:
+    values = list(np.asarray(values).ravel())
+    items = [fmt(v) for v in values]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    body = ",\n    ".join(lines)
+    return f"static const {ctype} {name}[{len(values)}] = {{\n    {body}\n}};\n"
+
+
+def _c_loop(n: int, statement: str, var: str = "j", indent: str = "    ") -> str:
+    """``for (var = 0; var < n; ++var) { statement }`` with a literal bound."""
+    return (f"{indent}for ({var} = 0; {var} < {n}; ++{var}) {{\n"
+            f"{indent}    {statement}\n{indent}}}\n")
+
+
+def _spell(function: str, value: str, name: str) -> str:
+    """The C expression of an activation or output function applied to ``value``."""
+    return ACTIVATIONS[function].c.replace("{v}", value).replace("{name}", name)
+
+
+def _c_activation(model: ExportModel, buf: str, n: int, name: str) -> str:
+    """The loop applying the hidden activation to ``buf[0..n-1]`` (none for the identity)."""
+    if ACTIVATIONS[model.activation].c == IDENTITY_C:
+        return ""
+    return _c_loop(n, f"{buf}[j] = {_spell(model.activation, f'{buf}[j]', name)};")
+
+
+def _c_validity(model: ExportModel) -> str:
+    """``if (...) return NAN;`` for the invalid-numeric rule (NaN fails every comparison)."""
+    tests = []
+    for c in model.numeric:
+        v = f"x[{c.index}]"
+        tests.append(f"!({v} >= 0.0f && {v} < INFINITY)" if c.log1p
+                     else f"!({v} > -INFINITY && {v} < INFINITY)")
+    if not tests:
+        return ""
+    cond = "\n        || ".join(tests)
+    return f"    /* invalid numeric input (NaN, +-inf, negative under log1p) -> NaN */\n" \
+           f"    if ({cond}) {{\n        return NAN;\n    }}\n"
+
+
+def _lookup_kind(codes: list[int]) -> str:
+    """How a code becomes a block index: ``offset``, ``lut`` (byte table) or ``search``."""
+    K, lo, hi = len(codes), min(codes), max(codes)
+    if codes == list(range(lo, lo + K)):
+        return "offset"
+    return "lut" if hi - lo < 256 and K < 255 else "search"
+
+
+def _c_category_lookup(model: ExportModel, name: str) -> tuple[str, dict[int, str]]:
+    """Tables and an expression per categorical input that maps its code to the block index.
+
+    Returns
+    -------
+    decls : str
+        ``static const`` tables needed by the lookups.
+    exprs : dict input index -> C expression of type int in [0, K] (K = unseen bucket)
+    """
+    decls, exprs = [], {}
+    for c in model.categorical:
+        K, lo, hi = len(c.codes), min(c.codes), max(c.codes)
+        v = f"x[{c.index}]"
+        kind = _lookup_kind(c.codes)
+        if kind == "offset":
+            exprs[c.index] = f"{name}_code_offset({v}, {lo}, {K})"
+        elif kind == "lut":
+            lut = [K] * (hi - lo + 1)
+            for k, code in enumerate(c.codes):
+                lut[code - lo] = k
+            table = f"{name}_LUT{c.index}"
+            decls.append(f"/* {c.name}: block index of code lo + i ({K} = unseen) */\n"
+                         + _c_array("unsigned char", table, lut, str, 16))
+            exprs[c.index] = f"{name}_code_lut({v}, {lo}, {hi - lo + 1}, {table}, {K})"
+        else:
+            table = f"{name}_CODES{c.index}"
+            decls.append(f"/* {c.name}: code of each category, in block order */\n"
+                         + _c_array("float", table, c.codes, c_float))
+            exprs[c.index] = f"{name}_code_search({v}, {table}, {K})"
+    return "".join(decls), exprs
+
+
+def _lookup_bytes(model: ExportModel) -> int:
+    """Bytes of the code tables `_c_category_lookup` emits."""
+    total = 0
+    for c in model.categorical:
+        lo, hi, K = min(c.codes), max(c.codes), len(c.codes)
+        kind = _lookup_kind(c.codes)
+        total += 0 if kind == "offset" else (hi - lo + 1) if kind == "lut" else 4 * K
+    return total
+
+
+def _c_helpers(code: str, name: str) -> str:
+    """The sections of ``templates/runtime.c`` that ``code`` calls, directly or through
+    another helper, in the template's order. Unused static functions would break
+    ``-Werror``, so no other helper is copied."""
+    runtime = sections("runtime.c")
+    calls = re.sub(r"/\*.*?\*/", "", code, flags=re.S)  # a column name in a comment is no call
+    needed = {h for h in runtime if f"{name}_{h}(" in calls}
+    # Helpers call each other (code_lut -> code_offset, quantise -> round8): close the set.
+    pending = list(needed)
+    while pending:
+        text = runtime[pending.pop()]
+        for other in runtime:
+            if other not in needed and f"NAME_{other}(" in text:
+                needed.add(other)
+                pending.append(other)
+    return "\n".join(with_prefix(text, name) for h, text in runtime.items() if h in needed)
+
+
+def _c_header(model: ExportModel, name: str, fmt: str, ram: int, numeric_type: str) -> str:
+    return fill(with_prefix(section("header.h", "header"), name), {
+        "FORMAT": fmt,
+        "WHAT": "probability" if model.output == "sigmoid" else "predicted value",
+        "TARGET": model.target,
+        "INPUT_TABLE": table_comment(model, " *   "),
+        "NETWORK": network_line(model, numeric_type),
+        "RAM": str(ram),
+        "N_INPUTS": str(len(model.inputs)),
+    })
+
+
+def _c_source(name: str, fmt: str, tables: str, locals_: list[str], body: str) -> str:
+    return fill(with_prefix(section("predictor.c", "source"), name), {
+        "FORMAT": fmt,
+        "TABLES": tables,
+        "HELPERS": _c_helpers(body, name),
+        "LOCALS": "".join(f"    {v}\n" for v in locals_),
+        "BODY": body,
+    })
+
+
+def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
+    """Float32 C predictor: ``NAME.h`` and ``NAME.c``.
+
+    Parameters
+    ----------
+    model : ExportModel
+    name : str
+        Base name of the files and prefix of the C symbols.
+
+    Returns
+    -------
+    files : dict file name -> text
+    sizes : dict with ``weight_bytes``, ``ram_bytes`` (stack buffers) and ``arrays``
+        (C array name -> float32 values, for tests that parse the numbers back)
+    """
+    W0, b0 = fold_first_layer(model)
+    layers = [(W0, b0)] + [(W.astype(np.float32), b.astype(np.float32))
+                           for W, b in model.params[1:]]
+    widths = model.widths
+    maxw = max(widths)
+    arrays: dict[str, np.ndarray] = {}
+    decls = [f"#define {name.upper()}_MAXW {maxw} /* widest layer */\n"]
+    for layer, (W, b) in enumerate(layers):
+        note = (" numeric rows divided by std, bias with the means folded in;"
+                " one-hot rows unchanged" if layer == 0 else "")
+        decls.append(f"/* layer {layer}: weights row-major ({W.shape[0]}, {W.shape[1]}),"
+                     f" bias ({b.shape[0]});{note} */\n")
+        for arr_name, arr in ((f"{name}_W{layer}", W), (f"{name}_B{layer}", b)):
+            decls.append(_c_array("float", arr_name, arr, c_float))
+            arrays[arr_name] = arr
+    lookup_decls, exprs = _c_category_lookup(model, name)
+    h0 = widths[0]
+    # Each layer starts from its bias. "b[j] + 0.0f" is not a plain copy (it turns -0 into
+    # +0), so GCC does not replace the loop by a call to memcpy, which would be the only
+    # non-math.h symbol of the object file.
+    body = [_c_validity(model), "    /* layer 0 from the raw inputs */\n",
+            _c_loop(h0, f"buf0[j] = {name}_B0[j] + 0.0f;")]
+    for c in model.inputs:
+        acc = "buf0[j] +="
+        if c.kind == "numeric":
+            u = f"log1pf(x[{c.index}])" if c.log1p else f"x[{c.index}]"
+            body.append(f"    u = {u}; /* {c.name}: standardisation folded into row {c.row} */\n"
+                        + _c_loop(h0, f"{acc} u * {name}_W0[{c.row * h0} + j];"))
+        else:
+            body.append(f"    w = {name}_W0 + ({c.row} + {exprs[c.index]}) * {h0};"
+                        f" /* {c.name}: one-hot row */\n" + _c_loop(h0, f"{acc} w[j];"))
+    cur = 0
+    for layer in range(len(layers)):
+        n_out = widths[layer]
+        if layer > 0:
+            n_in, out, inp = layers[layer][0].shape[0], f"buf{1 - cur}", f"buf{cur}"
+            body.append(f"    /* layer {layer} */\n"
+                        + _c_loop(n_out, f"{out}[j] = {name}_B{layer}[j] + 0.0f;")
+                        + f"    for (i = 0; i < {n_in}; ++i) {{\n"
+                        + f"        u = {inp}[i];\n"
+                        + _c_loop(n_out, f"{out}[j] += u * {name}_W{layer}[i * {n_out} + j];",
+                                  indent="        ")
+                        + "    }\n")
+            cur = 1 - cur
+        if layer < len(layers) - 1:
+            body.append(_c_activation(model, f"buf{cur}", n_out, name))
+    body.append(f"    return {_spell(model.output, f'buf{cur}[0]', name)};\n")
+    n_buf = 2 if len(layers) > 1 else 1
+    buffers = ", ".join(f"buf{i}[{name.upper()}_MAXW]" for i in range(n_buf))
+    locals_ = [f"float {buffers};"]
+    if model.numeric or len(layers) > 1:
+        locals_.append("float u;")
+    if model.categorical:
+        locals_.append("const float *w;")
+    locals_.append("int i, j;" if len(layers) > 1 else "int j;")
+    ram = 4 * maxw * n_buf
+    files = {f"{name}.h": _c_header(model, name, "c", ram, "float32"),
+             f"{name}.c": _c_source(name, "c", "".join(decls) + lookup_decls, locals_,
+                                    "".join(body))}
+    weight_bytes = sum(a.nbytes for a in arrays.values()) + _lookup_bytes(model)
+    return files, {"weight_bytes": weight_bytes, "ram_bytes": ram, "arrays": arrays}
+
+
+def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
+    """Int8 C predictor (scheme in the module docstring): ``NAME.h`` and ``NAME.c``.
+
+    Parameters
+    ----------
+    model : ExportModel
+    name : str
+        Base name of the files and prefix of the C symbols.
+
+    Returns
+    -------
+    files : dict file name -> text
+    sizes : dict with ``weight_bytes``, ``float32_weight_bytes``, ``ram_bytes``, ``arrays``
+    """
+    widths = model.widths
+    numeric = model.numeric
+    n_num = len(numeric)
+    maxw = max(widths)
+    maxq = max([n_num, *widths[:-1]])
+    quantise = maxq > 0
+    up = name.upper()
+    arrays: dict[str, np.ndarray] = {}
+    decls = [f"#define {up}_MAXW {maxw} /* widest layer */\n"]
+    if quantise:
+        decls.append(f"#define {up}_MAXQ {maxq} /* widest quantised layer input */\n")
+    decls.append(f"/* int holds the int32 accumulators (C only promises 16 bits). */\n"
+                 f"typedef char {name}_int_has_32_bits[sizeof(int) >= 4 ? 1 : -1];\n")
+    for layer, (W, b) in enumerate(model.params):
+        Q, s = quantise_int8(W)
+        decls.append(f"/* layer {layer}: int8 weights row-major ({W.shape[0]}, {W.shape[1]}),"
+                     f" per-output scales, float bias */\n")
+        for arr_name, arr, ctype, fmt in (
+            (f"{name}_Q{layer}", Q, "signed char", str),
+            (f"{name}_S{layer}", s, "float", c_float),
+            (f"{name}_B{layer}", b.astype(np.float32), "float", c_float),
+        ):
+            decls.append(_c_array(ctype, arr_name, arr, fmt, 16 if ctype == "signed char" else 8))
+            arrays[arr_name] = arr
+    lookup_decls, exprs = _c_category_lookup(model, name)
+    h0 = widths[0]
+    body = [_c_validity(model)]
+    if n_num:
+        body.append("    /* standardised numeric features, quantised with one per-row scale */\n")
+        for k, c in enumerate(numeric):
+            u = f"log1pf(x[{c.index}])" if c.log1p else f"x[{c.index}]"
+            body.append(f"    z[{k}] = ({u} - {c_float(c.mean)}) * {c_float(1.0 / c.std)};"
+                        f" /* {c.name} */\n")
+        body.append(f"    t = {name}_quantise(q, z, {n_num});\n")
+    # The first update of acc / cat assigns (no zeroing loop: GCC would call memset).
+    body.append("    /* layer 0: numeric rows times q in acc, one-hot rows (value 1) in cat */\n")
+    for k, c in enumerate(numeric):
+        op = "=" if k == 0 else "+="
+        body.append(f"    a = q[{k}]; /* {c.name} */\n"
+                    + _c_loop(h0, f"acc[j] {op} a * {name}_Q0[{c.row * h0} + j];"))
+    for k, c in enumerate(model.categorical):
+        op = "=" if k == 0 else "+="
+        body.append(f"    w = {name}_Q0 + ({c.row} + {exprs[c.index]}) * {h0};"
+                    f" /* {c.name}: one-hot row */\n" + _c_loop(h0, f"cat[j] {op} w[j];"))
+    combine = " + ".join((["(float)acc[j] * t"] if n_num else [])
+                         + (["(float)cat[j]"] if model.categorical else []))
+    body.append(_c_loop(h0, f"h[j] = ({combine}) * {name}_S0[j] + {name}_B0[j];"))
+    for layer in range(len(model.params)):
+        n_out = widths[layer]
+        if layer > 0:
+            n_in = model.params[layer][0].shape[0]
+            body.append(f"    /* layer {layer} */\n    t = {name}_quantise(q, h, {n_in});\n"
+                        + "    a = q[0];\n"
+                        + _c_loop(n_out, f"acc[j] = a * {name}_Q{layer}[j];")
+                        + f"    for (i = 1; i < {n_in}; ++i) {{\n        a = q[i];\n"
+                        + _c_loop(n_out, f"acc[j] += a * {name}_Q{layer}[i * {n_out} + j];",
+                                  indent="        ")
+                        + "    }\n"
+                        + _c_loop(n_out, f"h[j] = (float)acc[j] * (t * {name}_S{layer}[j])"
+                                         f" + {name}_B{layer}[j];"))
+        if layer < len(model.params) - 1:
+            body.append(_c_activation(model, "h", n_out, name))
+    body.append(f"    return {_spell(model.output, 'h[0]', name)};\n")
+    locals_ = [f"float h[{up}_MAXW];"]
+    if n_num or len(model.params) > 1:
+        locals_.append(f"int acc[{up}_MAXW];")
+    if model.categorical:
+        locals_.append(f"int cat[{up}_MAXW];")
+    if quantise:
+        locals_ += [f"signed char q[{up}_MAXQ];", "float t;", "int a;"]
+    if n_num:
+        locals_.append(f"float z[{n_num}];")
+    if model.categorical:
+        locals_.append("const signed char *w;")
+    locals_.append("int i, j;" if len(model.params) > 1 else "int j;")
+    # stack: h (float) + acc, cat (int32) + q (int8) + z (float)
+    ram = (4 * maxw * (1 + (n_num > 0 or len(model.params) > 1) + bool(model.categorical))
+           + (maxq if quantise else 0) + 4 * n_num)
+    files = {f"{name}.h": _c_header(model, name, "c-int8", ram,
+                                    "int8 weights and activations, int32 accumulation"),
+             f"{name}.c": _c_source(name, "c-int8", "".join(decls) + lookup_decls, locals_,
+                                    "".join(body))}
+    weight_bytes = sum(a.nbytes for a in arrays.values()) + 8 * n_num + _lookup_bytes(model)
+    float_bytes = 4 * model.n_parameters + _lookup_bytes(model)
+    return files, {"weight_bytes": weight_bytes, "float32_weight_bytes": float_bytes,
+                   "ram_bytes": ram, "arrays": arrays}

@@ -1,0 +1,137 @@
+"""The export formats: one call generates every file of a format, ``NAME.json`` included.
+
+:func:`export` runs a format's generator and adds ``NAME.json`` (the input table, the
+network and the size report); :func:`write_all` puts the files in place, all or none.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .c import generate_c, generate_c_int8
+from .describe import INVALID_RULE, input_table
+from .model import ExportError, ExportModel
+from .python import generate_python, generate_python_pure
+from .report import arm_sizes
+
+FORMATS = ("c", "c-int8", "python", "python-pure")
+DEFAULT_NAMES = {
+    "c": "model",
+    "c-int8": "model_int8",
+    "python": "model_np",
+    "python-pure": "model_pure",
+}
+EXPORT_FORMAT = "purchase-propensity-export"
+GENERATORS = {
+    "c": generate_c,
+    "c-int8": generate_c_int8,
+    "python": generate_python,
+    "python-pure": generate_python_pure,
+}
+ENTRY_POINTS = {
+    "c": "float {name}_predict(const float *x)",
+    "c-int8": "float {name}_predict(const float *x)",
+    "python": "{name}.predict(x) / {name}.predict_proba(X)",
+    "python-pure": "{name}.predict(x) / {name}.predict_proba(rows)",
+}
+QUANTISATION = (
+    "weights: symmetric int8 per output channel, s_j = max_i |W_ij| / 127; "
+    "activations: symmetric int8 with a dynamic per-row scale t = max|a| / 127 before "
+    "every layer (layer 0: the standardised numeric features; one-hot inputs are exact); "
+    "int32 accumulation, float32 scales and biases; rounding half away from zero"
+)
+
+
+def check_name(name: str) -> None:
+    """NAME must be a C identifier and a Python module name.
+
+    Raises
+    ------
+    ExportError
+        Naming the rule.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name) or keyword.iskeyword(name):
+        raise ExportError(f"--name {name!r}: use letters, digits and '_' (not starting with a "
+                          "digit), so that it is a valid C identifier and Python module name")
+
+
+def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dict]:
+    """Generate every output file of one format in memory.
+
+    Parameters
+    ----------
+    model : ExportModel
+    fmt : str
+        One of `FORMATS`.
+    name : str
+        Base name of the files (and C symbol prefix, Python module name).
+
+    Returns
+    -------
+    files : dict file name -> text (including ``NAME.json``)
+    report : dict, the size report (also stored in ``NAME.json``)
+
+    Raises
+    ------
+    ExportError
+        A bad name, or a model the format cannot represent.
+    """
+    check_name(name)
+    files, sizes = GENERATORS[fmt](model, name)
+    report = {
+        "format": fmt,
+        "files": sorted([*files, f"{name}.json"]),
+        "parameters": model.n_parameters,
+        "weight_bytes": int(sizes["weight_bytes"]),
+        "ram_bytes": int(sizes["ram_bytes"]),
+    }
+    if "float32_weight_bytes" in sizes:
+        report["float32_weight_bytes"] = int(sizes["float32_weight_bytes"])
+    if fmt.startswith("c"):
+        report["arm_cortex_m4"] = arm_sizes(files, name)
+    doc = {
+        "format": EXPORT_FORMAT,
+        "format_version": 1,
+        "name": name,
+        "target_format": fmt,
+        "entry_point": ENTRY_POINTS[fmt].format(name=name),
+        "returns": (f"probability that {model.target} is TRUE" if model.output == "sigmoid"
+                    else f"predicted {model.target}"),
+        "invalid_numeric": INVALID_RULE,
+        "network": {"features": int(model.params[0][0].shape[0]),
+                    "layers": model.widths, "activation": model.activation,
+                    "output": model.output},
+        "inputs": input_table(model),
+        "size": report,
+    }
+    if fmt == "c-int8":
+        doc["quantisation"] = QUANTISATION
+    files[f"{name}.json"] = json.dumps(doc, indent=2) + "\n"
+    return files, report
+
+
+def write_all(out_dir: Path, files: dict[str, str]) -> None:
+    """Write every file or none: stage them all in a temporary folder, then rename each.
+
+    Renames within one file system are atomic, so each file is complete; a failure while
+    staging leaves ``out_dir`` as it was (a folder created here is removed again).
+    """
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    try:
+        for fname, text in files.items():
+            (stage / fname).write_text(text, encoding="utf-8")
+        for fname in files:
+            (stage / fname).replace(out_dir / fname)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    stage.rmdir()

@@ -1,0 +1,357 @@
+"""What an exporter knows about a model, and the reference maths of the exported predictors.
+
+:func:`load_model_dir` reads a model directory through :mod:`nn_core.modeldir` and turns
+``preprocess.json`` (held as data, :class:`nn_core.preprocessing.Preprocessing`) into one
+:class:`Input` per raw input. The rest is the NumPy model of what the generated code
+computes: :func:`features_from_codes` (the transform, through
+:func:`nn_core.preprocessing.features_from_inputs`), :func:`fold_first_layer`,
+:func:`quantise_int8` and :func:`predict_int8`; :func:`encode_table` turns a table into
+the raw inputs a device would pass.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..activations import ACTIVATIONS, LEAKY_SLOPE
+from ..losses import OUTPUTS
+from ..modeldir import PREPROCESS_JSON, load_model
+from ..network import MLP
+from ..preprocessing import canonical_series, features_from_inputs
+
+#: Every hidden activation of the table can be exported: each entry spells itself in C
+#: and Python (``nn_core/activations.py: Activation``).
+SUPPORTED_ACTIVATIONS = tuple(ACTIVATIONS)
+SUPPORTED_OUTPUTS = tuple(OUTPUTS)
+#: Largest integer code the "value" scheme accepts: every integer up to 2**24 is a float32.
+MAX_EXACT_CODE = 2**24
+
+
+class ExportError(ValueError):
+    """A model directory or an export request that cannot be exported (message says why)."""
+
+
+@dataclass
+class Input:
+    """One raw input of the exported predictor.
+
+    Attributes
+    ----------
+    index : int
+        Position in the raw input vector ``x``.
+    name, kind : str
+        Column name; ``"numeric"`` or ``"categorical"``.
+    row : int
+        First row of this input's block in the first layer's weight matrix (feature index).
+    log1p, mean, std :
+        Numeric only: ``z = ((log1p(x) if log1p else x) - mean) / std``.
+    categories, codes, code_scheme :
+        Categorical only: ``codes[k]`` is the number that selects ``categories[k]``;
+        ``code_scheme`` is ``"value"`` (the category's own integer) or ``"index"`` (k).
+    """
+
+    index: int
+    name: str
+    kind: str
+    row: int
+    log1p: bool = False
+    mean: float = 0.0
+    std: float = 1.0
+    categories: list[str] = field(default_factory=list)
+    codes: list[int] = field(default_factory=list)
+    code_scheme: str = ""
+
+
+@dataclass
+class ExportModel:
+    """Everything an exporter needs, checked for consistency.
+
+    Attributes
+    ----------
+    inputs : list of Input
+    params : list of (W, b)
+        ``W`` shape (fan_in, fan_out), ``b`` shape (fan_out,), in the model's dtype;
+        ``H = f(H_prev W + b)``.
+    activation, output : str
+        Keys of ``nn_core.activations.ACTIVATIONS`` and ``nn_core.losses.OUTPUTS``.
+    leaky_slope : float
+    dtype : str
+        The network's dtype (``float32`` or ``float64``); C targets always use float32.
+    target : str
+        Name of the predicted column (for documentation only).
+    """
+
+    inputs: list[Input]
+    params: list[tuple[np.ndarray, np.ndarray]]
+    activation: str
+    output: str
+    leaky_slope: float = LEAKY_SLOPE
+    dtype: str = "float32"
+    target: str = "Revenue"
+
+    @property
+    def numeric(self) -> list[Input]:
+        """The numeric inputs, in input order."""
+        return [c for c in self.inputs if c.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[Input]:
+        """The categorical inputs, in input order."""
+        return [c for c in self.inputs if c.kind == "categorical"]
+
+    @property
+    def widths(self) -> list[int]:
+        """Output width of every layer (hidden layers then the output layer)."""
+        return [W.shape[1] for W, _ in self.params]
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of weights and biases."""
+        return int(sum(W.size + b.size for W, b in self.params))
+
+    @property
+    def columns(self) -> list[dict]:
+        """The inputs as ``preprocess.json`` columns (``Preprocessing.columns``)."""
+        return [
+            {"name": c.name, "kind": "numeric", "log1p": c.log1p, "mean": c.mean, "std": c.std}
+            if c.kind == "numeric"
+            else {"name": c.name, "kind": "categorical", "categories": list(c.categories)}
+            for c in self.inputs
+        ]
+
+
+def categorical_codes(categories: list[str]) -> tuple[str, list[int]]:
+    """Choose the integer code of each category.
+
+    When every category is the canonical text of an integer in ``[-2**24, 2**24]`` (e.g. the
+    UCI ``Browser`` ids ``"1".."13"``), a category's code is **that integer** ("value"
+    scheme): the device passes the number it already has. Otherwise (``Month``, ``Weekend``,
+    ``VisitorType``) the code is the category's **index** in the ``categories`` list of
+    ``preprocess.json`` ("index" scheme).
+
+    Returns
+    -------
+    scheme : {"value", "index"}
+    codes : list of int, ``codes[k]`` selects ``categories[k]``
+    """
+    values = []
+    for text in categories:
+        if not re.fullmatch(r"-?(0|[1-9][0-9]*)", text) or abs(int(text)) > MAX_EXACT_CODE:
+            return "index", list(range(len(categories)))
+        values.append(int(text))
+    return "value", values
+
+
+def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]:
+    """Turn ``preprocess.json`` columns into `Input` records and check them against the MLP.
+
+    Raises
+    ------
+    ExportError
+        Duplicate categories, or a feature count that differs from the network's input size.
+    """
+    inputs, row = [], 0
+    for i, c in enumerate(columns):
+        if c["kind"] == "numeric":
+            inputs.append(Input(i, c["name"], "numeric", row, bool(c["log1p"]),
+                                float(c["mean"]), float(c["std"])))
+            row += 1
+        else:
+            cats = list(c["categories"])
+            if len(set(cats)) != len(cats):
+                raise ExportError(f"{path}: column {c['name']!r} lists a category twice")
+            scheme, codes = categorical_codes(cats)
+            inputs.append(Input(i, c["name"], "categorical", row, categories=cats,
+                                codes=codes, code_scheme=scheme))
+            row += len(cats) + 1
+    if row != n_features:
+        raise ExportError(
+            f"{path}: the columns make {row} features but the network has {n_features} inputs"
+        )
+    return inputs
+
+
+def load_model_dir(model_dir: str | Path) -> tuple[ExportModel, MLP]:
+    """Read and check a model directory (through ``nn_core.modeldir.load_model``).
+
+    Returns
+    -------
+    model : ExportModel
+    mlp : nn_core.MLP
+        The loaded network (used to report float32 accuracy).
+
+    Raises
+    ------
+    ExportError or nn_core.io.ModelFileError
+        Missing directory or file, malformed content, or an unsupported architecture.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ExportError(f"{model_dir}: model directory not found")
+    predictor = load_model(model_dir)
+    mlp = predictor.network
+    if predictor.preprocessing is None:
+        raise ExportError(f"{model_dir / PREPROCESS_JSON}: file not found")
+    # load_model has checked the rest: a known activation and output (every one of them is
+    # exportable), finite weights of the right shapes, and the feature count.
+    params = [(np.asarray(W), np.asarray(b)) for W, b in mlp.params]
+    pre = predictor.preprocessing
+    inputs = build_inputs(pre.columns, params[0][0].shape[0], str(model_dir / PREPROCESS_JSON))
+    model = ExportModel(
+        inputs=inputs,
+        params=params,
+        activation=mlp.activation,
+        output=mlp.output,
+        leaky_slope=float(getattr(mlp, "leaky_slope", LEAKY_SLOPE)),
+        dtype=str(np.dtype(mlp.dtype)),
+        target=pre.target or "target",
+    )
+    return model, mlp
+
+
+# --------------------------------------------------------------------------- reference maths
+
+
+def features_from_codes(model: ExportModel, X: np.ndarray) -> np.ndarray:
+    """The MLP's feature matrix from raw inputs, exactly as the model's preprocessing.
+
+    Each categorical code becomes the position of its category in the block (``K``, the
+    unseen bucket, for any other number or NaN); then the one transform,
+    ``nn_core.preprocessing.features_from_inputs``, builds the features.
+
+    Parameters
+    ----------
+    model : ExportModel
+    X : ndarray, shape (n, n_inputs)
+        Raw inputs in the exported order (categorical inputs as codes).
+
+    Returns
+    -------
+    F : ndarray, shape (n, n_features), float64
+        Rows with an invalid numeric input are all NaN (an exported predictor returns NaN).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    U = X.copy()
+    for c in model.categorical:
+        match = X[:, c.index, None] == np.asarray(c.codes, dtype=np.float64)[None, :]
+        U[:, c.index] = np.where(match.any(axis=1), match.argmax(axis=1), len(c.codes))
+    F, invalid = features_from_inputs(model.columns, U)
+    F[invalid] = np.nan
+    return F
+
+
+def fold_first_layer(model: ExportModel) -> tuple[np.ndarray, np.ndarray]:
+    """First-layer weights and bias with the standardisation folded in, as float32.
+
+    ``W'_i = W_i / s_i`` and ``b' = b - sum_i (m_i / s_i) W_i`` over the numeric rows ``i``
+    (computed in float64, rounded once); one-hot rows are the model's rows unchanged.
+
+    Raises
+    ------
+    ExportError
+        A folded value overflows float32.
+    """
+    W, b = (a.astype(np.float64) for a in model.params[0])
+    Wf, bf = W.copy(), b.copy()
+    for c in model.numeric:
+        Wf[c.row] = W[c.row] / c.std
+        bf -= (c.mean / c.std) * W[c.row]
+    if not (np.all(np.isfinite(Wf.astype(np.float32))) and np.all(np.isfinite(bf))):
+        raise ExportError("folding the standardisation into layer 0 overflows float32")
+    return Wf.astype(np.float32), bf.astype(np.float32)
+
+
+def quantise_int8(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8 weights.
+
+    Returns
+    -------
+    Q : ndarray, shape (fan_in, fan_out), int8, ``Q_ij = round(W_ij / s_j)`` in [-127, 127]
+    s : ndarray, shape (fan_out,), float32, ``s_j = max_i |W_ij| / 127`` (1 for an all-zero
+        column, whose weights are all 0 anyway)
+    """
+    W32 = W.astype(np.float32)
+    peak = np.abs(W32).max(axis=0)
+    s = np.where(peak > 0, peak / np.float32(127), np.float32(1)).astype(np.float32)
+    return _round_half_away(W32 / s).astype(np.int8), s
+
+
+def _round_half_away(v: np.ndarray) -> np.ndarray:
+    """Round half away from zero, the rule the C code uses (no libm, no rounding mode)."""
+    return np.sign(v) * np.floor(np.abs(v) + v.dtype.type(0.5))
+
+
+def _quantise_row(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dynamic per-row activation quantisation, as in the generated C (float32 throughout).
+
+    Returns ``(q, t)``: ``q`` int32 codes in [-127, 127], ``t`` (n,) the row scales
+    ``max|a| / 127`` (0 for an all-zero row).
+    """
+    peak = np.abs(a).max(axis=1)
+    inv = np.where(peak > 0, np.float32(127) / np.where(peak > 0, peak, 1), 0).astype(np.float32)
+    q = _round_half_away(a * inv[:, None]).astype(np.int32)
+    return q, (peak / np.float32(127)).astype(np.float32)
+
+
+def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
+    """NumPy model of the ``c-int8`` predictor (same scheme, float32 rescaling).
+
+    Parameters
+    ----------
+    model : ExportModel
+    X : ndarray, shape (n, n_inputs)
+        Raw inputs (categorical inputs as codes).
+
+    Returns
+    -------
+    ndarray, shape (n,), float64: probabilities (NaN for invalid rows)
+    """
+    F = features_from_codes(model, X).astype(np.float32)
+    invalid = np.isnan(F).any(axis=1)
+    F[invalid] = 0
+    rows = np.array([c.row for c in model.numeric], dtype=np.int64)
+    onehot = np.ones(F.shape[1], dtype=bool)
+    onehot[rows] = False
+    H = None
+    for layer, (W, b) in enumerate(model.params):
+        Q, s = quantise_int8(W)
+        Q = Q.astype(np.int32)
+        if layer == 0:
+            q, t = _quantise_row(F[:, rows]) if rows.size else (
+                np.zeros((len(F), 0), np.int32), np.zeros(len(F), np.float32))
+            acc = q @ Q[rows]
+            cat = F[:, onehot].astype(np.int32) @ Q[onehot]
+            Z = (acc.astype(np.float32) * t[:, None] + cat.astype(np.float32)) * s
+        else:
+            q, t = _quantise_row(H)
+            Z = (q @ Q).astype(np.float32) * (t[:, None] * s)
+        Z = Z + b.astype(np.float32)
+        last = layer == len(model.params) - 1
+        # The network's own definitions of f and g (nn_core/activations.py, losses.py).
+        H = OUTPUTS[model.output](Z) if last else ACTIVATIONS[model.activation].forward(Z)
+    p = H[:, 0].astype(np.float64)
+    p[invalid] = np.nan
+    return p
+
+
+def encode_table(model: ExportModel, df: pd.DataFrame) -> np.ndarray:
+    """Raw inputs ``x`` (n, n_inputs) float64 of a table with the input columns.
+
+    Numeric cells are parsed as numbers; categorical cells are compared as canonical text
+    (``nn_core.preprocessing.canonical_text``) and replaced by their code, NaN when unseen.
+    """
+    X = np.empty((len(df), len(model.inputs)))
+    for c in model.inputs:
+        col = df[c.name]
+        if c.kind == "numeric":
+            X[:, c.index] = np.asarray(col, dtype=np.float64)
+        else:
+            lookup = dict(zip(c.categories, c.codes, strict=True))
+            texts = canonical_series(col.astype(str))
+            X[:, c.index] = texts.map(lookup).astype(np.float64).to_numpy()
+    return X

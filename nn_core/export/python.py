@@ -1,0 +1,114 @@
+"""One-file Python predictors: ``python`` (NumPy) and ``python-pure`` (no dependency).
+
+The module text is ``templates/predictor_numpy.py`` or ``templates/predictor_pure.py``,
+with the shared ``encode`` section of ``templates/encode.py``. This module generates the
+data (constants, the input table, the weights as exact decimal literals) and the branches
+of ``_activate``, one per entry of ``nn_core.activations.ACTIVATIONS``.
+"""
+
+from __future__ import annotations
+
+import pprint
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..activations import ACTIVATIONS
+from .describe import input_table, network_line, table_comment
+from .model import ExportModel
+from .templating import fill, section
+
+TEMPLATES = {"python": "predictor_numpy.py", "python-pure": "predictor_pure.py"}
+
+
+def py_float(v: float) -> str:
+    """Python float literal equal to the exact value of ``v`` (float32 values are doubles)."""
+    return repr(float(v))
+
+
+def _py_list(values: Iterable, per_line: int = 6, indent: str = "    ") -> str:
+    items = [py_float(v) for v in values]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return "[\n" + "".join(f"{indent}    {line},\n" for line in lines) + f"{indent}]"
+
+
+def _activate_branches(fmt: str) -> str:
+    """The ``if name == ...: return ...`` lines of ``_activate``, in the table's order.
+
+    Entries spelled like the identity compute nothing: the template's final ``return``
+    (the input unchanged) covers them.
+    """
+    lines = []
+    for name, act in ACTIVATIONS.items():
+        if fmt == "python":
+            if act.numpy != ACTIVATIONS["identity"].numpy:
+                lines.append(f'    if name == "{name}":\n        return {act.numpy}\n')
+        elif act.py != ACTIVATIONS["identity"].py:
+            lines.append(f'    if name == "{name}":\n        return [{act.py} for v in h]\n')
+    return "".join(lines)
+
+
+def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
+    values = {
+        "NAME": name,
+        "TARGET": model.target,
+        "INPUT_TABLE": table_comment(model, "    "),
+        "NETWORK": network_line(model, "float64" if fmt == "python-pure" else model.dtype),
+        "N_INPUTS": str(len(model.inputs)),
+        "ACTIVATION": repr(model.activation),
+        "OUTPUT": repr(model.output),
+        "LEAKY_SLOPE": py_float(model.leaky_slope),
+        "N_FEATURES": str(model.params[0][0].shape[0]),
+        "INPUTS": pprint.pformat(input_table(model), width=96, sort_dicts=False),
+        "_ROWS": repr([c.row for c in model.inputs]),
+        "LAYERS": layers,
+        "ENCODE": section("encode.py", "encode"),
+        "ACTIVATIONS": _activate_branches(fmt),
+    }
+    if fmt == "python":
+        values["DTYPE"] = f"np.{np.dtype(model.dtype).name}"
+    return fill(section(TEMPLATES[fmt], "module"), values)
+
+
+def generate_python(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
+    """One-file NumPy predictor ``NAME.py`` (model dtype, unfolded, like predict.py).
+
+    Returns
+    -------
+    files : dict file name -> text
+    sizes : dict with ``weight_bytes`` and ``ram_bytes`` (two rows of the widest layer)
+    """
+    layers = "".join(
+        f"LAYERS.append((\n    np.array({_py_list(W.ravel(), indent='    ')},"
+        f" dtype=DTYPE).reshape({W.shape[0]}, {W.shape[1]}),\n"
+        f"    np.array({_py_list(b, indent='    ')}, dtype=DTYPE),\n))\n"
+        for W, b in model.params)
+    width = max(model.widths)
+    return {f"{name}.py": _py_module(model, name, "python", layers)}, {
+        "weight_bytes": sum(W.nbytes + b.nbytes for W, b in model.params),
+        "ram_bytes": 2 * width * np.dtype(model.dtype).itemsize,
+    }
+
+
+def generate_python_pure(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
+    """One-file dependency-free predictor ``NAME.py`` (double precision lists).
+
+    Layer 0 is stored by input row (a one-hot input adds one row), later layers by output
+    unit (each output is a dot product with one stored row).
+
+    Returns
+    -------
+    files : dict file name -> text
+    sizes : dict with ``weight_bytes`` and ``ram_bytes``
+    """
+    parts = []
+    for layer, (W, b) in enumerate(model.params):
+        M = W if layer == 0 else W.T
+        rows = ",\n".join(f"        {_py_list(r, indent='        ')}" for r in M)
+        parts.append(f"LAYERS.append((\n    [\n{rows},\n    ],\n"
+                     f"    {_py_list(b, indent='    ')},\n))\n")
+    width = max(model.widths)
+    return {f"{name}.py": _py_module(model, name, "python-pure", "".join(parts))}, {
+        "weight_bytes": 8 * model.n_parameters,
+        "ram_bytes": 2 * width * 8,
+    }

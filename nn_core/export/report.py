@@ -1,0 +1,116 @@
+"""The size report of an export, and the accuracy of the float32 and int8 predictors.
+
+The report is printed by the export command and stored under ``size`` in ``NAME.json``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import roc_auc
+from ..network import MLP
+from .model import ExportError, ExportModel, encode_table, features_from_codes, predict_int8
+
+#: Flags the issue fixes for the Cortex-M4 size measurement.
+ARM_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-Os", "-std=c99")
+
+
+def arm_sizes(c_files: dict[str, str], name: str) -> dict | None:
+    """``.text/.data/.bss`` of ``NAME.c`` built by ``arm-none-eabi-gcc`` (None if absent).
+
+    Berkeley ``size`` counts read-only data (the weight arrays) in ``.text``.
+
+    Raises
+    ------
+    ExportError
+        The toolchain is installed but cannot compile the file.
+    """
+    gcc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
+    if gcc is None or size is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        for fname, text in c_files.items():
+            (Path(tmp) / fname).write_text(text)
+        obj = Path(tmp) / f"{name}.o"
+        build = subprocess.run([gcc, *ARM_FLAGS, "-c", str(Path(tmp) / f"{name}.c"),
+                                "-o", str(obj)], capture_output=True, text=True)
+        if build.returncode != 0:
+            raise ExportError(f"arm-none-eabi-gcc failed on {name}.c:\n{build.stderr}")
+        out = subprocess.run([size, str(obj)], capture_output=True, text=True, check=True)
+    text, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
+    return {"flags": " ".join(ARM_FLAGS), "text": text, "data": data, "bss": bss}
+
+
+def format_report(report: dict) -> str:
+    """Human-readable lines of the size (and accuracy) report."""
+    lines = [f"format {report['format']}: {', '.join(report['files'])}",
+             f"  parameters:       {report['parameters']}",
+             f"  weight bytes:     {report['weight_bytes']}"]
+    if "float32_weight_bytes" in report:
+        ratio = report["weight_bytes"] / report["float32_weight_bytes"]
+        lines.append(f"  float32 weights:  {report['float32_weight_bytes']} bytes "
+                     f"(int8 is {ratio:.1%} of it)")
+    where = "stack" if report["format"].startswith("c") else "working rows"
+    lines.append(f"  RAM for buffers:  {report['ram_bytes']} bytes ({where})")
+    arm = report.get("arm_cortex_m4")
+    if arm:
+        lines.append(f"  cortex-m4 object: .text {arm['text']}  .data {arm['data']}  "
+                     f".bss {arm['bss']}  ({arm['flags']})")
+    elif report["format"].startswith("c"):
+        lines.append("  cortex-m4 object: arm-none-eabi-gcc not installed, not measured")
+    if "accuracy" in report:
+        acc = report["accuracy"]
+        line = f"  ROC-AUC on {acc['rows']} rows of {acc['csv']}: float32 {acc['float32']:.5f}"
+        if "int8" in acc:
+            line += f", int8 {acc['int8']:.5f} (difference {acc['int8'] - acc['float32']:+.5f})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def evaluate_csv(model: ExportModel, mlp: MLP, path: Path, fmt: str) -> dict:
+    """ROC-AUC of the float32 network (and of the int8 scheme for c-int8) on a labelled CSV.
+
+    Rows with an invalid numeric value (the ones an exported predictor answers with NaN)
+    are left out.
+
+    Raises
+    ------
+    ExportError
+        Missing file or column, a numeric cell that is not a number, or a label that is not
+        TRUE/FALSE/1/0 (naming row and column).
+    """
+    if not path.is_file():
+        raise ExportError(f"{path}: file not found")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c.name for c in model.inputs if c.name not in df.columns]
+    if model.target not in df.columns:
+        missing.append(model.target)
+    if missing:
+        raise ExportError(f"{path}: missing column(s) {missing}")
+    for c in model.numeric:
+        values = pd.to_numeric(df[c.name], errors="coerce")
+        if values.isna().any():
+            i = int(np.flatnonzero(values.isna())[0])
+            raise ExportError(f"{path}: row {i + 1}, column {c.name!r}: not a number "
+                              f"({df[c.name].iloc[i]!r})")
+        df[c.name] = values
+    labels = df[model.target].str.strip().str.upper().map({"TRUE": 1, "1": 1, "FALSE": 0,
+                                                          "0": 0})
+    if labels.isna().any():
+        i = int(np.flatnonzero(labels.isna())[0])
+        raise ExportError(f"{path}: row {i + 1}, column {model.target!r}: not TRUE/FALSE/1/0")
+    X = encode_table(model, df)
+    F = features_from_codes(model, X)
+    valid = ~np.isnan(F).any(axis=1)
+    y = labels.to_numpy(dtype=np.int64)[valid]
+    result = {"csv": str(path), "rows": int(valid.sum()),
+              "float32": roc_auc(y, mlp.predict_proba(F[valid]))}
+    if fmt == "c-int8":
+        result["int8"] = roc_auc(y, predict_int8(model, X[valid]))
+    return result

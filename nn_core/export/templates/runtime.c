@@ -1,0 +1,88 @@
+/* Fixed helper functions of the generated C predictors (template).
+ *
+ * nn_core/export/c.py copies into NAME.c each section between "@begin HELPER" and
+ * "@end HELPER" that the generated code calls (and the sections those call), in the order
+ * of this file, with the symbol prefix NAME replaced by the export's name. Only used
+ * helpers are copied because an unused static function breaks -Werror.
+ *
+ * This file is plain C99 as it stands, so a compiler checks it (the golden test does):
+ *     gcc -std=c99 -Wall -Wextra -Wpedantic -Werror -Wdouble-promotion -Wfloat-conversion
+ *         -Wshadow -Wno-unused-function -c runtime.c
+ * Nothing outside the sections is copied.
+ */
+#include <math.h>
+
+/* @begin code_offset */
+/* Block index of an integer code in [lo, lo + n - 1]: the code minus lo; anything else
+   (other numbers, non-integers, NaN: every comparison with NaN is false) -> n (unseen). */
+static int NAME_code_offset(float v, int lo, int n)
+{
+    int c;
+    if (!(v >= (float)lo && v <= (float)(lo + n - 1))) {
+        return n;
+    }
+    c = (int)v;
+    return (float)c == v ? c - lo : n;
+}
+/* @end code_offset */
+
+/* @begin code_lut */
+/* Block index through a table over the code range [lo, lo + n - 1]; unseen -> k_unseen. */
+static int NAME_code_lut(float v, int lo, int n, const unsigned char *lut, int k_unseen)
+{
+    const int i = NAME_code_offset(v, lo, n);
+    return i < n ? (int)lut[i] : k_unseen;
+}
+/* @end code_lut */
+
+/* @begin code_search */
+/* Block index by search: position of v in codes, n (unseen) when absent (or NaN). */
+static int NAME_code_search(float v, const float *codes, int n)
+{
+    int k = 0;
+    while (k < n && codes[k] != v) {
+        ++k;
+    }
+    return k;
+}
+/* @end code_search */
+
+/* @begin sigmoid */
+/* 1 / (1 + e^-z) without overflow: exp of a non-positive number only. */
+static float NAME_sigmoid(float z)
+{
+    float e;
+    if (z >= 0.0f) {
+        return 1.0f / (1.0f + expf(-z));
+    }
+    e = expf(z);
+    return e / (1.0f + e);
+}
+/* @end sigmoid */
+
+/* @begin round8 */
+/* Round half away from zero (|v| <= 127.5 here, so the int conversion is defined). */
+static signed char NAME_round8(float v)
+{
+    return (signed char)(v >= 0.0f ? (int)(v + 0.5f) : -(int)(0.5f - v));
+}
+/* @end round8 */
+
+/* @begin quantise */
+/* Dynamic symmetric quantisation of a[0..n-1]: q = round(a * 127 / max|a|).
+   Returns the scale t = max|a| / 127 (0 for an all-zero vector, then q = 0). */
+static float NAME_quantise(signed char *q, const float *a, int n)
+{
+    float peak = 0.0f, inv;
+    int i;
+    for (i = 0; i < n; ++i) {
+        const float m = a[i] >= 0.0f ? a[i] : -a[i];
+        peak = m > peak ? m : peak;
+    }
+    inv = peak > 0.0f ? 127.0f / peak : 0.0f;
+    for (i = 0; i < n; ++i) {
+        q[i] = NAME_round8(a[i] * inv);
+    }
+    return peak / 127.0f;
+}
+/* @end quantise */
