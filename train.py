@@ -37,7 +37,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from nn_core import selection
+from nn_core.activations import ACTIVATIONS
+from nn_core.backends import BACKENDS
 from nn_core.io import atomic_write, new_run_dir, point_latest
+from nn_core.network import DTYPES
+from nn_core.optim import OPTIMIZERS, SCHEDULES
 from nn_core.selection import NetConfig
 
 REPO = Path(__file__).resolve().parent
@@ -111,10 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     hp = ap.add_argument_group("network and training")
     hp.add_argument("--hidden", type=_int_list, default=d.hidden, help="hidden widths, e.g. "
                     "64,32 ('none' = logistic regression)")
-    hp.add_argument("--activation", default=d.activation,
-                    choices=("relu", "leaky_relu", "tanh", "sigmoid"))
-    hp.add_argument("--optimizer", default=d.optimizer,
-                    choices=("adam", "sgd", "momentum", "nesterov"))
+    hp.add_argument("--activation", default=d.activation, choices=list(ACTIVATIONS))
+    hp.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
     hp.add_argument("--lr", type=float, default=d.lr)
     hp.add_argument("--momentum", type=float, default=d.momentum,
                     help="mu of the momentum and nesterov optimizers")
@@ -125,15 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--dropout", type=float, default=d.dropout, help="hidden-unit dropout")
     hp.add_argument("--pos-weight", type=_pos_weight, default=d.pos_weight,
                     help="loss weight of positives: a number or auto (= n_neg / n_pos)")
-    hp.add_argument("--schedule", default=d.schedule, choices=("constant", "step", "cosine"))
-    hp.add_argument("--monitor", default=d.monitor, choices=("roc_auc", "loss"),
+    hp.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
+    hp.add_argument("--monitor", default=d.monitor, choices=list(selection.MONITORS),
                     help="early stopping on dev ROC-AUC or dev log-loss")
     hp.add_argument("--patience", type=int, default=d.patience,
                     help="stop after this many epochs without dev improvement")
     hp.add_argument("--no-restore-best", action="store_true",
                     help="keep the last epoch's weights instead of the best dev epoch's")
-    hp.add_argument("--dtype", default=d.dtype, choices=("float32", "float64"))
-    hp.add_argument("--backend", default=d.backend, choices=("numba", "numpy", "cupy"))
+    hp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
+    hp.add_argument("--backend", default=d.backend, choices=BACKENDS)
     hp.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     hp.add_argument("--tune", type=int, default=0, metavar="N",
                     help="random search of N trials (architecture, lr, L2, batch, dropout), "

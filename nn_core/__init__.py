@@ -11,6 +11,9 @@ from .gradcheck import gradcheck
 from .io import ModelFileError
 from .modeldir import Predictor, load_model, save_model
 from .network import MLP
+from .training import History
 
-__all__ = ["MLP", "ModelFileError", "Predictor", "gradcheck", "load_model", "save_model"]
+__all__ = [
+    "MLP", "History", "ModelFileError", "Predictor", "gradcheck", "load_model", "save_model",
+]
 __version__ = "0.1.0"

@@ -255,7 +255,7 @@ def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(ModelFileError, match="not a preprocessing state file"):
         load_model(tmp_path)
     save_model(tmp_path, MLP(pre.n_features + 1, (2,)), pre)
-    with pytest.raises(ModelFileError, match="expects 7 inputs but preprocess.json builds 6"):
+    with pytest.raises(ModelFileError, match=r"expects 7 inputs but preprocess\.json builds 6"):
         load_model(tmp_path)
 
 
