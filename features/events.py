@@ -29,7 +29,7 @@ Leakage guard
 then sorts, groups and counts, so every number in its output (including the
 item and category popularity tables) is a function of the pre-cutoff events
 alone: adding, removing or altering any event at or after ``T`` cannot change
-it. ``tests/test_events_leakage.py`` checks exactly that.
+it. ``tests/features/test_events_leakage.py`` checks exactly that.
 
 Everything is vectorised (NumPy ``bincount`` / ``reduceat`` / ``ufunc.at`` over
 integer codes); there is no Python loop over users, sessions or events.

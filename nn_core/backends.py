@@ -224,7 +224,7 @@ class CupyBackend(NumpyBackend):
     per epoch only the loss (a scalar) comes back, and the parameters too
     when ``fit`` has a callback, see :meth:`NumpyBackend.fit`. The reference's
     element-wise rules run as fused kernels (``nn_core/fusion.py``).
-    ``tests/strict_cupy.py`` stands in for CuPy in the CPU suite, with CuPy's rules on
+    ``tests/helpers/strict_cupy.py`` stands in for CuPy in the CPU suite, with CuPy's rules on
     host arrays and on fused functions.
     """
 

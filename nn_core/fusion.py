@@ -24,9 +24,9 @@ A rule that is to be fused may use only what ``cupy.fuse`` traces: operators
 ``.astype``, NumPy ufuncs through ``np.``, and at most one ``np.sum``; no
 other indexing, no ``.shape``, no Python ``if`` on array values. Its scalar
 arguments must be Python numbers, which both NumPy 2 and CuPy treat as
-"weak" (they take the arrays' dtype). ``tests/strict_cupy.py: fuse``
+"weak" (they take the arrays' dtype). ``tests/helpers/strict_cupy.py: fuse``
 enforces these rules on the CPU, and
-``tests/test_cupy_fusion_trace.py`` traces every fused rule with the real
+``tests/nn_core/test_cupy_fusion_trace.py`` traces every fused rule with the real
 CuPy's tracer wherever CuPy is installed, GPU or not.
 """
 

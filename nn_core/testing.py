@@ -14,7 +14,7 @@ dominate. Tolerances:
 * float32: ``3e-5``. Rounding is now ``6e-8`` per operation; sums of
   products and one epoch of Adam steps (which divide by ``sqrt(v)`` and so
   amplify tiny differences in small gradients) gave at most ``2.5e-6`` over
-  every activation, output and dropout setting in ``tests/test_backends.py``;
+  every activation, output and dropout setting in ``tests/nn_core/test_backends.py``;
   the bound leaves a margin of about 10x.
 """
 

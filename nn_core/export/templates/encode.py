@@ -1,7 +1,8 @@
 # Template section shared by both one-file Python predictors (predictor_numpy.py and
 # predictor_pure.py insert the "encode" section at their "# @ENCODE@" line). The lines
 # outside the section only make this file valid Python for linters and are not emitted.
-# The emitted text is pinned by tests/test_export_golden.py: zip() stays without strict=.
+# The emitted text is pinned by tests/nn_core/export/test_export_golden.py:
+# zip() stays without strict=.
 # ruff: noqa: B905
 import math
 

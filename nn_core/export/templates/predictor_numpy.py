@@ -5,7 +5,8 @@
 #   a "# @KEY@" line    is replaced by generated lines: LAYERS holds the weights,
 #                       ENCODE the section of encode.py, ACTIVATIONS one branch per
 #                       activation of nn_core.activations.ACTIVATIONS.
-# The emitted text is pinned byte for byte by tests/test_export_golden.py and keeps its own
+# The emitted text is pinned byte for byte by
+# tests/nn_core/export/test_export_golden.py and keeps its own
 # style, hence two exemptions: zip() without strict=, and math, which only the ENCODE
 # section uses.
 # ruff: noqa: B905, F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_events_common import T, frame
+from events_common import T, frame
 
 from features.events import EVENT_TYPES, features_at, snapshot
 from features.synthetic import generate_events

@@ -1,6 +1,6 @@
 """Each feature family on a small hand-made log against hand-computed values.
 
-The log is ``test_events_common.HAND_LOG`` (cutoff T = 2024-01-10 12:00 UTC); the
+The log is ``events_common.HAND_LOG`` (cutoff T = 2024-01-10 12:00 UTC); the
 comments below derive every expected number from it by hand.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_events_common import HAND_LOG, T, frame
+from events_common import HAND_LOG, T, frame
 
 from features.events import (
     BASELINE_COLUMNS,

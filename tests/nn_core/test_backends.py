@@ -165,7 +165,7 @@ def test_a_fresh_compile_and_the_cache_train_the_same_weights(tmp_path):
     import sys
     from pathlib import Path
 
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     runs = [
         subprocess.run(
@@ -188,7 +188,7 @@ def test_train_py_reports_a_missing_gpu_without_a_traceback(tmp_path):
 
     if _cuda_available():
         pytest.skip("a CUDA device is present; this test covers machines without one")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     r = subprocess.run(
         [sys.executable, str(root / "train.py"), "--backend", "cupy", "--quiet",
          "--out", str(tmp_path / "run")],

@@ -13,7 +13,7 @@ import pytest
 from features.events import features_at, read_events
 from features.synthetic import generate_events, write_canonical_csv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args, cwd=ROOT):

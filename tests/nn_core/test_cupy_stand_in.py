@@ -20,7 +20,7 @@ import strict_cupy
 from nn_core import MLP, activations
 from nn_core.testing import OPTION_CASES, assert_backends_agree
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UCI = REPO / "data" / "online_shoppers_intention.csv"
 
 
@@ -237,7 +237,7 @@ def test_stdout_output_without_output_flag(model_dir, score_frame, tmp_path):
     assert list(got.columns) == ["row", "propensity", "rank", "decile"] and len(got) == 12
 
 
-EVENTS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "events"
+EVENTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "events"
 TAOBAO = EVENTS / "taobao_userbehavior_head_sample.csv"
 
 

@@ -1,6 +1,6 @@
 """Golden outputs: every export format stays byte-identical for the same model.
 
-``tests/export_golden/`` holds what ``python -m nn_core.export`` wrote for small model
+``tests/nn_core/export/golden/`` holds what ``python -m nn_core.export`` wrote for small model
 directories that this module rebuilds exactly, without training: the weights are a fixed
 integer hash of their position (exact in float32 and float64, so no random generator or
 libm is involved), and ``preprocess.json`` is written by hand. The columns exercise every
@@ -42,8 +42,8 @@ from nn_core import MLP, save_model
 from nn_core import export as ex
 from nn_core.preprocessing import Preprocessing
 
-GOLDEN = Path(__file__).resolve().parent / "export_golden"
-REPO = GOLDEN.parents[1]
+GOLDEN = Path(__file__).resolve().parent / "golden"
+REPO = GOLDEN.parents[3]
 
 COLUMNS = [
     {"name": "Pages", "kind": "numeric", "log1p": True, "mean": 1.2345678901234567,

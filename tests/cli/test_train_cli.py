@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UCI = REPO / "data" / "online_shoppers_intention.csv"
 METRIC_KEYS = {"roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1",
                "threshold", "lift_at_10", "ece"}

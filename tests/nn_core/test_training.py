@@ -246,7 +246,7 @@ def test_fit_rejects_bad_validation_arguments_before_training(kwargs, message):
 
 # --------------------------------------------------------------------------- selection
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UCI = REPO / "data" / "online_shoppers_intention.csv"
 
 

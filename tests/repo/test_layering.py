@@ -11,7 +11,7 @@ functions included (a lazy import is still a dependency). Two rules:
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("nn_core", "features")
 SCRIPTS = ("train", "predict")
 

@@ -9,7 +9,7 @@ import pytest
 from nn_core import MLP, reference
 from nn_core.losses import bce_with_logits, output_delta
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "worked-example.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "worked-example.md"
 
 X = np.array([[1.0, 2.0], [2.0, -0.5]])
 y = np.array([1.0, 0.0])

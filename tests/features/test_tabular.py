@@ -21,7 +21,7 @@ from nn_core import MLP, load_model, save_model
 from nn_core.io import ModelFileError
 from nn_core.preprocessing import canonical_text
 
-UCI = Path(__file__).resolve().parents[1] / "data" / "online_shoppers_intention.csv"
+UCI = Path(__file__).resolve().parents[2] / "data" / "online_shoppers_intention.csv"
 UCI_LINES = UCI.read_text().splitlines()  # header + 12,330 data rows (CRLF stripped)
 
 

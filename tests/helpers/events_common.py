@@ -9,7 +9,7 @@ import pandas as pd
 from features.events import EVENT_TYPES
 
 #: Where the real event-log samples live (never copied into the repo).
-REAL_EVENTS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "events"
+REAL_EVENTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "events"
 
 #: The cutoff of the hand-made log: Wednesday 2024-01-10 12:00 UTC.
 T = pd.Timestamp("2024-01-10 12:00", tz="UTC")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MARKDOWN = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 IDS = [str(p.relative_to(ROOT)) for p in MARKDOWN]
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_events_common import REAL_EVENTS
+from events_common import REAL_EVENTS
 
 from features.events import EVENT_TYPES, EventLogError, read_events
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UCI_CSV = REPO / "data" / "online_shoppers_intention.csv"
 STRICT_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-Wdouble-promotion",
                 "-Wfloat-conversion", "-Wshadow")
