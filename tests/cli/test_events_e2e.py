@@ -14,6 +14,8 @@ from features.events import features_at, read_events
 from features.synthetic import generate_events, write_canonical_csv
 
 ROOT = Path(__file__).resolve().parents[2]
+# Several full train.py and predict.py runs on a synthetic log: left out of -m "not slow".
+pytestmark = pytest.mark.slow
 
 
 def _run(*args, cwd=ROOT):

@@ -241,6 +241,7 @@ EVENTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "event
 TAOBAO = EVENTS / "taobao_userbehavior_head_sample.csv"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TAOBAO.is_file(), reason=f"event-log sample not found at {TAOBAO}")
 def test_event_log_mode_train_then_predict(tmp_path):
     proc = run_cli("train.py", "--events", TAOBAO, "--format", "taobao", "--horizon", "2d",

@@ -157,6 +157,7 @@ print(hashlib.sha256(m.theta.tobytes() + m.predict_proba(X).tobytes()).hexdigest
 """
 
 
+@pytest.mark.slow  # compiles every kernel afresh in a new process
 def test_a_fresh_compile_and_the_cache_train_the_same_weights(tmp_path):
     """The first run of a new Numba cache (compiling) and a later run (loading it) are two
     different builds of the kernels; both must give bit-identical weights."""
