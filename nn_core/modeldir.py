@@ -31,7 +31,7 @@ import pandas as pd
 
 from .io import ModelFileError, atomic_write
 from .network import MLP
-from .preprocessing import Preprocessing, features_from_inputs
+from .preprocessing import Preprocessing
 
 MODEL_FORMAT = "purchase-propensity-mlp"
 FORMAT_VERSION = 1
@@ -87,10 +87,6 @@ class Predictor:
         """
         X = self.transform(frame, first_row)
         return np.asarray(self.network.predict_proba(X, threads=threads), dtype=np.float64)
-
-    def features_from_inputs(self, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`nn_core.preprocessing.features_from_inputs` with this model's columns."""
-        return features_from_inputs(self._preprocessing()._check_fitted(), U)
 
 
 def save_model(dirpath: str | os.PathLike, network: MLP,
