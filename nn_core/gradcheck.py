@@ -1,29 +1,285 @@
-"""Finite-difference gradient check: the proof that backpropagation is right.
+"""Finite-difference gradient checks: of a model's backend, and of any function.
 
-For every parameter ``theta_k`` the analytic gradient ``a_k`` from
-:func:`nn_core.reference.loss_and_grad` is compared with a numerical one
-from central differences,
+Two entry points share one numerical routine, :func:`numerical_gradient`:
 
-``D(h) = (L(theta + h e_k) - L(theta - h e_k)) / (2 h)``,
+* :func:`gradcheck` checks a model: the gradient its own backend computes
+  (:meth:`nn_core.MLP.loss_and_grad`: the compiled kernels for ``numba``, the
+  reference on NumPy or CuPy arrays, in the model's dtype) against finite
+  differences of the float64 reference loss (:func:`nn_core.reference.loss`).
+  With ``reference=True`` the analytic side is the float64 reference
+  (:func:`nn_core.reference.loss_and_grad`) instead: the check of the
+  backward *formulas* alone, independent of any backend.
+* :func:`check_gradients` checks any scalar function ``f`` and its
+  hand-written gradient ``grad_f`` at a point ``x`` (a new activation or
+  loss, before it joins the tables).
 
-whose error is ``O(h^2)`` (a one-sided difference would be ``O(h)``). One
+Both return a :class:`GradcheckReport`: the largest error, where it is
+(layer, ``"W"`` or ``"b"``, index), the largest error of each parameter
+array, and whether it is within the tolerance of the analytic gradient's
+dtype (:data:`TOLERANCES`).
+
+The numbers: for every parameter ``theta_k`` the central difference
+
+``D(h) = (L(theta + h e_k) - L(theta - h e_k)) / (2 h)``
+
+has an error of ``O(h^2)`` (a one-sided difference would be ``O(h)``). One
 Richardson step, ``n_k = (4 D(h/2) - D(h)) / 3``, cancels the ``h^2`` term
 and leaves ``O(h^4)``, so ``h`` can be large enough (``1e-4``) that the
 rounding error of ``L`` divided by ``2h`` stays near ``1e-12``; plain central
 differences must trade one error against the other and stall near ``1e-10``,
 too coarse for gradients of size ``1e-5`` at a tolerance of ``1e-6``.
 
-The check runs in float64 on the reference backend without fastmath: in
-float32 the rounding error of ``L``, about ``1e-7 |L|``, divided by ``2h``
-would swamp any real discrepancy.
+The numerical side always runs in float64 on the reference code, which has
+no fastmath: in float32 the rounding error of ``L``, about ``1e-7 |L|``,
+divided by ``2h`` would swamp any real discrepancy. A float32 model's
+analytic gradient is still computed in float32 by its backend, so it is
+judged against a float32 tolerance (docs/math.md, section 10, derives it).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import numpy as np
 
-from . import reference
+# Imported under another name: ``reference`` is also gradcheck's keyword argument.
+from . import reference as _reference
 from .losses import sample_scale
+
+
+class Tolerance(NamedTuple):
+    """Pass bound and floor of the relative error ``|a - n| / max(|a| + |n|, floor)``."""
+
+    tolerance: float
+    floor: float
+
+
+#: Analytic gradient's dtype -> default :class:`Tolerance`. float64: the
+#: numerical gradient's own noise (about ``1e-12``) allows ``1e-6`` with room.
+#: float32: every rounding of the backend's float32 arithmetic (unit roundoff
+#: ``2^-24``) enters the analytic gradient; the derivation and the measured
+#: margins are in docs/math.md, section 10.
+TOLERANCES: dict[str, Tolerance] = {
+    "float64": Tolerance(1e-6, 1e-6),
+    "float32": Tolerance(1e-4, 1e-2),
+}
+
+
+class Block(NamedTuple):
+    """The check of one array: a layer's ``W`` or ``b``, or ``check_gradients``' ``x``.
+
+    Attributes
+    ----------
+    layer : int or None
+        Index into ``model.params``: layer ``l`` holds ``W_{l+1}, b_{l+1}`` of
+        docs/math.md. ``None`` for :func:`check_gradients`.
+    name : {"W", "b", "x"}
+    shape : tuple of int
+        Shape of the array.
+    max_error : float
+        Largest relative error over the array (NaN if any entry is NaN).
+    index : tuple of int
+        Index of that entry in the array.
+    analytic, numeric : float
+        The two gradients at that entry.
+    """
+
+    layer: int | None
+    name: str
+    shape: tuple[int, ...]
+    max_error: float
+    index: tuple[int, ...]
+    analytic: float
+    numeric: float
+
+
+def _sort_key(error: float) -> float:
+    """Order errors with NaN above everything: a NaN gradient is the worst possible."""
+    return math.inf if math.isnan(error) else error
+
+
+@dataclass(frozen=True, eq=False)
+class GradcheckReport:
+    """The result of a gradient check, located.
+
+    ``float(report)`` is :attr:`max_error`, and a report compares with a
+    number as its ``max_error`` does (``report < 1e-6``), so code written
+    for the bare float the check used to return keeps working. ``str(report)``
+    is a table, one row per array.
+
+    Attributes
+    ----------
+    blocks : tuple of Block
+        One per checked array, in ``params`` order (``W_0, b_0, W_1, ...``).
+    tolerance, floor : float
+        The pass bound of :attr:`max_error` and the floor of the relative error.
+    dtype : str
+        dtype of the analytic gradient ("float32" or "float64").
+    backend : str
+        What computed the analytic gradient: a backend name, ``"reference"``
+        (``gradcheck(..., reference=True)``) or ``"function"``
+        (:func:`check_gradients`).
+    h : float
+        Largest central-difference step.
+    """
+
+    blocks: tuple[Block, ...]
+    tolerance: float
+    floor: float
+    dtype: str
+    backend: str
+    h: float
+
+    @property
+    def worst(self) -> Block:
+        """The block that holds the largest error."""
+        return max(self.blocks, key=lambda b: _sort_key(b.max_error))
+
+    @property
+    def max_error(self) -> float:
+        """Largest relative error over every checked entry (NaN if any is NaN)."""
+        return self.worst.max_error
+
+    @property
+    def where(self) -> tuple[int | None, str, tuple[int, ...]]:
+        """``(layer, "W" or "b", index)`` of the worst entry; a function's is ``(None, "x", i)``."""
+        b = self.worst
+        return b.layer, b.name, b.index
+
+    @property
+    def per_layer(self) -> dict[tuple[int | None, str], float]:
+        """``{(layer, "W" or "b"): largest error in that array}``."""
+        return {(b.layer, b.name): b.max_error for b in self.blocks}
+
+    @property
+    def ok(self) -> bool:
+        """Whether :attr:`max_error` is below :attr:`tolerance` (never for NaN)."""
+        return bool(self.max_error < self.tolerance)
+
+    def __float__(self) -> float:
+        return float(self.max_error)
+
+    # Comparisons with numbers, as the bare float the check used to return.
+    def __lt__(self, other):
+        return self.max_error < other if isinstance(other, numbers.Real) else NotImplemented
+
+    def __le__(self, other):
+        return self.max_error <= other if isinstance(other, numbers.Real) else NotImplemented
+
+    def __gt__(self, other):
+        return self.max_error > other if isinstance(other, numbers.Real) else NotImplemented
+
+    def __ge__(self, other):
+        return self.max_error >= other if isinstance(other, numbers.Real) else NotImplemented
+
+    def __str__(self) -> str:
+        rows = [("layer", "array", "shape", "max error", "index", "analytic", "numeric")]
+        for b in self.blocks:
+            rows.append((
+                "-" if b.layer is None else str(b.layer), b.name,
+                "x".join(map(str, b.shape)) or "()", f"{b.max_error:.1e}",
+                str(b.index[0]) if len(b.index) == 1 else ", ".join(map(str, b.index)),
+                f"{b.analytic:+.8e}", f"{b.numeric:+.8e}",
+            ))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = [
+            f"gradient check: {self.backend} ({self.dtype}) vs float64 central differences, "
+            f"h={self.h:g}, floor={self.floor:g}"
+        ]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  for r in rows]
+        layer, name, index = self.where
+        at = f"{name}[{', '.join(map(str, index))}]"
+        at = at if layer is None else f"layer {layer} {at}"
+        verdict = "ok" if self.ok else "FAILED"
+        lines.append(f"max error {self.max_error:.1e} at {at}, tolerance {self.tolerance:g}: "
+                     f"{verdict}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"GradcheckReport(max_error={self.max_error:.3g}, where={self.where}, "
+            f"ok={self.ok}, tolerance={self.tolerance:g}, dtype={self.dtype!r}, "
+            f"backend={self.backend!r})"
+        )
+
+
+# --------------------------------------------------------------------------- numerics
+
+
+def numerical_gradient(f: Callable[[np.ndarray], float], x, h: float = 1e-4) -> np.ndarray:
+    """Central differences with one Richardson step, ``(4 D(h/2) - D(h)) / 3``, of every entry.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> float``, a scalar function of an array shaped like ``x``,
+        evaluated in float64. It is called with one array that is nudged in
+        place between calls (``4 x.size`` calls), so it must not keep it.
+    x : array_like of any shape
+        The point; copied to float64.
+    h : float
+        Largest step (``h/2`` is the other).
+
+    Returns
+    -------
+    array of the shape of ``x``, float64
+    """
+    # A C-ordered copy, nudged one entry at a time through a flat view (a
+    # Fortran-ordered one would make reshape copy, and the nudges would be lost).
+    x = np.array(x, dtype=np.float64, order="C")
+    flat = x.reshape(-1)
+
+    def central_difference(k: int, step: float) -> float:
+        original = flat[k]
+        flat[k] = original + step
+        up = float(f(x))
+        flat[k] = original - step
+        down = float(f(x))
+        flat[k] = original
+        return (up - down) / (2 * step)
+
+    out = np.empty(flat.shape[0])
+    for k in range(flat.shape[0]):
+        out[k] = (4 * central_difference(k, h / 2) - central_difference(k, h)) / 3
+    return out.reshape(x.shape)
+
+
+def relative_errors(analytic, numeric, floor: float) -> np.ndarray:
+    """``|a - n| / max(|a| + |n|, floor)``, entry by entry (float64).
+
+    The floor turns the test into an absolute one for gradients below it:
+    the numerical gradient carries about ``1e-12`` of rounding noise (and a
+    float32 analytic one far more), which relative to a gradient of ``1e-7``
+    (or of exactly 0, a dead ReLU unit) would be large for no fault of the
+    backward pass.
+    """
+    a, n = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, dtype=np.float64)
+    return np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), floor)
+
+
+def _block(layer, name, analytic, numeric, floor) -> Block:
+    err = relative_errors(analytic, numeric, floor)
+    # argmax with NaN ranked first, so a NaN gradient is the one reported.
+    flat = int(np.argmax(np.where(np.isnan(err), np.inf, err)))
+    index = tuple(int(i) for i in np.unravel_index(flat, err.shape))
+    return Block(layer, name, tuple(err.shape), float(err.reshape(-1)[flat]), index,
+                 float(np.reshape(analytic, -1)[flat]), float(np.reshape(numeric, -1)[flat]))
+
+
+def _tolerance(dtype, tolerance: float | None, floor: float | None) -> tuple[str, float, float]:
+    """The dtype's name and its defaults, overridden by whatever the caller gave."""
+    name = np.dtype(dtype).name
+    default = TOLERANCES.get(name, TOLERANCES["float32"])  # anything narrower: float32's
+    return (name, default.tolerance if tolerance is None else float(tolerance),
+            default.floor if floor is None else float(floor))
+
+
+# --------------------------------------------------------------------------- the checks
 
 
 def gradcheck(
@@ -34,21 +290,21 @@ def gradcheck(
     pos_weight: float = 1.0,
     l2: float = 0.0,
     h: float = 1e-4,
-    floor: float = 1e-6,
-) -> float:
-    """Largest relative error between analytic and numerical gradients.
+    floor: float | None = None,
+    *,
+    reference: bool = False,
+    tolerance: float | None = None,
+) -> GradcheckReport:
+    """Check a model's gradient against finite differences of the float64 reference loss.
 
-    ``err_k = |a_k - n_k| / max(|a_k| + |n_k|, floor)``. The ``floor``
-    turns the test into an absolute one for gradients below it: the
-    numerical gradient carries about ``1e-12`` of rounding noise, which
-    relative to a gradient of ``1e-7`` (or of exactly 0, a dead ReLU unit)
-    would be large for no fault of the backward pass. With the default
-    ``floor = 1e-6``, ``err < 1e-6`` demands ``|a_k - n_k| < 1e-12`` there.
+    ``err_k = |a_k - n_k| / max(|a_k| + |n_k|, floor)`` for every weight and
+    bias, with ``a`` the analytic gradient and ``n`` the numerical one
+    (:func:`numerical_gradient` of :func:`nn_core.reference.loss`, float64).
 
     Parameters
     ----------
     model : nn_core.MLP
-        Any backend or dtype; its weights are copied to float64.
+        Any backend and dtype; not modified.
     X : array of shape (n, n_inputs)
     y : array of shape (n,)
     sample_weight : array of shape (n,), optional
@@ -56,42 +312,121 @@ def gradcheck(
         As in :meth:`nn_core.MLP.loss_and_grad`.
     h : float
         Largest central-difference step (``h/2`` is the other).
-    floor : float
-        Lower bound of the denominator (see above).
+    floor : float, optional
+        Lower bound of the denominator; default from :data:`TOLERANCES` for
+        the analytic gradient's dtype (``1e-6`` for float64, ``1e-2`` for float32).
+    reference : bool
+        ``False`` (default): the analytic gradient is ``model.loss_and_grad``,
+        computed by the model's backend in the model's dtype, and the numerical
+        one differentiates the loss of the inputs as that backend sees them
+        (``X``, ``y`` and the sample weights rounded to the model's dtype).
+        ``True``: the analytic gradient is the float64 reference's, whatever the
+        model's backend and dtype (the check of the backward formulas alone).
+    tolerance : float, optional
+        Pass bound of :attr:`GradcheckReport.ok`; default from :data:`TOLERANCES`
+        (``1e-6`` for float64, ``1e-4`` for float32).
 
     Returns
     -------
-    float
-        ``max_k err_k`` over every weight and bias.
+    GradcheckReport
+        ``float(report)`` is ``max_k err_k``; ``report.where`` locates it.
+
+    Examples
+    --------
+    >>> report = gradcheck(m, X[:20], y[:20])  # doctest: +SKIP
+    >>> report.ok, report.where  # doctest: +SKIP
+    (True, (0, 'W', (12, 3)))
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    model._check_Xy(X, y, sample_weight)
-    if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    s = sample_scale(y, sample_weight, pos_weight)
+    Xd, yd, swd = model._check_Xy(X, y, sample_weight)
+    r = _reference.rules(model.activation, model.output)
+    if reference:
+        # Today's float64 check: the data as given, in float64.
+        X64 = np.asarray(X, dtype=np.float64)
+        y64 = np.asarray(y, dtype=np.float64)
+        sw64 = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        s64 = sample_scale(y64, sw64, pos_weight)
+    else:
+        # Validated as model.loss_and_grad will (which refuses pos_weight for identity output).
+        pos_weight = model._check_pos_weight(pos_weight)
+        l2 = model._check_scalar("l2", l2)
+        # The function the backend differentiates: its inputs in the model's dtype.
+        X64, y64 = Xd.astype(np.float64), yd.astype(np.float64)
+        s64 = sample_scale(yd, swd, pos_weight).astype(np.float64)
     theta = model.theta.astype(np.float64)
-    params = model.unflatten(theta)
-    r = reference.rules(model.activation, model.output)
 
-    def loss_at() -> float:
-        z = reference.forward(params, X, r)[3]
-        return float(reference.loss(params, z, y, s, r, l2))
+    def loss_at(t: np.ndarray) -> float:
+        params = model.unflatten(t)
+        z = _reference.forward(params, X64, r)[3]
+        return float(_reference.loss(params, z, y64, s64, r, l2))
 
-    _, grads = reference.loss_and_grad(params, X, y, s, r, l2)
-    analytic = np.concatenate([g.ravel() for pair in grads for g in pair])
-    numeric = np.empty_like(analytic)
+    if reference:
+        _, grads = _reference.loss_and_grad(model.unflatten(theta), X64, y64, s64, r, l2)
+        dtype, backend = "float64", "reference"
+    else:
+        _, grads = model.loss_and_grad(Xd, yd, swd, pos_weight, l2)
+        dtype, backend = model.dtype, model.backend
+    numeric = model.unflatten(numerical_gradient(loss_at, theta, h))
+    dtype, tolerance, floor = _tolerance(dtype, tolerance, floor)
+    blocks = []
+    for l, ((dW, db), (nW, nb)) in enumerate(zip(grads, numeric, strict=True)):
+        blocks.append(_block(l, "W", dW, nW, floor))
+        blocks.append(_block(l, "b", db, nb, floor))
+    return GradcheckReport(tuple(blocks), tolerance, floor, dtype, backend, h)
 
-    def central_difference(k: int, step: float) -> float:
-        original = theta[k]
-        theta[k] = original + step
-        up = loss_at()
-        theta[k] = original - step
-        down = loss_at()
-        theta[k] = original
-        return (up - down) / (2 * step)
 
-    for k in range(theta.shape[0]):
-        numeric[k] = (4 * central_difference(k, h / 2) - central_difference(k, h)) / 3
-    err = np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), floor)
-    return float(err.max())
+def check_gradients(
+    f: Callable[[np.ndarray], float],
+    grad_f: Callable[[np.ndarray], np.ndarray],
+    x,
+    h: float = 1e-4,
+    floor: float | None = None,
+    *,
+    tolerance: float | None = None,
+) -> GradcheckReport:
+    """Check a hand-written gradient ``grad_f`` of a scalar function ``f`` at the point ``x``.
+
+    The same numerics and report as :func:`gradcheck`, for any function: a
+    new activation or loss before it joins the tables, or an exercise.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> float`` for an array ``x`` of the shape of ``x``; it should
+        compute in float64 (its finite differences are only as good as its
+        rounding).
+    grad_f : callable
+        ``grad_f(x) -> array`` of the shape of ``x``: the gradient of ``f``.
+        Its dtype picks the default tolerance (float32 results get float32's).
+    x : array_like of any shape
+        The point, copied to float64 for both calls. Pick a generic point:
+        at a kink (ReLU at 0) no derivative exists.
+    h : float
+        Largest central-difference step.
+    floor, tolerance : float, optional
+        As in :func:`gradcheck`; defaults from :data:`TOLERANCES`.
+
+    Returns
+    -------
+    GradcheckReport
+        One block, ``"x"``; ``report.where`` is ``(None, "x", index into x)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nn_core.activations import silu, silu_backward
+    >>> z = np.linspace(-3, 3, 7)
+    >>> check_gradients(lambda z: silu(z).sum(),
+    ...                 lambda z: silu_backward(z, silu(z), np.ones_like(z)), z).ok
+    True
+    """
+    x = np.array(x, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("x is empty: there is no gradient to check")
+    analytic = np.asarray(grad_f(x.copy()))  # a copy: grad_f may not modify the point
+    if analytic.shape != x.shape:
+        raise ValueError(f"grad_f(x) has shape {analytic.shape}, x has shape {x.shape}")
+    numeric = numerical_gradient(f, x, h)
+    dtype = analytic.dtype if np.issubdtype(analytic.dtype, np.floating) else np.float64
+    dtype, tolerance, floor = _tolerance(dtype, tolerance, floor)
+    block = _block(None, "x", analytic, numeric, floor)
+    return GradcheckReport((block,), tolerance, floor, dtype, "function", h)

@@ -17,8 +17,10 @@ and their error messages, seconds of compile time) and allocates nothing.
 
 Every kernel is also importable un-jitted as ``<name>.py_func`` for reading
 and debugging. ``fastmath`` is on (all of it but FMA contraction, see
-``_FASTMATH``): these are the fast path. The gradient check never runs here
-(it uses the float64 reference).
+``_FASTMATH``): these are the fast path. The gradient check
+(``nn_core/gradcheck.py``) checks the gradient these kernels compute for a
+``numba`` model against float64 finite differences of the reference loss,
+with a tolerance for the model's dtype.
 
 Flat parameter layout: ``layout[l] = (w_off, b_off, fan_in, fan_out)``
 locates ``W_l`` (row-major) and ``b_l`` in ``theta``; gradients use the

@@ -1,4 +1,4 @@
-"""One helper that checks two backends against each other.
+"""Test helpers: two backends against each other, and a gradient check that explains itself.
 
 Every backend pair (numpy against numba, numpy against cupy) is checked by
 :func:`assert_backends_agree`: the forward pass, the loss, every gradient,
@@ -16,12 +16,17 @@ dominate. Tolerances:
   amplify tiny differences in small gradients) gave at most ``2.5e-6`` over
   every activation, output and dropout setting in ``tests/nn_core/test_backends.py``;
   the bound leaves a margin of about 10x.
+
+A gradient check in a test goes through :func:`assert_gradients_match`, so that
+a failure prints the located report (which layer, ``W`` or ``b``, which entry)
+rather than one number.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .gradcheck import GradcheckReport, check_gradients, gradcheck
 from .network import MLP
 
 TOLERANCES = {"float64": 1e-10, "float32": 3e-5}
@@ -129,3 +134,37 @@ def assert_backends_agree(backend_a: str, backend_b: str, dtype: str = "float64"
             f"{backend_a} and {backend_b} disagree in {dtype} beyond {tol:g}: {bad}"
         )
     return errors
+
+
+def assert_gradients_match(check, *args, **kwargs) -> GradcheckReport:
+    """Raise ``AssertionError`` with the gradient check's table unless the check passes.
+
+    Parameters
+    ----------
+    check : GradcheckReport, nn_core.MLP or callable
+        A report already computed (no further arguments); a model, checked as
+        ``gradcheck(check, *args, **kwargs)``; or a scalar function ``f``,
+        checked as ``check_gradients(check, *args, **kwargs)`` (``grad_f, x, ...``).
+
+    Returns
+    -------
+    GradcheckReport
+        The report, when it passes.
+
+    Examples
+    --------
+    >>> assert_gradients_match(model, X, y, l2=0.3)  # doctest: +SKIP
+    >>> assert_gradients_match(lambda z: (z**3).sum(), lambda z: 3 * z**2, [0.5, -1.0]).ok
+    True
+    """
+    if isinstance(check, GradcheckReport):
+        if args or kwargs:
+            raise TypeError("a GradcheckReport takes no further arguments")
+        report = check
+    elif callable(check):
+        report = check_gradients(check, *args, **kwargs)
+    else:
+        report = gradcheck(check, *args, **kwargs)
+    if not report.ok:
+        raise AssertionError(f"gradients do not match\n{report}")
+    return report

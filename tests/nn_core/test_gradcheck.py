@@ -1,11 +1,21 @@
-"""Finite-difference gradient checks over every activation, depth, output and loss option."""
+"""Finite-difference gradient checks over every activation, depth, output and loss option.
+
+Each configuration is checked on the float64 reference (numpy), and on the numba
+backend in both dtypes: the gradient checked is the one the backend computes, at the
+tolerance of its dtype (``nn_core/gradcheck.py: TOLERANCES``). Planted bugs in each
+backend's backward pass are in ``test_gradcheck_backends.py``.
+"""
 
 import dataclasses
+import itertools
+import math
 
 import numpy as np
 import pytest
 
-from nn_core import MLP, activations, gradcheck
+from nn_core import MLP, GradcheckReport, activations, check_gradients, gradcheck, reference
+from nn_core.gradcheck import TOLERANCES, numerical_gradient
+from nn_core.testing import assert_gradients_match
 
 ACTS = list(activations.ACTIVATIONS)
 OPTIONS = {
@@ -14,6 +24,16 @@ OPTIONS = {
     "pos_weight": {"pos_weight": 4.0},
     "l2": {"l2": 0.3},
 }
+# pos_weight weighs the 0/1 labels of the sigmoid output; MLP.loss_and_grad refuses it
+# for the identity output (test_pos_weight_is_refused_for_the_identity_output).
+CONFIGURATIONS = [
+    (act, n_hidden, output, option)
+    for act, n_hidden, output, option in itertools.product(
+        ACTS, [0, 1, 2, 3], ["sigmoid", "identity"], OPTIONS
+    )
+    if not (output == "identity" and option == "pos_weight")
+]
+BACKENDS = [("numpy", "float64"), ("numba", "float64"), ("numba", "float32")]
 
 
 def _problem(output):
@@ -23,26 +43,53 @@ def _problem(output):
     return X, y
 
 
-def _model(activation, n_hidden, output):
-    m = MLP(4, (3,) * n_hidden, activation, output, dtype="float64", seed=2, backend="numpy")
+def _model(activation, n_hidden, output, backend="numpy", dtype="float64"):
+    m = MLP(4, (3,) * n_hidden, activation, output, dtype=dtype, seed=2, backend=backend)
     # Check at a generic point: with zero biases, a ReLU unit whose inputs are
     # all zero sits exactly on its kink, where no derivative exists.
     m.theta[:] = np.random.default_rng(3).normal(0.0, 0.8, m.n_params)
     return m
 
 
-@pytest.mark.parametrize("option", list(OPTIONS))
-@pytest.mark.parametrize("output", ["sigmoid", "identity"])
-@pytest.mark.parametrize("n_hidden", [0, 1, 2, 3])
-@pytest.mark.parametrize("activation", ACTS)
-def test_gradcheck_every_configuration(activation, n_hidden, output, option):
+@pytest.mark.parametrize(("backend", "dtype"), BACKENDS, ids=["-".join(b) for b in BACKENDS])
+@pytest.mark.parametrize(("activation", "n_hidden", "output", "option"), CONFIGURATIONS)
+def test_gradcheck_every_configuration(activation, n_hidden, output, option, backend, dtype):
     X, y = _problem(output)
-    err = gradcheck(_model(activation, n_hidden, output), X, y, **OPTIONS[option])
-    assert err < 1e-6
+    m = _model(activation, n_hidden, output, backend, dtype)
+    report = assert_gradients_match(m, X, y, **OPTIONS[option])
+    assert (report.backend, report.dtype) == (backend, dtype)
+    assert report.tolerance == TOLERANCES[dtype].tolerance
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_reference_mode_is_the_float64_check_whatever_the_backend(dtype):
+    """``reference=True`` differentiates the float64 reference, for a numba model too: the
+    same numbers as the numpy backend's check on the same (float64) weights."""
+    X, y = _problem("sigmoid")
+    m = _model("gelu", 2, "sigmoid", "numba", dtype)
+    report = gradcheck(m, X, y, reference=True, l2=0.3)
+    assert (report.backend, report.dtype, report.tolerance) == ("reference", "float64", 1e-6)
+    assert report < 1e-6, report
+    twin = _model("gelu", 2, "sigmoid", "numpy", "float64")
+    twin.theta[:] = m.theta
+    assert report.blocks == gradcheck(twin, X, y, l2=0.3).blocks
+
+
+def test_pos_weight_is_refused_for_the_identity_output():
+    X, y = _problem("identity")
+    m = _model("tanh", 1, "identity")
+    with pytest.raises(ValueError, match="pos_weight"):
+        gradcheck(m, X, y, pos_weight=4.0)
+    # The reference mode keeps its old leniency (no label is 1, so nothing changes).
+    assert gradcheck(m, X, y, pos_weight=4.0, reference=True).ok
 
 
 def test_gradcheck_catches_a_wrong_derivative(monkeypatch):
-    """The check must fail when backprop is wrong: tanh's derivative off by a factor."""
+    """The check must fail when backprop is wrong: tanh's derivative off by a factor.
+
+    The rule is applied in both hidden layers, so layer 1's gradients are 1 % off and
+    layer 0's (two applications) 2 %; the output layer's are untouched.
+    """
     X, y = _problem("sigmoid")
     m = _model("tanh", 2, "sigmoid")
     assert gradcheck(m, X, y) < 1e-6
@@ -50,13 +97,17 @@ def test_gradcheck_catches_a_wrong_derivative(monkeypatch):
         activations.ACTIVATIONS["tanh"], backward=lambda Z, H, dH: dH * (1 - H * H) * 1.01
     )
     monkeypatch.setitem(activations.ACTIVATIONS, "tanh", wrong)
-    assert gradcheck(m, X, y) > 1e-3
+    report = gradcheck(m, X, y)
+    assert report > 1e-3 and not report.ok
+    assert report.where[0] == 0
+    assert report.per_layer[(1, "W")] > 1e-3
+    assert report.per_layer[(2, "W")] < 1e-6 and report.per_layer[(2, "b")] < 1e-6
+    with pytest.raises(AssertionError, match=r"(?s)layer 0 .*FAILED"):
+        assert_gradients_match(report)
 
 
 def test_gradcheck_catches_a_missing_l2_term(monkeypatch):
-    """Dropping the L2 term from dW (but not from the loss) must be detected."""
-    from nn_core import reference
-
+    """Dropping the L2 term from dW (but not from the loss) must be detected, in W only."""
     X, y = _problem("sigmoid")
     m = _model("relu", 1, "sigmoid")
     original = reference.backward
@@ -65,4 +116,102 @@ def test_gradcheck_catches_a_missing_l2_term(monkeypatch):
         "backward",
         lambda p, H, Z, A, d, r, l2, masks=None: original(p, H, Z, A, d, r, 0.0),
     )
-    assert gradcheck(m, X, y, l2=0.5) > 1e-3
+    report = gradcheck(m, X, y, l2=0.5)
+    assert report > 1e-3
+    assert report.where[1] == "W"
+    assert max(report.per_layer[(layer, "b")] for layer in (0, 1)) < 1e-6
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def test_the_report_locates_the_worst_entry_and_compares_as_a_number():
+    X, y = _problem("sigmoid")
+    m = _model("tanh", 1, "sigmoid")
+    report = gradcheck(m, X, y)
+    assert isinstance(report, GradcheckReport)
+    assert set(report.per_layer) == {(0, "W"), (0, "b"), (1, "W"), (1, "b")}
+    assert report.max_error == max(report.per_layer.values()) == float(report)
+    layer, name, index = report.where
+    assert report.per_layer[(layer, name)] == report.max_error
+    assert len(index) == (2 if name == "W" else 1)
+    grads = m.loss_and_grad(X, y)[1]
+    assert report.worst.analytic == grads[layer][0 if name == "W" else 1][index]
+    assert report < 1e-6 and report <= 1e-6 and not report > 1e-6 and not report >= 1e-6
+    assert report < np.float32(1e-6) and np.float32(1e-6) > report  # NumPy scalars too
+    assert report.ok and math.isclose(report.tolerance, 1e-6)
+    text = str(report)
+    assert "numpy (float64)" in text and text.endswith("ok")
+    assert text.count("\n") == 1 + 1 + 4 + 0  # title, header, 4 arrays, verdict last
+    assert "max_error" in repr(report)
+
+
+def test_a_nan_gradient_is_the_worst_and_never_ok():
+    report = check_gradients(
+        lambda x: float((x * x).sum()), lambda x: np.where(x > 1.5, np.nan, 2 * x), [1.0, 2.0]
+    )
+    assert math.isnan(report.max_error) and not report.ok
+    assert report.where == (None, "x", (1,))
+
+
+def test_the_report_does_not_change_the_model():
+    X, y = _problem("sigmoid")
+    m = _model("relu", 2, "sigmoid", "numba", "float32")
+    before = m.theta.copy()
+    gradcheck(m, X, y, l2=0.1)
+    np.testing.assert_array_equal(m.theta, before)
+
+
+# --------------------------------------------------------------------------- check_gradients
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_check_gradients_confirms_every_activation_rule(activation):
+    """How a new activation is checked before it joins the table: ``f`` and its backward
+    rule, through a random upstream gradient ``w`` (``sum(w * f(z))`` has gradient
+    ``w * f'(z)``)."""
+    act = activations.ACTIVATIONS[activation]
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 2.0, (4, 5))
+    w = rng.normal(size=z.shape)
+    report = assert_gradients_match(
+        lambda z: (w * act.forward(z)).sum(), lambda z: act.backward(z, act.forward(z), w), z
+    )
+    assert report.backend == "function" and set(report.per_layer) == {(None, "x")}
+
+
+def test_check_gradients_points_at_the_wrong_entry():
+    """A derivative wrong in one region (here for z > 1) is reported at an entry there."""
+    z = np.array([[-2.0, -0.5], [0.3, 1.7]])
+    silu = activations.ACTIVATIONS["silu"]
+
+    def wrong_backward(z):
+        dz = silu.backward(z, silu.forward(z), np.ones_like(z))
+        return np.where(z > 1, dz * 1.01, dz)
+
+    report = check_gradients(lambda z: silu.forward(z).sum(), wrong_backward, z)
+    assert not report.ok and report.where == (None, "x", (1, 1))
+    with pytest.raises(AssertionError, match=r"x\[1, 1\], tolerance 1e-06: FAILED"):
+        assert_gradients_match(report)
+
+
+def test_check_gradients_takes_its_tolerance_from_the_gradient_dtype():
+    x = np.linspace(-1.0, 1.0, 5)
+    report = check_gradients(lambda x: (x**3).sum(), lambda x: (3 * x**2).astype(np.float32), x)
+    assert report.dtype == "float32" and report.tolerance == TOLERANCES["float32"].tolerance
+    assert report.ok
+    with pytest.raises(ValueError, match="shape"):
+        check_gradients(lambda x: x.sum(), lambda x: np.ones(3), np.zeros(4))
+
+
+def test_one_numerical_routine_is_fourth_order():
+    """Richardson's step leaves an O(h^4) error: sin' = cos to ~1e-12 at h = 1e-4."""
+    x = np.array([0.3, 1.1, -2.0])
+    np.testing.assert_allclose(numerical_gradient(lambda x: np.sin(x).sum(), x), np.cos(x),
+                               rtol=0, atol=1e-11)
+    # Any shape and memory order; the point itself is left alone.
+    x = np.asfortranarray(np.arange(6.0).reshape(2, 3) / 4)
+    before = x.copy()
+    np.testing.assert_allclose(numerical_gradient(lambda x: np.sin(x).sum(), x), np.cos(x),
+                               rtol=0, atol=1e-11)
+    np.testing.assert_array_equal(x, before)
