@@ -15,6 +15,12 @@ name against the training schema (any order; extra columns are ignored). Missing
 wrong types, missing values, an empty file or a missing model directory produce one message
 naming file, row and column, exit status 1 and no output file.
 
+``--output`` may not name the input file (``--input`` or ``--events``; also through a
+symbolic or hard link) nor ``model.json``, ``weights.npz`` or ``preprocess.json`` of
+``--model``: one message, exit status 2, nothing written. An ``--output`` that exists and is
+not a regular file (``/dev/stdout``, ``/dev/null``, a named pipe, or a link to one) is
+written directly instead of being replaced.
+
 Event-log models (trained with ``train.py --events``): ``--events LOG --cutoff T`` scores
 every user active before ``T``; the id written is ``user_id``.
 
@@ -25,10 +31,12 @@ streaming are ``features.scoring``'s.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 DEFAULT_CHUNKSIZE = 100_000
+MODEL_FILES = ("model.json", "weights.npz", "preprocess.json")
 
 
 class UsageError(ValueError):
@@ -68,6 +76,35 @@ def load_model(model_dir: Path):
     return model
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same resolved path (links followed, also
+    for files that do not exist yet) or, when both exist, the same inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_output(output: Path | None, source: Path, model_dir: Path) -> None:
+    """Refuse an ``--output`` that would replace the input, a file of the model directory,
+    a directory, or that lies in a directory that does not exist (UsageError)."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise UsageError(f"--output {output}: is a directory")
+    if not output.parent.exists():
+        raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+    if _same_file(output, source):
+        raise UsageError(f"--output {output}: is the input file {source}; refusing to "
+                         "overwrite it (choose another output path)")
+    for name in MODEL_FILES:
+        if _same_file(output, model_dir / name):
+            raise UsageError(f"--output {output}: is {model_dir / name} of the model; "
+                             "refusing to overwrite it (choose another output path)")
+
+
 def run(args: argparse.Namespace) -> None:
     from collections import Counter
 
@@ -77,6 +114,8 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError(f"--top must be >= 1, got {args.top}")
     if args.chunksize < 1:
         raise UsageError(f"--chunksize must be >= 1, got {args.chunksize}")
+    check_output(args.output, args.input if args.input is not None else args.events,
+                 args.model)
     model = load_model(args.model)
     pre = model.preprocessing
     kind = pre.source.get("kind", "table")
@@ -107,10 +146,6 @@ def run(args: argparse.Namespace) -> None:
         ids_source = (args.input, id_column)
         n_source = f"{len(p)} rows of {args.input}"
     rank, decile = scoring.rank_and_decile(p)
-    if args.output is not None and args.output.is_dir():
-        raise UsageError(f"--output {args.output}: is a directory")
-    if args.output is not None and not args.output.parent.exists():
-        raise UsageError(f"--output {args.output}: directory {args.output.parent} does not exist")
     top = scoring.write_output(
         scoring.iter_output_chunks(p, rank, decile, ids_source, args.chunksize),
         args.output, args.top)
@@ -141,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:  # e.g. `python predict.py ... | head`
         sys.stderr.close()
+        return 1
+    except OSError as exc:  # e.g. permission denied on --output
+        print(f"predict.py: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("predict.py: interrupted; no output written", file=sys.stderr)

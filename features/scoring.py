@@ -25,18 +25,38 @@ import pandas as pd
 from nn_core import Predictor
 from nn_core.preprocessing import Preprocessing
 
-from .tabular import DataError, Schema, check_columns, iter_raw_chunks, parse_frame, read_header
+from .tabular import (
+    UCI_CATEGORICAL,
+    UCI_NUMERIC,
+    UCI_RANGES,
+    UCI_TARGET,
+    DataError,
+    Schema,
+    check_columns,
+    iter_raw_chunks,
+    parse_frame,
+    read_header,
+)
 
 DEFAULT_CHUNKSIZE = 100_000
 
 
 def scoring_schema(pre: Preprocessing, id_column: str | None = None) -> Schema:
     """The schema a table to score is checked against: the training roles, no target, and
-    ``>= 0`` in log1p columns (log1p of a negative number is undefined)."""
+    ``>= 0`` in log1p columns (log1p of a negative number is undefined).
+
+    A model of the UCI table (target ``Revenue``, exactly the UCI numeric and categorical
+    columns: train.py's default roles) is also held to the ranges train.py checked,
+    ``UCI_RANGES`` (e.g. ``BounceRates`` in [0, 1]), so that scoring refuses what training
+    refuses. preprocess.json does not store ranges, so other schemas get the log1p rule only.
+    """
     columns = pre.columns
     numeric = tuple(c["name"] for c in columns if c["kind"] == "numeric")
     categorical = tuple(c["name"] for c in columns if c["kind"] == "categorical")
     ranges = {c["name"]: (0.0, None) for c in columns if c["kind"] == "numeric" and c["log1p"]}
+    if (pre.target == UCI_TARGET and numeric == UCI_NUMERIC
+            and categorical == UCI_CATEGORICAL):
+        ranges.update(UCI_RANGES)
     return Schema(None, numeric, categorical, id_column, ranges)
 
 
@@ -189,8 +209,11 @@ def write_output(
 
     The output can be larger than memory, so instead of ``nn_core.io.atomic_write`` (which
     takes the whole content) the chunks go to a temporary file in the same directory that
-    replaces ``output`` with ``os.replace`` only after the last chunk. Without ``output``
-    and with ``top``, nothing is written: only the top rows are returned.
+    replaces ``output`` with ``os.replace`` only after the last chunk. A symbolic link is
+    followed first (the link stays a link; its target is replaced). An existing output that
+    is not a regular file (a pipe, ``/dev/stdout``, ``/dev/null``, or a link to one) is
+    opened and written directly: renaming over it would replace the device or pipe. Without
+    ``output`` and with ``top``, nothing is written: only the top rows are returned.
 
     Returns
     -------
@@ -208,15 +231,17 @@ def write_output(
             chunk.to_csv(sys.stdout, index=False, header=header)
             header = False
         return None
+    output = Path(output)
+    if output.exists() and not output.is_file():  # follows links: a FIFO, a device
+        with open(output, "w", newline="") as fh:
+            _write_chunks(fh, chunks, top, best)
+        return pd.concat(best).sort_values("rank") if best else None
+    if output.is_symlink():
+        output = Path(os.path.realpath(output))
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     try:
         with os.fdopen(fd, "w", newline="") as fh:
-            header = True
-            for chunk in chunks:
-                chunk.to_csv(fh, index=False, header=header)
-                header = False
-                if top is not None:
-                    best.append(chunk[chunk["rank"] <= top])
+            _write_chunks(fh, chunks, top, best)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are private; scores are an ordinary file
@@ -226,3 +251,13 @@ def write_output(
             os.unlink(tmp)
         raise
     return pd.concat(best).sort_values("rank") if best else None
+
+
+def _write_chunks(fh, chunks: Iterable[pd.DataFrame], top: int | None, best: list) -> None:
+    """Write the chunks as one CSV to ``fh``; collect the rows of rank <= ``top`` in ``best``."""
+    header = True
+    for chunk in chunks:
+        chunk.to_csv(fh, index=False, header=header)
+        header = False
+        if top is not None:
+            best.append(chunk[chunk["rank"] <= top])

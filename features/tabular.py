@@ -493,7 +493,8 @@ class Preprocessor(Preprocessing):
         Raises
         ------
         ValueError
-            When a column is missing, has non-finite values, or a requested log1p column
+            When a column is missing, has non-finite values, has values so large that its
+            mean or standard deviation is not a finite float64, or a requested log1p column
             has negative values.
         """
         if len(df) == 0:
@@ -512,13 +513,20 @@ class Preprocessor(Preprocessing):
                 if use_log and not nonneg:
                     raise ValueError(f"column {name!r}: log1p requested but it has negative values")
             u = np.log1p(x) if use_log else x
-            std = float(u.std())
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, std = float(u.mean()), float(u.std())
+            if not (math.isfinite(mean) and math.isfinite(std)):
+                big = float(np.abs(x).max())
+                raise ValueError(
+                    f"column {name!r}: values too large to standardise (the "
+                    f"{'mean' if not math.isfinite(mean) else 'standard deviation'} of "
+                    f"{'log1p(x)' if use_log else 'x'} is not finite; largest |value| {big:g})")
             columns.append(
                 {
                     "name": name,
                     "kind": "numeric",
                     "log1p": use_log,
-                    "mean": float(u.mean()),
+                    "mean": mean,
                     "std": std if std > 0 else 1.0,
                 }
             )

@@ -120,13 +120,27 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
         "weights_file": WEIGHTS_NPZ,
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
     }
+    # allow_nan=False: a NaN or infinity would be written as bare NaN/Infinity, which
+    # is not JSON and which load_model refuses; refuse it before writing any file.
+    meta_text = _json_text(meta, d / MODEL_JSON)
+    pre_text = (None if preprocessing is None
+                else _json_text(preprocessing.to_dict(), d / PREPROCESS_JSON))
     # Weights first: model.json names their hash, so a reader never sees a
     # model.json that points at weights that are not yet there.
     atomic_write(d / WEIGHTS_NPZ, blob)
-    atomic_write(d / MODEL_JSON, json.dumps(meta, indent=2) + "\n")
-    if preprocessing is not None:
-        atomic_write(d / PREPROCESS_JSON, json.dumps(preprocessing.to_dict(), indent=2) + "\n")
+    atomic_write(d / MODEL_JSON, meta_text)
+    if pre_text is not None:
+        atomic_write(d / PREPROCESS_JSON, pre_text)
     return d
+
+
+def _json_text(obj, path: Path) -> str:
+    """``obj`` as indented JSON; ValueError naming ``path`` when it holds NaN or infinity."""
+    try:
+        return json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    except ValueError:
+        raise ValueError(f"{path}: not written, it would hold a NaN or infinite "
+                         "value") from None
 
 
 def load_model(dirpath: str | os.PathLike, backend: str = "numba") -> Predictor:

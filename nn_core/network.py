@@ -30,6 +30,22 @@ from .training import EpochEnd, History, check_options
 from .validation import as_matrix, as_vector
 
 DTYPES = ("float32", "float64")
+#: Size limits checked by ``MLP.__init__`` before anything is allocated.
+MAX_INPUTS = 1_048_576  # input width (features after one-hot encoding)
+MAX_WIDTH = 65_536  # widest hidden layer
+MAX_PARAMETERS = 2**31  # weights and biases together
+
+
+def _whole_number(argument: str, value) -> int:
+    """``value`` as an int: Python and NumPy integers, and floats with no fractional part
+    (``2.0``); a ValueError naming ``argument`` for anything else (``2.7``, ``True``, text)."""
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{argument} must be an integer, got {value!r}")
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating) and math.isfinite(value) and value == int(value):
+        return int(value)
+    raise ValueError(f"{argument} must be an integer, got {value!r}")
 
 
 def aligned_zeros(n: int, dtype, alignment: int = 64) -> np.ndarray:
@@ -67,6 +83,16 @@ class MLP:
     dropout : float
         Probability of dropping a hidden unit during ``fit`` (inverted dropout).
 
+    Raises
+    ------
+    ValueError
+        Naming the argument, before anything is allocated: ``n_inputs``, the widths in
+        ``hidden`` and ``seed`` must be integers (Python or NumPy integers; a float with no
+        fractional part such as ``2.0`` is accepted, ``2.7``, ``True`` or ``"five"`` are
+        not); ``n_inputs >= 1``, widths ``>= 1``, ``seed >= 0``. Size limits:
+        ``n_inputs <= MAX_INPUTS`` (1,048,576), every hidden width ``<= MAX_WIDTH``
+        (65,536) and at most ``MAX_PARAMETERS`` (2**31) weights and biases in all.
+
     Notes
     -----
     Initial weights: He normal, ``W ~ N(0, 2 / fan_in)``, for the ReLU family
@@ -86,11 +112,29 @@ class MLP:
         backend: str = "numba",
         dropout: float = 0.0,
     ):
-        if int(n_inputs) < 1:
+        n_inputs = _whole_number("n_inputs", n_inputs)
+        if n_inputs < 1:
             raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
-        hidden = tuple(int(h) for h in hidden)
+        if n_inputs > MAX_INPUTS:
+            raise ValueError(f"n_inputs must be <= {MAX_INPUTS:,}, got {n_inputs:,}")
+        if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence | np.ndarray):
+            raise ValueError(f"hidden must be a sequence of layer widths, e.g. (64, 64), "
+                             f"got {hidden!r}")
+        hidden = tuple(_whole_number(f"hidden[{i}]", h) for i, h in enumerate(hidden))
         if any(h < 1 for h in hidden):
             raise ValueError(f"hidden layer widths must be >= 1, got {hidden}")
+        if any(h > MAX_WIDTH for h in hidden):
+            raise ValueError(f"hidden layer widths must be <= {MAX_WIDTH:,}, got {hidden}")
+        sizes = [n_inputs, *hidden, 1]
+        n_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+        if n_params > MAX_PARAMETERS:
+            raise ValueError(f"n_inputs={n_inputs:,} and hidden={hidden} give {n_params:,} "
+                             f"parameters; at most {MAX_PARAMETERS:,} are allowed")
+        seed = _whole_number("seed", seed)
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float | np.number):
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}"

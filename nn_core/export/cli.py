@@ -4,34 +4,69 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from .formats import DEFAULT_NAMES, FORMATS, check_name, export, write_all
-from .model import load_model_dir
+from .model import ExportError, load_model_dir
 from .report import evaluate_csv, format_report
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_out(model_dir: Path, out: Path) -> str | None:
+    """The problem with ``--out``, or None: an export never writes into the model directory,
+    so ``out`` may not be ``model_dir`` nor a folder inside it (links resolved)."""
+    model_real = Path(os.path.realpath(model_dir))
+    out_real = Path(os.path.realpath(out))
+    if out_real == model_real or model_real in out_real.parents:
+        where = "is the model directory" if out_real == model_real else "is inside"
+        return (f"--out {out}: {where}{'' if out_real == model_real else ' ' + str(model_dir)}"
+                "; an export never writes into the model directory (choose another --out)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the export command; returns the exit status (1 with a one-line error)."""
+    """Run the export command; returns the exit status (1 with a one-line error; 2 for an
+    --out that is the model directory or inside it, nothing written)."""
     parser = argparse.ArgumentParser(
         prog="python -m nn_core.export",
         description="Export a model directory (model.json, weights.npz, preprocess.json) to a "
                     "C (float32 or int8) or single-file Python predictor of raw inputs.")
     parser.add_argument("model_dir", type=Path, help="directory written by train.py")
     parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--name", help="base name of the files and C symbols "
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output directory; it may not be MODEL_DIR nor a folder inside "
+                             "it (an export never writes into the model directory)")
+    parser.add_argument("--name", help="base name of the files and C symbols; not the "
+                        "name of a standard-library module, C standard header, numpy, pandas "
+                        "or a package of this project "
                         "(default: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_NAMES.items())
                         + ")")
     parser.add_argument("--eval-csv", type=Path, help="labelled CSV (e.g. the test split): "
                         "also report ROC-AUC of float32 and, for c-int8, of int8")
     args = parser.parse_args(argv)
     name = args.name or DEFAULT_NAMES[args.fmt]
+    problem = check_out(args.model_dir, args.out)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         check_name(name)
         model, mlp = load_model_dir(args.model_dir)
         files, report = export(model, args.fmt, name)
+        for fname in files:
+            if args.eval_csv is not None and _same_file(args.out / fname, args.eval_csv):
+                raise ExportError(f"--out {args.out}: {fname} would replace --eval-csv "
+                                  f"{args.eval_csv}; choose another --out or --name")
         if args.eval_csv is not None:
             report["accuracy"] = evaluate_csv(model, mlp, args.eval_csv, args.fmt)
             doc = json.loads(files[f"{name}.json"])

@@ -10,6 +10,7 @@ import json
 import keyword
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -47,8 +48,24 @@ QUANTISATION = (
 )
 
 
+#: Module and header names an export may not take: ``NAME.py`` next to a user's code would
+#: shadow the module of that name on ``import``, ``NAME.h`` a C standard header found
+#: through ``-I``. The standard library, the libraries this project and its users import,
+#: this project's own packages and scripts, and the C standard headers.
+RESERVED_NAMES = frozenset(sys.stdlib_module_names) | {
+    "numpy", "pandas", "numba", "llvmlite", "scipy", "matplotlib", "cupy", "sklearn",
+    "pytest", "setuptools", "pip",
+    "nn_core", "features", "benchmarks", "train", "predict", "tests",
+    "assert", "complex", "ctype", "errno", "fenv", "float", "inttypes", "iso646", "limits",
+    "locale", "math", "setjmp", "signal", "stdalign", "stdarg", "stdatomic", "stdbool",
+    "stddef", "stdint", "stdio", "stdlib", "stdnoreturn", "string", "tgmath", "threads",
+    "time", "uchar", "wchar", "wctype",
+}
+
+
 def check_name(name: str) -> None:
-    """NAME must be a C identifier and a Python module name.
+    """NAME must be a C identifier and a Python module name, and not a reserved name
+    (:data:`RESERVED_NAMES`: e.g. ``numpy``, ``math``, ``json``, ``nn_core``, ``stdio``).
 
     Raises
     ------
@@ -58,6 +75,10 @@ def check_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name) or keyword.iskeyword(name):
         raise ExportError(f"--name {name!r}: use letters, digits and '_' (not starting with a "
                           "digit), so that it is a valid C identifier and Python module name")
+    if name in RESERVED_NAMES:
+        raise ExportError(f"--name {name!r}: is the name of a module or C header that code "
+                          f"using the export may need ({name}.py / {name}.h would shadow it); "
+                          "choose another name")
 
 
 def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dict]:
