@@ -31,7 +31,6 @@ streaming are ``features.scoring``'s.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -64,43 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def load_model(model_dir: Path):
-    """The model directory as an ``nn_core.Predictor``; ModelFileError naming the file when
-    a file is bad or ``preprocess.json`` is missing (predict.py scores raw rows)."""
-    from nn_core import load_model as load
-    from nn_core.io import ModelFileError
-
-    model = load(model_dir)
-    if model.preprocessing is None:
-        raise ModelFileError(f"{Path(model_dir) / 'preprocess.json'}: file not found")
-    return model
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name one file: the same resolved path (links followed, also
-    for files that do not exist yet) or, when both exist, the same inode (hard links)."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist
-        return False
-
-
 def check_output(output: Path | None, source: Path, model_dir: Path) -> None:
     """Refuse an ``--output`` that would replace the input, a file of the model directory,
     a directory, or that lies in a directory that does not exist (UsageError)."""
+    from nn_core.io import same_file
+
     if output is None:
         return
     if output.is_dir():
         raise UsageError(f"--output {output}: is a directory")
     if not output.parent.exists():
         raise UsageError(f"--output {output}: directory {output.parent} does not exist")
-    if _same_file(output, source):
+    if same_file(output, source):
         raise UsageError(f"--output {output}: is the input file {source}; refusing to "
                          "overwrite it (choose another output path)")
     for name in MODEL_FILES:
-        if _same_file(output, model_dir / name):
+        if same_file(output, model_dir / name):
             raise UsageError(f"--output {output}: is {model_dir / name} of the model; "
                              "refusing to overwrite it (choose another output path)")
 
@@ -109,6 +87,7 @@ def run(args: argparse.Namespace) -> None:
     from collections import Counter
 
     from features import scoring
+    from nn_core import load_model
 
     if args.top is not None and args.top < 1:
         raise UsageError(f"--top must be >= 1, got {args.top}")
@@ -116,7 +95,7 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError(f"--chunksize must be >= 1, got {args.chunksize}")
     check_output(args.output, args.input if args.input is not None else args.events,
                  args.model)
-    model = load_model(args.model)
+    model = load_model(args.model, require_preprocessing=True)  # predict.py scores raw rows
     pre = model.preprocessing
     kind = pre.source.get("kind", "table")
     if args.events is not None:

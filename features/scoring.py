@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from nn_core import Predictor
+from nn_core.io import umask
 from nn_core.preprocessing import Preprocessing
 
 from .tabular import (
@@ -242,9 +243,7 @@ def write_output(
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             _write_chunks(fh, chunks, top, best)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are private; scores are an ordinary file
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp files are private; scores are an ordinary file
         os.replace(tmp, output)
     except BaseException:
         if os.path.exists(tmp):

@@ -43,7 +43,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
             os.fsync(f.fileno())
         # mkstemp creates the file private (0600); give it the permissions an
         # ordinary open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -51,11 +51,22 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process's file-creation mask (reading it means setting it, so set it back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same resolved path (links followed, also
+    for files that do not exist yet) or, when both exist, the same inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
 
 
 
@@ -81,7 +92,7 @@ def new_run_dir(out: Path | None, root: Path = Path("runs")) -> tuple[Path, Path
         raise FileExistsError(f"{out}: already exists and is not an empty directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a run directory is not secret
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; a run directory is not secret
     return out, tmp, default
 
 

@@ -143,7 +143,8 @@ def _json_text(obj, path: Path) -> str:
                          "value") from None
 
 
-def load_model(dirpath: str | os.PathLike, backend: str = "numba") -> Predictor:
+def load_model(dirpath: str | os.PathLike, backend: str = "numba",
+               require_preprocessing: bool = False) -> Predictor:
     """Read and verify a model directory written by :func:`save_model`.
 
     Parameters
@@ -151,6 +152,8 @@ def load_model(dirpath: str | os.PathLike, backend: str = "numba") -> Predictor:
     dirpath : path-like
     backend : {"numba", "numpy", "cupy"}
         Backend of the loaded network.
+    require_preprocessing : bool
+        Refuse a directory without ``preprocess.json`` (to score raw rows, or to export).
 
     Returns
     -------
@@ -167,6 +170,8 @@ def load_model(dirpath: str | os.PathLike, backend: str = "numba") -> Predictor:
     d = Path(dirpath)
     network = _load_network(d, backend)
     preprocessing = None
+    if require_preprocessing and not (d / PREPROCESS_JSON).exists():
+        raise ModelFileError(f"{d / PREPROCESS_JSON}: file not found")
     if (d / PREPROCESS_JSON).exists():
         preprocessing = _load_preprocessing(d / PREPROCESS_JSON)
         if preprocessing.n_features != network.n_inputs:

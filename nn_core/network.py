@@ -27,25 +27,13 @@ from .activations import ACTIVATIONS
 from .losses import OUTPUTS, sample_scale
 from .optim import Optimizer, learning_rate
 from .training import EpochEnd, History, check_options
-from .validation import as_matrix, as_vector
+from .validation import as_integer, as_matrix, as_vector
 
 DTYPES = ("float32", "float64")
 #: Size limits checked by ``MLP.__init__`` before anything is allocated.
 MAX_INPUTS = 1_048_576  # input width (features after one-hot encoding)
 MAX_WIDTH = 65_536  # widest hidden layer
 MAX_PARAMETERS = 2**31  # weights and biases together
-
-
-def _whole_number(argument: str, value) -> int:
-    """``value`` as an int: Python and NumPy integers, and floats with no fractional part
-    (``2.0``); a ValueError naming ``argument`` for anything else (``2.7``, ``True``, text)."""
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{argument} must be an integer, got {value!r}")
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating) and math.isfinite(value) and value == int(value):
-        return int(value)
-    raise ValueError(f"{argument} must be an integer, got {value!r}")
 
 
 def aligned_zeros(n: int, dtype, alignment: int = 64) -> np.ndarray:
@@ -112,7 +100,7 @@ class MLP:
         backend: str = "numba",
         dropout: float = 0.0,
     ):
-        n_inputs = _whole_number("n_inputs", n_inputs)
+        n_inputs = as_integer(n_inputs, "n_inputs")
         if n_inputs < 1:
             raise ValueError(f"n_inputs must be >= 1, got {n_inputs}")
         if n_inputs > MAX_INPUTS:
@@ -120,7 +108,7 @@ class MLP:
         if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence | np.ndarray):
             raise ValueError(f"hidden must be a sequence of layer widths, e.g. (64, 64), "
                              f"got {hidden!r}")
-        hidden = tuple(_whole_number(f"hidden[{i}]", h) for i, h in enumerate(hidden))
+        hidden = tuple(as_integer(h, f"hidden[{i}]") for i, h in enumerate(hidden))
         if any(h < 1 for h in hidden):
             raise ValueError(f"hidden layer widths must be >= 1, got {hidden}")
         if any(h > MAX_WIDTH for h in hidden):
@@ -130,7 +118,7 @@ class MLP:
         if n_params > MAX_PARAMETERS:
             raise ValueError(f"n_inputs={n_inputs:,} and hidden={hidden} give {n_params:,} "
                              f"parameters; at most {MAX_PARAMETERS:,} are allowed")
-        seed = _whole_number("seed", seed)
+        seed = as_integer(seed, "seed")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         if isinstance(dropout, bool) or not isinstance(dropout, int | float | np.number):

@@ -7,6 +7,8 @@ for NaN or infinity, the first row and column that holds it.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import kernels
@@ -54,3 +56,15 @@ def as_vector(v, n: int, dtype, name: str) -> np.ndarray:
             f"{name} holds NaN or infinity (first at index {np.argmin(np.isfinite(v))})"
         )
     return v
+
+
+def as_integer(value, name: str) -> int:
+    """``value`` as an int: Python and NumPy integers, and floats with no fractional part
+    (``2.0``); a ValueError naming ``name`` for anything else (``2.7``, ``True``, text)."""
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating) and math.isfinite(value) and value == int(value):
+        return int(value)
+    raise ValueError(f"{name} must be an integer, got {value!r}")

@@ -8,18 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..io import same_file
 from .formats import DEFAULT_NAMES, FORMATS, check_name, export, write_all
 from .model import ExportError, load_model_dir
 from .report import evaluate_csv, format_report
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist
-        return False
 
 
 def check_out(model_dir: Path, out: Path) -> str | None:
@@ -64,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         model, mlp = load_model_dir(args.model_dir)
         files, report = export(model, args.fmt, name)
         for fname in files:
-            if args.eval_csv is not None and _same_file(args.out / fname, args.eval_csv):
+            if args.eval_csv is not None and same_file(args.out / fname, args.eval_csv):
                 raise ExportError(f"--out {args.out}: {fname} would replace --eval-csv "
                                   f"{args.eval_csv}; choose another --out or --name")
         if args.eval_csv is not None:

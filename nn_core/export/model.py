@@ -191,12 +191,8 @@ def load_model_dir(model_dir: str | Path) -> tuple[ExportModel, MLP]:
         Missing directory or file, malformed content, or an unsupported architecture.
     """
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ExportError(f"{model_dir}: model directory not found")
-    predictor = load_model(model_dir)
+    predictor = load_model(model_dir, require_preprocessing=True)
     mlp = predictor.network
-    if predictor.preprocessing is None:
-        raise ExportError(f"{model_dir / PREPROCESS_JSON}: file not found")
     # load_model has checked the rest: a known activation and output (every one of them is
     # exportable), finite weights of the right shapes, and the feature count.
     params = [(np.asarray(W), np.asarray(b)) for W, b in mlp.params]
