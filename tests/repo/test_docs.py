@@ -274,8 +274,9 @@ def test_the_math_and_architecture_pages_are_tied_to_the_code():
     for page, files in {
         "math.md": {"nn_core/reference.py", "nn_core/losses.py", "nn_core/optim.py",
                     "nn_core/gradcheck.py", "nn_core/activations.py", "nn_core/kernels.py"},
-        "architecture.md": {"nn_core/testing.py", "nn_core/backends.py", "train.py",
-                            "predict.py", "features/events.py", "features/tabular.py"},
+        "architecture.md": {"nn_core/testing.py", "nn_core/backends.py", "propensity/train.py",
+                            "propensity/predict.py", "features/events.py",
+                            "features/tabular.py"},
     }.items():
         refs, _ = check_references((ROOT / "docs" / page).read_text(encoding="utf-8"))
         assert len(refs) >= 40, (page, len(refs))

@@ -1,0 +1,169 @@
+"""Score sessions (or users) with a model directory written by train.py.
+
+    python predict.py --model runs/latest --input sessions.csv --output scores.csv --top 10
+
+Writes one row per input row: the id (the ``--id-column``, else the training id column when
+the file has it, else ``row`` = the 1-based data row number), ``propensity`` (the predicted
+purchase probability), ``rank`` (1 = most likely buyer; ties keep file order) and ``decile``
+(1 = the top 10 % by rank). Without ``--output`` the table goes to stdout (unless ``--top``
+is given, which prints only the K most likely buyers).
+
+The input is read and scored in chunks and only the scores (one float per row) are held in
+memory; a second pass over the file fetches the ids while the output is streamed to a
+temporary file that replaces ``--output`` only when complete. Input columns are matched by
+name against the training schema (any order; extra columns are ignored). Missing columns,
+wrong types, missing values, an empty file or a missing model directory produce one message
+naming file, row and column, exit status 1 and no output file.
+
+``--output`` may not name the input file (``--input`` or ``--events``; also through a
+symbolic or hard link) nor ``model.json``, ``weights.npz`` or ``preprocess.json`` of
+``--model``: one message, exit status 2, nothing written. An ``--output`` that exists and is
+not a regular file (``/dev/stdout``, ``/dev/null``, a named pipe, or a link to one) is
+written directly instead of being replaced.
+
+Event-log models (trained with ``train.py --events``): ``--events LOG --cutoff T`` scores
+every user active before ``T``; the id written is ``user_id``.
+
+The model directory is read with ``nn_core.load_model``; the scoring, ranking and output
+streaming are ``features.scoring``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_CHUNKSIZE = 100_000
+MODEL_FILES = ("model.json", "weights.npz", "preprocess.json")
+
+
+class UsageError(ValueError):
+    """A command-line mistake (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description="Score purchase propensity with a model directory written by train.py.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("--model", type=Path, required=True, help="model directory (e.g. runs/latest)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", type=Path, help="session-table CSV to score")
+    src.add_argument("--events", type=Path, help="event log to score (event-log models)")
+    ap.add_argument("--output", type=Path, help="output CSV (default: stdout)")
+    ap.add_argument("--id-column", help="input column written as the id (default: the training "
+                    "id column if present, else the row number)")
+    ap.add_argument("--top", type=int, metavar="K", help="print the K most likely buyers")
+    ap.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk")
+    ap.add_argument("--cutoff", help="with --events: score with the events before this time")
+    ap.add_argument("--format", choices=("taobao", "rees46", "canonical"),
+                    help="with --events: log format (default: the one the model was trained on)")
+    ap.add_argument("--threads", type=int, help="numba threads")
+    return ap
+
+
+def check_output(output: Path | None, source: Path, model_dir: Path) -> None:
+    """Refuse an ``--output`` that would replace the input, a file of the model directory,
+    a directory, or that lies in a directory that does not exist (UsageError)."""
+    from nn_core.io import same_file
+
+    if output is None:
+        return
+    if output.is_dir():
+        raise UsageError(f"--output {output}: is a directory")
+    if not output.parent.exists():
+        raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+    if same_file(output, source):
+        raise UsageError(f"--output {output}: is the input file {source}; refusing to "
+                         "overwrite it (choose another output path)")
+    for name in MODEL_FILES:
+        if same_file(output, model_dir / name):
+            raise UsageError(f"--output {output}: is {model_dir / name} of the model; "
+                             "refusing to overwrite it (choose another output path)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from features import scoring
+    from nn_core import load_model
+
+    if args.top is not None and args.top < 1:
+        raise UsageError(f"--top must be >= 1, got {args.top}")
+    if args.chunksize < 1:
+        raise UsageError(f"--chunksize must be >= 1, got {args.chunksize}")
+    check_output(args.output, args.input if args.input is not None else args.events,
+                 args.model)
+    model = load_model(args.model, require_preprocessing=True)  # predict.py scores raw rows
+    pre = model.preprocessing
+    kind = pre.source.get("kind", "table")
+    if args.events is not None:
+        if kind != "events":
+            raise UsageError(f"{args.model} was trained on a session table; use --input, "
+                             "not --events")
+        if args.cutoff is None:
+            raise UsageError("--events needs --cutoff (score with the events before this time)")
+        p, ids = scoring.score_events(args.events, model, args.cutoff, args.format, args.threads)
+        if len(p) == 0:
+            raise UsageError(f"{args.events}: no user has events before {args.cutoff}")
+        unseen, ids_source = Counter(), ids
+        n_source = f"{len(p)} users of {args.events} at {args.cutoff}"
+    else:
+        if kind != "table":
+            raise UsageError(f"{args.model} was trained on event-log features; use --events "
+                             "and --cutoff, not --input")
+        if args.cutoff is not None or args.format is not None:
+            raise UsageError("--cutoff and --format only apply to --events")
+        from features.tabular import read_header
+
+        id_column = args.id_column
+        if id_column is None and pre.id_column and pre.id_column in read_header(args.input):
+            id_column = pre.id_column
+        p, unseen = scoring.score_table(args.input, model, id_column, args.chunksize,
+                                        args.threads)
+        ids_source = (args.input, id_column)
+        n_source = f"{len(p)} rows of {args.input}"
+    rank, decile = scoring.rank_and_decile(p)
+    top = scoring.write_output(
+        scoring.iter_output_chunks(p, rank, decile, ids_source, args.chunksize),
+        args.output, args.top)
+    if unseen:
+        detail = ", ".join(f"{col}: {n} row{'' if n == 1 else 's'}"
+                           for col, n in sorted(unseen.items()))
+        print(f"predict.py: warning: {sum(unseen.values())} values not seen in training were "
+              f"scored through the unseen bucket ({detail})", file=sys.stderr)
+    if top is not None:
+        print(f"top {min(args.top, len(p))} of {n_source}:")
+        print(top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.output is not None:
+        print(f"wrote {len(p)} scores to {args.output}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from features.tabular import DataError
+    from nn_core.io import ModelFileError
+
+    try:
+        run(args)
+    except UsageError as exc:
+        print(f"predict.py: error: {exc}", file=sys.stderr)
+        return 2
+    except (DataError, ModelFileError, ValueError) as exc:
+        print(f"predict.py: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `python predict.py ... | head`
+        sys.stderr.close()
+        return 1
+    except OSError as exc:  # e.g. permission denied on --output
+        print(f"predict.py: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("predict.py: interrupted; no output written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

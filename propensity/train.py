@@ -1,0 +1,299 @@
+"""Train the purchase-propensity MLP and a logistic-regression baseline; write a run directory.
+
+Default: the bundled UCI online-shoppers table (``data/online_shoppers_intention.csv``),
+a seeded stratified 70/15/15 train/dev/test split, early stopping on dev ROC-AUC, and a run
+directory ``runs/<timestamp>/`` (``runs/latest`` points at it) holding
+
+- the model: ``model.json`` + ``weights.npz`` + ``preprocess.json`` (``nn_core.save_model``),
+  so ``python predict.py --model runs/latest ...`` works; the baseline model in ``baseline/``;
+- ``metrics.json``: ``{"model": {"dev": {...}, "test": {...}}, "baseline": {...}, ...}`` and,
+  with several seeds, ``"runs"``, ``"mean"`` and ``"std"`` (sample standard deviation) of
+  the same shape; top-level ``model``/``baseline`` are the first seed's (the saved model);
+- ``history.csv``: per epoch the training objective, train and dev log-loss and dev ROC-AUC,
+  per seed and model;
+- ``loss_curves.png``, ``roc.png``, ``pr.png``, ``reliability.png``, ``gains.png`` (test set,
+  first seed); ``tune_trials.csv`` with ``--tune``.
+
+Other session tables: ``--data FILE --target COL --numeric a,b --categorical c,d`` or a JSON
+``--config``. Event logs: ``--events FILE --format taobao --horizon 1d`` (time-based splits
+from ``features.events.load_event_splits``).
+
+The script parses the command line and prints; ``features.datasets`` gives the splits and
+``nn_core.selection`` trains (early stopping in ``MLP.fit``), evaluates, tunes and builds
+the run directory under a temporary name, renamed at the end: a failed run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nn_core import selection
+from nn_core.activations import ACTIVATIONS
+from nn_core.backends import BACKENDS
+from nn_core.io import atomic_write, new_run_dir, point_latest
+from nn_core.network import DTYPES
+from nn_core.optim import OPTIMIZERS, SCHEDULES
+from nn_core.selection import NetConfig
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / "data" / "online_shoppers_intention.csv"
+
+
+class UsageError(ValueError):
+    """A command-line mistake; reported as one line, exit status 2."""
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "none", "()"):
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _pos_weight(text: str) -> str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"pos-weight must be > 0, got {text!r}")
+    return text
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected e.g. 0.7,0.15,0.15, got {text!r}") from None
+    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError("--split needs 3 positive fractions summing to 1")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = NetConfig()
+    ap = argparse.ArgumentParser(
+        description="Train the purchase-propensity MLP (and a logistic-regression baseline).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = ap.add_argument_group("data (session table)")
+    data.add_argument("--data", type=Path, default=DEFAULT_DATA, help="session-table CSV")
+    data.add_argument("--config", type=Path, help="JSON file with target/numeric/categorical/"
+                      "id_column/ranges (flags below override it)")
+    data.add_argument("--target", help="0/1 (or TRUE/FALSE) target column [UCI: Revenue]")
+    data.add_argument("--numeric", type=_name_list, help="comma-separated numeric columns")
+    data.add_argument("--categorical", type=_name_list, help="comma-separated categorical columns")
+    data.add_argument("--id-column", help="row id column (kept out of the features)")
+    ev = ap.add_argument_group("data (event log)")
+    ev.add_argument("--events", type=Path, help="event-log CSV (instead of --data)")
+    ev.add_argument("--format", choices=("taobao", "rees46", "canonical"), default="canonical")
+    ev.add_argument("--horizon", default="1d", help="label window after each cutoff")
+    ev.add_argument("--cutoff", help="ISO time of the test cutoff (default: log end - horizon)")
+    ev.add_argument("--drop-invalid", action="store_true", help="drop and count invalid events")
+    sp = ap.add_argument_group("split and seeds")
+    sp.add_argument("--seeds", type=_int_list, default=(0,), help="e.g. 0,1,2,3,4: repeat "
+                    "split + training per seed, report mean and std")
+    sp.add_argument("--split", type=_fractions, default=(0.7, 0.15, 0.15), help="train,dev,test")
+    hp = ap.add_argument_group("network and training")
+    hp.add_argument("--hidden", type=_int_list, default=d.hidden, help="hidden widths, e.g. "
+                    "64,32 ('none' = logistic regression)")
+    hp.add_argument("--activation", default=d.activation, choices=list(ACTIVATIONS))
+    hp.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
+    hp.add_argument("--lr", type=float, default=d.lr)
+    hp.add_argument("--momentum", type=float, default=d.momentum,
+                    help="mu of the momentum and nesterov optimizers")
+    hp.add_argument("--batch-size", type=int, default=d.batch_size)
+    hp.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs")
+    hp.add_argument("--l2", type=float, default=d.l2, help="L2 penalty (l2/2)*sum ||W||^2")
+    hp.add_argument("--weight-decay", type=float, default=d.weight_decay, help="decoupled decay")
+    hp.add_argument("--dropout", type=float, default=d.dropout, help="hidden-unit dropout")
+    hp.add_argument("--pos-weight", type=_pos_weight, default=d.pos_weight,
+                    help="loss weight of positives: a number or auto (= n_neg / n_pos)")
+    hp.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
+    hp.add_argument("--monitor", default=d.monitor, choices=list(selection.MONITORS),
+                    help="early stopping on dev ROC-AUC or dev log-loss")
+    hp.add_argument("--patience", type=int, default=d.patience,
+                    help="stop after this many epochs without dev improvement")
+    hp.add_argument("--no-restore-best", action="store_true",
+                    help="keep the last epoch's weights instead of the best dev epoch's")
+    hp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
+    hp.add_argument("--backend", default=d.backend, choices=BACKENDS)
+    hp.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    hp.add_argument("--tune", type=int, default=0, metavar="N",
+                    help="random search of N trials (architecture, lr, L2, batch, dropout), "
+                    "selected on dev of the first seed's split")
+    out = ap.add_argument_group("output")
+    out.add_argument("--out", type=Path, help="run directory (default runs/<timestamp>/, "
+                     "and runs/latest then points at it)")
+    out.add_argument("--quiet", action="store_true", help="no progress bars")
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> NetConfig:
+    """The NetConfig of the command line, checked for impossible values."""
+    names = [n for n in NetConfig.__dataclass_fields__ if n != "restore_best"]
+    cfg = NetConfig(**{n: getattr(args, n) for n in names},
+                    restore_best=not args.no_restore_best)
+    checks = [
+        (cfg.lr > 0 and math.isfinite(cfg.lr), f"--lr must be > 0, got {cfg.lr}"),
+        (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
+        (cfg.epochs >= 1, f"--epochs must be >= 1, got {cfg.epochs}"),
+        (cfg.l2 >= 0, f"--l2 must be >= 0, got {cfg.l2}"),
+        (cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}"),
+        (0 <= cfg.momentum < 1, f"--momentum must be in [0, 1), got {cfg.momentum}"),
+        (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), got {cfg.dropout}"),
+        (cfg.patience >= 1, f"--patience must be >= 1, got {cfg.patience}"),
+        (all(h >= 1 for h in cfg.hidden), f"--hidden widths must be >= 1, got {cfg.hidden}"),
+        (cfg.threads is None or cfg.threads >= 1, "--threads must be >= 1"),
+        (args.tune >= 0, "--tune must be >= 0"),
+        (len(args.seeds) >= 1, "--seeds needs at least one seed"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    return cfg
+
+
+def load_data(args: argparse.Namespace):
+    """The TableData or EventData of the command line."""
+    from features.datasets import EventData, TableData, resolve_schema
+
+    if args.events is not None:
+        if args.config is not None:
+            raise UsageError("--events and --config cannot be combined (an event log has "
+                             "fixed roles)")
+        return EventData(args.events, args.format, args.horizon, args.cutoff, args.drop_invalid)
+    schema = resolve_schema(args.config, args.target, args.numeric, args.categorical,
+                            args.id_column)
+    hint = "" if args.config or args.numeric or args.categorical else (
+        "; for a table other than the UCI one give --target, --numeric, --categorical "
+        "or --config")
+    return TableData(args.data, schema, args.split, hint)
+
+
+def print_summary(result: dict, seeds: tuple[int, ...]) -> None:
+    keys = ("roc_auc", "pr_auc", "log_loss", "brier", "f1", "lift_at_10", "ece")
+    multi = len(seeds) > 1
+    src = result["mean"] if multi else result
+    print(f"test metrics, mean ± std over seeds {','.join(map(str, seeds))}" if multi
+          else f"test metrics (seed {seeds[0]})")
+    print(f"{'':22s}" + "".join(f"{k:>17s}" for k in keys))
+    for name, label in (("model", "MLP"), ("baseline", "logistic regression")):
+        cells = [f"{src[name]['test'][k]:.4f}"
+                 + (f" ± {result['std'][name]['test'][k]:.4f}" if multi else "") for k in keys]
+        print(f"{label:22s}" + "".join(f"{c:>17s}" for c in cells))
+
+
+def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict:
+    """Tune (``--tune``), train and evaluate per seed, write the run's files into ``tmp``."""
+    from nn_core import save_model
+    seeds, verbose = tuple(args.seeds), 0 if args.quiet else 1
+    base_cfg, trials = selection.baseline_config(cfg), None
+    if args.tune:
+        tuning = data.split(seeds[0])
+        cfg, trials = selection.tune(cfg, tuning.X, tuning.y, seeds[0], args.tune, verbose)
+        atomic_write(tmp / "tune_trials.csv", selection.csv_text(trials))
+    runs, split = [], None  # split: the first seed's (its models are saved)
+    for seed in seeds:
+        s = data.split(seed)
+        split = s if split is None else split
+        runs.append(selection.train_and_evaluate(cfg, base_cfg, s.X, s.y, s.baseline_X, seed,
+                                                  verbose))
+    r = runs[0]
+    save_model(tmp, r.model, split.pre)
+    save_model(tmp / "baseline", r.baseline, split.baseline_pre)
+    rows = [row for s in runs for row in s.history_rows()]
+    atomic_write(tmp / "history.csv", selection.csv_text(rows))
+    files = selection.write_plots(tmp, r.history, r.best_epoch, r.baseline_history,
+                                  split.y["test"], r.p_model["test"], r.p_baseline["test"])
+    result: dict = {"model": r.metrics, "baseline": r.baseline_metrics}
+    if len(seeds) > 1:
+        result["mean"], result["std"] = selection.summarise([s.summary() for s in runs])
+        result["runs"] = [s.summary() for s in runs]
+    result.update({
+        "seeds": list(seeds),
+        "saved_seed": seeds[0],
+        "best_epoch": r.best_epoch,
+        "config": {**asdict(cfg), "hidden": list(cfg.hidden),
+                   "pos_weight_value": cfg.resolved_pos_weight(split.y["train"])},
+        "baseline_config": {**asdict(base_cfg), "hidden": []},
+        "data": {**data.info, "split_sizes": {k: len(v) for k, v in split.y.items()}},
+        "n_features": int(split.X["train"].shape[1]),
+        "files": ["model.json", "weights.npz", "preprocess.json", "baseline/", "history.csv",
+                  *files, *(["tune_trials.csv"] if trials else [])],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "train.py", *sys.argv[1:]]),
+    })
+    if trials:
+        result["tune"] = {"n_trials": len(trials),
+                          "selected": next(t for t in trials if t["selected"])}
+    return result
+
+
+def run(args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    cfg = config_from_args(args)
+    data = load_data(args)
+    try:
+        out, tmp, default_out = new_run_dir(args.out)
+    except FileExistsError as exc:
+        raise UsageError(f"--out {exc}") from None
+    try:
+        result = train_all(args, cfg, data, tmp)
+        result["seconds"] = round(time.perf_counter() - started, 2)
+        atomic_write(tmp / "metrics.json", json.dumps(selection.jsonable(result), indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # an empty directory given as --out
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    latest = point_latest(out) if default_out else None
+    print_summary(result, tuple(args.seeds))
+    print(f"run directory: {out}" + (f" (runs/latest: {latest})" if latest else ""))
+    print(f"done in {result['seconds']:.1f} s")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from features.datasets import DatasetError
+    from features.tabular import DataError
+    from nn_core.backends import BackendUnavailableError
+    from nn_core.io import ModelFileError
+
+    try:
+        run(args)
+    except (UsageError, DatasetError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    except (DataError, ModelFileError, FloatingPointError, BackendUnavailableError,
+            ValueError) as exc:  # ValueError: bad values found by the libraries
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("train.py: interrupted; no run directory written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
