@@ -3,15 +3,31 @@
 * :func:`atomic_write`: one file, through a temporary file and a rename;
 * :func:`new_run_dir` and :func:`point_latest`: a directory built under a temporary name
   and renamed when complete (``train.py``'s run directory), and ``latest`` beside it;
+* :func:`temp_file` and :func:`remove_stale`: the names of work in progress
+  (``.NAME.PID-XXXXXXXX.tmp`` files, ``.NAME.PID-XXXXXXXX.partial`` directories), locked
+  while their writer lives, and the removal of those whose writer is gone (killed);
+* :func:`describe_os_error` and :func:`sigterm_as_interrupt`, for the command lines;
 * :class:`ModelFileError`: the error for a bad model file.
+
+Work in progress is named after the file it becomes and the writer's process id, and is
+held under an exclusive ``flock`` while being written: a later writer in the same folder
+removes it only when that process is gone *and* the lock is free (the kernel drops the lock
+of a killed process), so a ``kill -9`` leaves nothing that outlives the next run.
 
 The model directory itself is written and read in one place, ``nn_core/modeldir.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
+import re
+import shutil
+import signal
 import tempfile
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -24,19 +40,29 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then rename.
 
     A reader sees either the old file or the complete new one, never a
-    partial write, even if the process dies half-way.
+    partial write, even if the process dies half-way (the temporary file of a
+    killed writer is removed by the next :func:`remove_stale` of the folder).
 
     Parameters
     ----------
     path : path-like
     data : bytes or str
         ``str`` is written as UTF-8.
+
+    Raises
+    ------
+    OSError
+        With ``filename`` set to ``path`` (a full disk, ``EFBIG``, permissions, ...);
+        nothing is left behind and an existing ``path`` is unchanged.
     """
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    elif not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"atomic_write takes bytes or str, got {type(data).__name__}")
+    tmp = None
     try:
+        fd, tmp = temp_file(path)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -45,10 +71,134 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         # ordinary open() would have.
         os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            # write() and fsync() errors (ENOSPC, EFBIG) carry no file name.
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+
+
+#: Work-in-progress names: ``.NAME.PID-RANDOM.tmp`` (a file) or ``.NAME.PID-RANDOM.partial``
+#: (a directory), see :func:`temp_file` and :func:`new_run_dir`.
+_WORK_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<rand>[A-Za-z0-9_]+)\."
+                        r"(?P<kind>tmp|partial)$", re.DOTALL)
+
+
+def temp_file(path: str | os.PathLike) -> tuple[int, Path]:
+    """Create the temporary file that will become ``path``, beside it, locked by this process.
+
+    Its name is ``.NAME.PID-RANDOM.tmp`` and it is held under an exclusive ``flock`` for as
+    long as the returned descriptor is open, so that :func:`remove_stale` can tell the
+    work of a live writer from what a killed one left behind. Stale temporary files of
+    ``path``'s folder are removed first.
+
+    Parameters
+    ----------
+    path : path-like
+        The file the temporary file will replace (``os.replace(tmp, path)``).
+
+    Returns
+    -------
+    (int, Path)
+        The open (read-write) descriptor and the temporary file's path.
+    """
+    path = Path(path)
+    folder = path.parent
+    remove_stale(folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
+                               dir=folder)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+    return fd, Path(tmp)
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists (signal 0 probes without sending anything)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, owned by another user
+        return False
+    except OverflowError:  # beyond any pid
+        return True
+    return False
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor of ``path`` (file or directory) holding its exclusive ``flock``,
+    or None when another process holds it (or it cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the work in progress of dead writers in ``folder``; return what was removed.
+
+    An entry named like :func:`temp_file`'s files or :func:`new_run_dir`'s ``.partial``
+    directories is stale when the process named in it no longer exists *and* its lock is
+    free (a symbolic link, which cannot be locked: when the process is gone). A stale
+    ``.partial`` directory's reserved run directory, if it is still empty, goes with it.
+    Anything else, and anything a live process may still own, is left alone; errors
+    (a folder that cannot be listed, a race with another cleaner) are ignored.
+    """
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _WORK_NAME.match(entry.name)
+        if m is None or not _process_gone(int(m["pid"])):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_symlink():
+                path.unlink()
+                removed.append(path)
+                continue
+            fd = _try_lock(path)
+            if fd is None:
+                continue
+            try:
+                if m["kind"] == "partial" and entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path)
+                    _remove_if_unclaimed(folder / m["name"])
+                elif m["kind"] == "tmp" and entry.is_file(follow_symlinks=False):
+                    path.unlink()
+                else:
+                    continue
+            finally:
+                os.close(fd)
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def _remove_if_unclaimed(path: Path) -> None:
+    """Remove the empty directory ``path`` unless a live run holds its lock."""
+    fd = _try_lock(path) if path.is_dir() and not path.is_symlink() else None
+    if fd is None:
+        return
+    try:
+        os.rmdir(path)  # only if empty
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def umask() -> int:
@@ -70,30 +220,147 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 
-def new_run_dir(out: Path | None, root: Path = Path("runs")) -> tuple[Path, Path, bool]:
-    """The final run directory, a fresh temporary sibling to build it in, and whether it is
-    the default ``root/<timestamp>`` (so ``root/latest`` should point at it).
+class RunDir:
+    """A run directory being built: the reserved final path ``out`` and the locked
+    temporary directory ``tmp`` beside it that becomes ``out`` in :meth:`commit`.
 
-    The run is written into the temporary directory and renamed to ``out`` at the end
-    (``os.replace``), so an interrupted run leaves no partial output.
+    Attributes
+    ----------
+    out : Path
+        The final directory: reserved (an empty directory this run holds locked) until
+        :meth:`commit` renames ``tmp`` onto it.
+    tmp : Path
+        ``.NAME.PID-RANDOM.partial`` beside ``out``; the run writes its files here.
+    default : bool
+        Whether ``out`` is the default ``root/<timestamp>`` (``root/latest`` should then
+        point at it).
+    """
+
+    def __init__(self, out: Path, tmp: Path, default: bool, locks: list[int],
+                 created: bool) -> None:
+        self.out, self.tmp, self.default = out, tmp, default
+        self._locks, self._created = locks, created
+
+    def _release(self) -> None:
+        for fd in self._locks:
+            os.close(fd)
+        self._locks = []
+
+    def commit(self) -> None:
+        """Rename ``tmp`` onto the reserved ``out`` (one ``rename``: it replaces the empty
+        directory), then drop the locks.
+
+        Raises
+        ------
+        OSError
+            When the rename fails; ``tmp`` and its files are kept and named in the error.
+        """
+        try:
+            os.rename(self.tmp, self.out)
+        except OSError as exc:
+            self._release()
+            raise OSError(exc.errno, f"{exc.strerror}; the run's files are kept in "
+                          f"{self.tmp}", str(self.out)) from None
+        self._release()
+
+    def discard(self) -> None:
+        """Remove ``tmp`` and, if this run created it, the reserved ``out``; drop the locks."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self._created:
+            try:
+                os.rmdir(self.out)
+            except OSError:
+                pass
+        self._release()
+
+
+def new_run_dir(out: Path | None, root: Path = Path("runs")) -> RunDir:
+    """Reserve a run directory and create the temporary directory it is built in.
+
+    The final directory is reserved at the start, atomically: ``mkdir`` (which exactly one
+    of several concurrent runs wins) and an exclusive ``flock`` on it, held until the run
+    ends. So two default runs started in the same second get ``root/<stamp>`` and
+    ``root/<stamp>-1``, and of two runs given the same ``out`` the second is refused at
+    once; no run ever removes or replaces another's results. The run is written into a
+    locked ``.NAME.PID-RANDOM.partial`` sibling and renamed onto the reserved directory at
+    the end (:meth:`RunDir.commit`), so an interrupted run leaves no partial output, and the
+    leftovers of a killed one are removed by the next run in the same folder
+    (:func:`remove_stale`).
+
+    Parameters
+    ----------
+    out : Path or None
+        The directory asked for; it may exist as an empty directory. None: ``root/<stamp>``.
+    root : Path
+        The folder of default run directories.
 
     Raises
     ------
     FileExistsError
-        When ``out`` exists and is not an empty directory.
+        When ``out`` exists and is not an empty directory, or another run is writing it.
+    OSError
+        When the folder cannot be created or written (the message names the path).
     """
     default = out is None
+    parent = root if default else out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(parent)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out, k = root / stamp, 1
-        while out.exists():
-            out, k = root / f"{stamp}-{k}", k + 1
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out}: already exists and is not an empty directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        for k in range(10_000):
+            out = root / (stamp if k == 0 else f"{stamp}-{k}")
+            reserved = _reserve(out, may_exist=False)
+            if reserved is not None:
+                break
+        else:
+            raise FileExistsError(errno.EEXIST, "no free run directory name", str(root / stamp))
+    else:
+        reserved = _reserve(out, may_exist=True)
+        if reserved is None:
+            raise FileExistsError(f"{out}: another run is writing into it")
+    lock, created = reserved
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".partial",
+                                    dir=out.parent))
+    except BaseException:
+        os.close(lock)
+        if created:
+            os.rmdir(out)
+        raise
+    tmp_lock = _try_lock(tmp)
     os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; a run directory is not secret
-    return out, tmp, default
+    return RunDir(out, tmp, default, [lock] + ([tmp_lock] if tmp_lock is not None else []),
+                  created)
+
+
+def _reserve(out: Path, may_exist: bool) -> tuple[int, bool] | None:
+    """Create ``out`` (or, with ``may_exist``, take an existing empty directory) and lock it.
+
+    Returns the lock's descriptor and whether ``out`` was created here, or None when
+    another run holds it (or, without ``may_exist``, it exists).
+
+    Raises
+    ------
+    FileExistsError
+        With ``may_exist``: ``out`` exists and is not an empty directory.
+    """
+    try:
+        os.mkdir(out)
+        created = True
+    except FileExistsError:
+        if not may_exist:
+            return None
+        if out.is_symlink() or not out.is_dir() or any(out.iterdir()):
+            raise FileExistsError(f"{out}: already exists and is not an empty directory") \
+                from None
+        created = False
+    fd = _try_lock(out)
+    if fd is None:
+        return None
+    if any(out.iterdir()):  # another run finished into it between our check and the lock
+        os.close(fd)
+        raise FileExistsError(f"{out}: already exists and is not an empty directory")
+    return fd, created
 
 
 def point_latest(out: Path) -> str:
@@ -102,7 +369,8 @@ def point_latest(out: Path) -> str:
 
     Returns how: ``"symlink"``, ``"text pointer"`` or ``"unchanged (...)"``.
     """
-    latest, tmp_link = out.parent / "latest", out.parent / f".latest.{os.getpid()}"
+    latest = out.parent / "latest"
+    tmp_link = out.parent / f".latest.{os.getpid()}-link.tmp"
     try:
         if tmp_link.is_symlink():
             tmp_link.unlink()
@@ -119,3 +387,43 @@ def point_latest(out: Path) -> str:
             return "unchanged (runs/latest is a directory)"
         atomic_write(latest, out.name + "\n")
         return "text pointer"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OS error: the file(s) it names and the cause, e.g.
+    ``runs/x/weights.npz: No space left on device``."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno == errno.EFBIG:
+        cause += " (the file-size limit, ulimit -f, was reached)"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause += " (disk full or quota reached)"
+    if exc.filename is None:
+        return cause
+    where = str(exc.filename) + ("" if exc.filename2 is None else f" -> {exc.filename2}")
+    return f"{where}: {cause}"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that it cleans up as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the clean-up
+    raise Terminated("terminated (SIGTERM)")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) where
+    the main thread is, so a command's ``except KeyboardInterrupt`` clean-up also runs on
+    ``kill``; the previous handler is restored afterwards. Exit status 143 (128 + 15) is the
+    convention for it. Outside the main thread (where signals cannot be handled) it does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -141,28 +141,58 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from features.tabular import DataError
-    from nn_core.io import ModelFileError
+    """Run the command; returns the exit status: 0, 1 (bad data or model, an OS error, out
+    of memory), 2 (a usage mistake), 130 (Ctrl-C) or 143 (SIGTERM); every error is one line
+    on stderr and no output file is written."""
+    from nn_core.io import sigterm_as_interrupt
 
+    args = build_parser().parse_args(argv)
+    with sigterm_as_interrupt():
+        return _run_main(args)
+
+
+def _run_main(args: argparse.Namespace) -> int:
+    import csv
+    import errno
+
+    from features.tabular import DataError
+    from nn_core.io import ModelFileError, Terminated, describe_os_error
+
+    source = args.input if args.input is not None else args.events
+    write_errors = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
     try:
         run(args)
     except UsageError as exc:
-        print(f"predict.py: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, 2)
+    except UnicodeDecodeError as exc:
+        return _error(f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason})", 1)
     except (DataError, ModelFileError, ValueError) as exc:
-        print(f"predict.py: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(exc, 1)
+    except csv.Error as exc:
+        return _error(f"{source}: cannot read it as CSV: {exc}", 1)
     except BrokenPipeError:  # e.g. `python predict.py ... | head`
         sys.stderr.close()
         return 1
-    except OSError as exc:  # e.g. permission denied on --output
-        print(f"predict.py: error: {exc}", file=sys.stderr)
-        return 1
+    except OSError as exc:  # e.g. permission denied on --output, a full disk
+        if exc.filename is None and args.output is not None and exc.errno in write_errors:
+            exc = OSError(exc.errno, exc.strerror, str(args.output))  # a write of the output
+        return _error(describe_os_error(exc), 1)
+    except MemoryError as exc:
+        return _error(f"out of memory ({exc or 'allocation failed'}); no output written", 1)
+    except Terminated:
+        print("predict.py: terminated (SIGTERM); no output written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("predict.py: interrupted; no output written", file=sys.stderr)
         return 130
     return 0
+
+
+def _error(message, status: int) -> int:
+    """Print ``predict.py: error: MESSAGE`` (one line) on stderr; return ``status``."""
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"predict.py: error: {text}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

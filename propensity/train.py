@@ -26,10 +26,9 @@ the run directory under a temporary name, renamed at the end: a failed run leave
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -39,7 +38,14 @@ from pathlib import Path
 from nn_core import selection
 from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
-from nn_core.io import atomic_write, new_run_dir, point_latest
+from nn_core.io import (
+    Terminated,
+    atomic_write,
+    describe_os_error,
+    new_run_dir,
+    point_latest,
+    sigterm_as_interrupt,
+)
 from nn_core.network import DTYPES
 from nn_core.optim import OPTIMIZERS, SCHEDULES
 from nn_core.selection import NetConfig
@@ -253,46 +259,95 @@ def run(args: argparse.Namespace) -> dict:
     cfg = config_from_args(args)
     data = load_data(args)
     try:
-        out, tmp, default_out = new_run_dir(args.out)
+        run_dir = new_run_dir(args.out)
     except FileExistsError as exc:
-        raise UsageError(f"--out {exc}") from None
+        if exc.filename is None:  # new_run_dir's own message names the directory
+            raise UsageError(f"--out {exc}") from None
+        raise UsageError(f"--out {args.out}: cannot create it: {exc.filename} exists and is "
+                         "not a directory") from None
+    except OSError as exc:
+        problem = describe_os_error(exc)
+        if exc.filename is not None and Path(exc.filename).is_file():
+            problem = f"{exc.filename} is a file, not a directory"
+        raise UsageError(f"--out {args.out if args.out is not None else 'runs/<timestamp>'}: "
+                         f"cannot create it: {problem}") from None
     try:
-        result = train_all(args, cfg, data, tmp)
+        result = train_all(args, cfg, data, run_dir.tmp)
         result["seconds"] = round(time.perf_counter() - started, 2)
-        atomic_write(tmp / "metrics.json", json.dumps(selection.jsonable(result), indent=2) + "\n")
-        if out.exists():
-            out.rmdir()  # an empty directory given as --out
-        os.replace(tmp, out)
+        atomic_write(run_dir.tmp / "metrics.json",
+                     json.dumps(selection.jsonable(result), indent=2) + "\n")
+    except OSError as exc:
+        run_dir.discard()
+        raise _in_out(exc, run_dir) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        run_dir.discard()
         raise
-    latest = point_latest(out) if default_out else None
+    run_dir.commit()
+    out = run_dir.out
+    latest = point_latest(out) if run_dir.default else None
     print_summary(result, tuple(args.seeds))
     print(f"run directory: {out}" + (f" (runs/latest: {latest})" if latest else ""))
     print(f"done in {result['seconds']:.1f} s")
     return result
 
 
+def _in_out(exc: OSError, run_dir) -> OSError:
+    """``exc`` naming the file under the run directory the user asked for, not under the
+    temporary directory that no longer exists."""
+    name = exc.filename
+    if name is not None and Path(name).is_relative_to(run_dir.tmp):
+        name = str(run_dir.out / Path(name).relative_to(run_dir.tmp))
+    return OSError(exc.errno, exc.strerror, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status: 0, 1 (bad data or model, an OS error,
+    out of memory), 2 (a usage mistake), 130 (Ctrl-C) or 143 (SIGTERM). Every error is one
+    line on stderr, and a failed run leaves no run directory."""
     args = build_parser().parse_args(argv)
+    with sigterm_as_interrupt():
+        return _run_main(args)
+
+
+def _run_main(args: argparse.Namespace) -> int:
     from features.datasets import DatasetError
     from features.tabular import DataError
     from nn_core.backends import BackendUnavailableError
     from nn_core.io import ModelFileError
 
+    source = args.events if args.events is not None else args.data
     try:
         run(args)
     except (UsageError, DatasetError) as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, 2)
+    except UnicodeDecodeError as exc:
+        return _error(f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason})", 1)
     except (DataError, ModelFileError, FloatingPointError, BackendUnavailableError,
             ValueError) as exc:  # ValueError: bad values found by the libraries
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(exc, 1)
+    except csv.Error as exc:
+        return _error(f"{source}: cannot read it as CSV: {exc}", 1)
+    except OSError as exc:
+        return _error(describe_os_error(exc), 1)
+    except MemoryError as exc:
+        return _error(f"out of memory ({exc or 'allocation failed'}); no run directory "
+                      "written", 1)
+    except RecursionError as exc:
+        return _error(f"{exc}", 1)
+    except Terminated:
+        print("train.py: terminated (SIGTERM); no run directory written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("train.py: interrupted; no run directory written", file=sys.stderr)
         return 130
     return 0
+
+
+def _error(message, status: int) -> int:
+    """Print ``train.py: error: MESSAGE`` (one line) on stderr; return ``status``."""
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"train.py: error: {text}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
 from pathlib import Path
 
-from ..io import same_file
+from ..io import Terminated, describe_os_error, same_file, sigterm_as_interrupt
 from .formats import DEFAULT_NAMES, FORMATS, check_name, export, write_all
 from .model import ExportError, load_model_dir
 from .report import evaluate_csv, format_report
@@ -46,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-csv", type=Path, help="labelled CSV (e.g. the test split): "
                         "also report ROC-AUC of float32 and, for c-int8, of int8")
     args = parser.parse_args(argv)
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The export of the parsed command line; every failure is one line, nothing written."""
     name = args.name or DEFAULT_NAMES[args.fmt]
     problem = check_out(args.model_dir, args.out)
     if problem:
@@ -65,9 +72,29 @@ def main(argv: list[str] | None = None) -> int:
             doc["size"] = report
             files[f"{name}.json"] = json.dumps(doc, indent=2) + "\n"
         write_all(args.out, files)
-    except (ValueError, OSError) as e:  # ModelFileError and ExportError are ValueErrors
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except UnicodeDecodeError as e:
+        return _error(f"{args.eval_csv}: not UTF-8 text (byte {e.start}: {e.reason})")
+    except ValueError as e:  # ModelFileError and ExportError are ValueErrors
+        return _error(e)
+    except csv.Error as e:
+        return _error(f"{args.eval_csv}: cannot read it as CSV: {e}")
+    except OSError as e:
+        return _error(describe_os_error(e))
+    except MemoryError as e:
+        return _error(f"out of memory ({e or 'allocation failed'}); nothing written")
+    except Terminated:
+        print("error: terminated (SIGTERM); nothing written", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing written", file=sys.stderr)
+        return 130
     print(format_report(report))
     print(f"wrote {len(files)} files to {args.out}")
     return 0
+
+
+def _error(message) -> int:
+    """Print ``error: MESSAGE`` (one line) on stderr; return 1."""
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"error: {text}", file=sys.stderr)
+    return 1

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import keyword
+import os
 import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from ..io import remove_stale
 from .c import generate_c, generate_c_int8
 from .describe import INVALID_RULE, input_table
 from .model import ExportError, ExportModel
@@ -144,15 +146,20 @@ def write_all(out_dir: Path, files: dict[str, str]) -> None:
     """
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    remove_stale(out_dir)  # the staging folder of an export that was killed
+    stage = Path(tempfile.mkdtemp(prefix=f".export.{os.getpid()}-", suffix=".partial",
+                                  dir=out_dir))
+    fname = None
     try:
         for fname, text in files.items():
             (stage / fname).write_text(text, encoding="utf-8")
         for fname in files:
             (stage / fname).replace(out_dir / fname)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
         if created:
             shutil.rmtree(out_dir, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None and fname is not None:
+            raise OSError(exc.errno, exc.strerror, str(out_dir / fname)) from None  # ENOSPC
         raise
     stage.rmdir()
