@@ -21,16 +21,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
+import math
 import os
+import stat
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .activations import ACTIVATIONS
 from .io import ModelFileError, atomic_write
-from .network import MLP
+from .losses import OUTPUTS
+from .network import DTYPES, MAX_HIDDEN_LAYERS, MAX_INPUTS, MAX_PARAMETERS, MAX_WIDTH, MLP
 from .preprocessing import Preprocessing
 
 MODEL_FORMAT = "purchase-propensity-mlp"
@@ -38,6 +43,14 @@ FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
 PREPROCESS_JSON = "preprocess.json"
+#: Size limits of the model files, checked before they are read.
+MAX_MODEL_JSON_BYTES = 1 << 20  # model.json: the architecture and a hash
+MAX_PREPROCESS_JSON_BYTES = 256 << 20  # preprocess.json: means, stds, categories
+#: What a weights.npz may hold beyond its arrays' bytes: per array its zip entries (local
+#: header and central directory, each with the name) and its .npy header (at most 64 KiB,
+#: ``numpy.lib.format``), and the zip's end records.
+NPZ_OVERHEAD_PER_ARRAY = 2 * (46 + 2 * 64) + (1 << 16)
+NPZ_OVERHEAD = 1 << 10
 
 
 class Predictor:
@@ -49,12 +62,17 @@ class Predictor:
     preprocessing : nn_core.preprocessing.Preprocessing or None
         ``None`` for a directory saved without preprocessing (network inputs only).
     path : Path
+    extra : dict
+        ``model.json``'s ``extra`` entry (what a caller of ``save_model`` added, e.g. the
+        class labels of ``nn_core.sklearn.PropensityClassifier``); ``{}`` when absent.
     """
 
-    def __init__(self, network: MLP, preprocessing: Preprocessing | None, path: Path) -> None:
+    def __init__(self, network: MLP, preprocessing: Preprocessing | None, path: Path,
+                 extra: dict | None = None) -> None:
         self.network = network
         self.preprocessing = preprocessing
         self.path = path
+        self.extra = {} if extra is None else extra
 
     def _preprocessing(self) -> Preprocessing:
         if self.preprocessing is None:
@@ -90,7 +108,7 @@ class Predictor:
 
 
 def save_model(dirpath: str | os.PathLike, network: MLP,
-               preprocessing: Preprocessing | None = None) -> Path:
+               preprocessing: Preprocessing | None = None, extra: dict | None = None) -> Path:
     """Write a model directory (created if needed); every file atomically.
 
     Parameters
@@ -99,6 +117,9 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     network : MLP
     preprocessing : Preprocessing, optional
         The fitted input transform; written as ``preprocess.json``.
+    extra : dict, optional
+        JSON values stored under ``extra`` in ``model.json`` and given back as
+        ``Predictor.extra`` (the network and its preprocessing do not depend on them).
 
     Returns
     -------
@@ -120,6 +141,8 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
         "weights_file": WEIGHTS_NPZ,
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
     }
+    if extra is not None:
+        meta["extra"] = extra
     # allow_nan=False: a NaN or infinity would be written as bare NaN/Infinity, which
     # is not JSON and which load_model refuses; refuse it before writing any file.
     meta_text = _json_text(meta, d / MODEL_JSON)
@@ -168,95 +191,221 @@ def load_model(dirpath: str | os.PathLike, backend: str = "numba",
         count differs from the network's inputs.
     """
     d = Path(dirpath)
-    network = _load_network(d, backend)
+    network, extra = _load_network(d, backend)
     preprocessing = None
-    if require_preprocessing and not (d / PREPROCESS_JSON).exists():
+    if require_preprocessing and not os.path.lexists(d / PREPROCESS_JSON):
         raise ModelFileError(f"{d / PREPROCESS_JSON}: file not found")
-    if (d / PREPROCESS_JSON).exists():
+    if os.path.lexists(d / PREPROCESS_JSON):
         preprocessing = _load_preprocessing(d / PREPROCESS_JSON)
         if preprocessing.n_features != network.n_inputs:
             raise ModelFileError(
                 f"{d}: model.json expects {network.n_inputs} inputs but preprocess.json "
                 f"builds {preprocessing.n_features} features (files from different runs?)"
             )
-    return Predictor(network, preprocessing, d)
+    return Predictor(network, preprocessing, d, extra)
 
 
 def _load_preprocessing(path: Path) -> Preprocessing:
+    return Preprocessing.from_dict(_read_json(path, MAX_PREPROCESS_JSON_BYTES, "preprocessing"),
+                                   str(path))
+
+
+def _read_json(path: Path, limit: int, what: str):
+    """The JSON document in ``path``; ModelFileError naming the file for anything that is not a
+    regular file of at most ``limit`` bytes holding UTF-8 JSON (nesting too deep included)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: cannot read preprocessing state: {exc}") from None
-    return Preprocessing.from_dict(doc, str(path))
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFileError(f"{path}: not a regular file")
+        if st.st_size > limit:
+            raise ModelFileError(f"{path}: {st.st_size:,} bytes; a {what} file is at most "
+                                 f"{limit:,} bytes")
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text, parse_constant=_no_constant)
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read {what} file: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ModelFileError(f"{path}: not valid JSON (not UTF-8 text at byte {e.start})") \
+            from None
+    except (json.JSONDecodeError, ValueError) as e:
+        raise ModelFileError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
-def _load_network(d: Path, backend: str) -> MLP:
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _architecture(meta: dict, meta_path: Path) -> dict:
+    """The keyword arguments of ``MLP`` that model.json describes, each checked for its type
+    and range (``nn_core/network.py: MAX_INPUTS``, ``MAX_WIDTH``, ``MAX_HIDDEN_LAYERS``) before
+    anything is allocated; ModelFileError naming the file and the key otherwise."""
+    def bad(key: str, expected: str) -> ModelFileError:
+        return ModelFileError(f"{meta_path}: {key!r} must be {expected}, got "
+                              f"{_short_repr(meta[key])}")
+
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for key in ("n_inputs", "hidden", "activation", "output", "dtype", "weights_sha256"):
+        if key not in meta:
+            raise ModelFileError(f"{meta_path}: missing key {key!r}")
+    if not (integer(meta["n_inputs"]) and 1 <= meta["n_inputs"] <= MAX_INPUTS):
+        raise bad("n_inputs", f"an integer in [1, {MAX_INPUTS:,}]")
+    hidden = meta["hidden"]
+    if not isinstance(hidden, list) or len(hidden) > MAX_HIDDEN_LAYERS:
+        raise bad("hidden", f"a list of at most {MAX_HIDDEN_LAYERS} layer widths")
+    for i, h in enumerate(hidden):
+        if not (integer(h) and 1 <= h <= MAX_WIDTH):
+            raise ModelFileError(f"{meta_path}: 'hidden'[{i}] must be an integer in "
+                                 f"[1, {MAX_WIDTH:,}], got {_short_repr(h)}")
+    for key, table in (("activation", ACTIVATIONS), ("output", OUTPUTS), ("dtype", DTYPES)):
+        if not (isinstance(meta[key], str) and meta[key] in table):
+            raise bad(key, f"one of {list(table)}")
+    sha = meta["weights_sha256"]
+    if not (isinstance(sha, str) and len(sha) == 64
+            and all(c in "0123456789abcdef" for c in sha)):
+        raise bad("weights_sha256", "64 lower-case hexadecimal digits")
+    seed, dropout = meta.get("seed", 0), meta.get("dropout", 0.0)
+    if not (integer(seed) and 0 <= seed < 2**64):
+        raise ModelFileError(f"{meta_path}: 'seed' must be an integer in [0, 2**64), "
+                             f"got {_short_repr(seed)}")
+    if not (isinstance(dropout, int | float) and not isinstance(dropout, bool)
+            and 0.0 <= dropout < 1.0):
+        raise ModelFileError(f"{meta_path}: 'dropout' must be a number in [0, 1), "
+                             f"got {_short_repr(dropout)}")
+    widths = [meta["n_inputs"], *hidden, 1]
+    n_params = sum(a * b + b for a, b in itertools.pairwise(widths))
+    if n_params > MAX_PARAMETERS:
+        raise ModelFileError(f"{meta_path}: the architecture has {n_params:,} parameters; at "
+                             f"most {MAX_PARAMETERS:,} are allowed")
+    return {"n_inputs": meta["n_inputs"], "hidden": tuple(hidden),
+            "activation": meta["activation"], "output": meta["output"], "dtype": meta["dtype"],
+            "seed": seed, "dropout": float(dropout)}
+
+
+def _short_repr(value) -> str:
+    """``repr(value)`` cut to 60 characters (an integer of thousands of digits included)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 190:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_npy_header(zf: zipfile.ZipFile, member: str, shape: tuple, dtype: np.dtype,
+                      w_path: Path) -> None:
+    """Refuse a weights array whose ``.npy`` header (read without its data) is not ``shape``
+    of ``dtype``, so a header claiming a huge shape is refused before anything is read."""
+    with zf.open(member) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version in ((2, 0), (3, 0)):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unknown .npy version {version}")
+    if got_dtype.hasobject:
+        raise ModelFileError(f"{w_path}: refused ({member} holds Python objects, a pickle)")
+    if tuple(got_shape) != shape:
+        layer, kind = member[1:-4], member[0]
+        raise ModelFileError(
+            f"{w_path}: layer {layer} has shapes {kind}{tuple(got_shape)} in its header; "
+            f"model.json implies {kind}{shape}")
+    if got_dtype != dtype or fortran:
+        raise ModelFileError(f"{w_path}: {member[:-4]} is {got_dtype}"
+                             f"{' (Fortran order)' if fortran else ''}, not {dtype}")
+
+
+def _load_network(d: Path, backend: str) -> tuple[MLP, dict]:
+    """The verified network of ``d`` and model.json's ``extra`` entry (``{}`` when absent)."""
     if not d.is_dir():
         raise ModelFileError(f"{d}: model directory not found")
     meta_path = d / MODEL_JSON
     if not meta_path.is_file():
         raise ModelFileError(f"{meta_path}: missing (not a model directory?)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{meta_path}: not valid JSON ({e})") from None
+    meta = _read_json(meta_path, MAX_MODEL_JSON_BYTES, "model")
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{meta_path}: not a {MODEL_FORMAT} file")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(
-            f"{meta_path}: format_version {version!r} is not supported "
+            f"{meta_path}: format_version {_short_repr(version)} is not supported "
             f"(this program reads versions 1..{FORMAT_VERSION}; a newer program wrote it?)"
         )
-    for key in ("n_inputs", "hidden", "activation", "output", "dtype", "weights_sha256"):
-        if key not in meta:
-            raise ModelFileError(f"{meta_path}: missing key {key!r}")
+    arch = _architecture(meta, meta_path)
+    extra = meta.get("extra", {})
+    if not isinstance(extra, dict):
+        raise ModelFileError(f"{meta_path}: 'extra' must be an object, got "
+                             f"{type(extra).__name__}")
+    dtype = np.dtype(arch["dtype"])
+    widths = [arch["n_inputs"], *arch["hidden"], 1]
+    shapes = {}
+    for l, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+        shapes[f"W{l}.npy"], shapes[f"b{l}.npy"] = (fan_in, fan_out), (fan_out,)
     w_path = d / WEIGHTS_NPZ
     if not w_path.is_file():
         raise ModelFileError(f"{w_path}: missing")
-    blob = w_path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != meta["weights_sha256"]:
-        raise ModelFileError(
-            f"{w_path}: SHA-256 does not match model.json (file truncated or modified)"
-        )
+    # Bound the file by what the architecture needs (the arrays plus, per array, zip
+    # entries and an .npy header) before reading any of it.
+    limit = sum(math.prod(s) for s in shapes.values()) * dtype.itemsize \
+        + len(shapes) * NPZ_OVERHEAD_PER_ARRAY + NPZ_OVERHEAD
     try:
-        network = MLP(
-            meta["n_inputs"],
-            meta["hidden"],
-            meta["activation"],
-            meta["output"],
-            meta["dtype"],
-            int(meta.get("seed", 0)),
-            backend,
-            float(meta.get("dropout", 0.0)),
-        )
-    except (TypeError, ValueError) as e:
-        raise ModelFileError(f"{meta_path}: invalid architecture ({e})") from None
-    widths = [network.n_inputs, *network.hidden, 1]
-    params = []
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            for l in range(len(widths) - 1):
-                W, b = npz[f"W{l}"], npz[f"b{l}"]
-                if W.shape != (widths[l], widths[l + 1]) or b.shape != (widths[l + 1],):
-                    raise ModelFileError(
-                        f"{w_path}: layer {l} has shapes W{W.shape}, b{b.shape}; "
-                        f"model.json implies W{(widths[l], widths[l + 1])}, b{(widths[l + 1],)}"
-                    )
-                if W.dtype != np.dtype(meta["dtype"]) or b.dtype != np.dtype(meta["dtype"]):
-                    raise ModelFileError(f"{w_path}: layer {l} is not {meta['dtype']}")
-                params.append((W, b))
-            extra = set(npz.files) - {f"{p}{l}" for l in range(len(params)) for p in "Wb"}
-    except ModelFileError:
-        raise
-    except ValueError as e:  # np.load refuses object (pickled) arrays with ValueError
-        raise ModelFileError(f"{w_path}: refused ({e})") from None
-    except (KeyError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ModelFileError(f"{w_path}: not a valid weights archive ({e})") from None
-    if extra:
-        raise ModelFileError(f"{w_path}: unexpected arrays {sorted(extra)}")
+        with open(w_path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise ModelFileError(
+                    f"{w_path}: {size:,} bytes, more than the {limit:,} that model.json's "
+                    "architecture can take (file replaced or modified?)")
+            digest = hashlib.sha256()
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+            if digest.hexdigest() != meta["weights_sha256"]:
+                raise ModelFileError(
+                    f"{w_path}: SHA-256 does not match model.json (file truncated or modified)"
+                )
+            f.seek(0)
+            params = _read_weights(f, shapes, dtype, w_path)
+    except OSError as e:
+        raise ModelFileError(f"{w_path}: cannot read it: {e.strerror or e}") from None
     for l, (W, b) in enumerate(params):
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             raise ModelFileError(f"{w_path}: layer {l} holds NaN or infinite weights")
+    try:
+        network = MLP(backend=backend, **arch)
+    except ValueError as e:
+        raise ModelFileError(f"{meta_path}: invalid architecture ({e})") from None
     network.set_weights(params)
-    return network
+    return network, extra
+
+
+def _read_weights(f, shapes: dict, dtype: np.dtype, w_path: Path) -> list:
+    """The ``(W, b)`` pairs of an open weights.npz, each header checked before its data."""
+    try:
+        with zipfile.ZipFile(f) as zf:
+            names = set(zf.namelist())
+            missing = [m[:-4] for m in shapes if m not in names]
+            if missing:
+                raise ModelFileError(f"{w_path}: missing arrays {missing}")
+            extra = names - set(shapes)
+            if extra:
+                raise ModelFileError(f"{w_path}: unexpected arrays "
+                                     f"{sorted(n.removesuffix('.npy') for n in extra)}")
+            for member, shape in shapes.items():
+                _check_npy_header(zf, member, shape, dtype, w_path)
+            arrays = {}
+            for member in shapes:
+                with zf.open(member) as fp:
+                    arrays[member] = np.lib.format.read_array(fp, allow_pickle=False)
+    except ModelFileError:
+        raise
+    except ValueError as e:  # read_array refuses object (pickled) arrays with ValueError
+        raise ModelFileError(f"{w_path}: refused ({e})") from None
+    except (KeyError, OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
+        raise ModelFileError(f"{w_path}: not a valid weights archive ({e})") from None
+    n_layers = len(shapes) // 2
+    return [(arrays[f"W{l}.npy"], arrays[f"b{l}.npy"]) for l in range(n_layers)]

@@ -34,6 +34,7 @@ DTYPES = ("float32", "float64")
 MAX_INPUTS = 1_048_576  # input width (features after one-hot encoding)
 MAX_WIDTH = 65_536  # widest hidden layer
 MAX_PARAMETERS = 2**31  # weights and biases together
+MAX_HIDDEN_LAYERS = 256  # depth
 
 
 def aligned_zeros(n: int, dtype, alignment: int = 64) -> np.ndarray:
@@ -79,7 +80,8 @@ class MLP:
         fractional part such as ``2.0`` is accepted, ``2.7``, ``True`` or ``"five"`` are
         not); ``n_inputs >= 1``, widths ``>= 1``, ``seed >= 0``. Size limits:
         ``n_inputs <= MAX_INPUTS`` (1,048,576), every hidden width ``<= MAX_WIDTH``
-        (65,536) and at most ``MAX_PARAMETERS`` (2**31) weights and biases in all.
+        (65,536), at most ``MAX_HIDDEN_LAYERS`` (256) hidden layers and at most
+        ``MAX_PARAMETERS`` (2**31) weights and biases in all.
 
     Notes
     -----
@@ -108,6 +110,9 @@ class MLP:
         if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence | np.ndarray):
             raise ValueError(f"hidden must be a sequence of layer widths, e.g. (64, 64), "
                              f"got {hidden!r}")
+        if len(hidden) > MAX_HIDDEN_LAYERS:
+            raise ValueError(f"hidden has {len(hidden):,} layers; at most {MAX_HIDDEN_LAYERS} "
+                             "are allowed")
         hidden = tuple(as_integer(h, f"hidden[{i}]") for i, h in enumerate(hidden))
         if any(h < 1 for h in hidden):
             raise ValueError(f"hidden layer widths must be >= 1, got {hidden}")
