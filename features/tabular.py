@@ -466,7 +466,19 @@ class Preprocessor(Preprocessing):
     source : dict, optional
         Where the table came from, e.g. ``{"kind": "table"}`` (the default) or
         ``{"kind": "events", "format": "taobao", "horizon": "1d"}``.
+
+    Notes
+    -----
+    It is a scikit-learn transformer too (``fit(X, y=None)``, ``transform``,
+    ``fit_transform``, ``get_feature_names_out``, ``get_params``, ``set_params``), without
+    importing scikit-learn: ``make_pipeline(Preprocessor(...),
+    nn_core.sklearn.PropensityClassifier())`` fits and scores a raw DataFrame. The
+    constructor keeps lists and dicts as given (``get_params`` returns the very objects,
+    as ``sklearn.base.clone`` requires).
     """
+
+    #: The constructor's arguments, which ``get_params`` returns and ``set_params`` sets.
+    PARAMS = ("numeric", "categorical", "log1p", "target", "id_column", "source")
 
     def __init__(
         self,
@@ -477,18 +489,48 @@ class Preprocessor(Preprocessing):
         id_column: str | None = None,
         source: Mapping | None = None,
     ) -> None:
-        self.numeric = list(numeric)
-        self.categorical = list(categorical)
+        self.numeric = numeric if isinstance(numeric, list) else list(numeric)
+        self.categorical = categorical if isinstance(categorical, list) else list(categorical)
         if not self.numeric and not self.categorical:
             raise ValueError("Preprocessor needs at least one numeric or categorical column")
         if isinstance(log1p, str) and log1p != "auto":
             raise ValueError(f"log1p must be 'auto', a bool or a list of columns, got {log1p!r}")
-        self.log1p = log1p if isinstance(log1p, str | bool) else list(log1p)
+        self.log1p = log1p if isinstance(log1p, str | bool | list) else list(log1p)
         super().__init__(None, target, id_column, source)
+        if isinstance(source, dict):
+            self.source = source
+
+    # ----------------------------------------------------------------- estimator protocol
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's arguments by name (scikit-learn's estimator protocol)."""
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+    def set_params(self, **params) -> Preprocessor:
+        """Set constructor arguments by name; a later ``fit`` uses them."""
+        for name, value in params.items():
+            if name not in self.PARAMS:
+                raise ValueError(f"Preprocessor has no parameter {name!r}; "
+                                 f"valid: {list(self.PARAMS)}")
+            setattr(self, name, value)
+        return self
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """The names of the output features (``feature_names``), as scikit-learn asks."""
+        return np.asarray(self.feature_names, dtype=object)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.fitted
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.PARAMS)
+        return f"Preprocessor({args})"
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, df: pd.DataFrame) -> Preprocessor:
+    def fit(self, df: pd.DataFrame, y=None) -> Preprocessor:
         """Learn log1p choices, means, standard deviations and categories from ``df``.
+
+        ``y`` is ignored (scikit-learn passes it in a pipeline). Also sets
+        ``n_features_in_`` and ``feature_names_in_`` (``df``'s columns).
 
         Raises
         ------
@@ -535,10 +577,12 @@ class Preprocessor(Preprocessing):
             categories = sorted(pd.unique(texts), key=_category_key)
             columns.append({"name": name, "kind": "categorical", "categories": list(categories)})
         self.columns = columns
+        self.feature_names_in_ = np.asarray([str(c) for c in df.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
         return self
 
-    def fit_transform(self, df: pd.DataFrame) -> np.ndarray:
-        """``fit(df)`` then ``transform(df)``."""
+    def fit_transform(self, df: pd.DataFrame, y=None) -> np.ndarray:
+        """``fit(df)`` then ``transform(df)`` (``y`` is ignored)."""
         return self.fit(df).transform(df)
 
 
