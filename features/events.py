@@ -37,6 +37,7 @@ integer codes); there is no Python loop over users, sessions or events.
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,11 @@ _FORMATS = {
 }
 
 _INT_RE = r"-?\d{1,18}"
+
+
+class EventFileError(ValueError):
+    """An event-log file that cannot be read at all (missing, a directory, not UTF-8 text, not
+    CSV); the message names the file."""
 
 
 class EventLogError(ValueError):
@@ -160,11 +166,31 @@ def _as_id(s: pd.Series) -> pd.Series:
     return s.where(present, None).astype(object)
 
 
+#: The unix seconds a ``datetime64[ns]`` can hold (1677-09-21 to 2262-04-11): a timestamp
+#: outside is an invalid value, never wrapped around into the log's range.
+MIN_UNIX_SECONDS = -(-pd.Timestamp.min.value // _NS_PER_S)
+MAX_UNIX_SECONDS = pd.Timestamp.max.value // _NS_PER_S
+OUT_OF_RANGE_TIMESTAMP = (f"timestamp out of range (unix seconds must lie in "
+                          f"[{MIN_UNIX_SECONDS}, {MAX_UNIX_SECONDS}], years "
+                          f"{pd.Timestamp.min.year + 1} to {pd.Timestamp.max.year - 1})")
+
+
+def _unix_seconds_range(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Which cells are unix seconds (an optional minus and 1 to 19 digits) and which of
+    those lie inside the ``datetime64[ns]`` range."""
+    digits = s.str.strip().str.fullmatch(r"-?\d{1,19}").to_numpy(dtype=bool)
+    secs = pd.to_numeric(s.where(digits, "0"), errors="coerce").to_numpy(dtype=np.float64)
+    inside = digits & (secs >= MIN_UNIX_SECONDS) & (secs <= MAX_UNIX_SECONDS)
+    return digits, inside
+
+
 def _parse_unix_seconds(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    ok = s.str.strip().str.fullmatch(r"-?\d{1,12}").to_numpy(dtype=bool)
+    """Timestamps of unix-seconds cells, and the mask of those that are valid: digits inside
+    ``[MIN_UNIX_SECONDS, MAX_UNIX_SECONDS]`` (a cell outside is NaT, not wrapped)."""
+    _, ok = _unix_seconds_range(s)
     secs = pd.to_numeric(s.where(ok, "0"), errors="coerce").fillna(0).astype("int64")
     ts = pd.to_datetime(secs.to_numpy() * _NS_PER_S, utc=True).as_unit("ns")
-    return pd.Series(ts, index=s.index), ok
+    return pd.Series(ts, index=s.index).where(ok), ok
 
 
 def _parse_timestamp(s: pd.Series, fmt: str | None) -> tuple[pd.Series, np.ndarray]:
@@ -174,7 +200,7 @@ def _parse_timestamp(s: pd.Series, fmt: str | None) -> tuple[pd.Series, np.ndarr
     ISO string without offset is taken as UTC.
     """
     if fmt is None:
-        digits = s.str.strip().str.fullmatch(r"-?\d{1,12}").to_numpy(dtype=bool)
+        digits, _ = _unix_seconds_range(s)
         if digits.all():
             return _parse_unix_seconds(s)
         ts = pd.to_datetime(s.where(~digits, ""), format="ISO8601", utc=True, errors="coerce")
@@ -188,12 +214,29 @@ def _parse_timestamp(s: pd.Series, fmt: str | None) -> tuple[pd.Series, np.ndarr
 def _read_raw(path: Path, fmt: str) -> tuple[pd.DataFrame, bool]:
     """Read every cell as a string (so validation sees the text as written)."""
     expected = _FORMATS[fmt]["columns"]
-    with open(path, encoding="utf-8") as f:
-        first = f.readline().strip().lstrip("\ufeff")
-    # The original Taobao UserBehavior.csv has no header; the shared sample has one.
-    header = not (fmt == "taobao" and first and first.split(",")[0].strip().isdigit())
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, header=0 if header else None,
-                      names=None if header else expected, skipinitialspace=True)
+    try:
+        if path.is_dir():
+            raise EventFileError(f"{path}: is a directory, not an event-log file")
+        with open(path, encoding="utf-8") as f:
+            first = f.readline(1 << 20).strip().lstrip("\ufeff")
+            if not first:
+                raise EventFileError(f"{path}: the event log is empty")
+            # The original Taobao UserBehavior.csv has no header; the shared sample has one.
+            header = not (fmt == "taobao" and first.split(",")[0].strip().isdigit())
+            f.seek(0)
+            raw = pd.read_csv(f, dtype=str, keep_default_na=False,
+                              header=0 if header else None,
+                              names=None if header else expected, skipinitialspace=True)
+    except FileNotFoundError:
+        raise EventFileError(f"{path}: no such event-log file") from None
+    except UnicodeDecodeError as e:
+        raise EventFileError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it "
+                             "a compressed or binary file?") from None
+    except (pd.errors.ParserError, csv.Error) as e:
+        raise EventFileError(f"{path}: cannot read it as CSV ({' '.join(str(e).split())})") \
+            from None
+    except OSError as e:
+        raise EventFileError(f"{path}: cannot read the event log: {e.strerror or e}") from None
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in expected if c not in raw.columns]
     if missing:
@@ -211,9 +254,11 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
             v.integer(c)
         v.required("timestamp")
         v.choice("behavior_type", types)
-        ts, ok = _parse_unix_seconds(raw["timestamp"])
+        digits, inside = _unix_seconds_range(raw["timestamp"])
+        ts, _ = _parse_unix_seconds(raw["timestamp"])
         v.flag("timestamp", "unparsable timestamp (expected unix seconds)",
-               ~ok & (raw["timestamp"] != "").to_numpy())
+               ~digits & (raw["timestamp"] != "").to_numpy())
+        v.flag("timestamp", OUT_OF_RANGE_TIMESTAMP, digits & ~inside)
         out = {"user_id": raw["user_id"], "timestamp": ts,
                "event_type": raw["behavior_type"].map(types),
                "item_id": raw["item_id"], "category": raw["category_id"]}
@@ -236,9 +281,11 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
         v.required("user_id")
         v.choice("event_type", types)
         present = v.required("timestamp")
+        digits, inside = _unix_seconds_range(raw["timestamp"])
         ts, ok = _parse_timestamp(raw["timestamp"], None)
         v.flag("timestamp", "unparsable timestamp (expected ISO 8601 or unix seconds)",
-               present & ~ok)
+               present & ~ok & ~(digits & ~inside))
+        v.flag("timestamp", OUT_OF_RANGE_TIMESTAMP, present & digits & ~inside)
         out = {"user_id": raw["user_id"], "timestamp": ts, "event_type": raw["event_type"]}
         if "session_id" in raw.columns:
             v.required("session_id")
@@ -326,8 +373,6 @@ def read_events(path, format: str = "canonical", drop_invalid: bool = False,
         raise ValueError(f"unknown event-log format {format!r}; expected one of {list(_FORMATS)}")
     if out_of_range not in ("drop", "keep"):
         raise ValueError(f"out_of_range must be 'drop' or 'keep', got {out_of_range!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such event-log file")
     raw, header = _read_raw(path, format)
     v = _Validator(raw)
     df = _canonical_frame(raw, format, v)
