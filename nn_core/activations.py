@@ -166,6 +166,11 @@ class Activation:
         ``f`` as a NumPy expression of the array ``Z`` (constants as
         ``Z.dtype.type(...)``, so that float32 stays float32), for the
         one-file NumPy predictor.
+    onnx : callable
+        ``f`` as ONNX operators: ``onnx(op, Z)`` returns the name of the tensor
+        ``f(Z)``, where ``op(op_type, *inputs, **attributes)`` adds one node
+        and returns its output's name (a float input is a scalar constant),
+        and ``Z`` names the input tensor (``nn_core/export/onnx.py``).
     """
 
     forward: Callable
@@ -174,6 +179,7 @@ class Activation:
     c: str
     py: str
     numpy: str
+    onnx: Callable[[Callable[..., str], str], str]
 
 
 #: name -> :class:`Activation`. The order fixes each activation's index in
@@ -184,31 +190,37 @@ ACTIVATIONS: dict[str, Activation] = {
         c="{v} > 0.0f ? {v} : 0.0f",
         py="v if v > 0 else 0.0",
         numpy="Z * (Z > 0)",
+        onnx=lambda op, Z: op("Relu", Z),
     ),
     "leaky_relu": Activation(
         leaky_relu, leaky_relu_backward, "he",
         c=f"{{v}} > 0.0f ? {{v}} : {LEAKY_SLOPE!r}f * {{v}}",
         py="v if v > 0 else LEAKY_SLOPE * v",
         numpy="np.where(Z > 0, Z, Z.dtype.type(LEAKY_SLOPE) * Z)",
+        onnx=lambda op, Z: op("LeakyRelu", Z, alpha=LEAKY_SLOPE),
     ),
     "tanh": Activation(
         tanh, tanh_backward, "glorot",
         c="tanhf({v})",
         py="math.tanh(v)",
         numpy="np.tanh(Z)",
+        onnx=lambda op, Z: op("Tanh", Z),
     ),
     "sigmoid": Activation(
         sigmoid, sigmoid_backward, "glorot",
         c="{name}_sigmoid({v})",
         py="_sigmoid(v)",
         numpy="np.exp(-np.logaddexp(Z.dtype.type(0), -Z))",
+        onnx=lambda op, Z: op("Sigmoid", Z),
     ),
-    "identity": Activation(identity, identity_backward, "glorot", c="{v}", py="v", numpy="Z"),
+    "identity": Activation(identity, identity_backward, "glorot", c="{v}", py="v", numpy="Z",
+                           onnx=lambda op, Z: Z),
     "silu": Activation(
         silu, silu_backward, "he",
         c="{v} * {name}_sigmoid({v})",
         py="v * _sigmoid(v)",
         numpy="Z * np.exp(-np.logaddexp(Z.dtype.type(0), -Z))",
+        onnx=lambda op, Z: op("Mul", Z, op("Sigmoid", Z)),
     ),
     "gelu": Activation(
         gelu, gelu_backward, "he",
@@ -217,5 +229,8 @@ ACTIVATIONS: dict[str, Activation] = {
         py=f"0.5 * v * (1.0 + math.tanh({GELU_C!r} * (v + {GELU_K!r} * v * v * v)))",
         numpy=(f"0.5 * Z * (1 + np.tanh(Z.dtype.type({GELU_C!r})"
                f" * (Z + Z.dtype.type({GELU_K!r}) * Z * Z * Z)))"),
+        # The tanh form written out (ONNX's own Gelu operator needs opset 20).
+        onnx=lambda op, Z: op("Mul", op("Mul", 0.5, Z), op("Add", 1.0, op("Tanh", op(
+            "Mul", GELU_C, op("Add", Z, op("Mul", GELU_K, op("Mul", Z, op("Mul", Z, Z)))))))),
     ),
 }

@@ -1,6 +1,7 @@
-"""Export a trained model directory to small devices: C (float32, int8) and one-file Python.
+"""Export a trained model directory: C (float32, int8), one-file Python, and ONNX.
 
-``python -m nn_core.export MODEL_DIR --format c|c-int8|python|python-pure --out DIR [--name NAME]``
+``python -m nn_core.export MODEL_DIR --format FORMAT --out DIR [--name NAME]`` with FORMAT
+one of ``c``, ``c-int8``, ``python``, ``python-pure``, ``onnx``.
 
 A model directory (``model.json`` + ``weights.npz`` + ``preprocess.json``, written by
 ``train.py``) describes the whole map from a raw session row to a purchase probability:
@@ -20,8 +21,9 @@ order of ``preprocess.json``) and does the preprocessing itself:
   ``predict.py`` rejects with an error), make the predictor return NaN: a device cannot raise,
   and NaN cannot be mistaken for a probability.
 
-Modules: ``model`` (reading the model directory, the reference maths), ``c`` and ``python``
-(the generators; the folding and int8 schemes are described in ``c``), ``describe`` (the
+Modules: ``model`` (reading the model directory, the reference maths), ``c``, ``python``
+and ``onnx`` (the generators; the folding and int8 schemes are described in ``c``; ``onnx``
+needs the ``onnx`` package, an optional extra), ``describe`` (the
 input table every format documents), ``formats`` (``export`` and ``NAME.json``), ``report``
 (sizes and accuracy), ``cli``, and ``templating`` with the template files in ``templates/``.
 """
@@ -54,6 +56,7 @@ from .model import (
     predict_int8,
     quantise_int8,
 )
+from .onnx import OPSET, generate_onnx
 from .python import generate_python, generate_python_pure, py_float
 from .report import ARM_FLAGS, arm_sizes, evaluate_csv, format_report
 
@@ -65,6 +68,7 @@ __all__ = [
     "GENERATORS",
     "INVALID_RULE",
     "MAX_EXACT_CODE",
+    "OPSET",
     "SUPPORTED_ACTIVATIONS",
     "SUPPORTED_OUTPUTS",
     "UNSEEN_RULE",
@@ -84,6 +88,7 @@ __all__ = [
     "format_report",
     "generate_c",
     "generate_c_int8",
+    "generate_onnx",
     "generate_python",
     "generate_python_pure",
     "input_table",

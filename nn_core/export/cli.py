@@ -30,10 +30,13 @@ def check_out(model_dir: Path, out: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the export command; returns the exit status (1 with a one-line error; 2 for an
     --out that is the model directory or inside it, nothing written)."""
+    # The program's name as it was started: propensity-export when installed, else
+    # python -m nn_core.export (whose sys.argv[0] is the package's __main__.py).
+    started_as = Path(sys.argv[0]).name
     parser = argparse.ArgumentParser(
-        prog="python -m nn_core.export",
+        prog="python -m nn_core.export" if started_as == "__main__.py" else started_as,
         description="Export a model directory (model.json, weights.npz, preprocess.json) to a "
-                    "C (float32 or int8) or single-file Python predictor of raw inputs.")
+                    "C (float32 or int8), single-file Python or ONNX predictor of raw inputs.")
     parser.add_argument("model_dir", type=Path, help="directory written by train.py")
     parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
     parser.add_argument("--out", required=True, type=Path,

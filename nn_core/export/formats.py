@@ -19,15 +19,17 @@ from ..io import remove_stale
 from .c import generate_c, generate_c_int8
 from .describe import INVALID_RULE, input_table
 from .model import ExportError, ExportModel
+from .onnx import generate_onnx
 from .python import generate_python, generate_python_pure
 from .report import arm_sizes
 
-FORMATS = ("c", "c-int8", "python", "python-pure")
+FORMATS = ("c", "c-int8", "python", "python-pure", "onnx")
 DEFAULT_NAMES = {
     "c": "model",
     "c-int8": "model_int8",
     "python": "model_np",
     "python-pure": "model_pure",
+    "onnx": "model",
 }
 EXPORT_FORMAT = "purchase-propensity-export"
 GENERATORS = {
@@ -35,12 +37,14 @@ GENERATORS = {
     "c-int8": generate_c_int8,
     "python": generate_python,
     "python-pure": generate_python_pure,
+    "onnx": generate_onnx,
 }
 ENTRY_POINTS = {
     "c": "float {name}_predict(const float *x)",
     "c-int8": "float {name}_predict(const float *x)",
     "python": "{name}.predict(x) / {name}.predict_proba(X)",
     "python-pure": "{name}.predict(x) / {name}.predict_proba(rows)",
+    "onnx": 'graph {name}: input "x" float32 (n, n_inputs) -> output "p" float32 (n,)',
 }
 QUANTISATION = (
     "weights: symmetric int8 per output channel, s_j = max_i |W_ij| / 127; "
@@ -96,7 +100,7 @@ def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dic
 
     Returns
     -------
-    files : dict file name -> text (including ``NAME.json``)
+    files : dict file name -> text (``NAME.json`` included), or bytes (``NAME.onnx``)
     report : dict, the size report (also stored in ``NAME.json``)
 
     Raises
@@ -115,6 +119,8 @@ def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dic
     }
     if "float32_weight_bytes" in sizes:
         report["float32_weight_bytes"] = int(sizes["float32_weight_bytes"])
+    if "opset" in sizes:
+        report["opset"] = int(sizes["opset"])
     if fmt.startswith("c"):
         report["arm_cortex_m4"] = arm_sizes(files, name)
     doc = {
@@ -138,7 +144,7 @@ def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dic
     return files, report
 
 
-def write_all(out_dir: Path, files: dict[str, str]) -> None:
+def write_all(out_dir: Path, files: dict[str, str | bytes]) -> None:
     """Write every file or none: stage them all in a temporary folder, then rename each.
 
     Renames within one file system are atomic, so each file is complete; a failure while
@@ -151,8 +157,11 @@ def write_all(out_dir: Path, files: dict[str, str]) -> None:
                                   dir=out_dir))
     fname = None
     try:
-        for fname, text in files.items():
-            (stage / fname).write_text(text, encoding="utf-8")
+        for fname, content in files.items():
+            if isinstance(content, bytes):
+                (stage / fname).write_bytes(content)
+            else:
+                (stage / fname).write_text(content, encoding="utf-8")
         for fname in files:
             (stage / fname).replace(out_dir / fname)
     except BaseException as exc:

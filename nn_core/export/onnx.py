@@ -1,0 +1,171 @@
+"""ONNX predictor (``onnx``): ``NAME.onnx``, one graph from the raw inputs to the probability.
+
+The graph takes the raw input vector of the C target, one row per sample: input ``x``,
+float32, shape ``(n, n_inputs)``, in the order of ``preprocess.json`` (categorical inputs as
+their codes, see ``nn_core/export/model.py: categorical_codes``); output ``p``, float32,
+shape ``(n,)``. It is built with ``onnx.helper`` (opset :data:`OPSET`) and passes
+``onnx.checker``; the ``onnx`` package is an optional extra, imported only when this
+format is asked for.
+
+What the graph computes, in the C target's order (``nn_core/export/c.py``):
+
+1. **Validity.** A row with a numeric input that is NaN or +-inf, or negative in a
+   ``log1p`` input, gets ``p = NaN`` (``IsNaN``, ``IsInf``, ``Less``; the rows
+   ``predict.py`` refuses).
+2. **Features.** Per input, in input order (so the columns are the network's feature
+   order): a numeric input gives one column, ``log1p(x_i)`` where the column has it, else
+   ``x_i``; a categorical input gives its one-hot block, ``Equal(x_i, codes)`` over the
+   ``K`` training codes and one more column ``1 - sum`` for the unseen bucket, so any
+   other code (another number, a non-integer, NaN, +-inf) selects the unseen bucket.
+3. **Layer 0** with the standardisation folded in: ``W'_i = W_i / s_i`` and
+   ``b' = b - sum_i (m_i / s_i) W_i`` (``nn_core/export/model.py: fold_first_layer``, the
+   same float32 numbers as the C target); one-hot rows are the model's rows.
+4. **Layers**: ``MatMul``, ``Add``, then the activation, spelled by its entry's ``onnx``
+   field in ``nn_core/activations.py: ACTIVATIONS`` (the output function too, as the C
+   target spells it from the same table).
+
+ONNX has no ``log1p``: the graph computes ``log(1 + x)``. For a small ``x`` that loses
+the low bits of ``x`` in float32 (``log1pf(1e-7) = 1e-7``, ``logf(1 + 1e-7) = 1.19e-7``),
+an absolute error below 1.2e-7 in ``u``, which the standardisation divides by the
+column's standard deviation (a log1p column's is about 1-3 on the UCI data); the test
+against ``predict.py`` includes values from 1e-7 up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import ACTIVATIONS
+from .describe import network_line, table_comment
+from .model import ExportError, ExportModel, fold_first_layer
+
+#: The ONNX operator set the graph is written for (every operator used exists there).
+OPSET = 17
+
+
+class _Graph:
+    """Nodes and constants of a graph under construction; ``graph(op_type, *inputs)`` adds a
+    node and returns its output's name (the ``op`` of ``Activation.onnx``)."""
+
+    def __init__(self, helper, numpy_helper, float_type: int) -> None:
+        self.helper, self.numpy_helper = helper, numpy_helper
+        #: The ``TensorProto`` code of float32 (``Cast``'s ``to``).
+        self.FLOAT = float_type
+        self.nodes: list = []
+        self.initializers: list = []
+        self.count = 0
+
+    def _name(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def const(self, value, name: str | None = None, dtype=np.float32) -> str:
+        """A constant tensor (a scalar for a plain number); returns its name."""
+        name = name or self._name("c")
+        self.initializers.append(
+            self.numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def __call__(self, op_type: str, *inputs, **attributes) -> str:
+        names = [self.const(v) if isinstance(v, int | float) else v for v in inputs]
+        out = self._name(op_type.lower())
+        self.nodes.append(self.helper.make_node(op_type, names, [out], **attributes))
+        return out
+
+
+def _column(g: _Graph, i: int) -> str:
+    """Column ``i`` of ``x`` as an ``(n, 1)`` tensor."""
+    return g("Gather", "x", g.const([i], dtype=np.int64), axis=1)
+
+
+def _invalid(g: _Graph, model: ExportModel) -> str | None:
+    """``(n,)`` bool: a numeric input NaN or +-inf, or negative under log1p (None: none)."""
+    if not model.numeric:
+        return None
+    xn = g("Gather", "x", g.const([c.index for c in model.numeric], dtype=np.int64), axis=1)
+    bad = g("Or", g("IsNaN", xn), g("IsInf", xn))
+    logs = [c.index for c in model.numeric if c.log1p]
+    if logs:
+        xl = g("Gather", "x", g.const(logs, dtype=np.int64), axis=1)
+        bad = g("Concat", bad, g("Less", xl, 0.0), axis=1)
+    any_bad = g("ReduceMax", g("Cast", bad, to=g.FLOAT), axes=[1], keepdims=0)
+    return g("Greater", any_bad, 0.0)
+
+
+def _features(g: _Graph, model: ExportModel) -> str:
+    """The ``(n, n_features)`` matrix of raw-scale features: ``u_i`` per numeric input (the
+    standardisation is in layer 0), the one-hot block per categorical input."""
+    pieces = []
+    for c in model.inputs:
+        x = _column(g, c.index)
+        if c.kind == "numeric":
+            pieces.append(g("Log", g("Add", x, 1.0)) if c.log1p else x)
+        else:
+            hits = g("Cast", g("Equal", x, g.const(c.codes)), to=g.FLOAT)  # (n, K)
+            unseen = g("Sub", 1.0, g("ReduceSum", hits, g.const([1], dtype=np.int64),
+                                     keepdims=1))
+            pieces.append(g("Concat", hits, unseen, axis=1))
+    return pieces[0] if len(pieces) == 1 else g("Concat", *pieces, axis=1)
+
+
+def generate_onnx(model: ExportModel, name: str) -> tuple[dict[str, bytes], dict]:
+    """ONNX predictor: ``NAME.onnx`` (float32 graph of the raw inputs, see the module docstring).
+
+    Parameters
+    ----------
+    model : ExportModel
+    name : str
+        Base name of the file (and the graph's name).
+
+    Returns
+    -------
+    files : dict file name -> bytes
+    sizes : dict with ``weight_bytes`` (constants), ``ram_bytes`` (two float32 rows of the
+        widest layer) and ``opset``
+
+    Raises
+    ------
+    ExportError
+        The ``onnx`` package is not installed, or the graph fails ``onnx.checker``.
+    """
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ExportError("--format onnx needs the onnx package (pip install "
+                          "'purchase-propensity[onnx]')") from None
+    g = _Graph(helper, numpy_helper, TensorProto.FLOAT)
+    invalid = _invalid(g, model)
+    H = _features(g, model)
+    W0, b0 = fold_first_layer(model)
+    layers = [(W0, b0)] + [(W.astype(np.float32), b.astype(np.float32))
+                           for W, b in model.params[1:]]
+    for layer, (W, b) in enumerate(layers):
+        Z = g("Add", g("MatMul", H, g.const(W, f"W{layer}")), g.const(b, f"b{layer}"))
+        last = layer == len(layers) - 1
+        H = ACTIVATIONS[model.output if last else model.activation].onnx(g, Z)
+    p = g("Squeeze", H, g.const([1], dtype=np.int64))
+    if invalid is not None:
+        p = g("Where", invalid, g.const(np.nan), p)
+    g.nodes.append(helper.make_node("Identity", [p], ["p"]))
+    graph = helper.make_graph(
+        g.nodes, name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", len(model.inputs)])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["n"])],
+        g.initializers,
+    )
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                   producer_name="purchase-propensity")
+    what = "probability" if model.output == "sigmoid" else "predicted value"
+    onnx_model.doc_string = (
+        f"{name}: {what} of {model.target} from the raw inputs x (float32, one row per "
+        f"sample) to p (float32).\n{network_line(model, 'float32')}\n"
+        + table_comment(model, ""))
+    try:
+        onnx.checker.check_model(onnx_model, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"the ONNX graph fails onnx.checker: {e}") from None
+    weight_bytes = sum(numpy_helper.to_array(t).nbytes for t in g.initializers)
+    widest = max([W0.shape[0], *model.widths])
+    return ({f"{name}.onnx": onnx_model.SerializeToString()},
+            {"weight_bytes": weight_bytes, "ram_bytes": 2 * widest * 4, "opset": OPSET})
