@@ -21,8 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from nn_core.selection import jsonable
+from nn_core.validation import FeatureValueError, check_finite_features
 
-from .tabular import Preprocessor, Schema, load_table, schema_from_config, stratified_split
+from .tabular import (
+    DataError,
+    Preprocessor,
+    Schema,
+    load_table,
+    schema_from_config,
+    stratified_split,
+)
 
 
 class DatasetError(ValueError):
@@ -123,6 +131,8 @@ class TableData:
         Train, dev, test shares.
     hint : str
         Appended to the message of a missing column.
+    dtype : {"float32", "float64"}
+        The network's dtype: every feature must be a finite number of it.
 
     Raises
     ------
@@ -131,8 +141,10 @@ class TableData:
     """
 
     def __init__(self, path: str | os.PathLike, schema: Schema,
-                 fractions: Sequence[float] = (0.7, 0.15, 0.15), hint: str = "") -> None:
+                 fractions: Sequence[float] = (0.7, 0.15, 0.15), hint: str = "",
+                 dtype: str = "float32") -> None:
         self.schema = schema
+        self.dtype = dtype
         self.frame = load_table(path, self.schema, with_target=True, hint=hint)
         self.y = self.frame[self.schema.target].to_numpy(dtype=np.int8)
         self.fractions = tuple(fractions)
@@ -169,7 +181,19 @@ class TableData:
             target=self.schema.target,
             id_column=self.schema.id_column,
         ).fit(self.frame.iloc[parts["train"]])
-        X = {k: pre.transform(self.frame.iloc[rows]) for k, rows in parts.items()}
+        # The whole table at once, so that a message names the file's data row, not a row
+        # of one part of the split.
+        try:
+            X_all = pre.transform(self.frame)
+            check_finite_features(X_all, pre.columns, self.frame, dtype=self.dtype)
+        except FeatureValueError as exc:
+            raise DataError(self.info["path"], f"{exc.problem}; scaled as the training part "
+                            f"of the split with seed {seed}", exc.row, exc.column,
+                            exc.value) from None
+        except ValueError as exc:  # e.g. a negative value in a column log1p'd on train rows
+            raise DataError(self.info["path"], f"data {exc} (seed {seed}'s training part of "
+                            "the split decided the transform)") from None
+        X = {k: X_all[rows] for k, rows in parts.items()}
         y = {k: self.y[rows] for k, rows in parts.items()}
         return Split(X, y, pre, X, pre)
 

@@ -25,6 +25,7 @@ import pandas as pd
 from nn_core import Predictor
 from nn_core.io import umask
 from nn_core.preprocessing import Preprocessing
+from nn_core.validation import FeatureValueError
 
 from .tabular import (
     UCI_CATEGORICAL,
@@ -109,7 +110,10 @@ def score_table(
             continue
         frame = parse_frame(raw, schema, path, first_row, with_target=False)
         unseen.update(pre.unseen_counts(frame))
-        scores.append(model.predict_proba(frame, first_row=first_row, threads=threads))
+        try:
+            scores.append(model.predict_proba(frame, first_row=first_row, threads=threads))
+        except FeatureValueError as exc:  # a value beyond the training scale
+            raise DataError(path, exc.problem, exc.row, exc.column, exc.value) from None
     if not scores or sum(len(s) for s in scores) == 0:
         raise DataError(path, "the file has a header but no data rows")
     return np.concatenate(scores), unseen

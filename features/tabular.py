@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nn_core.preprocessing import Preprocessing, canonical_series
+from nn_core.network import MAX_INPUTS
+from nn_core.preprocessing import Preprocessing, block_width, canonical_series
 
 #: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
@@ -443,6 +444,12 @@ def _category_key(text: str) -> tuple:
     return (0, number, text) if math.isfinite(number) else (1, 0.0, text)
 
 
+#: Most categories one categorical column may have in the training rows: each becomes a
+#: one-hot feature (8 bytes per row in every matrix), and a column with more is usually an
+#: id (a session or user id) that cannot generalise anyway.
+MAX_CATEGORIES = 1_000
+
+
 class Preprocessor(Preprocessing):
     """Fitted map from a session table to the MLP's feature matrix.
 
@@ -537,7 +544,9 @@ class Preprocessor(Preprocessing):
         ValueError
             When a column is missing, has non-finite values, has values so large that its
             mean or standard deviation is not a finite float64, or a requested log1p column
-            has negative values.
+            has negative values; when a categorical column has more than
+            ``MAX_CATEGORIES`` distinct values, or the features would be more than the
+            network's ``nn_core.network.MAX_INPUTS`` (checked before anything is allocated).
         """
         if len(df) == 0:
             raise ValueError("cannot fit a Preprocessor on an empty table")
@@ -574,8 +583,18 @@ class Preprocessor(Preprocessing):
             )
         for name in self.categorical:
             texts = canonical_series(df[name].astype(str))
-            categories = sorted(pd.unique(texts), key=_category_key)
+            distinct = pd.unique(texts)
+            if len(distinct) > MAX_CATEGORIES:
+                raise ValueError(
+                    f"column {name!r}: {len(distinct):,} distinct values in the training rows; "
+                    f"at most {MAX_CATEGORIES:,} categories per column are one-hot encoded (an "
+                    "id-like column? give it as --id-column, or leave it out of --categorical)")
+            categories = sorted(distinct, key=_category_key)
             columns.append({"name": name, "kind": "categorical", "categories": list(categories)})
+        width = sum(block_width(c) for c in columns)
+        if width > MAX_INPUTS:
+            raise ValueError(f"the columns give {width:,} features; the network takes at most "
+                             f"{MAX_INPUTS:,} (fewer categorical columns or categories)")
         self.columns = columns
         self.feature_names_in_ = np.asarray([str(c) for c in df.columns], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)

@@ -6,7 +6,8 @@
 * :func:`temp_file` and :func:`remove_stale`: the names of work in progress
   (``.NAME.PID-XXXXXXXX.tmp`` files, ``.NAME.PID-XXXXXXXX.partial`` directories), locked
   while their writer lives, and the removal of those whose writer is gone (killed);
-* :func:`describe_os_error` and :func:`sigterm_as_interrupt`, for the command lines;
+* :func:`describe_os_error`, :func:`sigterm_as_interrupt` and
+  :class:`OneLineArgumentParser`, for the command lines;
 * :class:`ModelFileError`: the error for a bad model file.
 
 Work in progress is named after the file it becomes and the writer's process id, and is
@@ -19,6 +20,7 @@ The model directory itself is written and read in one place, ``nn_core/modeldir.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import fcntl
@@ -401,6 +403,16 @@ def describe_os_error(exc: OSError) -> str:
         return cause
     where = str(exc.filename) + ("" if exc.filename2 is None else f" -> {exc.filename2}")
     return f"{where}: {cause}"
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose command-line errors are one line,
+    ``PROG: error: MESSAGE (see PROG --help)``, exit status 2, instead of the usage text and
+    the message."""
+
+    def error(self, message: str):
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 
 class Terminated(KeyboardInterrupt):

@@ -37,6 +37,7 @@ from .io import ModelFileError, atomic_write
 from .losses import OUTPUTS
 from .network import DTYPES, MAX_HIDDEN_LAYERS, MAX_INPUTS, MAX_PARAMETERS, MAX_WIDTH, MLP
 from .preprocessing import Preprocessing
+from .validation import check_finite_features
 
 MODEL_FORMAT = "purchase-propensity-mlp"
 FORMAT_VERSION = 1
@@ -81,8 +82,12 @@ class Predictor:
         return self.preprocessing
 
     def transform(self, frame: pd.DataFrame, first_row: int = 1) -> np.ndarray:
-        """The network's inputs ``X`` (n, n_inputs) float64 of a raw table."""
-        return self._preprocessing().transform(frame, first_row)
+        """The network's inputs ``X`` (n, n_inputs) float64 of a raw table; a ValueError names
+        the row and column of a value whose feature is not finite."""
+        pre = self._preprocessing()
+        X = pre.transform(frame, first_row)
+        check_finite_features(X, pre.columns, frame, first_row, self.network.dtype)
+        return X
 
     def predict_proba(self, frame: pd.DataFrame, first_row: int = 1,
                       threads: int | None = None) -> np.ndarray:

@@ -244,7 +244,12 @@ class MLP:
 
     @staticmethod
     def _check_scalar(name: str, value: float, low: float = 0.0) -> float:
-        value = float(value)
+        if isinstance(value, bool | str | bytes):
+            raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}") from None
         if not math.isfinite(value) or value < low:
             raise ValueError(f"{name} must be a finite number >= {low}, got {value}")
         return value
@@ -400,9 +405,14 @@ class MLP:
         >>> history.best_epoch, history["val_roc_auc"][history.best_epoch - 1]  # doctest: +SKIP
         """
         X, y, sample_weight = self._check_Xy(X, y, sample_weight)
-        epochs, batch_size = int(epochs), int(batch_size)
-        if epochs < 0 or batch_size < 1:
-            raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+        epochs, batch_size = as_integer(epochs, "epochs"), as_integer(batch_size, "batch_size")
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        # A batch larger than the data is the whole data: one batch per epoch either way, and
+        # no buffer is sized by a batch_size of 10**10.
+        batch_size = min(batch_size, X.shape[0])
         lr = self._check_scalar("lr", lr)
         pos_weight = self._check_pos_weight(pos_weight)
         l2 = self._check_scalar("l2", l2)
@@ -440,7 +450,8 @@ class MLP:
             self._epochs_done += 1
             if not math.isfinite(loss):
                 raise FloatingPointError(
-                    f"training diverged at epoch {epoch} (loss {loss}); lower the learning rate"
+                    f"training diverged at epoch {epoch} (loss {loss}); lower the learning rate "
+                    f"(lr={lr:g}) or the penalties (l2={l2:g}, weight_decay={weight_decay:g})"
                 )
             stop = end(loss)
             return bool(callback is not None and callback(epoch, loss)) or stop

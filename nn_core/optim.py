@@ -106,6 +106,16 @@ UPDATES = {name: _in_place(rule) for name, rule in OPTIMIZERS.items()}
 SCHEDULES = ("constant", "step", "cosine")
 
 
+def _number(name: str, value) -> float:
+    """``value`` as a float; a ValueError naming ``name`` for text, None or a bool."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
 class Optimizer:
     """State and hyper-parameters of one optimizer over a flat parameter vector.
 
@@ -141,12 +151,19 @@ class Optimizer:
     ):
         if name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+        momentum = _number("momentum", momentum)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if not (isinstance(betas, tuple | list) and len(betas) == 2):
+            raise ValueError(f"betas must be a pair (b1, b2), got {betas!r}")
+        betas = (_number("betas[0]", betas[0]), _number("betas[1]", betas[1]))
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
             raise ValueError(f"Adam betas must be in [0, 1), got {betas}")
-        if eps <= 0 or weight_decay < 0:
-            raise ValueError("eps must be > 0 and weight_decay >= 0")
+        eps, weight_decay = _number("eps", eps), _number("weight_decay", weight_decay)
+        if not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be a finite number > 0, got {eps}")
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
         self.name = name
         self.index = list(OPTIMIZERS).index(name)
         self.momentum = float(momentum)
@@ -241,7 +258,7 @@ def learning_rate(
     """
     if schedule == "constant":
         return lr
-    if step_size < 1 or not gamma > 0 or lr_min < 0:
+    if not (step_size >= 1 and 0 < gamma < math.inf and 0 <= lr_min < math.inf):
         raise ValueError(
             f"need step_size >= 1, gamma > 0 and lr_min >= 0; got {step_size}, {gamma}, {lr_min}"
         )

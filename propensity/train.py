@@ -39,6 +39,7 @@ from nn_core import selection
 from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
 from nn_core.io import (
+    OneLineArgumentParser,
     Terminated,
     atomic_write,
     describe_os_error,
@@ -46,12 +47,18 @@ from nn_core.io import (
     point_latest,
     sigterm_as_interrupt,
 )
-from nn_core.network import DTYPES
+from nn_core.network import DTYPES, MAX_HIDDEN_LAYERS, MAX_WIDTH
 from nn_core.optim import OPTIMIZERS, SCHEDULES
 from nn_core.selection import NetConfig
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO / "data" / "online_shoppers_intention.csv"
+from .bundled import bundled_table
+
+# The checkout's data/ or, installed, the copy under <prefix>/share/ (propensity/bundled.py).
+DEFAULT_DATA = bundled_table()
+
+
+#: The largest --pos-weight: beyond it the positives' loss alone overflows float32 sums.
+MAX_POS_WEIGHT = 1e6
 
 
 class UsageError(ValueError):
@@ -80,8 +87,9 @@ def _pos_weight(text: str) -> str:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"pos-weight must be > 0, got {text!r}")
+    if not 0 < value <= MAX_POS_WEIGHT:
+        raise argparse.ArgumentTypeError(f"pos-weight must be in (0, {MAX_POS_WEIGHT:g}], "
+                                         f"got {text!r}")
     return text
 
 
@@ -90,14 +98,14 @@ def _fractions(text: str) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected e.g. 0.7,0.15,0.15, got {text!r}") from None
-    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1) > 1e-6:
+    if len(values) != 3 or not all(0 < v < 1 for v in values) or abs(sum(values) - 1) > 1e-6:
         raise argparse.ArgumentTypeError("--split needs 3 positive fractions summing to 1")
     return values
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = NetConfig()
-    ap = argparse.ArgumentParser(
+    ap = OneLineArgumentParser(
         description="Train the purchase-propensity MLP (and a logistic-regression baseline).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = ap.add_argument_group("data (session table)")
@@ -158,19 +166,30 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
     names = [n for n in NetConfig.__dataclass_fields__ if n != "restore_best"]
     cfg = NetConfig(**{n: getattr(args, n) for n in names},
                     restore_best=not args.no_restore_best)
+    from numba import config as numba_config
+
+    max_threads = numba_config.NUMBA_NUM_THREADS
     checks = [
-        (cfg.lr > 0 and math.isfinite(cfg.lr), f"--lr must be > 0, got {cfg.lr}"),
+        (0 < cfg.lr < math.inf, f"--lr must be a finite number > 0, got {cfg.lr}"),
         (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
         (cfg.epochs >= 1, f"--epochs must be >= 1, got {cfg.epochs}"),
-        (cfg.l2 >= 0, f"--l2 must be >= 0, got {cfg.l2}"),
-        (cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}"),
+        (0 <= cfg.l2 < math.inf, f"--l2 must be a finite number >= 0, got {cfg.l2}"),
+        (0 <= cfg.weight_decay < math.inf,
+         f"--weight-decay must be a finite number >= 0, got {cfg.weight_decay}"),
         (0 <= cfg.momentum < 1, f"--momentum must be in [0, 1), got {cfg.momentum}"),
         (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), got {cfg.dropout}"),
         (cfg.patience >= 1, f"--patience must be >= 1, got {cfg.patience}"),
         (all(h >= 1 for h in cfg.hidden), f"--hidden widths must be >= 1, got {cfg.hidden}"),
-        (cfg.threads is None or cfg.threads >= 1, "--threads must be >= 1"),
-        (args.tune >= 0, "--tune must be >= 0"),
+        (all(h <= MAX_WIDTH for h in cfg.hidden),
+         f"--hidden widths must be <= {MAX_WIDTH:,} (the widest layer), got {cfg.hidden}"),
+        (len(cfg.hidden) <= MAX_HIDDEN_LAYERS,
+         f"--hidden has {len(cfg.hidden)} layers; at most {MAX_HIDDEN_LAYERS} are allowed"),
+        (cfg.threads is None or 1 <= cfg.threads <= max_threads,
+         f"--threads must be in [1, {max_threads}] (this machine), got {cfg.threads}"),
+        (args.tune >= 0, f"--tune must be >= 0, got {args.tune}"),
         (len(args.seeds) >= 1, "--seeds needs at least one seed"),
+        (all(0 <= s < 2**32 for s in args.seeds),
+         f"--seeds must be integers in [0, 2**32), got {','.join(map(str, args.seeds))}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -192,7 +211,7 @@ def load_data(args: argparse.Namespace):
     hint = "" if args.config or args.numeric or args.categorical else (
         "; for a table other than the UCI one give --target, --numeric, --categorical "
         "or --config")
-    return TableData(args.data, schema, args.split, hint)
+    return TableData(args.data, schema, args.split, hint, args.dtype)
 
 
 def print_summary(result: dict, seeds: tuple[int, ...]) -> None:

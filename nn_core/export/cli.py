@@ -9,7 +9,13 @@ import os
 import sys
 from pathlib import Path
 
-from ..io import Terminated, describe_os_error, same_file, sigterm_as_interrupt
+from ..io import (
+    OneLineArgumentParser,
+    Terminated,
+    describe_os_error,
+    same_file,
+    sigterm_as_interrupt,
+)
 from .formats import DEFAULT_NAMES, FORMATS, check_name, export, write_all
 from .model import ExportError, load_model_dir
 from .report import evaluate_csv, format_report
@@ -33,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     # The program's name as it was started: propensity-export when installed, else
     # python -m nn_core.export (whose sys.argv[0] is the package's __main__.py).
     started_as = Path(sys.argv[0]).name
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="python -m nn_core.export" if started_as == "__main__.py" else started_as,
         description="Export a model directory (model.json, weights.npz, preprocess.json) to a "
                     "C (float32 or int8), single-file Python or ONNX predictor of raw inputs.")
