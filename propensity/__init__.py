@@ -4,3 +4,14 @@ The top layer: they parse arguments and call ``features`` and ``nn_core``, which
 from here. Installed as ``propensity-train`` and ``propensity-predict``; from a checkout,
 ``python train.py`` and ``python predict.py`` run the same ``main``.
 """
+
+import sys
+from pathlib import Path
+
+
+def program_name(script: str) -> str:
+    """The name a command's messages start with: ``propensity-train`` when started as the
+    installed command, else ``train.py`` (``python train.py``, ``python -m propensity.train``,
+    or ``main`` called from Python)."""
+    started_as = Path(sys.argv[0]).name if sys.argv else ""
+    return started_as if started_as == f"propensity-{script}" else f"{script}.py"

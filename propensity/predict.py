@@ -34,6 +34,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import program_name
+
 DEFAULT_CHUNKSIZE = 100_000
 MODEL_FILES = ("model.json", "weights.npz", "preprocess.json")
 
@@ -44,6 +46,7 @@ class UsageError(ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
+        prog=program_name("predict"),
         description="Score purchase propensity with a model directory written by train.py.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -131,8 +134,8 @@ def run(args: argparse.Namespace) -> None:
     if unseen:
         detail = ", ".join(f"{col}: {n} row{'' if n == 1 else 's'}"
                            for col, n in sorted(unseen.items()))
-        print(f"predict.py: warning: {sum(unseen.values())} values not seen in training were "
-              f"scored through the unseen bucket ({detail})", file=sys.stderr)
+        print(f"{program_name('predict')}: warning: {sum(unseen.values())} values not seen in "
+              f"training were scored through the unseen bucket ({detail})", file=sys.stderr)
     if top is not None:
         print(f"top {min(args.top, len(p))} of {n_source}:")
         print(top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -180,18 +183,21 @@ def _run_main(args: argparse.Namespace) -> int:
     except MemoryError as exc:
         return _error(f"out of memory ({exc or 'allocation failed'}); no output written", 1)
     except Terminated:
-        print("predict.py: terminated (SIGTERM); no output written", file=sys.stderr)
+        print(f"{program_name('predict')}: terminated (SIGTERM); no output written",
+              file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print("predict.py: interrupted; no output written", file=sys.stderr)
+        print(f"{program_name('predict')}: interrupted; no output written",
+              file=sys.stderr)
         return 130
     return 0
 
 
 def _error(message, status: int) -> int:
-    """Print ``predict.py: error: MESSAGE`` (one line) on stderr; return ``status``."""
+    """Print ``PROG: error: MESSAGE`` (one line, ``PROG`` as ``program_name``) on stderr;
+    return ``status``."""
     text = " ".join(str(message).split()) or "unknown error"
-    print(f"predict.py: error: {text}", file=sys.stderr)
+    print(f"{program_name('predict')}: error: {text}", file=sys.stderr)
     return status
 
 

@@ -51,6 +51,7 @@ from nn_core.network import DTYPES, MAX_HIDDEN_LAYERS, MAX_WIDTH
 from nn_core.optim import OPTIMIZERS, SCHEDULES
 from nn_core.selection import NetConfig
 
+from . import program_name
 from .bundled import bundled_table
 
 # The checkout's data/ or, installed, the copy under <prefix>/share/ (propensity/bundled.py).
@@ -106,6 +107,7 @@ def _fractions(text: str) -> tuple[float, ...]:
 def build_parser() -> argparse.ArgumentParser:
     d = NetConfig()
     ap = OneLineArgumentParser(
+        prog=program_name("train"),
         description="Train the purchase-propensity MLP (and a logistic-regression baseline).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = ap.add_argument_group("data (session table)")
@@ -354,18 +356,21 @@ def _run_main(args: argparse.Namespace) -> int:
     except RecursionError as exc:
         return _error(f"{exc}", 1)
     except Terminated:
-        print("train.py: terminated (SIGTERM); no run directory written", file=sys.stderr)
+        print(f"{program_name('train')}: terminated (SIGTERM); no run directory written",
+              file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print("train.py: interrupted; no run directory written", file=sys.stderr)
+        print(f"{program_name('train')}: interrupted; no run directory written",
+              file=sys.stderr)
         return 130
     return 0
 
 
 def _error(message, status: int) -> int:
-    """Print ``train.py: error: MESSAGE`` (one line) on stderr; return ``status``."""
+    """Print ``PROG: error: MESSAGE`` (one line, ``PROG`` as ``program_name``) on stderr;
+    return ``status``."""
     text = " ".join(str(message).split()) or "unknown error"
-    print(f"train.py: error: {text}", file=sys.stderr)
+    print(f"{program_name('train')}: error: {text}", file=sys.stderr)
     return status
 
 

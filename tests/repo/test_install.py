@@ -105,8 +105,15 @@ def test_train_predict_export_from_an_empty_directory(installed):
     assert sorted(p.name for p in (work / "export").iterdir()) == ["shop.json", "shop.py"]
 
 
-def test_errors_name_the_installed_command(installed):
+@pytest.mark.parametrize(("args", "status", "names"), [
+    (["propensity-train", "--data", "missing.csv"], 1, "missing.csv: file not found"),
+    (["propensity-predict", "--model", "nowhere", "--input", "x.csv"], 1, "nowhere"),
+    (["propensity-export", "nowhere", "--format", "onnx"], 2, "--out"),
+])
+def test_errors_name_the_installed_command(installed, args, status, names):
+    """One line that starts with the command's own name (not train.py), no traceback."""
     _, env, work = installed
-    res = subprocess.run(["propensity-export", "nowhere", "--format", "onnx"], cwd=work,
-                         env=env, capture_output=True, text=True)
-    assert res.returncode == 2 and res.stderr.startswith("propensity-export: error:")
+    res = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True)
+    assert res.returncode == status
+    assert res.stderr.startswith(f"{args[0]}: error:") and names in res.stderr
+    assert len(res.stderr.splitlines()) == 1
