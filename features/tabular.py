@@ -513,12 +513,15 @@ class Preprocessor(Preprocessing):
         return {name: getattr(self, name) for name in self.PARAMS}
 
     def set_params(self, **params) -> Preprocessor:
-        """Set constructor arguments by name; a later ``fit`` uses them."""
-        for name, value in params.items():
-            if name not in self.PARAMS:
-                raise ValueError(f"Preprocessor has no parameter {name!r}; "
-                                 f"valid: {list(self.PARAMS)}")
-            setattr(self, name, value)
+        """Set constructor arguments by name, checked as the constructor checks them.
+
+        The fitted state is dropped (it depends on the arguments): ``fit`` again.
+        """
+        unknown = sorted(set(params) - set(self.PARAMS))
+        if unknown:
+            raise ValueError(f"Preprocessor has no parameter {unknown[0]!r}; "
+                             f"valid: {list(self.PARAMS)}")
+        Preprocessor.__init__(self, **{**self.get_params(), **params})
         return self
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:

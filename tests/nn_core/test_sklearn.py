@@ -261,6 +261,9 @@ def test_preprocessor_transformer_protocol():
     assert pre.set_params(log1p=False) is pre and pre.log1p is False
     with pytest.raises(ValueError, match="no parameter 'hidden'"):
         pre.set_params(hidden=3)
+    with pytest.raises(ValueError, match="log1p must be"):
+        pre.set_params(log1p="sometimes")  # checked as the constructor checks it
+    assert pre.set_params(log1p=False, numeric=tuple(UCI_NUMERIC)).numeric == list(UCI_NUMERIC)
     df = pd.read_csv(CSV, nrows=500)
     F = pre.fit_transform(df, df["Revenue"])
     assert F.shape == (500, len(pre.get_feature_names_out()))

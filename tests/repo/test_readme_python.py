@@ -19,9 +19,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
-pytestmark = pytest.mark.slow  # it trains networks and runs the three commands
-
-
 def readme_blocks() -> list[str]:
     """The ```python blocks of README.md, in order."""
     return BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8"))
@@ -37,6 +34,7 @@ def test_the_readme_has_the_python_it_promises():
     assert "n_inputs=75" not in text
 
 
+@pytest.mark.slow  # it trains networks and runs the three commands (about 10 s warm)
 def test_every_python_block_runs_in_order(tmp_path):
     pytest.importorskip("sklearn", reason="the README's pipeline needs scikit-learn")
     pytest.importorskip("onnxruntime", reason="the README's ONNX block needs onnxruntime")
