@@ -1,46 +1,50 @@
 """Scoring raw rows with a loaded model directory (:class:`nn_core.Predictor`), in chunks.
 
-* :func:`score_table`: a session table read, validated and scored chunk by chunk; only the
-  scores (one float per row) are kept;
+* :func:`score_table`: a session table read once, validated and scored chunk by chunk;
 * :func:`score_events`: every user of an event log active before a cutoff;
-* :func:`rank_and_decile`: rank 1 = the most likely buyer, and deciles of the ranks;
-* :func:`iter_output_chunks`, :func:`write_output`: the output table (id, propensity, rank,
-  decile) streamed in file order to a CSV that replaces its destination only when complete.
+* :func:`write_output`: the output table (id, propensity, rank, decile) in file order, to a
+  CSV that replaces its destination only when complete (or to stdout), and the top rows;
+* :func:`rank_and_decile`: rank 1 = the most likely buyer, and deciles, of scores in memory.
 
-``predict.py`` is the command line over these.
+Memory does not grow with the number of rows: the scores go to an anonymous temporary file
+as sort keys (:class:`features.ranking.Spill`, 8 bytes a row) with the ids (their UTF-8
+bytes), the ranks are computed exactly by an external sort
+(:func:`features.ranking.exact_ranks`), and the output is written chunk by chunk from
+the three files. ``--top K`` keeps K rows. ``predict.py`` is the command line over these.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nn_core import Predictor
-from nn_core.io import umask
-from nn_core.preprocessing import Preprocessing
-from nn_core.validation import FeatureValueError
+from nn_core.io import temp_file, umask
+from nn_core.preprocessing import Preprocessing, features_from_inputs
 
+from .ranking import CHUNK, Spill, exact_ranks, score_keys, scores_of
 from .tabular import (
     UCI_CATEGORICAL,
     UCI_NUMERIC,
     UCI_RANGES,
     UCI_TARGET,
+    CsvTable,
     DataError,
     Schema,
     check_columns,
-    iter_raw_chunks,
-    parse_frame,
-    read_header,
+    iter_table,
 )
 
 DEFAULT_CHUNKSIZE = 100_000
+#: Decimals of the propensities written (an absolute resolution of 1e-15).
+DECIMALS = 15
 
 
 def scoring_schema(pre: Preprocessing, id_column: str | None = None) -> Schema:
@@ -62,23 +66,112 @@ def scoring_schema(pre: Preprocessing, id_column: str | None = None) -> Schema:
     return Schema(None, numeric, categorical, id_column, ranges)
 
 
+class IdSpool:
+    """Ids as UTF-8 bytes in anonymous temporary files, appended chunk by chunk.
+
+    A chunk of ``c`` ids is stored as their byte lengths (int32) and a ``c x w`` byte
+    matrix (``w`` its longest id), which is how :func:`format_rows` takes them back.
+    """
+
+    def __init__(self) -> None:
+        self._lengths = Spill(np.int32)
+        self._bytes = Spill(np.uint8)
+        self._shapes: list[tuple[int, int]] = []
+
+    def append(self, ids: Sequence) -> None:
+        encoded = [str(i).encode("utf-8") for i in ids]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded))
+        width = max(1, int(lengths.max(initial=0)))
+        matrix = np.array(encoded, dtype=f"S{width}").view(np.uint8)
+        self._lengths.append(lengths)
+        self._bytes.append(matrix)
+        self._shapes.append((len(encoded), width))
+
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(matrix (c, w) uint8, lengths (c,))`` of each chunk, in order."""
+        self._lengths.rewind()
+        self._bytes.rewind()
+        for count, width in self._shapes:
+            yield self._bytes.read(count * width).reshape(count, width), self._lengths.read(count)
+
+    def close(self) -> None:
+        self._lengths.close()
+        self._bytes.close()
+
+
+@dataclass
+class Scored:
+    """The result of scoring: every row's score on disk, in file order.
+
+    Attributes
+    ----------
+    keys : Spill of uint64
+        ``features.ranking.score_keys`` of the propensities (they are its inverse).
+    sizes : list of int
+        Rows per chunk, in order.
+    id_name : str
+        The id column's name (``row`` for 1-based data row numbers).
+    ids : IdSpool or None
+        The ids per chunk (``None`` for row numbers).
+    unseen : Counter
+        Rows per categorical column that fell into the unseen bucket.
+    what : str
+        What was scored, for messages (``"N rows of FILE"``).
+    """
+
+    keys: Spill = field(default_factory=lambda: Spill(np.uint64))
+    sizes: list[int] = field(default_factory=list)
+    id_name: str = "row"
+    ids: IdSpool | None = None
+    unseen: Counter = field(default_factory=Counter)
+    what: str = ""
+
+    @property
+    def n(self) -> int:
+        return self.keys.n
+
+    def append(self, p: np.ndarray, ids: Sequence | None = None) -> None:
+        """Add a chunk's propensities (and ids, when the ids are not row numbers)."""
+        self.keys.append(score_keys(p))
+        if self.ids is not None:
+            self.ids.append(ids)
+        self.sizes.append(len(p))
+
+    def scores(self) -> np.ndarray:
+        """Every propensity in file order (in memory: for tests and small tables)."""
+        return scores_of(np.concatenate(list(self.keys.chunks()) or [np.empty(0, np.uint64)]))
+
+    def close(self) -> None:
+        self.keys.close()
+        if self.ids is not None:
+            self.ids.close()
+
+    def __enter__(self) -> Scored:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def score_table(
     path: str | os.PathLike,
     model: Predictor,
     id_column: str | None = None,
     chunksize: int = DEFAULT_CHUNKSIZE,
     threads: int | None = None,
-) -> tuple[np.ndarray, Counter]:
-    """First pass: validated, chunked scoring of a session table.
+) -> Scored:
+    """Read, validate and score a session table, chunk by chunk, in one pass.
 
     Parameters
     ----------
     path : path-like
-        CSV with every input column of the model (any order; extra columns ignored).
+        CSV with every input column of the model (any order; extra columns ignored); a
+        pipe works too (the file is read once).
     model : Predictor
         A loaded model directory with its preprocessing.
     id_column : str, optional
-        A column that must be present (it is written as the id).
+        A column that must be present (it is written as the id). By default the training
+        id column when the file has it, else the 1-based data row number (``row``).
     chunksize : int
         Rows read, validated and scored at a time.
     threads : int, optional
@@ -86,10 +179,8 @@ def score_table(
 
     Returns
     -------
-    p : ndarray, shape (n,), float64
-        Propensities in file order.
-    unseen : Counter
-        Rows per categorical column that fell into the unseen bucket.
+    Scored
+        The scores on disk (the caller closes it).
 
     Raises
     ------
@@ -97,26 +188,80 @@ def score_table(
         Naming file, row, column and value of the first problem, or "no data rows".
     """
     pre = model.preprocessing
-    header = read_header(path)
-    check_columns(path, header, pre.input_columns, " (the model was trained with it)")
-    if id_column is not None:
-        check_columns(path, header, [id_column], " (given as --id-column)")
-    schema = scoring_schema(pre, id_column)
-    needed = set(pre.input_columns) | ({id_column} if id_column else set())
-    usecols = [c for c in header if c in needed]
-    scores, unseen = [], Counter()
-    for first_row, raw in iter_raw_chunks(path, usecols, chunksize):
-        if len(raw) == 0:  # a header-only file still yields one empty chunk
-            continue
-        frame = parse_frame(raw, schema, path, first_row, with_target=False)
-        unseen.update(pre.unseen_counts(frame))
+    columns = pre.columns
+    dtype = np.dtype(model.network.dtype)
+    with CsvTable(path, chunksize, [c["name"] for c in columns if c["kind"] == "numeric"]) \
+            as table:
+        check_columns(path, table.header, pre.input_columns, " (the model was trained with it)")
+        if id_column is not None:
+            check_columns(path, table.header, [id_column], " (given as --id-column)")
+        elif pre.id_column and pre.id_column in table.header:
+            id_column = pre.id_column
+        scored = Scored(id_name=id_column or "row", ids=IdSpool() if id_column else None)
         try:
-            scores.append(model.predict_proba(frame, first_row=first_row, threads=threads))
-        except FeatureValueError as exc:  # a value beyond the training scale
-            raise DataError(path, exc.problem, exc.row, exc.column, exc.value) from None
-    if not scores or sum(len(s) for s in scores) == 0:
+            chunks = iter_table(table, scoring_schema(pre, id_column), False)
+            for first_row, frame in _prefetched(chunks):
+                U = pre.inputs(frame, first_row)
+                for i, c in enumerate(columns):
+                    if c["kind"] == "categorical":
+                        unseen = int(np.count_nonzero(U[:, i] == len(c["categories"])))
+                        scored.unseen[c["name"]] += unseen
+                X = features_from_inputs(columns, U, dtype)[0]
+                p = model.network.predict_proba(X, threads=threads)
+                scored.append(np.asarray(p, dtype=np.float64),
+                              frame[id_column].to_numpy() if id_column else None)
+        except BaseException:
+            scored.close()
+            raise
+    scored.unseen = +scored.unseen  # drop the zero counts
+    if scored.n == 0:
+        scored.close()
         raise DataError(path, "the file has a header but no data rows")
-    return np.concatenate(scores), unseen
+    scored.what = f"{scored.n} rows of {path}"
+    return scored
+
+
+def _prefetched(items: Iterator, depth: int = 2) -> Iterator:
+    """The items of ``items``, produced by a background thread up to ``depth`` ahead.
+
+    The CSV parser releases the GIL while it tokenizes, so the next chunk is read while
+    this one is scored. An exception of the producer is raised here, in order.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((done, exc))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def score_events(
@@ -125,7 +270,7 @@ def score_events(
     cutoff: str,
     format: str | None = None,
     threads: int | None = None,
-) -> tuple[np.ndarray, pd.Index]:
+) -> Scored:
     """Score every user of an event log with events before ``cutoff``.
 
     Parameters
@@ -135,18 +280,18 @@ def score_events(
 
     Returns
     -------
-    p : ndarray, shape (n_users,), float64
-    ids : Index
-        The users, named ``user_id``; empty when nobody was active before the cutoff.
+    Scored
+        One row per user (``user_id``); none when nobody was active before the cutoff.
     """
     from . import events  # lazy: table mode must not need it
 
     fmt = format or model.preprocessing.source.get("format", "canonical")
     X_frame = events.features_at(events.read_events(path, format=fmt), cutoff)
-    ids = X_frame.index.rename("user_id")
-    if len(X_frame) == 0:
-        return np.empty(0), ids
-    return model.predict_proba(X_frame, threads=threads), ids
+    scored = Scored(id_name="user_id", ids=IdSpool(), what=f"{len(X_frame)} users of {path} "
+                    f"at {cutoff}")
+    if len(X_frame):
+        scored.append(model.predict_proba(X_frame, threads=threads), X_frame.index)
+    return scored
 
 
 def rank_and_decile(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,108 +304,193 @@ def rank_and_decile(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank, decile
 
 
-def iter_output_chunks(
-    p: np.ndarray, rank: np.ndarray, decile: np.ndarray, ids_source, chunksize: int,
-) -> Iterator[pd.DataFrame]:
-    """Yield output DataFrames (id, propensity, rank, decile) in file order.
+# --------------------------------------------------------------------------- output
 
-    ``ids_source`` is ``(path, column)`` for a second pass that reads only the id column,
-    ``(path, None)`` for row numbers (column ``row``, 1-based), or an array or Index of
-    ids already in memory.
 
-    Raises
-    ------
-    DataError
-        When the second pass finds another number of rows (the file changed).
+def _digits(v: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative integers below ``10**width`` as right-aligned ASCII digits:
+    ``(matrix (n, width) uint8, valid)``."""
+    M = np.empty((len(v), width), dtype=np.uint8)
+    x = v.astype(np.uint32 if width <= 9 else np.uint64)  # uint32 divides fastest
+    for j in range(width - 1, -1, -1):
+        x, M[:, j] = np.divmod(x, 10)
+    M += ord("0")
+    length = np.ones(len(v), dtype=np.int64)
+    for t in range(1, width):
+        length += v >= 10**t
+    return M, np.arange(width) >= width - length[:, None]
+
+
+def _propensity_text(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Propensities as text: ``d.ddddddddddddddd`` (``DECIMALS`` decimals) for values in
+    [0, 1], computed for the whole column at once; ``repr`` for anything else (a model
+    with an identity output)."""
+    if len(p) and (np.isfinite(p).all() and p.min() >= 0.0 and p.max() <= 1.0):
+        scaled = np.rint(p * 10.0**DECIMALS).astype(np.int64)
+        whole, frac = np.divmod(scaled, 10**DECIMALS)
+        M = np.empty((len(p), DECIMALS + 2), dtype=np.uint8)
+        M[:, 0] = whole + 48
+        M[:, 1] = ord(".")
+        high, low = np.divmod(frac, 10**8)  # two halves: uint32 arithmetic is faster
+        M[:, 2 : DECIMALS - 6] = _digits(high, DECIMALS - 8)[0]
+        M[:, DECIMALS - 6 :] = _digits(low, 8)[0]
+        return M, np.ones(M.shape, dtype=bool)
+    return _text_matrix([repr(float(v)).encode() for v in p])
+
+
+def _text_matrix(encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Byte strings as a left-aligned ``(matrix, valid)`` pair."""
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    width = max(1, int(lengths.max(initial=0)))
+    M = np.array(encoded, dtype=f"S{width}").view(np.uint8).reshape(len(encoded), width)
+    return M, np.arange(width) < lengths[:, None]
+
+
+def _csv_ids(M: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Id bytes as CSV fields: quoted (``"`` doubled) where one holds ``,`` ``"`` or a line
+    break, as pandas and the csv module write them."""
+    special = np.isin(M, np.frombuffer(b',"\r\n', dtype=np.uint8))
+    special &= np.arange(M.shape[1]) < lengths[:, None]
+    if not special.any():
+        return M, np.arange(M.shape[1]) < lengths[:, None]
+    raw = [bytes(row[:n]) for row, n in zip(M, lengths.tolist(), strict=True)]
+    quote = special.any(axis=1)
+    return _text_matrix([b'"' + r.replace(b'"', b'""') + b'"' if q else r
+                         for r, q in zip(raw, quote.tolist(), strict=True)])
+
+
+def format_rows(fields: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """CSV rows of fields given as ``(matrix (n, w_f) uint8, valid (n, w_f) bool)``.
+
+    The fields are laid side by side with a comma (a line break after the last) into one
+    byte matrix; keeping the valid bytes, row by row, is the CSV text: no cell is
+    formatted on its own.
     """
-    n = len(p)
-    if isinstance(ids_source, np.ndarray | pd.Index):
-        name = ids_source.name if getattr(ids_source, "name", None) else "user_id"
-        for start in range(0, n, chunksize):
-            stop = min(start + chunksize, n)
-            yield _frame(name, np.asarray(ids_source[start:stop]), p, rank, decile, start, stop)
-        return
-    path, column = ids_source
-    if column is None:
-        for start in range(0, n, chunksize):
-            stop = min(start + chunksize, n)
-            yield _frame("row", np.arange(start + 1, stop + 1), p, rank, decile, start, stop)
-        return
-    start = 0
-    for _, raw in iter_raw_chunks(path, [column], chunksize):
-        stop = start + len(raw)
-        if stop > n:
-            raise DataError(path, "the file changed while it was being scored")
-        ids = raw[column].fillna("").astype(str).str.strip().to_numpy()
-        yield _frame(column, ids, p, rank, decile, start, stop)
-        start = stop
-    if start != n:
-        raise DataError(path, "the file changed while it was being scored")
+    n = len(fields[0][0])
+    parts, masks = [], []
+    for k, (M, valid) in enumerate(fields):
+        sep = b"\n" if k == len(fields) - 1 else b","
+        parts += [M, np.full((n, 1), sep[0], dtype=np.uint8)]
+        masks += [np.broadcast_to(valid, M.shape), np.ones((n, 1), dtype=bool)]
+    return np.concatenate(parts, axis=1)[np.concatenate(masks, axis=1)].tobytes()
 
 
-def _frame(name, ids, p, rank, decile, start, stop) -> pd.DataFrame:
-    return pd.DataFrame({
-        name: ids,
-        "propensity": p[start:stop],
-        "rank": rank[start:stop],
-        "decile": decile[start:stop],
-    })
+def _output_chunks(scored: Scored, ranks: Spill | None) -> Iterator[tuple]:
+    """``(first, keys, ranks or None, ids (matrix, lengths) or None)`` per chunk."""
+    scored.keys.rewind()
+    if ranks is not None:
+        ranks.rewind()
+    ids = scored.ids.chunks() if scored.ids is not None else None
+    first = 0
+    for size in scored.sizes:
+        yield (first, scored.keys.read(size), ranks.read(size) if ranks is not None else None,
+               next(ids) if ids is not None else None)
+        first += size
 
 
-def write_output(
-    chunks: Iterable[pd.DataFrame], output: Path | None, top: int | None = None,
-) -> pd.DataFrame | None:
-    """Stream the chunks to ``output`` atomically (or stdout); return the top-K rows.
+class TopK:
+    """The ``k`` rows of smallest ``(key, row)``, kept as rows arrive in file order."""
 
-    The output can be larger than memory, so instead of ``nn_core.io.atomic_write`` (which
-    takes the whole content) the chunks go to a temporary file in the same directory that
-    replaces ``output`` with ``os.replace`` only after the last chunk. A symbolic link is
-    followed first (the link stays a link; its target is replaced). An existing output that
-    is not a regular file (a pipe, ``/dev/stdout``, ``/dev/null``, or a link to one) is
-    opened and written directly: renaming over it would replace the device or pipe. Without
-    ``output`` and with ``top``, nothing is written: only the top rows are returned.
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.rows = np.empty(0, dtype=np.int64)
+        self.ids: list = []
+
+    def offer(self, keys: np.ndarray, first: int, ids) -> None:
+        """Consider rows ``first, first + 1, ...`` with these keys (ids as the matrix and
+        lengths of a chunk, or None for row numbers)."""
+        if len(self.keys) == self.k:  # a later row must beat the worst kept one strictly
+            take = np.flatnonzero(keys < self.keys.max())
+        else:
+            take = np.arange(len(keys))
+        if len(take) > self.k:
+            take = take[np.argsort(keys[take], kind="stable")[: self.k]]
+        if not len(take):
+            return
+        if ids is None:
+            new_ids = (first + take + 1).tolist()
+        else:
+            M, lengths = ids
+            new_ids = [bytes(M[i, : lengths[i]]).decode("utf-8") for i in take.tolist()]
+        all_keys = np.concatenate([self.keys, keys[take]])
+        all_rows = np.concatenate([self.rows, first + take])
+        all_ids = self.ids + new_ids
+        keep = np.lexsort((all_rows, all_keys))[: self.k]
+        self.keys, self.rows = all_keys[keep], all_rows[keep]
+        self.ids = [all_ids[i] for i in keep.tolist()]
+
+    def frame(self, id_name: str, n: int) -> pd.DataFrame:
+        rank = np.arange(1, len(self.keys) + 1)
+        return pd.DataFrame({id_name: self.ids, "propensity": scores_of(self.keys),
+                             "rank": rank, "decile": (rank - 1) * 10 // n + 1})
+
+
+def write_output(scored: Scored, output: Path | None, top: int | None = None
+                 ) -> pd.DataFrame | None:
+    """Write the output table of ``scored`` to ``output`` atomically (or stdout); return
+    the top-``top`` rows.
+
+    The table has one row per scored row, in file order: the id, ``propensity`` (with
+    ``DECIMALS`` decimals), ``rank`` (1 = most likely buyer, ties in file order) and
+    ``decile`` (``floor(10 (rank - 1) / n) + 1``). It can be larger than memory, so
+    instead of ``nn_core.io.atomic_write`` (which takes the whole content) it goes to a
+    temporary file beside ``output`` (``nn_core.io.temp_file``) that replaces ``output``
+    with ``os.replace`` only after the last row. A symbolic link is followed first (the
+    link stays a link; its target is replaced). An existing output that is not a regular
+    file (a pipe, ``/dev/stdout``, ``/dev/null``, or a link to one) is opened and written
+    directly: renaming over it would replace the device or pipe. Without ``output`` and
+    with ``top``, nothing is written and no rank is computed beyond the top rows.
 
     Returns
     -------
     DataFrame or None
-        The rows of rank <= ``top``, sorted by rank (``None`` without ``top``).
+        The rows of rank <= ``top``, by rank (``None`` without ``top``).
     """
-    best = []
-    if output is None and top is not None:
-        for chunk in chunks:
-            best.append(chunk[chunk["rank"] <= top])
-        return pd.concat(best).sort_values("rank")
-    if output is None:
-        header = True
-        for chunk in chunks:
-            chunk.to_csv(sys.stdout, index=False, header=header)
-            header = False
-        return None
-    output = Path(output)
-    if output.exists() and not output.is_file():  # follows links: a FIFO, a device
-        with open(output, "w", newline="") as fh:
-            _write_chunks(fh, chunks, top, best)
-        return pd.concat(best).sort_values("rank") if best else None
-    if output.is_symlink():
-        output = Path(os.path.realpath(output))
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    best = TopK(top) if top is not None else None
+    if output is None and best is not None:
+        for first, keys, _, ids in _output_chunks(scored, None):
+            best.offer(keys, first, ids)
+        return best.frame(scored.id_name, scored.n)
+    ranks = exact_ranks(scored.keys, chunk=CHUNK)
     try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            _write_chunks(fh, chunks, top, best)
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp files are private; scores are an ordinary file
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return pd.concat(best).sort_values("rank") if best else None
+        if output is None:
+            sys.stdout.flush()
+            _write_rows(sys.stdout.buffer, scored, ranks, best)
+            sys.stdout.buffer.flush()
+            return None
+        output = Path(output)
+        if output.exists() and not output.is_file():  # follows links: a FIFO, a device
+            with open(output, "wb") as fh:
+                _write_rows(fh, scored, ranks, best)
+        else:
+            if output.is_symlink():
+                output = Path(os.path.realpath(output))
+            fd, tmp = temp_file(output)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    _write_rows(fh, scored, ranks, best)
+                os.chmod(tmp, 0o666 & ~umask())  # temp files are private; scores are not
+                os.replace(tmp, output)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+    finally:
+        ranks.close()
+    return best.frame(scored.id_name, scored.n) if best is not None else None
 
 
-def _write_chunks(fh, chunks: Iterable[pd.DataFrame], top: int | None, best: list) -> None:
-    """Write the chunks as one CSV to ``fh``; collect the rows of rank <= ``top`` in ``best``."""
-    header = True
-    for chunk in chunks:
-        chunk.to_csv(fh, index=False, header=header)
-        header = False
-        if top is not None:
-            best.append(chunk[chunk["rank"] <= top])
+def _write_rows(fh, scored: Scored, ranks: Spill, best: TopK | None) -> None:
+    """Write the header and every row of ``scored`` to the binary file ``fh``."""
+    fh.write(f"{scored.id_name},propensity,rank,decile\n".encode())
+    n = scored.n
+    width = len(str(n))
+    for first, keys, rank, ids in _output_chunks(scored, ranks):
+        if best is not None:
+            best.offer(keys, first, ids)
+        id_field = (_digits(np.arange(first + 1, first + len(keys) + 1), width)
+                    if ids is None else _csv_ids(*ids))
+        decile = (rank - 1) * 10 // n + 1
+        fh.write(format_rows([id_field, _propensity_text(scores_of(keys)), _digits(rank, width),
+                              _digits(decile, 2)]))

@@ -16,7 +16,9 @@ plain JSON, never a pickle.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import math
 import os
@@ -24,12 +26,14 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from nn_core.network import MAX_INPUTS
-from nn_core.preprocessing import Preprocessing, block_width, canonical_series
+from nn_core.preprocessing import Preprocessing, block_width, canonical_series, canonical_text
 
 #: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
@@ -223,29 +227,87 @@ def schema_from_config(path: str | os.PathLike) -> dict:
 
 # --------------------------------------------------------------------------- reading
 
+#: The longest header row read (bytes). A longer one is refused rather than read whole: a
+#: binary file without line breaks would otherwise be read into memory looking for its end.
+MAX_HEADER_BYTES = 16 * 2**20
 
-def read_header(path: str | os.PathLike) -> list[str]:
-    """Return the stripped column names of a CSV file.
+# The first bytes of compressed and archive formats, which are refused by name.
+_MAGIC = {
+    b"\x1f\x8b": "gzip-compressed",
+    b"PK\x03\x04": "a zip archive",
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+}
+_BOM = b"\xef\xbb\xbf"
 
-    Raises
-    ------
-    DataError
-        When the file is missing, empty, not text or has empty or duplicate column names.
+
+class _Prefixed(io.RawIOBase):
+    """A stream of ``head`` followed by the rest of ``rest``: the header row, read once
+    (a pipe cannot be read twice), handed back to the CSV parser in front of the data."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if len(self._head):
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(buffer)
+
+
+def _header_record(fh: BinaryIO, path) -> bytes:
+    """The bytes of the header row (up to and including its line break), read from ``fh``.
+
+    A row continues over a line break inside quotes, so lines are read until the quotes
+    balance (a quote inside a quoted field is doubled, which keeps the count even).
     """
-    p = Path(path)
-    if p.is_dir():
-        raise DataError(path, "is a directory, not a CSV file")
+    head = fh.peek(8)[:8] if hasattr(fh, "peek") else b""
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            raise DataError(path, f"the file is {what}, not a CSV text file (decompress it "
+                            "first)")
+    record = b""
+    while True:
+        line = fh.readline(MAX_HEADER_BYTES + 1 - len(record))
+        record += line
+        if len(record) > MAX_HEADER_BYTES:
+            raise DataError(path, f"the header row is longer than {MAX_HEADER_BYTES:,} bytes "
+                            "(is this a CSV file?)")
+        if not line or record.count(b'"') % 2 == 0:
+            return record
+
+
+def _parse_header(record: bytes, path) -> list[str]:
+    """The stripped column names of a header row, checked: text, not empty, no empty or
+    duplicate names."""
+    if b"\x00" in record:
+        raise DataError(path, "the file is binary (NUL bytes in the first row), not a CSV "
+                        "text file")
     try:
-        with open(p, newline="", encoding="utf-8-sig") as fh:  # -sig: drop a byte-order mark
-            header = next(csv.reader(fh), None)
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not a UTF-8 text file") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
-    if header is None or not any(h.strip() for h in header):
+        text = record.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not a UTF-8 text file (header row, byte {exc.start + 1}: "
+                        f"{exc.reason})") from None
+    if not text.strip(" \t\r\n"):
         raise DataError(path, "the file is empty (no header row)")
+    # The csv module limits a field to 128 KiB by default; the header was read with a
+    # bound of its own (MAX_HEADER_BYTES), which is the limit that applies here.
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, MAX_HEADER_BYTES))
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as exc:
+        raise DataError(path, f"malformed CSV header row: {exc}") from None
+    finally:
+        csv.field_size_limit(limit)
     names = [h.strip() for h in header]
     seen: set[str] = set()
     for i, name in enumerate(names, start=1):
@@ -255,6 +317,136 @@ def read_header(path: str | os.PathLike) -> list[str]:
             raise DataError(path, "column name appears twice in the header", column=name)
         seen.add(name)
     return names
+
+
+def _open_error(path, exc: OSError) -> DataError:
+    if isinstance(exc, FileNotFoundError):
+        return DataError(path, "file not found")
+    if isinstance(exc, IsADirectoryError):
+        return DataError(path, "is a directory, not a CSV file")
+    return DataError(path, f"cannot read file: {exc.strerror or exc}")
+
+
+class CsvTable:
+    """One pass over a CSV file: opened once, header checked, then chunks of cells.
+
+    The file is opened and read exactly once, so a pipe (``--data <(zcat f.gz)``) works as
+    well as a file. The header row is checked on opening (:attr:`header`); iterating
+    yields ``(first_row, cells)``: ``first_row`` is the 1-based data row of the chunk's
+    first row, and ``cells`` has every column under its stripped name, as text (a
+    ``pd.Categorical`` of the cells' texts, which holds each distinct text once), except
+    the columns named in ``numeric``, which the CSV parser converts where it can: such a
+    column comes as int64 or float64 when every cell of the chunk is a number, and as
+    text otherwise (``parse_frame`` then scans it cell by cell).
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV file (or a named pipe, ``/dev/stdin``).
+    chunksize : int
+        Rows per chunk.
+    numeric : iterable of str
+        Columns to read as numbers.
+
+    Raises
+    ------
+    DataError
+        When the file is missing, unreadable, compressed, binary, not UTF-8, empty, has an
+        empty or duplicate column name, or a malformed row (naming the row).
+    """
+
+    def __init__(self, path: str | os.PathLike, chunksize: int,
+                 numeric: Iterable[str] = ()) -> None:
+        self.path = path
+        self.chunksize = chunksize
+        try:
+            self._fh = open(path, "rb", buffering=2**20)  # closed by close()
+        except OSError as exc:
+            raise _open_error(path, exc) from None
+        try:
+            self._head = _header_record(self._fh, path)
+            self.header = _parse_header(self._head, path)
+        except OSError as exc:
+            self.close()
+            raise _open_error(path, exc) from None
+        except BaseException:
+            self.close()
+            raise
+        wanted = set(numeric)
+        # text as categories: one string per distinct cell, not one per cell
+        self._dtype = {name: "category" for name in self.header if name not in wanted}
+
+    def __enter__(self) -> CsvTable:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __iter__(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        head = self._head[len(_BOM):] if self._head.startswith(_BOM) else self._head
+        stream = io.BufferedReader(_Prefixed(head, self._fh), buffer_size=2**20)
+        first_row = 1
+        try:
+            # All columns are parsed, not only those needed: pandas checks the field count
+            # of every row only when it parses them all, and a ragged row must be an error.
+            # na_filter=False: no text is turned into NaN; "" and "NA" stay text, so a
+            # number column holding one is read as text and scanned (missing value).
+            reader = pd.read_csv(stream, header=0, names=self.header, dtype=self._dtype,
+                                 na_filter=False, encoding="utf-8", chunksize=self.chunksize,
+                                 skipinitialspace=True)
+            with reader:
+                for chunk in reader:
+                    yield first_row, chunk
+                    first_row += len(chunk)
+        except pd.errors.ParserError as exc:
+            ragged = _RAGGED.search(str(exc))
+            if ragged:  # pandas counts rows from 1 at the header: data row = "line" - 1
+                expected, line, found = (int(g) for g in ragged.groups())
+                raise DataError(self.path, f"malformed CSV: expected {expected} fields, found "
+                                f"{found}", row=line - 1) from None
+            raise DataError(self.path, f"malformed CSV: {exc}".strip()) from None
+        except UnicodeDecodeError as exc:
+            row = _first_undecodable_row(self.path)
+            raise DataError(self.path, f"not a UTF-8 text file ({exc.reason})",
+                            row=row) from None
+        except OSError as exc:
+            raise DataError(self.path, f"cannot read file: {exc.strerror or exc}") from None
+
+
+def _first_undecodable_row(path) -> int | None:
+    """The data row of the first byte that is not UTF-8, for a regular file (None for a
+    pipe, which cannot be read again): the scan runs only once the error is known."""
+    try:
+        if not Path(path).is_file():
+            return None
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        lines = 0
+        with open(path, "rb") as fh:
+            while block := fh.read(2**20):
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    lines += block.count(b"\n", 0, max(exc.start, 0))
+                    return lines if lines >= 1 else None  # line lines + 1 = data row lines
+                lines += block.count(b"\n")
+    except OSError:
+        return None
+    return None
+
+
+def read_header(path: str | os.PathLike) -> list[str]:
+    """Return the stripped column names of a CSV file.
+
+    Raises
+    ------
+    DataError
+        When the file is missing, empty, not text or has empty or duplicate column names.
+    """
+    with CsvTable(path, 1) as table:
+        return table.header
 
 
 def check_columns(path, header: Sequence[str], required: Iterable[str], hint: str = "") -> None:
@@ -273,6 +465,11 @@ def _first_error(candidates: list[tuple[int, int, str, str, object]], path) -> N
         raise DataError(path, problem, row=row, column=column, value=value)
 
 
+def _stripped(column: pd.Series) -> pd.Series:
+    """A column's cells as stripped text (what the per-cell scan and the messages show)."""
+    return column.astype(object).fillna("").astype(str).str.strip()
+
+
 def parse_frame(
     raw: pd.DataFrame,
     schema: Schema,
@@ -280,13 +477,18 @@ def parse_frame(
     first_row: int = 1,
     with_target: bool = True,
 ) -> pd.DataFrame:
-    """Validate the text cells of a table and convert them to typed columns.
+    """Validate the cells of a table and convert them to typed columns.
+
+    The checks are vectorised; a column is scanned cell by cell (to name the row, column
+    and value) only when it holds a problem: a numeric column that the CSV parser could
+    not read as numbers, or whose numbers break a rule.
 
     Parameters
     ----------
     raw : DataFrame
-        Cells as strings (``pd.read_csv(dtype=str, keep_default_na=False)``); missing
-        trailing fields may be NaN.
+        Cells as text (:class:`CsvTable`; ``pd.read_csv(dtype=str, keep_default_na=False)``);
+        numeric columns may already be numbers (int or float dtype); missing trailing
+        fields may be NaN.
     schema : Schema
         Roles and ranges; every feature column (and the target when ``with_target``)
         must be present.
@@ -300,8 +502,9 @@ def parse_frame(
     Returns
     -------
     DataFrame
-        Numeric columns as float64, categorical columns as canonical strings, the target
-        as int8 in {0, 1}, the id column (if present) as stripped strings.
+        Numeric columns as float64, categorical columns as ``pd.Categorical`` of canonical
+        texts, the target as int8 in {0, 1}, the id column (if present) as stripped
+        strings.
 
     Raises
     ------
@@ -309,52 +512,51 @@ def parse_frame(
         For the earliest bad cell: missing value, non-number, infinite value, value out of
         range, or a target that is not TRUE/FALSE/1/0.
     """
-    rows = np.arange(first_row, first_row + len(raw))
-    out: dict[str, pd.Series] = {}
+    out: dict[str, object] = {}
     errors: list[tuple[int, int, str, str, object]] = []
     columns = list(raw.columns)
 
-    def text_of(name: str) -> tuple[pd.Series, np.ndarray]:
-        text = raw[name].fillna("").astype(str).str.strip()
-        return text, text.str.lower().isin(MISSING_TOKENS).to_numpy()
-
-    def report(mask: np.ndarray, name: str, problem: str, cells: pd.Series) -> None:
+    def report(mask: np.ndarray, name: str, problem: str, cells) -> None:
         if mask.any():
-            i = int(np.flatnonzero(mask)[0])
-            errors.append((int(rows[i]), columns.index(name), name, problem, cells.iloc[i]))
+            i = int(np.argmax(mask))
+            value = cells(i) if callable(cells) else cells.iloc[i]
+            errors.append((first_row + i, columns.index(name), name, problem, value))
 
     for name in schema.numeric:
-        text, missing = text_of(name)
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-        report(missing, name, "missing value", raw[name])
-        report(~missing & np.isnan(values), name, "not a number", text)
+        column = raw[name]
+        if column.dtype.kind in "iuf":  # the parser read every cell as a number
+            values = column.to_numpy(dtype=np.float64)
+            missing = np.isnan(values)  # only from callers that pass NaN themselves
+            text = _number_text(values)
+        else:  # some cell is not a number: scan the column cell by cell
+            text = _stripped(column)
+            missing = text.str.lower().isin(MISSING_TOKENS).to_numpy()
+            values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+            report(~missing & np.isnan(values), name, "not a number", text)
+        report(missing, name, "missing value", column)
         report(np.isinf(values), name, "infinite value", text)
         low, high = schema.ranges.get(name, (None, None))
-        finite = np.isfinite(values)
-        if low is not None:
-            report(finite & (values < low), name, f"value below the allowed minimum {low:g}",
-                   text)
-        if high is not None:
-            report(finite & (values > high), name, f"value above the allowed maximum {high:g}",
-                   text)
-        out[name] = pd.Series(values, index=raw.index)
+        with np.errstate(invalid="ignore"):
+            if low is not None:
+                report(values < low, name, f"value below the allowed minimum {low:g}", text)
+            if high is not None:
+                report(values > high, name, f"value above the allowed maximum {high:g}",
+                       text)
+        out[name] = values
 
     for name in schema.categorical:
-        text, missing = text_of(name)
-        report(missing, name, "missing value", raw[name])
-        out[name] = canonical_series(text)
+        codes, texts, missing = _canonical_codes(raw[name])
+        report(missing[codes], name, "missing value", raw[name])
+        out[name] = pd.Categorical.from_codes(codes, categories=texts)
 
     if with_target and schema.target is not None:
         name = schema.target
-        text, missing = text_of(name)
-        labels = canonical_series(text).map({"TRUE": 1, "1": 1, "FALSE": 0, "0": 0})
-        report(missing, name, "missing target value", raw[name])
-        report(
-            ~missing & labels.isna().to_numpy(),
-            name,
-            "target must be TRUE/FALSE or 1/0",
-            text,
-        )
+        codes, texts, missing = _canonical_codes(raw[name])
+        labels = pd.Index(texts).map({"TRUE": 1, "1": 1, "FALSE": 0, "0": 0})
+        labels = labels.to_numpy(dtype=np.float64, na_value=np.nan)[codes]
+        report(missing[codes], name, "missing target value", raw[name])
+        report(~missing[codes] & np.isnan(labels), name, "target must be TRUE/FALSE or 1/0",
+               lambda i: _stripped(raw[name].iloc[i : i + 1]).iloc[0])
         out[name] = labels
 
     _first_error(errors, path)
@@ -362,8 +564,38 @@ def parse_frame(
     if with_target and schema.target is not None:
         frame[schema.target] = frame[schema.target].astype(np.int8)
     if schema.id_column is not None and schema.id_column in raw.columns:
-        frame[schema.id_column] = raw[schema.id_column].fillna("").astype(str).str.strip()
+        frame[schema.id_column] = _stripped(raw[schema.id_column])
     return frame
+
+
+def _number_text(values: np.ndarray):
+    """The text of cell ``i`` of a column the parser read as numbers, for a message."""
+
+    def text(i: int) -> str:
+        v = float(values[i])
+        return str(int(v)) if v.is_integer() else repr(v)
+
+    return text
+
+
+def _canonical_codes(column: pd.Series) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A text column as codes into its distinct canonical texts, computed once per
+    distinct cell (``canonical_text``).
+
+    Returns
+    -------
+    codes : ndarray of intp, shape (n,)
+    texts : list of str
+        The distinct canonical texts (``texts[codes]`` is the column).
+    missing : ndarray of bool, shape (len(texts),)
+        Which texts mean "no value" (``MISSING_TOKENS``).
+    """
+    cell_codes, cells = pd.factorize(column, use_na_sentinel=False)
+    canonical = [canonical_text("" if isinstance(c, float) and math.isnan(c) else str(c))
+                 for c in cells]
+    text_codes, texts = pd.factorize(pd.Index(canonical, dtype=object))
+    missing = np.array([t.lower() in MISSING_TOKENS for t in texts], dtype=bool)
+    return text_codes[cell_codes], list(texts), missing
 
 
 def iter_raw_chunks(
@@ -376,60 +608,56 @@ def iter_raw_chunks(
     Raises
     ------
     DataError
-        When the CSV is malformed (e.g. a row with too many fields).
+        When the CSV is malformed (e.g. a row with too many fields) or a column of
+        ``usecols`` is missing.
     """
-    reader = None
-    try:
-        # All columns are read, not only ``usecols``: pandas checks the field count of every
-        # row only when it parses them all, and a ragged row must be an error.
-        reader = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            encoding="utf-8-sig",
-            chunksize=chunksize,
-            skipinitialspace=True,
-        )
-        first_row = 1
-        for chunk in reader:
-            chunk.columns = [str(c).strip() for c in chunk.columns]
+    with CsvTable(path, chunksize) as table:
+        if usecols is not None:
+            check_columns(path, table.header, usecols)
+        for first_row, chunk in table:
             yield first_row, chunk if usecols is None else chunk[list(usecols)]
-            first_row += len(chunk)
-    except pd.errors.ParserError as exc:
-        ragged = _RAGGED.search(str(exc))
-        if ragged:  # pandas counts file lines from 1 at the header: data row = line - 1
-            expected, line, found = (int(g) for g in ragged.groups())
-            raise DataError(path, f"malformed CSV: expected {expected} fields, found {found}",
-                            row=line - 1) from None
-        raise DataError(path, f"malformed CSV: {exc}".strip()) from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not a UTF-8 text file") from None
-    finally:
-        if reader is not None:
-            reader.close()
+
+
+def iter_table(
+    table: CsvTable, schema: Schema, with_target: bool = True
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Yield ``(first_row, parse_frame(chunk))`` for each chunk of an open table whose
+    columns were checked; a header-only file yields nothing."""
+    needed = set(schema.required(with_target)) | {schema.id_column}
+    usecols = [c for c in table.header if c in needed]
+    for first_row, raw in table:
+        if len(raw):
+            yield first_row, parse_frame(raw[usecols], schema, table.path, first_row,
+                                         with_target)
 
 
 def load_table(
-    path: str | os.PathLike, schema: Schema, with_target: bool = True, hint: str = ""
+    path: str | os.PathLike, schema: Schema, with_target: bool = True, hint: str = "",
+    chunksize: int = 200_000,
 ) -> pd.DataFrame:
     """Read and validate a whole session table (see ``parse_frame`` for the result).
+
+    The file is read once, in chunks of ``chunksize`` rows (a pipe works too); the
+    categorical columns of the chunks are joined as one ``pd.Categorical`` each.
 
     Raises
     ------
     DataError
         Naming file, row, column and value of the first problem, or "no data rows".
     """
-    header = read_header(path)
-    check_columns(path, header, schema.required(with_target), hint)
-    if schema.id_column is not None:
-        check_columns(path, header, [schema.id_column], " (the id column)")
-    usecols = [c for c in header if c in set(schema.required(with_target)) | {schema.id_column}]
-    parts = []
-    for first_row, raw in iter_raw_chunks(path, usecols, chunksize=200_000):
-        parts.append(parse_frame(raw, schema, path, first_row, with_target))
-    if not parts or sum(len(p) for p in parts) == 0:
+    with CsvTable(path, chunksize, schema.numeric) as table:
+        check_columns(path, table.header, schema.required(with_target), hint)
+        if schema.id_column is not None:
+            check_columns(path, table.header, [schema.id_column], " (the id column)")
+        parts = [frame for _, frame in iter_table(table, schema, with_target)]
+    if not parts:
         raise DataError(path, "the file has a header but no data rows")
-    return pd.concat(parts, ignore_index=True)
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    frame = pd.concat(parts, ignore_index=True)
+    for name in schema.categorical:  # concat turns differing categories into objects
+        frame[name] = union_categoricals([p[name].array for p in parts])
+    return frame
 
 
 # --------------------------------------------------------------------------- preprocessing

@@ -59,8 +59,28 @@ def canonical_text(value: str) -> str:
 
 def canonical_series(values: pd.Series) -> pd.Series:
     """``canonical_text`` applied to a column of strings (computed once per distinct value)."""
-    mapping = {v: canonical_text(v) for v in pd.unique(values)}
-    return values.map(mapping)
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    texts = np.array([canonical_text(str(v)) for v in distinct], dtype=object)
+    return pd.Series(texts[codes], index=values.index, name=values.name)
+
+
+def category_positions(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
+    """The position ``k`` of each cell's category in ``categories`` (``K`` when unseen).
+
+    Cells are compared as canonical text (a cell ``v`` as ``canonical_text(str(v))``),
+    computed once per distinct cell: a column of a million rows with a dozen distinct
+    values costs one hash pass (nothing at all for a ``pd.Categorical``).
+
+    Returns
+    -------
+    ndarray of intp, shape (n,)
+    """
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    index = {c: k for k, c in enumerate(categories)}
+    unseen = len(index)
+    positions = np.array([index.get(canonical_text(str(v)), unseen) for v in distinct],
+                         dtype=np.intp)
+    return positions[codes] if len(positions) else np.zeros(len(values), dtype=np.intp)
 
 
 def block_width(column: Mapping) -> int:
@@ -69,7 +89,7 @@ def block_width(column: Mapping) -> int:
 
 
 def features_from_inputs(
-    columns: Sequence[Mapping], U: np.ndarray
+    columns: Sequence[Mapping], U: np.ndarray, dtype=np.float64
 ) -> tuple[np.ndarray, np.ndarray]:
     """The feature matrix ``F`` of raw inputs ``U``: the transform, written once.
 
@@ -80,29 +100,40 @@ def features_from_inputs(
     U : ndarray, shape (n, n_columns), float64
         Column ``i`` holds column ``i``'s raw values (numeric) or the position ``k`` in
         ``0..K`` of each row's category in its block (categorical; ``K`` = unseen).
+    dtype : numpy dtype
+        Of ``F``. The arithmetic is float64 whatever it is; float32 rounds its result once
+        (the same numbers as ``F.astype(float32)``, without the float64 matrix).
 
     Returns
     -------
-    F : ndarray, shape (n, n_features), float64
+    F : ndarray, shape (n, n_features), ``dtype``
     invalid : ndarray, shape (n,), bool
         Rows with a numeric value that is NaN, infinite, or negative under ``log1p``; their
         numeric features are not meaningful (callers raise or return NaN for them).
     """
     n = U.shape[0]
-    F = np.zeros((n, sum(block_width(c) for c in columns)), dtype=np.float64)
-    invalid = np.zeros(n, dtype=bool)
-    j = 0
-    with np.errstate(invalid="ignore"):
-        for i, c in enumerate(columns):
-            x = U[:, i]
-            if c["kind"] == "numeric":
-                invalid |= ~np.isfinite(x) | ((x < 0) if c["log1p"] else False)
-                u = np.log1p(np.where(x < 0, 0.0, x)) if c["log1p"] else x
-                F[:, j] = (u - c["mean"]) / c["std"]
-            else:
-                K = len(c["categories"])
-                F[:, j : j + K + 1] = x[:, None] == np.arange(K + 1)
-            j += block_width(c)
+    widths = [block_width(c) for c in columns]
+    F = np.zeros((n, sum(widths)), dtype=dtype)
+    start = np.cumsum([0, *widths[:-1]])  # first feature of each column's block
+    numeric = [i for i, c in enumerate(columns) if c["kind"] == "numeric"]
+    categorical = [i for i, c in enumerate(columns) if c["kind"] == "categorical"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # numeric columns, all at once: z = (u - mean) / std, u = log1p(x) where chosen
+        x = U[:, numeric]
+        log = np.array([columns[i]["log1p"] for i in numeric], dtype=bool)
+        mean = np.array([columns[i]["mean"] for i in numeric], dtype=np.float64)
+        std = np.array([columns[i]["std"] for i in numeric], dtype=np.float64)
+        invalid = (~np.isfinite(x) | (log & (x < 0))).any(axis=1)
+        u = x.copy()
+        u[:, log] = np.log1p(np.where(x[:, log] < 0, 0.0, x[:, log]))
+        F[:, start[numeric]] = (u - mean) / std
+        # categorical columns, all at once: one-hot F[r, start + k] = 1 for the position k
+        # of row r's category (K = unseen); a NaN or impossible code sets nothing
+        k = U[:, categorical]
+        K = np.array([len(columns[i]["categories"]) for i in categorical], dtype=np.float64)
+        valid = (k >= 0) & (k <= K) & (k == np.floor(k))
+        flat = np.arange(n)[:, None] * F.shape[1] + start[categorical] + np.where(valid, k, 0)
+        F.reshape(-1)[flat[valid].astype(np.intp)] = 1
     return F, invalid
 
 
@@ -208,12 +239,10 @@ class Preprocessing:
                         )
                 U[:, i] = x
             else:
-                index = {cat: k for k, cat in enumerate(c["categories"])}
-                codes = canonical_series(df[c["name"]].astype(str)).map(index)
-                U[:, i] = codes.fillna(len(index)).to_numpy(dtype=np.float64)  # unseen -> K
+                U[:, i] = category_positions(df[c["name"]], c["categories"])  # unseen -> K
         return U
 
-    def transform(self, df: pd.DataFrame, first_row: int = 1) -> np.ndarray:
+    def transform(self, df: pd.DataFrame, first_row: int = 1, dtype=np.float64) -> np.ndarray:
         """Feature matrix of ``df``.
 
         Parameters
@@ -223,25 +252,27 @@ class Preprocessing:
             be finite numbers (>= 0 in log1p columns); categorical cells any text.
         first_row : int
             Row number of ``df``'s first row, used in error messages (1-based data rows).
+        dtype : numpy dtype
+            Of the result: the network's (float32 needs no float64 copy first).
 
         Returns
         -------
-        ndarray, shape (n_rows, n_features), float64
+        ndarray, shape (n_rows, n_features), ``dtype``
 
         Raises
         ------
         ValueError
             Naming row and column of a missing, non-finite or (log1p column) negative value.
         """
-        return features_from_inputs(self._check_fitted(), self.inputs(df, first_row))[0]
+        return features_from_inputs(self._check_fitted(), self.inputs(df, first_row), dtype)[0]
 
     def unseen_counts(self, df: pd.DataFrame) -> dict[str, int]:
         """Number of rows per categorical column whose value was not seen in training."""
         counts = {}
         for c in self._check_fitted():
             if c["kind"] == "categorical":
-                texts = canonical_series(df[c["name"]].astype(str))
-                unseen = int((~texts.isin(c["categories"])).sum())
+                positions = category_positions(df[c["name"]], c["categories"])
+                unseen = int(np.count_nonzero(positions == len(c["categories"])))
                 if unseen:
                     counts[c["name"]] = unseen
         return counts

@@ -4,16 +4,20 @@
 
 Writes one row per input row: the id (the ``--id-column``, else the training id column when
 the file has it, else ``row`` = the 1-based data row number), ``propensity`` (the predicted
-purchase probability), ``rank`` (1 = most likely buyer; ties keep file order) and ``decile``
-(1 = the top 10 % by rank). Without ``--output`` the table goes to stdout (unless ``--top``
-is given, which prints only the K most likely buyers).
+purchase probability, with 15 decimals), ``rank`` (1 = most likely buyer; ties keep file
+order) and ``decile`` (1 = the top 10 % by rank). Without ``--output`` the table goes to
+stdout (unless ``--top`` is given, which prints only the K most likely buyers).
 
-The input is read and scored in chunks and only the scores (one float per row) are held in
-memory; a second pass over the file fetches the ids while the output is streamed to a
-temporary file that replaces ``--output`` only when complete. Input columns are matched by
-name against the training schema (any order; extra columns are ignored). Missing columns,
-wrong types, missing values, an empty file or a missing model directory produce one message
-naming file, row and column, exit status 1 and no output file.
+The input is read once (a pipe such as ``--input <(zcat f.gz)`` works) and scored in
+chunks; memory does not grow with the number of rows: the scores and ids go to anonymous
+temporary files (``$TMPDIR``: 8 bytes a row and the ids; up to 4 times that while
+ranking), the ranks are computed exactly by an external sort (``features.ranking``), and
+the output is streamed to a temporary file that replaces ``--output`` only when complete.
+Input columns are matched by name against the training schema (any order; extra columns
+are ignored). Missing columns, wrong types,
+missing values, an empty, binary, compressed or non-UTF-8 file, or a missing model
+directory produce one message naming file, row and column, exit status 1 and no output
+file.
 
 ``--output`` may not name the input file (``--input`` or ``--events``; also through a
 symbolic or hard link) nor ``model.json``, ``weights.npz`` or ``preprocess.json`` of
@@ -87,8 +91,6 @@ def check_output(output: Path | None, source: Path, model_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from collections import Counter
-
     from features import scoring
     from nn_core import load_model
 
@@ -107,40 +109,32 @@ def run(args: argparse.Namespace) -> None:
                              "not --events")
         if args.cutoff is None:
             raise UsageError("--events needs --cutoff (score with the events before this time)")
-        p, ids = scoring.score_events(args.events, model, args.cutoff, args.format, args.threads)
-        if len(p) == 0:
+        scored = scoring.score_events(args.events, model, args.cutoff, args.format,
+                                      args.threads)
+        if scored.n == 0:
+            scored.close()
             raise UsageError(f"{args.events}: no user has events before {args.cutoff}")
-        unseen, ids_source = Counter(), ids
-        n_source = f"{len(p)} users of {args.events} at {args.cutoff}"
     else:
         if kind != "table":
             raise UsageError(f"{args.model} was trained on event-log features; use --events "
                              "and --cutoff, not --input")
         if args.cutoff is not None or args.format is not None:
             raise UsageError("--cutoff and --format only apply to --events")
-        from features.tabular import read_header
-
-        id_column = args.id_column
-        if id_column is None and pre.id_column and pre.id_column in read_header(args.input):
-            id_column = pre.id_column
-        p, unseen = scoring.score_table(args.input, model, id_column, args.chunksize,
-                                        args.threads)
-        ids_source = (args.input, id_column)
-        n_source = f"{len(p)} rows of {args.input}"
-    rank, decile = scoring.rank_and_decile(p)
-    top = scoring.write_output(
-        scoring.iter_output_chunks(p, rank, decile, ids_source, args.chunksize),
-        args.output, args.top)
-    if unseen:
+        scored = scoring.score_table(args.input, model, args.id_column, args.chunksize,
+                                     args.threads)
+    with scored:
+        top = scoring.write_output(scored, args.output, args.top)
+    if scored.unseen:
         detail = ", ".join(f"{col}: {n} row{'' if n == 1 else 's'}"
-                           for col, n in sorted(unseen.items()))
-        print(f"{program_name('predict')}: warning: {sum(unseen.values())} values not seen in "
-              f"training were scored through the unseen bucket ({detail})", file=sys.stderr)
+                           for col, n in sorted(scored.unseen.items()))
+        print(f"{program_name('predict')}: warning: {sum(scored.unseen.values())} values not "
+              f"seen in training were scored through the unseen bucket ({detail})",
+              file=sys.stderr)
     if top is not None:
-        print(f"top {min(args.top, len(p))} of {n_source}:")
+        print(f"top {min(args.top, scored.n)} of {scored.what}:")
         print(top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.output is not None:
-        print(f"wrote {len(p)} scores to {args.output}", file=sys.stderr)
+        print(f"wrote {scored.n} scores to {args.output}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

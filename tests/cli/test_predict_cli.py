@@ -118,6 +118,64 @@ def test_rank_ties_keep_file_order():
     np.testing.assert_array_equal(decile, [7, 1, 9, 5, 3])
 
 
+@pytest.mark.parametrize("kind", ["distinct", "few values", "all equal", "any float"])
+def test_external_ranks_equal_a_stable_sort(kind):
+    """The on-disk ranking (features/ranking.py) with tiny blocks, so that every level of
+    its recursion runs: the ranks of a stable sort by descending score, ties in order."""
+    from features.ranking import Spill, exact_ranks, score_keys, scores_of
+    from features.scoring import rank_and_decile
+
+    rng = np.random.default_rng(len(kind))
+    n = 5_000
+    p = {"distinct": rng.random(n),
+         "few values": rng.choice([0.1, 0.5, -0.0, 0.0, 0.9], n),
+         "all equal": np.full(n, 0.25),
+         "any float": rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, n)}[kind]
+    assert (scores_of(score_keys(p)) == p).all()
+    for block, chunk in ((64, 100), (700, 33), (n, n)):
+        with Spill(np.uint64) as keys:
+            for start in range(0, n, 999):
+                keys.append(score_keys(p[start : start + 999]))
+            with exact_ranks(keys, block=block, chunk=chunk) as ranks:
+                got = np.concatenate(list(ranks.chunks(512)))
+        np.testing.assert_array_equal(got, rank_and_decile(p + 0.0)[0])
+
+
+def test_top_k_without_output_keeps_k_rows(model_dir, score_frame, tmp_path):
+    """--top K alone prints the K best rows without ranking every row; the same rows and
+    ranks as the full output."""
+    from features.scoring import score_table, write_output
+    from nn_core import load_model
+
+    path = tmp_path / "in.csv"
+    pd.concat([score_frame] * 3).to_csv(path, index=False)  # ties: each row three times
+    model = load_model(model_dir)
+    with score_table(path, model, "session", chunksize=50) as scored:
+        top = write_output(scored, None, top=7)
+        full_top = write_output(scored, tmp_path / "o.csv", top=7)
+    full = pd.read_csv(tmp_path / "o.csv").sort_values("rank").head(7)
+    assert list(top["rank"]) == list(range(1, 8)) and list(top["decile"]) == [1] * 7
+    pd.testing.assert_frame_equal(top, full_top)
+    assert list(top["session"]) == list(full["session"])
+    np.testing.assert_allclose(top["propensity"], full["propensity"], atol=1e-15)
+
+
+def test_output_text_is_exact_to_15_decimals_and_quotes_ids():
+    from features.scoring import _csv_ids, _digits, _propensity_text, _text_matrix, format_rows
+
+    p = np.array([0.0, 1.0, 0.5, 1e-16, 0.123456789012345678, 0.9999999999999999, 7e-4])
+    ids = _csv_ids(*[_text_matrix([s.encode() for s in ("a", 'b"c', "d,e", "", "é", "x\ny",
+                                                         "z")])[0],
+                     np.array([1, 3, 3, 0, 2, 4, 1])])
+    text = format_rows([ids, _propensity_text(p), _digits(np.arange(1, 8) * 99, 3)])
+    assert text.decode() == (
+        'a,0.000000000000000,99\n"b""c",1.000000000000000,198\n"d,e",0.500000000000000,297\n'
+        ',0.000000000000000,396\né,0.123456789012346,495\n"x\ny",1.000000000000000,594\n'
+        'z,0.000700000000000,693\n')
+    assert pd.read_csv(io.BytesIO(text), header=None, keep_default_na=False)[0].tolist() == [
+        "a", 'b"c', "d,e", "", "é", "x\ny", "z"]
+
+
 def test_score_table_in_chunks_equals_one_pass_of_the_predictor(model_dir, score_frame,
                                                                 tmp_path):
     from features.scoring import score_table
@@ -127,9 +185,11 @@ def test_score_table_in_chunks_equals_one_pass_of_the_predictor(model_dir, score
     path = tmp_path / "in.csv"
     score_frame.to_csv(path, index=False)
     model = load_model(model_dir)
-    p, unseen = score_table(path, model, "session", chunksize=9)
-    assert unseen == {"Month": 2}
-    one_pass = score_table(path, model, chunksize=1000)[0]
+    with score_table(path, model, "session", chunksize=9) as scored:
+        p = scored.scores()
+        assert scored.unseen == {"Month": 2} and scored.sizes == [9] * 22 + [8]
+    with score_table(path, model, chunksize=1000) as scored:
+        one_pass = scored.scores()
     np.testing.assert_array_equal(one_pass, model.predict_proba(score_frame))
     # float32 blocks of another height may round a row differently in the last bit
     np.testing.assert_allclose(p, one_pass, rtol=1e-6, atol=0)

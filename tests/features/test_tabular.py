@@ -52,7 +52,7 @@ def test_uci_file_loads_with_documented_counts():
     assert set(frame["Weekend"]) == {"TRUE", "FALSE"}
     assert set(frame["Month"]) == {"Feb", "Mar", "May", "June", "Jul", "Aug", "Sep", "Oct",
                                    "Nov", "Dec"}
-    assert frame["Browser"].map(int).between(1, 13).all()
+    assert frame["Browser"].astype(int).between(1, 13).all()
     # scientific notation (e.g. 7.50E-05) parses as a number
     assert (frame["ExitRates"] > 0).any()
 
