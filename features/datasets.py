@@ -184,7 +184,7 @@ class TableData:
         # The whole table at once, so that a message names the file's data row, not a row
         # of one part of the split.
         try:
-            X_all = pre.transform(self.frame)
+            X_all = pre.transform(self.frame, dtype=self.dtype)  # the network's: no copy later
             check_finite_features(X_all, pre.columns, self.frame, dtype=self.dtype)
         except FeatureValueError as exc:
             raise DataError(self.info["path"], f"{exc.problem}; scaled as the training part "
