@@ -170,9 +170,9 @@ def _as_id(s: pd.Series) -> pd.Series:
 #: outside is an invalid value, never wrapped around into the log's range.
 MIN_UNIX_SECONDS = -(-pd.Timestamp.min.value // _NS_PER_S)
 MAX_UNIX_SECONDS = pd.Timestamp.max.value // _NS_PER_S
-OUT_OF_RANGE_TIMESTAMP = (f"timestamp out of range (unix seconds must lie in "
-                          f"[{MIN_UNIX_SECONDS}, {MAX_UNIX_SECONDS}], years "
-                          f"{pd.Timestamp.min.year + 1} to {pd.Timestamp.max.year - 1})")
+OUT_OF_RANGE_TIMESTAMP = (f"timestamp out of range (times must lie in "
+                          f"{pd.Timestamp.min.year + 1} to {pd.Timestamp.max.year - 1}: unix "
+                          f"seconds in [{MIN_UNIX_SECONDS}, {MAX_UNIX_SECONDS}])")
 
 
 def _unix_seconds_range(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -193,22 +193,30 @@ def _parse_unix_seconds(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return pd.Series(ts, index=s.index).where(ok), ok
 
 
-def _parse_timestamp(s: pd.Series, fmt: str | None) -> tuple[pd.Series, np.ndarray]:
-    """Parse strings to UTC timestamps; returns (timestamps, ok mask).
+def _parse_timestamp(s: pd.Series, fmt: str | None
+                     ) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Parse strings to UTC timestamps; returns (timestamps, ok mask, out-of-range mask).
 
     ``fmt=None`` accepts unix seconds (all-digit cells) or ISO 8601 strings; an
-    ISO string without offset is taken as UTC.
+    ISO string without offset is taken as UTC. A time that parses but lies outside what
+    ``datetime64[ns]`` holds (years 1677 to 2262) is NaT, not ok, and marked out of range.
     """
+    digits, inside = _unix_seconds_range(s)
+    if fmt is None and digits.all():
+        ts, ok = _parse_unix_seconds(s)
+        return ts, ok, ~inside
     if fmt is None:
-        digits, _ = _unix_seconds_range(s)
-        if digits.all():
-            return _parse_unix_seconds(s)
         ts = pd.to_datetime(s.where(~digits, ""), format="ISO8601", utc=True, errors="coerce")
-        ok = ts.notna().to_numpy() & ~digits
+        outside_secs = digits & ~inside
     else:
         ts = pd.to_datetime(s, format=fmt, utc=True, errors="coerce")
-        ok = ts.notna().to_numpy()
-    return ts.dt.as_unit("ns"), ok
+        outside_secs = np.zeros(len(s), dtype=bool)
+    # pandas parses into microseconds; times beyond the nanosecond range cannot be kept.
+    lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    outside = (ts.notna() & ((ts < lo) | (ts > hi))).to_numpy()
+    ts = ts.where(~outside)
+    ok = ts.notna().to_numpy() & (~digits if fmt is None else True)
+    return ts.dt.as_unit("ns"), ok, outside | outside_secs
 
 
 def _read_raw(path: Path, fmt: str) -> tuple[pd.DataFrame, bool]:
@@ -268,9 +276,10 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
         v.choice("event_type", types)
         v.required("user_session")
         present = v.required("event_time")
-        ts, ok = _parse_timestamp(raw["event_time"], "%Y-%m-%d %H:%M:%S UTC")
+        ts, ok, outside = _parse_timestamp(raw["event_time"], "%Y-%m-%d %H:%M:%S UTC")
         v.flag("event_time", "unparsable timestamp (expected 'YYYY-MM-DD HH:MM:SS UTC')",
-               present & ~ok)
+               present & ~ok & ~outside)
+        v.flag("event_time", OUT_OF_RANGE_TIMESTAMP, present & outside)
         price = pd.to_numeric(raw["price"].where(raw["price"] != "", None), errors="coerce")
         v.flag("price", "not a non-negative number",
                (raw["price"] != "").to_numpy() & ~(price >= 0).to_numpy())
@@ -281,11 +290,10 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
         v.required("user_id")
         v.choice("event_type", types)
         present = v.required("timestamp")
-        digits, inside = _unix_seconds_range(raw["timestamp"])
-        ts, ok = _parse_timestamp(raw["timestamp"], None)
+        ts, ok, outside = _parse_timestamp(raw["timestamp"], None)
         v.flag("timestamp", "unparsable timestamp (expected ISO 8601 or unix seconds)",
-               present & ~ok & ~(digits & ~inside))
-        v.flag("timestamp", OUT_OF_RANGE_TIMESTAMP, present & digits & ~inside)
+               present & ~ok & ~outside)
+        v.flag("timestamp", OUT_OF_RANGE_TIMESTAMP, present & outside)
         out = {"user_id": raw["user_id"], "timestamp": ts, "event_type": raw["event_type"]}
         if "session_id" in raw.columns:
             v.required("session_id")

@@ -337,8 +337,18 @@ def gradcheck(
     >>> report.ok, report.where  # doctest: +SKIP
     (True, (0, 'W', (12, 3)))
     """
+    if not all(hasattr(model, a) for a in ("_check_Xy", "theta", "unflatten")):
+        raise TypeError(f"model must be an nn_core.MLP, got {type(model).__name__}")
+    h = model._check_scalar("h", h)
+    if h == 0:
+        raise ValueError("h must be a finite number > 0, got 0.0")
+    for name, value in (("floor", floor), ("tolerance", tolerance)):
+        if value is not None and model._check_scalar(name, value) == 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value}")
     Xd, yd, swd = model._check_Xy(X, y, sample_weight)
     r = _reference.rules(model.activation, model.output)
+    pos_weight = model._check_pos_weight(pos_weight)
+    l2 = model._check_scalar("l2", l2)
     if reference:
         # Today's float64 check: the data as given, in float64.
         X64 = np.asarray(X, dtype=np.float64)
@@ -346,9 +356,6 @@ def gradcheck(
         sw64 = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         s64 = sample_scale(y64, sw64, pos_weight)
     else:
-        # Validated as model.loss_and_grad will (which refuses pos_weight for identity output).
-        pos_weight = model._check_pos_weight(pos_weight)
-        l2 = model._check_scalar("l2", l2)
         # The function the backend differentiates: its inputs in the model's dtype.
         X64, y64 = Xd.astype(np.float64), yd.astype(np.float64)
         s64 = sample_scale(yd, swd, pos_weight).astype(np.float64)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import backends
 from .activations import ACTIVATIONS
 from .io import ModelFileError, atomic_write
 from .losses import OUTPUTS
@@ -131,6 +132,11 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     Path
         The directory.
     """
+    if not isinstance(network, MLP):
+        raise TypeError(f"network must be an nn_core.MLP, got {type(network).__name__}")
+    if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
+        raise TypeError("preprocessing must be an nn_core.preprocessing.Preprocessing, got "
+                        f"{type(preprocessing).__name__}")
     d = Path(dirpath)
     d.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -195,6 +201,9 @@ def load_model(dirpath: str | os.PathLike, backend: str = "numba",
         array, shapes that do not fit the architecture, or a preprocessing whose feature
         count differs from the network's inputs.
     """
+    if not isinstance(dirpath, str | os.PathLike):
+        raise TypeError(f"dirpath must be a path, got {type(dirpath).__name__}")
+    backends.check_backend(backend)  # an argument, not a problem of the files
     d = Path(dirpath)
     network, extra = _load_network(d, backend)
     preprocessing = None

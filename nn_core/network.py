@@ -414,6 +414,11 @@ class MLP:
         # no buffer is sized by a batch_size of 10**10.
         batch_size = min(batch_size, X.shape[0])
         lr = self._check_scalar("lr", lr)
+        shuffle_seed = as_integer(shuffle_seed, "shuffle_seed")
+        if shuffle_seed < 0:
+            raise ValueError(f"shuffle_seed must be >= 0, got {shuffle_seed}")
+        if threads is not None and as_integer(threads, "threads") < 1:
+            raise ValueError(f"threads must be >= 1 (or None: all), got {threads}")
         pos_weight = self._check_pos_weight(pos_weight)
         l2 = self._check_scalar("l2", l2)
         name = "nesterov" if optimizer == "momentum" and nesterov else optimizer
