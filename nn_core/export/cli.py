@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """The export of the parsed command line; every failure is one line, nothing written."""
-    name = args.name or DEFAULT_NAMES[args.fmt]
+    name = DEFAULT_NAMES[args.fmt] if args.name is None else args.name  # "" is refused
     problem = check_out(args.model_dir, args.out)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

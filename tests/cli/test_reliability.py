@@ -1077,7 +1077,7 @@ def test_kill_9_leftovers_are_removed_by_the_next_run(tmp_path):
     proc.kill()
     proc.communicate(timeout=60)
     left = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert left[0] == "killed" and left[1].startswith(".killed.") and len(left) == 2
+    assert len(left) == 2 and left[0].startswith(".killed.") and left[1] == "killed", left
     _tiny_table(tmp_path / "t.csv", [])
     res = run_cli(REPO / "train.py", *train_argv(tmp_path / "t.csv", tmp_path / "runs" / "next"))
     assert res.returncode == 0, res.stderr
