@@ -97,7 +97,9 @@ class PropensityClassifier(ClassifierMixin, BaseEstimator):
         Threads of the numba backend (``None``: all).
     warm_start : bool
         A new ``fit`` continues from the fitted network (and its optimizer state) instead
-        of starting afresh; the data must have the same features and classes.
+        of starting afresh; the data must have the same features and classes, and the
+        architecture (``hidden``, ``activation``, ``dtype``, ``dropout``) stays the first
+        fit's.
     verbose : {0, 1, 2}
         As ``MLP.fit``.
 
@@ -209,11 +211,10 @@ class PropensityClassifier(ClassifierMixin, BaseEstimator):
         # fit(epochs=5) twice is fit(epochs=10) once.
         rng = check_random_state(self.random_state)
         seed, shuffle_seed = (int(v) for v in rng.randint(2**31 - 1, size=2))
-        if not warm:
-            self.classes_ = classes
-            self.network_ = MLP(X.shape[1], hidden=self.hidden, activation=self.activation,
-                                dtype=self.dtype, seed=seed, backend=self.backend,
-                                dropout=self.dropout)
+        if not warm:  # built before anything is assigned: MLP checks the hyper-parameters
+            network = MLP(X.shape[1], hidden=self.hidden, activation=self.activation,
+                          dtype=self.dtype, seed=seed, backend=self.backend, dropout=self.dropout)
+            self.classes_, self.network_ = classes, network
         (X, y01, sample_weight), validation = self._split(X, y01, sample_weight, rng)
         self.history_ = self.network_.fit(
             X, y01, sample_weight=sample_weight, epochs=self.epochs, batch_size=self.batch_size,
