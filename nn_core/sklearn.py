@@ -21,6 +21,7 @@ it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -231,14 +232,20 @@ class PropensityClassifier(ClassifierMixin, BaseEstimator):
     def _split(self, X, y01, sample_weight, rng):
         """``(X, y, sample_weight)`` to train on and the held-out ``(X_dev, y_dev)`` or None.
 
-        The early-stopping rows are scored unweighted (``MLP.fit``'s ``val_loss`` and
-        ``val_roc_auc``); their weights are dropped with them.
+        The held-out rows are ``validation_fraction`` of them, at least one per class (the
+        dev ROC-AUC needs both), drawn per class. They are scored unweighted (``MLP.fit``'s
+        ``val_loss`` and ``val_roc_auc``); their weights are dropped with them.
         """
         if not self.early_stopping:
             return (X, y01, sample_weight), None
         rows = np.arange(len(y01))
-        train, dev = train_test_split(rows, test_size=self.validation_fraction,
-                                      stratify=y01, random_state=rng)
+        n_dev = max(math.ceil(self.validation_fraction * len(rows)), 2)
+        try:
+            train, dev = train_test_split(rows, test_size=n_dev, stratify=y01,
+                                          random_state=rng)
+        except ValueError as e:
+            raise ValueError(f"early_stopping: cannot hold out {n_dev} of {len(rows)} rows "
+                             f"with both classes in each part ({e})") from None
         w = None if sample_weight is None else sample_weight[train]
         return (X[train], y01[train], w), (X[dev], y01[dev])
 
