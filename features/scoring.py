@@ -199,8 +199,7 @@ def score_table(
             id_column = pre.id_column
         scored = Scored(id_name=id_column or "row", ids=IdSpool() if id_column else None)
         try:
-            chunks = iter_table(table, scoring_schema(pre, id_column), False)
-            for first_row, frame in _prefetched(chunks):
+            for first_row, frame in iter_table(table, scoring_schema(pre, id_column), False):
                 U = pre.inputs(frame, first_row)
                 for i, c in enumerate(columns):
                     if c["kind"] == "categorical":
@@ -219,49 +218,6 @@ def score_table(
         raise DataError(path, "the file has a header but no data rows")
     scored.what = f"{scored.n} rows of {path}"
     return scored
-
-
-def _prefetched(items: Iterator, depth: int = 2) -> Iterator:
-    """The items of ``items``, produced by a background thread up to ``depth`` ahead.
-
-    The CSV parser releases the GIL while it tokenizes, so the next chunk is read while
-    this one is scored. An exception of the producer is raised here, in order.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put((done, None))
-        except BaseException as exc:  # handed to the consumer
-            q.put((done, exc))
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = q.get()
-            if item is done:
-                if exc is not None:
-                    raise exc
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def score_events(
@@ -456,8 +412,9 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
     try:
         if output is None:
             sys.stdout.flush()
-            _write_rows(sys.stdout.buffer, scored, ranks, best)
-            sys.stdout.buffer.flush()
+            binary = getattr(sys.stdout, "buffer", None)  # None: a text stream (StringIO)
+            _write_rows(binary or _TextSink(sys.stdout), scored, ranks, best)
+            (binary or sys.stdout).flush()
             return None
         output = Path(output)
         if output.exists() and not output.is_file():  # follows links: a FIFO, a device
@@ -479,6 +436,16 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
     finally:
         ranks.close()
     return best.frame(scored.id_name, scored.n) if best is not None else None
+
+
+class _TextSink:
+    """A binary ``write`` onto a text stream (stdout replaced by a ``StringIO``)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> None:
+        self.stream.write(data.decode("utf-8"))
 
 
 def _write_rows(fh, scored: Scored, ranks: Spill, best: TopK | None) -> None:

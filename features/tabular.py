@@ -263,13 +263,13 @@ class _Prefixed(io.RawIOBase):
         return self._rest.readinto(buffer)
 
 
-def _header_record(fh: BinaryIO, path) -> bytes:
+def _header_record(fh: io.BufferedReader, path) -> bytes:
     """The bytes of the header row (up to and including its line break), read from ``fh``.
 
     A row continues over a line break inside quotes, so lines are read until the quotes
     balance (a quote inside a quoted field is doubled, which keeps the count even).
     """
-    head = fh.peek(8)[:8] if hasattr(fh, "peek") else b""
+    head = fh.peek(8)[:8]
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             raise DataError(path, f"the file is {what}, not a CSV text file (decompress it "
@@ -303,7 +303,7 @@ def _parse_header(record: bytes, path) -> list[str]:
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, MAX_HEADER_BYTES))
     try:
-        header = next(csv.reader(io.StringIO(text)), [])
+        header = next(csv.reader(io.StringIO(text), skipinitialspace=True), [])
     except csv.Error as exc:
         raise DataError(path, f"malformed CSV header row: {exc}") from None
     finally:
@@ -601,9 +601,10 @@ def _canonical_codes(column: pd.Series) -> tuple[np.ndarray, list[str], np.ndarr
 def iter_raw_chunks(
     path: str | os.PathLike, usecols: Sequence[str] | None, chunksize: int
 ) -> Iterator[tuple[int, pd.DataFrame]]:
-    """Yield ``(first_row, cells-as-strings)`` chunks of a CSV; row numbers are 1-based.
+    """Yield ``(first_row, cells)`` chunks of a CSV; row numbers are 1-based.
 
-    ``usecols`` selects columns by their stripped header names (all when ``None``).
+    The cells are text (:class:`CsvTable`); ``usecols`` selects columns by their stripped
+    header names (all when ``None``).
 
     Raises
     ------

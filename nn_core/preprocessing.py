@@ -117,16 +117,19 @@ def features_from_inputs(
     start = np.cumsum([0, *widths[:-1]])  # first feature of each column's block
     numeric = [i for i, c in enumerate(columns) if c["kind"] == "numeric"]
     categorical = [i for i, c in enumerate(columns) if c["kind"] == "categorical"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # numeric columns, all at once: z = (u - mean) / std, u = log1p(x) where chosen
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # numeric columns, all at once: z = (u - mean) / std, u = log1p(x) where chosen (a
+        # feature beyond the dtype's range becomes inf, which the callers refuse by row)
         x = U[:, numeric]
         log = np.array([columns[i]["log1p"] for i in numeric], dtype=bool)
         mean = np.array([columns[i]["mean"] for i in numeric], dtype=np.float64)
         std = np.array([columns[i]["std"] for i in numeric], dtype=np.float64)
         invalid = (~np.isfinite(x) | (log & (x < 0))).any(axis=1)
         u = x.copy()
-        u[:, log] = np.log1p(np.where(x[:, log] < 0, 0.0, x[:, log]))
-        F[:, start[numeric]] = (u - mean) / std
+        u[:, log] = np.log1p(np.maximum(x[:, log], 0.0))  # NaN stays NaN (invalid rows)
+        u -= mean
+        u /= std
+        F[:, start[numeric]] = u
         # categorical columns, all at once: one-hot F[r, start + k] = 1 for the position k
         # of row r's category (K = unseen); a NaN or impossible code sets nothing
         k = U[:, categorical]
