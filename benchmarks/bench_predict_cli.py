@@ -8,6 +8,8 @@ bundled file (or ``--model``). For each size:
 * ``predict.py`` as a command, ``python predict.py --model M --input F --output O``: wall
   time and the child's peak resident memory (``ru_maxrss`` from ``os.wait4``), best of
   ``--repeat`` runs;
+* predict.py on a one-row file of the same format: its fixed cost (interpreter, imports,
+  loading the model and its compiled kernels), so that the time per row can be told apart;
 * peers on the same file: ``pandas.read_csv(F)`` in this process (parsing only), and
   ``python -c "import pandas; pandas.read_csv(F)"`` as a command (the same start-up costs
   as predict.py: interpreter and imports).
@@ -105,9 +107,16 @@ def main() -> None:
                        str(model)])
         print(f"# model: {model}; predict: python predict.py --model MODEL --input CSV "
               "--output OUT\n")
+        one = tmp / "one_row.csv"
+        make_csv(one, 1)
+        start = min(run_child([sys.executable, "predict.py", "--model", str(model), "--input",
+                               str(one), "--output", str(tmp / "one.csv")])[0]
+                    for _ in range(args.repeat))
+        print(f"# predict.py on a 1-row file (fixed cost): {start:.2f} s\n")
         print("| rows | CSV MiB | predict.py s | rows/s | peak RSS MiB | read_csv s "
-              "(in process) | ratio | read_csv s (command) | ratio |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "(in process) | ratio | ratio less the fixed cost | read_csv s (command) "
+              "| ratio |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         rss = {}
         for rows in args.rows:
             csv = tmp / f"sessions_{rows}.csv"
@@ -120,7 +129,7 @@ def main() -> None:
             cells = [f"{rows:,}", f"{csv.stat().st_size / 2**20:.0f}", f"{wall:.2f}",
                      f"{rows / wall:,.0f}", f"{rss[rows]:.0f}"]
             if args.no_pandas:
-                cells += ["", "", "", ""]
+                cells += ["", "", "", "", ""]
             else:
                 parse = []
                 for _ in range(args.repeat):
@@ -130,7 +139,8 @@ def main() -> None:
                 command = min(run_child([sys.executable, "-c", "import pandas, sys; "
                                          "pandas.read_csv(sys.argv[1])", str(csv)])[0]
                               for _ in range(args.repeat))
-                cells += [f"{min(parse):.2f}", f"{wall / min(parse):.1f}x", f"{command:.2f}",
+                cells += [f"{min(parse):.2f}", f"{wall / min(parse):.1f}x",
+                          f"{(wall - start) / min(parse):.1f}x", f"{command:.2f}",
                           f"{wall / command:.1f}x"]
             print("| " + " | ".join(cells) + " |", flush=True)
             csv.unlink()
