@@ -80,6 +80,14 @@ def test_commands_are_on_path_and_the_package_comes_from_the_wheel(installed):
     venv = bindir.parent
     assert all(Path(p).is_relative_to(venv) for p in where), where
     assert Path(where[2]).is_file() and (Path(where[2]).parent / "README.md").is_file()
+    # the licences travel with the package: MIT for the code, the data's note beside it
+    meta = _run([bindir / "python", "-c", "from importlib.metadata import distribution as d; "
+                 "m = d('purchase-propensity'); print(m.metadata['License']); "
+                 "print(*(str(f) for f in m.files if 'licenses' in str(f)))"],
+                work, env).stdout.split()
+    assert meta[0] == "MIT"
+    assert any(f.endswith("licenses/LICENSE") for f in meta)
+    assert any(f.endswith("licenses/data/README.md") for f in meta)
 
 
 def test_train_predict_export_from_an_empty_directory(installed):
