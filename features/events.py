@@ -450,9 +450,26 @@ def read_events(path, format: str = "canonical", drop_invalid: bool = False,
 
 
 def _utc(ts) -> pd.Timestamp:
-    """A timestamp in UTC; a naive one is taken to be UTC already."""
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    """A timestamp in UTC; a naive one is taken to be UTC already.
+
+    Raises
+    ------
+    ValueError
+        For text that is not a time, or a time outside ``datetime64[ns]`` (1677 to 2262),
+        quoting it (a cutoff: ``--cutoff``).
+    """
+    given = ts
+    try:
+        ts = pd.Timestamp(ts)
+        if pd.isna(ts):
+            raise ValueError("not a time")
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return ts.as_unit("ns")
+    except (ValueError, TypeError, OverflowError) as e:
+        too_far = isinstance(e, pd.errors.OutOfBoundsDatetime | OverflowError)
+        raise ValueError(f"cutoff {given!r} (--cutoff): "
+                         f"{'outside 1677 to 2262' if too_far else 'not a time'}; use ISO "
+                         "8601, e.g. '2017-12-02' or '2017-12-02T12:00'") from None
 
 
 def parse_horizon(horizon) -> pd.Timedelta:
@@ -463,9 +480,10 @@ def parse_horizon(horizon) -> pd.Timedelta:
     try:
         h = pd.Timedelta(horizon)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"cannot parse horizon {horizon!r} (use e.g. '1d', '2d', '12h')") from e
+        raise ValueError(f"cannot parse horizon {horizon!r} (--horizon; use e.g. '1d', '2d', "
+                         "'12h')") from e
     if pd.isna(h) or h <= pd.Timedelta(0):
-        raise ValueError(f"horizon must be positive, got {horizon!r}")
+        raise ValueError(f"horizon (--horizon) must be positive, got {horizon!r}")
     return h
 
 

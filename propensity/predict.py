@@ -38,6 +38,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from nn_core.io import OneLineArgumentParser
+
 from . import program_name
 
 DEFAULT_CHUNKSIZE = 100_000
@@ -49,7 +51,7 @@ class UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = OneLineArgumentParser(
         prog=program_name("predict"),
         description="Score purchase propensity with a model directory written by train.py.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -171,7 +173,9 @@ def _run_main(args: argparse.Namespace) -> int:
         sys.stderr.close()
         return 1
     except OSError as exc:  # e.g. permission denied on --output, a full disk
-        if exc.filename is None and args.output is not None and exc.errno in write_errors:
+        if args.output is not None and (
+                (exc.filename is None and exc.errno in write_errors)
+                or _is_temp_of(exc.filename, args.output)):
             exc = OSError(exc.errno, exc.strerror, str(args.output))  # a write of the output
         return _error(describe_os_error(exc), 1)
     except MemoryError as exc:
@@ -185,6 +189,12 @@ def _run_main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _is_temp_of(name, output: Path) -> bool:
+    """Whether ``name`` is the temporary file beside ``output`` that becomes it."""
+    return name is not None and Path(name).parent == output.parent \
+        and Path(name).name.startswith(f".{output.name}.")
 
 
 def _error(message, status: int) -> int:

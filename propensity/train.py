@@ -89,8 +89,8 @@ def _pos_weight(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
     if not 0 < value <= MAX_POS_WEIGHT:
-        raise argparse.ArgumentTypeError(f"pos-weight must be in (0, {MAX_POS_WEIGHT:g}], "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(f"pos-weight must be > 0 and at most "
+                                         f"{MAX_POS_WEIGHT:g}, got {text!r}")
     return text
 
 
@@ -172,7 +172,7 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
 
     max_threads = numba_config.NUMBA_NUM_THREADS
     checks = [
-        (0 < cfg.lr < math.inf, f"--lr must be a finite number > 0, got {cfg.lr}"),
+        (0 < cfg.lr < math.inf, f"--lr must be > 0 and finite, got {cfg.lr}"),
         (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
         (cfg.epochs >= 1, f"--epochs must be >= 1, got {cfg.epochs}"),
         (0 <= cfg.l2 < math.inf, f"--l2 must be a finite number >= 0, got {cfg.l2}"),

@@ -5,6 +5,7 @@ The report is printed by the export command and stored under ``size`` in ``NAME.
 
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 import tempfile
@@ -85,9 +86,18 @@ def evaluate_csv(model: ExportModel, mlp: MLP, path: Path, fmt: str) -> dict:
         Missing file or column, a numeric cell that is not a number, or a label that is not
         TRUE/FALSE/1/0 (naming row and column).
     """
-    if not path.is_file():
+    if path.is_dir():
+        raise ExportError(f"{path}: is a directory, not a CSV file")
+    if not path.exists():
         raise ExportError(f"{path}: file not found")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError as e:
+        raise ExportError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); a compressed "
+                          "or binary file?") from None
+    except (ValueError, csv.Error) as e:  # pandas' EmptyDataError and ParserError
+        raise ExportError(f"{path}: cannot read it as CSV ({' '.join(str(e).split())})") \
+            from None
     missing = [c.name for c in model.inputs if c.name not in df.columns]
     if model.target not in df.columns:
         missing.append(model.target)

@@ -1201,3 +1201,79 @@ def test_documented_limits_are_the_enforced_constants():
                   network.MAX_PARAMETERS, MAX_CATEGORIES, modeldir.MAX_MODEL_JSON_BYTES,
                   modeldir.MAX_PREPROCESS_JSON_BYTES):
         assert f"{value:,}" in section, value
+
+
+# ----------------------------------------------------- more flags: times, predict, export
+
+
+@pytest.mark.parametrize(
+    "flags, needles",
+    [
+        (["--cutoff", "garbage"], ["--cutoff", "'garbage'", "not a time"]),
+        (["--cutoff", "3000-01-01"], ["--cutoff", "outside 1677 to 2262"]),
+        (["--cutoff", ""], ["--cutoff", "not a time"]),
+        (["--horizon", "soon"], ["--horizon", "'soon'"]),
+        (["--horizon", "0h"], ["--horizon", "positive"]),
+    ],
+)
+def test_train_event_time_flags_name_the_flag(tmp_path, capsys, flags, needles):
+    from propensity.train import main
+
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,timestamp,event_type\n" + "".join(
+        f"{u},2017-11-{25 + d}T1{u}:00:00,{'purchase' if (u + d) % 3 == 0 else 'view'}\n"
+        for u in range(1, 8) for d in range(4)))
+    before = snapshot(tmp_path)
+    status, err = call_main(main, ["--events", log, "--quiet", "--out", tmp_path / "run",
+                                   *flags], capsys)
+    assert status == 1, err
+    assert_one_line(err, "train.py: error:", *needles)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("flags, needles", [
+    (["--top", "abc"], ["--top", "'abc'", "--help"]),
+    (["--chunksize", "1e3"], ["--chunksize", "'1e3'"]),
+    (["--bogus"], ["--bogus"]),
+])
+def test_predict_argument_errors_are_one_line(model_dir, scores_csv, capsys, flags, needles):
+    from propensity.predict import main
+
+    before = snapshot(scores_csv.parent)
+    status, err = call_main(main, ["--model", model_dir, "--input", scores_csv, *flags], capsys)
+    assert status == 2
+    assert_one_line(err, "predict.py: error:", *needles)
+    assert snapshot(scores_csv.parent) == before
+
+
+@pytest.mark.slow
+def test_predict_output_in_an_unwritable_place_names_the_output(model_dir, scores_csv):
+    """/proc/self/x cannot be created (as root too): the message names --output, not the
+    temporary file beside it."""
+    before = snapshot(scores_csv.parent)
+    res = run_cli(REPO / "predict.py", "--model", model_dir, "--input", scores_csv,
+                  "--output", "/proc/self/no-such-dir/scores.csv")
+    assert res.returncode in (1, 2)
+    assert_one_line(res.stderr, "/proc/self/no-such-dir")
+    assert ".tmp" not in res.stderr
+    assert snapshot(scores_csv.parent) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, needle", [("missing", "file not found"),
+                                          ("directory", "is a directory"),
+                                          ("empty", "cannot read it as CSV"),
+                                          ("gzip", "not UTF-8")])
+def test_export_eval_csv_that_cannot_be_read(model_dir, tmp_path, kind, needle):
+    path = tmp_path / "eval.csv"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "gzip":
+        path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(200)))
+    before = snapshot(tmp_path)
+    res = run_cli("-m", "nn_core.export", model_dir, "--format", "c", "--out", tmp_path / "c",
+                  "--eval-csv", path)
+    assert_refused(res, 1, path, needle)
+    assert snapshot(tmp_path) == before
