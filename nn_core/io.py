@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from datetime import datetime
@@ -413,6 +414,19 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         text = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
+@contextlib.contextmanager
+def stdout_may_close():
+    """Within the block, a closed standard output (``command | head -1``) ends the printing
+    quietly: the rest of the output is discarded (stdout goes to ``/dev/null``, so that the
+    flush at exit raises nothing either) and the program goes on."""
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 class Terminated(KeyboardInterrupt):

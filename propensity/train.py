@@ -46,6 +46,7 @@ from nn_core.io import (
     new_run_dir,
     point_latest,
     sigterm_as_interrupt,
+    stdout_may_close,
 )
 from nn_core.network import DTYPES, MAX_HIDDEN_LAYERS, MAX_WIDTH
 from nn_core.optim import OPTIMIZERS, SCHEDULES
@@ -306,9 +307,10 @@ def run(args: argparse.Namespace) -> dict:
     run_dir.commit()
     out = run_dir.out
     latest = point_latest(out) if run_dir.default else None
-    print_summary(result, tuple(args.seeds))
-    print(f"run directory: {out}" + (f" (runs/latest: {latest})" if latest else ""))
-    print(f"done in {result['seconds']:.1f} s")
+    with stdout_may_close():  # the run is written; `train.py | head` must not undo that
+        print_summary(result, tuple(args.seeds))
+        print(f"run directory: {out}" + (f" (runs/latest: {latest})" if latest else ""))
+        print(f"done in {result['seconds']:.1f} s", flush=True)
     return result
 
 

@@ -15,6 +15,7 @@ from ..io import (
     describe_os_error,
     same_file,
     sigterm_as_interrupt,
+    stdout_may_close,
 )
 from .formats import DEFAULT_NAMES, FORMATS, check_name, export, write_all
 from .model import ExportError, load_model_dir
@@ -97,8 +98,9 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing written", file=sys.stderr)
         return 130
-    print(format_report(report))
-    print(f"wrote {len(files)} files to {args.out}")
+    with stdout_may_close():  # the files are written; `... | head` must not fail the export
+        print(format_report(report))
+        print(f"wrote {len(files)} files to {args.out}", flush=True)
     return 0
 
 

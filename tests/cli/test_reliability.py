@@ -1277,3 +1277,42 @@ def test_export_eval_csv_that_cannot_be_read(model_dir, tmp_path, kind, needle):
                   "--eval-csv", path)
     assert_refused(res, 1, path, needle)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["train", "export"])
+def test_closed_stdout_after_the_work_is_written(model_dir, tmp_path, command):
+    """``train.py ... | true``: the run (or export) is written; the closed pipe is not an
+    error and prints no traceback."""
+    if command == "train":
+        _tiny_table(tmp_path / "t.csv", [])
+        args = [REPO / "train.py", *train_argv(tmp_path / "t.csv", tmp_path / "out")]
+    else:
+        args = ["-m", "nn_core.export", model_dir, "--format", "c", "--out", tmp_path / "out"]
+    proc = subprocess.Popen([sys.executable, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc.stdout.close()  # the reader is gone before anything is printed
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and "Broken pipe" not in err
+    assert (tmp_path / "out" / ("model.json" if command == "train" else "model.c")).is_file()
+
+
+@pytest.mark.slow
+def test_out_of_memory_is_one_line_and_nothing_is_written(tmp_path):
+    """A network within the limits but beyond the memory the process may use (RLIMIT_AS of
+    3 GB; its parameters alone need 2 GiB twice): one line, exit 1, no run directory."""
+    _tiny_table(tmp_path / "t.csv", [])
+    before = snapshot(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 10**9, 3 * 10**9))
+
+    res = subprocess.run([sys.executable, str(REPO / "train.py"),
+                          *map(str, train_argv(tmp_path / "t.csv", tmp_path / "run",
+                                               "--hidden", "65536,8192"))],
+                         capture_output=True, text=True, env=env, preexec_fn=limit, timeout=300)
+    assert_refused(res, 1, "out of memory", "no run directory written")
+    assert snapshot(tmp_path) == before
