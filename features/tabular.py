@@ -216,10 +216,15 @@ def schema_from_config(path: str | os.PathLike) -> dict:
             ok = (
                 isinstance(bounds, list)
                 and len(bounds) == 2
-                and all(b is None or isinstance(b, int | float) for b in bounds)
+                and all(b is None or (isinstance(b, int | float) and not isinstance(b, bool)
+                                      and not math.isnan(b)) for b in bounds)
             )
             if not ok:
-                raise DataError(path, f"ranges[{name!r}] must be [low, high] (numbers or null)")
+                raise DataError(path, f"ranges[{name!r}] must be [low, high] (numbers or null; "
+                                f"not NaN), got {bounds!r}")
+            if None not in bounds and bounds[0] > bounds[1]:
+                raise DataError(path, f"ranges[{name!r}]: low {bounds[0]} is above high "
+                                f"{bounds[1]}")
             parsed[name] = (bounds[0], bounds[1])
         out["ranges"] = parsed
     return out

@@ -65,6 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     """The export of the parsed command line; every failure is one line, nothing written."""
     name = DEFAULT_NAMES[args.fmt] if args.name is None else args.name  # "" is refused
     problem = check_out(args.model_dir, args.out)
+    if problem is None and (args.out.is_symlink() or args.out.exists()) and not args.out.is_dir():
+        problem = f"--out {args.out}: exists and is not a directory"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -1316,3 +1316,32 @@ def test_out_of_memory_is_one_line_and_nothing_is_written(tmp_path):
                          capture_output=True, text=True, env=env, preexec_fn=limit, timeout=300)
     assert_refused(res, 1, "out of memory", "no run directory written")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("ranges, needle", [({"x": ["NaN", 1]}, "not NaN"),
+                                            ({"x": [2, 1]}, "low 2 is above high 1"),
+                                            ({"x": [True, 1]}, "numbers or null")])
+def test_config_ranges_that_mean_nothing_are_refused(table, capsys, ranges, needle):
+    from propensity.train import main
+
+    folder = table.parent
+    config = folder / "config.json"
+    text = json.dumps({"target": "y", "numeric": ["x"], "categorical": ["c"],
+                       "ranges": ranges}).replace('"NaN"', "NaN")
+    config.write_text(text)
+    before = snapshot(folder)
+    status, err = call_main(main, ["--data", table, "--config", config, "--quiet", "--out",
+                                   folder / "run"], capsys)
+    assert status == 1
+    assert_one_line(err, config, "ranges['x']", needle)
+    assert snapshot(folder) == before
+
+
+@pytest.mark.slow
+def test_export_out_that_is_a_file(model_dir, tmp_path):
+    out = tmp_path / "out.c"
+    out.write_text("int keep;\n")
+    before = snapshot(tmp_path)
+    res = run_cli("-m", "nn_core.export", model_dir, "--format", "c", "--out", out)
+    assert_refused(res, 2, "--out", out, "not a directory")
+    assert snapshot(tmp_path) == before
