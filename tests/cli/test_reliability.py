@@ -1345,3 +1345,34 @@ def test_export_out_that_is_a_file(model_dir, tmp_path):
     res = run_cli("-m", "nn_core.export", model_dir, "--format", "c", "--out", out)
     assert_refused(res, 2, "--out", out, "not a directory")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_leftovers_of_a_killed_writer_are_removed_by_the_next(model_dir, scores_csv, tmp_path,
+                                                              command):
+    """What a ``kill -9`` of predict.py (its output's temporary file) or of the exporter (its
+    staging folder) leaves is removed by the next run writing there; a live writer's is kept."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = _dead_pid()
+    if command == "predict":
+        stale = out / f".scores.csv.{dead}-a1b2c3d4.tmp"
+        stale.write_text("row,propensity\n1,0.")
+        live = out / f".scores.csv.{os.getpid()}-e5f6.tmp"  # this test process: alive
+        live.write_text("in progress")
+        res = run_cli(REPO / "predict.py", "--model", model_dir, "--input", scores_csv,
+                      "--output", out / "scores.csv")
+        made = "scores.csv"
+    else:
+        stale = out / f".export.{dead}-a1b2c3d4.partial"
+        stale.mkdir()
+        (stale / "model.c").write_text("/* half */")
+        live = out / f".export.{os.getpid()}-e5f6.partial"
+        live.mkdir()
+        res = run_cli("-m", "nn_core.export", model_dir, "--format", "python", "--out", out)
+        made = "model_np.py"
+    assert res.returncode == 0, res.stderr
+    assert not stale.exists()
+    assert live.exists()
+    assert (out / made).is_file()
