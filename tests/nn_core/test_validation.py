@@ -160,3 +160,36 @@ def test_kernels_refuse_unknown_indices():
     with pytest.raises(ValueError, match="unknown optimizer index"):
         kernels.train_epoch(X, p, p, np.arange(2), m.theta, z, m.layout, 0, 0, 0.0, 9, z, z, 0,
                             0.1, np.zeros(7, np.float32), z, 2, 0.0, 0)
+
+
+def test_check_finite_features_names_the_input_column_not_a_feature_index():
+    import pandas as pd
+
+    from nn_core.validation import FeatureValueError, check_finite_features
+
+    columns = [{"name": "a", "kind": "numeric"},
+               {"name": "city", "kind": "categorical", "categories": ["x", "y"]},
+               {"name": "amount", "kind": "numeric"}]
+    F = np.zeros((3, 5))
+    check_finite_features(F, columns)  # finite: nothing
+    F[2, 4] = 1e39  # finite in float64, not in float32
+    check_finite_features(F, columns, dtype=np.float64)
+    frame = pd.DataFrame({"a": [0, 0, 0], "city": ["x", "y", "x"], "amount": [1, 2, 1e300]})
+    with pytest.raises(FeatureValueError, match=r"^row 12, column 'amount': too far .* "
+                       r"float32\) \(value: '1e\+300'\)$") as info:
+        check_finite_features(F, columns, frame, first_row=10, dtype=np.float32)
+    assert (info.value.row, info.value.column) == (12, "amount")
+    F[0, 2] = np.nan
+    with pytest.raises(FeatureValueError, match=r"^row 1, column 'city'"):
+        check_finite_features(F, columns)
+
+
+@pytest.mark.parametrize("name, value", [("momentum", float("nan")), ("eps", 0.0),
+                                         ("weight_decay", float("inf")), ("betas", (0.9,))])
+def test_optimizer_hyper_parameters_are_checked_by_name(name, value):
+    from nn_core.optim import Optimizer
+
+    kwargs = {"momentum": 0.9, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+              name: value}
+    with pytest.raises(ValueError, match=rf"^{name}"):
+        Optimizer("adam", 4, np.float32, **kwargs)
