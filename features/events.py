@@ -184,6 +184,16 @@ def _unix_seconds_range(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return digits, inside
 
 
+#: The largest price taken (a price is a money amount per event; sums over a user's events
+#: must stay finite); above it, or negative, NaN or infinite, a price is an invalid value.
+MAX_PRICE = 1e12
+PRICE_RULE = f"not a number in [0, {MAX_PRICE:g}]"
+
+
+def _valid_price(price: pd.Series) -> np.ndarray:
+    return ((price >= 0) & (price <= MAX_PRICE)).to_numpy()
+
+
 def _parse_unix_seconds(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Timestamps of unix-seconds cells, and the mask of those that are valid: digits inside
     ``[MIN_UNIX_SECONDS, MAX_UNIX_SECONDS]`` (a cell outside is NaT, not wrapped)."""
@@ -281,8 +291,7 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
                present & ~ok & ~outside)
         v.flag("event_time", OUT_OF_RANGE_TIMESTAMP, present & outside)
         price = pd.to_numeric(raw["price"].where(raw["price"] != "", None), errors="coerce")
-        v.flag("price", "not a non-negative number",
-               (raw["price"] != "").to_numpy() & ~(price >= 0).to_numpy())
+        v.flag("price", PRICE_RULE, (raw["price"] != "").to_numpy() & ~_valid_price(price))
         out = {"user_id": raw["user_id"], "timestamp": ts, "event_type": raw["event_type"],
                "session_id": raw["user_session"], "item_id": raw["product_id"],
                "category": raw["category_id"], "price": price}
@@ -303,8 +312,7 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
                 out[c] = raw[c]
         if "price" in raw.columns:
             price = pd.to_numeric(raw["price"].where(raw["price"] != "", None), errors="coerce")
-            v.flag("price", "not a non-negative number",
-                   (raw["price"] != "").to_numpy() & ~(price >= 0).to_numpy())
+            v.flag("price", PRICE_RULE, (raw["price"] != "").to_numpy() & ~_valid_price(price))
             out["price"] = price
     return pd.DataFrame(out)
 

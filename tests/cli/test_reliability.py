@@ -1192,6 +1192,7 @@ def test_predict_sigterm_leaves_no_output(model_dir, scores_csv, tmp_path):
 
 def test_documented_limits_are_the_enforced_constants():
     """docs/architecture.md states the limits; the numbers are the code's constants."""
+    from features.events import MAX_PRICE
     from features.tabular import MAX_CATEGORIES
     from nn_core import modeldir, network
 
@@ -1199,7 +1200,7 @@ def test_documented_limits_are_the_enforced_constants():
     section = text[text.index("## Limits"):]
     for value in (network.MAX_WIDTH, network.MAX_INPUTS, network.MAX_HIDDEN_LAYERS,
                   network.MAX_PARAMETERS, MAX_CATEGORIES, modeldir.MAX_MODEL_JSON_BYTES,
-                  modeldir.MAX_PREPROCESS_JSON_BYTES):
+                  modeldir.MAX_PREPROCESS_JSON_BYTES, int(MAX_PRICE)):
         assert f"{value:,}" in section, value
 
 
@@ -1376,3 +1377,19 @@ def test_leftovers_of_a_killed_writer_are_removed_by_the_next(model_dir, scores_
     assert not stale.exists()
     assert live.exists()
     assert (out / made).is_file()
+
+
+@pytest.mark.parametrize("price", ["inf", "-inf", "nan", "1e13", "-0.5", "1e999"])
+def test_event_prices_that_would_make_features_infinite_are_invalid(tmp_path, price):
+    """An infinite or huge price used to reach the feature builder's internal check (an
+    AssertionError); it is an invalid value naming row and column."""
+    from features.events import EventLogError, read_events
+
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,timestamp,event_type,price\n1,2017-11-25T10:00:00,view,5\n"
+                    f"2,2017-11-25T11:00:00,view,{price}\n")
+    before = snapshot(tmp_path)
+    with pytest.raises(EventLogError) as info:
+        read_events(path)
+    assert_one_line(str(info.value), path, "row 2 ", "column 'price'", "[0, 1e+12]")
+    assert snapshot(tmp_path) == before
