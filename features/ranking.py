@@ -80,7 +80,11 @@ class Spill:
     def append(self, values: np.ndarray) -> None:
         """Write ``values`` after those already written."""
         values = np.ascontiguousarray(values, dtype=self.dtype)
-        self._fh.write(memoryview(values).cast("B"))
+        try:
+            self._fh.write(memoryview(values).cast("B"))
+        except OSError as exc:  # a full disk: name where the file is, it has no name
+            raise OSError(exc.errno, exc.strerror,
+                          f"a temporary file in {tempfile.gettempdir()}") from None
         self.n += len(values)
 
     def rewind(self) -> None:

@@ -386,3 +386,22 @@ def test_scores_of_a_pipe_equal_the_predictor(model_dir, tmp_path, pipe):
         p = scored.scores()
     expected = model.predict_proba(pd.read_csv(pd.io.common.StringIO(text), dtype=str))
     np.testing.assert_allclose(p, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.slow
+def test_full_temporary_disk_names_the_temporary_folder(model_dir, tmp_path):
+    """The scores are spilled to anonymous temporary files; a write that fails there
+    (EFBIG past a file-size limit, as ENOSPC would) names the folder, and nothing is
+    written."""
+    import resource
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "in.csv").write_text(table_text(list(range(12330)) * 2))  # 24,660 rows
+    before = snapshot(work)
+    res = run_cli("predict.py", "--model", model_dir, "--input", work / "in.csv", "--output",
+                  work / "scores.csv", text=True,
+                  preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536)))
+    assert res.returncode == 1, res.stderr
+    assert_one_line(res.stderr, "File too large", "a temporary file in")
+    assert snapshot(work) == before
