@@ -3,7 +3,8 @@
 A whole epoch of mini-batch steps runs inside one compiled call,
 :func:`train_epoch`, so Python is entered once per epoch, not once per
 batch. The matrix products go to BLAS through ``np.dot`` (with ``out=``
-buffers, so nothing is allocated per product; see :func:`matmul`); the activations, their
+buffers, so nothing is allocated per product), except the output layer's, which are
+one column wide (:func:`output_logits`, :func:`output_layer_backward`); the activations, their
 backward rules, the losses, the output delta and the optimizer rules are the
 very functions of ``nn_core/activations.py``, ``nn_core/losses.py`` and
 ``nn_core/optim.py``, compiled here with ``numba.njit`` and applied element
@@ -61,9 +62,11 @@ _FINITE_SAFE_FASTMATH = _FASTMATH - {"nnan", "ninf"}
 #   network rule set (activation, output, optimizer, dropout on or off; see
 #   ``_compiled``) and argument dtypes, and cached on disk;
 # * helpers (``_inline``): inlined into the entry that calls them before
-#   typing, so that each is typed and optimised once inside its caller instead
-#   of being compiled, linked and re-optimised as a function of its own (about
-#   0.1 s per function and per level of calls);
+#   typing (with the entry's fastmath flags), so that each is typed and
+#   optimised once inside the entry instead of being compiled, linked and
+#   re-optimised as a function of its own at every level of calls (about
+#   0.1 s per function and level; inlining everything took the first epoch's
+#   compile from 17.3 s of CPU time to 8.1 s, with the rule-set entries);
 # * the rules of the tables, compiled as they are (``_rule``) when an entry
 #   picks one.
 #
@@ -81,8 +84,6 @@ _predict_entry = numba.njit(
 )
 _inline = numba.njit(inline="always", fastmath=_FASTMATH, error_model="numpy", nogil=True)
 _rule = numba.njit(fastmath=_FASTMATH, error_model="numpy", nogil=True)
-_part = _rule
-_predict_part = numba.njit(fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True)
 
 # A tuple of compiled functions is typed with Numba's "first-class function"
 # types, which it marks experimental; indexed with a literal, as here, it
@@ -264,39 +265,19 @@ def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
         )
 
 
-def matmul(A, B, C):
-    """``C = A @ B`` into the preallocated ``C``.
+def output_logits(H, w, z):
+    """``z = H w``: the output layer's product, one dot product per row (``w``: (d, 1)).
 
-    BLAS (``np.dot``) for the real matrix products; plain loops for the
-    output layer's products, where ``C`` is one column wide or ``A`` one
-    column deep: there a BLAS call costs more than the arithmetic.
+    The network has one output unit, so this product and the two of
+    :func:`output_layer_backward` are one column wide or one deep: as
+    loops they cost less than a BLAS call, and compile to less code.
     """
-    n, k = A.shape
-    m = B.shape[1]
-    if m == 1 and A.flags.c_contiguous:
-        # One dot product per row of A (the output layer's forward product).
-        for i in range(n):
-            acc = 0.0
-            for p in range(k):
-                acc += A[i, p] * B[p, 0]
-            C[i, 0] = acc
-    elif m == 1:
-        # A is a transposed matrix (``H^T`` in the output layer's ``dW``): its
-        # columns are contiguous, so add them up scaled by B, rather than
-        # reading its rows with a stride.
-        for i in range(n):
-            C[i, 0] = 0.0
-        for p in range(k):
-            b = B[p, 0]
-            for i in range(n):
-                C[i, 0] += A[i, p] * b
-    elif k == 1:
-        for i in range(n):
-            a = A[i, 0]
-            for j in range(m):
-                C[i, j] = a * B[0, j]
-    else:
-        np.dot(A, B, C)
+    n, d = H.shape
+    for i in range(n):
+        acc = 0.0
+        for p in range(d):
+            acc += H[i, p] * w[p, 0]
+        z[i, 0] = acc
 
 
 def column_sums(A, out):
@@ -320,7 +301,7 @@ def row_times_matrix(a, B, b, c):
     For one row a BLAS call costs more than the arithmetic. Vectorised over
     the columns ``j``, eight rows of ``B`` per pass, so that ``c`` is loaded
     and stored an eighth as often. Its own function (not a branch of
-    :func:`matmul`) so that training never compiles it.
+    :func:`output_logits`) so that training never compiles it.
     """
     k, m = B.shape
     for j in range(m):
@@ -348,19 +329,41 @@ def layer_forward(act, H_in, W, b, Z, A):
     """``Z = H_in W + b`` and ``A = f(Z)`` of one hidden layer of a training batch.
 
     ``H_in``: (m, d_in), ``W``: (d_in, d_out), ``b``: (d_out,); ``Z`` and ``A``:
-    (m, d_out), written. ``Z`` is kept for the backward rule.
+    (m, d_out), written. ``Z`` is kept for the backward rule. The product
+    goes to BLAS (``np.dot`` with ``out=``, so nothing is allocated).
     """
-    matmul(H_in, W, Z)
+    np.dot(H_in, W, Z)
     bias_activate_keep(act, Z, b, A)
 
 
 def layer_backward(H_in, W, delta, dW, db, dH_in):
     """``dW = H_in^T delta``, ``db = 1^T delta`` and, unless ``dH_in`` has no rows
     (the first layer), ``dH_in = delta W^T``; all written into the given buffers."""
-    matmul(H_in.T, delta, dW)
+    np.dot(H_in.T, delta, dW)
     column_sums(delta, db)
     if dH_in.shape[0] > 0:
-        matmul(delta, W.T, dH_in)
+        np.dot(delta, W.T, dH_in)
+
+
+def output_layer_backward(H_in, w, delta, dw, db, dH_in):
+    """:func:`layer_backward` of the output layer (one unit: ``w`` (d, 1), ``delta`` (m, 1)).
+
+    ``dw = H_in^T delta`` adds up the rows of ``H_in`` scaled by ``delta``
+    (contiguous rows, not the strided columns of ``H_in^T``);
+    ``dH_in = delta w^T`` is an outer product.
+    """
+    m, d = H_in.shape
+    for p in range(d):
+        dw[p, 0] = 0.0
+    for i in range(m):
+        scale = delta[i, 0]
+        for p in range(d):
+            dw[p, 0] += H_in[i, p] * scale
+    column_sums(delta, db)
+    for i in range(dH_in.shape[0]):
+        scale = delta[i, 0]
+        for p in range(d):
+            dH_in[i, p] = scale * w[p, 0]
 
 
 def batch_gradient(
@@ -422,7 +425,7 @@ def batch_gradient(
         W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
         if l == L - 1:  # the output layer's logits: z = H W + b
-            matmul(H_in, W, Z_out[:m])
+            output_logits(H_in, W, Z_out[:m])
             bias_activate(IDENTITY, Z_out[:m], b)
             break
         Z, A = Z_buf[l, : m * fo].reshape((m, fo)), A_buf[l, : m * fo].reshape((m, fo))
@@ -438,8 +441,11 @@ def batch_gradient(
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
         dH_rows = m if l > 0 else 0
         dH = d_buf[1 - cur, : dH_rows * fi].reshape((dH_rows, fi))
-        layer_backward(H_in, W, delta, grad[w_off : w_off + fi * fo].reshape((fi, fo)),
-                       grad[b_off : b_off + fo], dH)
+        dW, db = grad[w_off : w_off + fi * fo].reshape((fi, fo)), grad[b_off : b_off + fo]
+        if l == L - 1:
+            output_layer_backward(H_in, W, delta, dW, db, dH)
+        else:
+            layer_backward(H_in, W, delta, dW, db, dH)
         if l > 0:
             mask_backward(l - 1, m * fi, D_buf, d_buf[1 - cur])
             activation_backward(act, Z_buf[l - 1, : m * fi], A_buf[l - 1, : m * fi],
@@ -615,11 +621,11 @@ def forward_rows(X, theta, layout, act, out, p):
         W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
         H_in = X if l == 0 else bufs[1 - cur, : n * fi].reshape((n, fi))
         if l == L - 1:  # the output layer's logits: z = H W + b
-            matmul(H_in, W, Z_out)
+            output_logits(H_in, W, Z_out)
             bias_activate(IDENTITY, Z_out, b)
             break
         Z = bufs[cur, : n * fo].reshape((n, fo))
-        matmul(H_in, W, Z)
+        np.dot(H_in, W, Z)
         bias_activate(act, Z, b)
         cur = 1 - cur
     for i in range(n):
@@ -681,22 +687,23 @@ keep_units = _inline(keep_units)
 mask_delta = _inline(mask_delta)
 keep_delta = _inline(keep_delta)
 optimizer_step = _inline(optimizer_step)
-matmul = _part(matmul)
+output_logits = _inline(output_logits)
+output_layer_backward = _inline(output_layer_backward)
 column_sums = _inline(column_sums)
 row_times_matrix = _inline(row_times_matrix)
 layer_forward = _inline(layer_forward)
 layer_backward = _inline(layer_backward)
-batch_gradient = _part(batch_gradient)
+batch_gradient = _inline(batch_gradient)
 workspace = _inline(workspace)
 add_l2 = _inline(add_l2)
 max_width = _inline(max_width)
-epoch = _part(epoch)
+epoch = _inline(epoch)
 chunk_gradients = _parallel_entry(chunk_gradients)
-epoch_parallel = _part(epoch_parallel)
-forward_row = _predict_part(forward_row)
-forward_rows = _predict_part(forward_rows)
-blocks = _predict_part(blocks)
-few_rows = _predict_part(few_rows)
+epoch_parallel = _inline(epoch_parallel)
+forward_row = _inline(forward_row)
+forward_rows = _inline(forward_rows)
+blocks = _inline(blocks)
+few_rows = _inline(few_rows)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)
 
 # Dropout on (index 1) or off (0): the mask and its backward pass, or nothing.

@@ -1,0 +1,135 @@
+"""Cold and warm start of the command lines: how long before a user sees a result.
+
+    python benchmarks/bench_cold_start.py [--repeats 3]
+
+For ``python train.py --epochs 1`` (the bundled UCI table, default network) and
+``python predict.py`` (scoring the same table with the model it wrote), each
+repeat measures, in new processes:
+
+* **cold**: an empty Numba cache (``NUMBA_CACHE_DIR`` a new folder), so every
+  kernel the run uses is compiled: a first run, a new install, a changed kernel
+  (``predict.py`` right after the cold ``train.py``, which compiled the
+  prediction kernel already, then again on an empty cache of its own);
+* **warm**: the same command again, the cache now filled;
+* and, in one more warm process, where the time of a warm run goes:
+  **python** (``python -c pass``), **imports** (``propensity.train`` or
+  ``propensity.predict``: numpy, pandas, numba and the packages), **later
+  imports** (what ``main`` imports when it first needs it: SciPy's BLAS, which
+  Numba's ``np.dot`` loads anyway, threadpoolctl, matplotlib and tqdm), **first
+  call - second call** (a first ``main`` minus a second one in the same
+  process: loading the compiled kernels from the cache and other first-time
+  costs) and **work** (the second call: reading the table, training, scoring,
+  metrics, plots, writing files).
+
+Times are wall-clock, best of ``--repeats`` (the least disturbed by other work
+on the machine); the header gives the CPU, the load average before and after,
+and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_train import blas_kernels, cpu_name  # noqa: E402  (the header bench_train prints)
+
+DATA = ROOT / "data" / "online_shoppers_intention.csv"
+
+# Where a warm run's time goes: imports, later imports, main() twice.
+IN_PROCESS = """
+import sys, time
+t0 = time.perf_counter()
+from propensity.{module} import main
+t1 = time.perf_counter()
+import scipy.linalg.cython_blas, threadpoolctl
+{later}
+t2 = time.perf_counter()
+argv = sys.argv[1:]
+main([a.replace("@", "1") for a in argv])
+t3 = time.perf_counter()
+main([a.replace("@", "2") for a in argv])
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2 - (t4 - t3), t4 - t3)
+"""
+LATER = {"train": "import matplotlib.pyplot, tqdm, nn_core.plots", "predict": ""}
+PARTS = ("imports", "later imports", "first call - second call", "work")
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def breakdown(module: str, args: list[str], env: dict) -> dict[str, float]:
+    """A warm run's time in parts (see the module docstring)."""
+    r = subprocess.run(
+        [sys.executable, "-c", IN_PROCESS.format(module=module, later=LATER[module]), *args],
+        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
+    )
+    values = [float(v) for v in r.stdout.split()[-4:]]
+    return {f"{module}.py {part}": v for part, v in zip(PARTS, values, strict=True)}
+
+
+def measure(tmp: Path, k: int) -> dict[str, float]:
+    """One repeat: cold and warm runs of train.py and predict.py, and the warm breakdown."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp / f"cache{k}"), "PYTHONPATH": str(ROOT)}
+    py = sys.executable
+    run = tmp / f"run{k}"
+    train = ["--epochs", "1", "--quiet", "--out"]
+    out = {"train.py cold": timed([py, "train.py", *train, str(run)], env),
+           "train.py warm": timed([py, "train.py", *train, str(tmp / f"warm{k}")], env)}
+    predict = ["--model", str(run), "--input", str(DATA), "--output"]
+    out["predict.py cold after train.py"] = timed(
+        [py, "predict.py", *predict, str(tmp / f"p{k}.csv")], env)
+    out["predict.py warm"] = timed([py, "predict.py", *predict, str(tmp / f"q{k}.csv")], env)
+    own = {**env, "NUMBA_CACHE_DIR": str(tmp / f"cache{k}-predict")}
+    out["predict.py cold"] = timed([py, "predict.py", *predict, str(tmp / f"r{k}.csv")], own)
+    out["python"] = timed([py, "-c", "pass"], env)
+    out.update(breakdown("train", [*train, str(tmp / f"work{k}-@")], env))
+    out.update(breakdown("predict", [*predict, str(tmp / f"w{k}-@.csv")], env))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.repeats):
+            runs.append(measure(Path(tmp), k))
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    best = {key: min(r[key] for r in runs) for key in runs[0]}
+    print(f"# bench_cold_start  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"# {cpu_name()}, {os.cpu_count()} logical CPUs; Python {sys.version.split()[0]}")
+    print(f"# BLAS: {blas_kernels()}")
+    print(f"# load average before {' '.join(load_before)}, after {' '.join(load_after)}; "
+          f"best of {args.repeats}\n")
+    print("| command | cold (empty cache) | warm | python | imports | later imports | "
+          "first call - second call | work |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for cmd in ("train.py --epochs 1", "predict.py"):
+        name = cmd.split()[0]
+        parts = " | ".join(f"{best[f'{name} {part}']:.2f} s" for part in PARTS)
+        print(f"| `{cmd}` | {best[f'{name} cold']:.2f} s | {best[f'{name} warm']:.2f} s | "
+              f"{best['python']:.2f} s | {parts} |")
+    print(f"\npredict.py cold right after the cold train.py (prediction kernel compiled by it): "
+          f"{best['predict.py cold after train.py']:.2f} s")
+    print("\nall runs (s):")
+    for key in runs[0]:
+        print(f"  {key}: " + ", ".join(f"{r[key]:.2f}" for r in runs))
+
+
+if __name__ == "__main__":
+    main()
