@@ -241,6 +241,11 @@ def _read_raw(path: Path, fmt: str) -> tuple[pd.DataFrame, bool]:
                 raise EventFileError(f"{path}: the event log is empty")
             # The original Taobao UserBehavior.csv has no header; the shared sample has one.
             header = not (fmt == "taobao" and first.split(",")[0].strip().isdigit())
+            names = [c.strip() for c in next(csv.reader([first]))] if header else []
+            twice = sorted({c for c in names if names.count(c) > 1})
+            if twice:
+                raise EventFileError(f"{path}: column(s) {twice} appear more than once in the "
+                                     "header")
             f.seek(0)
             raw = pd.read_csv(f, dtype=str, keep_default_na=False,
                               header=0 if header else None,

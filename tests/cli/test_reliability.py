@@ -842,6 +842,8 @@ def test_event_timestamps_outside_datetime64_are_invalid_not_wrapped(tmp_path, f
 
 
 @pytest.mark.parametrize("kind, needle", [("missing", "no such event-log file"),
+                                          ("duplicate_column", "['event_type'] appear more"),
+                                          ("ragged_row", "Expected 3 fields in line 3"),
                                           ("directory", "is a directory"),
                                           ("empty", "empty"),
                                           ("gzip", "not UTF-8"),
@@ -861,6 +863,10 @@ def test_unreadable_event_log_names_the_file(tmp_path, kind, needle):
         path.write_bytes("user_id,timestamp,event_type\n1,2017-11-25,vi\xe9w\n".encode("latin-1"))
     elif kind == "fifo_dir_link":
         path.symlink_to(tmp_path)
+    elif kind == "duplicate_column":
+        path.write_text("user_id,timestamp,event_type,event_type\n1,2017-11-25,view,cart\n")
+    elif kind == "ragged_row":
+        path.write_text("user_id,timestamp,event_type\n1,2017-11-25,view\n2,2017-11-25,view,x\n")
     before = snapshot(tmp_path)
     with pytest.raises(EventFileError) as info:
         read_events(path, "canonical")
