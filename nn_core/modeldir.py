@@ -346,7 +346,8 @@ def _load_network(d: Path, backend: str) -> tuple[MLP, dict]:
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{meta_path}: not a {MODEL_FORMAT} file")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or not 1 <= version <= FORMAT_VERSION:
         raise ModelFileError(
             f"{meta_path}: format_version {_short_repr(version)} is not supported "
             f"(this program reads versions 1..{FORMAT_VERSION}; a newer program wrote it?)"

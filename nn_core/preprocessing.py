@@ -306,7 +306,8 @@ class Preprocessing:
 
         if not isinstance(doc, Mapping) or doc.get("format") != PREPROCESS_FORMAT:
             raise bad(f"not a preprocessing state file (expected format {PREPROCESS_FORMAT!r})")
-        if doc.get("format_version") != PREPROCESS_FORMAT_VERSION:
+        version = doc.get("format_version")
+        if isinstance(version, bool) or version != PREPROCESS_FORMAT_VERSION:
             raise bad(f"unsupported format_version {doc.get('format_version')!r}")
         columns = doc.get("columns")
         if not isinstance(columns, list) or not columns:
@@ -318,7 +319,8 @@ class Preprocessing:
             if c.get("kind") == "numeric":
                 ok = (
                     isinstance(c.get("log1p"), bool)
-                    and all(isinstance(c.get(k), int | float) for k in ("mean", "std"))
+                    and all(isinstance(c.get(k), int | float) and not isinstance(c.get(k), bool)
+                            for k in ("mean", "std"))
                     and math.isfinite(c["mean"])
                     and math.isfinite(c["std"])
                     and c["std"] > 0
@@ -338,9 +340,19 @@ class Preprocessing:
                 cats = c.get("categories")
                 if not isinstance(cats, list) or not all(isinstance(k, str) for k in cats):
                     raise bad(f"columns[{i}] ({c['name']!r}): 'categories' must be strings")
+                if len(set(cats)) != len(cats):
+                    raise bad(f"columns[{i}] ({c['name']!r}): 'categories' lists a category "
+                              "twice")
                 checked.append({"name": c["name"], "kind": "categorical", "categories": cats})
             else:
                 raise bad(f"columns[{i}]: kind must be 'numeric' or 'categorical'")
+        names = [c["name"] for c in checked]
+        if len(set(names)) != len(names):
+            raise bad(f"column {next(n for n in names if names.count(n) > 1)!r} is listed "
+                      "twice")
+        for key in ("target", "id_column"):
+            if doc.get(key) is not None and not isinstance(doc.get(key), str):
+                raise bad(f"{key!r} must be a column name or null, got {doc.get(key)!r}")
         source = doc.get("source", {"kind": "table"})
         if not isinstance(source, Mapping):
             raise bad("'source' must be an object")

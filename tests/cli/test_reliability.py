@@ -1399,3 +1399,54 @@ def test_event_prices_that_would_make_features_infinite_are_invalid(tmp_path, pr
         read_events(path)
     assert_one_line(str(info.value), path, "row 2 ", "column 'price'", "[0, 1e+12]")
     assert snapshot(tmp_path) == before
+
+
+def _edit_columns(index, **changes):
+    def edit(doc):
+        doc["columns"][index].update(changes)
+    return edit
+
+
+PREPROCESS_CASES = {
+    "categories_twice": (lambda doc: doc["columns"][-1].update(
+        categories=["a", "a"]), "lists a category twice"),
+    "categories_text": (lambda doc: doc["columns"][-1].update(categories="ab"),
+                        "'categories' must be strings"),
+    "std_bool": (_edit_columns(0, std=True), "std > 0"),
+    "mean_text": (_edit_columns(0, mean="1"), "std > 0"),
+    "kind_unknown": (_edit_columns(0, kind="ordinal"), "kind must be"),
+    "column_twice": (lambda doc: doc["columns"][1].update(name=doc["columns"][0]["name"]),
+                     "is listed twice"),
+    "columns_object": (lambda doc: doc.update(columns={}), "'columns' must be a non-empty list"),
+    "target_number": (lambda doc: doc.update(target=5), "'target' must be a column name"),
+    "id_column_list": (lambda doc: doc.update(id_column=["id"]), "'id_column' must be"),
+    "source_list": (lambda doc: doc.update(source=[1]), "'source' must be an object"),
+    "version_true": (lambda doc: doc.update(format_version=True), "format_version"),
+}
+
+
+@pytest.mark.parametrize("case", list(PREPROCESS_CASES))
+def test_preprocess_json_with_wrong_types_names_the_file(model_dir, tmp_path, case):
+    from nn_core import load_model
+    from nn_core.io import ModelFileError
+
+    edit, needle = PREPROCESS_CASES[case]
+    d = _copy_model(model_dir, tmp_path)
+    doc = json.loads((d / "preprocess.json").read_text())
+    edit(doc)
+    (d / "preprocess.json").write_text(json.dumps(doc))
+    before = snapshot(tmp_path)
+    with pytest.raises(ModelFileError) as info:
+        load_model(d, require_preprocessing=True)
+    assert_one_line(str(info.value), d / "preprocess.json", needle)
+    assert snapshot(tmp_path) == before
+
+
+def test_model_json_format_version_true_is_not_version_1(model_dir, tmp_path):
+    from nn_core import load_model
+    from nn_core.io import ModelFileError
+
+    d = _copy_model(model_dir, tmp_path)
+    _edit_meta(d, format_version=True)
+    with pytest.raises(ModelFileError, match=r"model.json: format_version True"):
+        load_model(d)
