@@ -185,10 +185,14 @@ def schema_from_config(path: str | os.PathLike) -> dict:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(path, f"cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting too deep
+        raise DataError(path, f"not valid JSON: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
         raise DataError(path, "the config must be a JSON object")
     allowed = {"target", "numeric", "categorical", "id_column", "ranges"}

@@ -1450,3 +1450,23 @@ def test_model_json_format_version_true_is_not_version_1(model_dir, tmp_path):
     _edit_meta(d, format_version=True)
     with pytest.raises(ModelFileError, match=r"model.json: format_version True"):
         load_model(d)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    (b'{"target": ' + b"9" * 5000 + b"}", "not valid JSON"),
+    (b'{"target": "\xff"}', "not UTF-8"),
+    (b"", "not valid JSON"),
+], ids=["deep", "5000_digits", "latin1", "empty"])
+def test_config_file_that_is_not_json_names_it(table, capsys, content, needle):
+    from propensity.train import main
+
+    folder = table.parent
+    config = folder / "config.json"
+    config.write_bytes(content)
+    before = snapshot(folder)
+    status, err = call_main(main, ["--data", table, "--config", config, "--quiet", "--out",
+                                   folder / "run"], capsys)
+    assert status == 1
+    assert_one_line(err, config, needle)
+    assert snapshot(folder) == before
