@@ -1199,14 +1199,14 @@ def test_predict_sigterm_leaves_no_output(model_dir, scores_csv, tmp_path):
 def test_documented_limits_are_the_enforced_constants():
     """docs/architecture.md states the limits; the numbers are the code's constants."""
     from features.events import MAX_PRICE
-    from features.tabular import MAX_CATEGORIES
+    from features.tabular import MAX_CATEGORIES, MAX_HEADER_BYTES
     from nn_core import modeldir, network
 
     text = (REPO / "docs" / "architecture.md").read_text()
     section = text[text.index("## Limits"):]
     for value in (network.MAX_WIDTH, network.MAX_INPUTS, network.MAX_HIDDEN_LAYERS,
                   network.MAX_PARAMETERS, MAX_CATEGORIES, modeldir.MAX_MODEL_JSON_BYTES,
-                  modeldir.MAX_PREPROCESS_JSON_BYTES, int(MAX_PRICE)):
+                  modeldir.MAX_PREPROCESS_JSON_BYTES, int(MAX_PRICE), MAX_HEADER_BYTES):
         assert f"{value:,}" in section, value
 
 
