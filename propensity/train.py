@@ -29,6 +29,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -282,17 +283,15 @@ def run(args: argparse.Namespace) -> dict:
     data = load_data(args)
     try:
         run_dir = new_run_dir(args.out)
-    except FileExistsError as exc:
-        if exc.filename is None:  # new_run_dir's own message names the directory
-            raise UsageError(f"--out {exc}") from None
-        raise UsageError(f"--out {args.out}: cannot create it: {exc.filename} exists and is "
-                         "not a directory") from None
     except OSError as exc:
+        where = f"--out {args.out}" if args.out is not None else "run directory runs/<timestamp>"
+        if isinstance(exc, FileExistsError) and exc.filename is None:
+            raise UsageError(f"--out {exc}") from None  # new_run_dir's message names it
         problem = describe_os_error(exc)
-        if exc.filename is not None and Path(exc.filename).is_file():
-            problem = f"{exc.filename} is a file, not a directory"
-        raise UsageError(f"--out {args.out if args.out is not None else 'runs/<timestamp>'}: "
-                         f"cannot create it: {problem}") from None
+        if exc.filename is not None and os.path.lexists(exc.filename) \
+                and not os.path.isdir(exc.filename):
+            problem = f"{exc.filename} exists and is not a directory"
+        raise UsageError(f"{where}: cannot create it: {problem}") from None
     try:
         result = train_all(args, cfg, data, run_dir.tmp)
         result["seconds"] = round(time.perf_counter() - started, 2)

@@ -1470,3 +1470,17 @@ def test_config_file_that_is_not_json_names_it(table, capsys, content, needle):
     assert status == 1
     assert_one_line(err, config, needle)
     assert snapshot(folder) == before
+
+
+def test_default_run_directory_when_runs_is_a_file(table, capsys, monkeypatch):
+    from propensity.train import main
+
+    folder = table.parent
+    (folder / "runs").write_text("not a folder\n")
+    monkeypatch.chdir(folder)
+    before = snapshot(folder)
+    argv = train_argv(table, "x")[:-2]  # no --out
+    status, err = call_main(main, argv, capsys)
+    assert status == 2
+    assert_one_line(err, "run directory runs/<timestamp>", "runs exists and is not a directory")
+    assert snapshot(folder) == before
