@@ -347,8 +347,11 @@ def gradcheck(
             raise ValueError(f"{name} must be a finite number > 0, got {value}")
     Xd, yd, swd = model._check_Xy(X, y, sample_weight)
     r = _reference.rules(model.activation, model.output)
-    pos_weight = model._check_pos_weight(pos_weight)
     l2 = model._check_scalar("l2", l2)
+    # Validated as model.loss_and_grad will (which refuses pos_weight for identity output);
+    # the reference mode keeps its leniency there, but not for NaN, infinity or text.
+    pos_weight = (model._check_scalar("pos_weight", pos_weight) if reference
+                  else model._check_pos_weight(pos_weight))
     if reference:
         # Today's float64 check: the data as given, in float64.
         X64 = np.asarray(X, dtype=np.float64)

@@ -365,7 +365,13 @@ def test_table_data_splits_are_seeded_stratified_and_fitted_on_train(uci_split, 
         np.testing.assert_array_equal(split.X[part], uci_split.X[part])  # same seed, same split
     assert split.baseline_X is split.X and split.baseline_pre is split.pre
     means = [c["mean"] for c in split.pre.columns if c["kind"] == "numeric"]
-    np.testing.assert_allclose(split.X["train"][:, : len(means)].mean(axis=0), 0, atol=1e-9)
+    # The features are in the network's dtype (float32 by default): standardised on train,
+    # their train means are 0 to float32 rounding; in float64 to 1e-9.
+    assert split.X["train"].dtype == np.float32
+    np.testing.assert_allclose(split.X["train"][:, : len(means)].mean(axis=0, dtype=np.float64),
+                               0, atol=1e-6)
+    X64 = TableData(tmp_path / "s.csv", resolve_schema(), dtype="float64").split(0).X["train"]
+    np.testing.assert_allclose(X64[:, : len(means)].mean(axis=0), 0, atol=1e-9)
     assert not np.array_equal(data.split(1).y["dev"], split.y["dev"])
 
 
