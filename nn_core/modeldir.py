@@ -137,6 +137,9 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
         raise TypeError("preprocessing must be an nn_core.preprocessing.Preprocessing, got "
                         f"{type(preprocessing).__name__}")
+    if not np.isfinite(network.theta).all():
+        raise ValueError(f"{Path(dirpath) / WEIGHTS_NPZ}: not written, the network holds NaN "
+                         "or infinite weights (training diverged?)")
     d = Path(dirpath)
     d.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

@@ -1484,3 +1484,15 @@ def test_default_run_directory_when_runs_is_a_file(table, capsys, monkeypatch):
     assert status == 2
     assert_one_line(err, "run directory runs/<timestamp>", "runs exists and is not a directory")
     assert snapshot(folder) == before
+
+
+def test_save_model_refuses_non_finite_weights_before_writing(tmp_path):
+    """A model that could not be loaded back is not written at all."""
+    from nn_core import MLP
+    from nn_core.modeldir import save_model
+
+    m = MLP(3, (2,), backend="numpy")
+    m.params[0][0][1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"weights\.npz: not written.*NaN or infinite"):
+        save_model(tmp_path / "m", m)
+    assert list(tmp_path.iterdir()) == []
