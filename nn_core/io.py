@@ -401,9 +401,24 @@ def describe_os_error(exc: OSError) -> str:
     elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
         cause += " (disk full or quota reached)"
     if exc.filename is None:
-        return cause
+        cache = _numba_cache_write(exc)
+        return cause if cache is None else f"{cache}: {cause}"
     where = str(exc.filename) + ("" if exc.filename2 is None else f" -> {exc.filename2}")
     return f"{where}: {cause}"
+
+
+def _numba_cache_write(exc: BaseException) -> str | None:
+    """Where numba was writing its compile cache when ``exc`` was raised (a full disk hits the
+    first compile of a fresh install there), or None when ``exc`` did not come from it."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.replace("\\", "/").endswith("numba/core/caching.py"):
+            cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+            return ("numba's compile cache (" + (cache_dir or "__pycache__ beside nn_core/"
+                                                 "kernels.py") + ")")
+        tb = tb.tb_next
+    return None
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -299,6 +299,8 @@ def run(args: argparse.Namespace) -> dict:
                      json.dumps(selection.jsonable(result), indent=2) + "\n")
     except OSError as exc:
         run_dir.discard()
+        if exc.filename is None:
+            raise
         raise _in_out(exc, run_dir) from None
     except BaseException:
         run_dir.discard()

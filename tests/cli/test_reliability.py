@@ -1142,6 +1142,11 @@ def test_full_disk_is_one_line_naming_the_file_and_nothing_is_left(model_dir, sc
                 "--output", work / "scores.csv"]
     else:
         args = ["-m", "nn_core.export", model_dir, "--format", "c", "--out", work / "c"]
+    # Once without the limit (elsewhere), so that numba's compile cache is written already
+    # and the limit hits the command's own files.
+    warm = [str(a).replace(str(work), str(tmp_path / "warm")) for a in args]
+    shutil.copytree(work, tmp_path / "warm")
+    assert run_cli(*warm).returncode == 0
     before = snapshot(work)
     model_before = snapshot(model_dir)
     res = run_cli(*args, file_size_limit=4096)
@@ -1149,6 +1154,30 @@ def test_full_disk_is_one_line_naming_the_file_and_nothing_is_left(model_dir, sc
     assert_one_line(res.stderr, "File too large", str(work))
     assert snapshot(work) == before
     assert snapshot(model_dir) == model_before
+
+
+@pytest.mark.slow
+def test_full_disk_on_a_cold_compile_cache_names_the_cache(tmp_path):
+    """On a fresh install the first compile writes numba's cache; a full disk there is named
+    as such (not as a file of the run), and no run directory is left."""
+    _tiny_table(tmp_path / "t.csv", [])
+    cache = tmp_path / "numba-cache"
+    cache.mkdir()
+    before = snapshot(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_CACHE_DIR": str(cache)}
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    res = subprocess.run([sys.executable, str(REPO / "train.py"),
+                          *map(str, train_argv(tmp_path / "t.csv", tmp_path / "run"))],
+                         capture_output=True, text=True, env=env, preexec_fn=limit, timeout=300)
+    assert res.returncode == 1
+    assert_one_line(res.stderr, "numba's compile cache", str(cache), "File too large")
+    assert not (tmp_path / "run").exists()
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("numba-cache")} \
+        == {k: v for k, v in before.items() if not k.startswith("numba-cache")}
 
 
 @pytest.mark.slow
