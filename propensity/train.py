@@ -21,6 +21,13 @@ from ``features.events.load_event_splits``).
 The script parses the command line and prints; ``features.datasets`` gives the splits and
 ``nn_core.selection`` trains (early stopping in ``MLP.fit``), evaluates, tunes and builds
 the run directory under a temporary name, renamed at the end: a failed run leaves nothing.
+
+Errors are one line on stderr naming the file, row, column or flag, with exit status 2 for a
+usage mistake, 1 for bad data, a bad model file, an OS error (a full disk, ``EFBIG``, a path
+that cannot be created) or too little memory, 130 for Ctrl-C and 143 for SIGTERM. The run
+directory is reserved at the start (``nn_core.io.new_run_dir``): concurrent runs get distinct
+directories, or the second run given the same ``--out`` is refused; what a killed run left is
+removed by the next run in the same folder. Limits: docs/architecture.md#limits.
 """
 
 from __future__ import annotations
