@@ -110,10 +110,16 @@ def temp_file(path: str | os.PathLike) -> tuple[int, Path]:
     path = Path(path)
     folder = path.parent
     remove_stale(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{os.getpid()}-", suffix=".tmp",
                                dir=folder)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
     return fd, Path(tmp)
+
+
+def _stem(name: str) -> str:
+    """``name`` as it appears in a work-in-progress name: cut to 200 characters, so that the
+    temporary name (30 characters more) stays within the 255 a file name may have."""
+    return name[:200]
 
 
 def _process_gone(pid: int) -> bool:
@@ -323,8 +329,8 @@ def new_run_dir(out: Path | None, root: Path = Path("runs")) -> RunDir:
             raise FileExistsError(f"{out}: another run is writing into it")
     lock, created = reserved
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".partial",
-                                    dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{_stem(out.name)}.{os.getpid()}-",
+                                    suffix=".partial", dir=out.parent))
     except BaseException:
         os.close(lock)
         if created:

@@ -1525,3 +1525,16 @@ def test_save_model_refuses_non_finite_weights_before_writing(tmp_path):
     with pytest.raises(ValueError, match=r"weights\.npz: not written.*NaN or infinite"):
         save_model(tmp_path / "m", m)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_directory_and_file_names_near_the_name_limit(tmp_path):
+    """A 250-character name is legal; its temporary names (30 characters longer) must not
+    make the write fail."""
+    from nn_core.io import atomic_write, new_run_dir
+
+    name = "r" * 250
+    run = new_run_dir(tmp_path / name)
+    atomic_write(run.tmp / name, "x")
+    run.commit()
+    assert (tmp_path / name / name).read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
