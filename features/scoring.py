@@ -45,6 +45,8 @@ from .tabular import (
 DEFAULT_CHUNKSIZE = 100_000
 #: Decimals of the propensities written (an absolute resolution of 1e-15).
 DECIMALS = 15
+#: Bytes of the id matrix formatted at a time (a chunk with a very long id goes in parts).
+MATRIX_BYTES = 1 << 24
 
 
 def scoring_schema(pre: Preprocessing, id_column: str | None = None) -> Schema:
@@ -69,30 +71,28 @@ def scoring_schema(pre: Preprocessing, id_column: str | None = None) -> Schema:
 class IdSpool:
     """Ids as UTF-8 bytes in anonymous temporary files, appended chunk by chunk.
 
-    A chunk of ``c`` ids is stored as their byte lengths (int32) and a ``c x w`` byte
-    matrix (``w`` its longest id), which is how :func:`format_rows` takes them back.
+    A chunk of ``c`` ids is stored as their byte lengths (int64) and their bytes one after
+    the other (no padding: one long id costs its own length only).
     """
 
     def __init__(self) -> None:
-        self._lengths = Spill(np.int32)
+        self._lengths = Spill(np.int64)
         self._bytes = Spill(np.uint8)
-        self._shapes: list[tuple[int, int]] = []
+        self._counts: list[int] = []
 
     def append(self, ids: Sequence) -> None:
         encoded = [str(i).encode("utf-8") for i in ids]
-        lengths = np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded))
-        width = max(1, int(lengths.max(initial=0)))
-        matrix = np.array(encoded, dtype=f"S{width}").view(np.uint8)
-        self._lengths.append(lengths)
-        self._bytes.append(matrix)
-        self._shapes.append((len(encoded), width))
+        self._lengths.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+        self._bytes.append(np.frombuffer(b"".join(encoded), dtype=np.uint8))
+        self._counts.append(len(encoded))
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(matrix (c, w) uint8, lengths (c,))`` of each chunk, in order."""
+        """``(bytes, lengths (c,))`` of each chunk, in order."""
         self._lengths.rewind()
         self._bytes.rewind()
-        for count, width in self._shapes:
-            yield self._bytes.read(count * width).reshape(count, width), self._lengths.read(count)
+        for count in self._counts:
+            lengths = self._lengths.read(count)
+            yield self._bytes.read(int(lengths.sum())), lengths
 
     def close(self) -> None:
         self._lengths.close()
@@ -302,17 +302,25 @@ def _text_matrix(encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     return M, np.arange(width) < lengths[:, None]
 
 
-def _csv_ids(M: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Id bytes as CSV fields: quoted (``"`` doubled) where one holds ``,`` ``"`` or a line
-    break, as pandas and the csv module write them."""
-    special = np.isin(M, np.frombuffer(b',"\r\n', dtype=np.uint8))
-    special &= np.arange(M.shape[1]) < lengths[:, None]
-    if not special.any():
-        return M, np.arange(M.shape[1]) < lengths[:, None]
-    raw = [bytes(row[:n]) for row, n in zip(M, lengths.tolist(), strict=True)]
-    quote = special.any(axis=1)
-    return _text_matrix([b'"' + r.replace(b'"', b'""') + b'"' if q else r
-                         for r, q in zip(raw, quote.tolist(), strict=True)])
+def _split(data: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+    """Consecutive byte strings of the given lengths."""
+    ends = np.cumsum(lengths).tolist()
+    return [bytes(data[e - n : e]) for e, n in zip(ends, lengths.tolist(), strict=True)]
+
+
+def _csv_ids(data: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids (their bytes one after the other) as a left-aligned ``(matrix, valid)`` pair of
+    CSV fields: quoted (``"`` doubled) where one holds ``,`` ``"`` or a line break, as
+    pandas and the csv module write them."""
+    if np.isin(data, np.frombuffer(b',"\r\n', dtype=np.uint8)).any():
+        return _text_matrix([b'"' + r.replace(b'"', b'""') + b'"'
+                             if any(c in r for c in (b",", b'"', b"\r", b"\n")) else r
+                             for r in _split(data, lengths)])
+    width = max(1, int(lengths.max(initial=0)))
+    valid = np.arange(width) < lengths[:, None]
+    M = np.zeros(valid.shape, dtype=np.uint8)
+    M[valid] = data  # row-major order of the valid bytes is the order of the ids
+    return M, valid
 
 
 def format_rows(fields: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
@@ -354,7 +362,7 @@ class TopK:
         self.ids: list = []
 
     def offer(self, keys: np.ndarray, first: int, ids) -> None:
-        """Consider rows ``first, first + 1, ...`` with these keys (ids as the matrix and
+        """Consider rows ``first, first + 1, ...`` with these keys (ids as the bytes and
         lengths of a chunk, or None for row numbers)."""
         if len(self.keys) == self.k:  # a later row must beat the worst kept one strictly
             take = np.flatnonzero(keys < self.keys.max())
@@ -367,8 +375,10 @@ class TopK:
         if ids is None:
             new_ids = (first + take + 1).tolist()
         else:
-            M, lengths = ids
-            new_ids = [bytes(M[i, : lengths[i]]).decode("utf-8") for i in take.tolist()]
+            data, lengths = ids
+            ends = np.cumsum(lengths)
+            new_ids = [bytes(data[ends[i] - lengths[i] : ends[i]]).decode("utf-8")
+                       for i in take.tolist()]
         all_keys = np.concatenate([self.keys, keys[take]])
         all_rows = np.concatenate([self.rows, first + take])
         all_ids = self.ids + new_ids
@@ -456,8 +466,17 @@ def _write_rows(fh, scored: Scored, ranks: Spill, best: TopK | None) -> None:
     for first, keys, rank, ids in _output_chunks(scored, ranks):
         if best is not None:
             best.offer(keys, first, ids)
-        id_field = (_digits(np.arange(first + 1, first + len(keys) + 1), width)
-                    if ids is None else _csv_ids(*ids))
-        decile = (rank - 1) * 10 // n + 1
-        fh.write(format_rows([id_field, _propensity_text(scores_of(keys)), _digits(rank, width),
-                              _digits(decile, 2)]))
+        # rows at a time so that the byte matrix stays small even with a very long id
+        step = len(keys) if ids is None else max(1, MATRIX_BYTES // max(
+            1, int(ids[1].max(initial=0))))
+        ends = None if ids is None else np.cumsum(ids[1])
+        for s in range(0, len(keys), step):
+            e = min(s + step, len(keys))
+            if ids is None:
+                id_field = _digits(np.arange(first + s + 1, first + e + 1), width)
+            else:
+                lo = int(ends[s] - ids[1][s])
+                id_field = _csv_ids(ids[0][lo : int(ends[e - 1])], ids[1][s:e])
+            decile = (rank[s:e] - 1) * 10 // n + 1
+            fh.write(format_rows([id_field, _propensity_text(scores_of(keys[s:e])),
+                                  _digits(rank[s:e], width), _digits(decile, 2)]))

@@ -161,12 +161,12 @@ def test_top_k_without_output_keeps_k_rows(model_dir, score_frame, tmp_path):
 
 
 def test_output_text_is_exact_to_15_decimals_and_quotes_ids():
-    from features.scoring import _csv_ids, _digits, _propensity_text, _text_matrix, format_rows
+    from features.scoring import _csv_ids, _digits, _propensity_text, format_rows
 
     p = np.array([0.0, 1.0, 0.5, 1e-16, 0.123456789012345678, 0.9999999999999999, 7e-4])
-    ids = _csv_ids(*[_text_matrix([s.encode() for s in ("a", 'b"c', "d,e", "", "é", "x\ny",
-                                                         "z")])[0],
-                     np.array([1, 3, 3, 0, 2, 4, 1])])
+    raw = [s.encode() for s in ("a", 'b"c', "d,e", "", "é", "x\ny", "z")]
+    ids = _csv_ids(np.frombuffer(b"".join(raw), dtype=np.uint8),
+                   np.array([len(r) for r in raw]))
     text = format_rows([ids, _propensity_text(p), _digits(np.arange(1, 8) * 99, 3)])
     assert text.decode() == (
         'a,0.000000000000000,99\n"b""c",1.000000000000000,198\n"d,e",0.500000000000000,297\n'
@@ -174,6 +174,22 @@ def test_output_text_is_exact_to_15_decimals_and_quotes_ids():
         'z,0.000700000000000,693\n')
     assert pd.read_csv(io.BytesIO(text), header=None, keep_default_na=False)[0].tolist() == [
         "a", 'b"c', "d,e", "", "é", "x\ny", "z"]
+
+
+def test_a_very_long_id_is_written_in_parts(model_dir, score_frame, tmp_path, monkeypatch):
+    """Ids are stored one after the other, not padded to the longest: one id of 200,000
+    characters costs its own length, and the rows around it are written in parts."""
+    import features.scoring as scoring
+    from nn_core import load_model
+
+    monkeypatch.setattr(scoring, "MATRIX_BYTES", 1 << 20)  # parts of 5 rows here
+    score_frame.loc[7, "session"] = "L" * 200_000
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    with scoring.score_table(path, load_model(model_dir), "session", chunksize=40) as scored:
+        scoring.write_output(scored, tmp_path / "o.csv")
+    got = pd.read_csv(tmp_path / "o.csv")
+    assert list(got["session"]) == list(score_frame["session"])
 
 
 def test_score_table_in_chunks_equals_one_pass_of_the_predictor(model_dir, score_frame,
