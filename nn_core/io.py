@@ -413,6 +413,20 @@ def describe_os_error(exc: OSError) -> str:
     return f"{where}: {cause}"
 
 
+def describe_internal_error(exc: Exception) -> str:
+    """One line for an exception no handler expected: a bug of ours, not the user's mistake.
+
+    The commands end with this rather than a traceback, naming the exception and how to get
+    the traceback for a report; with the environment variable ``PROPENSITY_DEBUG`` set (to
+    anything non-empty) ``exc`` is raised again instead, traceback and all.
+    """
+    if os.environ.get("PROPENSITY_DEBUG"):
+        raise exc
+    text = " ".join(str(exc).split())
+    return (f"internal error ({type(exc).__name__}{': ' + text if text else ''}); this is a "
+            "bug: please report it with the command, PROPENSITY_DEBUG=1 shows the traceback")
+
+
 def _numba_cache_write(exc: BaseException) -> str | None:
     """Where numba was writing its compile cache when ``exc`` was raised (a full disk hits the
     first compile of a fresh install there), or None when ``exc`` did not come from it."""

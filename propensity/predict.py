@@ -155,7 +155,12 @@ def _run_main(args: argparse.Namespace) -> int:
     import errno
 
     from features.tabular import DataError
-    from nn_core.io import ModelFileError, Terminated, describe_os_error
+    from nn_core.io import (
+        ModelFileError,
+        Terminated,
+        describe_internal_error,
+        describe_os_error,
+    )
 
     source = args.input if args.input is not None else args.events
     write_errors = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -188,6 +193,8 @@ def _run_main(args: argparse.Namespace) -> int:
         print(f"{program_name('predict')}: interrupted; no output written",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # unexpected: one line, not a traceback
+        return _error(describe_internal_error(exc), 1)
     return 0
 
 

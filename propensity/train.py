@@ -50,6 +50,7 @@ from nn_core.io import (
     OneLineArgumentParser,
     Terminated,
     atomic_write,
+    describe_internal_error,
     describe_os_error,
     new_run_dir,
     point_latest,
@@ -373,6 +374,8 @@ def _run_main(args: argparse.Namespace) -> int:
         print(f"{program_name('train')}: interrupted; no run directory written",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # unexpected: one line, not a traceback
+        return _error(describe_internal_error(exc), 1)
     return 0
 
 

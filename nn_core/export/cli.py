@@ -12,6 +12,7 @@ from pathlib import Path
 from ..io import (
     OneLineArgumentParser,
     Terminated,
+    describe_internal_error,
     describe_os_error,
     same_file,
     sigterm_as_interrupt,
@@ -100,6 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing written", file=sys.stderr)
         return 130
+    except Exception as e:  # unexpected: one line, not a traceback
+        return _error(describe_internal_error(e))
     with stdout_may_close():  # the files are written; `... | head` must not fail the export
         print(format_report(report))
         print(f"wrote {len(files)} files to {args.out}", flush=True)

@@ -1538,3 +1538,39 @@ def test_run_directory_and_file_names_near_the_name_limit(tmp_path):
     run.commit()
     assert (tmp_path / name / name).read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def _boom(*args, **kwargs):
+    raise TypeError("boom\nsecond line")
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "export"])
+def test_an_unexpected_exception_is_one_line_or_a_traceback_on_request(
+        command, tmp_path, monkeypatch, capsys):
+    """A bug of ours (an exception no handler expects) ends the command with one line naming
+    the exception, exit status 1, nothing written; PROPENSITY_DEBUG=1 raises it instead."""
+    import nn_core.export.cli as export_cli
+    import propensity.predict
+    import propensity.train
+
+    main, argv = {
+        "train": (propensity.train.main, ["--out", str(tmp_path / "run"), "--epochs", "1"]),
+        "predict": (propensity.predict.main, ["--model", str(tmp_path), "--input", str(UCI),
+                                              "--output", str(tmp_path / "s.csv")]),
+        "export": (export_cli.main, [str(tmp_path / "model"), "--format", "c",
+                                     "--out", str(tmp_path / "exp")]),
+    }[command]
+    target = {"train": (propensity.train, "run"), "predict": (propensity.predict, "run"),
+              "export": (export_cli, "load_model_dir")}[command]
+    monkeypatch.setattr(*target, _boom)
+    (tmp_path / "model").mkdir()
+    monkeypatch.delenv("PROPENSITY_DEBUG", raising=False)
+    before = snapshot(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "internal error (TypeError: boom second line)" in err and "PROPENSITY_DEBUG" in err
+    assert snapshot(tmp_path) == before
+    monkeypatch.setenv("PROPENSITY_DEBUG", "1")
+    with pytest.raises(TypeError, match="boom"):
+        main(argv)
