@@ -26,7 +26,6 @@ import numpy as np
 
 from . import kernels, reference
 from .fusion import fused
-from .optim import Optimizer
 from .validation import raise_not_finite
 
 BACKENDS = ("numba", "numpy", "cupy")
@@ -94,49 +93,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
 
 
-_BLAS_LIBS: list | None = None
-
-
-def blas_libraries() -> list:
-    """threadpoolctl's controllers of every BLAS library loaded (NumPy's and SciPy's OpenBLAS).
-
-    ``np.dot`` in the kernels calls SciPy's OpenBLAS (not NumPy's); it is
-    loaded here, before threadpoolctl takes stock of the libraries, or the
-    limit would miss it.
-    """
-    global _BLAS_LIBS
-    if _BLAS_LIBS is None:
-        import scipy.linalg.cython_blas  # noqa: F401
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS_LIBS = ThreadpoolController().select(user_api="blas").lib_controllers
-    return _BLAS_LIBS
-
-
-@contextlib.contextmanager
-def blas_single_threaded():
-    """Hold every BLAS library to one thread inside the block; restore each one's count after.
-
-    The kernels call BLAS on small matrices, from inside their own threads
-    (or Python threads, in parallel prediction): a second thread pool there
-    only adds contention and run-to-run swings (100,000 rows predicted at
-    0.04-0.6 M rows/s with BLAS free on a busy 2-core machine, 2.0-2.6 M
-    with it held to one thread). A few library calls, not
-    ``threadpoolctl.threadpool_limits`` (about 20 us, which would double the
-    time of a small prediction). Not for nesting across threads: the caller
-    that starts the threads holds it.
-    """
-    libs = blas_libraries()
-    before = [lib.num_threads for lib in libs]
-    for lib, n in zip(libs, before, strict=True):
-        if n != 1:
-            lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, n in zip(libs, before, strict=True):
-            if n != 1:
-                lib.set_num_threads(n)
+_blas_controller = None
 
 
 def check_threads(threads) -> int:
@@ -148,17 +105,26 @@ def check_threads(threads) -> int:
 
 @contextlib.contextmanager
 def threads_limited(threads: int | None):
-    """Run with ``threads`` Numba threads (``None``: as they are) and single-threaded BLAS.
+    """Run with ``threads`` Numba threads and single-threaded BLAS; restore both after.
 
-    Both are restored after. Every compiled kernel call that can reach BLAS
-    runs inside this (``tests/nn_core/test_blas_threads.py`` checks the count
-    from inside each kernel call).
+    BLAS is held to one thread because the kernels call it on small
+    matrices, from inside their own threads: a second thread pool there
+    only adds contention (and run-to-run timing swings).
     """
+    global _blas_controller
+    if _blas_controller is None:
+        # np.dot in the kernels calls SciPy's OpenBLAS (not NumPy's); it must be
+        # loaded before the controller takes stock of the libraries, or the
+        # limit would miss it.
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController()
     previous = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(check_threads(threads))
     try:
-        with blas_single_threaded():
+        with _blas_controller.limit(limits=1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(previous)
@@ -284,28 +250,26 @@ class NumbaBackend:
     def predict(self, model, X, threads=None):
         p = np.empty(X.shape[0], dtype=model.theta.dtype)
         act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
+        args = (model.theta, model.layout, act, out, _BLOCK)
         n_threads = numba.get_num_threads() if threads is None else check_threads(threads)
         slices = min(n_threads, X.shape[0] // _PARALLEL_ROWS)
-        # BLAS to one thread on every path: the threads, if any, are ours.
-        with threads_limited(None):
-            if slices <= 1:
-                finite = kernels.predict_blocks(X, model.theta, model.layout, act, out, _BLOCK, p)
-            else:
-                # The kernel releases the GIL: Python threads, one slice of rows
-                # each, run it in parallel with no compiled parallel region to
-                # build. Slices start on block boundaries, so every row lands in
-                # the same block as in a serial run and gets the same bits (BLAS
-                # may round a row differently in a block of another height).
-                blocks = -(-X.shape[0] // _BLOCK)
-                bounds = [min(X.shape[0], _BLOCK * (blocks * k // slices))
-                          for k in range(slices + 1)]
+        if slices <= 1:
+            with threads_limited(None):  # BLAS to one thread on this path too
+                finite = kernels.predict_blocks(X, *args, p)
+        else:
+            # The kernel releases the GIL: Python threads, one slice of rows
+            # each, run it in parallel with no compiled parallel region to build.
+            # Slices start on block boundaries, so every row lands in the same
+            # block as in a serial run and gets the same bits (BLAS may round
+            # a row differently in a block of another height).
+            blocks = -(-X.shape[0] // _BLOCK)
+            bounds = [min(X.shape[0], _BLOCK * (blocks * k // slices)) for k in range(slices + 1)]
 
-                def run(k: int) -> bool:
-                    lo, hi = bounds[k], bounds[k + 1]
-                    return kernels.predict_blocks(
-                        X[lo:hi], model.theta, model.layout, act, out, _BLOCK, p[lo:hi]
-                    )
+            def run(k: int) -> bool:
+                lo, hi = bounds[k], bounds[k + 1]
+                return kernels.predict_blocks(X[lo:hi], *args, p[lo:hi])
 
+            with threads_limited(None):  # BLAS to one thread: the threads are ours
                 finite = all(_thread_pool().map(run, range(slices)))
         if not finite:
             raise_not_finite(X)
@@ -313,17 +277,16 @@ class NumbaBackend:
 
     def loss_and_grad(self, model, X, y, s, l2):
         # One full-batch step of the epoch kernel computes exactly this
-        # gradient; the optimizer's learning rate is 0 so nothing moves. Adam,
-        # fit's default, so that the kernel is the one training compiled.
+        # gradient; the optimizer's learning rate is 0 so nothing moves.
         grad = np.zeros_like(model.theta)
         theta = model.theta.copy()
-        state = np.zeros_like(theta)  # Adam's m and v, zero: with lr 0 theta stays
+        state = np.zeros_like(theta)  # SGD's m and v, unused
         act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
         with threads_limited(None):
             loss, _ = kernels.train_epoch(
                 X, y, s, np.arange(X.shape[0], dtype=np.int64), theta, grad, model.layout, act,
-                out, l2, kernels.optimizer_index("adam"), state, state.copy(), 0, 0.0,
-                Optimizer("adam", 1, model.dtype).hyper(), np.zeros_like(theta), X.shape[0], 0.0, 0,
+                out, l2, kernels.optimizer_index("sgd"), state, state, 0, 0.0,
+                np.zeros(7, dtype=model.dtype), np.zeros_like(theta), X.shape[0], 0.0, 0,
             )
         return float(loss), [(dW.copy(), db.copy()) for dW, db in model.unflatten(grad)]
 

@@ -3,8 +3,7 @@
 A whole epoch of mini-batch steps runs inside one compiled call,
 :func:`train_epoch`, so Python is entered once per epoch, not once per
 batch. The matrix products go to BLAS through ``np.dot`` (with ``out=``
-buffers, so nothing is allocated per product), except the output layer's, which are
-one column wide (:func:`output_logits`, :func:`output_layer_backward`); the activations, their
+buffers, so nothing is allocated per product; see :func:`matmul`); the activations, their
 backward rules, the losses, the output delta and the optimizer rules are the
 very functions of ``nn_core/activations.py``, ``nn_core/losses.py`` and
 ``nn_core/optim.py``, compiled here with ``numba.njit`` and applied element
@@ -30,12 +29,12 @@ same layout in ``grad``.
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 
 import numba
 import numpy as np
+from numba import literal_unroll
 
 from .activations import ACTIVATIONS
 from .dropout import dropout_key
@@ -50,44 +49,16 @@ from .optim import OPTIMIZERS, decayed
 # on-disk cache, so with "contract" the first run of a new cache trained to
 # different weights than every later run from the same seed.
 _FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn", "reassoc"}
+_jit = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True)
+_pjit = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True, parallel=True)
 # The prediction kernels test their input for NaN and infinity, so they may
 # not let the compiler assume that no value is NaN or infinite (nnan, ninf).
 _FINITE_SAFE_FASTMATH = _FASTMATH - {"nnan", "ninf"}
+_pred_jit = numba.njit(cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True)
 
-# What Numba compiles, and when. Compile time is the cost of a cold start
-# (an empty cache: a first run, a new install, a changed source file), so
-# only what a run uses is compiled, once:
-#
-# * entry points (``_entry``): the few functions Python calls, compiled per
-#   network rule set (activation, output, optimizer, dropout on or off; see
-#   ``_compiled``) and argument dtypes, and cached on disk;
-# * helpers (``_inline``): inlined into the entry that calls them before
-#   typing (with the entry's fastmath flags), so that each is typed and
-#   optimised once inside the entry instead of being compiled, linked and
-#   re-optimised as a function of its own at every level of calls (about
-#   0.1 s per function and level; inlining everything took the first epoch's
-#   compile from 17.3 s of CPU time to 8.1 s, with the rule-set entries);
-# * the rules of the tables, compiled as they are (``_rule``) when an entry
-#   picks one.
-#
-# The network's rules reach the helpers as literal integers (the entries are
-# closures over their indices, which Numba treats as constants), and a helper
-# picks its rule by indexing the table's tuple, ``_F[act]``: with a literal
-# index that is resolved at compile time, so an entry holds its network's rule
-# alone, inlined, and never compiles the others.
-_entry = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True)
-_parallel_entry = numba.njit(
-    cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True, parallel=True
-)
-_predict_entry = numba.njit(
-    cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True
-)
-_inline = numba.njit(inline="always", fastmath=_FASTMATH, error_model="numpy", nogil=True)
-_rule = numba.njit(fastmath=_FASTMATH, error_model="numpy", nogil=True)
-
-# A tuple of compiled functions is typed with Numba's "first-class function"
-# types, which it marks experimental; indexed with a literal, as here, it
-# gives back the one function itself (a direct, inlinable call).
+# literal_unroll over a tuple of compiled functions types them as "first-class
+# functions", which Numba marks experimental; the code it generates is the same
+# as an if/elif ladder over the functions (timed in docs/benchmarks.md).
 warnings.filterwarnings(
     "ignore", "First-class function type feature is experimental",
     numba.NumbaExperimentalFeatureWarning,
@@ -95,14 +66,20 @@ warnings.filterwarnings(
 
 # The shared definitions, compiled (not rewritten): one tuple per table, in
 # the table's order, so that index k of a tuple is entry k of the table.
-_F = tuple(_rule(a.forward) for a in ACTIVATIONS.values())
-_F_BACKWARD = tuple(_rule(a.backward) for a in ACTIVATIONS.values())
-_G = tuple(_rule(g) for g in OUTPUTS.values())
-_G_AND_L = tuple((_rule(g), _rule(LOSSES[name])) for name, g in OUTPUTS.items())
-_UPDATE = tuple(_rule(rule) for rule in OPTIMIZERS.values())
-_decayed = _rule(decayed)
-_output_delta = _rule(_output_delta_py)
-_uniform01 = _rule(_uniform01_py)
+# The kernels take the index of the network's entry (``activation_index``
+# and friends) and pick the rule with literal_unroll, which unrolls the loop
+# over the tuple at compile time into one branch per entry: the branch for
+# the network's rule holds a loop around that rule alone, inlined. An index
+# outside the table is refused after the loop (Numba 0.68 cannot type a
+# literal_unroll loop that follows a raise).
+_F = tuple(_jit(a.forward) for a in ACTIVATIONS.values())
+_F_BACKWARD = tuple(_jit(a.backward) for a in ACTIVATIONS.values())
+_G = tuple(_jit(g) for g in OUTPUTS.values())
+_G_AND_L = tuple((_jit(g), _jit(LOSSES[name])) for name, g in OUTPUTS.items())
+_UPDATE = tuple(_jit(rule) for rule in OPTIMIZERS.values())
+_decayed = _jit(decayed)
+_output_delta = _jit(_output_delta_py)
+_uniform01 = _jit(_uniform01_py)
 
 N_ACTIVATIONS, N_OUTPUTS, N_OPTIMIZERS = len(ACTIVATIONS), len(OUTPUTS), len(OPTIMIZERS)
 #: Index of the identity, the "activation" of the output layer's logits.
@@ -124,37 +101,38 @@ def optimizer_index(name: str) -> int:
     return list(OPTIMIZERS).index(name)
 
 
-def check_index(index, count: int, what: str) -> int:
-    """``index`` as an int when ``0 <= index < count``; else ``ValueError`` naming ``what``."""
-    if isinstance(index, bool) or not isinstance(index, int | np.integer) or not (
-        0 <= index < count
-    ):
-        raise ValueError(f"unknown {what} index {index!r}: the table has {count} entries")
-    return int(index)
-
-
 def bias_activate(act, Z, b):
     """``Z = f(Z + b)`` in place, for activation ``act`` (``Z``: (n, d), ``b``: (d,)).
 
     Adding the bias and applying ``f`` in one pass reads the layer's buffer
     once (prediction, which needs no ``Z`` afterwards).
     """
-    f = _F[act]
     n, d = Z.shape
-    for i in range(n):
-        for j in range(d):
-            Z[i, j] = f(Z[i, j] + b[j])
+    k = 0
+    for f in literal_unroll(_F):
+        if k == act:
+            for i in range(n):
+                for j in range(d):
+                    Z[i, j] = f(Z[i, j] + b[j])
+        k += 1
+    if not 0 <= act < N_ACTIVATIONS:
+        raise ValueError("bias_activate: unknown activation index")
 
 
 def bias_activate_keep(act, Z, b, A):
     """``Z = Z + b`` in place and ``A = f(Z)`` (training: the backward rule needs both)."""
-    f = _F[act]
     n, d = Z.shape
-    for i in range(n):
-        for j in range(d):
-            z = Z[i, j] + b[j]
-            Z[i, j] = z
-            A[i, j] = f(z)
+    k = 0
+    for f in literal_unroll(_F):
+        if k == act:
+            for i in range(n):
+                for j in range(d):
+                    z = Z[i, j] + b[j]
+                    Z[i, j] = z
+                    A[i, j] = f(z)
+        k += 1
+    if not 0 <= act < N_ACTIVATIONS:
+        raise ValueError("bias_activate_keep: unknown activation index")
 
 
 def activate(act, H):
@@ -166,22 +144,37 @@ def activate(act, H):
     batch of 32, and prediction through ``bias_activate`` on a (1, d) view
     25 % slower per row.
     """
-    f = _F[act]
-    for j in range(H.shape[0]):
-        H[j] = f(H[j])
+    k = 0
+    for f in literal_unroll(_F):
+        if k == act:
+            for j in range(H.shape[0]):
+                H[j] = f(H[j])
+        k += 1
+    if not 0 <= act < N_ACTIVATIONS:
+        raise ValueError("activate: unknown activation index")
 
 
 def activation_backward(act, Z, A, dH):
     """``dH = dH * f'(Z)`` in place, given ``Z`` and ``A = f(Z)`` (1-D views)."""
-    f_backward = _F_BACKWARD[act]
-    for i in range(dH.shape[0]):
-        dH[i] = f_backward(Z[i], A[i], dH[i])
+    k = 0
+    for f_backward in literal_unroll(_F_BACKWARD):
+        if k == act:
+            for i in range(dH.shape[0]):
+                dH[i] = f_backward(Z[i], A[i], dH[i])
+        k += 1
+    if not 0 <= act < N_ACTIVATIONS:
+        raise ValueError("activation_backward: unknown activation index")
 
 
 def output_function(out, z):
     """``g(z)`` of one logit, for output function ``out``."""
-    g = _G[out]
-    return g(z)
+    y = z
+    k = 0
+    for g in literal_unroll(_G):
+        if k == out:
+            y = g(z)
+        k += 1
+    return y
 
 
 def output_loss_delta(out, z, y, s, Y, delta, n):
@@ -189,12 +182,18 @@ def output_loss_delta(out, z, y, s, Y, delta, n):
 
     ``Y = g(z)``; ``delta = s (Y - y) / n``; returns ``(1/n) sum_i s_i l(z_i, y_i)``.
     """
-    g, l = _G_AND_L[out]
     total = 0.0
-    for i in range(z.shape[0]):
-        Y[i] = g(z[i])
-        total += s[i] * l(z[i], y[i])
-        delta[i] = _output_delta(Y[i], y[i], s[i], n)
+    k = 0
+    for g_and_l in literal_unroll(_G_AND_L):
+        if k == out:
+            g, l = g_and_l
+            for i in range(z.shape[0]):
+                Y[i] = g(z[i])
+                total += s[i] * l(z[i], y[i])
+                delta[i] = _output_delta(Y[i], y[i], s[i], n)
+        k += 1
+    if not 0 <= out < N_OUTPUTS:
+        raise ValueError("output_loss_delta: unknown output index")
     return total / n
 
 
@@ -213,32 +212,6 @@ def fill_dropout_mask(key, p, D, row0=0):
             D[i, j] = scale if u >= p else 0.0
 
 
-def drop_units(l, m, fo, dropout, seed, t, row0, A_buf, D_buf, H_buf):
-    """``H_l = A_l * D_l``: layer ``l``'s mask drawn (:func:`fill_dropout_mask`) and applied.
-
-    ``m`` rows of ``fo`` units; the buffers are the flat rows of
-    :func:`workspace`'s ``A``, ``D`` and ``H``.
-    """
-    D = D_buf[l, : m * fo].reshape((m, fo))
-    fill_dropout_mask(dropout_key(seed, t, l), dropout, D, row0)
-    for k in range(m * fo):
-        H_buf[l, k] = A_buf[l, k] * D_buf[l, k]
-
-
-def keep_units(l, m, fo, dropout, seed, t, row0, A_buf, D_buf, H_buf):
-    """No dropout: ``H_l`` is ``A_l`` itself, nothing to do (the twin of :func:`drop_units`)."""
-
-
-def mask_delta(l, n, D_buf, d):
-    """``d = d * D_l`` over the first ``n`` entries: the backward pass through the mask."""
-    for k in range(n):
-        d[k] *= D_buf[l, k]
-
-
-def keep_delta(l, n, D_buf, d):
-    """No dropout: the gradient passes unchanged (the twin of :func:`mask_delta`)."""
-
-
 def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
     """One optimizer update over the flat vectors: the rule ``opt`` of ``OPTIMIZERS``, per element.
 
@@ -247,7 +220,6 @@ def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
     which vectorises about 3x better than one mixed with float64. ``t`` is
     the step number after this update (1 for the first).
     """
-    update = _UPDATE[opt]
     mu, b1, one_m_b1, b2, one_m_b2, eps = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
     # Per-step scalars, computed in float64 and rounded once to theta's dtype.
     c = np.empty(4, dtype=theta.dtype)
@@ -259,25 +231,51 @@ def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
     if rate != 0.0:
         for k in range(theta.shape[0]):
             theta[k] = _decayed(theta[k], decay_mask[k], rate)
-    for k in range(theta.shape[0]):
-        theta[k], m[k], v[k] = update(
-            theta[k], g[k], m[k], v[k], lr_, mu, b1, one_m_b1, b2, one_m_b2, lr_t, r, eps
-        )
+    i = 0
+    for update in literal_unroll(_UPDATE):
+        if i == opt:
+            for k in range(theta.shape[0]):
+                theta[k], m[k], v[k] = update(
+                    theta[k], g[k], m[k], v[k], lr_, mu, b1, one_m_b1, b2, one_m_b2, lr_t, r, eps
+                )
+        i += 1
+    if not 0 <= opt < N_OPTIMIZERS:
+        raise ValueError("optimizer_step: unknown optimizer index")
 
 
-def output_logits(H, w, z):
-    """``z = H w``: the output layer's product, one dot product per row (``w``: (d, 1)).
+def matmul(A, B, C):
+    """``C = A @ B`` into the preallocated ``C``.
 
-    The network has one output unit, so this product and the two of
-    :func:`output_layer_backward` are one column wide or one deep: as
-    loops they cost less than a BLAS call, and compile to less code.
+    BLAS (``np.dot``) for the real matrix products; plain loops for the
+    output layer's products, where ``C`` is one column wide or ``A`` one
+    column deep: there a BLAS call costs more than the arithmetic.
     """
-    n, d = H.shape
-    for i in range(n):
-        acc = 0.0
-        for p in range(d):
-            acc += H[i, p] * w[p, 0]
-        z[i, 0] = acc
+    n, k = A.shape
+    m = B.shape[1]
+    if m == 1 and A.flags.c_contiguous:
+        # One dot product per row of A (the output layer's forward product).
+        for i in range(n):
+            acc = 0.0
+            for p in range(k):
+                acc += A[i, p] * B[p, 0]
+            C[i, 0] = acc
+    elif m == 1:
+        # A is a transposed matrix (``H^T`` in the output layer's ``dW``): its
+        # columns are contiguous, so add them up scaled by B, rather than
+        # reading its rows with a stride.
+        for i in range(n):
+            C[i, 0] = 0.0
+        for p in range(k):
+            b = B[p, 0]
+            for i in range(n):
+                C[i, 0] += A[i, p] * b
+    elif k == 1:
+        for i in range(n):
+            a = A[i, 0]
+            for j in range(m):
+                C[i, j] = a * B[0, j]
+    else:
+        np.dot(A, B, C)
 
 
 def column_sums(A, out):
@@ -301,7 +299,7 @@ def row_times_matrix(a, B, b, c):
     For one row a BLAS call costs more than the arithmetic. Vectorised over
     the columns ``j``, eight rows of ``B`` per pass, so that ``c`` is loaded
     and stored an eighth as often. Its own function (not a branch of
-    :func:`output_logits`) so that training never compiles it.
+    :func:`matmul`) so that training never compiles it.
     """
     k, m = B.shape
     for j in range(m):
@@ -329,46 +327,22 @@ def layer_forward(act, H_in, W, b, Z, A):
     """``Z = H_in W + b`` and ``A = f(Z)`` of one hidden layer of a training batch.
 
     ``H_in``: (m, d_in), ``W``: (d_in, d_out), ``b``: (d_out,); ``Z`` and ``A``:
-    (m, d_out), written. ``Z`` is kept for the backward rule. The product
-    goes to BLAS (``np.dot`` with ``out=``, so nothing is allocated).
+    (m, d_out), written. ``Z`` is kept for the backward rule.
     """
-    np.dot(H_in, W, Z)
+    matmul(H_in, W, Z)
     bias_activate_keep(act, Z, b, A)
 
 
 def layer_backward(H_in, W, delta, dW, db, dH_in):
     """``dW = H_in^T delta``, ``db = 1^T delta`` and, unless ``dH_in`` has no rows
     (the first layer), ``dH_in = delta W^T``; all written into the given buffers."""
-    np.dot(H_in.T, delta, dW)
+    matmul(H_in.T, delta, dW)
     column_sums(delta, db)
     if dH_in.shape[0] > 0:
-        np.dot(delta, W.T, dH_in)
+        matmul(delta, W.T, dH_in)
 
 
-def output_layer_backward(H_in, w, delta, dw, db, dH_in):
-    """:func:`layer_backward` of the output layer (one unit: ``w`` (d, 1), ``delta`` (m, 1)).
-
-    ``dw = H_in^T delta`` adds up the rows of ``H_in`` scaled by ``delta``
-    (contiguous rows, not the strided columns of ``H_in^T``);
-    ``dH_in = delta w^T`` is an outer product.
-    """
-    m, d = H_in.shape
-    for p in range(d):
-        dw[p, 0] = 0.0
-    for i in range(m):
-        scale = delta[i, 0]
-        for p in range(d):
-            dw[p, 0] += H_in[i, p] * scale
-    column_sums(delta, db)
-    for i in range(dH_in.shape[0]):
-        scale = delta[i, 0]
-        for p in range(d):
-            dH_in[i, p] = scale * w[p, 0]
-
-
-def batch_gradient(
-    X, y, s, rows, n, row0, theta, layout, act, out, masked, dropout, seed, t, grad, ws, c
-):
+def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, seed, t, grad, ws, c):
     """Data loss and its gradient for the rows ``rows`` of a batch of ``n`` rows.
 
     Forward (:func:`layer_forward`) ``Z_l = H_{l-1} W_l + b_l``,
@@ -392,8 +366,6 @@ def batch_gradient(
     layout : (L, 4) int64 array
     act, out : int
         Indices of the activation and the output function.
-    masked : int
-        1 with dropout, 0 without (which then compiles no dropout code).
     dropout : float
     seed, t : int
         Dropout seed and the optimizer step count (the mask key).
@@ -417,20 +389,23 @@ def batch_gradient(
             Xb[i, j] = X[r, j]
         yb[i] = y[r]
         sb[i] = s[r]
-    H = H_buf if masked else A_buf
-    apply_mask, mask_backward = _MASK[masked], _MASK_BACKWARD[masked]
+    H = H_buf if dropout > 0.0 else A_buf
     # Forward.
     for l in range(L):
         w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
         if l == L - 1:  # the output layer's logits: z = H W + b
-            output_logits(H_in, W, Z_out[:m])
+            matmul(H_in, W, Z_out[:m])
             bias_activate(IDENTITY, Z_out[:m], b)
             break
         Z, A = Z_buf[l, : m * fo].reshape((m, fo)), A_buf[l, : m * fo].reshape((m, fo))
         layer_forward(act, H_in, W, b, Z, A)
-        apply_mask(l, m, fo, dropout, seed, t, row0, A_buf, D_buf, H_buf)
+        if dropout > 0.0:
+            D = D_buf[l, : m * fo].reshape((m, fo))
+            fill_dropout_mask(dropout_key(seed, t, l), dropout, D, row0)
+            for k in range(m * fo):
+                H_buf[l, k] = A_buf[l, k] * D_buf[l, k]
     cur = 0
     data_loss = output_loss_delta(out, Z_out[:m, 0], yb[:m], sb[:m], Yb[:m], d_buf[cur, :m], n)
     # Backward.
@@ -441,13 +416,12 @@ def batch_gradient(
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
         dH_rows = m if l > 0 else 0
         dH = d_buf[1 - cur, : dH_rows * fi].reshape((dH_rows, fi))
-        dW, db = grad[w_off : w_off + fi * fo].reshape((fi, fo)), grad[b_off : b_off + fo]
-        if l == L - 1:
-            output_layer_backward(H_in, W, delta, dW, db, dH)
-        else:
-            layer_backward(H_in, W, delta, dW, db, dH)
+        layer_backward(H_in, W, delta, grad[w_off : w_off + fi * fo].reshape((fi, fo)),
+                       grad[b_off : b_off + fo], dH)
         if l > 0:
-            mask_backward(l - 1, m * fi, D_buf, d_buf[1 - cur])
+            if dropout > 0.0:
+                for k in range(m * fi):
+                    d_buf[1 - cur, k] *= D_buf[l - 1, k]
             activation_backward(act, Z_buf[l - 1, : m * fi], A_buf[l - 1, : m * fi],
                                 d_buf[1 - cur, : m * fi])
             cur = 1 - cur
@@ -491,17 +465,42 @@ def max_width(layout):
     return w
 
 
-def epoch(
-    X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t, lr, hyper,
-    decay_mask, batch_size, dropout, seed,
+def train_epoch(
+    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
+    batch_size, dropout, seed,
 ):
     """One epoch of mini-batch training, updating ``theta``, ``m`` and ``v`` in place.
 
     The same steps as ``nn_core.reference.train_epoch``: for each batch, the
     gradient of the data loss (:func:`batch_gradient`), plus the L2 term
     (:func:`add_l2`), then one optimizer step (:func:`optimizer_step`).
-    Called through :func:`train_epoch`, which compiles it for the network's
-    rules; the arguments are described there.
+
+    Parameters
+    ----------
+    X : (N, d_0) array; y, s : (N,) arrays
+        Inputs, targets and per-sample loss weights, all of ``theta``'s dtype.
+    order : (N,) int64 array
+        Row order of this epoch.
+    theta, grad : (P,) arrays
+        Flat parameters (updated) and gradient scratch space.
+    layout : (L, 4) int64 array
+    act, out : int
+        Activation and output codes.
+    l2 : float
+    opt : int
+        Optimizer code; ``m``, ``v`` its state vectors; ``t`` its step count so far.
+    lr : float
+    hyper : (7,) array of theta's dtype
+        From ``Optimizer.hyper``.
+    decay_mask : (P,) array
+    batch_size : int
+    dropout : float
+    seed : int
+
+    Returns
+    -------
+    (float, int)
+        Mean training loss over the epoch, and the optimizer's step count after it.
     """
     N = X.shape[0]
     ws = workspace(1, batch_size, X.shape[1], layout.shape[0], max_width(layout), theta.dtype)
@@ -511,8 +510,7 @@ def epoch(
         rows = order[start : min(N, start + batch_size)]
         n = rows.shape[0]
         batch_loss = batch_gradient(
-            X, y, s, rows, n, slot, theta, layout, act, out, masked, dropout, seed, t, grad, ws,
-            slot,
+            X, y, s, rows, n, slot, theta, layout, act, out, dropout, seed, t, grad, ws, slot
         )
         batch_loss += add_l2(theta, grad, layout, l2)
         total += batch_loss * n
@@ -521,9 +519,7 @@ def epoch(
     return total / N, t
 
 
-def chunk_gradients(
-    X, y, s, rows, theta, layout, act, out, masked, dropout, seed, t, grads, losses, ws
-):
+def chunk_gradients(X, y, s, rows, theta, layout, act, out, dropout, seed, t, grads, losses, ws):
     """:func:`batch_gradient` over equal chunks of the batch ``rows``, in parallel.
 
     Each chunk writes its own ``grads[c]`` and ``losses[c]`` (no shared
@@ -534,21 +530,20 @@ def chunk_gradients(
     per_chunk = ws[0].shape[1]
     chunks = (n + per_chunk - 1) // per_chunk
     for i in numba.prange(chunks):
-        c = np.int64(i)  # prange counts in uint64
+        c = np.int64(i)  # prange counts in uint64; int64 reuses train_epoch's compiled variant
         lo = c * per_chunk
         hi = min(n, lo + per_chunk)
         losses[c] = batch_gradient(
-            X, y, s, rows[lo:hi], n, lo, theta, layout, act, out, masked, dropout, seed, t,
-            grads[c], ws, c,
+            X, y, s, rows[lo:hi], n, lo, theta, layout, act, out, dropout, seed, t, grads[c], ws, c
         )
     return chunks
 
 
-def epoch_parallel(
-    X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t, lr, hyper,
-    decay_mask, batch_size, dropout, seed, chunks,
+def train_epoch_parallel(
+    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
+    batch_size, dropout, seed, chunks,
 ):
-    """:func:`epoch` with each batch split into ``chunks`` chunks of rows done in parallel.
+    """:func:`train_epoch` with each batch split into ``chunks`` chunks of rows done in parallel.
 
     The chunks' gradients (:func:`chunk_gradients`) are summed in chunk
     order, so a run is repeatable for a given ``chunks``. Worth it only for
@@ -563,8 +558,8 @@ def epoch_parallel(
     total = 0.0
     for start in range(0, N, batch_size):
         rows = order[start : min(N, start + batch_size)]
-        used = chunk_gradients(X, y, s, rows, theta, layout, act, out, masked, dropout, seed, t,
-                               grads, losses, ws)
+        used = chunk_gradients(X, y, s, rows, theta, layout, act, out, dropout, seed, t, grads,
+                               losses, ws)
         batch_loss = losses[0]
         for k in range(grad.shape[0]):
             grad[k] = grads[0, k]
@@ -604,39 +599,44 @@ def forward_row(x, theta, layout, act, out, h):
 
 
 def forward_rows(X, theta, layout, act, out, p):
-    """``p = g(Z)`` for the rows of ``X`` through BLAS, a layer at a time (serial).
+    """``p = g(Z)`` for the rows of ``X`` (serial; buffers sized to the widest layer).
 
-    Buffers are sized to the widest layer. Returns False, computing nothing,
-    when ``X`` holds NaN or infinity.
+    Up to four rows (online scoring) go one at a time through
+    :func:`forward_row`; more rows go through BLAS, a layer at a time.
+    Returns False, computing nothing, when ``X`` holds NaN or infinity.
     """
     if not all_finite(X):
         return False
     n = X.shape[0]
     L = layout.shape[0]
+    if n <= 4:
+        h = np.empty((2, max_width(layout)), dtype=theta.dtype)
+        for i in range(n):
+            p[i] = forward_row(X[i], theta, layout, act, out, h)
+        return True
     bufs = np.empty((2, n * max_width(layout)), dtype=theta.dtype)
     Z_out = np.empty((n, 1), dtype=theta.dtype)
     cur = 0
     for l in range(L):
         w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
+        W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
         H_in = X if l == 0 else bufs[1 - cur, : n * fi].reshape((n, fi))
-        if l == L - 1:  # the output layer's logits: z = H W + b
-            output_logits(H_in, W, Z_out)
-            bias_activate(IDENTITY, Z_out, b)
-            break
-        Z = bufs[cur, : n * fo].reshape((n, fo))
-        np.dot(H_in, W, Z)
-        bias_activate(act, Z, b)
-        cur = 1 - cur
+        Z = Z_out if l == L - 1 else bufs[cur, : n * fo].reshape((n, fo))
+        matmul(H_in, W, Z)
+        bias_activate(act if l < L - 1 else IDENTITY, Z, theta[b_off : b_off + fo])
+        if l < L - 1:
+            cur = 1 - cur
     for i in range(n):
         p[i] = output_function(out, Z_out[i, 0])
     return True
 
 
-def blocks(X, theta, layout, act, out, block, p):
+def predict_blocks(X, theta, layout, act, out, block, p):
     """:func:`forward_rows` over consecutive blocks of ``block`` rows (serial).
 
     Blocks keep each layer's activations small enough to stay in cache.
+    Releases the GIL, so that several Python threads can each run it on a
+    slice of the rows (``nn_core.backends.NumbaBackend.predict``).
     Returns False when any row holds NaN or infinity.
     """
     finite = True
@@ -644,21 +644,6 @@ def blocks(X, theta, layout, act, out, block, p):
         hi = min(X.shape[0], lo + block)
         finite &= forward_rows(X[lo:hi], theta, layout, act, out, p[lo:hi])
     return finite
-
-
-def few_rows(X, theta, layout, act, out, p):
-    """``p = g(Z)`` for a few rows (online scoring), one at a time through :func:`forward_row`.
-
-    No BLAS: for a few rows a BLAS call costs more than the arithmetic, and
-    BLAS's own threads never come into play. Returns False, computing
-    nothing, when ``X`` holds NaN or infinity.
-    """
-    if not all_finite(X):
-        return False
-    h = np.empty((2, max_width(layout)), dtype=theta.dtype)
-    for i in range(X.shape[0]):
-        p[i] = forward_row(X[i], theta, layout, act, out, h)
-    return True
 
 
 def all_finite(X):
@@ -670,164 +655,30 @@ def all_finite(X):
     return True
 
 
-# --- compiled versions ------------------------------------------------------------
-# Under the same names; the plain functions stay reachable as ``.py_func``
-# (numba keeps them), for teaching and debugging. all_finite is compiled on its
-# own, without fastmath (which would let the compiler assume every number is
-# finite), for Python callers and the prediction kernels alike.
-bias_activate = _inline(bias_activate)
-bias_activate_keep = _inline(bias_activate_keep)
-activate = _inline(activate)
-activation_backward = _inline(activation_backward)
-output_function = _inline(output_function)
-output_loss_delta = _inline(output_loss_delta)
-fill_dropout_mask = _inline(fill_dropout_mask)
-drop_units = _inline(drop_units)
-keep_units = _inline(keep_units)
-mask_delta = _inline(mask_delta)
-keep_delta = _inline(keep_delta)
-optimizer_step = _inline(optimizer_step)
-output_logits = _inline(output_logits)
-output_layer_backward = _inline(output_layer_backward)
-column_sums = _inline(column_sums)
-row_times_matrix = _inline(row_times_matrix)
-layer_forward = _inline(layer_forward)
-layer_backward = _inline(layer_backward)
-batch_gradient = _inline(batch_gradient)
-workspace = _inline(workspace)
-add_l2 = _inline(add_l2)
-max_width = _inline(max_width)
-epoch = _inline(epoch)
-chunk_gradients = _parallel_entry(chunk_gradients)
-epoch_parallel = _inline(epoch_parallel)
-forward_row = _inline(forward_row)
-forward_rows = _inline(forward_rows)
-blocks = _inline(blocks)
-few_rows = _inline(few_rows)
+# Compiled versions under the same names (all_finite without fastmath, which
+# would let the compiler assume every number is finite); the plain functions stay reachable
+# as `.py_func` (numba keeps them), for teaching and debugging.
+bias_activate = _jit(bias_activate)
+activate = _jit(activate)
+activation_backward = _jit(activation_backward)
+bias_activate_keep = _jit(bias_activate_keep)
+output_function = _jit(output_function)
+layer_forward = _jit(layer_forward)
+layer_backward = _jit(layer_backward)
+output_loss_delta = _jit(output_loss_delta)
+fill_dropout_mask = _jit(fill_dropout_mask)
 all_finite = numba.njit(cache=True, nogil=True)(all_finite)
-
-# Dropout on (index 1) or off (0): the mask and its backward pass, or nothing.
-_MASK = (keep_units, drop_units)
-_MASK_BACKWARD = (keep_delta, mask_delta)
-
-
-# --- entry points: one compiled kernel per rule set ------------------------------------
-@functools.cache
-def _compiled(kind: str, act: int, out: int, opt: int = 0, masked: int = 0):
-    """The entry ``kind`` compiled for one rule set (created once, compiled on first call).
-
-    A closure over the rule indices: Numba takes a closure's integers as
-    literal constants, so every helper the entry inlines resolves ``_F[act]``
-    and friends at compile time, and the entry holds those rules alone. The
-    cache on disk tells the closures apart by those integers.
-    """
-    if kind == "epoch":
-
-        def train(X, y, s, order, theta, grad, layout, l2, m, v, t, lr, hyper, decay_mask,
-                  batch_size, dropout, seed):
-            return epoch(X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t,
-                         lr, hyper, decay_mask, batch_size, dropout, seed)
-
-        return _entry(train)
-    if kind == "epoch_parallel":
-
-        def train_parallel(X, y, s, order, theta, grad, layout, l2, m, v, t, lr, hyper,
-                           decay_mask, batch_size, dropout, seed, chunks):
-            return epoch_parallel(X, y, s, order, theta, grad, layout, act, out, masked, l2, opt,
-                                  m, v, t, lr, hyper, decay_mask, batch_size, dropout, seed, chunks)
-
-        return _entry(train_parallel)
-    if kind == "blocks":
-
-        def predict(X, theta, layout, block, p):
-            return blocks(X, theta, layout, act, out, block, p)
-
-        return _predict_entry(predict)
-
-    def predict_few(X, theta, layout, p):
-        return few_rows(X, theta, layout, act, out, p)
-
-    return _predict_entry(predict_few)
-
-
-def train_epoch(
-    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
-    batch_size, dropout, seed,
-):
-    """One epoch of mini-batch training (:func:`epoch`), compiled for the network's rules.
-
-    Parameters
-    ----------
-    X : (N, d_0) array; y, s : (N,) arrays
-        Inputs, targets and per-sample loss weights, all of ``theta``'s dtype.
-    order : (N,) int64 array
-        Row order of this epoch.
-    theta, grad : (P,) arrays
-        Flat parameters (updated) and gradient scratch space.
-    layout : (L, 4) int64 array
-    act, out : int
-        Activation and output codes.
-    l2 : float
-    opt : int
-        Optimizer code; ``m``, ``v`` its state vectors; ``t`` its step count so far.
-    lr : float
-    hyper : (7,) array of theta's dtype
-        From ``Optimizer.hyper``.
-    decay_mask : (P,) array
-    batch_size : int
-    dropout : float
-    seed : int
-
-    Returns
-    -------
-    (float, int)
-        Mean training loss over the epoch, and the optimizer's step count after it.
-    """
-    kernel = _compiled("epoch", *_rule_set(act, out, opt, dropout))
-    return kernel(X, y, s, order, theta, grad, layout, l2, m, v, t, lr, hyper, decay_mask,
-                  batch_size, dropout, seed)
-
-
-def train_epoch_parallel(
-    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
-    batch_size, dropout, seed, chunks,
-):
-    """:func:`train_epoch` with each batch split into ``chunks`` parallel chunks.
-
-    Runs :func:`epoch_parallel`, compiled for the network's rules.
-    """
-    kernel = _compiled("epoch_parallel", *_rule_set(act, out, opt, dropout))
-    return kernel(X, y, s, order, theta, grad, layout, l2, m, v, t, lr, hyper, decay_mask,
-                  batch_size, dropout, seed, chunks)
-
-
-def predict_blocks(X, theta, layout, act, out, block, p):
-    """``p = g(Z)`` for the rows of ``X`` in blocks of ``block`` rows (:func:`blocks`), serial.
-
-    Releases the GIL, so that several Python threads can each run it on a
-    slice of the rows (``nn_core.backends.NumbaBackend.predict``). Returns
-    False when any row holds NaN or infinity.
-    """
-    kernel = _compiled("blocks", *_rule_set(act, out))
-    return kernel(X, theta, layout, block, p)
-
-
-@functools.cache
-def few_rows_kernel(act: int, out: int):
-    """The compiled :func:`few_rows` for activation ``act`` and output ``out``.
-
-    Called as ``kernel(X, theta, layout, p)``; returns False, computing
-    nothing, when ``X`` holds NaN or infinity. Handed out rather than wrapped,
-    so that single-row prediction pays no second Python call.
-    """
-    return _compiled("few", *_rule_set(act, out))
-
-
-def _rule_set(act, out, opt=0, dropout=0.0) -> tuple[int, int, int, int]:
-    """The checked indices ``(act, out, opt, masked)`` that name a compiled entry."""
-    return (
-        check_index(act, N_ACTIVATIONS, "activation"),
-        check_index(out, N_OUTPUTS, "output"),
-        check_index(opt, N_OPTIMIZERS, "optimizer"),
-        int(dropout > 0.0),
-    )
+optimizer_step = _jit(optimizer_step)
+matmul = _jit(matmul)
+column_sums = _jit(column_sums)
+row_times_matrix = _jit(row_times_matrix)
+batch_gradient = _jit(batch_gradient)
+workspace = _jit(workspace)
+add_l2 = _jit(add_l2)
+max_width = _jit(max_width)
+train_epoch = _jit(train_epoch)
+chunk_gradients = _pjit(chunk_gradients)
+train_epoch_parallel = _jit(train_epoch_parallel)
+forward_row = _pred_jit(forward_row)
+forward_rows = _pred_jit(forward_rows)
+predict_blocks = _pred_jit(predict_blocks)
