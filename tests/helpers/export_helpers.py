@@ -109,3 +109,29 @@ def import_file(path: Path, module_name: str):
 def export_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nn_core.export", *map(str, args)],
                           cwd=REPO, capture_output=True, text=True)
+
+
+def unseen_and_extreme_rows(model, base, codes) -> tuple[np.ndarray, object]:
+    """Rows that probe a predictor's edges: for each categorical column of ``model``, each
+    raw code in ``codes`` (the encoded vector) beside the value "never-seen" (the table);
+    for each numeric column 1e30, 0 and, where no log1p applies, -0.5. Returns
+    (raw input vectors, the same rows as a table for the reference predictor), each
+    derived from every row of ``base`` (a DataFrame of valid rows)."""
+    import pandas as pd
+
+    from nn_core import export as ex
+
+    X_base = ex.encode_table(model, base)
+    rows, frames = [], []
+    probes = [(c.index, c.name, code, "never-seen") for c in model.categorical
+              for code in codes]
+    probes += [(c.index, c.name, value, value) for c in model.numeric
+               for value in (1e30, 0.0) + (() if c.log1p else (-0.5,))]
+    for index, name, encoded, raw in probes:
+        x = X_base.copy()
+        x[:, index] = encoded
+        frame = base.copy()
+        frame[name] = raw
+        rows.append(x)
+        frames.append(frame)
+    return np.concatenate(rows), pd.concat(frames, ignore_index=True)

@@ -30,6 +30,7 @@ from export_helpers import (
     reference_predict,
     run_harness,
     train_uci_model,
+    unseen_and_extreme_rows,
 )
 
 from nn_core import export as ex
@@ -207,26 +208,8 @@ def _edge_rows(uci):
     """Raw rows with unseen/odd codes and extreme values, and the expected predictions."""
     model, df = uci["model"], uci["df"]
     base = df.iloc[uci["test"][:3]].reset_index(drop=True)
-    X_base = ex.encode_table(model, base)
-    rows, frames = [], []
-    for c in model.categorical:
-        for code in (99.0, 2.5, -1.0, math.nan, math.inf, 1e30):
-            x = X_base.copy()
-            x[:, c.index] = code
-            frame = base.copy()
-            frame[c.name] = "never-seen"
-            rows.append(x)
-            frames.append(frame)
-    for c in model.numeric:
-        for value in (1e30, 0.0) + (() if c.log1p else (-0.5,)):
-            x = X_base.copy()
-            x[:, c.index] = value
-            frame = base.copy()
-            frame[c.name] = value
-            rows.append(x)
-            frames.append(frame)
-    X = np.concatenate(rows)
-    expected = reference_predict(uci["dir"], pd.concat(frames, ignore_index=True))
+    X, frame = unseen_and_extreme_rows(model, base, (99.0, 2.5, -1.0, math.nan, math.inf, 1e30))
+    expected = reference_predict(uci["dir"], frame)
     return X, expected
 
 

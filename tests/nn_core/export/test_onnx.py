@@ -23,6 +23,7 @@ from export_helpers import (
     reference_predict,
     run_harness,
     train_uci_model,
+    unseen_and_extreme_rows,
 )
 
 from nn_core import export as ex
@@ -104,26 +105,10 @@ def test_unseen_codes_and_extreme_values(uci):
     in training; huge and zero numerics (and -0.5 where there is no log1p) as predict.py."""
     model, df = uci["model"], uci["df"]
     base = df.iloc[uci["test"][:3]].reset_index(drop=True)
-    X_base = ex.encode_table(model, base)
-    rows, frames = [], []
-    for c in model.categorical:
-        for code in (99.0, 2.5, -1.0, math.nan, math.inf, -math.inf, 1e30):
-            x = X_base.copy()
-            x[:, c.index] = code
-            frame = base.copy()
-            frame[c.name] = "never-seen"
-            rows.append(x)
-            frames.append(frame)
-    for c in model.numeric:
-        for value in (1e30, 0.0) + (() if c.log1p else (-0.5,)):
-            x = X_base.copy()
-            x[:, c.index] = value
-            frame = base.copy()
-            frame[c.name] = value
-            rows.append(x)
-            frames.append(frame)
-    expected = reference_predict(uci["dir"], pd.concat(frames, ignore_index=True))
-    p = _run(uci["session"], np.concatenate(rows))
+    X, frame = unseen_and_extreme_rows(
+        model, base, (99.0, 2.5, -1.0, math.nan, math.inf, -math.inf, 1e30))
+    expected = reference_predict(uci["dir"], frame)
+    p = _run(uci["session"], X)
     assert np.all(np.isfinite(p))
     assert np.max(np.abs(p - expected)) <= 1e-5
 
