@@ -48,6 +48,7 @@ from bench_train import (  # noqa: E402  (same workload and header as bench_trai
     cpu_name,
     log_loss,
     make_data,
+    torch_initialise,
     torch_model,
 )
 
@@ -83,11 +84,7 @@ def run_nn_core(X, y, batch, epochs, target, torch_init=False) -> Run:
 
     m = MLP(D, HIDDEN, seed=0)
     if torch_init:
-        rng = np.random.default_rng(0)
-        for W, b in m.params:
-            bound = 1 / np.sqrt(W.shape[0])
-            W[...] = rng.uniform(-bound, bound, W.shape)
-            b[...] = rng.uniform(-bound, bound, b.shape)
+        torch_initialise(m)
     run = Run()
     for _ in range(epochs):
         loss = run.epoch(
