@@ -15,3 +15,11 @@ def program_name(script: str) -> str:
     or ``main`` called from Python)."""
     started_as = Path(sys.argv[0]).name if sys.argv else ""
     return started_as if started_as == f"propensity-{script}" else f"{script}.py"
+
+
+def print_error(script: str, message, status: int) -> int:
+    """Print ``PROG: error: MESSAGE`` on stderr, one line (``PROG`` as ``program_name``);
+    return ``status``, the exit status."""
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"{program_name(script)}: error: {text}", file=sys.stderr)
+    return status

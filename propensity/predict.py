@@ -40,7 +40,7 @@ from pathlib import Path
 
 from nn_core.io import OneLineArgumentParser
 
-from . import program_name
+from . import print_error, program_name
 
 DEFAULT_CHUNKSIZE = 100_000
 MODEL_FILES = ("model.json", "weights.npz", "preprocess.json")
@@ -205,11 +205,7 @@ def _is_temp_of(name, output: Path) -> bool:
 
 
 def _error(message, status: int) -> int:
-    """Print ``PROG: error: MESSAGE`` (one line, ``PROG`` as ``program_name``) on stderr;
-    return ``status``."""
-    text = " ".join(str(message).split()) or "unknown error"
-    print(f"{program_name('predict')}: error: {text}", file=sys.stderr)
-    return status
+    return print_error("predict", message, status)
 
 
 if __name__ == "__main__":

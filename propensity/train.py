@@ -61,7 +61,7 @@ from nn_core.network import DTYPES, MAX_HIDDEN_LAYERS, MAX_WIDTH
 from nn_core.optim import OPTIMIZERS, SCHEDULES
 from nn_core.selection import NetConfig
 
-from . import program_name
+from . import print_error, program_name
 from .bundled import bundled_table
 
 # The checkout's data/ or, installed, the copy under <prefix>/share/ (propensity/bundled.py).
@@ -380,11 +380,7 @@ def _run_main(args: argparse.Namespace) -> int:
 
 
 def _error(message, status: int) -> int:
-    """Print ``PROG: error: MESSAGE`` (one line, ``PROG`` as ``program_name``) on stderr;
-    return ``status``."""
-    text = " ".join(str(message).split()) or "unknown error"
-    print(f"{program_name('train')}: error: {text}", file=sys.stderr)
-    return status
+    return print_error("train", message, status)
 
 
 if __name__ == "__main__":
