@@ -1,7 +1,9 @@
 """PNG plots of a training run: loss curves, ROC, PR, reliability diagram, cumulative gains.
 
 Figures are built with matplotlib's object API on the Agg canvas (no pyplot state, no
-display needed) and written atomically, so a crashed run never leaves half a PNG.
+display needed) and written atomically, so a crashed run never leaves half a PNG. Each
+``*_figure`` function builds a figure (what the tests inspect); ``plot_*`` writes it.
+Legends sit below the axes, where they cannot hide a curve.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from nn_core import metrics
 from nn_core.io import atomic_write
@@ -22,56 +25,105 @@ from nn_core.io import atomic_write
 Scores = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _new_axes(title: str, xlabel: str, ylabel: str):
-    fig = Figure(figsize=(5.5, 4.5), dpi=100)
+def _new_figure(height: float = 4.5) -> Figure:
+    fig = Figure(figsize=(5.5, height), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    return fig
+
+
+def _label(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    return fig, ax
+
+
+def _legend_below(ax, handles=None, below: float = 0.16) -> None:
+    """The legend under the axes (outside them, ``below`` axes heights under its bottom, past
+    the axis label), one entry per line."""
+    kwargs = {} if handles is None else {"handles": handles}
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -below), frameon=False, fontsize="small",
+              **kwargs)
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")  # "tight": the legend below included
     path = Path(path)
     atomic_write(path, buf.getvalue())
     return path
 
 
-def plot_loss_curves(
-    curves: Mapping[str, Sequence[float]], path: str | os.PathLike, best_epoch: int | None = None
-) -> Path:
+def loss_figure(
+    curves: Mapping[str, Sequence[float]],
+    best_epoch: int | None = None,
+    watched: tuple[str, Sequence[float]] | None = None,
+    title: str = "Loss per epoch",
+) -> Figure:
     """Per-epoch loss curves, e.g. ``{"train": [...], "dev": [...]}``; epochs count from 1.
 
-    ``best_epoch`` (1-based) draws a vertical line at the epoch whose weights were kept.
+    ``watched`` is ``(name, values)``, the dev score early stopping watched (e.g.
+    ``("dev ROC-AUC", [...])``), drawn on its own right-hand axis unless it is one of
+    ``curves``; ``best_epoch`` (1-based) draws a vertical line at the epoch whose weights
+    were kept and marks the watched score there.
     """
-    fig, ax = _new_axes("Loss per epoch", "epoch", "loss (binary cross-entropy)")
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _label(ax, title, "epoch", "loss (binary cross-entropy)")
     for label, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=label)
-    if best_epoch is not None:
-        ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
-    ax.legend()
-    return _save(fig, path)
+    handles = list(ax.get_lines())
+    if watched is not None:
+        name, values = watched
+        on = ax
+        if name not in curves:
+            on = ax.twinx()
+            on.set_ylabel(name)
+            handles += on.plot(np.arange(1, len(values) + 1), values, color="black",
+                               linewidth=1, label=f"{name} (early stopping watched it)")
+        if best_epoch:
+            handles += on.plot([best_epoch], [values[best_epoch - 1]], marker="*",
+                               markersize=14, color="red", linestyle="none",
+                               label=f"best epoch {best_epoch}: {name} "
+                                     f"{values[best_epoch - 1]:.4f}")
+    if best_epoch:
+        handles.append(ax.axvline(best_epoch, color="grey", linestyle="--",
+                                  label="weights kept"))
+    _legend_below(ax, handles)
+    return fig
 
 
-def plot_roc(scores: Scores, path: str | os.PathLike, title: str = "ROC curve") -> Path:
+def plot_loss_curves(
+    curves: Mapping[str, Sequence[float]], path: str | os.PathLike, best_epoch: int | None = None,
+    watched: tuple[str, Sequence[float]] | None = None, title: str = "Loss per epoch",
+) -> Path:
+    """Write :func:`loss_figure` to ``path`` (PNG)."""
+    return _save(loss_figure(curves, best_epoch, watched, title), path)
+
+
+def roc_figure(scores: Scores, title: str = "ROC curve") -> Figure:
     """ROC curves with their AUC in the legend, and the chance diagonal."""
-    fig, ax = _new_axes(title, "false positive rate", "true positive rate")
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _label(ax, title, "false positive rate", "true positive rate")
     for label, (y, p) in scores.items():
         fpr, tpr, _ = metrics.roc_curve(y, p)
         ax.plot(fpr, tpr, label=f"{label} (AUC {metrics.roc_auc(y, p):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
-    ax.legend(loc="lower right")
-    return _save(fig, path)
+    _legend_below(ax)
+    return fig
 
 
-def plot_pr(scores: Scores, path: str | os.PathLike, title: str = "Precision-recall") -> Path:
+def plot_roc(scores: Scores, path: str | os.PathLike, title: str = "ROC curve") -> Path:
+    """Write :func:`roc_figure` to ``path`` (PNG)."""
+    return _save(roc_figure(scores, title), path)
+
+
+def pr_figure(scores: Scores, title: str = "Precision-recall") -> Figure:
     """Precision-recall step curves with average precision, and the positive-rate baseline."""
-    fig, ax = _new_axes(title, "recall", "precision")
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _label(ax, title, "recall", "precision")
     rate = None
     for label, (y, p) in scores.items():
         precision, recall, _ = metrics.precision_recall_curve(y, p)
@@ -82,29 +134,55 @@ def plot_pr(scores: Scores, path: str | os.PathLike, title: str = "Precision-rec
     if rate is not None:
         ax.axhline(rate, color="grey", linestyle=":", label=f"positive rate {rate:.3f}")
     ax.set_ylim(0, 1.02)
-    ax.legend(loc="upper right")
-    return _save(fig, path)
+    _legend_below(ax)
+    return fig
+
+
+def plot_pr(scores: Scores, path: str | os.PathLike, title: str = "Precision-recall") -> Path:
+    """Write :func:`pr_figure` to ``path`` (PNG)."""
+    return _save(pr_figure(scores, title), path)
+
+
+def reliability_figure(scores: Scores, n_bins: int = 10,
+                       title: str = "Reliability diagram") -> Figure:
+    """Observed positive rate against mean predicted probability per bin (ECE in the
+    legend); below it, the number of rows in each bin (log scale), the weight each point
+    carries."""
+    fig = _new_figure(height=6.0)
+    ax, counts_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    _label(ax, title, "", "observed positive rate")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    width = 1 / n_bins / (len(scores) + 1)
+    for i, (label, (y, p)) in enumerate(scores.items()):
+        mean_p, rate, counts = metrics.reliability_curve(y, p, n_bins)
+        ece = metrics.expected_calibration_error(y, p, n_bins)
+        line, = ax.plot(mean_p, rate, marker="o", label=f"{label} (ECE {ece:.3f})")
+        bins = np.clip(np.floor(mean_p * n_bins), 0, n_bins - 1)  # the bin of each point
+        counts_ax.bar(bins / n_bins + (i + 1) * width, counts, width=width,
+                      color=line.get_color(), label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    _label(counts_ax, "", "mean predicted probability", "rows per bin")
+    counts_ax.set_yscale("log")
+    counts_ax.yaxis.set_minor_formatter(NullFormatter())  # labels at the powers of 10 only
+    counts_ax.set_xticks(np.linspace(0, 1, n_bins + 1), minor=True)
+    counts_ax.grid(which="minor", axis="x", alpha=0.3)
+    _legend_below(counts_ax, ax.get_lines(), below=0.6)  # a short axes: a larger share
+    return fig
 
 
 def plot_reliability(
     scores: Scores, path: str | os.PathLike, n_bins: int = 10, title: str = "Reliability diagram"
 ) -> Path:
-    """Observed positive rate against mean predicted probability per bin (ECE in legend)."""
-    fig, ax = _new_axes(title, "mean predicted probability", "observed positive rate")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
-    for label, (y, p) in scores.items():
-        mean_p, rate, _ = metrics.reliability_curve(y, p, n_bins)
-        ece = metrics.expected_calibration_error(y, p, n_bins)
-        ax.plot(mean_p, rate, marker="o", label=f"{label} (ECE {ece:.3f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(loc="upper left")
-    return _save(fig, path)
+    """Write :func:`reliability_figure` to ``path`` (PNG)."""
+    return _save(reliability_figure(scores, n_bins, title), path)
 
 
-def plot_gains(scores: Scores, path: str | os.PathLike, title: str = "Cumulative gains") -> Path:
+def gains_figure(scores: Scores, title: str = "Cumulative gains") -> Figure:
     """Share of buyers captured against share of users targeted, best-scored first."""
-    fig, ax = _new_axes(title, "share of users targeted", "share of buyers captured")
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _label(ax, title, "share of users targeted", "share of buyers captured")
     rate = None
     for label, (y, p) in scores.items():
         x, g = metrics.cumulative_gains_curve(y, p)
@@ -113,5 +191,10 @@ def plot_gains(scores: Scores, path: str | os.PathLike, title: str = "Cumulative
     if rate is not None:
         ax.plot([0, rate, 1], [0, 1, 1], color="grey", linestyle="--", label="perfect")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="random")
-    ax.legend(loc="lower right")
-    return _save(fig, path)
+    _legend_below(ax)
+    return fig
+
+
+def plot_gains(scores: Scores, path: str | os.PathLike, title: str = "Cumulative gains") -> Path:
+    """Write :func:`gains_figure` to ``path`` (PNG)."""
+    return _save(gains_figure(scores, title), path)

@@ -6,6 +6,7 @@ from here. Installed as ``propensity-train`` and ``propensity-predict``; from a 
 """
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -23,3 +24,74 @@ def print_error(script: str, message, status: int) -> int:
     text = " ".join(str(message).split()) or "unknown error"
     print(f"{program_name(script)}: error: {text}", file=sys.stderr)
     return status
+
+
+def run_command(
+    script: str,
+    run: Callable[[], object],
+    *,
+    source: object,
+    nothing_written: str,
+    usage_errors: tuple[type[BaseException], ...] = (),
+    data_errors: tuple[type[BaseException], ...] = (),
+    os_error: Callable[[OSError], OSError] | None = None,
+) -> int:
+    """Call ``run()`` and turn what it raises into one line on stderr and an exit status.
+
+    The one error policy of ``train`` and ``predict``: a usage mistake (``usage_errors``)
+    exits 2; bad data or a bad model file (``features.tabular.DataError``,
+    ``nn_core.io.ModelFileError``, ``ValueError``, ``data_errors``), text that is not
+    UTF-8 or not CSV (named as ``source``), an OS error (passed through ``os_error`` first,
+    which may name the user's path instead of a temporary one), too little memory or
+    recursion too deep exit 1; Ctrl-C 130, SIGTERM 143 (``nothing_written`` says what was
+    not written); anything else is a bug of ours: one line naming it
+    (``nn_core.io.describe_internal_error``), exit 1.
+
+    Parameters
+    ----------
+    script : {"train", "predict"}
+        The command, for ``program_name``.
+    run : callable
+        The command's work.
+
+    Returns
+    -------
+    int
+        0 when ``run`` returned.
+    """
+    import csv
+
+    from features.tabular import DataError
+    from nn_core.io import ModelFileError, Terminated, describe_internal_error, describe_os_error
+
+    try:
+        run()
+    except usage_errors as exc:
+        return print_error(script, exc, 2)
+    except UnicodeDecodeError as exc:
+        return print_error(script, f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason})",
+                           1)
+    except (DataError, ModelFileError, ValueError, *data_errors) as exc:
+        return print_error(script, exc, 1)  # ValueError: bad values found by the libraries
+    except csv.Error as exc:
+        return print_error(script, f"{source}: cannot read it as CSV: {exc}", 1)
+    except BrokenPipeError:  # e.g. `... | head` closed the pipe: nothing more can be said
+        sys.stderr.close()
+        return 1
+    except OSError as exc:
+        return print_error(script, describe_os_error(os_error(exc) if os_error else exc), 1)
+    except MemoryError as exc:
+        return print_error(script, f"out of memory ({exc or 'allocation failed'}); "
+                           f"{nothing_written}", 1)
+    except RecursionError as exc:
+        return print_error(script, exc, 1)
+    except Terminated:
+        print(f"{program_name(script)}: terminated (SIGTERM); {nothing_written}",
+              file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print(f"{program_name(script)}: interrupted; {nothing_written}", file=sys.stderr)
+        return 130
+    except Exception as exc:  # unexpected: one line, not a traceback
+        return print_error(script, describe_internal_error(exc), 1)
+    return 0
