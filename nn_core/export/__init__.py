@@ -1,7 +1,7 @@
 """Export a trained model directory: C (float32, int8), one-file Python, and ONNX.
 
 ``python -m nn_core.export MODEL_DIR --format FORMAT --out DIR [--name NAME]`` with FORMAT
-one of ``c``, ``c-int8``, ``python``, ``python-pure``, ``onnx``.
+one of ``c``, ``c-int8``, ``c-int8-full``, ``python``, ``python-pure``, ``onnx``.
 
 A model directory (``model.json`` + ``weights.npz`` + ``preprocess.json``, written by
 ``train.py``) describes the whole map from a raw session row to a purchase probability:
@@ -29,6 +29,7 @@ input table every format documents), ``formats`` (``export`` and ``NAME.json``),
 """
 
 from .c import c_float, generate_c, generate_c_int8
+from .c_int8 import generate_c_int8_full
 from .cli import main
 from .describe import INVALID_RULE, UNSEEN_RULE, input_table, network_line, table_comment
 from .formats import (
@@ -40,6 +41,7 @@ from .formats import (
     export,
     write_all,
 )
+from .int8 import IntegerNetwork, calibrate, predict_int8_full
 from .model import (
     MAX_EXACT_CODE,
     SUPPORTED_ACTIVATIONS,
@@ -58,7 +60,8 @@ from .model import (
 )
 from .onnx import OPSET, generate_onnx
 from .python import generate_python, generate_python_pure, py_float
-from .report import ARM_FLAGS, arm_sizes, evaluate_csv, format_report
+from .report import ARM_FLAGS, arm_sizes, evaluate_csv, format_report, read_rows
+from .vectors import VECTOR_FORMATS, vector_rows, vectors_header
 
 __all__ = [
     "ARM_FLAGS",
@@ -72,12 +75,15 @@ __all__ = [
     "SUPPORTED_ACTIVATIONS",
     "SUPPORTED_OUTPUTS",
     "UNSEEN_RULE",
+    "VECTOR_FORMATS",
     "ExportError",
     "ExportModel",
     "Input",
+    "IntegerNetwork",
     "arm_sizes",
     "build_inputs",
     "c_float",
+    "calibrate",
     "categorical_codes",
     "check_name",
     "encode_table",
@@ -88,6 +94,7 @@ __all__ = [
     "format_report",
     "generate_c",
     "generate_c_int8",
+    "generate_c_int8_full",
     "generate_onnx",
     "generate_python",
     "generate_python_pure",
@@ -96,8 +103,12 @@ __all__ = [
     "main",
     "network_line",
     "predict_int8",
+    "predict_int8_full",
     "py_float",
     "quantise_int8",
+    "read_rows",
     "table_comment",
+    "vector_rows",
+    "vectors_header",
     "write_all",
 ]

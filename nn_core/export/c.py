@@ -152,11 +152,11 @@ def _lookup_bytes(model: ExportModel) -> int:
     return total
 
 
-def _c_helpers(code: str, name: str) -> str:
-    """The sections of ``templates/runtime.c`` that ``code`` calls, directly or through
-    another helper, in the template's order. Unused static functions would break
-    ``-Werror``, so no other helper is copied."""
-    runtime = sections("runtime.c")
+def _c_helpers(code: str, name: str, templates: tuple[str, ...] = ("runtime.c",)) -> str:
+    """The sections of ``templates/runtime.c`` (and any other ``templates``) that ``code``
+    calls, directly or through another helper, in the templates' order. Unused static
+    functions would break ``-Werror``, so no other helper is copied."""
+    runtime = {h: text for t in templates for h, text in sections(t).items()}
     calls = re.sub(r"/\*.*?\*/", "", code, flags=re.S)  # a column name in a comment is no call
     needed = {h for h in runtime if f"{name}_{h}(" in calls}
     # Helpers call each other (code_lut -> code_offset, quantise -> round8): close the set.

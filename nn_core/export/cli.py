@@ -20,7 +20,8 @@ from ..io import (
 )
 from .formats import DEFAULT_NAMES, FORMATS, check_name, export, write_all
 from .model import ExportError, load_model_dir
-from .report import evaluate_csv, format_report
+from .report import evaluate_csv, format_report, read_rows
+from .vectors import vector_rows
 
 
 def check_out(model_dir: Path, out: Path) -> str | None:
@@ -56,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: " + ", ".join(f"{k}: {v}" for k, v in DEFAULT_NAMES.items())
                         + ")")
     parser.add_argument("--eval-csv", type=Path, help="labelled CSV (e.g. the test split): "
-                        "also report ROC-AUC of float32 and, for c-int8, of int8")
+                        "also report ROC-AUC of float32 and, for the int8 formats, of int8")
+    parser.add_argument("--calibration-csv", type=Path, help="CSV of raw rows with the input "
+                        "columns (e.g. the training split) that fix the activation ranges of "
+                        "c-int8-full (required there)")
+    parser.add_argument("--test-vectors", type=int, metavar="N", help="C formats: also write "
+                        "NAME_vectors.h, the first N valid rows of --eval-csv as raw input "
+                        "vectors with predict.py's output and the format's own for each")
     args = parser.parse_args(argv)
     with sigterm_as_interrupt():
         return _run(args)
@@ -74,13 +81,22 @@ def _run(args: argparse.Namespace) -> int:
     try:
         check_name(name)
         model, mlp = load_model_dir(args.model_dir)
-        files, report = export(model, args.fmt, name)
+        calibration = (None if args.calibration_csv is None else read_rows(
+            model, args.calibration_csv, labelled=False, flag="--calibration-csv")[1])
+        vectors = (None if args.test_vectors is None else
+                   vector_rows(model, args.model_dir, args.eval_csv, args.test_vectors))
+        files, report = export(model, args.fmt, name, calibration, vectors)
+        for fname in files:
+            if args.calibration_csv is not None and same_file(args.out / fname,
+                                                              args.calibration_csv):
+                raise ExportError(f"--out {args.out}: {fname} would replace "
+                                  f"--calibration-csv {args.calibration_csv}")
         for fname in files:
             if args.eval_csv is not None and same_file(args.out / fname, args.eval_csv):
                 raise ExportError(f"--out {args.out}: {fname} would replace --eval-csv "
                                   f"{args.eval_csv}; choose another --out or --name")
         if args.eval_csv is not None:
-            report["accuracy"] = evaluate_csv(model, mlp, args.eval_csv, args.fmt)
+            report["accuracy"] = evaluate_csv(model, mlp, args.eval_csv, args.fmt, calibration)
             doc = json.loads(files[f"{name}.json"])
             doc["size"] = report
             files[f"{name}.json"] = json.dumps(doc, indent=2) + "\n"

@@ -15,18 +15,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from ..io import remove_stale
 from .c import generate_c, generate_c_int8
+from .c_int8 import generate_c_int8_full
 from .describe import INVALID_RULE, input_table
-from .model import ExportError, ExportModel
+from .int8 import predict_int8_full
+from .model import ExportError, ExportModel, predict_int8
 from .onnx import generate_onnx
 from .python import generate_python, generate_python_pure
 from .report import arm_sizes
+from .vectors import vectors_header
 
-FORMATS = ("c", "c-int8", "python", "python-pure", "onnx")
+FORMATS = ("c", "c-int8", "c-int8-full", "python", "python-pure", "onnx")
 DEFAULT_NAMES = {
     "c": "model",
     "c-int8": "model_int8",
+    "c-int8-full": "model_int8_full",
     "python": "model_np",
     "python-pure": "model_pure",
     "onnx": "model",
@@ -35,6 +41,7 @@ EXPORT_FORMAT = "purchase-propensity-export"
 GENERATORS = {
     "c": generate_c,
     "c-int8": generate_c_int8,
+    "c-int8-full": generate_c_int8_full,
     "python": generate_python,
     "python-pure": generate_python_pure,
     "onnx": generate_onnx,
@@ -42,6 +49,7 @@ GENERATORS = {
 ENTRY_POINTS = {
     "c": "float {name}_predict(const float *x)",
     "c-int8": "float {name}_predict(const float *x)",
+    "c-int8-full": "float {name}_predict(const float *x)",
     "python": "{name}.predict(x) / {name}.predict_proba(X)",
     "python-pure": "{name}.predict(x) / {name}.predict_proba(rows)",
     "onnx": 'graph {name}: input "x" float32 (n, n_inputs) -> output "p" float32 (n,)',
@@ -51,6 +59,13 @@ QUANTISATION = (
     "activations: symmetric int8 with a dynamic per-row scale t = max|a| / 127 before "
     "every layer (layer 0: the standardised numeric features; one-hot inputs are exact); "
     "int32 accumulation, float32 scales and biases; rounding half away from zero"
+)
+QUANTISATION_FULL = (
+    "integer only: int8 weights (symmetric per output channel, s_j = max_i |W_ij| / 127) and "
+    "activations (layer 0: scale 1/k, a one-hot feature = k; hidden layers: asymmetric, "
+    "ranges from the calibration rows), int32 accumulators and biases, requantisation by "
+    "fixed-point multipliers m 2^-r, activations by clamp (ReLU) or a 256-entry table, "
+    "sigmoid by an interpolated table in fixed point (probability in steps of 2^-15)"
 )
 
 
@@ -87,7 +102,9 @@ def check_name(name: str) -> None:
                           "choose another name")
 
 
-def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dict]:
+def export(model: ExportModel, fmt: str, name: str, calibration: np.ndarray | None = None,
+           vectors: tuple[np.ndarray, np.ndarray] | None = None
+           ) -> tuple[dict[str, str], dict]:
     """Generate every output file of one format in memory.
 
     Parameters
@@ -97,6 +114,12 @@ def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dic
         One of `FORMATS`.
     name : str
         Base name of the files (and C symbol prefix, Python module name).
+    calibration : ndarray, shape (n, n_inputs), optional
+        Raw rows (categorical inputs as codes) that fix the activation ranges of
+        ``c-int8-full`` (required there, unused by the other formats).
+    vectors : (X, reference), optional
+        Raw rows (n, n_inputs) and predict.py's output for each (n,): adds the test-vector
+        header ``NAME_vectors.h`` (C formats only; :mod:`nn_core.export.vectors`).
 
     Returns
     -------
@@ -109,7 +132,18 @@ def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dic
         A bad name, or a model the format cannot represent.
     """
     check_name(name)
-    files, sizes = GENERATORS[fmt](model, name)
+    if fmt == "c-int8-full":
+        files, sizes = generate_c_int8_full(model, name, calibration)
+    else:
+        files, sizes = GENERATORS[fmt](model, name)
+    if vectors is not None:
+        X, reference = vectors
+        X32 = np.asarray(X, dtype=np.float32).astype(np.float64)  # what the device passes
+        expected = {"c": lambda: reference,
+                    "c-int8": lambda: predict_int8(model, X32),
+                    "c-int8-full": lambda: predict_int8_full(model, sizes["network"], X32),
+                    }.get(fmt, lambda: reference)()
+        files[f"{name}_vectors.h"] = vectors_header(name, fmt, X, reference, expected)
     report = {
         "format": fmt,
         "files": sorted([*files, f"{name}.json"]),
@@ -140,6 +174,8 @@ def export(model: ExportModel, fmt: str, name: str) -> tuple[dict[str, str], dic
     }
     if fmt == "c-int8":
         doc["quantisation"] = QUANTISATION
+    if fmt == "c-int8-full":
+        doc["quantisation"] = QUANTISATION_FULL
     files[f"{name}.json"] = json.dumps(doc, indent=2) + "\n"
     return files, report
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..metrics import roc_auc
 from ..network import MLP
+from .int8 import calibrate, predict_int8_full
 from .model import ExportError, ExportModel, encode_table, features_from_codes, predict_int8
 
 #: Flags the issue fixes for the Cortex-M4 size measurement.
@@ -74,17 +75,24 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_csv(model: ExportModel, mlp: MLP, path: Path, fmt: str) -> dict:
-    """ROC-AUC of the float32 network (and of the int8 scheme for c-int8) on a labelled CSV.
+def read_rows(model: ExportModel, path: Path, labelled: bool, flag: str = "--eval-csv"
+              ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """The valid rows of a CSV with the input columns (and the target if ``labelled``).
 
     Rows with an invalid numeric value (the ones an exported predictor answers with NaN)
     are left out.
+
+    Returns
+    -------
+    frame : DataFrame, the valid rows as read (text cells)
+    X : ndarray, shape (n, n_inputs), their raw inputs (categorical inputs as codes)
+    y : ndarray of int (n,) when ``labelled``, else None
 
     Raises
     ------
     ExportError
         Missing file or column, a numeric cell that is not a number, or a label that is not
-        TRUE/FALSE/1/0 (naming row and column).
+        TRUE/FALSE/1/0 (naming the file, row and column).
     """
     if path.is_dir():
         raise ExportError(f"{path}: is a directory, not a CSV file")
@@ -99,10 +107,11 @@ def evaluate_csv(model: ExportModel, mlp: MLP, path: Path, fmt: str) -> dict:
         raise ExportError(f"{path}: cannot read it as CSV ({' '.join(str(e).split())})") \
             from None
     missing = [c.name for c in model.inputs if c.name not in df.columns]
-    if model.target not in df.columns:
+    if labelled and model.target not in df.columns:
         missing.append(model.target)
     if missing:
         raise ExportError(f"{path}: missing column(s) {missing}")
+    text = df.copy()
     for c in model.numeric:
         values = pd.to_numeric(df[c.name], errors="coerce")
         if values.isna().any():
@@ -110,17 +119,42 @@ def evaluate_csv(model: ExportModel, mlp: MLP, path: Path, fmt: str) -> dict:
             raise ExportError(f"{path}: row {i + 1}, column {c.name!r}: not a number "
                               f"({df[c.name].iloc[i]!r})")
         df[c.name] = values
-    labels = df[model.target].str.strip().str.upper().map({"TRUE": 1, "1": 1, "FALSE": 0,
-                                                          "0": 0})
-    if labels.isna().any():
-        i = int(np.flatnonzero(labels.isna())[0])
-        raise ExportError(f"{path}: row {i + 1}, column {model.target!r}: not TRUE/FALSE/1/0")
+    y = None
+    if labelled:
+        labels = df[model.target].str.strip().str.upper().map({"TRUE": 1, "1": 1, "FALSE": 0,
+                                                              "0": 0})
+        if labels.isna().any():
+            i = int(np.flatnonzero(labels.isna())[0])
+            raise ExportError(f"{path}: row {i + 1}, column {model.target!r}: not "
+                              "TRUE/FALSE/1/0")
+        y = labels.to_numpy(dtype=np.int64)
     X = encode_table(model, df)
+    valid = ~np.isnan(features_from_codes(model, X)).any(axis=1)
+    if not valid.any():
+        raise ExportError(f"{flag} {path}: no valid row")
+    return (text[valid].reset_index(drop=True), X[valid],
+            None if y is None else y[valid])
+
+
+def evaluate_csv(model: ExportModel, mlp: MLP, path: Path, fmt: str,
+                 calibration: np.ndarray | None = None) -> dict:
+    """ROC-AUC of the float32 network (and of the int8 scheme for c-int8 and c-int8-full)
+    on the valid rows of a labelled CSV (:func:`read_rows`).
+
+    ``calibration`` (raw rows) is the c-int8-full calibration, whose quantisation is
+    rebuilt here (:func:`nn_core.export.int8.calibrate`, deterministic).
+
+    Raises
+    ------
+    ExportError
+        As :func:`read_rows`.
+    """
+    _, X, y = read_rows(model, path, labelled=True)
     F = features_from_codes(model, X)
-    valid = ~np.isnan(F).any(axis=1)
-    y = labels.to_numpy(dtype=np.int64)[valid]
-    result = {"csv": str(path), "rows": int(valid.sum()),
-              "float32": roc_auc(y, mlp.predict_proba(F[valid]))}
+    result = {"csv": str(path), "rows": len(y), "float32": roc_auc(y, mlp.predict_proba(F))}
     if fmt == "c-int8":
-        result["int8"] = roc_auc(y, predict_int8(model, X[valid]))
+        result["int8"] = roc_auc(y, predict_int8(model, X))
+    elif fmt == "c-int8-full" and calibration is not None:
+        net = calibrate(model, calibration)
+        result["int8"] = roc_auc(y, predict_int8_full(model, net, X.astype(np.float32)))
     return result

@@ -1,0 +1,167 @@
+"""The integer-only int8 C predictor (format ``c-int8-full``): ``NAME.h`` and ``NAME.c``.
+
+The scheme and its NumPy model are in :mod:`nn_core.export.int8`; the runtime functions
+(input quantisation, int32 dot products, the fixed-point requantisation, the activation
+clamp and table, the fixed-point sigmoid) are the template ``templates/int8.c``. This module
+emits only data and the calls: the int8 weight tables (each output's weights contiguous),
+the int32 biases, the multipliers and shifts, the activation and sigmoid tables, the
+layer-0 input quantisation of each raw input, and one loop per layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .c import (
+    _c_array,
+    _c_category_lookup,
+    _c_header,
+    _c_helpers,
+    _c_loop,
+    _c_validity,
+    _lookup_bytes,
+    c_float,
+)
+from .int8 import (
+    LOGIT_BITS,
+    PROB_BITS,
+    SIGMOID_RANGE,
+    SIGMOID_STEP_BITS,
+    calibrate,
+)
+from .model import ExportError, ExportModel
+from .templating import fill, section, with_prefix
+
+#: What the export needs besides the model: raw rows that fix the activation ranges.
+CALIBRATION_HELP = ("--format c-int8-full needs --calibration-csv: raw rows with the input "
+                    "columns (e.g. the training split), which fix the int8 activation ranges")
+
+
+def generate_c_int8_full(model: ExportModel, name: str,
+                         calibration: np.ndarray | None = None) -> tuple[dict[str, str], dict]:
+    """Integer-only int8 C predictor (scheme in :mod:`nn_core.export.int8`).
+
+    Parameters
+    ----------
+    model : ExportModel
+    name : str
+        Base name of the files and prefix of the C symbols.
+    calibration : ndarray, shape (n, n_inputs)
+        Raw rows (categorical inputs as codes) that fix the activation ranges.
+
+    Returns
+    -------
+    files : dict file name -> text
+    sizes : dict with ``weight_bytes``, ``float32_weight_bytes``, ``ram_bytes``, ``arrays``
+        and ``network`` (the :class:`IntegerNetwork`, for the test vectors)
+
+    Raises
+    ------
+    ExportError
+        No calibration rows, or ranges that cannot be quantised.
+    """
+    if calibration is None:
+        raise ExportError(CALIBRATION_HELP)
+    if model.widths[-1] != 1:
+        raise ExportError("c-int8-full: the output layer must have one unit")
+    net = calibrate(model, calibration)
+    up = name.upper()
+    widths = model.widths
+    m = len(model.numeric) + len(model.categorical)  # layer 0's non-zero inputs
+    arrays: dict[str, np.ndarray] = {}
+    decls = [
+        f"/* int holds the int32 accumulators (C only promises 16 bits). */\n"
+        f"typedef char {name}_int_has_32_bits[sizeof(int) >= 4 ? 1 : -1];\n",
+        f"#define {up}_LOGIT_BITS {LOGIT_BITS} /* fractional bits of the fixed-point logit */\n"
+        f"#define {up}_SIGMOID_STEP_BITS {SIGMOID_STEP_BITS} /* sigmoid table step 2^-3 */\n"
+        f"#define {up}_SIGMOID_RANGE {SIGMOID_RANGE} /* the table covers logits 0..16 */\n"
+        f"#define {up}_PROB_ONE {1 << PROB_BITS} /* probability 1 in fixed point */\n",
+        f"/* layer-0 input scale 1/{net.k}: a one-hot feature is {net.k} */\n",
+    ]
+    bytes_ = 0
+
+    def table(ctype: str, arr_name: str, values, fmt=str, per_line: int = 16) -> None:
+        nonlocal bytes_
+        values = np.asarray(values)
+        decls.append(_c_array(ctype, arr_name, values, fmt, per_line))
+        arrays[arr_name] = values
+        bytes_ += values.size * {"float": 4, "int": 4, "unsigned short": 2}.get(ctype, 1)
+
+    for layer, L in enumerate(net.layers):
+        n_out, n_in = L.Qt.shape
+        decls.append(f"/* layer {layer}: int8 weights ({n_out}, {n_in}), each output's row"
+                     " contiguous; int32 bias (zero point folded in); multipliers"
+                     " m 2^-r */\n")
+        table("signed char", f"{name}_Q{layer}", L.Qt)
+        table("int", f"{name}_B{layer}", L.bias, per_line=8)
+        table("int", f"{name}_M{layer}", L.mult, per_line=8)
+        table("unsigned char", f"{name}_N{layer}", L.shift)
+        if L.table is not None:
+            decls.append(f"/* layer {layer}: {model.activation} of each pre-activation code"
+                         " -128..127, as an output code */\n")
+            table("signed char", f"{name}_T{layer}", L.table)
+    if model.output == "sigmoid":
+        decls.append("/* round(2^15 sigmoid(t / 8)), t = 0..128 */\n")
+        table("unsigned short", f"{name}_SIGMOID", net.sigmoid, per_line=12)
+    if model.numeric:
+        decls.append("/* layer-0 input codes: round(u * A + B), A = k / std, B = -k mean / std"
+                     " (u = log1p(x) where marked) */\n")
+        table("float", f"{name}_A", net.input_a, c_float, 8)
+        table("float", f"{name}_BIAS_IN", net.input_b, c_float, 8)
+    lookup_decls, exprs = _c_category_lookup(model, name)
+    body = [_c_validity(model)]
+    body.append("    /* layer 0's input: numeric codes, and one feature of value k per"
+                " categorical input */\n")
+    for t, c in enumerate(model.numeric):
+        u = f"log1pf(x[{c.index}])" if c.log1p else f"x[{c.index}]"
+        body.append(f"    v[{t}] = {name}_quantise_input({u} * {name}_A[{t}]"
+                    f" + {name}_BIAS_IN[{t}]); rows[{t}] = {c.row}; /* {c.name} */\n")
+    for t, c in enumerate(model.categorical, start=len(model.numeric)):
+        body.append(f"    v[{t}] = {net.k}; rows[{t}] = {c.row} + {exprs[c.index]};"
+                    f" /* {c.name} */\n")
+    src = "v"
+    for layer, L in enumerate(net.layers):
+        n_out, n_in = L.Qt.shape
+        last = layer == len(net.layers) - 1
+        w = f"{name}_Q{layer}" + ("" if last else f" + j * {n_in}")  # output j's weights
+        dot = (f"{name}_dot_rows(v, rows, {m}, {w})" if layer == 0
+               else f"{name}_dot({src}, {w}, {n_in})")
+        if not last:
+            dst = f"a{layer % 2}"
+            tab = f"{name}_T{layer}" if L.table is not None else "0"
+            body.append(f"    /* layer {layer} */\n" + _c_loop(
+                n_out, f"{dst}[j] = {name}_activate({name}_B{layer}[j] + {dot},"
+                       f" {name}_M{layer}[j], {name}_N{layer}[j], {L.zero_out}, {tab});"))
+            src = dst
+        else:
+            body.append(f"    /* layer {layer}: the fixed-point logit */\n"
+                        f"    logit = {name}_requantise({name}_B{layer}[0] + {dot},"
+                        f" {name}_M{layer}[0], {name}_N{layer}[0]);\n")
+    if model.output == "sigmoid":
+        body.append(f"    return {name}_probability(logit, {name}_SIGMOID);\n")
+    else:
+        body.append(f"    return (float)logit * {c_float(net.output_scale)};"
+                    " /* the predicted value */\n")
+    hidden = widths[:-1]
+    locals_ = [f"signed char v[{max(m, 1)}];", f"int rows[{max(m, 1)}];"]
+    if hidden:
+        n_buf = min(len(hidden), 2)
+        locals_.append("signed char " + ", ".join(f"a{i}[{max(hidden)}]" for i in range(n_buf))
+                       + ";")
+    locals_ += ["int logit;"] + (["int j;"] if hidden else [])
+    ram = 5 * max(m, 1) + (min(len(hidden), 2) * max(hidden) if hidden else 0)
+    header = _c_header(model, name, "c-int8-full", ram,
+                       "integer only: int8 weights and activations, int32 accumulators")
+    code = "".join(body)
+    source = fill(with_prefix(section("predictor.c", "source"), name), {
+        "FORMAT": "c-int8-full",
+        "TABLES": "".join(decls) + lookup_decls,
+        "HELPERS": _c_helpers(code, name, ("runtime.c", "int8.c")),
+        "LOCALS": "".join(f"    {v}\n" for v in locals_),
+        "BODY": code,
+    })
+    files = {f"{name}.h": header, f"{name}.c": source}
+    weight_bytes = bytes_ + _lookup_bytes(model)
+    float_bytes = 4 * model.n_parameters + _lookup_bytes(model)
+    return files, {"weight_bytes": weight_bytes, "float32_weight_bytes": float_bytes,
+                   "ram_bytes": ram, "arrays": arrays, "network": net}
