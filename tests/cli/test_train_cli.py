@@ -4,9 +4,11 @@ The libraries under it (training with early stopping, tuning, the data adapters)
 through their own API in ``tests/test_training.py``.
 """
 
+import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,14 +41,19 @@ def uci_sample(path: Path, every: int = 8, edit=None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def two_seeds(tmp_path_factory):
+    """A two-seed run of 4 epochs, not --quiet, stderr not a terminal: (run dir, process)."""
     tmp = tmp_path_factory.mktemp("train")
     data = uci_sample(tmp / "sample.csv")
     out = tmp / "run"
-    proc = run_cli("--data", data, "--seeds", "0,1", "--epochs", "4", "--quiet", "--out", out)
+    proc = run_cli("--input", data, "--seeds", "0,1", "--epochs", "4", "--output", out)
     assert proc.returncode == 0, proc.stderr
-    assert "test metrics, mean ± std over seeds 0,1" in proc.stdout
-    return out
+    return out, proc
+
+
+@pytest.fixture(scope="module")
+def run_dir(two_seeds):
+    return two_seeds[0]
 
 
 def test_run_directory_holds_model_state_history_and_plots(run_dir):
@@ -69,11 +76,71 @@ def test_run_directory_holds_model_state_history_and_plots(run_dir):
         for name in ("mlp", "baseline"):
             mine = [r for r in rows if r["seed"] == seed and r["model"] == name]
             epochs = [int(r["epoch"]) for r in mine]
-            assert epochs == list(range(1, len(epochs) + 1)) and 1 <= len(epochs) <= 4
+            # --epochs 4 is the network's; the baseline has its own (BASELINE.epochs)
+            assert epochs == list(range(1, len(epochs) + 1))
+            assert 1 <= len(epochs) <= (4 if name == "mlp" else 200)
             # the reported best epoch is the best dev ROC-AUC of the written history
             key = "best_epoch" if name == "mlp" else "baseline_best_epoch"
             aucs = [float(r["dev_roc_auc"]) for r in mine]
             assert metrics["runs"][int(seed)][key] == int(np.argmax(aucs)) + 1
+
+
+def test_stdout_gives_dev_then_test_metrics_within_100_columns(two_seeds):
+    out = two_seeds[1].stdout
+    lines = out.splitlines()
+    width = max(map(len, lines))
+    assert width <= 100, [line for line in lines if len(line) > 100]
+    dev = lines.index("dev metrics (mean ± std over seeds 0,1)")
+    test = lines.index("test metrics (mean ± std over seeds 0,1)")
+    assert dev < test
+    m = json.loads((two_seeds[0] / "metrics.json").read_text())
+    for part, at in (("dev", dev), ("test", test)):
+        mlp, mlp_std, base = lines[at + 2], lines[at + 3], lines[at + 4]
+        assert mlp.startswith("MLP ") and base.startswith("logistic regression ")
+        assert f"{m['mean']['model'][part]['roc_auc']:.4f}" in mlp.split()
+        assert f"±{m['std']['model'][part]['roc_auc']:.4f}" in mlp_std.split()
+        assert f"{m['mean']['baseline'][part]['pr_auc']:.4f}" in base.split()
+    # both models' settings, the baseline's fixed ones beside it
+    assert "MLP: hidden 64 relu, adam lr 0.001, batch 128, l2 0.001" in out
+    assert "logistic regression (fixed, docs/results.md): adam lr 0.03, batch 128, l2 0.0001" in out
+
+
+def test_off_a_terminal_progress_is_one_line_per_model(two_seeds):
+    err = two_seeds[1].stderr
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line != "compiling kernels (first run only)"]
+    assert [line.split(":")[0] for line in lines] == [
+        "seed 0 MLP", "seed 0 baseline", "seed 1 MLP", "seed 1 baseline"]
+    m = json.loads((two_seeds[0] / "metrics.json").read_text())
+    for seed, (mlp, base) in enumerate(zip(lines[::2], lines[1::2], strict=True)):
+        run = m["runs"][seed]
+        assert mlp.startswith(f"seed {seed} MLP: 4 epochs, best epoch {run['best_epoch']}, "
+                              f"dev roc_auc {run['model']['dev']['roc_auc']:.4f}, ")
+        assert f"best epoch {run['baseline_best_epoch']}, " in base
+        assert mlp.endswith(" s") and base.endswith(" s")
+
+
+def test_the_baseline_keeps_its_own_settings_whatever_the_network_flags(tmp_path):
+    from nn_core.selection import BASELINE
+
+    data = uci_sample(tmp_path / "s.csv", every=16)
+    runs = {}
+    for name, flags in (("defaults", []),
+                        ("other", ["--lr", "0.05", "--l2", "0.01", "--batch-size", "32",
+                                   "--patience", "3", "--monitor", "loss",
+                                   "--pos-weight", "auto", "--dropout", "0.2"])):
+        proc = run_cli("--input", data, "--epochs", "3", "--quiet", *flags, "--output",
+                       tmp_path / name)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    for m in runs.values():
+        saved = m["baseline_config"]
+        assert saved["lr"] == BASELINE.lr and saved["l2"] == BASELINE.l2
+        assert saved["batch_size"] == BASELINE.batch_size and saved["patience"] == 10
+    assert runs["other"]["config"]["lr"] == 0.05  # the network did take the flags
+    # the same baseline, bit for bit: same metrics on dev and test
+    assert runs["other"]["baseline"] == runs["defaults"]["baseline"]
+    assert runs["other"]["model"] != runs["defaults"]["model"]
 
 
 def test_metrics_json_has_the_documented_shape(run_dir):
@@ -101,7 +168,7 @@ def test_plots_are_non_empty_pngs(run_dir):
 
 def test_default_out_is_timestamped_and_latest_points_at_it(tmp_path):
     data = uci_sample(tmp_path / "s.csv", every=16)
-    proc = run_cli("--data", data, "--epochs", "2", "--quiet", cwd=tmp_path)
+    proc = run_cli("--input", data, "--epochs", "2", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     runs = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]
     assert len(runs) == 1 and (runs[0] / "metrics.json").is_file()
@@ -114,7 +181,7 @@ def test_default_out_is_timestamped_and_latest_points_at_it(tmp_path):
 
 def test_tune_saves_the_trials_table(tmp_path):
     data = uci_sample(tmp_path / "s.csv", every=16)
-    proc = run_cli("--data", data, "--epochs", "2", "--tune", "3", "--quiet", "--out",
+    proc = run_cli("--input", data, "--epochs", "2", "--tune", "3", "--quiet", "--output",
                    tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "run" / "tune_trials.csv") as fh:
@@ -128,6 +195,13 @@ def test_tune_saves_the_trials_table(tmp_path):
     hidden = best["hidden"]
     expected_hidden = [] if hidden == "none" else [int(h) for h in hidden.split(",")]
     assert m["config"]["hidden"] == expected_hidden
+    # stdout says which trial won, on what, and its settings
+    assert f"tune: trial {best['trial']}" in proc.stdout
+    assert f"dev roc_auc {float(best['dev_roc_auc']):.4f}" in proc.stdout
+    settings = next(line for line in proc.stdout.splitlines() if line.startswith("MLP: "))
+    layers = "no hidden layer" if hidden == "none" else f"hidden {hidden} relu"
+    assert settings.startswith(f"MLP: {layers}, adam lr {float(best['lr']):.3g}, batch "
+                               f"{best['batch_size']}, l2 {float(best['l2']):.3g}")
 
 
 def synthetic_table(path: Path, n: int = 400) -> Path:
@@ -157,7 +231,7 @@ def test_any_session_table_with_column_roles(tmp_path, how):
                                    "categorical": ["channel"], "id_column": "sid",
                                    "ranges": {"visits": [0, None]}}))
         roles = ["--config", cfg]
-    proc = run_cli("--data", data, *roles, "--epochs", "3", "--quiet", "--out", tmp_path / "r")
+    proc = run_cli("--input", data, *roles, "--epochs", "3", "--quiet", "--output", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     pre = json.loads((tmp_path / "r" / "preprocess.json").read_text())
     assert [c["name"] for c in pre["columns"]] == ["visits", "spend", "channel"]
@@ -173,7 +247,7 @@ def test_bad_data_gives_one_clean_message_and_no_output(tmp_path):
         return rows
 
     data = uci_sample(tmp_path / "bad.csv", edit=break_row)
-    proc = run_cli("--data", data, "--quiet", "--out", tmp_path / "run", cwd=tmp_path)
+    proc = run_cli("--input", data, "--quiet", "--output", tmp_path / "run", cwd=tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
@@ -184,7 +258,7 @@ def test_bad_data_gives_one_clean_message_and_no_output(tmp_path):
 
 def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path):
     data = uci_sample(tmp_path / "s.csv", every=16)
-    proc = run_cli("--data", data, "--lr", "1e30", "--epochs", "3", "--quiet", "--out",
+    proc = run_cli("--input", data, "--lr", "1e30", "--epochs", "3", "--quiet", "--output",
                    tmp_path / "run")
     assert proc.returncode == 1 and "diverged" in proc.stderr and "Traceback" not in proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["s.csv"]  # no run dir, no .partial leftovers
@@ -197,7 +271,7 @@ def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path):
         (["--hidden", "64,x"], 2, "expected comma-separated integers"),
         (["--pos-weight", "-2"], 2, "pos-weight must be > 0"),
         (["--target", "nope"], 1, "column 'nope': required column is missing"),
-        (["--data", "missing.csv"], 1, "missing.csv: file not found"),
+        (["--input", "missing.csv"], 1, "missing.csv: file not found"),
         (["--split", "0.98,0.01,0.01"], 2, "needs both classes"),
         (["--numeric", "Administrative", "--categorical", "Administrative"], 2,
          "more than one role"),
@@ -205,7 +279,7 @@ def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path):
 )
 def test_usage_errors(tmp_path, args, code, message):
     data = uci_sample(tmp_path / "s.csv", every=32)
-    proc = run_cli("--data", data, *args, "--quiet", "--out", tmp_path / "run", cwd=tmp_path)
+    proc = run_cli("--input", data, *args, "--quiet", "--output", tmp_path / "run", cwd=tmp_path)
     assert proc.returncode == code
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
@@ -214,7 +288,8 @@ def test_usage_errors(tmp_path, args, code, message):
 def test_out_must_be_new_or_empty(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("x")
-    proc = run_cli("--data", uci_sample(tmp_path / "s.csv", every=32), "--out", tmp_path / "run")
+    proc = run_cli("--input", uci_sample(tmp_path / "s.csv", every=32), "--output",
+                   tmp_path / "run")
     assert proc.returncode == 2 and "not an empty directory" in proc.stderr
     assert os.listdir(tmp_path / "run") == ["keep.txt"]
 
@@ -224,8 +299,8 @@ def test_out_must_be_new_or_empty(tmp_path):
 def test_patience_and_restore_flags_reach_early_stopping(tmp_path, restore):
     data = uci_sample(tmp_path / "s.csv", every=6)
     flags = [] if restore else ["--no-restore-best"]
-    proc = run_cli("--data", data, "--patience", "2", "--epochs", "60", "--quiet", *flags,
-                   "--out", tmp_path / "run")
+    proc = run_cli("--input", data, "--patience", "2", "--epochs", "60", "--quiet", *flags,
+                   "--output", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "run" / "history.csv") as fh:
         rows = [r for r in csv.DictReader(fh) if r["model"] == "mlp"]
@@ -239,3 +314,133 @@ def test_patience_and_restore_flags_reach_early_stopping(tmp_path, restore):
     held = best if restore else len(rows)
     assert m["best_epoch"] == held
     assert m["model"]["dev"]["roc_auc"] == pytest.approx(aucs[held - 1], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--horizon", "2d"], "--horizon applies to event logs (--events) only"),
+        (["--cutoff=2019-12-01", "--drop-invalid"],
+         "--cutoff, --drop-invalid apply to event logs (--events) only"),
+        (["--events-format", "canonical"], "--events-format applies to event logs"),
+        (["--stride", "1h"], "--stride applies to event logs"),
+        (["--events", "log.csv", "--numeric", "a,b"],
+         "--numeric applies to session tables (--input) only, not to --events"),
+        (["--events", "log.csv", "--target", "y", "--id-column", "sid"],
+         "--target, --id-column apply to session tables (--input) only"),
+        (["--events", "log.csv", "--split", "0.6,0.2,0.2"], "--split applies to session tables"),
+        (["--events", "log.csv", "--input", "x.csv"], "--input applies to session tables"),
+        (["--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov only"),
+    ],
+)
+def test_flags_that_do_not_apply_are_refused_in_one_line(tmp_path, args, message):
+    proc = run_cli(*args, "--output", tmp_path / "run", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_flags_that_do_apply_are_not_refused():
+    from nn_core.io import options_given
+    from propensity.train import build_parser, inapplicable
+
+    parser = build_parser()
+    for argv in (["--horizon", "2d", "--events", "x.csv"], ["--optimizer", "nesterov",
+                 "--momentum", "0.5"], ["--numeric", "a", "--target", "y"], ["--hor=2d"]):
+        args = parser.parse_args(argv)
+        given = options_given(parser, argv)
+        if argv == ["--hor=2d"]:  # an abbreviation is still that option
+            assert given == {"horizon"} and inapplicable(args, given)
+        else:
+            assert inapplicable(args, given) is None, argv
+
+
+def help_of(command: list[str]) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, *command, "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("command, parser", [
+    ([str(REPO / "train.py")], "propensity.train"),
+    ([str(REPO / "predict.py")], "propensity.predict"),
+    (["-m", "nn_core.export"], None),
+])
+def test_help_shows_every_default_once(command, parser):
+    text = help_of(command)
+    assert "(default: None)" not in text
+    options = re.findall(r"^  (--[a-z0-9-]+)(.*?)(?=^  -|^\S|\Z)", text, re.S | re.M)
+    assert len(options) >= 5
+    for option, body in options:
+        assert body.count("default") <= 1, (option, body)
+    if parser is None:
+        return
+    import importlib
+
+    ap = importlib.import_module(parser).build_parser()
+    with_defaults = {a.option_strings[0]: a.default for a in ap._actions
+                     if a.option_strings and a.help is not argparse.SUPPRESS
+                     and a.default not in (None, False, argparse.SUPPRESS)}
+    assert with_defaults
+    bodies = dict(options)
+    for option, default in with_defaults.items():
+        assert "default" in bodies[option], option
+        if isinstance(default, int | float | str) and "(default: " in bodies[option]:
+            assert f"(default: {default})" in " ".join(bodies[option].split()), option
+
+
+def test_train_help_gives_the_network_defaults():
+    text = " ".join(help_of([str(REPO / "train.py")]).split())
+    for shown in ("--lr LR learning rate (default: 0.001)", "(default: 128)",
+                  "hidden-layer activation (default: relu)", "update rule (default: adam)",
+                  "(default: float32)", "(default: numba)", "(default: constant)",
+                  "(default: canonical)", "(default: 64)", "(default: 0.7,0.15,0.15)"):
+        assert shown in text, shown
+
+
+def test_kernels_cached_tells_a_cold_cache_from_a_warm_one(tmp_path):
+    from nn_core import MLP
+    from nn_core.training import kernels_cached
+
+    code = ("from nn_core.training import kernels_cached; "
+            "print(kernels_cached('float32', 128))")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_CACHE_DIR": str(tmp_path)}
+    cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert cold.stdout.strip() == "False", cold.stderr
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.float32)
+    MLP(3, hidden=(4,), seed=0).fit(X, y, epochs=1, validation_data=(X, y), threads=1)
+    assert kernels_cached("float32", 128, threads=1) is True  # compiled in this process
+
+
+def test_the_progress_bar_waits_for_the_first_epoch_to_estimate(monkeypatch):
+    import io
+
+    from nn_core.training import EpochEnd
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for terminal in (True, False):
+        err = Terminal() if terminal else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        end = EpochEnd(lambda X: np.full(len(X), 0.5), lambda: None, lambda w: None,
+                       validation=(np.zeros((4, 1)), np.array([0, 1, 0, 1])),
+                       monitor="val_loss", verbose=1, epochs=3, desc="demo")
+        before = err.getvalue()
+        for _ in range(3):
+            end(0.5)
+        end.finish()
+        text = err.getvalue()
+        if terminal:
+            assert "first epoch" in before and "<" not in before  # no time left guessed
+            assert "3/3" in text
+        else:
+            assert before == "" and "\r" not in text
+            assert text == text.splitlines()[0] + "\n"
+            assert text.startswith("demo: 3 epochs, best epoch 1, dev loss 0.6931, ")

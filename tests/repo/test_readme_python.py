@@ -2,7 +2,8 @@
 
 The blocks run in a subprocess whose working directory looks like the repository root to
 them (``data/`` is the checkout's, linked) but is a temporary folder, so the files they
-write (``model/``, ``sk_model/``, ``run/``, ``scores.csv``, ``export/``) land there.
+write (all under ``runs/``, which .gitignore covers: ``tests/repo/test_readme_paths.py``) land
+there.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def test_every_python_block_runs_in_order(tmp_path):
     res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    for written in ("model/model.json", "model/preprocess.json", "sk_model/model.json",
-                    "run/metrics.json", "scores.csv", "export/propensity.onnx",
-                    "export/propensity.json"):
+    for written in ("runs/model/model.json", "runs/model/preprocess.json",
+                    "runs/sk_model/model.json", "runs/readme/metrics.json", "runs/scores.csv",
+                    "runs/export/propensity.onnx", "runs/export/propensity.json"):
         assert (tmp_path / written).is_file(), written
-    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    meta = json.loads((tmp_path / "runs" / "model" / "model.json").read_text())
     assert meta["n_inputs"] == 80  # the bundled data's feature count (the old snippet said 75)
