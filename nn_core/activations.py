@@ -29,8 +29,8 @@ gelu         Z (1 + tanh(u)) / 2,               (1 + T) / 2 + Z (1 - T^2) u' / 2
 Gimpel 2016; PyTorch's ``approximate="tanh"``).
 
 :data:`ACTIVATIONS` is the one table: the reference, the kernels, the CuPy
-backend, the weight initialisation and every exporter read their rule from
-it. Adding an activation means adding one :class:`Activation` there.
+backend and every exporter read their rule from it. Adding an activation
+means adding one :class:`Activation` there.
 """
 
 from __future__ import annotations
@@ -151,10 +151,6 @@ class Activation:
         ``H = f(Z)``, elementwise.
     backward : callable
         ``(Z, H, dH) -> dZ = dH * f'(Z)``, elementwise.
-    init : {"he", "glorot"}
-        Initial weight scale of the layers that feed this activation
-        (``nn_core/network.py: MLP``): He for the ReLU-like ones, which
-        zero (about) half their inputs, Glorot for the rest.
     c : str
         ``f`` as a float32 C expression of ``{v}`` (``{name}`` is the
         exported symbol prefix; ``{name}_sigmoid`` is the exporter's
@@ -175,7 +171,6 @@ class Activation:
 
     forward: Callable
     backward: Callable
-    init: str
     c: str
     py: str
     numpy: str
@@ -186,44 +181,44 @@ class Activation:
 #: the compiled kernels (``nn_core/kernels.py``).
 ACTIVATIONS: dict[str, Activation] = {
     "relu": Activation(
-        relu, relu_backward, "he",
+        relu, relu_backward,
         c="{v} > 0.0f ? {v} : 0.0f",
         py="v if v > 0 else 0.0",
         numpy="Z * (Z > 0)",
         onnx=lambda op, Z: op("Relu", Z),
     ),
     "leaky_relu": Activation(
-        leaky_relu, leaky_relu_backward, "he",
+        leaky_relu, leaky_relu_backward,
         c=f"{{v}} > 0.0f ? {{v}} : {LEAKY_SLOPE!r}f * {{v}}",
         py="v if v > 0 else LEAKY_SLOPE * v",
         numpy="np.where(Z > 0, Z, Z.dtype.type(LEAKY_SLOPE) * Z)",
         onnx=lambda op, Z: op("LeakyRelu", Z, alpha=LEAKY_SLOPE),
     ),
     "tanh": Activation(
-        tanh, tanh_backward, "glorot",
+        tanh, tanh_backward,
         c="tanhf({v})",
         py="math.tanh(v)",
         numpy="np.tanh(Z)",
         onnx=lambda op, Z: op("Tanh", Z),
     ),
     "sigmoid": Activation(
-        sigmoid, sigmoid_backward, "glorot",
+        sigmoid, sigmoid_backward,
         c="{name}_sigmoid({v})",
         py="_sigmoid(v)",
         numpy="np.exp(-np.logaddexp(Z.dtype.type(0), -Z))",
         onnx=lambda op, Z: op("Sigmoid", Z),
     ),
-    "identity": Activation(identity, identity_backward, "glorot", c="{v}", py="v", numpy="Z",
+    "identity": Activation(identity, identity_backward, c="{v}", py="v", numpy="Z",
                            onnx=lambda op, Z: Z),
     "silu": Activation(
-        silu, silu_backward, "he",
+        silu, silu_backward,
         c="{v} * {name}_sigmoid({v})",
         py="v * _sigmoid(v)",
         numpy="Z * np.exp(-np.logaddexp(Z.dtype.type(0), -Z))",
         onnx=lambda op, Z: op("Mul", Z, op("Sigmoid", Z)),
     ),
     "gelu": Activation(
-        gelu, gelu_backward, "he",
+        gelu, gelu_backward,
         c=(f"0.5f * {{v}} * (1.0f + tanhf({GELU_C!r}f"
            f" * ({{v}} + {GELU_K!r}f * {{v}} * {{v}} * {{v}})))"),
         py=f"0.5 * v * (1.0 + math.tanh({GELU_C!r} * (v + {GELU_K!r} * v * v * v)))",

@@ -85,10 +85,12 @@ class MLP:
 
     Notes
     -----
-    Initial weights: He normal, ``W ~ N(0, 2 / fan_in)``, for the ReLU family
-    (ReLU zeroes half its inputs, so the variance is doubled to keep the
-    activations' scale across layers); Glorot normal,
-    ``W ~ N(0, 2 / (fan_in + fan_out))``, otherwise. Biases start at 0.
+    Initial weights: LeCun normal, ``W ~ N(0, 1 / fan_in)``, in every layer and
+    for every activation; biases start at 0. This keeps the variance of a unit
+    of slope 1 (the output logit, tanh near 0), starts the output near a
+    constant, and lets Adam's steps of about ``lr`` per weight move the
+    weights faster, relative to their size, than He's ``2 / fan_in`` does
+    (docs/math.md section 7 gives the argument and the measurements).
     """
 
     def __init__(
@@ -179,16 +181,14 @@ class MLP:
 
     # --- parameters ----------------------------------------------------------
     def _init_weights(self) -> None:
+        """LeCun normal weights, ``W_l ~ N(0, 1 / d_{l-1})``, zero biases (docs/math.md §7)."""
         rng = np.random.default_rng(self.seed)
-        he = ACTIVATIONS[self.activation].init == "he"
-        params = self.params
-        for l, (W, _) in enumerate(params):
-            fan_in, fan_out = W.shape
-            # He scaling is for layers whose output goes through a ReLU-like
-            # activation; the output layer feeds the sigmoid, so it gets Glorot.
-            feeds_he = he and l < len(params) - 1
-            var = 2.0 / fan_in if feeds_he else 2.0 / (fan_in + fan_out)
-            W[...] = rng.normal(0.0, math.sqrt(var), size=W.shape)
+        for W, _ in self.params:
+            fan_in = W.shape[0]
+            # Var(z_j) = fan_in Var(W) E[h^2] = E[h^2]: a unit of slope 1 keeps its
+            # input's scale. Not He's 2 / fan_in: with Adam (steps of about lr per
+            # weight) a larger W is a smaller relative step, which measured slower.
+            W[...] = rng.normal(0.0, math.sqrt(1.0 / fan_in), size=W.shape)
 
     def unflatten(self, vector) -> list:
         """Views ``[(W_0, b_0), ...]`` of a flat vector laid out like ``theta``."""

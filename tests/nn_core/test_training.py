@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nn_core import MLP
+from nn_core.activations import ACTIVATIONS
 from nn_core.optim import learning_rate
 
 
@@ -82,14 +83,31 @@ def test_l2_and_weight_decay_shrink_the_weights():
     assert norms["decay"] < 0.8 * norms["none"]
 
 
-def test_he_and_glorot_initial_scales():
-    relu = MLP(400, (300, 200), activation="relu", seed=0)
-    tanh = MLP(400, (300, 200), activation="tanh", seed=0)
-    assert relu.params[0][0].std() == pytest.approx(math.sqrt(2 / 400), rel=0.02)
-    assert tanh.params[0][0].std() == pytest.approx(math.sqrt(2 / 700), rel=0.02)
-    assert relu.params[2][0].std() == pytest.approx(math.sqrt(2 / 201), rel=0.15)
-    assert not relu.params[0][1].any()
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_lecun_initial_scales(activation):
+    """W_l ~ N(0, 1 / fan_in) in every layer, whatever the activation; biases 0 (math.md §7)."""
+    m = MLP(400, (300, 200), activation=activation, seed=0, dtype="float64")
+    for (W, b), fan_in, rel in zip(m.params, (400, 300, 200), (0.02, 0.02, 0.15), strict=True):
+        assert W.std() == pytest.approx(math.sqrt(1 / fan_in), rel=rel)
+        assert abs(W.mean()) < 4 * math.sqrt(1 / fan_in / W.size)
+        assert not b.any()
     assert np.array_equal(MLP(5, (3,), seed=7).theta, MLP(5, (3,), seed=7).theta)
+    assert not np.array_equal(MLP(5, (3,), seed=7).theta, MLP(5, (3,), seed=8).theta)
+
+
+def test_lecun_relu_logit_second_moment_halves_per_hidden_layer():
+    """math.md §7: on standardised inputs, L ReLU hidden layers start with E[z^2] = 2^-L at
+    the logit (He's scale would keep it at 1)."""
+    X = np.random.default_rng(1).normal(size=(500, 100))
+    for depth in (1, 2, 3):
+        moments = []
+        # The expectation is over the weights too: one network's logits share a random
+        # offset (sum_j E[h_j] W_j), so the mean is taken over 32 draws.
+        for seed in range(32):
+            m = MLP(100, (128,) * depth, seed=seed, dtype="float64", backend="numpy")
+            p = m.predict_proba(X)
+            moments.append(np.mean((np.log(p) - np.log1p(-p)) ** 2))
+        assert np.mean(moments) == pytest.approx(2.0**-depth, rel=0.2)
 
 
 def test_schedules_follow_their_formulas():
