@@ -27,7 +27,7 @@ from .tabular import (
     DataError,
     Preprocessor,
     Schema,
-    load_table,
+    read_table,
     schema_from_config,
     stratified_split,
 )
@@ -133,6 +133,11 @@ class TableData:
         Appended to the message of a missing column.
     dtype : {"float32", "float64"}
         The network's dtype: every feature must be a finite number of it.
+    on_invalid : {"error", "skip", "impute"}
+        What a bad cell does (``features.tabular.read_table``): stop with an error (the
+        default), drop its row (:attr:`rejected` lists the cells, ``info["rejected"]``
+        counts the rows per reason), or, for a missing feature cell, impute it with
+        statistics of each split's training rows (the preprocessing stores them).
 
     Raises
     ------
@@ -142,10 +147,12 @@ class TableData:
 
     def __init__(self, path: str | os.PathLike, schema: Schema,
                  fractions: Sequence[float] = (0.7, 0.15, 0.15), hint: str = "",
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", on_invalid: str = "error") -> None:
         self.schema = schema
         self.dtype = dtype
-        self.frame = load_table(path, self.schema, with_target=True, hint=hint)
+        self.on_invalid = on_invalid
+        self.frame, self.rejected = read_table(path, self.schema, on_invalid,
+                                               with_target=True, hint=hint)
         self.y = self.frame[self.schema.target].to_numpy(dtype=np.int8)
         self.fractions = tuple(fractions)
         self.info = {
@@ -157,6 +164,11 @@ class TableData:
             "numeric": list(self.schema.numeric),
             "categorical": list(self.schema.categorical),
         }
+        if on_invalid != "error":
+            self.info["on_invalid"] = on_invalid
+        if on_invalid == "skip":
+            self.info["rejected"] = {"rows": len(self.rejected.rows),
+                                     "by_reason": self.rejected.counts()}
 
     def split(self, seed: int) -> Split:
         """Stratified split of ``seed`` (``features.tabular.stratified_split``), preprocessed.
@@ -180,6 +192,7 @@ class TableData:
             self.schema.categorical,
             target=self.schema.target,
             id_column=self.schema.id_column,
+            impute=self.on_invalid == "impute",
         ).fit(self.frame.iloc[parts["train"]])
         # The whole table at once, so that a message names the file's data row, not a row
         # of one part of the split.

@@ -37,8 +37,11 @@ from .tabular import (
     UCI_TARGET,
     CsvTable,
     DataError,
+    Rejected,
     Schema,
     check_columns,
+    check_frame,
+    iter_raw,
     iter_table,
 )
 
@@ -117,6 +120,8 @@ class Scored:
         Rows per categorical column that fell into the unseen bucket.
     what : str
         What was scored, for messages (``"N rows of FILE"``).
+    rejected : Rejected
+        The bad cells of the rows left out (``--on-invalid skip``).
     """
 
     keys: Spill = field(default_factory=lambda: Spill(np.uint64))
@@ -125,6 +130,7 @@ class Scored:
     ids: IdSpool | None = None
     unseen: Counter = field(default_factory=Counter)
     what: str = ""
+    rejected: Rejected = field(default_factory=Rejected)
 
     @property
     def n(self) -> int:
@@ -159,6 +165,7 @@ def score_table(
     id_column: str | None = None,
     chunksize: int = DEFAULT_CHUNKSIZE,
     threads: int | None = None,
+    on_invalid: str = "error",
 ) -> Scored:
     """Read, validate and score a session table, chunk by chunk, in one pass.
 
@@ -176,6 +183,10 @@ def score_table(
         Rows read, validated and scored at a time.
     threads : int, optional
         Threads for the ``numba`` backend.
+    on_invalid : {"error", "skip", "impute"}
+        What a bad cell does: raise (the default); leave its row out (``Scored.rejected``
+        lists its bad cells, and the ``row`` ids stay the file's data rows); or, for a
+        missing cell, impute it (the model must have been trained with imputation).
 
     Returns
     -------
@@ -197,9 +208,19 @@ def score_table(
             check_columns(path, table.header, [id_column], " (given as --id-column)")
         elif pre.id_column and pre.id_column in table.header:
             id_column = pre.id_column
+        if on_invalid == "impute" and not pre.imputes:
+            raise ValueError(f"{model.path}: the model was not trained with --on-invalid "
+                             "impute; it has no values to impute")
         scored = Scored(id_name=id_column or "row", ids=IdSpool() if id_column else None)
+        schema = scoring_schema(pre, id_column)
+        if on_invalid == "error":
+            chunks = iter_table(table, schema, False)
+        else:  # off the default path: every bad cell found, row numbers kept as ids
+            chunks = _checked_chunks(table, schema, on_invalid, scored)
+            if id_column is None:
+                scored.ids, id_column = IdSpool(), ROW_KEY
         try:
-            for first_row, frame in iter_table(table, scoring_schema(pre, id_column), False):
+            for first_row, frame in chunks:
                 U = pre.inputs(frame, first_row)
                 for i, c in enumerate(columns):
                     if c["kind"] == "categorical":
@@ -213,11 +234,37 @@ def score_table(
             scored.close()
             raise
     scored.unseen = +scored.unseen  # drop the zero counts
+    if scored.n == 0 and len(scored.rejected.row):
+        scored.close()
+        r = scored.rejected
+        i = int(np.argmin(r.row))
+        raise DataError(path, f"every data row has an invalid cell ({len(r.rows):,} rows; the "
+                        f"first: {r.reason[i]})", int(r.row[i]), r.column[i], r.value[i])
     if scored.n == 0:
         scored.close()
         raise DataError(path, "the file has a header but no data rows")
     scored.what = f"{scored.n} rows of {path}"
     return scored
+
+
+#: The frame column that carries the data-row numbers when rows are skipped (not a CSV name:
+#: a header name is stripped text, never with a NUL).
+ROW_KEY = "\0row"
+
+
+def _checked_chunks(table: CsvTable, schema: Schema, on_invalid: str, scored: Scored
+                    ) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(first_row, frame)`` of each chunk through ``check_frame``: the rows without a bad
+    cell (``skip``; their bad cells go to ``scored.rejected``) with their data-row numbers
+    in :data:`ROW_KEY`, or every row with NaN for a missing cell (``impute``)."""
+    for first_row, raw in iter_raw(table, schema, False):
+        frame, bad = check_frame(raw, schema, table.path, first_row, False, on_invalid)
+        scored.rejected.extend(bad)
+        keep = np.ones(len(raw), dtype=bool)
+        keep[bad.row - first_row] = False
+        frame = frame.assign(**{ROW_KEY: first_row + np.flatnonzero(keep)})
+        if len(frame):
+            yield first_row, frame
 
 
 def score_events(
@@ -446,6 +493,39 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
     finally:
         ranks.close()
     return best.frame(scored.id_name, scored.n) if best is not None else None
+
+
+def write_output_and_rejected(scored: Scored, output: Path | None, rejected: Path,
+                              top: int | None = None) -> pd.DataFrame | None:
+    """``write_output``, and ``scored.rejected`` as a CSV ``row,column,value,reason`` (one
+    line per bad cell, by row) to ``rejected``.
+
+    The rejected file is written in full to a temporary file beside it first, the output
+    then (``write_output``), and the rejected file renamed last: a failure before that
+    leaves neither file changed. A ``rejected`` that exists and is not a regular file (a
+    pipe, ``/dev/stderr``) is written directly, after the output.
+    """
+    text = scored.rejected.frame().to_csv(index=False, lineterminator="\n").encode("utf-8")
+    rejected = Path(rejected)
+    if rejected.exists() and not rejected.is_file():
+        best = write_output(scored, output, top)
+        with open(rejected, "wb") as fh:
+            fh.write(text)
+        return best
+    if rejected.is_symlink():
+        rejected = Path(os.path.realpath(rejected))
+    fd, tmp = temp_file(rejected)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~umask())
+        best = write_output(scored, output, top)
+        os.replace(tmp, rejected)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return best
 
 
 class _TextSink:

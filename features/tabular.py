@@ -33,10 +33,15 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from nn_core.network import MAX_INPUTS
-from nn_core.preprocessing import Preprocessing, block_width, canonical_series, canonical_text
-
-#: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
-MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
+from nn_core.preprocessing import (
+    MISSING_TOKENS,
+    ON_INVALID,
+    Preprocessing,
+    block_width,
+    canonical_series,
+    canonical_text,
+    missing_mask,
+)
 
 # The UCI "Online Shoppers Purchasing Intention" columns (data/README.md).
 UCI_TARGET = "Revenue"
@@ -521,16 +526,143 @@ def parse_frame(
         For the earliest bad cell: missing value, non-number, infinite value, value out of
         range, or a target that is not TRUE/FALSE/1/0.
     """
-    out: dict[str, object] = {}
-    errors: list[tuple[int, int, str, str, object]] = []
+    checks: list[tuple[np.ndarray, str, str, object]] = []
+    out = _parse_cells(raw, schema, with_target, checks, missing_ok=False)
+    errors = []
     columns = list(raw.columns)
-
-    def report(mask: np.ndarray, name: str, problem: str, cells) -> None:
+    for mask, name, problem, cells in checks:
         if mask.any():
             i = int(np.argmax(mask))
             value = cells(i) if callable(cells) else cells.iloc[i]
             errors.append((first_row + i, columns.index(name), name, problem, value))
+    _first_error(errors, path)
+    return _typed_frame(raw, out, schema, with_target)
 
+
+#: ``check_frame``'s reason for a missing feature value (the cells ``impute`` covers).
+MISSING = "missing value"
+
+
+@dataclass
+class Rejected:
+    """The bad cells of a table: one entry per cell, rows 1-based data rows of the file.
+
+    Attributes
+    ----------
+    row : ndarray of int64
+    column, value, reason : list of str
+    """
+
+    row: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    column: list[str] = field(default_factory=list)
+    value: list[str] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The distinct rejected rows, in file order."""
+        return np.unique(self.row)
+
+    def extend(self, other: Rejected) -> None:
+        self.row = np.concatenate([self.row, other.row])
+        self.column += other.column
+        self.value += other.value
+        self.reason += other.reason
+
+    def counts(self) -> dict[str, int]:
+        """Rejected rows per reason (a row with two bad cells counts under both reasons)."""
+        pairs = {(int(r), why) for r, why in zip(self.row.tolist(), self.reason, strict=True)}
+        counts: dict[str, int] = {}
+        for _, why in sorted(pairs):
+            counts[why] = counts.get(why, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def frame(self) -> pd.DataFrame:
+        """``row, column, value, reason``, by row then column (the side file's table)."""
+        df = pd.DataFrame({"row": self.row, "column": self.column, "value": self.value,
+                           "reason": self.reason})
+        return df.sort_values("row", kind="stable").reset_index(drop=True)
+
+
+def check_frame(
+    raw: pd.DataFrame,
+    schema: Schema,
+    path: str | os.PathLike,
+    first_row: int = 1,
+    with_target: bool = True,
+    on_invalid: str = "skip",
+) -> tuple[pd.DataFrame, Rejected]:
+    """``parse_frame`` for ``--on-invalid skip`` or ``impute``: every bad cell is found.
+
+    The same rules as ``parse_frame``; only what happens to a bad cell differs.
+
+    Parameters
+    ----------
+    on_invalid : {"skip", "impute"}
+        ``skip``: the rows with a bad cell are left out of the frame (its index still
+        counts the chunk's rows from 0) and every bad cell is listed. ``impute``: a missing
+        feature cell (empty or a ``MISSING_TOKENS`` text) becomes NaN, which a preprocessing
+        with imputation fills in; any other bad cell (text in a numeric column, an infinite
+        or out-of-range value, a missing or malformed target) is still an error.
+
+    Returns
+    -------
+    frame : DataFrame
+        As ``parse_frame``'s (with NaN for missing cells under ``impute``).
+    rejected : Rejected
+        The bad cells (empty under ``impute``).
+
+    Raises
+    ------
+    DataError
+        ``impute``: the first bad cell that is not a missing feature value.
+    """
+    if on_invalid not in ("skip", "impute"):
+        raise ValueError(f"on_invalid must be 'skip' or 'impute', got {on_invalid!r}")
+    checks: list[tuple[np.ndarray, str, str, object]] = []
+    out = _parse_cells(raw, schema, with_target, checks, missing_ok=on_invalid == "impute")
+    rejected = Rejected()
+    bad = np.zeros(len(raw), dtype=bool)
+    columns = list(raw.columns)
+    for mask, name, problem, cells in sorted(checks, key=lambda c: columns.index(c[1])):
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            continue
+        values = [str(cells(i) if callable(cells) else cells.iloc[i]) for i in rows.tolist()]
+        rejected.extend(Rejected(first_row + rows, [name] * len(rows), values,
+                                 [problem] * len(rows)))
+        bad[rows] = True
+    if on_invalid == "impute" and len(rejected.row):
+        i = int(np.argmin(rejected.row))  # the earliest row; its first column
+        raise DataError(path, rejected.reason[i], int(rejected.row[i]), rejected.column[i],
+                        rejected.value[i])
+    frame = _typed_frame(raw, out, schema, with_target, keep=~bad if bad.any() else None)
+    return frame, rejected
+
+
+def _typed_frame(raw: pd.DataFrame, out: dict, schema: Schema, with_target: bool,
+                 keep: np.ndarray | None = None) -> pd.DataFrame:
+    """The checked columns as a frame (the rows of ``keep`` only, when given)."""
+    frame = pd.DataFrame(out, index=raw.index)
+    if schema.id_column is not None and schema.id_column in raw.columns:
+        frame[schema.id_column] = _stripped(raw[schema.id_column])
+    if keep is not None:
+        frame = frame[keep]
+    if with_target and schema.target is not None:
+        frame[schema.target] = frame[schema.target].astype(np.int8)
+    return frame
+
+
+def _parse_cells(raw: pd.DataFrame, schema: Schema, with_target: bool,
+                 checks: list, missing_ok: bool) -> dict[str, object]:
+    """The typed columns of ``raw``; appends ``(mask, column, problem, cells)`` to
+    ``checks`` for every rule (``cells(i)`` or ``cells.iloc[i]`` quotes cell ``i``). With
+    ``missing_ok`` a missing feature cell is NaN and no problem."""
+
+    def report(mask: np.ndarray, name: str, problem: str, cells) -> None:
+        checks.append((mask, name, problem, cells))
+
+    out: dict[str, object] = {}
     for name in schema.numeric:
         column = raw[name]
         if column.dtype.kind in "iuf":  # the parser read every cell as a number
@@ -542,7 +674,8 @@ def parse_frame(
             missing = text.str.lower().isin(MISSING_TOKENS).to_numpy()
             values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
             report(~missing & np.isnan(values), name, "not a number", text)
-        report(missing, name, "missing value", column)
+        if not missing_ok:
+            report(missing, name, MISSING, column)
         report(np.isinf(values), name, "infinite value", text)
         low, high = schema.ranges.get(name, (None, None))
         with np.errstate(invalid="ignore"):
@@ -555,7 +688,13 @@ def parse_frame(
 
     for name in schema.categorical:
         codes, texts, missing = _canonical_codes(raw[name])
-        report(missing[codes], name, "missing value", raw[name])
+        if missing_ok and missing.any():  # missing cells become NaN (code -1)
+            keep = np.flatnonzero(~missing)
+            new = np.full(len(texts), -1, dtype=np.intp)
+            new[keep] = np.arange(len(keep))
+            codes, texts = new[codes], [texts[k] for k in keep.tolist()]
+        else:
+            report(missing[codes], name, MISSING, raw[name])
         out[name] = pd.Categorical.from_codes(codes, categories=texts)
 
     if with_target and schema.target is not None:
@@ -567,14 +706,7 @@ def parse_frame(
         report(~missing[codes] & np.isnan(labels), name, "target must be TRUE/FALSE or 1/0",
                lambda i: _stripped(raw[name].iloc[i : i + 1]).iloc[0])
         out[name] = labels
-
-    _first_error(errors, path)
-    frame = pd.DataFrame(out, index=raw.index)
-    if with_target and schema.target is not None:
-        frame[schema.target] = frame[schema.target].astype(np.int8)
-    if schema.id_column is not None and schema.id_column in raw.columns:
-        frame[schema.id_column] = _stripped(raw[schema.id_column])
-    return frame
+    return out
 
 
 def _number_text(values: np.ndarray):
@@ -633,12 +765,20 @@ def iter_table(
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """Yield ``(first_row, parse_frame(chunk))`` for each chunk of an open table whose
     columns were checked; a header-only file yields nothing."""
+    for first_row, raw in iter_raw(table, schema, with_target):
+        yield first_row, parse_frame(raw, schema, table.path, first_row, with_target)
+
+
+def iter_raw(
+    table: CsvTable, schema: Schema, with_target: bool = True
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Yield ``(first_row, cells)`` of the columns ``schema`` needs, for each non-empty
+    chunk of an open table whose columns were checked (``check_frame`` parses them)."""
     needed = set(schema.required(with_target)) | {schema.id_column}
     usecols = [c for c in table.header if c in needed]
     for first_row, raw in table:
         if len(raw):
-            yield first_row, parse_frame(raw[usecols], schema, table.path, first_row,
-                                         with_target)
+            yield first_row, raw[usecols]
 
 
 def load_table(
@@ -655,19 +795,58 @@ def load_table(
     DataError
         Naming file, row, column and value of the first problem, or "no data rows".
     """
+    return read_table(path, schema, "error", with_target, hint, chunksize)[0]
+
+
+def read_table(
+    path: str | os.PathLike, schema: Schema, on_invalid: str = "error",
+    with_target: bool = True, hint: str = "", chunksize: int = 200_000,
+) -> tuple[pd.DataFrame, Rejected]:
+    """``load_table`` with a choice of what a bad cell does (``ON_INVALID``).
+
+    ``error``: the first bad cell raises (``load_table``); ``skip``: the rows with a bad
+    cell are left out and listed; ``impute``: missing feature cells are NaN
+    (``check_frame``). The frame's index is 0-based over the rows kept.
+
+    Returns
+    -------
+    frame : DataFrame
+    rejected : Rejected
+        The bad cells (row numbers are the file's data rows); empty but for ``skip``.
+
+    Raises
+    ------
+    DataError
+        As ``load_table``; with ``skip``, also when every data row has a bad cell.
+    """
+    if on_invalid not in ON_INVALID:
+        raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
+    rejected = Rejected()
     with CsvTable(path, chunksize, schema.numeric) as table:
         check_columns(path, table.header, schema.required(with_target), hint)
         if schema.id_column is not None:
             check_columns(path, table.header, [schema.id_column], " (the id column)")
-        parts = [frame for _, frame in iter_table(table, schema, with_target)]
+        if on_invalid == "error":
+            parts = [frame for _, frame in iter_table(table, schema, with_target)]
+        else:
+            parts = []
+            for first_row, raw in iter_raw(table, schema, with_target):
+                frame, bad = check_frame(raw, schema, path, first_row, with_target, on_invalid)
+                parts.append(frame)
+                rejected.extend(bad)
     if not parts:
         raise DataError(path, "the file has a header but no data rows")
+    if not sum(map(len, parts)):
+        i = int(np.argmin(rejected.row))
+        raise DataError(path, f"every data row has an invalid cell ({len(rejected.rows):,} "
+                        f"rows; the first: {rejected.reason[i]})", int(rejected.row[i]),
+                        rejected.column[i], rejected.value[i])
     if len(parts) == 1:
-        return parts[0].reset_index(drop=True)
+        return parts[0].reset_index(drop=True), rejected
     frame = pd.concat(parts, ignore_index=True)
     for name in schema.categorical:  # concat turns differing categories into objects
         frame[name] = union_categoricals([p[name].array for p in parts])
-    return frame
+    return frame, rejected
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -711,6 +890,14 @@ class Preprocessor(Preprocessing):
     source : dict, optional
         Where the table came from, e.g. ``{"kind": "table"}`` (the default) or
         ``{"kind": "events", "format": "taobao", "horizon": "1d"}``.
+    impute : bool
+        Learn imputation (``--on-invalid impute``): missing cells (NaN, or a
+        ``MISSING_TOKENS`` text) of the fitted rows are left out of every statistic; each
+        numeric column stores the median of its present training values and each
+        categorical column its most frequent training category (ties: the first in category
+        order), and a column with a missing training value gains a missing-indicator
+        feature. The means and standard deviations are those of the imputed column (what
+        the network sees). A column with no present training value cannot be imputed.
 
     Notes
     -----
@@ -723,7 +910,7 @@ class Preprocessor(Preprocessing):
     """
 
     #: The constructor's arguments, which ``get_params`` returns and ``set_params`` sets.
-    PARAMS = ("numeric", "categorical", "log1p", "target", "id_column", "source")
+    PARAMS = ("numeric", "categorical", "log1p", "target", "id_column", "source", "impute")
 
     def __init__(
         self,
@@ -733,6 +920,7 @@ class Preprocessor(Preprocessing):
         target: str | None = None,
         id_column: str | None = None,
         source: Mapping | None = None,
+        impute: bool = False,
     ) -> None:
         self.numeric = numeric if isinstance(numeric, list) else list(numeric)
         self.categorical = categorical if isinstance(categorical, list) else list(categorical)
@@ -741,6 +929,7 @@ class Preprocessor(Preprocessing):
         if isinstance(log1p, str) and log1p != "auto":
             raise ValueError(f"log1p must be 'auto', a bool or a list of columns, got {log1p!r}")
         self.log1p = log1p if isinstance(log1p, str | bool | list) else list(log1p)
+        self.impute = bool(impute)
         super().__init__(None, target, id_column, source)
         if isinstance(source, dict):
             self.source = source
@@ -792,6 +981,10 @@ class Preprocessor(Preprocessing):
         if len(df) == 0:
             raise ValueError("cannot fit a Preprocessor on an empty table")
         self._require(df, self.numeric + self.categorical)
+        feature_names_in = np.asarray([str(c) for c in df.columns], dtype=object)
+        imputes: dict[str, dict] = {}
+        if self.impute:
+            df, imputes = self._fit_imputation(df)
         columns: list[dict] = []
         for name in self.numeric:
             x = self._numeric_values(df, name, first_row=1)
@@ -832,14 +1025,47 @@ class Preprocessor(Preprocessing):
                     "id-like column? give it as --id-column, or leave it out of --categorical)")
             categories = sorted(distinct, key=_category_key)
             columns.append({"name": name, "kind": "categorical", "categories": list(categories)})
+        for column in columns:
+            if column["name"] in imputes:
+                column["impute"] = imputes[column["name"]]
         width = sum(block_width(c) for c in columns)
         if width > MAX_INPUTS:
             raise ValueError(f"the columns give {width:,} features; the network takes at most "
                              f"{MAX_INPUTS:,} (fewer categorical columns or categories)")
         self.columns = columns
-        self.feature_names_in_ = np.asarray([str(c) for c in df.columns], dtype=object)
+        self.feature_names_in_ = feature_names_in
         self.n_features_in_ = len(self.feature_names_in_)
         return self
+
+    def _fit_imputation(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict]]:
+        """The imputed copy of ``df``'s feature columns and each column's ``impute`` entry
+        (median or most frequent category of the present values; indicator if any missing).
+
+        Raises
+        ------
+        ValueError
+            When every training value of a column is missing.
+        """
+        filled, imputes = {}, {}
+        for name in self.numeric + self.categorical:
+            missing = missing_mask(df[name])
+            if missing.all():
+                raise ValueError(f"column {name!r}: every training value is missing; nothing "
+                                 "to impute from (leave the column out)")
+            if name in self.numeric:
+                x = self._numeric_values(df, name, first_row=1, missing_ok=True)
+                value: float | str = float(np.median(x[~missing]))
+                filled[name] = np.where(missing, value, x)
+            else:
+                texts = canonical_series(df[name][~missing].astype(str))
+                counts = texts.value_counts(sort=False)
+                top = counts[counts == counts.max()].index
+                value = min(top, key=_category_key)
+                column = canonical_series(df[name].astype(str)).to_numpy(dtype=object)
+                column[missing] = value
+                filled[name] = column
+            imputes[name] = {"value": value, "indicator": bool(missing.any())}
+        return pd.DataFrame(filled, index=df.index), imputes
 
     def fit_transform(self, df: pd.DataFrame, y=None) -> np.ndarray:
         """``fit(df)`` then ``transform(df)`` (``y`` is ignored)."""

@@ -9,6 +9,15 @@ in feature order,
   :func:`canonical_text`): a one-hot block of ``K + 1`` features whose last position is
   the *unseen* bucket.
 
+A column may also carry ``impute`` (``train.py --on-invalid impute``): ``{"value": v,
+"indicator": b}``. A *missing* input (NaN in ``U``: an empty cell or one of
+:data:`MISSING_TOKENS`) is replaced by ``v`` (the training median of ``x``, or the most
+frequent training category), and where ``b`` is true (the column had missing values in the
+training rows) the block gains one more feature, last: the missing indicator, 1 for an
+imputed row and 0 otherwise. A preprocess.json with any ``impute`` entry is written as
+format version 2 (version 1 readers refuse it rather than score it wrongly); one without is
+version 1, as before.
+
 The arithmetic is written once, in :func:`features_from_inputs`, over a matrix of raw
 inputs ``U`` (numeric values, and for each categorical column the position ``k`` of its
 category in the block, ``K`` for unseen). :meth:`Preprocessing.transform` (tables, with
@@ -32,6 +41,15 @@ from .io import ModelFileError
 
 PREPROCESS_FORMAT = "purchase-propensity-preprocess"
 PREPROCESS_FORMAT_VERSION = 1
+#: The format version of a preprocess.json with imputation (``impute`` entries).
+PREPROCESS_IMPUTE_VERSION = 2
+
+#: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
+
+#: What ``--on-invalid`` may say about a bad cell of a table: stop with an error, leave its
+#: row out, or impute a missing cell (docs/architecture.md, "Invalid cells").
+ON_INVALID = ("error", "skip", "impute")
 
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
 
@@ -84,8 +102,29 @@ def category_positions(values: pd.Series, categories: Sequence[str]) -> np.ndarr
 
 
 def block_width(column: Mapping) -> int:
-    """Features of one column: 1 for a numeric one, ``K + 1`` for a categorical one."""
-    return 1 if column["kind"] == "numeric" else len(column["categories"]) + 1
+    """Features of one column: 1 for a numeric one, ``K + 1`` for a categorical one, and one
+    more when it has a missing indicator."""
+    width = 1 if column["kind"] == "numeric" else len(column["categories"]) + 1
+    return width + has_indicator(column)
+
+
+def has_indicator(column: Mapping) -> bool:
+    """Whether the column's block ends with a missing-indicator feature."""
+    impute = column.get("impute")
+    return bool(impute and impute["indicator"])
+
+
+def missing_mask(values: pd.Series) -> np.ndarray:
+    """Which cells of a column hold no value: NaN/None, or a :data:`MISSING_TOKENS` text
+    (computed once per distinct cell).
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    missing = np.array([str(v).strip().lower() in MISSING_TOKENS for v in distinct], dtype=bool)
+    return (codes < 0) | (missing[codes] if len(missing) else False)
 
 
 def features_from_inputs(
@@ -109,8 +148,15 @@ def features_from_inputs(
     F : ndarray, shape (n, n_features), ``dtype``
     invalid : ndarray, shape (n,), bool
         Rows with a numeric value that is NaN, infinite, or negative under ``log1p``; their
-        numeric features are not meaningful (callers raise or return NaN for them).
+        numeric features are not meaningful (callers raise or return NaN for them). In a
+        column with ``impute``, NaN means *missing*: it is replaced by the imputed value
+        (numeric ``x`` or category position) before anything else, sets the column's
+        missing indicator, and does not make the row invalid.
     """
+    if any("impute" in c for c in columns):
+        U, indicators = _impute(columns, U)
+    else:
+        indicators = None
     n = U.shape[0]
     widths = [block_width(c) for c in columns]
     F = np.zeros((n, sum(widths)), dtype=dtype)
@@ -137,7 +183,29 @@ def features_from_inputs(
         valid = (k >= 0) & (k <= K) & (k == np.floor(k))
         flat = np.arange(n)[:, None] * F.shape[1] + start[categorical] + np.where(valid, k, 0)
         F.reshape(-1)[flat[valid].astype(np.intp)] = 1
+    if indicators:
+        for i, missing in indicators.items():  # the indicator is the block's last feature
+            F[:, start[i] + widths[i] - 1] = missing
     return F, invalid
+
+
+def _impute(columns: Sequence[Mapping], U: np.ndarray) -> tuple[np.ndarray, dict]:
+    """``U`` with the NaN (missing) inputs of the imputing columns replaced, and the missing
+    mask of each column that has an indicator (``{column index: (n,) bool}``)."""
+    U = U.copy(order="A")  # keeps a Fortran-ordered U's columns contiguous
+    indicators = {}
+    for i, c in enumerate(columns):
+        impute = c.get("impute")
+        if impute is None:
+            continue
+        missing = np.isnan(U[:, i])
+        if c["kind"] == "numeric":
+            U[missing, i] = impute["value"]
+        else:
+            U[missing, i] = c["categories"].index(impute["value"])
+        if impute["indicator"]:
+            indicators[i] = missing
+    return U, indicators
 
 
 class Preprocessing:
@@ -191,7 +259,14 @@ class Preprocessing:
             else:
                 names.extend(f"{c['name']}={k}" for k in c["categories"])
                 names.append(f"{c['name']}=<unseen>")
+            if has_indicator(c):
+                names.append(f"missing({c['name']})")
         return names
+
+    @property
+    def imputes(self) -> bool:
+        """Whether missing inputs are imputed (fitted with ``--on-invalid impute``)."""
+        return any("impute" in c for c in self._check_fitted())
 
     @property
     def input_columns(self) -> list[str]:
@@ -204,9 +279,16 @@ class Preprocessing:
             raise ValueError(f"column {missing[0]!r} is missing (needed: {missing})")
 
     @staticmethod
-    def _numeric_values(df: pd.DataFrame, name: str, first_row: int) -> np.ndarray:
+    def _numeric_values(df: pd.DataFrame, name: str, first_row: int,
+                        missing_ok: bool = False) -> np.ndarray:
+        """The column as float64; a value that is not a finite number raises, but with
+        ``missing_ok`` a missing cell (:func:`missing_mask`) is NaN."""
         values = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(values)
+        if missing_ok and bad.any():
+            missing = missing_mask(df[name])
+            bad &= ~missing
+            values = np.where(missing, np.nan, values)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
@@ -219,7 +301,9 @@ class Preprocessing:
         """The raw-input matrix ``U`` of :func:`features_from_inputs` for a table.
 
         Numeric cells are parsed and checked (finite, ``>= 0`` in log1p columns);
-        categorical cells are compared as canonical text with the training categories.
+        categorical cells are compared as canonical text with the training categories. In a
+        column with ``impute``, a missing cell (:func:`missing_mask`) is NaN, which
+        :func:`features_from_inputs` imputes.
 
         Raises
         ------
@@ -230,8 +314,9 @@ class Preprocessing:
         self._require(df, self.input_columns)
         U = np.empty((len(df), len(columns)), dtype=np.float64)
         for i, c in enumerate(columns):
+            impute = "impute" in c
             if c["kind"] == "numeric":
-                x = self._numeric_values(df, c["name"], first_row)
+                x = self._numeric_values(df, c["name"], first_row, missing_ok=impute)
                 if c["log1p"]:
                     negative = x < 0
                     if negative.any():
@@ -243,6 +328,8 @@ class Preprocessing:
                 U[:, i] = x
             else:
                 U[:, i] = category_positions(df[c["name"]], c["categories"])  # unseen -> K
+                if impute:
+                    U[missing_mask(df[c["name"]]), i] = np.nan
         return U
 
     def transform(self, df: pd.DataFrame, first_row: int = 1, dtype=np.float64) -> np.ndarray:
@@ -281,10 +368,11 @@ class Preprocessing:
         return counts
 
     def to_dict(self) -> dict:
-        """The preprocess.json document (format_version 1)."""
+        """The preprocess.json document (format_version 1; 2 with imputation)."""
         return {
             "format": PREPROCESS_FORMAT,
-            "format_version": PREPROCESS_FORMAT_VERSION,
+            "format_version": (PREPROCESS_IMPUTE_VERSION if self.imputes
+                               else PREPROCESS_FORMAT_VERSION),
             "target": self.target,
             "id_column": self.id_column,
             "source": self.source,
@@ -307,7 +395,8 @@ class Preprocessing:
         if not isinstance(doc, Mapping) or doc.get("format") != PREPROCESS_FORMAT:
             raise bad(f"not a preprocessing state file (expected format {PREPROCESS_FORMAT!r})")
         version = doc.get("format_version")
-        if isinstance(version, bool) or version != PREPROCESS_FORMAT_VERSION:
+        if isinstance(version, bool) or version not in (PREPROCESS_FORMAT_VERSION,
+                                                        PREPROCESS_IMPUTE_VERSION):
             raise bad(f"unsupported format_version {doc.get('format_version')!r}")
         columns = doc.get("columns")
         if not isinstance(columns, list) or not columns:
@@ -346,6 +435,15 @@ class Preprocessing:
                 checked.append({"name": c["name"], "kind": "categorical", "categories": cats})
             else:
                 raise bad(f"columns[{i}]: kind must be 'numeric' or 'categorical'")
+            if "impute" in c:
+                if version != PREPROCESS_IMPUTE_VERSION:
+                    raise bad(f"columns[{i}] ({c['name']!r}): 'impute' needs format_version "
+                              f"{PREPROCESS_IMPUTE_VERSION}")
+                checked[-1]["impute"] = _checked_impute(c, bad(
+                    f"columns[{i}] ({c['name']!r}): 'impute' must be {{\"value\": "
+                    + ("a finite number (>= 0 in a log1p column)" if c["kind"] == "numeric"
+                       else "one of the categories")
+                    + ', "indicator": true or false}'))
         names = [c["name"] for c in checked]
         if len(set(names)) != len(names):
             raise bad(f"column {next(n for n in names if names.count(n) > 1)!r} is listed "
@@ -353,7 +451,27 @@ class Preprocessing:
         for key in ("target", "id_column"):
             if doc.get(key) is not None and not isinstance(doc.get(key), str):
                 raise bad(f"{key!r} must be a column name or null, got {doc.get(key)!r}")
+        if version == PREPROCESS_IMPUTE_VERSION and not any("impute" in c for c in checked):
+            raise bad(f"format_version {version} but no column has 'impute'")
         source = doc.get("source", {"kind": "table"})
         if not isinstance(source, Mapping):
             raise bad("'source' must be an object")
         return Preprocessing(checked, doc.get("target"), doc.get("id_column"), source)
+
+
+def _checked_impute(column: Mapping, error: ModelFileError) -> dict:
+    """The ``impute`` entry of a preprocess.json column, checked (``error`` if malformed)."""
+    impute = column["impute"]
+    if not isinstance(impute, Mapping) or set(impute) != {"value", "indicator"} \
+            or not isinstance(impute["indicator"], bool):
+        raise error
+    value = impute["value"]
+    if column["kind"] == "numeric":
+        ok = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value) and not (column["log1p"] and value < 0))
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str) and value in column["categories"]
+    if not ok:
+        raise error
+    return {"value": value, "indicator": impute["indicator"]}

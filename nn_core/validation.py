@@ -55,7 +55,7 @@ def check_finite_features(F: np.ndarray, columns, frame=None, first_row: int = 1
         The features of ``frame`` (``Preprocessing.transform``).
     columns : list of dict
         The fitted columns (``Preprocessing.columns``): 1 feature per numeric column, ``K + 1``
-        per categorical column of ``K`` categories.
+        per categorical column of ``K`` categories, one more with a missing indicator.
     frame : DataFrame, optional
         The raw rows, to quote the value.
     first_row : int
@@ -68,10 +68,12 @@ def check_finite_features(F: np.ndarray, columns, frame=None, first_row: int = 1
     limit = float(np.finfo(dtype).max)
     if F.max() <= limit and F.min() >= -limit:  # False for NaN
         return
+    from .preprocessing import block_width  # lazy: only on the way to an error
+
     r, j = (int(v) for v in np.argwhere(~(np.abs(F) <= limit))[0])
     start = 0
     for c in columns:
-        width = 1 if c["kind"] == "numeric" else len(c["categories"]) + 1
+        width = block_width(c)
         if j < start + width:
             break
         start += width

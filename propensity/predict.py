@@ -25,6 +25,15 @@ symbolic or hard link) nor ``model.json``, ``weights.npz`` or ``preprocess.json`
 not a regular file (``/dev/stdout``, ``/dev/null``, a named pipe, or a link to one) is
 written directly instead of being replaced.
 
+``--on-invalid`` says what a bad cell does (docs/architecture.md, "Invalid cells"):
+``error`` (the default) stops at the first; ``skip`` scores every other row and writes the
+bad cells of the rows left out (``row,column,value,reason``, ``row`` = the data row of the
+input) to ``--rejected PATH``, by default ``OUTPUT`` with ``.csv`` replaced by
+``.rejected.csv`` beside it (with the output on stdout, ``--rejected`` must be given); the
+``row`` ids and the ranks are those of the rows scored. ``impute`` fills in missing cells
+with the values a model trained with ``--on-invalid impute`` stored; other bad cells stay
+errors.
+
 Event-log models (trained with ``train.py --events``): ``--events LOG --cutoff T`` scores
 every user active before ``T``; the id written is ``user_id``.
 
@@ -39,6 +48,7 @@ import sys
 from pathlib import Path
 
 from nn_core.io import OneLineArgumentParser
+from nn_core.preprocessing import ON_INVALID
 
 from . import print_error, program_name
 
@@ -69,32 +79,58 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--format", choices=("taobao", "rees46", "canonical"),
                     help="with --events: log format (default: the one the model was trained on)")
     ap.add_argument("--threads", type=int, help="numba threads")
+    ap.add_argument("--on-invalid", choices=ON_INVALID, default="error",
+                    help="a bad cell: stop with an error; skip its row (listed in "
+                    "--rejected); or impute a missing one (models trained with it)")
+    ap.add_argument("--rejected", type=Path, help="with --on-invalid skip: CSV of the rows "
+                    "left out (default: OUTPUT.rejected.csv beside --output)")
     return ap
 
 
-def check_output(output: Path | None, source: Path, model_dir: Path) -> None:
-    """Refuse an ``--output`` that would replace the input, a file of the model directory,
-    a directory, or that lies in a directory that does not exist (UsageError)."""
+def rejected_path(args: argparse.Namespace) -> Path | None:
+    """Where ``--on-invalid skip`` writes the rows it leaves out (None: no skipping)."""
+    if args.rejected is not None and args.on_invalid != "skip":
+        raise UsageError("--rejected only applies to --on-invalid skip")
+    if args.on_invalid == "skip" and args.events is not None:
+        raise UsageError("--on-invalid applies to --input tables, not --events")
+    if args.on_invalid != "skip":
+        return None
+    if args.rejected is not None:
+        return args.rejected
+    if args.output is None or (args.output.exists() and not args.output.is_file()):
+        where = "stdout" if args.output is None else f"{args.output}, not a regular file"
+        raise UsageError("--on-invalid skip writes the rows it leaves out to a file: give "
+                         f"--rejected PATH (the output goes to {where})")
+    name = args.output.name.removesuffix(".csv") + ".rejected.csv"
+    return args.output.with_name(name)
+
+
+def check_output(output: Path | None, source: Path, model_dir: Path,
+                 flag: str = "--output") -> None:
+    """Refuse an ``--output`` (or another output ``flag``) that would replace the input, a
+    file of the model directory, a directory, or that lies in a directory that does not
+    exist (UsageError)."""
     from nn_core.io import same_file
 
     if output is None:
         return
     if output.is_dir():
-        raise UsageError(f"--output {output}: is a directory")
+        raise UsageError(f"{flag} {output}: is a directory")
     if not output.parent.exists():
-        raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+        raise UsageError(f"{flag} {output}: directory {output.parent} does not exist")
     if same_file(output, source):
-        raise UsageError(f"--output {output}: is the input file {source}; refusing to "
+        raise UsageError(f"{flag} {output}: is the input file {source}; refusing to "
                          "overwrite it (choose another output path)")
     for name in MODEL_FILES:
         if same_file(output, model_dir / name):
-            raise UsageError(f"--output {output}: is {model_dir / name} of the model; "
+            raise UsageError(f"{flag} {output}: is {model_dir / name} of the model; "
                              "refusing to overwrite it (choose another output path)")
 
 
 def run(args: argparse.Namespace) -> None:
     from features import scoring
     from nn_core import load_model
+    from nn_core.io import same_file
 
     if args.top is not None and args.top < 1:
         raise UsageError(f"--top must be >= 1, got {args.top}")
@@ -102,7 +138,17 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError(f"--chunksize must be >= 1, got {args.chunksize}")
     check_output(args.output, args.input if args.input is not None else args.events,
                  args.model)
+    rejected = args.rejected = rejected_path(args)  # resolved: _run_main names it too
+    if rejected is not None:
+        check_output(rejected, args.input, args.model, "--rejected")
+        if args.output is not None and same_file(rejected, args.output):
+            raise UsageError(f"--rejected {rejected}: is the --output file")
+    if args.on_invalid == "impute" and args.events is not None:
+        raise UsageError("--on-invalid applies to --input tables, not --events")
     model = load_model(args.model, require_preprocessing=True)  # predict.py scores raw rows
+    if args.on_invalid == "impute" and not model.preprocessing.imputes:
+        raise UsageError(f"--on-invalid impute: {args.model} was not trained with "
+                         "--on-invalid impute (it has no values to impute)")
     pre = model.preprocessing
     kind = pre.source.get("kind", "table")
     if args.events is not None:
@@ -123,9 +169,18 @@ def run(args: argparse.Namespace) -> None:
         if args.cutoff is not None or args.format is not None:
             raise UsageError("--cutoff and --format only apply to --events")
         scored = scoring.score_table(args.input, model, args.id_column, args.chunksize,
-                                     args.threads)
+                                     args.threads, args.on_invalid)
     with scored:
-        top = scoring.write_output(scored, args.output, args.top)
+        if rejected is None:
+            top = scoring.write_output(scored, args.output, args.top)
+        else:
+            top = scoring.write_output_and_rejected(scored, args.output, rejected, args.top)
+    if rejected is not None:
+        r = scored.rejected
+        reasons = ", ".join(f"{why}: {n:,}" for why, n in r.counts().items())
+        print(f"{program_name('predict')}: --on-invalid skip: left out {len(r.rows):,} of "
+              f"{len(r.rows) + scored.n:,} data rows ({reasons or 'none'}); their cells are "
+              f"in {rejected}", file=sys.stderr)
     if scored.unseen:
         detail = ", ".join(f"{col}: {n} row{'' if n == 1 else 's'}"
                            for col, n in sorted(scored.unseen.items()))
@@ -182,6 +237,8 @@ def _run_main(args: argparse.Namespace) -> int:
                 (exc.filename is None and exc.errno in write_errors)
                 or _is_temp_of(exc.filename, args.output)):
             exc = OSError(exc.errno, exc.strerror, str(args.output))  # a write of the output
+        elif args.rejected is not None and _is_temp_of(exc.filename, args.rejected):
+            exc = OSError(exc.errno, exc.strerror, str(args.rejected))
         return _error(describe_os_error(exc), 1)
     except MemoryError as exc:
         return _error(f"out of memory ({exc or 'allocation failed'}); no output written", 1)

@@ -59,6 +59,7 @@ from nn_core.io import (
 )
 from nn_core.network import DTYPES, MAX_HIDDEN_LAYERS, MAX_WIDTH
 from nn_core.optim import OPTIMIZERS, SCHEDULES
+from nn_core.preprocessing import ON_INVALID
 from nn_core.selection import NetConfig
 
 from . import print_error, program_name
@@ -128,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--numeric", type=_name_list, help="comma-separated numeric columns")
     data.add_argument("--categorical", type=_name_list, help="comma-separated categorical columns")
     data.add_argument("--id-column", help="row id column (kept out of the features)")
+    data.add_argument("--on-invalid", choices=ON_INVALID, default="error",
+                      help="a bad cell: stop with an error; skip its row (counted per "
+                      "reason); or impute a missing one (median / most frequent category of "
+                      "the training rows, plus a missing indicator; stored with the model)")
     ev = ap.add_argument_group("data (event log)")
     ev.add_argument("--events", type=Path, help="event-log CSV (instead of --data)")
     ev.add_argument("--format", choices=("taobao", "rees46", "canonical"), default="canonical")
@@ -214,6 +219,9 @@ def load_data(args: argparse.Namespace):
     from features.datasets import EventData, TableData, resolve_schema
 
     if args.events is not None:
+        if args.on_invalid != "error":
+            raise UsageError("--on-invalid applies to --input tables (an event log has "
+                             "--drop-invalid)")
         if args.config is not None:
             raise UsageError("--events and --config cannot be combined (an event log has "
                              "fixed roles)")
@@ -223,7 +231,13 @@ def load_data(args: argparse.Namespace):
     hint = "" if args.config or args.numeric or args.categorical else (
         "; for a table other than the UCI one give --target, --numeric, --categorical "
         "or --config")
-    return TableData(args.data, schema, args.split, hint, args.dtype)
+    data = TableData(args.data, schema, args.split, hint, args.dtype, args.on_invalid)
+    if args.on_invalid == "skip" and len(data.rejected.row):
+        reasons = ", ".join(f"{why}: {n:,}" for why, n in data.rejected.counts().items())
+        print(f"{program_name('train')}: --on-invalid skip: left out "
+              f"{len(data.rejected.rows):,} of {len(data.rejected.rows) + len(data.frame):,} "
+              f"data rows ({reasons})", file=sys.stderr)
+    return data
 
 
 def print_summary(result: dict, seeds: tuple[int, ...]) -> None:

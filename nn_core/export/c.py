@@ -39,7 +39,7 @@ import numpy as np
 
 from ..activations import ACTIVATIONS
 from .describe import network_line, table_comment
-from .model import ExportModel, fold_first_layer, quantise_int8
+from .model import ExportModel, Input, fold_first_layer, quantise_int8
 from .templating import fill, section, sections, with_prefix
 
 #: How the table (``Activation.c``) spells "nothing to compute".
@@ -88,11 +88,54 @@ def _c_activation(model: ExportModel, buf: str, n: int, name: str) -> str:
     return _c_loop(n, f"{buf}[j] = {_spell(model.activation, f'{buf}[j]', name)};")
 
 
+def _xv(c: Input) -> str:
+    """The C expression of input ``c``'s value: ``x[i]``, or ``vI``, its copy with a NaN
+    (missing) replaced by the imputed value (a model trained with imputation)."""
+    return f"v{c.index}" if c.impute is not None else f"x[{c.index}]"
+
+
+def _c_impute(model: ExportModel) -> str:
+    """``vI = isnan(x[I]) ? value : x[I];`` for every input with imputation (before the
+    validity test, which then sees the imputed value)."""
+    if not model.imputed:
+        return ""
+    return "    /* a missing input (NaN) takes the value imputed in training */\n" + "".join(
+        f"    v{c.index} = isnan(x[{c.index}]) ? {c_float(c.impute)} : x[{c.index}];"
+        f" /* {c.name} */\n" for c in model.imputed)
+
+
+def _c_indicators(model: ExportModel, acc: str, weights: str, h0: int, one: str,
+                  first: bool = False) -> str:
+    """The missing-indicator rows of layer 0: ``acc[j] += m * weights[row * h0 + j]`` with
+    ``m`` = 1 (``one``) where the input is NaN, else 0 (a product, not a branch).
+    ``first``: the first update of ``acc`` assigns."""
+    body = []
+    for c in model.inputs:
+        if c.missing_row is not None:
+            zero = "0.0f" if one.endswith("f") else "0"
+            op = "=" if first else "+="
+            body.append(f"    m = isnan(x[{c.index}]) ? {one} : {zero};"
+                        f" /* {c.name}: missing indicator, row {c.missing_row} */\n"
+                        + _c_loop(h0, f"{acc}[j] {op} m * {weights}[{c.missing_row * h0} + j];"))
+            first = False
+    return "".join(body)
+
+
+def _c_impute_locals(model: ExportModel, m_type: str) -> list[str]:
+    """Declarations of the imputed copies and of the indicator value ``m``."""
+    locals_ = []
+    if model.imputed:
+        locals_.append("float " + ", ".join(f"v{c.index}" for c in model.imputed) + ";")
+    if any(c.missing_row is not None for c in model.inputs):
+        locals_.append(f"{m_type} m;")
+    return locals_
+
+
 def _c_validity(model: ExportModel) -> str:
     """``if (...) return NAN;`` for the invalid-numeric rule (NaN fails every comparison)."""
     tests = []
     for c in model.numeric:
-        v = f"x[{c.index}]"
+        v = _xv(c)
         tests.append(f"!({v} >= 0.0f && {v} < INFINITY)" if c.log1p
                      else f"!({v} > -INFINITY && {v} < INFINITY)")
     if not tests:
@@ -122,7 +165,7 @@ def _c_category_lookup(model: ExportModel, name: str) -> tuple[str, dict[int, st
     decls, exprs = [], {}
     for c in model.categorical:
         K, lo, hi = len(c.codes), min(c.codes), max(c.codes)
-        v = f"x[{c.index}]"
+        v = _xv(c)
         kind = _lookup_kind(c.codes)
         if kind == "offset":
             exprs[c.index] = f"{name}_code_offset({v}, {lo}, {K})"
@@ -227,17 +270,18 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
     # Each layer starts from its bias. "b[j] + 0.0f" is not a plain copy (it turns -0 into
     # +0), so GCC does not replace the loop by a call to memcpy, which would be the only
     # non-math.h symbol of the object file.
-    body = [_c_validity(model), "    /* layer 0 from the raw inputs */\n",
+    body = [_c_impute(model), _c_validity(model), "    /* layer 0 from the raw inputs */\n",
             _c_loop(h0, f"buf0[j] = {name}_B0[j] + 0.0f;")]
     for c in model.inputs:
         acc = "buf0[j] +="
         if c.kind == "numeric":
-            u = f"log1pf(x[{c.index}])" if c.log1p else f"x[{c.index}]"
+            u = f"log1pf({_xv(c)})" if c.log1p else _xv(c)
             body.append(f"    u = {u}; /* {c.name}: standardisation folded into row {c.row} */\n"
                         + _c_loop(h0, f"{acc} u * {name}_W0[{c.row * h0} + j];"))
         else:
             body.append(f"    w = {name}_W0 + ({c.row} + {exprs[c.index]}) * {h0};"
                         f" /* {c.name}: one-hot row */\n" + _c_loop(h0, f"{acc} w[j];"))
+    body.append(_c_indicators(model, "buf0", f"{name}_W0", h0, "1.0f"))
     cur = 0
     for layer in range(len(layers)):
         n_out = widths[layer]
@@ -261,8 +305,9 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
         locals_.append("float u;")
     if model.categorical:
         locals_.append("const float *w;")
+    locals_ += _c_impute_locals(model, "float")
     locals_.append("int i, j;" if len(layers) > 1 else "int j;")
-    ram = 4 * maxw * n_buf
+    ram = 4 * maxw * n_buf + 4 * len(model.imputed)  # + the imputed copies
     files = {f"{name}.h": _c_header(model, name, "c", ram, "float32"),
              f"{name}.c": _c_source(name, "c", "".join(decls) + lookup_decls, locals_,
                                     "".join(body))}
@@ -310,11 +355,11 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
             arrays[arr_name] = arr
     lookup_decls, exprs = _c_category_lookup(model, name)
     h0 = widths[0]
-    body = [_c_validity(model)]
+    body = [_c_impute(model), _c_validity(model)]
     if n_num:
         body.append("    /* standardised numeric features, quantised with one per-row scale */\n")
         for k, c in enumerate(numeric):
-            u = f"log1pf(x[{c.index}])" if c.log1p else f"x[{c.index}]"
+            u = f"log1pf({_xv(c)})" if c.log1p else _xv(c)
             body.append(f"    z[{k}] = ({u} - {c_float(c.mean)}) * {c_float(1.0 / c.std)};"
                         f" /* {c.name} */\n")
         body.append(f"    t = {name}_quantise(q, z, {n_num});\n")
@@ -328,8 +373,12 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         op = "=" if k == 0 else "+="
         body.append(f"    w = {name}_Q0 + ({c.row} + {exprs[c.index]}) * {h0};"
                     f" /* {c.name}: one-hot row */\n" + _c_loop(h0, f"cat[j] {op} w[j];"))
+    indicators = any(c.missing_row is not None for c in model.inputs)
+    body.append(_c_indicators(model, "cat", f"{name}_Q0", h0, "1",
+                              first=not model.categorical))
+    has_cat = bool(model.categorical) or indicators
     combine = " + ".join((["(float)acc[j] * t"] if n_num else [])
-                         + (["(float)cat[j]"] if model.categorical else []))
+                         + (["(float)cat[j]"] if has_cat else []))
     body.append(_c_loop(h0, f"h[j] = ({combine}) * {name}_S0[j] + {name}_B0[j];"))
     for layer in range(len(model.params)):
         n_out = widths[layer]
@@ -350,7 +399,7 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
     locals_ = [f"float h[{up}_MAXW];"]
     if n_num or len(model.params) > 1:
         locals_.append(f"int acc[{up}_MAXW];")
-    if model.categorical:
+    if has_cat:
         locals_.append(f"int cat[{up}_MAXW];")
     if quantise:
         locals_ += [f"signed char q[{up}_MAXQ];", "float t;", "int a;"]
@@ -358,10 +407,11 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         locals_.append(f"float z[{n_num}];")
     if model.categorical:
         locals_.append("const signed char *w;")
+    locals_ += _c_impute_locals(model, "int")
     locals_.append("int i, j;" if len(model.params) > 1 else "int j;")
     # stack: h (float) + acc, cat (int32) + q (int8) + z (float)
-    ram = (4 * maxw * (1 + (n_num > 0 or len(model.params) > 1) + bool(model.categorical))
-           + (maxq if quantise else 0) + 4 * n_num)
+    ram = (4 * maxw * (1 + (n_num > 0 or len(model.params) > 1) + has_cat)
+           + (maxq if quantise else 0) + 4 * n_num + 4 * len(model.imputed))
     files = {f"{name}.h": _c_header(model, name, "c-int8", ram,
                                     "int8 weights and activations, int32 accumulation"),
              f"{name}.c": _c_source(name, "c-int8", "".join(decls) + lookup_decls, locals_,

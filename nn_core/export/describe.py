@@ -18,6 +18,15 @@ INVALID_RULE = (
 )
 
 
+IMPUTE_NOTE = (
+    "Missing values (trained with --on-invalid impute), which override the two rules above:",
+    "  NaN in an input listed below is missing and is replaced by the value imputed in",
+    "  training before anything else (so pass an unseen category as another number, e.g.",
+    "  +inf, not NaN); where the column had missing training values, a missing-indicator",
+    "  feature is 1. Imputed values:",
+)
+
+
 def input_table(model: ExportModel) -> list[dict]:
     """The ``NAME.json`` description of the raw inputs, in order."""
     rows = []
@@ -36,6 +45,12 @@ def input_table(model: ExportModel) -> list[dict]:
                 "code_scheme": c.code_scheme,
                 "values": c.categories, "codes": c.codes, "unseen": UNSEEN_RULE,
             })
+        if c.impute is not None:
+            rows[-1]["missing"] = (
+                f"NaN = missing: replaced by {c.impute!r} (the training "
+                + ("median" if c.kind == "numeric" else "most frequent category's code")
+                + ")" + (f"; missing indicator at feature {c.missing_row}"
+                         if c.missing_row is not None else ""))
     return rows
 
 
@@ -59,6 +74,11 @@ def table_comment(model: ExportModel, prefix: str) -> str:
               "  the unseen-category bucket, like a text value never seen in training.",
               "Numeric: NaN, +-inf, or a negative value in a log1p input -> the result is NaN",
               "  (predict.py rejects such rows with an error; a device cannot raise)."]
+    if model.imputed:
+        lines += [*IMPUTE_NOTE,
+                  *(f"  x[{c.index}] {c.name}: {c.impute!r}"
+                   + (" (+ missing indicator)" if c.missing_row is not None else "")
+                   for c in model.imputed)]
     return "\n".join((prefix + line).rstrip() for line in lines)
 
 

@@ -22,7 +22,7 @@ from ..activations import ACTIVATIONS, LEAKY_SLOPE
 from ..losses import OUTPUTS
 from ..modeldir import PREPROCESS_JSON, load_model
 from ..network import MLP
-from ..preprocessing import canonical_series, features_from_inputs
+from ..preprocessing import canonical_series, features_from_inputs, missing_mask
 
 #: Every hidden activation of the table can be exported: each entry spells itself in C
 #: and Python (``nn_core/activations.py: Activation``).
@@ -53,6 +53,14 @@ class Input:
     categories, codes, code_scheme :
         Categorical only: ``codes[k]`` is the number that selects ``categories[k]``;
         ``code_scheme`` is ``"value"`` (the category's own integer) or ``"index"`` (k).
+    impute : float or None
+        A model trained with ``--on-invalid impute``: the raw input that replaces a NaN
+        (missing) ``x[index]`` before anything else (numeric: the training median;
+        categorical: the code of the most frequent training category). ``None``: NaN is
+        invalid (numeric) or unseen (categorical), as without imputation.
+    missing_row : int or None
+        Feature index of the input's missing indicator (1 where ``x[index]`` is NaN), the
+        last of its block; ``None`` when the column had no missing training value.
     """
 
     index: int
@@ -65,6 +73,8 @@ class Input:
     categories: list[str] = field(default_factory=list)
     codes: list[int] = field(default_factory=list)
     code_scheme: str = ""
+    impute: float | None = None
+    missing_row: int | None = None
 
 
 @dataclass
@@ -115,14 +125,25 @@ class ExportModel:
         return int(sum(W.size + b.size for W, b in self.params))
 
     @property
+    def imputed(self) -> list[Input]:
+        """The inputs whose NaN is imputed, in input order."""
+        return [c for c in self.inputs if c.impute is not None]
+
+    @property
     def columns(self) -> list[dict]:
         """The inputs as ``preprocess.json`` columns (``Preprocessing.columns``)."""
-        return [
+        columns = [
             {"name": c.name, "kind": "numeric", "log1p": c.log1p, "mean": c.mean, "std": c.std}
             if c.kind == "numeric"
             else {"name": c.name, "kind": "categorical", "categories": list(c.categories)}
             for c in self.inputs
         ]
+        for column, c in zip(columns, self.inputs, strict=True):
+            if c.impute is not None:
+                value = (c.impute if c.kind == "numeric"
+                         else c.categories[c.codes.index(int(c.impute))])
+                column["impute"] = {"value": value, "indicator": c.missing_row is not None}
+        return columns
 
 
 def categorical_codes(categories: list[str]) -> tuple[str, list[int]]:
@@ -169,6 +190,13 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
             inputs.append(Input(i, c["name"], "categorical", row, categories=cats,
                                 codes=codes, code_scheme=scheme))
             row += len(cats) + 1
+        impute = c.get("impute")
+        if impute is not None:
+            inputs[-1].impute = (float(impute["value"]) if c["kind"] == "numeric"
+                                 else float(codes[cats.index(impute["value"])]))
+            if impute["indicator"]:
+                inputs[-1].missing_row = row
+                row += 1
     if row != n_features:
         raise ExportError(
             f"{path}: the columns make {row} features but the network has {n_features} inputs"
@@ -217,8 +245,9 @@ def features_from_codes(model: ExportModel, X: np.ndarray) -> np.ndarray:
     """The MLP's feature matrix from raw inputs, exactly as the model's preprocessing.
 
     Each categorical code becomes the position of its category in the block (``K``, the
-    unseen bucket, for any other number or NaN); then the one transform,
-    ``nn_core.preprocessing.features_from_inputs``, builds the features.
+    unseen bucket, for any other number or NaN; NaN stays NaN, i.e. missing, in an input
+    with imputation); then the one transform,
+    ``nn_core.preprocessing.features_from_inputs``, builds the features (and imputes).
 
     Parameters
     ----------
@@ -235,7 +264,9 @@ def features_from_codes(model: ExportModel, X: np.ndarray) -> np.ndarray:
     U = X.copy()
     for c in model.categorical:
         match = X[:, c.index, None] == np.asarray(c.codes, dtype=np.float64)[None, :]
-        U[:, c.index] = np.where(match.any(axis=1), match.argmax(axis=1), len(c.codes))
+        other = np.nan if c.impute is not None else len(c.codes)
+        U[:, c.index] = np.where(match.any(axis=1), match.argmax(axis=1),
+                                 np.where(np.isnan(X[:, c.index]), other, len(c.codes)))
     F, invalid = features_from_inputs(model.columns, U)
     F[invalid] = np.nan
     return F
@@ -340,14 +371,22 @@ def encode_table(model: ExportModel, df: pd.DataFrame) -> np.ndarray:
 
     Numeric cells are parsed as numbers; categorical cells are compared as canonical text
     (``nn_core.preprocessing.canonical_text``) and replaced by their code, NaN when unseen.
+    In an input with imputation a missing cell (``nn_core.preprocessing.missing_mask``) is
+    NaN, and an unseen category is +inf (another code that selects the unseen bucket).
     """
     X = np.empty((len(df), len(model.inputs)))
     for c in model.inputs:
         col = df[c.name]
+        missing = missing_mask(col) if c.impute is not None else None
+        if missing is not None:
+            col = col.astype(object).where(~missing, np.nan)
         if c.kind == "numeric":
             X[:, c.index] = np.asarray(col, dtype=np.float64)
         else:
             lookup = dict(zip(c.categories, c.codes, strict=True))
             texts = canonical_series(col.astype(str))
             X[:, c.index] = texts.map(lookup).astype(np.float64).to_numpy()
+            if missing is not None:
+                X[:, c.index] = np.where(missing, np.nan, np.where(
+                    np.isnan(X[:, c.index]), np.inf, X[:, c.index]))
     return X

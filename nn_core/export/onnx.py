@@ -9,6 +9,9 @@ format is asked for.
 
 What the graph computes, in the C target's order (``nn_core/export/c.py``):
 
+0. **Imputation** (a model trained with ``--on-invalid impute``): ``Where(IsNaN(x), fill,
+   x)`` gives a missing (NaN) input the value imputed in training; the missing indicators
+   (step 2) read the original ``x``.
 1. **Validity.** A row with a numeric input that is NaN or +-inf, or negative in a
    ``log1p`` input, gets ``p = NaN`` (``IsNaN``, ``IsInf``, ``Less``; the rows
    ``predict.py`` refuses).
@@ -73,31 +76,43 @@ class _Graph:
         return out
 
 
-def _column(g: _Graph, i: int) -> str:
+def _column(g: _Graph, i: int, x: str = "x") -> str:
     """Column ``i`` of ``x`` as an ``(n, 1)`` tensor."""
-    return g("Gather", "x", g.const([i], dtype=np.int64), axis=1)
+    return g("Gather", x, g.const([i], dtype=np.int64), axis=1)
 
 
-def _invalid(g: _Graph, model: ExportModel) -> str | None:
+def _imputed(g: _Graph, model: ExportModel) -> str:
+    """``x`` with each NaN (missing) input of an input with imputation replaced by its
+    imputed value (``Where(IsNaN(x), fill, x)``, ``fill`` NaN elsewhere), or ``x`` itself
+    for a model without imputation."""
+    if not model.imputed:
+        return "x"
+    fill = [np.nan if c.impute is None else c.impute for c in model.inputs]
+    return g("Where", g("IsNaN", "x"), g.const([fill]), "x")
+
+
+def _invalid(g: _Graph, model: ExportModel, x: str = "x") -> str | None:
     """``(n,)`` bool: a numeric input NaN or +-inf, or negative under log1p (None: none)."""
     if not model.numeric:
         return None
-    xn = g("Gather", "x", g.const([c.index for c in model.numeric], dtype=np.int64), axis=1)
+    xn = g("Gather", x, g.const([c.index for c in model.numeric], dtype=np.int64), axis=1)
     bad = g("Or", g("IsNaN", xn), g("IsInf", xn))
     logs = [c.index for c in model.numeric if c.log1p]
     if logs:
-        xl = g("Gather", "x", g.const(logs, dtype=np.int64), axis=1)
+        xl = g("Gather", x, g.const(logs, dtype=np.int64), axis=1)
         bad = g("Concat", bad, g("Less", xl, 0.0), axis=1)
     any_bad = g("ReduceMax", g("Cast", bad, to=g.FLOAT), axes=[1], keepdims=0)
     return g("Greater", any_bad, 0.0)
 
 
-def _features(g: _Graph, model: ExportModel) -> str:
-    """The ``(n, n_features)`` matrix of raw-scale features: ``u_i`` per numeric input (the
-    standardisation is in layer 0), the one-hot block per categorical input."""
+def _features(g: _Graph, model: ExportModel, source: str = "x") -> str:
+    """The ``(n, n_features)`` matrix of raw-scale features of the (imputed) inputs
+    ``source``: ``u_i`` per numeric input (the standardisation is in layer 0), the one-hot
+    block per categorical input, and the missing indicator ``IsNaN(x_i)`` where the input
+    has one."""
     pieces = []
     for c in model.inputs:
-        x = _column(g, c.index)
+        x = _column(g, c.index, source)
         if c.kind == "numeric":
             pieces.append(g("Log", g("Add", x, 1.0)) if c.log1p else x)
         else:
@@ -105,6 +120,8 @@ def _features(g: _Graph, model: ExportModel) -> str:
             unseen = g("Sub", 1.0, g("ReduceSum", hits, g.const([1], dtype=np.int64),
                                      keepdims=1))
             pieces.append(g("Concat", hits, unseen, axis=1))
+        if c.missing_row is not None:
+            pieces.append(g("Cast", g("IsNaN", _column(g, c.index)), to=g.FLOAT))
     return pieces[0] if len(pieces) == 1 else g("Concat", *pieces, axis=1)
 
 
@@ -135,8 +152,9 @@ def generate_onnx(model: ExportModel, name: str) -> tuple[dict[str, bytes], dict
         raise ExportError("--format onnx needs the onnx package (pip install "
                           "'purchase-propensity[onnx]')") from None
     g = _Graph(helper, numpy_helper, TensorProto.FLOAT)
-    invalid = _invalid(g, model)
-    H = _features(g, model)
+    x = _imputed(g, model)
+    invalid = _invalid(g, model, x)
+    H = _features(g, model, x)
     W0, b0 = fold_first_layer(model)
     layers = [(W0, b0)] + [(W.astype(np.float32), b.astype(np.float32))
                            for W, b in model.params[1:]]

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..activations import ACTIVATIONS
+from ..preprocessing import MISSING_TOKENS
 from .describe import input_table, network_line, table_comment
 from .model import ExportModel
 from .templating import fill, section
@@ -48,6 +49,46 @@ def _activate_branches(fmt: str) -> str:
     return "".join(lines)
 
 
+def _impute_lines(model: ExportModel, fmt: str) -> tuple[str, str]:
+    """The IMPUTE and INDICATORS lines of a model trained with imputation (none otherwise):
+    a NaN input takes its imputed value (NaN stays NaN in an input without one), and each
+    missing indicator adds its weight row where its input was NaN."""
+    if not model.imputed:
+        return "", ""
+    nan = "np.nan" if fmt == "python" else 'float("nan")'
+    fill = ", ".join(nan if c.impute is None else py_float(c.impute) for c in model.inputs)
+    note = "  # a missing input (NaN) takes the value imputed in training"
+    pairs = [(c.index, c.missing_row) for c in model.inputs if c.missing_row is not None]
+    if fmt == "python":
+        impute = f"    missing = np.isnan(X){note}\n    X = np.where(missing, [{fill}], X)\n"
+        indicators = (f"    F[:, {[r for _, r in pairs]}] = missing[:, {[i for i, _ in pairs]}]"
+                      "  # missing indicators\n" if pairs else "")
+    else:
+        impute = (f"    missing = [v != v for v in x]{note}\n"
+                  f"    x = [f if m else v for v, m, f in zip(x, missing, [{fill}])]\n")
+        indicators = (f"    for i, row in {tuple(pairs)!r}:  # missing indicators: (input, row)\n"
+                      "        if missing[i]:\n"
+                      "            h = [hj + wj for hj, wj in zip(h, W0[row])]\n"
+                      if pairs else "")
+    return impute, indicators
+
+
+def _encode_missing(model: ExportModel) -> str:
+    """The lines of ``encode`` for a model trained with imputation (none otherwise): a
+    missing record value (None, NaN or a ``MISSING_TOKENS`` text) becomes NaN, which the
+    predictor imputes, and an unseen category +inf (NaN would mean missing)."""
+    if not model.imputed:
+        return ""
+    tokens = tuple(sorted(MISSING_TOKENS))
+    return (f"        if value is None or str(value).strip().lower() in {tokens!r}:\n"
+            "            x.append(float(\"nan\"))  # missing: the predictor imputes it\n"
+            "            continue\n"
+            "        if c[\"kind\"] == \"categorical\":  # unseen: +inf (NaN means missing)\n"
+            "            code = dict(zip(c[\"values\"], c[\"codes\"])).get(_canonical(value))\n"
+            "            x.append(float(\"inf\") if code is None else float(code))\n"
+            "            continue\n")
+
+
 def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
     values = {
         "NAME": name,
@@ -62,9 +103,11 @@ def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
         "INPUTS": pprint.pformat(input_table(model), width=96, sort_dicts=False),
         "_ROWS": repr([c.row for c in model.inputs]),
         "LAYERS": layers,
-        "ENCODE": section("encode.py", "encode"),
+        "ENCODE": fill(section("encode.py", "encode"),
+                       {"ENCODE_MISSING": _encode_missing(model)}),
         "ACTIVATIONS": _activate_branches(fmt),
     }
+    values["IMPUTE"], values["INDICATORS"] = _impute_lines(model, fmt)
     if fmt == "python":
         values["DTYPE"] = f"np.{np.dtype(model.dtype).name}"
     return fill(section(TEMPLATES[fmt], "module"), values)

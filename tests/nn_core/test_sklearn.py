@@ -265,7 +265,8 @@ def test_permutation_importance_ranks_page_values_first(raw):
 def test_preprocessor_transformer_protocol():
     pre = Preprocessor(UCI_NUMERIC, UCI_CATEGORICAL, target="Revenue")
     params = pre.get_params()
-    assert set(params) == {"numeric", "categorical", "log1p", "target", "id_column", "source"}
+    assert set(params) == {"numeric", "categorical", "log1p", "target", "id_column", "source",
+                           "impute"}
     twin = clone(pre)  # clone checks that the constructor keeps every argument as given
     assert twin.get_params()["numeric"] == list(UCI_NUMERIC) and twin is not pre
     assert pre.set_params(log1p=False) is pre and pre.log1p is False

@@ -2,7 +2,8 @@
 # predictor_pure.py insert the "encode" section at their "# @ENCODE@" line). The lines
 # outside the section only make this file valid Python for linters and are not emitted.
 # The emitted text is pinned by tests/nn_core/export/test_export_golden.py:
-# zip() stays without strict=.
+# zip() stays without strict=. The "# @ENCODE_MISSING@" line is replaced by the handling
+# of missing values for a model trained with imputation, and removed otherwise.
 # ruff: noqa: B905
 import math
 
@@ -35,6 +36,7 @@ def encode(record):
     x = []
     for c in INPUTS:
         value = record[c["name"]]
+        # @ENCODE_MISSING@
         if c["kind"] == "numeric":
             x.append(float(value))
         else:

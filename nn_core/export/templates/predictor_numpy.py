@@ -4,7 +4,9 @@
 #   NAME = ...          gets its value: a generated Python literal;
 #   a "# @KEY@" line    is replaced by generated lines: LAYERS holds the weights,
 #                       ENCODE the section of encode.py, ACTIVATIONS one branch per
-#                       activation of nn_core.activations.ACTIVATIONS.
+#                       activation of nn_core.activations.ACTIVATIONS; IMPUTE and
+#                       INDICATORS the imputation of a model trained with it (else
+#                       nothing: the line goes).
 # The emitted text is pinned byte for byte by
 # tests/nn_core/export/test_export_golden.py and keeps its own
 # style, hence two exemptions: zip() without strict=, and math, which only the ENCODE
@@ -59,6 +61,7 @@ def features(X):
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(INPUTS):
         raise ValueError(f"X must have shape (n, {len(INPUTS)}), got {X.shape}")
+    # @IMPUTE@
     F = np.zeros((X.shape[0], N_FEATURES))
     invalid = np.zeros(X.shape[0], dtype=bool)
     with np.errstate(invalid="ignore"):
@@ -73,6 +76,7 @@ def features(X):
                 match = x[:, None] == np.asarray(c["codes"], dtype=np.float64)[None, :]
                 F[:, row:row + k] = match
                 F[:, row + k] = ~match.any(axis=1)
+    # @INDICATORS@
     return F, invalid
 
 

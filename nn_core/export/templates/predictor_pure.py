@@ -4,7 +4,9 @@
 #   NAME = ...          gets its value: a generated Python literal;
 #   a "# @KEY@" line    is replaced by generated lines: LAYERS holds the weights,
 #                       ENCODE the section of encode.py, ACTIVATIONS one branch per
-#                       activation of nn_core.activations.ACTIVATIONS.
+#                       activation of nn_core.activations.ACTIVATIONS; IMPUTE and
+#                       INDICATORS the imputation of a model trained with it (else
+#                       nothing: the line goes).
 # The emitted text is pinned byte for byte by
 # tests/nn_core/export/test_export_golden.py and keeps its own
 # style, hence two exemptions: a docstring line longer than 100 characters, and zip()
@@ -63,6 +65,7 @@ def predict(x):
     if len(x) != len(INPUTS):
         raise ValueError(f"x must have {len(INPUTS)} values, got {len(x)}")
     x = [float(v) for v in x]
+    # @IMPUTE@
     W0, b0 = LAYERS[0]
     h = list(b0)
     for c, row in zip(INPUTS, _ROWS):
@@ -76,6 +79,7 @@ def predict(x):
             codes = c["codes"]
             k = codes.index(v) if v in codes else len(codes)  # NaN is never "in"
             h = [hj + wj for hj, wj in zip(h, W0[row + k])]
+    # @INDICATORS@
     for layer in range(1, len(LAYERS)):
         h = _activate(ACTIVATION, h)
         W, b = LAYERS[layer]  # W stored by output unit: W[j] = column j
