@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..metrics import roc_auc
 from ..network import MLP
+from ..preprocessing import missing_mask
 from .int8 import calibrate, predict_int8_full
 from .model import ExportError, ExportModel, encode_table, features_from_codes, predict_int8
 
@@ -80,7 +81,8 @@ def read_rows(model: ExportModel, path: Path, labelled: bool, flag: str = "--eva
     """The valid rows of a CSV with the input columns (and the target if ``labelled``).
 
     Rows with an invalid numeric value (the ones an exported predictor answers with NaN)
-    are left out.
+    are left out. In a model trained with imputation a missing cell (empty, ``NA``, ...) is
+    kept, as NaN, which the predictors impute.
 
     Returns
     -------
@@ -114,8 +116,11 @@ def read_rows(model: ExportModel, path: Path, labelled: bool, flag: str = "--eva
     text = df.copy()
     for c in model.numeric:
         values = pd.to_numeric(df[c.name], errors="coerce")
-        if values.isna().any():
-            i = int(np.flatnonzero(values.isna())[0])
+        bad = values.isna().to_numpy()
+        if c.impute is not None:  # a missing cell is NaN, which the predictor imputes
+            bad = bad & ~missing_mask(df[c.name])
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
             raise ExportError(f"{path}: row {i + 1}, column {c.name!r}: not a number "
                               f"({df[c.name].iloc[i]!r})")
         df[c.name] = values

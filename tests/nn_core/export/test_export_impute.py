@@ -166,3 +166,23 @@ def test_encode_passes_missing_as_nan_and_unseen_as_inf(imputed, fmt):
                   for i in rows])
     p = np.asarray(module.predict_proba(X.tolist() if fmt == "python-pure" else X))
     assert np.max(np.abs(p - imputed["ref"][rows])) <= 1e-6
+
+
+def test_eval_csv_keeps_rows_with_missing_cells(imputed, tmp_path):
+    """--eval-csv of an imputing model reads a CSV with blank cells: every row is kept and
+    encoded as encode_table encodes the table (text in a numeric column is still refused)."""
+    from nn_core.export.report import read_rows
+
+    cells = pd.read_csv(UCI_CSV, dtype=str, keep_default_na=False).iloc[:300]
+    cells.loc[[3, 30], "PageValues"] = ""
+    cells.loc[[4], "ExitRates"] = "NA"
+    path = tmp_path / "eval.csv"
+    cells.to_csv(path, index=False)
+    _, X, y = read_rows(imputed["model"], path, labelled=True)
+    assert len(X) == len(y) == 300
+    page = next(c.index for c in imputed["model"].inputs if c.name == "PageValues")
+    assert np.isnan(X[[3, 30], page]).all() and not np.isnan(np.delete(X[:, page], [3, 30])).any()
+    cells.loc[5, "PageValues"] = "lots"
+    cells.to_csv(path, index=False)
+    with pytest.raises(ex.ExportError, match=r"row 6, column 'PageValues': not a number"):
+        read_rows(imputed["model"], path, labelled=True)
