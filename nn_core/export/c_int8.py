@@ -17,9 +17,11 @@ from .c import (
     _c_category_lookup,
     _c_header,
     _c_helpers,
+    _c_impute,
     _c_loop,
     _c_validity,
     _lookup_bytes,
+    _xv,
     c_float,
 )
 from .int8 import (
@@ -67,7 +69,8 @@ def generate_c_int8_full(model: ExportModel, name: str,
     net = calibrate(model, calibration)
     up = name.upper()
     widths = model.widths
-    m = len(model.numeric) + len(model.categorical)  # layer 0's non-zero inputs
+    indicators = [c for c in model.inputs if c.missing_row is not None]
+    m = len(model.numeric) + len(model.categorical) + len(indicators)  # layer 0's terms
     arrays: dict[str, np.ndarray] = {}
     decls = [
         f"/* int holds the int32 accumulators (C only promises 16 bits). */\n"
@@ -109,22 +112,25 @@ def generate_c_int8_full(model: ExportModel, name: str,
         table("float", f"{name}_A", net.input_a, c_float, 8)
         table("float", f"{name}_BIAS_IN", net.input_b, c_float, 8)
     lookup_decls, exprs = _c_category_lookup(model, name)
-    body = [_c_validity(model)]
+    body = [_c_impute(model), _c_validity(model)]
     body.append("    /* layer 0's input: numeric codes, and one feature of value k per"
                 " categorical input */\n")
     for t, c in enumerate(model.numeric):
-        u = f"log1pf(x[{c.index}])" if c.log1p else f"x[{c.index}]"
-        body.append(f"    v[{t}] = {name}_quantise_input({u} * {name}_A[{t}]"
-                    f" + {name}_BIAS_IN[{t}]); rows[{t}] = {c.row}; /* {c.name} */\n")
+        u = f"log1pf({_xv(c)})" if c.log1p else _xv(c)
+        body.append(f"    in_q[{t}] = {name}_quantise_input({u} * {name}_A[{t}]"
+                    f" + {name}_BIAS_IN[{t}]); in_row[{t}] = {c.row}; /* {c.name} */\n")
     for t, c in enumerate(model.categorical, start=len(model.numeric)):
-        body.append(f"    v[{t}] = {net.k}; rows[{t}] = {c.row} + {exprs[c.index]};"
+        body.append(f"    in_q[{t}] = {net.k}; in_row[{t}] = {c.row} + {exprs[c.index]};"
                     f" /* {c.name} */\n")
-    src = "v"
+    for t, c in enumerate(indicators, start=len(model.numeric) + len(model.categorical)):
+        body.append(f"    in_q[{t}] = (signed char)(isnan(x[{c.index}]) ? {net.k} : 0);"
+                    f" in_row[{t}] = {c.missing_row}; /* {c.name}: missing indicator */\n")
+    src = "in_q"
     for layer, L in enumerate(net.layers):
         n_out, n_in = L.Qt.shape
         last = layer == len(net.layers) - 1
         w = f"{name}_Q{layer}" + ("" if last else f" + j * {n_in}")  # output j's weights
-        dot = (f"{name}_dot_rows(v, rows, {m}, {w})" if layer == 0
+        dot = (f"{name}_dot_rows(in_q, in_row, {m}, {w})" if layer == 0
                else f"{name}_dot({src}, {w}, {n_in})")
         if not last:
             dst = f"a{layer % 2}"
@@ -143,13 +149,16 @@ def generate_c_int8_full(model: ExportModel, name: str,
         body.append(f"    return (float)logit * {c_float(net.output_scale)};"
                     " /* the predicted value */\n")
     hidden = widths[:-1]
-    locals_ = [f"signed char v[{max(m, 1)}];", f"int rows[{max(m, 1)}];"]
+    locals_ = [f"signed char in_q[{max(m, 1)}];", f"int in_row[{max(m, 1)}];"]
+    if model.imputed:  # the inputs with a NaN replaced by the imputed value
+        locals_.append("float " + ", ".join(f"v{c.index}" for c in model.imputed) + ";")
     if hidden:
         n_buf = min(len(hidden), 2)
         locals_.append("signed char " + ", ".join(f"a{i}[{max(hidden)}]" for i in range(n_buf))
                        + ";")
     locals_ += ["int logit;"] + (["int j;"] if hidden else [])
-    ram = 5 * max(m, 1) + (min(len(hidden), 2) * max(hidden) if hidden else 0)
+    ram = (5 * max(m, 1) + (min(len(hidden), 2) * max(hidden) if hidden else 0)
+           + 4 * len(model.imputed))
     header = _c_header(model, name, "c-int8-full", ram,
                        "integer only: int8 weights and activations, int32 accumulators")
     code = "".join(body)

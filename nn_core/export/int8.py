@@ -60,9 +60,10 @@ SATURATE = 2**30 - 1
 @dataclass
 class Layer:
     """One integer layer: ``Qt`` (fan_out, fan_in) int8 (transposed: each output's weights
-    are contiguous), ``bias`` int32 (zero point folded in), ``mult``/``shift`` per output
-    (``M = mult 2^-shift``),
-    and for hidden layers the output zero point and an optional activation table."""
+    are contiguous), ``bias`` int32 (the input's zero point folded in), ``mult``/``shift``
+    per output (``M = mult 2^-shift``), the zero point of the codes the accumulator is
+    requantised to, and for a hidden activation other than ReLU the table that maps those
+    codes to the output's."""
 
     Qt: np.ndarray
     bias: np.ndarray
@@ -112,7 +113,7 @@ def fixed_point_multiplier(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         or too wide to quantise.
     """
     M = np.asarray(M, dtype=np.float64)
-    f, e = np.frexp(M)
+    f, e = np.frexp(np.where(np.isfinite(M) & (M > 0), M, 0.5))
     m = np.floor(f * 2.0**31 + 0.5).astype(np.int64)
     top = m == 2**31
     m[top] //= 2
@@ -187,42 +188,41 @@ def calibrate(model: ExportModel, X: np.ndarray) -> IntegerNetwork:
         if np.any(np.abs(bias) >= 2**30):
             raise ExportError(f"c-int8-full: layer {layer}'s bias does not fit the int32 "
                               "accumulator at this scale")
+        # (S_q, Z_q): the codes the accumulator is requantised to; (S_out, Z_out): those of
+        # the layer's output (the same but where a table maps one to the other)
         table = None
         if last:
-            if model.output == "sigmoid":
-                S_out = 2.0**-LOGIT_BITS
-            else:  # identity output: 16 bits over the calibration range
-                S_out = max(float(np.abs(Z).max()), 1e-30) / 2**15
-            Z_out = 0
+            S_q = (2.0**-LOGIT_BITS if model.output == "sigmoid"  # identity: 16 bits of range
+                   else max(float(np.abs(Z).max()), 1e-30) / 2**15)
+            Z_q = 0
         elif model.activation == "relu":
             H = np.maximum(Z, 0)
-            S_out, Z_out = _asymmetric(0.0, float(H.max()))
+            S_q, Z_q = _asymmetric(0.0, float(H.max()))  # Z_q = -128: the clamp is the ReLU
         else:  # requantise to the pre-activation's codes, then a table of f
-            S_z, Z_z = _asymmetric(float(Z.min()), float(Z.max()))
-            codes = np.arange(-128, 128)
-            f = act.forward((codes - Z_z) * S_z)
+            S_q, Z_q = _asymmetric(float(Z.min()), float(Z.max()))
+            f = act.forward((np.arange(-128, 128) - Z_q) * S_q)
             S_out, Z_out = _asymmetric(float(f.min()), float(f.max()))
             table = np.clip(np.floor(f / S_out + 0.5) + Z_out, -128, 127).astype(np.int8)
             H = act.forward(Z)
-            S_out_mult, Z_out_mult = S_z, Z_z
-        m, n = fixed_point_multiplier(acc_scale / (S_out if table is None else S_out_mult))
+        if table is None:
+            S_out, Z_out = S_q, Z_q
+        m, r = fixed_point_multiplier(acc_scale / S_q)
         layers.append(Layer(Qt=np.ascontiguousarray(Q.T), bias=bias.astype(np.int64), mult=m,
-                            shift=n, zero_out=Z_out if table is None else Z_out_mult,
-                            table=table))
-        if not last:
-            S_in, Z_in = S_out, Z_out
+                            shift=r, zero_out=Z_q, table=table))
+        S_in, Z_in = S_out, Z_out
     grid = np.arange(SIGMOID_STEPS + 1) / 2.0**SIGMOID_STEP_BITS
     sigmoid = np.floor(2.0**PROB_BITS / (1 + np.exp(-grid)) + 0.5).astype(np.int64)
-    return IntegerNetwork(k, input_a, input_b, layers, S_out, sigmoid)
+    return IntegerNetwork(k, input_a, input_b, layers, S_in, sigmoid)
 
 
 def quantise_inputs(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> np.ndarray:
     """Layer 0's integer input vector (n, n_features), as the C code builds it.
 
-    ``z_q = round(u a + b)`` in float32 (``u = log1pf(x)`` where the column has log1p),
-    clamped to [-127, 127] before rounding; the chosen one-hot feature of each categorical
-    input is ``k``. Rows with an invalid numeric value are returned as zeros (the C returns
-    NaN before this step).
+    ``z_q = round(u a + b)`` in float32 (``u = log1pf(x)`` where the column has log1p,
+    ``x`` the imputed value where it is missing and the model imputes), clamped to
+    [-127, 127] before rounding; the chosen one-hot feature of each categorical input, and
+    each missing indicator that is set, is ``k``. Rows with an invalid numeric value are
+    returned as zeros (the C returns NaN before this step).
     """
     F = features_from_codes(model, X)
     invalid = np.isnan(F).any(axis=1)
@@ -230,7 +230,10 @@ def quantise_inputs(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> n
     X32 = np.asarray(X, dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for t, c in enumerate(model.numeric):
-            u = np.log1p(X32[:, c.index]) if c.log1p else X32[:, c.index]
+            x = X32[:, c.index]
+            if c.impute is not None:  # a missing (NaN) input takes the imputed value
+                x = np.where(np.isnan(x), np.float32(c.impute), x)
+            u = np.log1p(x) if c.log1p else x
             v = u * net.input_a[t] + net.input_b[t]
             v = np.clip(v, np.float32(-127), np.float32(127))
             V[:, c.row] = np.where(invalid, 0, _round_half_away(np.nan_to_num(v)))
