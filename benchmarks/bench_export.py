@@ -33,7 +33,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "helpers"))
 
 BENCH_C = r"""
 #define _POSIX_C_SOURCE 199309L
@@ -152,9 +152,10 @@ def bench(hidden: tuple[int, ...], epochs: int, n_rows: int, tmp: Path) -> dict[
     df, test = train_uci_model(model_dir, hidden=hidden, epochs=epochs)
     model, _ = ex.load_model_dir(model_dir)
     out = model_dir / "export"
-    for fmt, name in (("c", "f32"), ("c-int8", "i8"), ("python", "pnp"),
-                      ("python-pure", "ppure")):
-        ex.write_all(out, ex.export(model, fmt, name)[0])
+    calibration = ex.encode_table(model, df.iloc[np.setdiff1d(np.arange(len(df)), test)])
+    for fmt, name in (("c", "f32"), ("c-int8", "i8"), ("c-int8-full", "i8full"),
+                      ("python", "pnp"), ("python-pure", "ppure")):
+        ex.write_all(out, ex.export(model, fmt, name, calibration=calibration)[0])
     rows = test[:n_rows]
     X = ex.encode_table(model, df.iloc[rows])
     predictor = load_model(model_dir)
@@ -163,6 +164,7 @@ def bench(hidden: tuple[int, ...], epochs: int, n_rows: int, tmp: Path) -> dict[
     for label, flags in (("O3 -march=native", ["-O3", "-march=native"]), ("O2", ["-O2"])):
         res[f"C float32 (gcc -{label})"] = time_c(out, "f32", X, flags)
         res[f"C int8 (gcc -{label})"] = time_c(out, "i8", X, flags)
+        res[f"C int8-full (gcc -{label})"] = time_c(out, "i8full", X, flags)
     mlp = predictor.network
     mlp.predict_proba(F[:1], threads=1)  # compile
     single = [F[i:i + 1] for i in range(len(F))]
@@ -195,18 +197,23 @@ def accuracy_and_size(model_dir: Path, tmp: Path, seed: int = 0) -> None:
 
     df = load_table(UCI_CSV, Schema.uci())
     y = df["Revenue"].to_numpy()
-    test = stratified_split(y, seed)[2]
+    train, _, test = stratified_split(y, seed)
     model, _ = ex.load_model_dir(model_dir)
+    calibration = ex.encode_table(model, df.iloc[train])  # c-int8-full's activation ranges
     X = ex.encode_table(model, df.iloc[test])
     ref = reference_predict(model_dir, df.iloc[test])
     print(f"model {model_dir}: hidden {model.widths[:-1]}, test rows {len(test)}")
     for fmt in ex.FORMATS:
-        files, report = ex.export(model, fmt, ex.DEFAULT_NAMES[fmt])
+        files, report = ex.export(model, fmt, ex.DEFAULT_NAMES[fmt], calibration=calibration)
         ex.write_all(tmp, files)
         print(ex.format_report(report))
     p32 = run_harness(build_harness(tmp, "model"), X)
     p8 = run_harness(build_harness(tmp, "model_int8"), X)
+    p8full = run_harness(build_harness(tmp, "model_int8_full"), X)
     a_ref, a32, a8 = roc_auc(y[test], ref), roc_auc(y[test], p32), roc_auc(y[test], p8)
+    print(f"test ROC-AUC: C int8-full {roc_auc(y[test], p8full):.5f} (calibrated on the "
+          f"training split), max |C int8-full - predict.py| = "
+          f"{np.max(np.abs(p8full - ref)):.2e}")
     print(f"test ROC-AUC: predict.py {a_ref:.5f}, C float32 {a32:.5f}, C int8 {a8:.5f} "
           f"(int8 - float32 = {a8 - a32:+.5f}); max |C float32 - predict.py| = "
           f"{np.max(np.abs(p32 - ref)):.2e}, max |C int8 - predict.py| = "
