@@ -6,13 +6,17 @@ a temporary folder (deleted afterwards); a model trained by ``train.py --epochs 
 bundled file (or ``--model``). For each size:
 
 * ``predict.py`` as a command, ``python predict.py --model M --input F --output O``: wall
-  time and the child's peak resident memory (``ru_maxrss`` from ``os.wait4``), best of
-  ``--repeat`` runs;
+  time, CPU time (user + system, all threads) and the child's peak resident memory
+  (``ru_maxrss`` from ``os.wait4``), best of ``--repeat`` runs;
 * predict.py on a one-row file of the same format: its fixed cost (interpreter, imports,
   loading the model and its compiled kernels), so that the time per row can be told apart;
 * peers on the same file: ``pandas.read_csv(F)`` in this process (parsing only), and
   ``python -c "import pandas; pandas.read_csv(F)"`` as a command (the same start-up costs
-  as predict.py: interpreter and imports).
+  as predict.py: interpreter and imports): the fair comparison, command against command.
+
+The ratios are predict.py's time over the peer's. On a busy machine wall times wait for a
+CPU; the CPU-time columns (predict.py with ``--threads 1`` there, so that both run on one
+core) are much less disturbed, and their ratio is printed beside the wall-time one.
 
 Usage::
 
@@ -69,8 +73,8 @@ def make_csv(path: Path, rows: int, seed: int = 0) -> None:
             fh.write(b"\n".join(pick) + b"\n")
 
 
-def run_child(cmd: list[str]) -> tuple[float, float, int]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MiB, exit status)."""
+def run_child(cmd: list[str]) -> tuple[float, float, float]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MiB, CPU seconds: user + system)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -79,7 +83,7 @@ def run_child(cmd: list[str]) -> tuple[float, float, int]:
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()}")
     proc.stderr.close()
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -103,45 +107,49 @@ def main() -> None:
         model = args.model
         if model is None:
             model = tmp / "model"
-            run_child([sys.executable, "train.py", "--epochs", "2", "--quiet", "--out",
+            run_child([sys.executable, "train.py", "--epochs", "2", "--quiet", "--output",
                        str(model)])
         print(f"# model: {model}; predict: python predict.py --model MODEL --input CSV "
               "--output OUT\n")
         one = tmp / "one_row.csv"
         make_csv(one, 1)
-        start = min(run_child([sys.executable, "predict.py", "--model", str(model), "--input",
-                               str(one), "--output", str(tmp / "one.csv")])[0]
-                    for _ in range(args.repeat))
-        print(f"# predict.py on a 1-row file (fixed cost): {start:.2f} s\n")
+        predict = [sys.executable, "predict.py", "--model", str(model), "--output"]
+        fixed = [run_child([*predict, str(tmp / "one.csv"), "--input", str(one)])
+                 for _ in range(args.repeat)]
+        start, start_cpu = min(r[0] for r in fixed), min(r[2] for r in fixed)
+        print(f"# predict.py on a 1-row file (fixed cost): {start:.2f} s wall, "
+              f"{start_cpu:.2f} s CPU\n")
         print("| rows | CSV MiB | predict.py s | rows/s | peak RSS MiB | read_csv s "
               "(in process) | ratio | ratio less the fixed cost | read_csv s (command) "
-              "| ratio |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| ratio | CPU s: predict.py --threads 1 / command | CPU ratio |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         rss = {}
         for rows in args.rows:
             csv = tmp / f"sessions_{rows}.csv"
             make_csv(csv, rows)
-            cmd = [sys.executable, "predict.py", "--model", str(model), "--input", str(csv),
-                   "--output", str(tmp / "scores.csv")]
+            cmd = [*predict, str(tmp / "scores.csv"), "--input", str(csv)]
             runs = [run_child(cmd) for _ in range(args.repeat)]
             wall = min(r[0] for r in runs)
             rss[rows] = max(r[1] for r in runs)
             cells = [f"{rows:,}", f"{csv.stat().st_size / 2**20:.0f}", f"{wall:.2f}",
                      f"{rows / wall:,.0f}", f"{rss[rows]:.0f}"]
             if args.no_pandas:
-                cells += ["", "", "", "", ""]
+                cells += [""] * 7
             else:
                 parse = []
                 for _ in range(args.repeat):
                     t0 = time.perf_counter()
                     pd.read_csv(csv)
                     parse.append(time.perf_counter() - t0)
-                command = min(run_child([sys.executable, "-c", "import pandas, sys; "
-                                         "pandas.read_csv(sys.argv[1])", str(csv)])[0]
-                              for _ in range(args.repeat))
+                peer = [run_child([sys.executable, "-c", "import pandas, sys; "
+                                   "pandas.read_csv(sys.argv[1])", str(csv)])
+                        for _ in range(args.repeat)]
+                command, command_cpu = min(r[0] for r in peer), min(r[2] for r in peer)
+                cpu = min(run_child([*cmd, "--threads", "1"])[2] for _ in range(args.repeat))
                 cells += [f"{min(parse):.2f}", f"{wall / min(parse):.1f}x",
                           f"{(wall - start) / min(parse):.1f}x", f"{command:.2f}",
-                          f"{wall / command:.1f}x"]
+                          f"{wall / command:.1f}x", f"{cpu:.2f} / {command_cpu:.2f}",
+                          f"{cpu / command_cpu:.1f}x"]
             print("| " + " | ".join(cells) + " |", flush=True)
             csv.unlink()
             (tmp / "scores.csv").unlink(missing_ok=True)

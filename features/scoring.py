@@ -2,8 +2,9 @@
 
 * :func:`score_table`: a session table read once, validated and scored chunk by chunk;
 * :func:`score_events`: every user of an event log active before a cutoff;
-* :func:`write_output`: the output table (id, propensity, rank, decile) in file order, to a
-  CSV that replaces its destination only when complete (or to stdout), and the top rows;
+* :func:`write_output`: the output table (id, kept columns, propensity, rank, decile,
+  label) in file order, to a CSV that replaces its destination only when complete (or to
+  stdout), and the top rows;
 * :func:`rank_and_decile`: rank 1 = the most likely buyer, and deciles, of scores in memory.
 
 Memory does not grow with the number of rows: the scores go to an anonymous temporary file
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import pandas as pd
 
 from nn_core import Predictor
 from nn_core.io import temp_file, umask
-from nn_core.preprocessing import Preprocessing, features_from_inputs
+from nn_core.preprocessing import Preprocessing, canonical_text, features_from_inputs
 
 from .ranking import CHUNK, Spill, exact_ranks, score_keys, scores_of
 from .tabular import (
@@ -46,8 +47,9 @@ from .tabular import (
 )
 
 DEFAULT_CHUNKSIZE = 100_000
-#: Decimals of the propensities written (an absolute resolution of 1e-15).
-DECIMALS = 15
+#: Significant digits of the propensities written (``format(p, ".7g")``); the ranks are
+#: computed from the full-precision scores.
+SIGNIFICANT = 7
 #: Bytes of the id matrix formatted at a time (a chunk with a very long id goes in parts).
 MATRIX_BYTES = 1 << 24
 
@@ -122,6 +124,11 @@ class Scored:
         What was scored, for messages (``"N rows of FILE"``).
     rejected : Rejected
         The bad cells of the rows left out (``--on-invalid skip``).
+    kept : dict of str to IdSpool
+        Input columns copied to the output (``--keep-columns``), as text, per chunk.
+    threshold : float or None
+        Where the output's ``label`` column turns 1 (``p >= threshold``); ``None``: no
+        label column.
     """
 
     keys: Spill = field(default_factory=lambda: Spill(np.uint64))
@@ -131,16 +138,22 @@ class Scored:
     unseen: Counter = field(default_factory=Counter)
     what: str = ""
     rejected: Rejected = field(default_factory=Rejected)
+    kept: dict[str, IdSpool] = field(default_factory=dict)
+    threshold: float | None = None
 
     @property
     def n(self) -> int:
         return self.keys.n
 
-    def append(self, p: np.ndarray, ids: Sequence | None = None) -> None:
-        """Add a chunk's propensities (and ids, when the ids are not row numbers)."""
+    def append(self, p: np.ndarray, ids: Sequence | None = None,
+               kept: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Add a chunk's propensities (and ids, when the ids are not row numbers, and the
+        texts of the kept columns)."""
         self.keys.append(score_keys(p))
         if self.ids is not None:
             self.ids.append(ids)
+        for name, spool in self.kept.items():
+            spool.append(kept[name])
         self.sizes.append(len(p))
 
     def scores(self) -> np.ndarray:
@@ -151,6 +164,8 @@ class Scored:
         self.keys.close()
         if self.ids is not None:
             self.ids.close()
+        for spool in self.kept.values():
+            spool.close()
 
     def __enter__(self) -> Scored:
         return self
@@ -166,6 +181,7 @@ def score_table(
     chunksize: int = DEFAULT_CHUNKSIZE,
     threads: int | None = None,
     on_invalid: str = "error",
+    keep_columns: Sequence[str] = (),
 ) -> Scored:
     """Read, validate and score a session table, chunk by chunk, in one pass.
 
@@ -187,6 +203,10 @@ def score_table(
         What a bad cell does: raise (the default); leave its row out (``Scored.rejected``
         lists its bad cells, and the ``row`` ids stay the file's data rows); or, for a
         missing cell, impute it (the model must have been trained with imputation).
+    keep_columns : sequence of str
+        Input columns copied to the output (``Scored.kept``) as text: a cell's stripped text,
+        or, in a column the parser reads as numbers (the model's numeric columns), the
+        number (``3``, ``0.25``).
 
     Returns
     -------
@@ -211,12 +231,17 @@ def score_table(
         if on_invalid == "impute" and not pre.imputes:
             raise ValueError(f"{model.path}: the model was not trained with --on-invalid "
                              "impute; it has no values to impute")
-        scored = Scored(id_name=id_column or "row", ids=IdSpool() if id_column else None)
+        check_keep_columns(path, table.header, keep_columns, id_column or "row")
+        table.read_as_text([c for c in [id_column, *keep_columns]
+                            if c is not None and c not in pre.input_columns])
+        scored = Scored(id_name=id_column or "row", ids=IdSpool() if id_column else None,
+                        kept={name: IdSpool() for name in keep_columns})
         schema = scoring_schema(pre, id_column)
+        source = _LastChunk(table) if keep_columns else table
         if on_invalid == "error":
-            chunks = iter_table(table, schema, False)
+            chunks = iter_table(source, schema, False)
         else:  # off the default path: every bad cell found, row numbers kept as ids
-            chunks = _checked_chunks(table, schema, on_invalid, scored)
+            chunks = _checked_chunks(source, schema, on_invalid, scored)
             if id_column is None:
                 scored.ids, id_column = IdSpool(), ROW_KEY
         try:
@@ -228,8 +253,10 @@ def score_table(
                         scored.unseen[c["name"]] += unseen
                 X = features_from_inputs(columns, U, dtype)[0]
                 p = model.network.predict_proba(X, threads=threads)
+                kept = {name: _cell_texts(source.raw[name].loc[frame.index])
+                        for name in keep_columns}
                 scored.append(np.asarray(p, dtype=np.float64),
-                              frame[id_column].to_numpy() if id_column else None)
+                              frame[id_column].to_numpy() if id_column else None, kept)
         except BaseException:
             scored.close()
             raise
@@ -245,6 +272,54 @@ def score_table(
         raise DataError(path, "the file has a header but no data rows")
     scored.what = f"{scored.n} rows of {path}"
     return scored
+
+
+#: Columns every output table has (a kept column may not take one of these names).
+OUTPUT_COLUMNS = ("propensity", "rank", "decile", "label")
+
+
+def check_keep_columns(path, header: Sequence[str], keep: Sequence[str], id_name: str
+                       ) -> None:
+    """Refuse a ``--keep-columns`` list naming a column the file lacks (DataError), a column
+    twice, the id column or an output column (ValueError)."""
+    check_columns(path, header, keep, " (given in --keep-columns)")
+    for i, name in enumerate(keep):
+        if name in keep[:i]:
+            raise ValueError(f"--keep-columns: {name!r} is listed twice")
+        if name == id_name or name in OUTPUT_COLUMNS:
+            raise ValueError(f"--keep-columns: {name!r} is already a column of the output "
+                             f"({', '.join([id_name, *OUTPUT_COLUMNS])})")
+
+
+class _LastChunk:
+    """A table's ``(first_row, cells)`` chunks passed on, the current one kept as ``raw``
+    (the parsed frame keeps the cells' index, so ``raw.loc[frame.index]`` are its rows)."""
+
+    def __init__(self, table: CsvTable) -> None:
+        self.table, self.path, self.header = table, table.path, table.header
+        self.raw: pd.DataFrame | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        for first_row, raw in self.table:
+            self.raw = raw
+            yield first_row, raw
+
+
+def _cell_texts(column: pd.Series) -> list[str]:
+    """A column of a chunk as the texts written for ``--keep-columns``: the stripped cell
+    text of a column read as text; in a column of the model, the value the model reads:
+    a number the parser read as such (an integral one without decimals), a category's
+    canonical text (``canonical_text``: ``TRUE``, ``7``)."""
+    if column.dtype.kind in "iu":
+        return column.astype(str).tolist()
+    if column.dtype.kind == "f":
+        return [str(int(v)) if v.is_integer() else repr(v) if v == v else ""
+                for v in column.tolist()]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        texts = [canonical_text(str(c)) for c in column.cat.categories]
+        codes = column.cat.codes.to_numpy()
+        return [texts[k] if k >= 0 else "" for k in codes.tolist()]
+    return column.astype(object).fillna("").astype(str).str.strip().tolist()
 
 
 #: The frame column that carries the data-row numbers when rows are skipped (not a CSV name:
@@ -310,35 +385,103 @@ def rank_and_decile(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- output
 
 
+#: The two ASCII digits of 0..99 as one uint16 each (in memory order, so that a uint16
+#: array of them viewed as bytes reads as text).
+_PAIRS = np.array([[48 + i // 10, 48 + i % 10] for i in range(100)],
+                  dtype=np.uint8).view(np.uint16).ravel()
+
+
+def _digit_matrix(v: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers below ``10**width`` as zero-padded ASCII digits, (n, width)
+    uint8: two digits per division by 100."""
+    x = v.astype(np.uint32 if width <= 9 else np.uint64)  # uint32 divides fastest
+    pairs = np.empty((len(v), (width + 1) // 2), dtype=np.uint16)
+    for j in range(pairs.shape[1] - 1, -1, -1):
+        x, r = np.divmod(x, 100)
+        pairs[:, j] = _PAIRS[r]
+    return pairs.view(np.uint8)[:, 2 * pairs.shape[1] - width :]
+
+
 def _digits(v: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative integers below ``10**width`` as right-aligned ASCII digits:
     ``(matrix (n, width) uint8, valid)``."""
-    M = np.empty((len(v), width), dtype=np.uint8)
-    x = v.astype(np.uint32 if width <= 9 else np.uint64)  # uint32 divides fastest
-    for j in range(width - 1, -1, -1):
-        x, M[:, j] = np.divmod(x, 10)
-    M += ord("0")
     length = np.ones(len(v), dtype=np.int64)
     for t in range(1, width):
         length += v >= 10**t
-    return M, np.arange(width) >= width - length[:, None]
+    return _digit_matrix(v, width), np.arange(width) >= width - length[:, None]
 
 
 def _propensity_text(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Propensities as text: ``d.ddddddddddddddd`` (``DECIMALS`` decimals) for values in
-    [0, 1], computed for the whole column at once; ``repr`` for anything else (a model
-    with an identity output)."""
-    if len(p) and (np.isfinite(p).all() and p.min() >= 0.0 and p.max() <= 1.0):
-        scaled = np.rint(p * 10.0**DECIMALS).astype(np.int64)
-        whole, frac = np.divmod(scaled, 10**DECIMALS)
-        M = np.empty((len(p), DECIMALS + 2), dtype=np.uint8)
-        M[:, 0] = whole + 48
-        M[:, 1] = ord(".")
-        high, low = np.divmod(frac, 10**8)  # two halves: uint32 arithmetic is faster
-        M[:, 2 : DECIMALS - 6] = _digits(high, DECIMALS - 8)[0]
-        M[:, DECIMALS - 6 :] = _digits(low, 8)[0]
-        return M, np.ones(M.shape, dtype=bool)
-    return _text_matrix([repr(float(v)).encode() for v in p])
+    """Propensities as ``format(p, ".7g")`` text (``SIGNIFICANT`` = 7 significant digits,
+    trailing zeros dropped: ``0.5720903``, ``1``, ``0.0001234568``, ``1.5e-07``).
+
+    Values in [1e-300, 1] and 0 are formatted for the whole column at once: with ``e`` the
+    decimal exponent of ``p``, the mantissa ``m = rint(p 10^(6 - e))`` has 7 digits, written
+    positionally for ``e >= -4`` and as ``d.dddddde-XX`` below, as ``%g`` does. The product
+    is rounded once, so ``m`` is the correctly rounded mantissa unless ``p 10^(6 - e)`` lies
+    within 1e-6 of a half-way point; those values, and any outside [0, 1] (a model with an
+    identity output), NaN or infinity, go through ``format`` one by one.
+
+    Returns
+    -------
+    (matrix (n, w) uint8, valid (n, w) bool)
+        The bytes of each text, in order, are the row's valid bytes (see ``format_rows``);
+        ``w`` is 12, or 17 when some text has an exponent.
+    """
+    n = len(p)
+    fast = (p >= 1e-300) & (p <= 1.0)  # False for NaN
+    q = np.where(fast, p, 1.0)
+    e = np.floor(np.log10(q)).astype(np.int64)
+    x = q * 10.0 ** (6 - e)
+    for _ in range(2):  # log10 may be one off next to a power of ten
+        fast &= np.abs(x - np.floor(x) - 0.5) > 1e-6  # not next to a rounding tie
+        off = (x >= 9_999_999.5).astype(np.int64) - (x < 999_999.5)
+        if not off.any():
+            break
+        e += off
+        x = q * 10.0 ** (6 - e)
+    m = np.rint(x).astype(np.int64)
+    digits = _digit_matrix(m, SIGNIFICANT)  # d1 ... d7
+    significant = np.full(n, SIGNIFICANT)  # digits up to the last non-zero one
+    for j in range(1, SIGNIFICANT):
+        significant -= (m % 10**j == 0)
+    positional = e >= -4
+    scientific = bool((~positional & fast).any())
+    width = 17 if scientific else 12
+    M = np.empty((n, width), dtype=np.uint8)
+    valid = np.zeros((n, width), dtype=bool)
+    small = positional & (e < 0)  # 0.[000]ddddddd; otherwise d.dddddd[e-XX]
+    # column 0: "0" of 0.ddd, else d1; column 1: the point; 2-4: zeros; 5-11: digits
+    M[:, 0] = np.where(small, ord("0"), digits[:, 0])
+    M[:, 1] = ord(".")
+    M[:, 2:5] = ord("0")
+    M[:, 5:12] = digits
+    M[~small, 5:11] = digits[~small, 1:]
+    valid[:, 0] = True
+    valid[:, 1] = small | (significant > 1)
+    valid[:, 2:5] = np.arange(3) < np.where(small, -e - 1, 0)[:, None]
+    valid[:, 5:12] = np.arange(7) < (significant - ~small)[:, None]
+    if scientific:  # columns 12-16: e-XX or e-XXX
+        M[:, 12], M[:, 13], M[:, 14:17] = ord("e"), ord("-"), _digit_matrix(-e, 3)
+        valid[:, 12:14] = ~positional[:, None]
+        valid[:, 14] = ~positional & (e <= -100)
+        valid[:, 15:17] = ~positional[:, None]
+    zero = (p == 0.0) & ~np.signbit(p)
+    M[zero, 0], valid[zero] = ord("0"), np.arange(width) == 0
+    slow = np.flatnonzero(~fast & ~zero)
+    if len(slow):
+        texts = [format(v, ".7g").encode() for v in p[slow].tolist()]
+        M, valid = _widen(M, valid, max(map(len, texts)))
+        for i, text in zip(slow.tolist(), texts, strict=True):
+            M[i, : len(text)] = np.frombuffer(text, dtype=np.uint8)
+            valid[i] = np.arange(M.shape[1]) < len(text)
+    return M, valid
+
+
+def _widen(M: np.ndarray, valid: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ``(matrix, valid)`` pair at least ``width`` columns wide (new columns not valid)."""
+    extra = max(0, width - M.shape[1])
+    return (np.pad(M, ((0, 0), (0, extra))), np.pad(valid, ((0, 0), (0, extra))))
 
 
 def _text_matrix(encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -387,15 +530,17 @@ def format_rows(fields: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
 
 
 def _output_chunks(scored: Scored, ranks: Spill | None) -> Iterator[tuple]:
-    """``(first, keys, ranks or None, ids (matrix, lengths) or None)`` per chunk."""
+    """``(first, keys, ranks or None, texts)`` per chunk: ``texts`` holds the id column's
+    ``(bytes, lengths)`` (``None`` for row numbers), then each kept column's."""
     scored.keys.rewind()
     if ranks is not None:
         ranks.rewind()
     ids = scored.ids.chunks() if scored.ids is not None else None
+    kept = [spool.chunks() for spool in scored.kept.values()]
     first = 0
     for size in scored.sizes:
         yield (first, scored.keys.read(size), ranks.read(size) if ranks is not None else None,
-               next(ids) if ids is not None else None)
+               [next(ids) if ids is not None else None, *(next(k) for k in kept)])
         first += size
 
 
@@ -406,11 +551,11 @@ class TopK:
         self.k = k
         self.keys = np.empty(0, dtype=np.uint64)
         self.rows = np.empty(0, dtype=np.int64)
-        self.ids: list = []
+        self.texts: list[tuple] = []  # per kept row: the id, then the kept columns' texts
 
-    def offer(self, keys: np.ndarray, first: int, ids) -> None:
-        """Consider rows ``first, first + 1, ...`` with these keys (ids as the bytes and
-        lengths of a chunk, or None for row numbers)."""
+    def offer(self, keys: np.ndarray, first: int, texts: list) -> None:
+        """Consider rows ``first, first + 1, ...`` with these keys (``texts`` as
+        ``_output_chunks`` gives them)."""
         if len(self.keys) == self.k:  # a later row must beat the worst kept one strictly
             take = np.flatnonzero(keys < self.keys.max())
         else:
@@ -419,24 +564,31 @@ class TopK:
             take = take[np.argsort(keys[take], kind="stable")[: self.k]]
         if not len(take):
             return
-        if ids is None:
-            new_ids = (first + take + 1).tolist()
-        else:
-            data, lengths = ids
+        columns = [(first + take + 1).tolist() if texts[0] is None else None]
+        for field_ in texts[1:] if texts[0] is None else texts:
+            data, lengths = field_
             ends = np.cumsum(lengths)
-            new_ids = [bytes(data[ends[i] - lengths[i] : ends[i]]).decode("utf-8")
-                       for i in take.tolist()]
+            columns.append([bytes(data[ends[i] - lengths[i] : ends[i]]).decode("utf-8")
+                            for i in take.tolist()])
         all_keys = np.concatenate([self.keys, keys[take]])
         all_rows = np.concatenate([self.rows, first + take])
-        all_ids = self.ids + new_ids
+        all_texts = self.texts + list(zip(*[c for c in columns if c is not None],
+                                          strict=True))
         keep = np.lexsort((all_rows, all_keys))[: self.k]
         self.keys, self.rows = all_keys[keep], all_rows[keep]
-        self.ids = [all_ids[i] for i in keep.tolist()]
+        self.texts = [all_texts[i] for i in keep.tolist()]
 
-    def frame(self, id_name: str, n: int) -> pd.DataFrame:
+    def frame(self, scored: Scored) -> pd.DataFrame:
+        """The kept rows by rank, with the output table's columns."""
         rank = np.arange(1, len(self.keys) + 1)
-        return pd.DataFrame({id_name: self.ids, "propensity": scores_of(self.keys),
-                             "rank": rank, "decile": (rank - 1) * 10 // n + 1})
+        names = [scored.id_name, *scored.kept]
+        texts = list(zip(*self.texts, strict=True)) or [() for _ in names]
+        table = {name: list(t) for name, t in zip(names, texts, strict=True)}
+        p = scores_of(self.keys)
+        table.update({"propensity": p, "rank": rank, "decile": (rank - 1) * 10 // scored.n + 1})
+        if scored.threshold is not None:
+            table["label"] = (p >= scored.threshold).astype(np.int64)
+        return pd.DataFrame(table)
 
 
 def write_output(scored: Scored, output: Path | None, top: int | None = None
@@ -444,9 +596,11 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
     """Write the output table of ``scored`` to ``output`` atomically (or stdout); return
     the top-``top`` rows.
 
-    The table has one row per scored row, in file order: the id, ``propensity`` (with
-    ``DECIMALS`` decimals), ``rank`` (1 = most likely buyer, ties in file order) and
-    ``decile`` (``floor(10 (rank - 1) / n) + 1``). It can be larger than memory, so
+    The table has one row per scored row, in file order: the id, the kept columns
+    (``scored.kept``), ``propensity`` (``SIGNIFICANT`` significant digits), ``rank`` (1 = most
+    likely buyer, ties in file order; from the full-precision scores), ``decile``
+    (``floor(10 (rank - 1) / n) + 1``) and, when ``scored.threshold`` is set, ``label``
+    (1 where ``p >= threshold``, on the full-precision score). It can be larger than memory, so
     instead of ``nn_core.io.atomic_write`` (which takes the whole content) it goes to a
     temporary file beside ``output`` (``nn_core.io.temp_file``) that replaces ``output``
     with ``os.replace`` only after the last row. A symbolic link is followed first (the
@@ -462,9 +616,9 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
     """
     best = TopK(top) if top is not None else None
     if output is None and best is not None:
-        for first, keys, _, ids in _output_chunks(scored, None):
-            best.offer(keys, first, ids)
-        return best.frame(scored.id_name, scored.n)
+        for first, keys, _, texts in _output_chunks(scored, None):
+            best.offer(keys, first, texts)
+        return best.frame(scored)
     ranks = exact_ranks(scored.keys, chunk=CHUNK)
     try:
         if output is None:
@@ -492,7 +646,7 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
                 raise
     finally:
         ranks.close()
-    return best.frame(scored.id_name, scored.n) if best is not None else None
+    return best.frame(scored) if best is not None else None
 
 
 def write_output_and_rejected(scored: Scored, output: Path | None, rejected: Path,
@@ -540,23 +694,39 @@ class _TextSink:
 
 def _write_rows(fh, scored: Scored, ranks: Spill, best: TopK | None) -> None:
     """Write the header and every row of ``scored`` to the binary file ``fh``."""
-    fh.write(f"{scored.id_name},propensity,rank,decile\n".encode())
+    names = [scored.id_name, *scored.kept, "propensity", "rank", "decile"]
+    if scored.threshold is not None:
+        names.append("label")
+    fh.write(",".join(_csv_field(name) for name in names).encode() + b"\n")
     n = scored.n
     width = len(str(n))
-    for first, keys, rank, ids in _output_chunks(scored, ranks):
+    for first, keys, rank, texts in _output_chunks(scored, ranks):
         if best is not None:
-            best.offer(keys, first, ids)
-        # rows at a time so that the byte matrix stays small even with a very long id
-        step = len(keys) if ids is None else max(1, MATRIX_BYTES // max(
-            1, int(ids[1].max(initial=0))))
-        ends = None if ids is None else np.cumsum(ids[1])
+            best.offer(keys, first, texts)
+        # rows at a time so that the byte matrix stays small even with a very long text
+        longest = sum(int(t[1].max(initial=0)) for t in texts if t is not None)
+        step = max(1, MATRIX_BYTES // max(1, longest)) if longest else len(keys)
+        ends = [None if t is None else np.cumsum(t[1]) for t in texts]
         for s in range(0, len(keys), step):
             e = min(s + step, len(keys))
-            if ids is None:
-                id_field = _digits(np.arange(first + s + 1, first + e + 1), width)
-            else:
-                lo = int(ends[s] - ids[1][s])
-                id_field = _csv_ids(ids[0][lo : int(ends[e - 1])], ids[1][s:e])
+            fields = []
+            for t, end in zip(texts, ends, strict=True):
+                if t is None:  # row numbers
+                    fields.append(_digits(np.arange(first + s + 1, first + e + 1), width))
+                else:
+                    lo = int(end[s] - t[1][s])
+                    fields.append(_csv_ids(t[0][lo : int(end[e - 1])], t[1][s:e]))
+            p = scores_of(keys[s:e])
             decile = (rank[s:e] - 1) * 10 // n + 1
-            fh.write(format_rows([id_field, _propensity_text(scores_of(keys[s:e])),
-                                  _digits(rank[s:e], width), _digits(decile, 2)]))
+            fields += [_propensity_text(p), _digits(rank[s:e], width), _digits(decile, 2)]
+            if scored.threshold is not None:  # on the full-precision score
+                fields.append(_digits((p >= scored.threshold).astype(np.int64), 1))
+            fh.write(format_rows(fields))
+
+
+def _csv_field(text: str) -> str:
+    """``text`` as one CSV field: quoted (``"`` doubled) where it holds ``,``, ``"`` or a
+    line break."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text

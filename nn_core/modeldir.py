@@ -6,7 +6,8 @@ A model directory holds
   back only with ``allow_pickle=False``;
 * ``model.json``: format name and version, the architecture (``MLP.config``) and the
   SHA-256 of ``weights.npz``, written after the weights so that it never names weights
-  that are not there yet;
+  that are not there yet; optionally the classification ``threshold`` (train.py's: the
+  best F1 on dev), which ``predict.py`` uses for its ``label`` column;
 * ``preprocess.json`` (optional): the fitted input transform as data
   (:class:`nn_core.preprocessing.Preprocessing`): column roles, log1p choices, means,
   standard deviations, categories, target and id column, and the data's source.
@@ -67,14 +68,18 @@ class Predictor:
     extra : dict
         ``model.json``'s ``extra`` entry (what a caller of ``save_model`` added, e.g. the
         class labels of ``nn_core.sklearn.PropensityClassifier``); ``{}`` when absent.
+    threshold : float or None
+        The classification threshold saved with the model (predict ``p >= threshold`` as
+        positive); ``None`` when none was saved (a directory from before it was stored).
     """
 
     def __init__(self, network: MLP, preprocessing: Preprocessing | None, path: Path,
-                 extra: dict | None = None) -> None:
+                 extra: dict | None = None, threshold: float | None = None) -> None:
         self.network = network
         self.preprocessing = preprocessing
         self.path = path
         self.extra = {} if extra is None else extra
+        self.threshold = threshold
 
     def _preprocessing(self) -> Preprocessing:
         if self.preprocessing is None:
@@ -114,7 +119,8 @@ class Predictor:
 
 
 def save_model(dirpath: str | os.PathLike, network: MLP,
-               preprocessing: Preprocessing | None = None, extra: dict | None = None) -> Path:
+               preprocessing: Preprocessing | None = None, extra: dict | None = None,
+               threshold: float | None = None) -> Path:
     """Write a model directory (created if needed); every file atomically.
 
     Parameters
@@ -126,6 +132,9 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     extra : dict, optional
         JSON values stored under ``extra`` in ``model.json`` and given back as
         ``Predictor.extra`` (the network and its preprocessing do not depend on them).
+    threshold : float, optional
+        The classification threshold (a finite number; in [0, 1] for a sigmoid output),
+        stored as ``threshold`` in ``model.json`` and given back as ``Predictor.threshold``.
 
     Returns
     -------
@@ -137,6 +146,8 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
         raise TypeError("preprocessing must be an nn_core.preprocessing.Preprocessing, got "
                         f"{type(preprocessing).__name__}")
+    if threshold is not None:
+        threshold = check_threshold(threshold, network.output, "threshold")
     if not np.isfinite(network.theta).all():
         raise ValueError(f"{Path(dirpath) / WEIGHTS_NPZ}: not written, the network holds NaN "
                          "or infinite weights (training diverged?)")
@@ -157,6 +168,8 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     }
     if extra is not None:
         meta["extra"] = extra
+    if threshold is not None:
+        meta["threshold"] = threshold
     # allow_nan=False: a NaN or infinity would be written as bare NaN/Infinity, which
     # is not JSON and which load_model refuses; refuse it before writing any file.
     meta_text = _json_text(meta, d / MODEL_JSON)
@@ -208,7 +221,7 @@ def load_model(dirpath: str | os.PathLike, backend: str = "numba",
         raise TypeError(f"dirpath must be a path, got {type(dirpath).__name__}")
     backends.check_backend(backend)  # an argument, not a problem of the files
     d = Path(dirpath)
-    network, extra = _load_network(d, backend)
+    network, extra, threshold = _load_network(d, backend)
     preprocessing = None
     if require_preprocessing and not os.path.lexists(d / PREPROCESS_JSON):
         raise ModelFileError(f"{d / PREPROCESS_JSON}: file not found")
@@ -219,7 +232,7 @@ def load_model(dirpath: str | os.PathLike, backend: str = "numba",
                 f"{d}: model.json expects {network.n_inputs} inputs but preprocess.json "
                 f"builds {preprocessing.n_features} features (files from different runs?)"
             )
-    return Predictor(network, preprocessing, d, extra)
+    return Predictor(network, preprocessing, d, extra, threshold)
 
 
 def _load_preprocessing(path: Path) -> Preprocessing:
@@ -338,8 +351,9 @@ def _check_npy_header(zf: zipfile.ZipFile, member: str, shape: tuple, dtype: np.
                              f"{' (Fortran order)' if fortran else ''}, not {dtype}")
 
 
-def _load_network(d: Path, backend: str) -> tuple[MLP, dict]:
-    """The verified network of ``d`` and model.json's ``extra`` entry (``{}`` when absent)."""
+def _load_network(d: Path, backend: str) -> tuple[MLP, dict, float | None]:
+    """The verified network of ``d``, model.json's ``extra`` entry (``{}`` when absent) and
+    its ``threshold`` (``None`` when absent)."""
     if not d.is_dir():
         raise ModelFileError(f"{d}: model directory not found")
     meta_path = d / MODEL_JSON
@@ -360,6 +374,12 @@ def _load_network(d: Path, backend: str) -> tuple[MLP, dict]:
     if not isinstance(extra, dict):
         raise ModelFileError(f"{meta_path}: 'extra' must be an object, got "
                              f"{type(extra).__name__}")
+    threshold = meta.get("threshold")
+    if threshold is not None:
+        try:
+            threshold = check_threshold(threshold, arch["output"], "'threshold'")
+        except ValueError as e:
+            raise ModelFileError(f"{meta_path}: {e}") from None
     dtype = np.dtype(arch["dtype"])
     widths = [arch["n_inputs"], *arch["hidden"], 1]
     shapes = {}
@@ -398,7 +418,22 @@ def _load_network(d: Path, backend: str) -> tuple[MLP, dict]:
     except ValueError as e:
         raise ModelFileError(f"{meta_path}: invalid architecture ({e})") from None
     network.set_weights(params)
-    return network, extra
+    return network, extra, threshold
+
+
+def check_threshold(value, output: str, name: str = "threshold") -> float:
+    """``value`` as a classification threshold: a finite number, in [0, 1] for a network
+    whose output is a probability (any output but ``identity``); ValueError otherwise,
+    naming it as ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{name} must be a number, got {_short_repr(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if output != "identity" and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1] (the network's output is a probability), "
+                         f"got {value:g}")
+    return value
 
 
 def _read_weights(f, shapes: dict, dtype: np.dtype, w_path: Path) -> list:

@@ -312,7 +312,7 @@ class Preprocessing:
         """
         columns = self._check_fitted()
         self._require(df, self.input_columns)
-        U = np.empty((len(df), len(columns)), dtype=np.float64)
+        U = np.empty((len(df), len(columns)), dtype=np.float64, order="F")  # columns contiguous
         for i, c in enumerate(columns):
             impute = "impute" in c
             if c["kind"] == "numeric":

@@ -3,10 +3,15 @@
     python predict.py --model runs/latest --input sessions.csv --output scores.csv --top 10
 
 Writes one row per input row: the id (the ``--id-column``, else the training id column when
-the file has it, else ``row`` = the 1-based data row number), ``propensity`` (the predicted
-purchase probability, with 15 decimals), ``rank`` (1 = most likely buyer; ties keep file
-order) and ``decile`` (1 = the top 10 % by rank). Without ``--output`` the table goes to
-stdout (unless ``--top`` is given, which prints only the K most likely buyers).
+the file has it, else ``row`` = the 1-based data row number), the ``--keep-columns COL,...``
+(input columns copied as text; a column of the model as the model reads it: ``3``,
+``TRUE``), ``propensity`` (the predicted purchase probability, 7 significant digits),
+``rank`` (1 = most likely buyer, from the full-precision scores; ties keep file order),
+``decile`` (1 = the top 10 % by rank) and ``label`` (1 where ``propensity >= T``, compared at
+full precision: ``T`` is ``--threshold``, else the threshold saved with the model, the best
+F1 on dev; without either, as for a model directory written before thresholds were saved,
+there is no label column). Without ``--output`` the table goes to stdout (unless ``--top``
+is given, which prints only the K most likely buyers).
 
 The input is read once (a pipe such as ``--input <(zcat f.gz)`` works) and scored in
 chunks; memory does not grow with the number of rows: the scores and ids go to anonymous
@@ -74,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--id-column", help="input column written as the id (default: the training "
                     "id column if present, else the row number)")
     ap.add_argument("--top", type=int, metavar="K", help="print the K most likely buyers")
+    ap.add_argument("--threshold", type=float, metavar="T",
+                    help="label = 1 where propensity >= T (default: the threshold saved with "
+                    "the model, the best F1 on dev; no label column when it has none)")
+    ap.add_argument("--keep-columns", metavar="COL,...",
+                    help="with --input: input columns copied to the output, after the id")
     ap.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk")
     ap.add_argument("--cutoff", help="with --events: score with the events before this time")
     ap.add_argument("--format", choices=("taobao", "rees46", "canonical"),
@@ -105,6 +115,29 @@ def rejected_path(args: argparse.Namespace) -> Path | None:
     return args.output.with_name(name)
 
 
+def keep_columns(args: argparse.Namespace) -> list[str]:
+    """The column names of ``--keep-columns`` (comma-separated; UsageError for an empty
+    name, or with ``--events``, whose output rows are users, not input rows)."""
+    if args.keep_columns is None:
+        return []
+    if args.events is not None:
+        raise UsageError("--keep-columns only applies to --input tables (the rows of an "
+                         "--events output are users, not rows of the log)")
+    from features.scoring import OUTPUT_COLUMNS
+
+    names = [name.strip() for name in args.keep_columns.split(",")]
+    if not all(names):
+        raise UsageError(f"--keep-columns {args.keep_columns!r}: an empty column name "
+                         "(give COL,COL,...)")
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise UsageError(f"--keep-columns: {name!r} is listed twice")
+        if name in OUTPUT_COLUMNS:
+            raise UsageError(f"--keep-columns: {name!r} is already a column of the output "
+                             f"({', '.join(OUTPUT_COLUMNS)})")
+    return names
+
+
 def check_output(output: Path | None, source: Path, model_dir: Path,
                  flag: str = "--output") -> None:
     """Refuse an ``--output`` (or another output ``flag``) that would replace the input, a
@@ -131,6 +164,7 @@ def run(args: argparse.Namespace) -> None:
     from features import scoring
     from nn_core import load_model
     from nn_core.io import same_file
+    from nn_core.modeldir import check_threshold
 
     if args.top is not None and args.top < 1:
         raise UsageError(f"--top must be >= 1, got {args.top}")
@@ -145,7 +179,14 @@ def run(args: argparse.Namespace) -> None:
             raise UsageError(f"--rejected {rejected}: is the --output file")
     if args.on_invalid == "impute" and args.events is not None:
         raise UsageError("--on-invalid applies to --input tables, not --events")
+    keep = keep_columns(args)
     model = load_model(args.model, require_preprocessing=True)  # predict.py scores raw rows
+    threshold = model.threshold if args.threshold is None else args.threshold
+    if threshold is not None:
+        try:
+            threshold = check_threshold(threshold, model.network.output, "--threshold")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.on_invalid == "impute" and not model.preprocessing.imputes:
         raise UsageError(f"--on-invalid impute: {args.model} was not trained with "
                          "--on-invalid impute (it has no values to impute)")
@@ -169,7 +210,8 @@ def run(args: argparse.Namespace) -> None:
         if args.cutoff is not None or args.format is not None:
             raise UsageError("--cutoff and --format only apply to --events")
         scored = scoring.score_table(args.input, model, args.id_column, args.chunksize,
-                                     args.threads, args.on_invalid)
+                                     args.threads, args.on_invalid, keep)
+    scored.threshold = threshold
     with scored:
         if rejected is None:
             top = scoring.write_output(scored, args.output, args.top)

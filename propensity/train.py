@@ -269,8 +269,10 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
         runs.append(selection.train_and_evaluate(cfg, base_cfg, s.X, s.y, s.baseline_X, seed,
                                                   verbose))
     r = runs[0]
-    save_model(tmp, r.model, split.pre)
-    save_model(tmp / "baseline", r.baseline, split.baseline_pre)
+    # each with the F1 threshold chosen on dev (predict.py's label column)
+    save_model(tmp, r.model, split.pre, threshold=r.metrics["dev"]["threshold"])
+    save_model(tmp / "baseline", r.baseline, split.baseline_pre,
+               threshold=r.baseline_metrics["dev"]["threshold"])
     rows = [row for s in runs for row in s.history_rows()]
     atomic_write(tmp / "history.csv", selection.csv_text(rows))
     files = selection.write_plots(tmp, r.history, r.best_epoch, r.baseline_history,

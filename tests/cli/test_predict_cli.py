@@ -57,17 +57,27 @@ def in_process_scores(model_dir: Path, csv_path: Path) -> np.ndarray:
 
 
 def test_predict_matches_in_process_scores(model_dir, score_frame, tmp_path):
+    """Propensities as 7 significant digits of the in-process scores; ranks and labels from
+    the full-precision scores; the label at the dev F1 threshold train.py saved."""
+    from features.scoring import rank_and_decile
+
     path = tmp_path / "in.csv"
     score_frame.to_csv(path, index=False)
     out = tmp_path / "scores.csv"
     proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output", out,
                    "--id-column", "session")
     assert proc.returncode == 0, proc.stderr
-    got = pd.read_csv(out)
-    assert list(got.columns) == ["session", "propensity", "rank", "decile"]
+    got = pd.read_csv(out, dtype={"propensity": str})
+    assert list(got.columns) == ["session", "propensity", "rank", "decile", "label"]
     assert list(got["session"]) == list(score_frame["session"])
-    np.testing.assert_allclose(got["propensity"], in_process_scores(model_dir, path), rtol=0,
-                               atol=1e-12)
+    p = in_process_scores(model_dir, path)
+    assert list(got["propensity"]) == [format(v, ".7g") for v in p]
+    np.testing.assert_array_equal(got["rank"], rank_and_decile(p)[0])
+    threshold = json.loads((model_dir / "model.json").read_text())["threshold"]
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert threshold == metrics["model"]["dev"]["threshold"]
+    np.testing.assert_array_equal(got["label"], (p >= threshold).astype(int))
+    assert 0 < got["label"].sum() < len(got)
 
 
 def test_shuffled_columns_chunks_and_extra_columns_give_identical_output(
@@ -157,10 +167,10 @@ def test_top_k_without_output_keeps_k_rows(model_dir, score_frame, tmp_path):
     assert list(top["rank"]) == list(range(1, 8)) and list(top["decile"]) == [1] * 7
     pd.testing.assert_frame_equal(top, full_top)
     assert list(top["session"]) == list(full["session"])
-    np.testing.assert_allclose(top["propensity"], full["propensity"], atol=1e-15)
+    np.testing.assert_allclose(top["propensity"], full["propensity"], rtol=5e-7, atol=0)
 
 
-def test_output_text_is_exact_to_15_decimals_and_quotes_ids():
+def test_output_text_has_7_significant_digits_and_quotes_ids():
     from features.scoring import _csv_ids, _digits, _propensity_text, format_rows
 
     p = np.array([0.0, 1.0, 0.5, 1e-16, 0.123456789012345678, 0.9999999999999999, 7e-4])
@@ -169,11 +179,30 @@ def test_output_text_is_exact_to_15_decimals_and_quotes_ids():
                    np.array([len(r) for r in raw]))
     text = format_rows([ids, _propensity_text(p), _digits(np.arange(1, 8) * 99, 3)])
     assert text.decode() == (
-        'a,0.000000000000000,99\n"b""c",1.000000000000000,198\n"d,e",0.500000000000000,297\n'
-        ',0.000000000000000,396\né,0.123456789012346,495\n"x\ny",1.000000000000000,594\n'
-        'z,0.000700000000000,693\n')
+        'a,0,99\n"b""c",1,198\n"d,e",0.5,297\n,1e-16,396\né,0.1234568,495\n"x\ny",1,594\n'
+        'z,0.0007,693\n')
     assert pd.read_csv(io.BytesIO(text), header=None, keep_default_na=False)[0].tolist() == [
         "a", 'b"c', "d,e", "", "é", "x\ny", "z"]
+
+
+def test_propensity_text_is_pythons_7g_on_every_kind_of_value():
+    """The column-at-once formatting against format(v, ".7g"): values over the whole
+    double range, float32 values, powers of ten and their neighbours, rounding ties (which
+    go through format), and values outside [0, 1] (an identity output)."""
+    from features.scoring import _propensity_text
+
+    rng = np.random.default_rng(7)
+    powers = 10.0 ** np.arange(-20, 1)
+    p = np.concatenate([
+        10.0 ** rng.uniform(-330, 0, 100_000), rng.random(100_000),
+        rng.random(50_000).astype(np.float32).astype(np.float64),
+        powers, np.nextafter(powers, 0), np.nextafter(powers, 2),
+        [0.0, -0.0, 5e-324, 1e-300, 9.9999995e-5, 0.99999995, 0.12345675, 0.5e-4, 1.5e-100],
+        [np.nan, np.inf, -1.5, 2.5, -1e-7, 123456789.0],
+    ])
+    M, valid = _propensity_text(p)
+    got = [bytes(row[v]).decode() for row, v in zip(M, valid, strict=True)]
+    assert got == [format(v, ".7g") for v in p.tolist()]
 
 
 def test_a_very_long_id_is_written_in_parts(model_dir, score_frame, tmp_path, monkeypatch):
@@ -238,7 +267,7 @@ def test_unseen_categories_are_scored_through_the_bucket_and_counted(
     assert "4 values not seen in training" in proc.stderr
     assert "Browser: 1 row" in proc.stderr and "Month: 3 rows" in proc.stderr
     np.testing.assert_allclose(pd.read_csv(out)["propensity"], in_process_scores(model_dir, path),
-                               atol=1e-12)
+                               rtol=5e-7, atol=0)
 
 
 def _break(frame, row, column, value):
@@ -310,7 +339,8 @@ def test_stdout_output_without_output_flag(model_dir, score_frame, tmp_path):
     proc = run_cli("predict.py", "--model", model_dir, "--input", path)
     assert proc.returncode == 0, proc.stderr
     got = pd.read_csv(io.StringIO(proc.stdout))
-    assert list(got.columns) == ["row", "propensity", "rank", "decile"] and len(got) == 12
+    assert list(got.columns) == ["row", "propensity", "rank", "decile", "label"]
+    assert len(got) == 12
 
 
 EVENTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "events"
@@ -334,7 +364,7 @@ def test_event_log_mode_train_then_predict(tmp_path):
                    cutoff, "--output", out)
     assert proc.returncode == 0, proc.stderr
     got = pd.read_csv(out)
-    assert list(got.columns) == ["user_id", "propensity", "rank", "decile"]
+    assert list(got.columns) == ["user_id", "propensity", "rank", "decile", "label"]
 
     import features.events as events
     from nn_core import load_model
@@ -343,7 +373,101 @@ def test_event_log_mode_train_then_predict(tmp_path):
     model = load_model(tmp_path / "run")
     expected = model.network.predict_proba(model.preprocessing.transform(X))
     assert list(got["user_id"]) == list(X.index)
-    np.testing.assert_allclose(got["propensity"], expected, atol=1e-12)
+    np.testing.assert_allclose(got["propensity"], expected, rtol=5e-7, atol=0)
     # a table model refuses an event log, and the reverse
     proc = run_cli("predict.py", "--model", tmp_path / "run", "--input", out)
     assert proc.returncode == 2 and "trained on event-log features" in proc.stderr
+
+
+def test_threshold_flag_overrides_and_old_model_dirs_have_no_label(model_dir, score_frame,
+                                                                   tmp_path):
+    """--threshold T labels p >= T; a model directory saved before thresholds were stored
+    (model.json without one) still loads and writes no label column unless given one."""
+    import shutil
+
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output", out,
+                   "--threshold", "0.2")
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(out)
+    p = in_process_scores(model_dir, path)
+    np.testing.assert_array_equal(got["label"], (p >= 0.2).astype(int))
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    meta = json.loads((old / "model.json").read_text())
+    del meta["threshold"]
+    (old / "model.json").write_text(json.dumps(meta))
+    proc = run_cli("predict.py", "--model", old, "--input", path, "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(out).columns) == ["row", "propensity", "rank", "decile"]
+    proc = run_cli("predict.py", "--model", old, "--input", path, "--output", out,
+                   "--threshold", "0.9", "--top", "2")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(pd.read_csv(out)["label"], (p >= 0.9).astype(int))
+    assert proc.stdout.splitlines()[1].split() == ["row", "propensity", "rank", "decile",
+                                                   "label"]
+    for bad, message in (("1.5", "--threshold must be in [0, 1]"),
+                         ("nan", "--threshold must be a finite number"),
+                         ("x", "argument --threshold: invalid float value")):
+        proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output",
+                       tmp_path / "new.csv", "--threshold", bad)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1 and not (tmp_path / "new.csv").exists()
+
+
+def test_keep_columns_copies_cells_as_written(model_dir, score_frame, tmp_path):
+    """Kept columns come after the id, each cell as in the file (ids and kept text columns
+    are never read as numbers: 007 stays 007), a model column as the model reads it;
+    chunks, --top and --on-invalid skip keep them on their rows."""
+    frame = score_frame.assign(
+        session=[f"00{i}" for i in range(len(score_frame))],
+        note=[f'n{i}, "q"' if i % 3 else "TRUE" for i in range(len(score_frame))])
+    frame.loc[4, "Region"] = ""  # a bad cell: its row is left out under skip
+    path = tmp_path / "in.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    keep = ["note", "Month", "Weekend", "ProductRelated"]
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output", out,
+                   "--id-column", "session", "--keep-columns", " note,Month ,Weekend,"
+                   "ProductRelated", "--chunksize", 7, "--on-invalid", "skip", "--top", "3")
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(got.columns) == ["session", *keep, "propensity", "rank", "decile", "label"]
+    expected = frame.drop(index=4)
+    assert list(got["session"]) == list(expected["session"])
+    for name in ("note", "Month", "Weekend"):  # Weekend is TRUE/FALSE in the file
+        assert list(got[name]) == list(expected[name]), name
+    assert list(got["ProductRelated"]) == [str(int(v)) for v in expected["ProductRelated"]]
+    top = got.sort_values("rank", key=lambda r: r.astype(int)).head(3)
+    printed = [line.split()[:2] for line in proc.stdout.splitlines()[2:5]]
+    assert printed == [[s, n.split()[0]] for s, n in zip(top["session"], top["note"],
+                                                          strict=True)]
+
+
+@pytest.mark.parametrize("keep, status, message", [
+    ("note,Nope", 1, "column 'Nope': required column is missing (given in --keep-columns)"),
+    ("Month,rank", 2, "--keep-columns: 'rank' is already a column of the output"),
+    ("Month,,Region", 2, "an empty column name"),
+    ("Month,Month", 2, "'Month' is listed twice"),
+    ("session", 1, "'session' is already a column of the output"),
+])
+def test_keep_columns_refusals_are_one_line(model_dir, score_frame, tmp_path, keep, status,
+                                            message):
+    path = tmp_path / "in.csv"
+    score_frame.assign(note="x").to_csv(path, index=False)
+    proc = run_cli("predict.py", "--model", model_dir, "--input", path, "--output",
+                   tmp_path / "o.csv", "--id-column", "session", "--keep-columns", keep)
+    assert proc.returncode == status and message in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+def test_keep_columns_is_refused_with_events(model_dir, tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,category_id,behavior_type,timestamp\n1,2,3,pv,1511544070\n")
+    proc = run_cli("predict.py", "--model", model_dir, "--events", log, "--keep-columns",
+                   "item_id")
+    assert proc.returncode == 2 and "--keep-columns only applies to --input" in proc.stderr
+    assert proc.stderr.count("\n") == 1

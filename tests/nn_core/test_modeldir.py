@@ -159,3 +159,33 @@ def test_model_files_get_ordinary_permissions(saved):
     os.umask(mask)
     for name in ("model.json", "weights.npz"):
         assert (d / name).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_threshold_round_trip_and_old_directories_without_it(saved, tmp_path):
+    m, d = saved
+    assert load_model(d).threshold is None  # saved without one, as before it was stored
+    save_model(tmp_path / "t", m, threshold=0.375)
+    assert json.loads((tmp_path / "t" / "model.json").read_text())["threshold"] == 0.375
+    assert load_model(tmp_path / "t").threshold == 0.375
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+        save_model(tmp_path / "u", m, threshold=1.5)
+    assert not (tmp_path / "u").exists()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0.5", "must be a number"), (True, "must be a number"), (-0.1, r"must be in \[0, 1\]"),
+    (2, r"must be in \[0, 1\]"), ([0.5], "must be a number"),
+])
+def test_a_malformed_threshold_is_refused(saved, value, message):
+    _, d = saved
+    meta = json.loads((d / "model.json").read_text())
+    meta["threshold"] = value
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match=f"model.json: 'threshold' {message}"):
+        load_model(d)
+
+
+def test_an_identity_output_takes_any_finite_threshold(tmp_path):
+    m = MLP(3, (2,), output="identity", seed=1)
+    save_model(tmp_path / "m", m, threshold=-2.5)
+    assert load_model(tmp_path / "m").threshold == -2.5
