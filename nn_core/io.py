@@ -451,6 +451,51 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` that shows each option's default once: ``(default: X)`` is appended where
+    the help text does not already say its default, and left out where there is none to
+    show (``None``, a switch's ``False``). Tuples read as the flag takes them (``64,32``;
+    ``none`` when empty), paths as given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default is None
+                or default is argparse.SUPPRESS or isinstance(default, bool)):
+            return text
+        if isinstance(default, tuple | list):
+            shown = ",".join(map(str, default)) or "none"
+        else:
+            shown = str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+    def _format_action(self, action: argparse.Action) -> str:
+        # argparse shows no default for an option without help text: give it an empty one.
+        if action.help is None and action.option_strings:
+            action = argparse.Action(action.option_strings, action.dest, action.nargs,
+                                     action.const, action.default, action.type,
+                                     action.choices, action.required, " ", action.metavar)
+        return super()._format_action(action)
+
+
+def options_given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The destinations of the options written in ``argv`` (``--opt value``, ``--opt=value``
+    and the unambiguous abbreviations argparse accepts), defaults and a ``--config`` file's
+    settings aside: what the user typed. Call after ``parser.parse_args(argv)`` succeeded."""
+    actions = parser._option_string_actions  # argparse's own table of option strings
+    given = set()
+    for token in argv:
+        if token == "--":
+            break
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        matches = {a.dest for option, a in actions.items() if option == name} or \
+            {a.dest for option, a in actions.items() if option.startswith(name)}
+        if len(matches) == 1:
+            given |= matches
+    return given
+
 @contextlib.contextmanager
 def stdout_may_close():
     """Within the block, a closed standard output (``command | head -1``) ends the printing

@@ -382,7 +382,8 @@ class MLP:
             With validation data, end with the weights of the best epoch (stopped early or
             not), as Keras' ``EarlyStopping(restore_best_weights=True)``.
         verbose : {0, 1, 2}
-            0 silent; 1 a progress bar (tqdm, on stderr, for a terminal); 2 one line per
+            0 silent; 1 a progress bar (tqdm, on stderr) when stderr is a terminal, else
+            one line on stderr at the end (epochs, best epoch, dev score, time); 2 one line per
             epoch on stdout (``Epoch 3/10 - loss: ... - val_loss: ...``, ``*`` marks a
             new best epoch).
         metrics_on_train : bool

@@ -52,10 +52,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from nn_core.io import OneLineArgumentParser
+from nn_core.io import DefaultsHelpFormatter, OneLineArgumentParser
 from nn_core.preprocessing import ON_INVALID
 
-from . import print_error, program_name
+from . import program_name, run_command
 
 DEFAULT_CHUNKSIZE = 100_000
 MODEL_FILES = ("model.json", "weights.npz", "preprocess.json")
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = OneLineArgumentParser(
         prog=program_name("predict"),
         description="Score purchase propensity with a model directory written by train.py.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     ap.add_argument("--model", type=Path, required=True, help="model directory (e.g. runs/latest)")
     src = ap.add_mutually_exclusive_group(required=True)
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cutoff", help="with --events: score with the events before this time")
     ap.add_argument("--format", choices=("taobao", "rees46", "canonical"),
                     help="with --events: log format (default: the one the model was trained on)")
-    ap.add_argument("--threads", type=int, help="numba threads")
+    ap.add_argument("--threads", type=int, help="numba threads (default: all)")
     ap.add_argument("--on-invalid", choices=ON_INVALID, default="error",
                     help="a bad cell: stop with an error; skip its row (listed in "
                     "--rejected); or impute a missing one (models trained with it)")
@@ -248,63 +248,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_main(args: argparse.Namespace) -> int:
-    import csv
     import errno
-
-    from features.tabular import DataError
-    from nn_core.io import (
-        ModelFileError,
-        Terminated,
-        describe_internal_error,
-        describe_os_error,
-    )
 
     source = args.input if args.input is not None else args.events
     write_errors = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-    try:
-        run(args)
-    except UsageError as exc:
-        return _error(exc, 2)
-    except UnicodeDecodeError as exc:
-        return _error(f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason})", 1)
-    except (DataError, ModelFileError, ValueError) as exc:
-        return _error(exc, 1)
-    except csv.Error as exc:
-        return _error(f"{source}: cannot read it as CSV: {exc}", 1)
-    except BrokenPipeError:  # e.g. `python predict.py ... | head`
-        sys.stderr.close()
-        return 1
-    except OSError as exc:  # e.g. permission denied on --output, a full disk
+
+    def name_output(exc: OSError) -> OSError:  # e.g. permission denied on --output, disk full
         if args.output is not None and (
                 (exc.filename is None and exc.errno in write_errors)
                 or _is_temp_of(exc.filename, args.output)):
-            exc = OSError(exc.errno, exc.strerror, str(args.output))  # a write of the output
-        elif args.rejected is not None and _is_temp_of(exc.filename, args.rejected):
-            exc = OSError(exc.errno, exc.strerror, str(args.rejected))
-        return _error(describe_os_error(exc), 1)
-    except MemoryError as exc:
-        return _error(f"out of memory ({exc or 'allocation failed'}); no output written", 1)
-    except Terminated:
-        print(f"{program_name('predict')}: terminated (SIGTERM); no output written",
-              file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print(f"{program_name('predict')}: interrupted; no output written",
-              file=sys.stderr)
-        return 130
-    except Exception as exc:  # unexpected: one line, not a traceback
-        return _error(describe_internal_error(exc), 1)
-    return 0
+            return OSError(exc.errno, exc.strerror, str(args.output))  # a write of the output
+        if args.rejected is not None and _is_temp_of(exc.filename, args.rejected):
+            return OSError(exc.errno, exc.strerror, str(args.rejected))
+        return exc
+
+    return run_command("predict", lambda: run(args), source=source,
+                       nothing_written="no output written", usage_errors=(UsageError,),
+                       os_error=name_output)
 
 
 def _is_temp_of(name, output: Path) -> bool:
     """Whether ``name`` is the temporary file beside ``output`` that becomes it."""
     return name is not None and Path(name).parent == output.parent \
         and Path(name).name.startswith(f".{output.name}.")
-
-
-def _error(message, status: int) -> int:
-    return print_error("predict", message, status)
 
 
 if __name__ == "__main__":

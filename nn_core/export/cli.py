@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..io import (
+    DefaultsHelpFormatter,
     OneLineArgumentParser,
     Terminated,
     describe_internal_error,
@@ -45,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(
         prog="python -m nn_core.export" if started_as == "__main__.py" else started_as,
         description="Export a model directory (model.json, weights.npz, preprocess.json) to a "
-                    "C (float32 or int8), single-file Python or ONNX predictor of raw inputs.")
+                    "C (float32 or int8), single-file Python or ONNX predictor of raw inputs.",
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("model_dir", type=Path, help="directory written by train.py")
-    parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+    parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt",
+                        help="the predictor to write (docs/embedded.md)")
     parser.add_argument("--out", required=True, type=Path,
                         help="output directory; it may not be MODEL_DIR nor a folder inside "
                              "it (an export never writes into the model directory)")
