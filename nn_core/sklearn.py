@@ -91,8 +91,8 @@ class PropensityClassifier(ClassifierMixin, BaseEstimator):
     dtype : {"float32", "float64"}
         Precision of the network.
     random_state : int, RandomState or None
-        Seeds the initial weights, the row order of every epoch (and the dropout masks)
-        and the early-stopping split.
+        Seeds the initial weights (``MLP``'s default, LeCun normal: docs/math.md section 7),
+        the row order of every epoch (and the dropout masks) and the early-stopping split.
     backend : {"numba", "numpy", "cupy"}
     threads : int or None
         Threads of the numba backend (``None``: all).

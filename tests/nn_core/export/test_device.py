@@ -62,15 +62,19 @@ def test_float32_on_the_device_matches_predict_py(uci, board):
 
 
 @pytest.mark.parametrize("board", list(BOARDS))
-def test_integer_int8_on_the_device_equals_its_model(uci, board):
-    """The integer-only C gives its NumPy model's numbers (VEXP) on the device."""
-    out = uci["root"] / f"full_{board}"
-    name, files = _export(uci, "c-int8-full", slice(0, N_VECTORS), out)
+@pytest.mark.parametrize("fmt", ["c-int8-full", "c-int8"])
+def test_int8_on_the_device_equals_its_model(uci, board, fmt):
+    """The int8 C gives its NumPy model's numbers (VEXP) on the device: the integer-only
+    one exactly, the float-rescaled one to float32 rounding."""
+    out = uci["root"] / f"{fmt}_{board}"
+    name, files = _export(uci, fmt, slice(0, N_VECTORS), out)
     result = run(build(out, name, board)["harness"], board)
     expected = c_arrays(files[f"{name}_vectors.h"])[f"{name}_VEXP"]
-    # libm's log1pf may differ from NumPy's in the last bit, which can move an input's
-    # code across a rounding boundary: rare, and then by one code
-    assert np.mean(result.p == expected) >= 0.98
+    # libm's log1pf (and expf) may differ from NumPy's in the last bit, which can move an
+    # input's code across a rounding boundary: rare, and then by one code
+    close = result.p == expected if fmt == "c-int8-full" else (
+        np.abs(result.p - expected) <= 1e-6)
+    assert np.mean(close) >= 0.98
     assert np.max(np.abs(result.p - expected)) <= 0.02
 
 
