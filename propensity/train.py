@@ -18,6 +18,14 @@ Other session tables: ``--data FILE --target COL --numeric a,b --categorical c,d
 ``--config``. Event logs: ``--events FILE --format taobao --horizon 1d`` (time-based splits
 from ``features.events.load_event_splits``).
 
+Printed: on stdout the winning trial of ``--tune``, dev metrics, then test metrics of the
+MLP and the baseline, and both models' settings (the baseline's are fixed,
+``nn_core.selection.BASELINE``), no line wider than 100 columns; on stderr, unless
+``--quiet``, "compiling kernels (first run only)" when Numba's cache lacks them, then a
+progress bar per model on a terminal or one line per model otherwise. A flag that does not
+apply to the data given (``--horizon`` with a table, ``--numeric`` with ``--events``, ...)
+is refused.
+
 The script parses the command line and prints; ``features.datasets`` gives the splits and
 ``nn_core.selection`` trains (early stopping in ``MLP.fit``), evaluates, tunes and builds
 the run directory under a temporary name, renamed at the end: a failed run leaves nothing.
@@ -33,7 +41,6 @@ removed by the next run in the same folder. Limits: docs/architecture.md#limits.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -47,12 +54,12 @@ from nn_core import selection
 from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
 from nn_core.io import (
+    DefaultsHelpFormatter,
     OneLineArgumentParser,
-    Terminated,
     atomic_write,
-    describe_internal_error,
     describe_os_error,
     new_run_dir,
+    options_given,
     point_latest,
     sigterm_as_interrupt,
     stdout_may_close,
@@ -62,7 +69,7 @@ from nn_core.optim import OPTIMIZERS, SCHEDULES
 from nn_core.preprocessing import ON_INVALID
 from nn_core.selection import NetConfig
 
-from . import print_error, program_name
+from . import program_name, run_command
 from .bundled import bundled_table
 
 # The checkout's data/ or, installed, the copy under <prefix>/share/ (propensity/bundled.py).
@@ -120,9 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = OneLineArgumentParser(
         prog=program_name("train"),
         description="Train the purchase-propensity MLP (and a logistic-regression baseline).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     data = ap.add_argument_group("data (session table)")
-    data.add_argument("--data", type=Path, default=DEFAULT_DATA, help="session-table CSV")
+    data.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                      help="session-table CSV (default: the bundled UCI table)")
     data.add_argument("--config", type=Path, help="JSON file with target/numeric/categorical/"
                       "id_column/ranges (flags below override it)")
     data.add_argument("--target", help="0/1 (or TRUE/FALSE) target column [UCI: Revenue]")
@@ -135,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "the training rows, plus a missing indicator; stored with the model)")
     ev = ap.add_argument_group("data (event log)")
     ev.add_argument("--events", type=Path, help="event-log CSV (instead of --data)")
-    ev.add_argument("--format", choices=("taobao", "rees46", "canonical"), default="canonical")
+    ev.add_argument("--format", choices=("taobao", "rees46", "canonical"), default="canonical",
+                    help="the log's layout (docs/events.md)")
     ev.add_argument("--horizon", default="1d", help="label window after each cutoff")
     ev.add_argument("--cutoff", help="ISO time of the test cutoff (default: log end - horizon)")
     ev.add_argument("--drop-invalid", action="store_true", help="drop and count invalid events")
@@ -146,27 +155,32 @@ def build_parser() -> argparse.ArgumentParser:
     hp = ap.add_argument_group("network and training")
     hp.add_argument("--hidden", type=_int_list, default=d.hidden, help="hidden widths, e.g. "
                     "64,32 ('none' = logistic regression)")
-    hp.add_argument("--activation", default=d.activation, choices=list(ACTIVATIONS))
-    hp.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
-    hp.add_argument("--lr", type=float, default=d.lr)
+    hp.add_argument("--activation", default=d.activation, choices=list(ACTIVATIONS),
+                    help="hidden-layer activation")
+    hp.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS),
+                    help="update rule")
+    hp.add_argument("--lr", type=float, default=d.lr, help="learning rate")
     hp.add_argument("--momentum", type=float, default=d.momentum,
                     help="mu of the momentum and nesterov optimizers")
-    hp.add_argument("--batch-size", type=int, default=d.batch_size)
+    hp.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per update")
     hp.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs")
     hp.add_argument("--l2", type=float, default=d.l2, help="L2 penalty (l2/2)*sum ||W||^2")
     hp.add_argument("--weight-decay", type=float, default=d.weight_decay, help="decoupled decay")
     hp.add_argument("--dropout", type=float, default=d.dropout, help="hidden-unit dropout")
     hp.add_argument("--pos-weight", type=_pos_weight, default=d.pos_weight,
                     help="loss weight of positives: a number or auto (= n_neg / n_pos)")
-    hp.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
+    hp.add_argument("--schedule", default=d.schedule, choices=SCHEDULES,
+                    help="learning rate over the epochs")
     hp.add_argument("--monitor", default=d.monitor, choices=list(selection.MONITORS),
                     help="early stopping on dev ROC-AUC or dev log-loss")
     hp.add_argument("--patience", type=int, default=d.patience,
                     help="stop after this many epochs without dev improvement")
     hp.add_argument("--no-restore-best", action="store_true",
                     help="keep the last epoch's weights instead of the best dev epoch's")
-    hp.add_argument("--dtype", default=d.dtype, choices=DTYPES)
-    hp.add_argument("--backend", default=d.backend, choices=BACKENDS)
+    hp.add_argument("--dtype", default=d.dtype, choices=DTYPES,
+                    help="floating-point type of the weights and features")
+    hp.add_argument("--backend", default=d.backend, choices=BACKENDS,
+                    help="numba (compiled), numpy (the reference) or cupy (GPU)")
     hp.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     hp.add_argument("--tune", type=int, default=0, metavar="N",
                     help="random search of N trials (architecture, lr, L2, batch, dropout), "
@@ -174,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     out = ap.add_argument_group("output")
     out.add_argument("--out", type=Path, help="run directory (default runs/<timestamp>/, "
                      "and runs/latest then points at it)")
-    out.add_argument("--quiet", action="store_true", help="no progress bars")
+    out.add_argument("--quiet", action="store_true",
+                     help="no progress on stderr (bars on a terminal, else a line per model)")
     return ap
 
 
@@ -240,17 +255,63 @@ def load_data(args: argparse.Namespace):
     return data
 
 
-def print_summary(result: dict, seeds: tuple[int, ...]) -> None:
-    keys = ("roc_auc", "pr_auc", "log_loss", "brier", "f1", "lift_at_10", "ece")
+#: The metrics printed on stdout (metrics.json has them all); the widest line of the
+#: summary, a test checks it.
+SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "f1", "lift_at_10", "ece")
+SUMMARY_WIDTH = 100
+
+
+def summary_lines(result: dict, seeds: tuple[int, ...]) -> list[str]:
+    """What the run prints on stdout: the tuning winner (``--tune``), dev metrics, then test
+    metrics (mean and, below it, ± the standard deviation over several seeds) of the MLP
+    and the baseline, then both models' settings; no line wider than SUMMARY_WIDTH."""
+    import textwrap
+
     multi = len(seeds) > 1
     src = result["mean"] if multi else result
-    print(f"test metrics, mean ± std over seeds {','.join(map(str, seeds))}" if multi
-          else f"test metrics (seed {seeds[0]})")
-    print(f"{'':22s}" + "".join(f"{k:>17s}" for k in keys))
-    for name, label in (("model", "MLP"), ("baseline", "logistic regression")):
-        cells = [f"{src[name]['test'][k]:.4f}"
-                 + (f" ± {result['std'][name]['test'][k]:.4f}" if multi else "") for k in keys]
-        print(f"{label:22s}" + "".join(f"{c:>17s}" for c in cells))
+    shown = ",".join(map(str, seeds)) if len(seeds) <= 8 else \
+        f"{seeds[0]},{seeds[1]},...,{seeds[-1]} ({len(seeds)} seeds)"
+    over = f"mean ± std over seeds {shown}" if multi else f"seed {seeds[0]}"
+
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(text, SUMMARY_WIDTH, subsequent_indent="    ",
+                             break_on_hyphens=False)
+
+    lines = []
+    if "tune" in result:
+        won, n = result["tune"]["selected"], result["tune"]["n_trials"]
+        monitor = result["config"]["monitor"]
+        score = won["dev_roc_auc"] if monitor == "roc_auc" else won["dev_loss"]
+        which = ", the command line's settings," if won["trial"] == 0 else ""
+        lines += wrap(f"tune: trial {won['trial']} (of 0-{n - 1}){which} won on seed "
+                      f"{seeds[0]}'s dev {monitor} {score:.4f}; its settings are the MLP's "
+                      "below; every trial is in tune_trials.csv")
+    for part in ("dev", "test"):
+        lines.append(f"{part} metrics ({over})")
+        lines.append(f"{'':21s}" + "".join(f"{k:>11s}" for k in SUMMARY_METRICS))
+        for name, label in (("model", "MLP"), ("baseline", "logistic regression")):
+            lines.append(f"{label:21s}" + "".join(f"{src[name][part][k]:11.4f}"
+                                                  for k in SUMMARY_METRICS))
+            if multi:
+                lines.append(f"{'':21s}" + "".join(
+                    f"{'±' + format(result['std'][name][part][k], '.4f'):>11s}"
+                    for k in SUMMARY_METRICS))
+    fields = NetConfig.__dataclass_fields__
+    cfg, base = (NetConfig(**{k: tuple(v) if k == "hidden" else v
+                              for k, v in result[key].items() if k in fields})
+                 for key in ("config", "baseline_config"))
+    lines += wrap(f"MLP: {selection.describe_config(cfg)}")
+    lines += wrap(f"logistic regression (fixed, docs/results.md): "
+                  f"{selection.describe_config(base).removeprefix('no hidden layer, ')}")
+    return lines
+
+
+def data_name(info: dict) -> str:
+    """The data's short name for plot titles: the file's name (the first file's, and how
+    many more, for several event logs), at most 40 characters."""
+    paths = info["path"].split(", ") if info["kind"] == "events" else [info["path"]]
+    name = Path(paths[0]).name + (f" +{len(paths) - 1} files" if len(paths) > 1 else "")
+    return name if len(name) <= 40 else name[:39] + "…"
 
 
 def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict:
@@ -258,6 +319,14 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
     from nn_core import save_model
     seeds, verbose = tuple(args.seeds), 0 if args.quiet else 1
     base_cfg, trials = selection.baseline_config(cfg), None
+    if verbose and cfg.backend == "numba":
+        from nn_core.training import kernels_cached
+
+        cached = kernels_cached(cfg.dtype, cfg.batch_size, cfg.threads,
+                                (cfg.activation, base_cfg.activation))
+        if not cached:
+            print("compiling kernels (first run only)" if cached is False
+                  else "compiling or loading kernels", file=sys.stderr, flush=True)
     if args.tune:
         tuning = data.split(seeds[0])
         cfg, trials = selection.tune(cfg, tuning.X, tuning.y, seeds[0], args.tune, verbose)
@@ -276,7 +345,8 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
     rows = [row for s in runs for row in s.history_rows()]
     atomic_write(tmp / "history.csv", selection.csv_text(rows))
     files = selection.write_plots(tmp, r.history, r.best_epoch, r.baseline_history,
-                                  split.y["test"], r.p_model["test"], r.p_baseline["test"])
+                                  split.y["test"], r.p_model["test"], r.p_baseline["test"],
+                                  cfg.monitor, f"{data_name(data.info)}, seed {seeds[0]}")
     result: dict = {"model": r.metrics, "baseline": r.baseline_metrics}
     if len(seeds) > 1:
         result["mean"], result["std"] = selection.summarise([s.summary() for s in runs])
@@ -333,7 +403,7 @@ def run(args: argparse.Namespace) -> dict:
     out = run_dir.out
     latest = point_latest(out) if run_dir.default else None
     with stdout_may_close():  # the run is written; `train.py | head` must not undo that
-        print_summary(result, tuple(args.seeds))
+        print("\n".join(summary_lines(result, tuple(args.seeds))))
         print(f"run directory: {out}" + (f" (runs/latest: {latest})" if latest else ""))
         print(f"done in {result['seconds']:.1f} s", flush=True)
     return result
@@ -348,55 +418,51 @@ def _in_out(exc: OSError, run_dir) -> OSError:
     return OSError(exc.errno, exc.strerror, name)
 
 
+#: Options that one kind of data alone uses; given with the other kind they are refused.
+EVENTS_ONLY = ("format", "horizon", "cutoff", "drop_invalid")
+TABLE_ONLY = ("data", "target", "numeric", "categorical", "id_column", "split")
+
+
+def inapplicable(args: argparse.Namespace, given: set[str]) -> str | None:
+    """Why options typed on the command line (``given``, their destinations) do not apply
+    to this run, in one line; None when they all do."""
+    def flags(dests) -> str:
+        return ", ".join("--" + d.replace("_", "-") for d in dests)
+
+    events = args.events is not None
+    wrong = [d for d in (TABLE_ONLY if events else EVENTS_ONLY) if d in given]
+    if wrong:
+        verb = "applies" if len(wrong) == 1 else "apply"
+        return (f"{flags(wrong)} {verb} to session tables (--data) only, not to --events"
+                if events else f"{flags(wrong)} {verb} to event logs (--events) only")
+    if "momentum" in given and args.optimizer not in ("momentum", "nesterov"):
+        return (f"--momentum applies to --optimizer momentum or nesterov only, not "
+                f"{args.optimizer}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status: 0, 1 (bad data or model, an OS error,
     out of memory), 2 (a usage mistake), 130 (Ctrl-C) or 143 (SIGTERM). Every error is one
     line on stderr, and a failed run leaves no run directory."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = inapplicable(args, options_given(parser, sys.argv[1:] if argv is None else argv))
+    if problem:
+        parser.error(problem)
     with sigterm_as_interrupt():
         return _run_main(args)
 
 
 def _run_main(args: argparse.Namespace) -> int:
     from features.datasets import DatasetError
-    from features.tabular import DataError
     from nn_core.backends import BackendUnavailableError
-    from nn_core.io import ModelFileError
 
     source = args.events if args.events is not None else args.data
-    try:
-        run(args)
-    except (UsageError, DatasetError) as exc:
-        return _error(exc, 2)
-    except UnicodeDecodeError as exc:
-        return _error(f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason})", 1)
-    except (DataError, ModelFileError, FloatingPointError, BackendUnavailableError,
-            ValueError) as exc:  # ValueError: bad values found by the libraries
-        return _error(exc, 1)
-    except csv.Error as exc:
-        return _error(f"{source}: cannot read it as CSV: {exc}", 1)
-    except OSError as exc:
-        return _error(describe_os_error(exc), 1)
-    except MemoryError as exc:
-        return _error(f"out of memory ({exc or 'allocation failed'}); no run directory "
-                      "written", 1)
-    except RecursionError as exc:
-        return _error(f"{exc}", 1)
-    except Terminated:
-        print(f"{program_name('train')}: terminated (SIGTERM); no run directory written",
-              file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print(f"{program_name('train')}: interrupted; no run directory written",
-              file=sys.stderr)
-        return 130
-    except Exception as exc:  # unexpected: one line, not a traceback
-        return _error(describe_internal_error(exc), 1)
-    return 0
-
-
-def _error(message, status: int) -> int:
-    return print_error("train", message, status)
+    return run_command("train", lambda: run(args), source=source,
+                       nothing_written="no run directory written",
+                       usage_errors=(UsageError, DatasetError),
+                       data_errors=(FloatingPointError, BackendUnavailableError))
 
 
 if __name__ == "__main__":

@@ -444,3 +444,20 @@ def test_the_progress_bar_waits_for_the_first_epoch_to_estimate(monkeypatch):
             assert before == "" and "\r" not in text
             assert text == text.splitlines()[0] + "\n"
             assert text.startswith("demo: 3 epochs, best epoch 1, dev loss 0.6931, ")
+
+
+@pytest.mark.slow  # compiles the kernels from an empty cache (about 30 s of CPU)
+def test_compiling_is_announced_on_a_cold_cache_only(tmp_path):
+    """train.py says "compiling kernels (first run only)" exactly when Numba's cache lacks
+    the kernels: on the first run of an empty cache, not on the second."""
+    data = uci_sample(tmp_path / "s.csv", every=32)
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first, second = (
+        subprocess.run([sys.executable, str(REPO / "train.py"), "--input", str(data),
+                        "--epochs", "2", "--output", str(tmp_path / name)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "PYTHONPATH": str(REPO), **env})
+        for name in ("cold", "warm"))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stderr.splitlines()[0] == "compiling kernels (first run only)"
+    assert "compiling" not in second.stderr
