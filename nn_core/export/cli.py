@@ -84,6 +84,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         check_name(name)
         model, mlp = load_model_dir(args.model_dir)
+        if args.calibration_csv is not None and args.fmt != "c-int8-full":
+            raise ExportError(f"--calibration-csv is for --format c-int8-full only (not "
+                              f"{args.fmt}), whose activation ranges it fixes")
         calibration = (None if args.calibration_csv is None else read_rows(
             model, args.calibration_csv, labelled=False, flag="--calibration-csv")[1])
         vectors = (None if args.test_vectors is None else
