@@ -60,6 +60,12 @@ class Split:
     baseline_X : dict
         The baseline's feature matrices (the network's for a session table).
     baseline_pre : Preprocessor
+    ids : dict
+        ``"train"``/``"dev"``/``"test"`` -> what each row is (n,): for a session table the
+        0-based data row of the file (header not counted), for an event log the user id
+        (a train user appears once per training cutoff).
+    id_name : str
+        ``"row"`` or ``"user_id"``.
     """
 
     X: dict[str, np.ndarray]
@@ -67,6 +73,8 @@ class Split:
     pre: Preprocessor
     baseline_X: dict[str, np.ndarray]
     baseline_pre: Preprocessor
+    ids: dict[str, np.ndarray]
+    id_name: str
 
 
 def resolve_schema(
@@ -75,6 +83,7 @@ def resolve_schema(
     numeric: Sequence[str] | None = None,
     categorical: Sequence[str] | None = None,
     id_column: str | None = None,
+    ranges: dict | None = None,
 ) -> Schema:
     """Column roles: UCI defaults, overridden by ``config``, overridden by the arguments.
 
@@ -86,6 +95,8 @@ def resolve_schema(
     target, numeric, categorical, id_column : optional
         Roles that override the config file. Giving numeric or categorical columns (here or
         in the file) drops the UCI columns and ranges.
+    ranges : dict, optional
+        ``{column: (low, high)}`` (``None``: an open side), overriding the file's.
 
     Raises
     ------
@@ -106,7 +117,7 @@ def resolve_schema(
     if config is not None:
         custom.update(schema_from_config(config))
     given = {"target": target, "numeric": numeric, "categorical": categorical,
-             "id_column": id_column}
+             "id_column": id_column, "ranges": ranges}
     custom.update({k: v for k, v in given.items() if v is not None})
     if "numeric" in custom or "categorical" in custom:
         # Other roles: the UCI columns and ranges no longer apply.
@@ -208,7 +219,10 @@ class TableData:
                             "the split decided the transform)") from None
         X = {k: X_all[rows] for k, rows in parts.items()}
         y = {k: self.y[rows] for k, rows in parts.items()}
-        return Split(X, y, pre, X, pre)
+        # The file's 0-based data rows of the frame's rows (--on-invalid skip left some out).
+        kept = np.setdiff1d(np.arange(len(self.frame) + len(self.rejected.rows)),
+                            self.rejected.rows - 1)
+        return Split(X, y, pre, X, pre, {k: kept[rows] for k, rows in parts.items()}, "row")
 
 
 class EventData:
@@ -216,8 +230,8 @@ class EventData:
 
     Parameters
     ----------
-    path : path-like
-        The event-log CSV.
+    path : path-like or sequence of path-like
+        The event-log CSV, or several read as one log (``features.events.read_events``).
     format : {"taobao", "rees46", "canonical"}
     horizon : str
         Label window after each cutoff, e.g. ``"1d"``.
@@ -225,6 +239,8 @@ class EventData:
         ISO time of the test cutoff (default: log end - horizon).
     drop_invalid : bool
         Drop and count invalid events instead of failing.
+    stride, min_history : str, optional
+        Of the rolling training cutoffs (``features.events.rolling_cutoffs``).
 
     Raises
     ------
@@ -232,12 +248,16 @@ class EventData:
         When a snapshot has no buyers or only buyers.
     """
 
-    def __init__(self, path: str | os.PathLike, format: str = "canonical", horizon: str = "1d",
-                 cutoff: str | None = None, drop_invalid: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike | Sequence[str | os.PathLike],
+                 format: str = "canonical", horizon: str = "1d", cutoff: str | None = None,
+                 drop_invalid: bool = False, stride: str | None = None,
+                 min_history: str = "1D") -> None:
         from . import events  # lazy: table mode must not need it
 
         splits = events.load_event_splits(path, format=format, horizon=horizon, cutoff=cutoff,
-                                          drop_invalid=drop_invalid)
+                                          drop_invalid=drop_invalid, stride=stride,
+                                          min_history=min_history)
+        path = splits.info["path"]
         self.frames = {"train": splits.train, "dev": splits.dev, "test": splits.test}
         self.baseline_columns = list(splits.baseline_columns)
         self.source = {"kind": "events", "format": format, "horizon": horizon}
@@ -263,6 +283,7 @@ class EventData:
             X = {k: pre.transform(f[0]) for k, f in self.frames.items()}
             Xb = {k: base.transform(f[0]) for k, f in self.frames.items()}
             y = {k: f[1].to_numpy(dtype=np.int8) for k, f in self.frames.items()}
-            self._split = Split(X, y, pre, Xb, base)
+            ids = {k: f[0].index.to_numpy() for k, f in self.frames.items()}
+            self._split = Split(X, y, pre, Xb, base, ids, "user_id")
         return self._split
 

@@ -356,44 +356,39 @@ def derive_sessions(user: np.ndarray, t_ns: np.ndarray, gap: pd.Timedelta = SESS
     return np.cumsum(new, dtype=np.int64) - 1
 
 
-def read_events(path, format: str = "canonical", drop_invalid: bool = False,
-                session_gap: pd.Timedelta | str = SESSION_GAP, out_of_range: str = "drop",
-                time_range: tuple | None = None) -> pd.DataFrame:
-    """Read an event log into the canonical event table (see the module docstring).
+def expand_paths(patterns) -> list[Path]:
+    """The event-log files of ``--events``: each item a file or a glob pattern.
 
-    Parameters
-    ----------
-    path : CSV file.
-    format : ``"taobao"`` (UserBehavior: user_id, item_id, category_id,
-        behavior_type in pv/cart/fav/buy, unix-seconds timestamp; header optional),
-        ``"rees46"`` (event_time ``YYYY-MM-DD HH:MM:SS UTC``, event_type, product_id,
-        category_id, category_code, brand, price, user_id, user_session) or
-        ``"canonical"`` (user_id, timestamp as ISO 8601 or unix seconds, event_type;
-        optional session_id, item_id, category, price).
-    drop_invalid : if False (default) the first invalid row raises ``EventLogError``
-        (a ``ValueError``) naming the file, the row (1-based data row, header not
-        counted), the column and the value. If True invalid rows are dropped and
-        counted in the report.
-    session_gap : inactivity gap for sessions when the log has no session id.
-    out_of_range : events outside the log's core time range are always counted in
-        the report; ``"drop"`` (default) removes them, ``"keep"`` keeps them.
-    time_range : optional ``(start, end)``; default is the robust range: the
-        [0.05 %, 99.95 %] timestamp quantiles widened outward to whole hours.
+    A pattern (an item with ``*``, ``?`` or ``[`` that is not itself an existing file)
+    becomes its matching files in name order; a pattern that matches nothing is refused.
+    A file given twice (also through two patterns) is read once.
 
-    Returns
-    -------
-    DataFrame in the canonical schema; ``df.attrs["report"]`` is a JSON-serialisable
-    dict: ``path, format, n_rows, n_invalid, invalid_by_reason`` (``"column: reason"``
-    -> count), ``invalid_examples`` (first 5: row, column, value, reason),
-    ``time_range`` ([start, end) ISO), ``n_out_of_range``, ``out_of_range_examples``
-    (first 5 timestamps), ``out_of_range_action``, ``n_duplicate_rows`` (kept),
-    ``n_events``, ``n_users``, ``sessions_derived``.
+    Raises
+    ------
+    EventFileError
+        ``PATTERN: no file matches`` (the message names the pattern).
     """
-    path = Path(path)
-    if format not in _FORMATS:
-        raise ValueError(f"unknown event-log format {format!r}; expected one of {list(_FORMATS)}")
-    if out_of_range not in ("drop", "keep"):
-        raise ValueError(f"out_of_range must be 'drop' or 'keep', got {out_of_range!r}")
+    import glob
+
+    out: list[Path] = []
+    for item in [patterns] if isinstance(patterns, str | Path) else patterns:
+        text = str(item)
+        if glob.has_magic(text) and not Path(text).exists():
+            found = sorted(glob.glob(text))
+            if not found:
+                raise EventFileError(f"{text}: no file matches this pattern (--events)")
+            out.extend(Path(f) for f in found)
+        else:
+            out.append(Path(text))
+    unique: dict[Path, Path] = {}  # absolute path -> the path as given, first time seen
+    for path in out:
+        unique.setdefault(path.absolute(), path)
+    return list(unique.values())
+
+
+def _read_one(path: Path, format: str, drop_invalid: bool) -> tuple[pd.DataFrame, dict]:
+    """One file validated and mapped to canonical columns (ids still text, not sorted),
+    and its part of the report."""
     raw, header = _read_raw(path, format)
     v = _Validator(raw)
     df = _canonical_frame(raw, format, v)
@@ -419,7 +414,91 @@ def read_events(path, format: str = "canonical", drop_invalid: bool = False,
                 {"row": int(i) + 1, "column": col, "value": raw[col].iloc[i], "reason": reason})
         df = df[~bad]
     report["n_duplicate_rows"] = int(raw[~bad].duplicated().sum())
-    del raw
+    return df, report
+
+
+def _union(parts: list[tuple[pd.DataFrame, dict]], paths: list[Path]
+           ) -> tuple[pd.DataFrame, dict]:
+    """Several files' events as one log (``read_events``): same columns required, copies of
+    an event across files dropped (each event kept as often as in the file with most)."""
+    first = list(parts[0][0].columns)
+    for (df, _), path in zip(parts[1:], paths[1:], strict=True):
+        if list(df.columns) != first:
+            raise EventFileError(f"{path}: its columns {list(df.columns)} differ from those of "
+                                 f"{paths[0]} ({first}); the files of one log must match")
+    # The k-th copy of an event within its file; across files, equal (event, k) are one.
+    frames = [df.assign(_copy=df.groupby(first, dropna=False, sort=False).cumcount())
+              for df, _ in parts]
+    df = pd.concat(frames, ignore_index=True)
+    overlap = df.duplicated([*first, "_copy"]).to_numpy()
+    df = df[~overlap].drop(columns="_copy")
+    reports = [r for _, r in parts]
+    by_reason: dict[str, int] = {}
+    for r in reports:
+        for k, n in r["invalid_by_reason"].items():
+            by_reason[k] = by_reason.get(k, 0) + n
+    report = {"path": ", ".join(r["path"] for r in reports), "files": [str(p) for p in paths],
+              "format": reports[0]["format"], "n_rows": sum(r["n_rows"] for r in reports),
+              "n_invalid": sum(r["n_invalid"] for r in reports),
+              "invalid_by_reason": by_reason,
+              "invalid_examples": [{"file": r["path"], **e} for r in reports
+                                   for e in r["invalid_examples"]][:5],
+              "n_duplicate_rows": sum(r["n_duplicate_rows"] for r in reports),
+              "n_overlap_dropped": int(overlap.sum())}
+    return df, report
+
+
+def read_events(path, format: str = "canonical", drop_invalid: bool = False,
+                session_gap: pd.Timedelta | str = SESSION_GAP, out_of_range: str = "drop",
+                time_range: tuple | None = None) -> pd.DataFrame:
+    """Read an event log into the canonical event table (see the module docstring).
+
+    Parameters
+    ----------
+    path : CSV file, or a list of CSV files read as one log (e.g. daily files; every
+        file in ``format`` and with the same columns, or the first that differs is
+        refused). Each file is validated on its own (a message names the file and its
+        row). Events are concatenated in the order given, so file order breaks ties
+        of equal (user, timestamp). Overlapping files: an event (every canonical column
+        equal) found in several files is kept as often as the one file holding it most
+        often has it, so a day present in two files is not counted twice while
+        repeated events inside one file are kept as in a single-file log; the report
+        counts the dropped copies (``n_overlap_dropped``).
+    format : ``"taobao"`` (UserBehavior: user_id, item_id, category_id,
+        behavior_type in pv/cart/fav/buy, unix-seconds timestamp; header optional),
+        ``"rees46"`` (event_time ``YYYY-MM-DD HH:MM:SS UTC``, event_type, product_id,
+        category_id, category_code, brand, price, user_id, user_session) or
+        ``"canonical"`` (user_id, timestamp as ISO 8601 or unix seconds, event_type;
+        optional session_id, item_id, category, price).
+    drop_invalid : if False (default) the first invalid row raises ``EventLogError``
+        (a ``ValueError``) naming the file, the row (1-based data row, header not
+        counted), the column and the value. If True invalid rows are dropped and
+        counted in the report.
+    session_gap : inactivity gap for sessions when the log has no session id.
+    out_of_range : events outside the log's core time range are always counted in
+        the report; ``"drop"`` (default) removes them, ``"keep"`` keeps them.
+    time_range : optional ``(start, end)``; default is the robust range: the
+        [0.05 %, 99.95 %] timestamp quantiles widened outward to whole hours.
+
+    Returns
+    -------
+    DataFrame in the canonical schema; ``df.attrs["report"]`` is a JSON-serialisable
+    dict: ``path, format, n_rows, n_invalid, invalid_by_reason`` (``"column: reason"``
+    -> count), ``invalid_examples`` (first 5: row, column, value, reason),
+    ``time_range`` ([start, end) ISO), ``n_out_of_range``, ``out_of_range_examples``
+    (first 5 timestamps), ``out_of_range_action``, ``n_duplicate_rows`` (kept),
+    ``n_events``, ``n_users``, ``sessions_derived``; with several files also ``files``
+    and ``n_overlap_dropped`` (``path`` then joins the names with ", ").
+    """
+    paths = [Path(p) for p in ([path] if isinstance(path, str | Path) else path)]
+    if not paths:
+        raise EventFileError("no event-log file given")
+    if format not in _FORMATS:
+        raise ValueError(f"unknown event-log format {format!r}; expected one of {list(_FORMATS)}")
+    if out_of_range not in ("drop", "keep"):
+        raise ValueError(f"out_of_range must be 'drop' or 'keep', got {out_of_range!r}")
+    parts = [_read_one(p, format, drop_invalid) for p in paths]
+    df, report = parts[0] if len(parts) == 1 else _union(parts, paths)
 
     for c in ("user_id", "item_id", "category", "session_id"):
         if c in df.columns:
@@ -485,18 +564,21 @@ def _utc(ts) -> pd.Timestamp:
                          "8601, e.g. '2017-12-02' or '2017-12-02T12:00'") from None
 
 
-def parse_horizon(horizon) -> pd.Timedelta:
-    """Parse ``"1d"``, ``"2d"``, ``"12h"`` (any ``pd.Timedelta`` string) or a Timedelta (> 0)."""
+def parse_horizon(horizon, name: str = "horizon", zero: bool = False) -> pd.Timedelta:
+    """Parse ``"1d"``, ``"2d"``, ``"12h"`` (any ``pd.Timedelta`` string) or a Timedelta (> 0,
+    or >= 0 with ``zero``); a message names the setting (``name``, its flag ``--name``)."""
     if isinstance(horizon, str):
         # "2d" is the natural spelling; pandas >= 3 wants "2D" for days.
         horizon = re.sub(r"(?<=\d)\s*d$", "D", horizon.strip())
+    flag = "--" + name.replace("_", "-").replace(" ", "-")
     try:
         h = pd.Timedelta(horizon)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"cannot parse horizon {horizon!r} (--horizon; use e.g. '1d', '2d', "
+        raise ValueError(f"cannot parse {name} {horizon!r} ({flag}; use e.g. '1d', '2d', "
                          "'12h')") from e
-    if pd.isna(h) or h <= pd.Timedelta(0):
-        raise ValueError(f"horizon (--horizon) must be positive, got {horizon!r}")
+    if pd.isna(h) or h < pd.Timedelta(0) or (h == pd.Timedelta(0) and not zero):
+        raise ValueError(f"{name} ({flag}) must be {'>= 0' if zero else 'positive'}, "
+                         f"got {horizon!r}")
     return h
 
 
@@ -782,6 +864,10 @@ class EventSplits:
     info: dict = field(default_factory=dict)
 
 
+#: The most training cutoffs ``rolling_cutoffs`` makes (each is a snapshot of every user).
+MAX_TRAIN_CUTOFFS = 1000
+
+
 def rolling_cutoffs(start, end, horizon, cutoff=None, stride=None, min_history="1D"
                     ) -> dict[str, list[pd.Timestamp]]:
     """Cutoffs for a time-based split of a log covering ``[start, end)``.
@@ -794,7 +880,8 @@ def rolling_cutoffs(start, end, horizon, cutoff=None, stride=None, min_history="
     ``stride`` defaults to ``min(horizon, 1 day)``.
     """
     start, end, h = _utc(start), _utc(end), parse_horizon(horizon)
-    stride = min(h, pd.Timedelta("1D")) if stride is None else parse_horizon(stride)
+    stride = min(h, pd.Timedelta("1D")) if stride is None else parse_horizon(stride, "stride")
+    min_history = parse_horizon(min_history, "min history", zero=True)
     t_test = end - h if cutoff is None else _utc(cutoff)
     if t_test + h > end:
         raise ValueError(f"test cutoff {t_test} + horizon {h} is after the log's end {end}: "
@@ -808,6 +895,10 @@ def rolling_cutoffs(start, end, horizon, cutoff=None, stride=None, min_history="
                          f"needs {need} ({pd.Timedelta(min_history)} of history, then the "
                          "train, dev and test label windows)")
     n_train = int((first_train - earliest) // stride) + 1
+    if n_train > MAX_TRAIN_CUTOFFS:
+        raise ValueError(f"stride {stride} gives {n_train:,} training cutoffs over the log; at "
+                         f"most {MAX_TRAIN_CUTOFFS:,} are allowed (a larger --stride or "
+                         "--min-history)")
     train = [first_train - k * stride for k in range(n_train)][::-1]
     return {"train": train, "dev": [t_dev], "test": [t_test]}
 
@@ -825,7 +916,7 @@ def load_event_splits(path, format: str, horizon, cutoff=None, drop_invalid: boo
     events = read_events(path, format=format, drop_invalid=drop_invalid)
     report = events.attrs["report"]
     if len(events) == 0:
-        raise ValueError(f"{path}: no valid events")
+        raise ValueError(f"{report['path']}: no valid events")
     start, end = (pd.Timestamp(x) for x in report["time_range"])
     cuts = rolling_cutoffs(start, end, horizon, cutoff, stride, min_history)
     h = parse_horizon(horizon)
@@ -837,7 +928,7 @@ def load_event_splits(path, format: str, horizon, cutoff=None, drop_invalid: boo
     def counts(Xy):
         return {"n_users": len(Xy[1]), "n_positive": int(Xy[1].sum())}
 
-    info = {"path": str(path), "format": format, "horizon": str(h),
+    info = {"path": report["path"], "format": format, "horizon": str(h),
             "cutoffs": {k: [c.isoformat() for c in v] for k, v in cuts.items()},
             "counts": {"train": counts(train), "dev": counts(dev), "test": counts(test)},
             "features": list(test[0].columns), "report": report}

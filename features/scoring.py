@@ -343,9 +343,9 @@ def _checked_chunks(table: CsvTable, schema: Schema, on_invalid: str, scored: Sc
 
 
 def score_events(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Sequence[str | os.PathLike],
     model: Predictor,
-    cutoff: str,
+    cutoff: str | None = None,
     format: str | None = None,
     threads: int | None = None,
 ) -> Scored:
@@ -353,6 +353,11 @@ def score_events(
 
     Parameters
     ----------
+    path : path-like or sequence of path-like
+        The log, or several files read as one (``features.events.read_events``).
+    cutoff : str, optional
+        Default: the log's end (the end of its core time range, as in training: the last
+        timestamp rounded up to a whole hour), so every event of the log counts.
     format : {"taobao", "rees46", "canonical"}, optional
         The log's format; default the one the model was trained on.
 
@@ -360,12 +365,20 @@ def score_events(
     -------
     Scored
         One row per user (``user_id``); none when nobody was active before the cutoff.
+        Its ``what`` names the time scored at.
     """
     from . import events  # lazy: table mode must not need it
 
     fmt = format or model.preprocessing.source.get("format", "canonical")
-    X_frame = events.features_at(events.read_events(path, format=fmt), cutoff)
-    scored = Scored(id_name="user_id", ids=IdSpool(), what=f"{len(X_frame)} users of {path} "
+    log = events.read_events(path, format=fmt)
+    if cutoff is None:
+        if log.attrs["report"]["time_range"] is None:
+            raise ValueError(f"{log.attrs['report']['path']}: no valid events")
+        cutoff = log.attrs["report"]["time_range"][1]
+    X_frame = events.features_at(log, cutoff)
+    del log
+    names = ", ".join(map(str, [path] if isinstance(path, str | os.PathLike) else path))
+    scored = Scored(id_name="user_id", ids=IdSpool(), what=f"{len(X_frame)} users of {names} "
                     f"at {cutoff}")
     if len(X_frame):
         scored.append(model.predict_proba(X_frame, threads=threads), X_frame.index)

@@ -218,26 +218,33 @@ def schema_from_config(path: str | os.PathLike) -> dict:
                 raise DataError(path, f"key {key!r} must be a list of column names")
             out[key] = tuple(value)
     if "ranges" in raw:
-        ranges = raw["ranges"]
-        if not isinstance(ranges, dict):
-            raise DataError(path, "key 'ranges' must be an object {column: [low, high]}")
-        parsed = {}
-        for name, bounds in ranges.items():
-            ok = (
-                isinstance(bounds, list)
-                and len(bounds) == 2
-                and all(b is None or (isinstance(b, int | float) and not isinstance(b, bool)
-                                      and not math.isnan(b)) for b in bounds)
-            )
-            if not ok:
-                raise DataError(path, f"ranges[{name!r}] must be [low, high] (numbers or null; "
-                                f"not NaN), got {bounds!r}")
-            if None not in bounds and bounds[0] > bounds[1]:
-                raise DataError(path, f"ranges[{name!r}]: low {bounds[0]} is above high "
-                                f"{bounds[1]}")
-            parsed[name] = (bounds[0], bounds[1])
-        out["ranges"] = parsed
+        try:
+            out["ranges"] = parse_ranges(raw["ranges"])
+        except ValueError as exc:
+            raise DataError(path, str(exc)) from None
     return out
+
+
+def parse_ranges(ranges) -> dict[str, tuple]:
+    """The ``ranges`` of a role file, ``{column: [low, high]}`` (``None``: an open side),
+    as ``{column: (low, high)}``; ValueError saying what is wrong."""
+    if not isinstance(ranges, dict):
+        raise ValueError("key 'ranges' must be an object {column: [low, high]}")
+    parsed = {}
+    for name, bounds in ranges.items():
+        ok = (
+            isinstance(bounds, list | tuple)
+            and len(bounds) == 2
+            and all(b is None or (isinstance(b, int | float) and not isinstance(b, bool)
+                                  and not math.isnan(b)) for b in bounds)
+        )
+        if not ok:
+            raise ValueError(f"ranges[{name!r}] must be [low, high] (numbers or null; "
+                             f"not NaN), got {bounds!r}")
+        if None not in bounds and bounds[0] > bounds[1]:
+            raise ValueError(f"ranges[{name!r}]: low {bounds[0]} is above high {bounds[1]}")
+        parsed[name] = (bounds[0], bounds[1])
+    return parsed
 
 
 # --------------------------------------------------------------------------- reading

@@ -444,11 +444,114 @@ def _numba_cache_write(exc: BaseException) -> str | None:
 class OneLineArgumentParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose command-line errors are one line,
     ``PROG: error: MESSAGE (see PROG --help)``, exit status 2, instead of the usage text and
-    the message."""
+    the message; with deprecated spellings of options (:meth:`add_deprecated_alias`) and of
+    a positional argument (:meth:`add_deprecated_positional`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._deprecated: dict[str, str] = {}  # old spelling -> new, in the help's note
+        self._required: list[argparse.Action] = []  # required, but an alias may stand in
+        self._positional: tuple[str, str, str] | None = None  # dest, option, metavar
 
     def error(self, message: str):
         text = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+    def add_deprecated_alias(self, old: str, new: str) -> None:
+        """Accept the option ``old`` as a deprecated spelling of the option ``new``.
+
+        ``old`` takes the same values (type, choices, number of arguments) and sets the same
+        destination as ``new``; using it prints one line on stderr,
+        ``PROG: OLD is deprecated; use NEW``. ``--help`` lists ``new`` only, and a note at
+        its end names the old spellings. A required ``new`` is satisfied by ``old`` too.
+        """
+        target = self._option_string_actions[new]
+        if target.required:
+            target.required = False
+            self._required.append(target)
+        self.add_argument(old, action=_DeprecatedAlias, target=target, help=argparse.SUPPRESS)
+        self._deprecated[old] = new
+
+    def add_deprecated_positional(self, dest: str, option: str, metavar: str) -> None:
+        """Accept an optional positional argument ``METAVAR`` as the deprecated form of the
+        option ``option`` (which keeps its destination). Giving both is refused; using the
+        positional prints ``PROG: the positional METAVAR is deprecated; use OPTION METAVAR``.
+        ``dest`` is the positional's own destination (removed from the parsed namespace).
+        """
+        target = self._option_string_actions[option]
+        if target.required:
+            target.required = False
+            self._required.append(target)
+        self.add_argument(dest, nargs="?", type=target.type, default=None,
+                          help=argparse.SUPPRESS)
+        self._positional = (dest, option, metavar)
+        self._deprecated[f"positional {metavar}"] = f"{option} {metavar}"
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        if self._positional is not None and hasattr(ns, self._positional[0]):
+            dest, option, metavar = self._positional
+            value = getattr(ns, dest)
+            delattr(ns, dest)
+            target = self._option_string_actions[option]
+            if value is not None:
+                if getattr(ns, target.dest) is not None:
+                    self.error(f"give {option} or the positional {value} (its deprecated "
+                               "form), not both")
+                self.deprecated(f"the positional {metavar}", f"{option} {metavar}")
+                setattr(ns, target.dest, value)
+        missing = [a.option_strings[0] for a in self._required
+                   if getattr(ns, a.dest, None) is None]
+        if missing:
+            self.error(f"the following arguments are required: {', '.join(missing)}")
+        return ns, extras
+
+    def deprecated(self, old: str, new: str) -> None:
+        """Print ``PROG: OLD is deprecated; use NEW`` on stderr (one line)."""
+        print(f"{self.prog}: {old} is deprecated; use {new}", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def _as_documented(self):
+        """Within the block, the options that an alias may stand in for are required again
+        (so the usage line shows them so) and the epilog ends with the old spellings."""
+        epilog = self.epilog
+        if self._deprecated:
+            note = "; ".join(f"{old} (use {new})" for old, new in self._deprecated.items())
+            self.epilog = ((epilog + " ") if epilog else "") + \
+                f"Deprecated spellings, still accepted: {note}."
+        for action in self._required:
+            action.required = True
+        try:
+            yield
+        finally:
+            self.epilog = epilog
+            for action in self._required:
+                action.required = False
+
+    def format_help(self) -> str:
+        with self._as_documented():
+            return super().format_help()
+
+    def format_usage(self) -> str:
+        with self._as_documented():
+            return super().format_usage()
+
+
+class _DeprecatedAlias(argparse.Action):
+    """The action of a deprecated option spelling: the target option's action, after one
+    line on stderr (:meth:`OneLineArgumentParser.add_deprecated_alias`)."""
+
+    def __init__(self, option_strings, dest, target: argparse.Action, help=None) -> None:
+        super().__init__(option_strings, target.dest, nargs=target.nargs, const=target.const,
+                         default=argparse.SUPPRESS, type=target.type, choices=target.choices,
+                         help=help, metavar=target.metavar)
+        self.target = target
+        self.new = target.option_strings[0]
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.deprecated(option_string, self.new)
+        self.target(parser, namespace, values, self.new)
+
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):

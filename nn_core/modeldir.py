@@ -157,7 +157,7 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     arrays = {}
     for l, (W, b) in enumerate(network.params):
         arrays[f"W{l}"], arrays[f"b{l}"] = np.ascontiguousarray(W), np.ascontiguousarray(b)
-    np.savez(buf, **arrays)
+    _savez(buf, arrays)
     blob = buf.getvalue()
     meta = {
         "format": MODEL_FORMAT,
@@ -182,6 +182,17 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     if pre_text is not None:
         atomic_write(d / PREPROCESS_JSON, pre_text)
     return d
+
+
+def _savez(buf: io.BytesIO, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez(buf, **arrays)`` with a fixed time stamp on every zip entry, so that the same
+    weights give the same bytes (a repeated run's weights.npz compares equal byte for byte)."""
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o600 << 16  # what ZipFile gives an entry opened by name
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, array, allow_pickle=False)
 
 
 def _json_text(obj, path: Path) -> str:

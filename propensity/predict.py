@@ -40,7 +40,11 @@ with the values a model trained with ``--on-invalid impute`` stored; other bad c
 errors.
 
 Event-log models (trained with ``train.py --events``): ``--events LOG --cutoff T`` scores
-every user active before ``T``; the id written is ``user_id``.
+every user active before ``T``; the id written is ``user_id``. Without ``--cutoff``, ``T`` is
+the log's end (the end of its core time range, as in training), so every event counts; a line
+on stderr says which time was used. ``--events`` takes several files or a glob pattern, read
+as one log (``features.events.read_events``); ``--events-format`` (old spelling ``--format``)
+names their format.
 
 The model directory is read with ``nn_core.load_model``; the scoring, ranking and output
 streaming are ``features.scoring``'s.
@@ -74,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", type=Path, required=True, help="model directory (e.g. runs/latest)")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", type=Path, help="session-table CSV to score")
-    src.add_argument("--events", type=Path, help="event log to score (event-log models)")
+    src.add_argument("--events", type=Path, nargs="+", action="extend", metavar="PATH",
+                     help="event log to score (event-log models): repeatable, several files "
+                     "or a quoted glob pattern, read as one log")
     ap.add_argument("--output", type=Path, help="output CSV (default: stdout)")
     ap.add_argument("--id-column", help="input column written as the id (default: the training "
                     "id column if present, else the row number)")
@@ -85,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--keep-columns", metavar="COL,...",
                     help="with --input: input columns copied to the output, after the id")
     ap.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE, help="rows per chunk")
-    ap.add_argument("--cutoff", help="with --events: score with the events before this time")
-    ap.add_argument("--format", choices=("taobao", "rees46", "canonical"),
+    ap.add_argument("--cutoff", help="with --events: score with the events before this time "
+                    "(default: the log's end, so every event counts)")
+    ap.add_argument("--events-format", choices=("taobao", "rees46", "canonical"),
                     help="with --events: log format (default: the one the model was trained on)")
     ap.add_argument("--threads", type=int, help="numba threads (default: all)")
     ap.add_argument("--on-invalid", choices=ON_INVALID, default="error",
@@ -94,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--rejected); or impute a missing one (models trained with it)")
     ap.add_argument("--rejected", type=Path, help="with --on-invalid skip: CSV of the rows "
                     "left out (default: OUTPUT.rejected.csv beside --output)")
+    ap.add_deprecated_alias("--format", "--events-format")
     return ap
 
 
@@ -170,8 +178,12 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError(f"--top must be >= 1, got {args.top}")
     if args.chunksize < 1:
         raise UsageError(f"--chunksize must be >= 1, got {args.chunksize}")
-    check_output(args.output, args.input if args.input is not None else args.events,
-                 args.model)
+    if args.events is not None:
+        from features.events import expand_paths
+
+        args.events = expand_paths(args.events)
+    for source in [args.input] if args.input is not None else args.events:
+        check_output(args.output, source, args.model)
     rejected = args.rejected = rejected_path(args)  # resolved: _run_main names it too
     if rejected is not None:
         check_output(rejected, args.input, args.model, "--rejected")
@@ -196,19 +208,21 @@ def run(args: argparse.Namespace) -> None:
         if kind != "events":
             raise UsageError(f"{args.model} was trained on a session table; use --input, "
                              "not --events")
-        if args.cutoff is None:
-            raise UsageError("--events needs --cutoff (score with the events before this time)")
-        scored = scoring.score_events(args.events, model, args.cutoff, args.format,
+        scored = scoring.score_events(args.events, model, args.cutoff, args.events_format,
                                       args.threads)
         if scored.n == 0:
             scored.close()
-            raise UsageError(f"{args.events}: no user has events before {args.cutoff}")
+            raise UsageError(f"{', '.join(map(str, args.events))}: no user has events before "
+                             f"{args.cutoff or 'the end of the log'}")
+        if args.cutoff is None:
+            print(f"{program_name('predict')}: no --cutoff: scoring {scored.what} (the log's "
+                  "end)", file=sys.stderr)
     else:
         if kind != "table":
             raise UsageError(f"{args.model} was trained on event-log features; use --events "
-                             "and --cutoff, not --input")
-        if args.cutoff is not None or args.format is not None:
-            raise UsageError("--cutoff and --format only apply to --events")
+                             "(and --cutoff), not --input")
+        if args.cutoff is not None or args.events_format is not None:
+            raise UsageError("--cutoff and --events-format only apply to --events")
         scored = scoring.score_table(args.input, model, args.id_column, args.chunksize,
                                      args.threads, args.on_invalid, keep)
     scored.threshold = threshold
@@ -250,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_main(args: argparse.Namespace) -> int:
     import errno
 
-    source = args.input if args.input is not None else args.events
+    source = args.input if args.input is not None else ", ".join(map(str, args.events))
     write_errors = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
     def name_output(exc: OSError) -> OSError:  # e.g. permission denied on --output, disk full

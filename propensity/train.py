@@ -14,9 +14,13 @@ directory ``runs/<timestamp>/`` (``runs/latest`` points at it) holding
 - ``loss_curves.png``, ``roc.png``, ``pr.png``, ``reliability.png``, ``gains.png`` (test set,
   first seed); ``tune_trials.csv`` with ``--tune``.
 
-Other session tables: ``--data FILE --target COL --numeric a,b --categorical c,d`` or a JSON
-``--config``. Event logs: ``--events FILE --format taobao --horizon 1d`` (time-based splits
-from ``features.events.load_event_splits``).
+Other session tables: ``--input FILE --target COL --numeric a,b --categorical c,d``. Event
+logs: ``--events FILE [FILE ...] --events-format taobao --horizon 1d`` (time-based splits from
+``features.events.load_event_splits``; ``--min-history``, ``--stride``). Any setting can come
+from a JSON or TOML ``--config`` file (``propensity.config``); the run directory keeps the
+resolved ``config.json``, which reproduces the run, and ``splits.json`` and
+``test_predictions.csv``. Old spellings (``--data``, ``--out``, ``--format``) still work
+with a deprecation line.
 
 Printed: on stdout the winning trial of ``--tune``, dev metrics, then test metrics of the
 MLP and the baseline, and both models' settings (the baseline's are fixed,
@@ -34,13 +38,15 @@ Errors are one line on stderr naming the file, row, column or flag, with exit st
 usage mistake, 1 for bad data, a bad model file, an OS error (a full disk, ``EFBIG``, a path
 that cannot be created) or too little memory, 130 for Ctrl-C and 143 for SIGTERM. The run
 directory is reserved at the start (``nn_core.io.new_run_dir``): concurrent runs get distinct
-directories, or the second run given the same ``--out`` is refused; what a killed run left is
+directories, or the second run given the same ``--output`` is refused; what a killed run left is
 removed by the next run in the same folder. Limits: docs/architecture.md#limits.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -69,7 +75,7 @@ from nn_core.optim import OPTIMIZERS, SCHEDULES
 from nn_core.preprocessing import ON_INVALID
 from nn_core.selection import NetConfig
 
-from . import program_name, run_command
+from . import config, program_name, run_command
 from .bundled import bundled_table
 
 # The checkout's data/ or, installed, the copy under <prefix>/share/ (propensity/bundled.py).
@@ -80,8 +86,19 @@ DEFAULT_DATA = bundled_table()
 MAX_POS_WEIGHT = 1e6
 
 
+#: Settings of a --config file that are no flag: the valid range of each numeric column.
+FILE_ONLY = ("ranges",)
+
+
 class UsageError(ValueError):
     """A command-line mistake; reported as one line, exit status 2."""
+
+
+def _ranges(value, path: Path) -> dict:
+    """A config file's ``ranges`` (``features.tabular.parse_ranges``)."""
+    from features.tabular import parse_ranges
+
+    return parse_ranges(value)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -129,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the purchase-propensity MLP (and a logistic-regression baseline).",
         formatter_class=DefaultsHelpFormatter)
     data = ap.add_argument_group("data (session table)")
-    data.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    data.add_argument("--input", type=Path, default=DEFAULT_DATA,
                       help="session-table CSV (default: the bundled UCI table)")
-    data.add_argument("--config", type=Path, help="JSON file with target/numeric/categorical/"
-                      "id_column/ranges (flags below override it)")
+    data.add_argument("--config", type=Path, help="JSON or TOML file of settings: any flag "
+                      "(key = flag name) and the column roles incl. ranges; flags given on "
+                      "the command line override it; a run's config.json reproduces it")
     data.add_argument("--target", help="0/1 (or TRUE/FALSE) target column [UCI: Revenue]")
     data.add_argument("--numeric", type=_name_list, help="comma-separated numeric columns")
     data.add_argument("--categorical", type=_name_list, help="comma-separated categorical columns")
@@ -142,12 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
                       "reason); or impute a missing one (median / most frequent category of "
                       "the training rows, plus a missing indicator; stored with the model)")
     ev = ap.add_argument_group("data (event log)")
-    ev.add_argument("--events", type=Path, help="event-log CSV (instead of --data)")
-    ev.add_argument("--format", choices=("taobao", "rees46", "canonical"), default="canonical",
-                    help="the log's layout (docs/events.md)")
+    ev.add_argument("--events", type=Path, nargs="+", action="extend", metavar="PATH",
+                    help="event-log CSV(s) instead of --input: repeatable, several files or "
+                    "a quoted glob pattern, read as one log")
+    ev.add_argument("--events-format", choices=("taobao", "rees46", "canonical"),
+                    default="canonical", help="the log's layout (docs/events.md)")
     ev.add_argument("--horizon", default="1d", help="label window after each cutoff")
     ev.add_argument("--cutoff", help="ISO time of the test cutoff (default: log end - horizon)")
     ev.add_argument("--drop-invalid", action="store_true", help="drop and count invalid events")
+    ev.add_argument("--min-history", default="1D",
+                    help="log history required before the first training cutoff")
+    ev.add_argument("--stride", help="spacing of the rolling training cutoffs "
+                    "(default: min(horizon, 1 day))")
     sp = ap.add_argument_group("split and seeds")
     sp.add_argument("--seeds", type=_int_list, default=(0,), help="e.g. 0,1,2,3,4: repeat "
                     "split + training per seed, report mean and std")
@@ -186,10 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random search of N trials (architecture, lr, L2, batch, dropout), "
                     "selected on dev of the first seed's split")
     out = ap.add_argument_group("output")
-    out.add_argument("--out", type=Path, help="run directory (default runs/<timestamp>/, "
+    out.add_argument("--output", type=Path, help="run directory (default runs/<timestamp>/, "
                      "and runs/latest then points at it)")
     out.add_argument("--quiet", action="store_true",
                      help="no progress on stderr (bars on a terminal, else a line per model)")
+    ap.set_defaults(ranges=None)  # a column-role setting of --config files only
+    for old, new in (("--data", "--input"), ("--format", "--events-format"),
+                     ("--out", "--output")):
+        ap.add_deprecated_alias(old, new)
     return ap
 
 
@@ -234,19 +262,20 @@ def load_data(args: argparse.Namespace):
     from features.datasets import EventData, TableData, resolve_schema
 
     if args.events is not None:
+        from features.events import expand_paths
+
         if args.on_invalid != "error":
             raise UsageError("--on-invalid applies to --input tables (an event log has "
                              "--drop-invalid)")
-        if args.config is not None:
-            raise UsageError("--events and --config cannot be combined (an event log has "
-                             "fixed roles)")
-        return EventData(args.events, args.format, args.horizon, args.cutoff, args.drop_invalid)
-    schema = resolve_schema(args.config, args.target, args.numeric, args.categorical,
-                            args.id_column)
+        args.events = expand_paths(args.events)  # config.json lists the files read
+        return EventData(args.events, args.events_format, args.horizon, args.cutoff,
+                         args.drop_invalid, args.stride, args.min_history)
+    schema = resolve_schema(None, args.target, args.numeric, args.categorical,
+                            args.id_column, args.ranges)
     hint = "" if args.config or args.numeric or args.categorical else (
         "; for a table other than the UCI one give --target, --numeric, --categorical "
         "or --config")
-    data = TableData(args.data, schema, args.split, hint, args.dtype, args.on_invalid)
+    data = TableData(args.input, schema, args.split, hint, args.dtype, args.on_invalid)
     if args.on_invalid == "skip" and len(data.rejected.row):
         reasons = ", ".join(f"{why}: {n:,}" for why, n in data.rejected.counts().items())
         print(f"{program_name('train')}: --on-invalid skip: left out "
@@ -331,10 +360,11 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
         tuning = data.split(seeds[0])
         cfg, trials = selection.tune(cfg, tuning.X, tuning.y, seeds[0], args.tune, verbose)
         atomic_write(tmp / "tune_trials.csv", selection.csv_text(trials))
-    runs, split = [], None  # split: the first seed's (its models are saved)
+    runs, split, ids = [], None, []  # split: the first seed's (its models are saved)
     for seed in seeds:
         s = data.split(seed)
         split = s if split is None else split
+        ids.append((s.id_name, s.ids, s.y["test"]))
         runs.append(selection.train_and_evaluate(cfg, base_cfg, s.X, s.y, s.baseline_X, seed,
                                                   verbose))
     r = runs[0]
@@ -344,6 +374,7 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
                threshold=r.baseline_metrics["dev"]["threshold"])
     rows = [row for s in runs for row in s.history_rows()]
     atomic_write(tmp / "history.csv", selection.csv_text(rows))
+    write_reproduction(tmp, args, data, seeds, ids, runs)
     files = selection.write_plots(tmp, r.history, r.best_epoch, r.baseline_history,
                                   split.y["test"], r.p_model["test"], r.p_baseline["test"],
                                   cfg.monitor, f"{data_name(data.info)}, seed {seeds[0]}")
@@ -361,6 +392,7 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
         "data": {**data.info, "split_sizes": {k: len(v) for k, v in split.y.items()}},
         "n_features": int(split.X["train"].shape[1]),
         "files": ["model.json", "weights.npz", "preprocess.json", "baseline/", "history.csv",
+                  "config.json", "splits.json", "test_predictions.csv",
                   *files, *(["tune_trials.csv"] if trials else [])],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", "train.py", *sys.argv[1:]]),
@@ -371,16 +403,46 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
     return result
 
 
+def write_reproduction(tmp: Path, args: argparse.Namespace, data, seeds, ids, runs) -> None:
+    """Write ``config.json`` (every setting; ``--config`` it to repeat the run),
+    ``splits.json`` (per seed the 0-based data rows of train, dev and test; for an event log
+    the snapshot cutoffs, the same for every seed) and ``test_predictions.csv`` (per seed and
+    test row: row or user id, label, the MLP's and the baseline's probability)."""
+    settings = config.resolved(build_parser(), args, FILE_ONLY)
+    atomic_write(tmp / "config.json", json.dumps(settings, indent=2) + "\n")
+    if data.info["kind"] == "table":
+        splits = {"kind": "table", "path": settings["input"], "rows": "0-based data rows of "
+                  "the file (the header is not a row)",
+                  "seeds": {str(seed): {k: v.tolist() for k, v in part.items()}
+                            for seed, (_, part, _) in zip(seeds, ids, strict=True)}}
+    else:
+        splits = {"kind": "events", "path": data.info["path"], "seeds": list(seeds),
+                  "note": "time-based snapshots, the same for every seed: the users active "
+                  "before each cutoff, labelled by a purchase within the horizon after it",
+                  "horizon": data.info["splits"]["horizon"],
+                  "cutoffs": data.info["splits"]["cutoffs"]}
+    atomic_write(tmp / "splits.json", json.dumps(selection.jsonable(splits)) + "\n")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["seed", ids[0][0], "label", "probability", "baseline_probability"])
+    for seed, (_, part, y), r in zip(seeds, ids, runs, strict=True):
+        writer.writerows(zip([seed] * len(y), part["test"].tolist(), y.tolist(),
+                             r.p_model["test"].tolist(), r.p_baseline["test"].tolist(),
+                             strict=True))
+    atomic_write(tmp / "test_predictions.csv", buf.getvalue())
+
+
 def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     cfg = config_from_args(args)
     data = load_data(args)
     try:
-        run_dir = new_run_dir(args.out)
+        run_dir = new_run_dir(args.output)
     except OSError as exc:
-        where = f"--out {args.out}" if args.out is not None else "run directory runs/<timestamp>"
+        where = (f"--output {args.output}" if args.output is not None
+                 else "run directory runs/<timestamp>")
         if isinstance(exc, FileExistsError) and exc.filename is None:
-            raise UsageError(f"--out {exc}") from None  # new_run_dir's message names it
+            raise UsageError(f"--output {exc}") from None  # new_run_dir's message names it
         problem = describe_os_error(exc)
         if exc.filename is not None and os.path.lexists(exc.filename) \
                 and not os.path.isdir(exc.filename):
@@ -419,8 +481,8 @@ def _in_out(exc: OSError, run_dir) -> OSError:
 
 
 #: Options that one kind of data alone uses; given with the other kind they are refused.
-EVENTS_ONLY = ("format", "horizon", "cutoff", "drop_invalid")
-TABLE_ONLY = ("data", "target", "numeric", "categorical", "id_column", "split")
+EVENTS_ONLY = ("events_format", "horizon", "cutoff", "drop_invalid", "min_history", "stride")
+TABLE_ONLY = ("input", "target", "numeric", "categorical", "id_column", "split")
 
 
 def inapplicable(args: argparse.Namespace, given: set[str]) -> str | None:
@@ -433,7 +495,7 @@ def inapplicable(args: argparse.Namespace, given: set[str]) -> str | None:
     wrong = [d for d in (TABLE_ONLY if events else EVENTS_ONLY) if d in given]
     if wrong:
         verb = "applies" if len(wrong) == 1 else "apply"
-        return (f"{flags(wrong)} {verb} to session tables (--data) only, not to --events"
+        return (f"{flags(wrong)} {verb} to session tables (--input) only, not to --events"
                 if events else f"{flags(wrong)} {verb} to event logs (--events) only")
     if "momentum" in given and args.optimizer not in ("momentum", "nesterov"):
         return (f"--momentum applies to --optimizer momentum or nesterov only, not "
@@ -446,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     out of memory), 2 (a usage mistake), 130 (Ctrl-C) or 143 (SIGTERM). Every error is one
     line on stderr, and a failed run leaves no run directory."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = config.parse_args(parser, argv, {"ranges": _ranges})
     problem = inapplicable(args, options_given(parser, sys.argv[1:] if argv is None else argv))
     if problem:
         parser.error(problem)
@@ -458,7 +520,7 @@ def _run_main(args: argparse.Namespace) -> int:
     from features.datasets import DatasetError
     from nn_core.backends import BackendUnavailableError
 
-    source = args.events if args.events is not None else args.data
+    source = ", ".join(map(str, args.events)) if args.events is not None else args.input
     return run_command("train", lambda: run(args), source=source,
                        nothing_written="no run directory written",
                        usage_errors=(UsageError, DatasetError),

@@ -1,7 +1,7 @@
 """Export a trained model directory: C (float32, int8), one-file Python, and ONNX.
 
-``python -m nn_core.export MODEL_DIR --format FORMAT --out DIR [--name NAME]`` with FORMAT
-one of ``c``, ``c-int8``, ``c-int8-full``, ``python``, ``python-pure``, ``onnx``.
+``python -m nn_core.export --model MODEL_DIR --format FORMAT --output DIR [--name NAME]``
+with FORMAT one of ``c``, ``c-int8``, ``c-int8-full``, ``python``, ``python-pure``, ``onnx``.
 
 A model directory (``model.json`` + ``weights.npz`` + ``preprocess.json``, written by
 ``train.py``) describes the whole map from a raw session row to a purchase probability:

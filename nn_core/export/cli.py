@@ -1,4 +1,7 @@
-"""``python -m nn_core.export MODEL_DIR --format FORMAT --out DIR [--name NAME]``."""
+"""``python -m nn_core.export --model DIR --format FORMAT --output DIR [--name NAME]``.
+
+The old spellings, a positional ``MODEL_DIR`` and ``--out``, still work and print one
+deprecation line on stderr."""
 
 from __future__ import annotations
 
@@ -26,20 +29,21 @@ from .vectors import vector_rows
 
 
 def check_out(model_dir: Path, out: Path) -> str | None:
-    """The problem with ``--out``, or None: an export never writes into the model directory,
-    so ``out`` may not be ``model_dir`` nor a folder inside it (links resolved)."""
+    """The problem with ``--output``, or None: an export never writes into the model
+    directory, so ``out`` may not be ``model_dir`` nor a folder inside it (links resolved)."""
     model_real = Path(os.path.realpath(model_dir))
     out_real = Path(os.path.realpath(out))
     if out_real == model_real or model_real in out_real.parents:
         where = "is the model directory" if out_real == model_real else "is inside"
-        return (f"--out {out}: {where}{'' if out_real == model_real else ' ' + str(model_dir)}"
-                "; an export never writes into the model directory (choose another --out)")
+        return (f"--output {out}: {where}"
+                f"{'' if out_real == model_real else ' ' + str(model_dir)}"
+                "; an export never writes into the model directory (choose another --output)")
     return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the export command; returns the exit status (1 with a one-line error; 2 for an
-    --out that is the model directory or inside it, nothing written)."""
+    --output that is the model directory or inside it, nothing written)."""
     # The program's name as it was started: propensity-export when installed, else
     # python -m nn_core.export (whose sys.argv[0] is the package's __main__.py).
     started_as = Path(sys.argv[0]).name
@@ -48,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Export a model directory (model.json, weights.npz, preprocess.json) to a "
                     "C (float32 or int8), single-file Python or ONNX predictor of raw inputs.",
         formatter_class=DefaultsHelpFormatter)
-    parser.add_argument("model_dir", type=Path, help="directory written by train.py")
+    parser.add_argument("--model", required=True, type=Path, dest="model_dir",
+                        metavar="MODEL_DIR", help="model directory written by train.py")
     parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt",
                         help="the predictor to write (docs/embedded.md)")
-    parser.add_argument("--out", required=True, type=Path,
+    parser.add_argument("--output", required=True, type=Path, dest="out", metavar="DIR",
                         help="output directory; it may not be MODEL_DIR nor a folder inside "
                              "it (an export never writes into the model directory)")
     parser.add_argument("--name", help="base name of the files and C symbols; not the "
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-vectors", type=int, metavar="N", help="C formats: also write "
                         "NAME_vectors.h, the first N valid rows of --eval-csv as raw input "
                         "vectors with predict.py's output and the format's own for each")
+    parser.add_deprecated_alias("--out", "--output")
+    parser.add_deprecated_positional("old_model_dir", "--model", "MODEL_DIR")
     args = parser.parse_args(argv)
     with sigterm_as_interrupt():
         return _run(args)
@@ -77,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     name = DEFAULT_NAMES[args.fmt] if args.name is None else args.name  # "" is refused
     problem = check_out(args.model_dir, args.out)
     if problem is None and (args.out.is_symlink() or args.out.exists()) and not args.out.is_dir():
-        problem = f"--out {args.out}: exists and is not a directory"
+        problem = f"--output {args.out}: exists and is not a directory"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -95,12 +102,12 @@ def _run(args: argparse.Namespace) -> int:
         for fname in files:
             if args.calibration_csv is not None and same_file(args.out / fname,
                                                               args.calibration_csv):
-                raise ExportError(f"--out {args.out}: {fname} would replace "
+                raise ExportError(f"--output {args.out}: {fname} would replace "
                                   f"--calibration-csv {args.calibration_csv}")
         for fname in files:
             if args.eval_csv is not None and same_file(args.out / fname, args.eval_csv):
-                raise ExportError(f"--out {args.out}: {fname} would replace --eval-csv "
-                                  f"{args.eval_csv}; choose another --out or --name")
+                raise ExportError(f"--output {args.out}: {fname} would replace --eval-csv "
+                                  f"{args.eval_csv}; choose another --output or --name")
         if args.eval_csv is not None:
             report["accuracy"] = evaluate_csv(model, mlp, args.eval_csv, args.fmt, calibration)
             doc = json.loads(files[f"{name}.json"])

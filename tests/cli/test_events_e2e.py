@@ -30,8 +30,8 @@ def trained(tmp_path_factory):
     write_canonical_csv(generate_events(n_users=500, days=9, n_items=500, n_categories=20,
                                         seed=11), log)
     out = tmp / "run"
-    r = _run("train.py", "--events", str(log), "--format", "canonical", "--horizon", "1d",
-             "--hidden", "8", "--epochs", "15", "--lr", "0.01", "--quiet", "--out", str(out))
+    r = _run("train.py", "--events", str(log), "--events-format", "canonical", "--horizon", "1d",
+             "--hidden", "8", "--epochs", "15", "--lr", "0.01", "--quiet", "--output", str(out))
     assert r.returncode == 0, r.stderr
     return log, out
 
@@ -84,8 +84,8 @@ def test_network_beats_the_baseline_where_the_log_has_signal(tmp_path):
     log = tmp_path / "events.csv"
     write_canonical_csv(generate_events(n_users=2000, days=9, seed=1), log)
     out = tmp_path / "run"
-    r = _run("train.py", "--events", str(log), "--format", "canonical", "--horizon", "1d",
-             "--quiet", "--out", str(out))
+    r = _run("train.py", "--events", str(log), "--events-format", "canonical", "--horizon", "1d",
+             "--quiet", "--output", str(out))
     assert r.returncode == 0, r.stderr
     test = {who: json.loads((out / "metrics.json").read_text())[who]["test"]
             for who in ("model", "baseline")}

@@ -27,8 +27,8 @@ def model_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("model")
     lines = UCI.read_text().splitlines()
     (tmp / "train.csv").write_text("\n".join([lines[0], *lines[1:][7::8]]) + "\n")
-    proc = run_cli("train.py", "--data", tmp / "train.csv", "--epochs", "3", "--quiet",
-                   "--out", tmp / "run")
+    proc = run_cli("train.py", "--input", tmp / "train.csv", "--epochs", "3", "--quiet",
+                   "--output", tmp / "run")
     assert proc.returncode == 0, proc.stderr
     return tmp / "run"
 
@@ -80,6 +80,7 @@ def test_predict_matches_in_process_scores(model_dir, score_frame, tmp_path):
     assert 0 < got["label"].sum() < len(got)
 
 
+@pytest.mark.slow  # several predict.py runs as commands
 def test_shuffled_columns_chunks_and_extra_columns_give_identical_output(
     model_dir, score_frame, tmp_path
 ):
@@ -254,6 +255,7 @@ def test_model_directory_without_preprocessing(model_dir, score_frame, tmp_path)
     assert not (tmp_path / "o.csv").exists()
 
 
+@pytest.mark.slow  # several predict.py runs as commands
 def test_unseen_categories_are_scored_through_the_bucket_and_counted(
     model_dir, score_frame, tmp_path
 ):
@@ -275,6 +277,7 @@ def _break(frame, row, column, value):
     return frame
 
 
+@pytest.mark.slow  # several predict.py runs as commands
 @pytest.mark.parametrize(
     "change, expected",
     [
@@ -307,6 +310,7 @@ def test_bad_input_gives_one_clean_message_and_no_output(
     assert sorted(os.listdir(tmp_path)) == ["in.csv"]  # no output, no temporary file
 
 
+@pytest.mark.slow  # several predict.py runs as commands
 def test_empty_file_missing_model_and_missing_id_column(model_dir, score_frame, tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
@@ -321,6 +325,7 @@ def test_empty_file_missing_model_and_missing_id_column(model_dir, score_frame, 
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # several predict.py runs as commands
 def test_failed_run_keeps_an_existing_output_file(model_dir, score_frame, tmp_path):
     path = tmp_path / "in.csv"
     _break(score_frame, 150, "Region", "").to_csv(path, index=False)
@@ -350,8 +355,8 @@ TAOBAO = EVENTS / "taobao_userbehavior_head_sample.csv"
 @pytest.mark.slow
 @pytest.mark.skipif(not TAOBAO.is_file(), reason=f"event-log sample not found at {TAOBAO}")
 def test_event_log_mode_train_then_predict(tmp_path):
-    proc = run_cli("train.py", "--events", TAOBAO, "--format", "taobao", "--horizon", "2d",
-                   "--epochs", "2", "--quiet", "--out", tmp_path / "run")
+    proc = run_cli("train.py", "--events", TAOBAO, "--events-format", "taobao", "--horizon", "2d",
+                   "--epochs", "2", "--quiet", "--output", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     pre = json.loads((tmp_path / "run" / "preprocess.json").read_text())
     assert pre["source"] == {"kind": "events", "format": "taobao", "horizon": "2d"}
@@ -379,6 +384,7 @@ def test_event_log_mode_train_then_predict(tmp_path):
     assert proc.returncode == 2 and "trained on event-log features" in proc.stderr
 
 
+@pytest.mark.slow  # several predict.py runs as commands
 def test_threshold_flag_overrides_and_old_model_dirs_have_no_label(model_dir, score_frame,
                                                                    tmp_path):
     """--threshold T labels p >= T; a model directory saved before thresholds were stored
@@ -417,6 +423,7 @@ def test_threshold_flag_overrides_and_old_model_dirs_have_no_label(model_dir, sc
         assert proc.stderr.count("\n") == 1 and not (tmp_path / "new.csv").exists()
 
 
+@pytest.mark.slow  # several predict.py runs as commands
 def test_keep_columns_copies_cells_as_written(model_dir, score_frame, tmp_path):
     """Kept columns come after the id, each cell as in the file (ids and kept text columns
     are never read as numbers: 007 stays 007), a model column as the model reads it;
@@ -446,6 +453,7 @@ def test_keep_columns_copies_cells_as_written(model_dir, score_frame, tmp_path):
                                                           strict=True)]
 
 
+@pytest.mark.slow  # a predict.py command per case
 @pytest.mark.parametrize("keep, status, message", [
     ("note,Nope", 1, "column 'Nope': required column is missing (given in --keep-columns)"),
     ("Month,rank", 2, "--keep-columns: 'rank' is already a column of the output"),

@@ -239,8 +239,9 @@ def test_export_into_model_dir_refused(model_dir, tmp_path, fmt, where):
         out.symlink_to(model_dir)
     before = snapshot(model_dir)
     args = ["--name", "preprocess"] if fmt.startswith("python") else []
-    res = run_cli("-m", "nn_core.export", model_dir, "--format", fmt, "--out", out, *args)
-    assert_refused(res, 2, "--out", out, "model directory")
+    res = run_cli("-m", "nn_core.export", "--model", model_dir, "--format", fmt, "--output", out,
+                  *args)
+    assert_refused(res, 2, "--output", out, "model directory")
     assert snapshot(model_dir) == before
 
 
@@ -249,7 +250,8 @@ def test_export_into_model_dir_refused(model_dir, tmp_path, fmt, where):
                                   "features", "stdio", "stdint"])
 def test_export_name_that_shadows_a_module_refused(model_dir, tmp_path, name):
     out = tmp_path / "out"
-    res = run_cli("-m", "nn_core.export", model_dir, "--format", "python", "--out", out,
+    res = run_cli("-m", "nn_core.export", "--model", model_dir, "--format", "python", "--output",
+                  out,
                   "--name", name)
     assert_refused(res, 1, "--name", repr(name))
     assert not out.exists()
@@ -263,7 +265,8 @@ def test_export_refuses_to_replace_eval_csv(model_dir, tmp_path):
     lines = UCI.read_text().splitlines()
     eval_csv.write_text("\n".join(lines[:30]) + "\n")
     before = snapshot(tmp_path)
-    res = run_cli("-m", "nn_core.export", model_dir, "--format", "python", "--out", out,
+    res = run_cli("-m", "nn_core.export", "--model", model_dir, "--format", "python", "--output",
+                  out,
                   "--eval-csv", eval_csv)
     assert_refused(res, 1, "--eval-csv", "model_np.json")
     assert snapshot(tmp_path) == before
@@ -293,8 +296,8 @@ def test_train_refuses_values_too_large_to_standardise(tmp_path, values, what):
     data = tmp_path / "t.csv"
     _tiny_table(data, values)
     before = snapshot(tmp_path)
-    res = run_cli(REPO / "train.py", "--data", data, "--target", "y", "--numeric", "x",
-                  "--categorical", "c", "--epochs", "1", "--quiet", "--out", tmp_path / "run")
+    res = run_cli(REPO / "train.py", "--input", data, "--target", "y", "--numeric", "x",
+                  "--categorical", "c", "--epochs", "1", "--quiet", "--output", tmp_path / "run")
     assert_refused(res, 1, "train.py: error:", "column 'x'", what, "not finite")
     assert snapshot(tmp_path) == before
 
@@ -391,8 +394,8 @@ def table(tmp_path):
 
 
 def train_argv(data, out, *extra):
-    return ["--data", data, "--target", "y", "--numeric", "x", "--categorical", "c",
-            "--epochs", "1", "--quiet", "--out", out, *extra]
+    return ["--input", data, "--target", "y", "--numeric", "x", "--categorical", "c",
+            "--epochs", "1", "--quiet", "--output", out, *extra]
 
 
 # ------------------------------------------------------------ train.py flags (in process)
@@ -465,9 +468,9 @@ def test_train_id_like_categorical_is_capped(tmp_path, capsys):
     pd.DataFrame({"x": rng.normal(size=n).round(3), "sid": [f"s{i}" for i in range(n)],
                   "y": np.tile([0, 1], n // 2)}).to_csv(tmp_path / "ids.csv", index=False)
     before = snapshot(tmp_path)
-    status, err = call_main(main, ["--data", tmp_path / "ids.csv", "--target", "y",
+    status, err = call_main(main, ["--input", tmp_path / "ids.csv", "--target", "y",
                                    "--numeric", "x", "--categorical", "sid", "--quiet",
-                                   "--out", tmp_path / "run"], capsys)
+                                   "--output", tmp_path / "run"], capsys)
     assert status == 1
     assert_one_line(err, "column 'sid'", f"at most {MAX_CATEGORIES:,} categories",
                     "--id-column")
@@ -755,7 +758,8 @@ def test_commands_refuse_a_model_json_with_wrong_types(model_dir, scores_csv, tm
         res = run_cli(REPO / "predict.py", "--model", d, "--input", scores_csv, "--output",
                       tmp_path / "out.csv")
     else:
-        res = run_cli("-m", "nn_core.export", d, "--format", "c", "--out", tmp_path / "c")
+        res = run_cli("-m", "nn_core.export", "--model", d, "--format", "c", "--output",
+                      tmp_path / "c")
     assert_refused(res, 1, d / "model.json", "'hidden' must be a list")
     assert snapshot(tmp_path) == before
 
@@ -780,7 +784,7 @@ def test_export_bad_name_or_format(model_dir, tmp_path, args, needles):
     out = tmp_path / "out"
     before = snapshot(model_dir)
     fmt = [] if "--format" in args else ["--format", "python"]
-    res = run_cli("-m", "nn_core.export", model_dir, *fmt, "--out", out, *args)
+    res = run_cli("-m", "nn_core.export", "--model", model_dir, *fmt, "--output", out, *args)
     assert res.returncode in (1, 2)
     assert_one_line(res.stderr, *needles)
     assert not out.exists()
@@ -794,7 +798,7 @@ def test_export_out_that_cannot_be_created(model_dir, tmp_path, where):
     blocker.write_text("a file\n")
     out = blocker / "out" if where == "under_a_file" else Path("/proc/self/no/out")
     before = snapshot(tmp_path)
-    res = run_cli("-m", "nn_core.export", model_dir, "--format", "c", "--out", out)
+    res = run_cli("-m", "nn_core.export", "--model", model_dir, "--format", "c", "--output", out)
     assert_refused(res, 1, "error:", "/f" if where == "under_a_file" else "/proc/self/no")
     assert snapshot(tmp_path) == before
 
@@ -902,7 +906,7 @@ def test_events_path_missing_or_directory(events_model_dir, tmp_path, command, k
         path.mkdir()
     before = snapshot(tmp_path)
     if command == "train":
-        res = run_cli(REPO / "train.py", "--events", path, "--quiet", "--out", tmp_path / "run")
+        res = run_cli(REPO / "train.py", "--events", path, "--quiet", "--output", tmp_path / "run")
     else:
         res = run_cli(REPO / "predict.py", "--model", events_model_dir, "--events", path,
                       "--cutoff", "2017-11-26", "--output", tmp_path / "out.csv")
@@ -915,8 +919,8 @@ def test_events_path_missing_or_directory(events_model_dir, tmp_path, command, k
 def test_train_taobao_log_with_a_timestamp_in_2602(tmp_path):
     path = _log(tmp_path / "log.csv", ["1,2,3,pv,1511544070", "1,2,3,buy,19958614474"])
     before = snapshot(tmp_path)
-    res = run_cli(REPO / "train.py", "--events", path, "--format", "taobao", "--quiet",
-                  "--out", tmp_path / "run")
+    res = run_cli(REPO / "train.py", "--events", path, "--events-format", "taobao", "--quiet",
+                  "--output", tmp_path / "run")
     assert_refused(res, 1, path, "row 2", "column 'timestamp'", "19958614474")
     assert snapshot(tmp_path) == before
 
@@ -1103,7 +1107,7 @@ def test_two_runs_to_the_same_out_one_wins_the_other_refuses(tmp_path):
     results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
     assert sorted(code for code, _ in results) == [0, 2], results
     loser = next(err for code, err in results if code == 2)
-    assert_one_line(loser, "--out", out)
+    assert_one_line(loser, "--output", out)
     assert (out / "model.json").is_file() and (out / "metrics.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv", "run"]
 
@@ -1142,7 +1146,8 @@ def test_full_disk_is_one_line_naming_the_file_and_nothing_is_left(model_dir, sc
         args = [REPO / "predict.py", "--model", model_dir, "--input", work / "s.csv",
                 "--output", work / "scores.csv"]
     else:
-        args = ["-m", "nn_core.export", model_dir, "--format", "c", "--out", work / "c"]
+        args = ["-m", "nn_core.export", "--model", model_dir, "--format", "c", "--output",
+                work / "c"]
     # Once without the limit (elsewhere), so that numba's compile cache is written already
     # and the limit hits the command's own files.
     warm = [str(a).replace(str(work), str(tmp_path / "warm")) for a in args]
@@ -1261,7 +1266,7 @@ def test_train_event_time_flags_name_the_flag(tmp_path, capsys, flags, needles):
         f"{u},2017-11-{25 + d}T1{u}:00:00,{'purchase' if (u + d) % 3 == 0 else 'view'}\n"
         for u in range(1, 8) for d in range(4)))
     before = snapshot(tmp_path)
-    status, err = call_main(main, ["--events", log, "--quiet", "--out", tmp_path / "run",
+    status, err = call_main(main, ["--events", log, "--quiet", "--output", tmp_path / "run",
                                    *flags], capsys)
     assert status == 1, err
     assert_one_line(err, "train.py: error:", *needles)
@@ -1310,7 +1315,8 @@ def test_export_eval_csv_that_cannot_be_read(model_dir, tmp_path, kind, needle):
     elif kind == "gzip":
         path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(200)))
     before = snapshot(tmp_path)
-    res = run_cli("-m", "nn_core.export", model_dir, "--format", "c", "--out", tmp_path / "c",
+    res = run_cli("-m", "nn_core.export", "--model", model_dir, "--format", "c", "--output",
+                  tmp_path / "c",
                   "--eval-csv", path)
     assert_refused(res, 1, path, needle)
     assert snapshot(tmp_path) == before
@@ -1325,7 +1331,8 @@ def test_closed_stdout_after_the_work_is_written(model_dir, tmp_path, command):
         _tiny_table(tmp_path / "t.csv", [])
         args = [REPO / "train.py", *train_argv(tmp_path / "t.csv", tmp_path / "out")]
     else:
-        args = ["-m", "nn_core.export", model_dir, "--format", "c", "--out", tmp_path / "out"]
+        args = ["-m", "nn_core.export", "--model", model_dir, "--format", "c", "--output",
+                tmp_path / "out"]
     proc = subprocess.Popen([sys.executable, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -1367,7 +1374,7 @@ def test_config_ranges_that_mean_nothing_are_refused(table, capsys, ranges, need
                        "ranges": ranges}).replace('"NaN"', "NaN")
     config.write_text(text)
     before = snapshot(folder)
-    status, err = call_main(main, ["--data", table, "--config", config, "--quiet", "--out",
+    status, err = call_main(main, ["--input", table, "--config", config, "--quiet", "--output",
                                    folder / "run"], capsys)
     assert status == 1
     assert_one_line(err, config, "ranges['x']", needle)
@@ -1379,8 +1386,8 @@ def test_export_out_that_is_a_file(model_dir, tmp_path):
     out = tmp_path / "out.c"
     out.write_text("int keep;\n")
     before = snapshot(tmp_path)
-    res = run_cli("-m", "nn_core.export", model_dir, "--format", "c", "--out", out)
-    assert_refused(res, 2, "--out", out, "not a directory")
+    res = run_cli("-m", "nn_core.export", "--model", model_dir, "--format", "c", "--output", out)
+    assert_refused(res, 2, "--output", out, "not a directory")
     assert snapshot(tmp_path) == before
 
 
@@ -1407,7 +1414,8 @@ def test_leftovers_of_a_killed_writer_are_removed_by_the_next(model_dir, scores_
         (stale / "model.c").write_text("/* half */")
         live = out / f".export.{os.getpid()}-e5f6.partial"
         live.mkdir()
-        res = run_cli("-m", "nn_core.export", model_dir, "--format", "python", "--out", out)
+        res = run_cli("-m", "nn_core.export", "--model", model_dir, "--format", "python",
+                      "--output", out)
         made = "model_np.py"
     assert res.returncode == 0, res.stderr
     assert not stale.exists()
@@ -1495,7 +1503,7 @@ def test_config_file_that_is_not_json_names_it(table, capsys, content, needle):
     config = folder / "config.json"
     config.write_bytes(content)
     before = snapshot(folder)
-    status, err = call_main(main, ["--data", table, "--config", config, "--quiet", "--out",
+    status, err = call_main(main, ["--input", table, "--config", config, "--quiet", "--output",
                                    folder / "run"], capsys)
     assert status == 1
     assert_one_line(err, config, needle)
@@ -1555,11 +1563,11 @@ def test_an_unexpected_exception_is_one_line_or_a_traceback_on_request(
     import propensity.train
 
     main, argv = {
-        "train": (propensity.train.main, ["--out", str(tmp_path / "run"), "--epochs", "1"]),
+        "train": (propensity.train.main, ["--output", str(tmp_path / "run"), "--epochs", "1"]),
         "predict": (propensity.predict.main, ["--model", str(tmp_path), "--input", str(UCI),
                                               "--output", str(tmp_path / "s.csv")]),
-        "export": (export_cli.main, [str(tmp_path / "model"), "--format", "c",
-                                     "--out", str(tmp_path / "exp")]),
+        "export": (export_cli.main, ["--model", str(tmp_path / "model"), "--format", "c",
+                                     "--output", str(tmp_path / "exp")]),
     }[command]
     target = {"train": (propensity.train, "run"), "predict": (propensity.predict, "run"),
               "export": (export_cli, "load_model_dir")}[command]

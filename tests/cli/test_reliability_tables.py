@@ -344,8 +344,8 @@ def test_train_reads_a_process_substitution(tmp_path):
     src = tmp_path / "t.csv"
     src.write_text(table_text(range(0, 12330, 6)))
     res = run_cli("-c", "import subprocess, sys; sys.exit(subprocess.call(['bash', '-c', "
-                  f"'{sys.executable} train.py --data <(cat {src}) --epochs 1 --quiet "
-                  f"--out {tmp_path / 'run'}']))")
+                  f"'{sys.executable} train.py --input <(cat {src}) --epochs 1 --quiet "
+                  f"--output {tmp_path / 'run'}']))")
     assert res.returncode == 0, res.stderr.decode()
     assert (tmp_path / "run" / "model.json").is_file()
 
@@ -369,7 +369,7 @@ def test_train_bad_files_one_line_nothing_written(tmp_path, kind):
     text = table_text(edit=set_cell(7, "Month", "D\xe9c"))
     src.write_bytes(gzip.compress(text.encode()) if kind == "gzip" else text.encode("latin-1"))
     before = snapshot(tmp_path)
-    res = run_cli("train.py", "--data", src, "--epochs", "1", "--quiet", "--out",
+    res = run_cli("train.py", "--input", src, "--epochs", "1", "--quiet", "--output",
                   tmp_path / "run", text=True)
     assert res.returncode == 1, res.stderr
     assert_one_line(res.stderr, src, "gzip-compressed" if kind == "gzip" else "data row 7")

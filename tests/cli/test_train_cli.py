@@ -120,6 +120,7 @@ def test_off_a_terminal_progress_is_one_line_per_model(two_seeds):
         assert mlp.endswith(" s") and base.endswith(" s")
 
 
+@pytest.mark.slow  # trains with train.py run as a command
 def test_the_baseline_keeps_its_own_settings_whatever_the_network_flags(tmp_path):
     from nn_core.selection import BASELINE
 
@@ -166,6 +167,7 @@ def test_plots_are_non_empty_pngs(run_dir):
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 5_000, name
 
 
+@pytest.mark.slow  # trains with train.py run as a command
 def test_default_out_is_timestamped_and_latest_points_at_it(tmp_path):
     data = uci_sample(tmp_path / "s.csv", every=16)
     proc = run_cli("--input", data, "--epochs", "2", "--quiet", cwd=tmp_path)
@@ -179,6 +181,7 @@ def test_default_out_is_timestamped_and_latest_points_at_it(tmp_path):
         assert latest.read_text().strip() == runs[0].name
 
 
+@pytest.mark.slow  # trains with train.py run as a command
 def test_tune_saves_the_trials_table(tmp_path):
     data = uci_sample(tmp_path / "s.csv", every=16)
     proc = run_cli("--input", data, "--epochs", "2", "--tune", "3", "--quiet", "--output",
@@ -219,6 +222,7 @@ def synthetic_table(path: Path, n: int = 400) -> Path:
     return path
 
 
+@pytest.mark.slow  # trains with train.py run as a command
 @pytest.mark.parametrize("how", ["flags", "config"])
 def test_any_session_table_with_column_roles(tmp_path, how):
     data = synthetic_table(tmp_path / "shop.csv")
@@ -264,6 +268,7 @@ def test_a_run_that_fails_midway_leaves_nothing_behind(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["s.csv"]  # no run dir, no .partial leftovers
 
 
+@pytest.mark.slow  # a train.py command per case (test_reliability.py checks flags in-process)
 @pytest.mark.parametrize(
     "args, code, message",
     [
@@ -295,6 +300,7 @@ def test_out_must_be_new_or_empty(tmp_path):
 
 
 
+@pytest.mark.slow  # trains with train.py run as a command
 @pytest.mark.parametrize("restore", [True, False])
 def test_patience_and_restore_flags_reach_early_stopping(tmp_path, restore):
     data = uci_sample(tmp_path / "s.csv", every=6)
@@ -316,6 +322,7 @@ def test_patience_and_restore_flags_reach_early_stopping(tmp_path, restore):
     assert m["model"]["dev"]["roc_auc"] == pytest.approx(aucs[held - 1], abs=1e-12)
 
 
+@pytest.mark.slow  # a train.py command per case (test_reliability.py checks flags in-process)
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -363,6 +370,7 @@ def help_of(command: list[str]) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # a train.py command per case (test_reliability.py checks flags in-process)
 @pytest.mark.parametrize("command, parser", [
     ([str(REPO / "train.py")], "propensity.train"),
     ([str(REPO / "predict.py")], "propensity.predict"),

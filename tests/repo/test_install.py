@@ -96,14 +96,14 @@ def test_commands_are_on_path_and_the_package_comes_from_the_wheel(installed):
 def test_train_predict_export_from_an_empty_directory(installed):
     _, env, work = installed
     # the bundled data, found where the wheel put it
-    _run(["propensity-train", "--epochs", "1", "--out", "bundled", "--quiet"], work, env)
+    _run(["propensity-train", "--epochs", "1", "--output", "bundled", "--quiet"], work, env)
     assert json.loads((work / "bundled" / "metrics.json").read_text())["model"]["test"]
     # a small CSV of one's own
     with open(ROOT / "data" / "online_shoppers_intention.csv", newline="") as fh:
         rows = list(csv.reader(fh))[:601]
     with open(work / "small.csv", "w", newline="") as fh:
         csv.writer(fh).writerows(rows)
-    _run(["propensity-train", "--data", "small.csv", "--epochs", "1", "--out", "run",
+    _run(["propensity-train", "--input", "small.csv", "--epochs", "1", "--output", "run",
           "--quiet"], work, env)
     assert (work / "run" / "model.json").is_file()
     _run(["propensity-predict", "--model", "run", "--input", "small.csv", "--output",
@@ -111,15 +111,16 @@ def test_train_predict_export_from_an_empty_directory(installed):
     with open(work / "scores.csv", newline="") as fh:
         scored = list(csv.DictReader(fh))
     assert len(scored) == 600 and all(0 <= float(r["propensity"]) <= 1 for r in scored)
-    _run(["propensity-export", "run", "--format", "python", "--out", "export", "--name",
+    _run(["propensity-export", "--model", "run", "--format", "python", "--output", "export",
+         "--name",
           "shop"], work, env)
     assert sorted(p.name for p in (work / "export").iterdir()) == ["shop.json", "shop.py"]
 
 
 @pytest.mark.parametrize(("args", "status", "names"), [
-    (["propensity-train", "--data", "missing.csv"], 1, "missing.csv: file not found"),
+    (["propensity-train", "--input", "missing.csv"], 1, "missing.csv: file not found"),
     (["propensity-predict", "--model", "nowhere", "--input", "x.csv"], 1, "nowhere"),
-    (["propensity-export", "nowhere", "--format", "onnx"], 2, "--out"),
+    (["propensity-export", "--model", "nowhere", "--format", "onnx"], 2, "--output"),
 ])
 def test_errors_name_the_installed_command(installed, args, status, names):
     """One line that starts with the command's own name (not train.py), no traceback."""

@@ -174,6 +174,7 @@ def test_pure_predictor_matches_reference(uci, predictors):
     assert np.max(np.abs(p - uci["ref"][rows])) <= 1e-6
 
 
+@pytest.mark.slow  # runs predict.py as a command
 def test_targets_match_predict_py_cli(uci, predictors, tmp_path):
     """The bundled CSV through predict.py itself vs. every exported float target."""
     out = tmp_path / "scores.csv"
@@ -371,12 +372,14 @@ def test_small_synthetic_models_every_code_path(tmp_path, hidden, activation, co
 # --------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow  # runs the export as a command
 def test_cli_writes_files_and_size_report(uci, tmp_path):
     out = tmp_path / "o"
     test_csv = tmp_path / "test.csv"
     raw = pd.read_csv(UCI_CSV, dtype=str, keep_default_na=False)
     raw.iloc[uci["test"]].to_csv(test_csv, index=False)
-    res = export_cli(uci["dir"], "--format", "c-int8", "--out", out, "--eval-csv", test_csv)
+    res = export_cli("--model", uci["dir"], "--format", "c-int8", "--output", out, "--eval-csv",
+                     test_csv)
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["model_int8.c", "model_int8.h",
                                                      "model_int8.json"]
@@ -400,6 +403,7 @@ def test_cli_writes_files_and_size_report(uci, tmp_path):
         assert f"x[{c.index:<2d}] {c.name}" in header
 
 
+@pytest.mark.slow  # runs the export as a command
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -427,17 +431,18 @@ def test_cli_bad_model_dir_clear_error_no_output(uci, tmp_path, damage, message)
     else:
         name = "1bad-name"
     out = tmp_path / "out"
-    res = export_cli(model_dir, "--format", "c", "--out", out, "--name", name)
+    res = export_cli("--model", model_dir, "--format", "c", "--output", out, "--name", name)
     assert res.returncode != 0
     assert message in res.stderr and "Traceback" not in res.stderr
     assert not out.exists()
 
 
+@pytest.mark.slow  # runs the export as a command
 def test_existing_output_untouched_on_error(uci, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "model.c").write_text("old")
-    res = export_cli(tmp_path / "nowhere", "--format", "c", "--out", out)
+    res = export_cli("--model", tmp_path / "nowhere", "--format", "c", "--output", out)
     assert res.returncode == 1 and "not found" in res.stderr
     assert [p.name for p in out.iterdir()] == ["model.c"]
     assert (out / "model.c").read_text() == "old"

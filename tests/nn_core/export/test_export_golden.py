@@ -146,7 +146,8 @@ def test_export_is_byte_identical(model_dirs, tmp_path, capsys, variant, fmt):
     """Every file and the printed report of ``python -m nn_core.export`` equal the golden."""
     golden = GOLDEN / variant / fmt
     out = tmp_path / "out"
-    assert ex.main([str(model_dirs[variant]), "--format", fmt, "--out", str(out)]) == 0
+    argv = ["--model", str(model_dirs[variant]), "--format", fmt, "--output", str(out)]
+    assert ex.main(argv) == 0
     stdout = capsys.readouterr().out.replace(str(out), "OUT")
     assert _without_arm(stdout, "stdout.txt") == (golden / "stdout.txt").read_text()
     expected = sorted(p.name for p in golden.iterdir() if p.name != "stdout.txt")
@@ -159,8 +160,8 @@ def test_export_is_byte_identical(model_dirs, tmp_path, capsys, variant, fmt):
 def test_command_line_module_writes_the_golden_files(model_dirs, tmp_path):
     """``python -m nn_core.export`` itself (a subprocess) gives the same bytes."""
     out = tmp_path / "out"
-    res = subprocess.run([sys.executable, "-m", "nn_core.export", str(model_dirs["relu"]),
-                          "--format", "c", "--out", str(out)],
+    res = subprocess.run([sys.executable, "-m", "nn_core.export", "--model",
+                          str(model_dirs["relu"]), "--format", "c", "--output", str(out)],
                          cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""

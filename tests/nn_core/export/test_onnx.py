@@ -48,8 +48,8 @@ def uci(tmp_path_factory):
     """A 16-8 ReLU model of the UCI rows, exported by the command line; its session."""
     root = tmp_path_factory.mktemp("onnx")
     df, test = train_uci_model(root / "model")
-    res = export_cli(root / "model", "--format", "onnx", "--out", root / "out", "--name",
-                     "propensity")
+    res = export_cli("--model", root / "model", "--format", "onnx", "--output", root / "out",
+                     "--name", "propensity")
     assert res.returncode == 0, res.stderr
     model, _ = ex.load_model_dir(root / "model")
     return {"dir": root / "model", "out": root / "out", "df": df, "test": test,
