@@ -65,8 +65,14 @@ def test_predict_scores_users_before_cutoff(trained, tmp_path):
 def test_predict_event_mode_user_errors(trained, tmp_path):
     log, out = trained
     scores = tmp_path / "scores.csv"
+    # No --cutoff: every user of the log, scored at its end (said on stderr).
     r = _run("predict.py", "--model", str(out), "--events", str(log), "--output", str(scores))
-    assert r.returncode != 0 and "Traceback" not in r.stderr and "--cutoff" in r.stderr
+    assert r.returncode == 0 and "(the log's end)" in r.stderr, r.stderr
+    assert len(pd.read_csv(scores)) == read_events(log, "canonical")["user_id"].nunique()
+    scores.unlink()
+    r = _run("predict.py", "--model", str(out), "--events", str(log), "--cutoff", "2000-01-01",
+             "--output", str(scores))
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "no user has events" in r.stderr
     assert not scores.exists()
     bad = tmp_path / "bad.csv"
     bad.write_text("user_id,timestamp,event_type\n1,2017-11-26T00:00:00Z,checkout\n")
