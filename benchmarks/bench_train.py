@@ -19,6 +19,12 @@ warm, each in a new process.
 Usage::
 
     python benchmarks/bench_train.py [--repeats 3] [--skip-compile]
+    python benchmarks/bench_train.py --predict-only [--repeats 5] [--blocks 64,128,256,512]
+
+``--predict-only`` prints only the 1,000,000-row prediction table (issue 14.3):
+nn_core against ONNX Runtime on the same weights, 80 inputs, hidden (64,) and
+(64, 32) ReLU, float32 and float64, on one thread and on all (the same count
+on both sides), and with ``--blocks`` nn_core's speed per rows-per-block size.
 
 Timings are the best of ``--repeats`` runs (the least disturbed by other work).
 
@@ -177,6 +183,114 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
+# --- prediction at scale: nn_core against ONNX Runtime, one network and thread count at a time
+PREDICT_ROWS, PREDICT_INPUTS = 1_000_000, 80
+
+
+def onnx_session(model, threads: int):
+    """An ONNX Runtime session of ``model`` (Gemm, Relu, ..., Sigmoid in its dtype), or None.
+
+    Built with ``onnx.helper`` from the weights themselves (no exporter in
+    between), on ``threads`` intra-op threads and one inter-op thread.
+    """
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    tp = TensorProto.FLOAT if model.dtype == "float32" else TensorProto.DOUBLE
+    nodes, weights, h = [], [], "x"
+    for l, (W, b) in enumerate(model.params):
+        weights += [numpy_helper.from_array(W, f"W{l}"), numpy_helper.from_array(b, f"b{l}")]
+        nodes.append(helper.make_node("Gemm", [h, f"W{l}", f"b{l}"], [f"z{l}"]))
+        h = f"z{l}"
+        if l < len(model.params) - 1:
+            nodes.append(helper.make_node("Relu", [h], [f"h{l}"]))
+            h = f"h{l}"
+    nodes.append(helper.make_node("Sigmoid", [h], ["p"]))
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", tp, ["n", model.n_inputs])],
+        [helper.make_tensor_value_info("p", tp, ["n", 1])], weights,
+    )
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(onnx_model.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+
+
+def predict_table(repeats: int, hiddens, dtypes, thread_counts) -> None:
+    """1,000,000-row prediction, nn_core numba against ONNX Runtime on the same weights.
+
+    Default ReLU networks of ``PREDICT_INPUTS`` inputs (the bundled table's
+    one-hot width) and each hidden shape; both sides get the same thread
+    count; each figure is the best of ``repeats`` (rows/s), the two sides
+    timed in alternation so that load on a shared machine hits both alike.
+    """
+    from nn_core import MLP
+    from nn_core.backends import prediction_block
+
+    print(f"## prediction, {PREDICT_ROWS:,} rows x {PREDICT_INPUTS} inputs, best of {repeats} "
+          f"(block {prediction_block()} rows)")
+    print("| network | dtype | threads | nn_core rows/s | ONNX Runtime rows/s | nn_core / ORT |")
+    print("|---|---|---:|---:|---:|---:|")
+    rng = np.random.default_rng(1)
+    for hidden in hiddens:
+        for dtype in dtypes:
+            model = MLP(PREDICT_INPUTS, hidden, dtype=dtype, seed=0)
+            X = rng.normal(size=(PREDICT_ROWS, PREDICT_INPUTS)).astype(dtype)
+            for threads in thread_counts:
+                sess = onnx_session(model, threads)
+                ours, theirs = [], []
+                model.predict_proba(X[:10_000], threads=threads)
+                if sess is not None:
+                    assert np.allclose(sess.run(None, {"x": X[:1000]})[0][:, 0],
+                                       model.predict_proba(X[:1000]), atol=1e-5)
+                    sess.run(None, {"x": X[:10_000]})
+                for _ in range(repeats):
+                    ours.append(_timed(lambda m=model, X=X, k=threads:
+                                       m.predict_proba(X, threads=k)))
+                    if sess is not None:
+                        theirs.append(_timed(lambda s=sess, X=X: s.run(None, {"x": X})))
+                a = PREDICT_ROWS / min(ours)
+                net = f"{PREDICT_INPUTS}-{'-'.join(map(str, hidden))}-1"
+                if sess is None:
+                    print(f"| {net} | {dtype} | {threads} | {a:,.0f} | skipped (not installed) | |")
+                    continue
+                b = PREDICT_ROWS / min(theirs)
+                print(f"| {net} | {dtype} | {threads} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x |",
+                      flush=True)
+    print()
+
+
+def block_sweep(repeats: int, blocks, hidden, dtype: str) -> None:
+    """nn_core's 1 M-row prediction on one thread with each rows-per-block size.
+
+    ``nn_core/backends.py: _BLOCKS`` holds the size chosen from this table per
+    instruction set.
+    """
+    from nn_core import MLP, backends
+
+    model = MLP(PREDICT_INPUTS, hidden, dtype=dtype, seed=0)
+    X = np.random.default_rng(1).normal(size=(PREDICT_ROWS, PREDICT_INPUTS)).astype(dtype)
+    print(f"## block size, {PREDICT_INPUTS}-{'-'.join(map(str, hidden))}-1 {dtype}, one thread, "
+          f"best of {repeats}")
+    print("| rows per block | rows/s |")
+    print("|---:|---:|")
+    own = backends.prediction_block
+    chosen = own()
+    try:
+        for block in blocks:
+            backends.prediction_block = lambda b=block: b
+            model.predict_proba(X[:10_000], threads=1)
+            t = min(_timed(lambda: model.predict_proba(X, threads=1)) for _ in range(repeats))
+            print(f"| {block}{' (chosen here)' if block == chosen else ''} | "
+                  f"{PREDICT_ROWS / t:,.0f} |", flush=True)
+    finally:
+        backends.prediction_block = own
+    print()
+
+
 COMPILE_SCRIPT = """
 import time; t0 = time.perf_counter()
 import numpy as np
@@ -227,6 +341,15 @@ def cpu_name() -> str:
     )
 
 
+def isa() -> str:
+    """The widest vector instruction set LLVM (so Numba) finds on this CPU."""
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    return next((f"{name}" for name in ("avx512f", "avx2", "avx", "sse4.2") if features.get(name)),
+                "no AVX")
+
+
 def blas_kernels() -> str:
     """The OpenBLAS kernels loaded (NumPy's and SciPy's) and any forced core type."""
     import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS, the one the kernels call)
@@ -244,6 +367,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-compile", action="store_true")
+    ap.add_argument("--predict-only", action="store_true",
+                    help="only the 1 M-row prediction table against ONNX Runtime")
+    ap.add_argument("--blocks", default="",
+                    help="with --predict-only: also time these rows-per-block sizes, e.g. "
+                         "64,128,256,512,1024")
     args = ap.parse_args()
 
     import numba
@@ -253,7 +381,23 @@ def main() -> None:
         f"# {cpu_name()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
         f"numpy {np.__version__}, numba {numba.__version__}"
     )
-    print(f"# BLAS: {blas_kernels()}")
+    print(f"# BLAS: {blas_kernels()}; {isa()}")
+    print(f"# load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+          if Path("/proc/loadavg").exists() else "#")
+    if args.predict_only:
+        try:
+            import onnxruntime
+
+            print(f"# ONNX Runtime {onnxruntime.__version__}\n")
+        except ImportError:
+            print("# ONNX Runtime not installed\n")
+        threads = sorted({1, os.cpu_count() or 1})
+        predict_table(args.repeats, [(64,), (64, 32)], ["float32", "float64"], threads)
+        if args.blocks:
+            sizes = [int(b) for b in args.blocks.split(",")]
+            for dtype in ("float32", "float64"):
+                block_sweep(args.repeats, sizes, (64,), dtype)
+        return
     X, y = make_data()
     print(
         f"# data {X.shape} float32, positives {y.mean():.1%}; {HIDDEN} ReLU, Adam lr {LR}, "

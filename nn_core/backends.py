@@ -19,6 +19,7 @@ backends, so that the same seed gives the same batches everywhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 
 import numba
@@ -26,6 +27,7 @@ import numpy as np
 
 from . import kernels, reference
 from .fusion import fused
+from .optim import Optimizer
 from .validation import raise_not_finite
 
 BACKENDS = ("numba", "numpy", "cupy")
@@ -33,9 +35,12 @@ BACKENDS = ("numba", "numpy", "cupy")
 # Below this many rows, predict in one serial call: a parallel region costs
 # more than it saves on a few rows.
 _PARALLEL_ROWS = 2048
-# Rows per block in prediction: small enough that a layer's activations stay
-# in L1/L2 (128 rows ran 15 % faster than 256 on the benchmark machine).
-_BLOCK = 128
+# Rows per block in prediction, by the widest vector instructions the CPU has
+# (see prediction_block): small enough that a block's activations stay in
+# L1/L2, large enough that each BLAS call has rows to work on. Measured with
+# ``python benchmarks/bench_train.py --predict-only --blocks 64,128,...``
+# (docs/benchmarks.md): AVX-512 on a Zen 5, AVX2 on a Zen 3.
+_BLOCKS = {"avx512": 128, "avx2": 256, "other": 256}
 # A training batch is split across threads only when each thread gets at
 # least this many rows: below it, the parallel region's start-up costs
 # more than the split saves (measured in benchmarks/bench_train.py: batch
@@ -76,6 +81,20 @@ def cupy_module():
     if n < 1:
         raise BackendUnavailableError("backend 'cupy' needs a CUDA device; none was found")
     return cupy
+
+
+@functools.cache
+def prediction_block() -> int:
+    """Rows per block of prediction on this CPU (``_BLOCKS`` by its widest vector set).
+
+    Fixed per CPU kind, not timed at run time: rows are scored in the same
+    blocks on every run, so the same model and rows give the same bits.
+    """
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    isa = "avx512" if features.get("avx512f") else "avx2" if features.get("avx2") else "other"
+    return _BLOCKS[isa]
 
 
 def all_finite(X: np.ndarray) -> bool:
@@ -250,26 +269,28 @@ class NumbaBackend:
     def predict(self, model, X, threads=None):
         p = np.empty(X.shape[0], dtype=model.theta.dtype)
         act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
-        args = (model.theta, model.layout, act, out, _BLOCK)
+        block = prediction_block()
+        args = (model.theta, model.layout, act, out, block)
         n_threads = numba.get_num_threads() if threads is None else check_threads(threads)
         slices = min(n_threads, X.shape[0] // _PARALLEL_ROWS)
-        if slices <= 1:
-            with threads_limited(None):  # BLAS to one thread on this path too
+        # BLAS to one thread on every path: the threads, if any, are ours.
+        with threads_limited(None):
+            if slices <= 1:
                 finite = kernels.predict_blocks(X, *args, p)
-        else:
-            # The kernel releases the GIL: Python threads, one slice of rows
-            # each, run it in parallel with no compiled parallel region to build.
-            # Slices start on block boundaries, so every row lands in the same
-            # block as in a serial run and gets the same bits (BLAS may round
-            # a row differently in a block of another height).
-            blocks = -(-X.shape[0] // _BLOCK)
-            bounds = [min(X.shape[0], _BLOCK * (blocks * k // slices)) for k in range(slices + 1)]
+            else:
+                # The kernel releases the GIL: Python threads, one slice of rows
+                # each, run it in parallel with no compiled parallel region to
+                # build. Slices start on block boundaries, so every row lands in
+                # the same block as in a serial run and gets the same bits (BLAS
+                # may round a row differently in a block of another height).
+                blocks = -(-X.shape[0] // block)
+                bounds = [min(X.shape[0], block * (blocks * k // slices))
+                          for k in range(slices + 1)]
 
-            def run(k: int) -> bool:
-                lo, hi = bounds[k], bounds[k + 1]
-                return kernels.predict_blocks(X[lo:hi], *args, p[lo:hi])
+                def run(k: int) -> bool:
+                    lo, hi = bounds[k], bounds[k + 1]
+                    return kernels.predict_blocks(X[lo:hi], *args, p[lo:hi])
 
-            with threads_limited(None):  # BLAS to one thread: the threads are ours
                 finite = all(_thread_pool().map(run, range(slices)))
         if not finite:
             raise_not_finite(X)
@@ -277,16 +298,17 @@ class NumbaBackend:
 
     def loss_and_grad(self, model, X, y, s, l2):
         # One full-batch step of the epoch kernel computes exactly this
-        # gradient; the optimizer's learning rate is 0 so nothing moves.
+        # gradient; the optimizer's learning rate is 0 so nothing moves. Adam,
+        # fit's default, so that the kernel is the one training compiles.
         grad = np.zeros_like(model.theta)
         theta = model.theta.copy()
-        state = np.zeros_like(theta)  # SGD's m and v, unused
+        m, v = np.zeros_like(theta), np.zeros_like(theta)  # Adam's state; with lr 0 theta stays
         act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
         with threads_limited(None):
             loss, _ = kernels.train_epoch(
                 X, y, s, np.arange(X.shape[0], dtype=np.int64), theta, grad, model.layout, act,
-                out, l2, kernels.optimizer_index("sgd"), state, state, 0, 0.0,
-                np.zeros(7, dtype=model.dtype), np.zeros_like(theta), X.shape[0], 0.0, 0,
+                out, l2, kernels.ADAM, m, v, 0, 0.0, Optimizer("adam", 1, model.dtype).hyper(),
+                np.zeros_like(theta), X.shape[0], 0.0, 0,
             )
         return float(loss), [(dW.copy(), db.copy()) for dW, db in model.unflatten(grad)]
 

@@ -3,7 +3,8 @@
 A whole epoch of mini-batch steps runs inside one compiled call,
 :func:`train_epoch`, so Python is entered once per epoch, not once per
 batch. The matrix products go to BLAS through ``np.dot`` (with ``out=``
-buffers, so nothing is allocated per product; see :func:`matmul`); the activations, their
+buffers, so nothing is allocated per product), except the output layer's, which are
+one column wide (:func:`output_logits`, :func:`output_layer_backward`); the activations, their
 backward rules, the losses, the output delta and the optimizer rules are the
 very functions of ``nn_core/activations.py``, ``nn_core/losses.py`` and
 ``nn_core/optim.py``, compiled here with ``numba.njit`` and applied element
@@ -29,6 +30,7 @@ same layout in ``grad``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -49,16 +51,52 @@ from .optim import OPTIMIZERS, decayed
 # on-disk cache, so with "contract" the first run of a new cache trained to
 # different weights than every later run from the same seed.
 _FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn", "reassoc"}
-_jit = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True)
-_pjit = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True, parallel=True)
 # The prediction kernels test their input for NaN and infinity, so they may
 # not let the compiler assume that no value is NaN or infinite (nnan, ninf).
 _FINITE_SAFE_FASTMATH = _FASTMATH - {"nnan", "ninf"}
-_pred_jit = numba.njit(cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True)
 
-# literal_unroll over a tuple of compiled functions types them as "first-class
-# functions", which Numba marks experimental; the code it generates is the same
-# as an if/elif ladder over the functions (timed in docs/benchmarks.md).
+# What Numba compiles, and when. Compile time is the cost of a cold start
+# (an empty cache: a first run, a new install, a changed source file), so
+# only what a run uses is compiled, once:
+#
+# * entry points (``_entry``): the few functions Python calls (one epoch,
+#   one epoch in parallel chunks, prediction in blocks, prediction of a few
+#   rows), compiled per rule set (activation; for training also optimizer and
+#   dropout on or off; see ``entry``) and argument dtypes when first called,
+#   and cached on disk: a run compiles the entries it calls, for its
+#   network's rules and dtype, and nothing else;
+# * helpers (``_inline``): inlined into the entry that calls them before
+#   typing (with the entry's fastmath flags), so that each is typed and
+#   optimised once inside the entry instead of being compiled, linked and
+#   re-optimised as a function of its own at every level of calls (about
+#   0.1-0.3 s of compile time per function and signature);
+# * the output function and loss, picked at run time by their index
+#   (``_shared``: one small function, a branch per entry of ``OUTPUTS``,
+#   compiled once per dtype and shared by every entry);
+# * the rules of the tables, compiled as they are (``_rule``) when an entry
+#   or a shared function uses them.
+#
+# The rule set reaches the helpers as literal integers (the entries are
+# closures over the indices, which Numba treats as constants), and a helper
+# picks its rule by indexing the table's tuple, ``_F[act]``: with a literal
+# index that is resolved at compile time, so an entry holds its network's
+# rules alone, inlined, and never compiles the others.
+_entry = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True)
+_parallel_entry = numba.njit(
+    cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True, parallel=True
+)
+_predict_entry = numba.njit(
+    cache=True, fastmath=_FINITE_SAFE_FASTMATH, error_model="numpy", nogil=True
+)
+_inline = numba.njit(inline="always", fastmath=_FASTMATH, error_model="numpy", nogil=True)
+_shared = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True)
+_rule = numba.njit(fastmath=_FASTMATH, error_model="numpy", nogil=True)
+
+# A tuple of compiled functions is typed with Numba's "first-class function"
+# types, which it marks experimental; indexed with a literal (``_F[act]``) it
+# gives back the one function itself (a direct, inlinable call), and
+# literal_unroll over it (the shared functions) is the same code as an
+# if/elif ladder over the functions.
 warnings.filterwarnings(
     "ignore", "First-class function type feature is experimental",
     numba.NumbaExperimentalFeatureWarning,
@@ -66,20 +104,14 @@ warnings.filterwarnings(
 
 # The shared definitions, compiled (not rewritten): one tuple per table, in
 # the table's order, so that index k of a tuple is entry k of the table.
-# The kernels take the index of the network's entry (``activation_index``
-# and friends) and pick the rule with literal_unroll, which unrolls the loop
-# over the tuple at compile time into one branch per entry: the branch for
-# the network's rule holds a loop around that rule alone, inlined. An index
-# outside the table is refused after the loop (Numba 0.68 cannot type a
-# literal_unroll loop that follows a raise).
-_F = tuple(_jit(a.forward) for a in ACTIVATIONS.values())
-_F_BACKWARD = tuple(_jit(a.backward) for a in ACTIVATIONS.values())
-_G = tuple(_jit(g) for g in OUTPUTS.values())
-_G_AND_L = tuple((_jit(g), _jit(LOSSES[name])) for name, g in OUTPUTS.items())
-_UPDATE = tuple(_jit(rule) for rule in OPTIMIZERS.values())
-_decayed = _jit(decayed)
-_output_delta = _jit(_output_delta_py)
-_uniform01 = _jit(_uniform01_py)
+_F = tuple(_rule(a.forward) for a in ACTIVATIONS.values())
+_F_BACKWARD = tuple(_rule(a.backward) for a in ACTIVATIONS.values())
+_G = tuple(_rule(g) for g in OUTPUTS.values())
+_G_AND_L = tuple((_rule(g), _rule(LOSSES[name])) for name, g in OUTPUTS.items())
+_UPDATE = tuple(_rule(rule) for rule in OPTIMIZERS.values())
+_decayed = _rule(decayed)
+_output_delta = _rule(_output_delta_py)
+_uniform01 = _rule(_uniform01_py)
 
 N_ACTIVATIONS, N_OUTPUTS, N_OPTIMIZERS = len(ACTIVATIONS), len(OUTPUTS), len(OPTIMIZERS)
 #: Index of the identity, the "activation" of the output layer's logits.
@@ -101,38 +133,37 @@ def optimizer_index(name: str) -> int:
     return list(OPTIMIZERS).index(name)
 
 
+def check_index(index, count: int, what: str) -> int:
+    """``index`` as an int when ``0 <= index < count``; else ``ValueError`` naming ``what``."""
+    if isinstance(index, bool) or not isinstance(index, int | np.integer) or not (
+        0 <= index < count
+    ):
+        raise ValueError(f"unknown {what} index {index!r}: the table has {count} entries")
+    return int(index)
+
+
 def bias_activate(act, Z, b):
     """``Z = f(Z + b)`` in place, for activation ``act`` (``Z``: (n, d), ``b``: (d,)).
 
     Adding the bias and applying ``f`` in one pass reads the layer's buffer
     once (prediction, which needs no ``Z`` afterwards).
     """
+    f = _F[act]
     n, d = Z.shape
-    k = 0
-    for f in literal_unroll(_F):
-        if k == act:
-            for i in range(n):
-                for j in range(d):
-                    Z[i, j] = f(Z[i, j] + b[j])
-        k += 1
-    if not 0 <= act < N_ACTIVATIONS:
-        raise ValueError("bias_activate: unknown activation index")
+    for i in range(n):
+        for j in range(d):
+            Z[i, j] = f(Z[i, j] + b[j])
 
 
 def bias_activate_keep(act, Z, b, A):
     """``Z = Z + b`` in place and ``A = f(Z)`` (training: the backward rule needs both)."""
+    f = _F[act]
     n, d = Z.shape
-    k = 0
-    for f in literal_unroll(_F):
-        if k == act:
-            for i in range(n):
-                for j in range(d):
-                    z = Z[i, j] + b[j]
-                    Z[i, j] = z
-                    A[i, j] = f(z)
-        k += 1
-    if not 0 <= act < N_ACTIVATIONS:
-        raise ValueError("bias_activate_keep: unknown activation index")
+    for i in range(n):
+        for j in range(d):
+            z = Z[i, j] + b[j]
+            Z[i, j] = z
+            A[i, j] = f(z)
 
 
 def activate(act, H):
@@ -144,26 +175,16 @@ def activate(act, H):
     batch of 32, and prediction through ``bias_activate`` on a (1, d) view
     25 % slower per row.
     """
-    k = 0
-    for f in literal_unroll(_F):
-        if k == act:
-            for j in range(H.shape[0]):
-                H[j] = f(H[j])
-        k += 1
-    if not 0 <= act < N_ACTIVATIONS:
-        raise ValueError("activate: unknown activation index")
+    f = _F[act]
+    for j in range(H.shape[0]):
+        H[j] = f(H[j])
 
 
 def activation_backward(act, Z, A, dH):
     """``dH = dH * f'(Z)`` in place, given ``Z`` and ``A = f(Z)`` (1-D views)."""
-    k = 0
-    for f_backward in literal_unroll(_F_BACKWARD):
-        if k == act:
-            for i in range(dH.shape[0]):
-                dH[i] = f_backward(Z[i], A[i], dH[i])
-        k += 1
-    if not 0 <= act < N_ACTIVATIONS:
-        raise ValueError("activation_backward: unknown activation index")
+    f_backward = _F_BACKWARD[act]
+    for i in range(dH.shape[0]):
+        dH[i] = f_backward(Z[i], A[i], dH[i])
 
 
 def output_function(out, z):
@@ -175,6 +196,16 @@ def output_function(out, z):
             y = g(z)
         k += 1
     return y
+
+
+def apply_output(out, z):
+    """``z = g(z)`` in place for the logits ``z`` (1-D), for output function ``out``."""
+    k = 0
+    for g in literal_unroll(_G):
+        if k == out:
+            for i in range(z.shape[0]):
+                z[i] = g(z[i])
+        k += 1
 
 
 def output_loss_delta(out, z, y, s, Y, delta, n):
@@ -192,8 +223,6 @@ def output_loss_delta(out, z, y, s, Y, delta, n):
                 total += s[i] * l(z[i], y[i])
                 delta[i] = _output_delta(Y[i], y[i], s[i], n)
         k += 1
-    if not 0 <= out < N_OUTPUTS:
-        raise ValueError("output_loss_delta: unknown output index")
     return total / n
 
 
@@ -212,6 +241,32 @@ def fill_dropout_mask(key, p, D, row0=0):
             D[i, j] = scale if u >= p else 0.0
 
 
+def drop_units(l, m, fo, dropout, seed, t, row0, A_buf, D_buf, H_buf):
+    """``H_l = A_l * D_l``: layer ``l``'s mask drawn (:func:`fill_dropout_mask`) and applied.
+
+    ``m`` rows of ``fo`` units; the buffers are the flat rows of
+    :func:`workspace`'s ``A``, ``D`` and ``H``.
+    """
+    D = D_buf[l, : m * fo].reshape((m, fo))
+    fill_dropout_mask(dropout_key(seed, t, l), dropout, D, row0)
+    for k in range(m * fo):
+        H_buf[l, k] = A_buf[l, k] * D_buf[l, k]
+
+
+def keep_units(l, m, fo, dropout, seed, t, row0, A_buf, D_buf, H_buf):
+    """No dropout: ``H_l`` is ``A_l`` itself, nothing to do (the twin of :func:`drop_units`)."""
+
+
+def mask_delta(l, n, D_buf, d):
+    """``d = d * D_l`` over the first ``n`` entries: the backward pass through the mask."""
+    for k in range(n):
+        d[k] *= D_buf[l, k]
+
+
+def keep_delta(l, n, D_buf, d):
+    """No dropout: the gradient passes unchanged (the twin of :func:`mask_delta`)."""
+
+
 def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
     """One optimizer update over the flat vectors: the rule ``opt`` of ``OPTIMIZERS``, per element.
 
@@ -220,6 +275,7 @@ def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
     which vectorises about 3x better than one mixed with float64. ``t`` is
     the step number after this update (1 for the first).
     """
+    update = _UPDATE[opt]
     mu, b1, one_m_b1, b2, one_m_b2, eps = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
     # Per-step scalars, computed in float64 and rounded once to theta's dtype.
     c = np.empty(4, dtype=theta.dtype)
@@ -231,51 +287,25 @@ def optimizer_step(opt, theta, g, m, v, t, lr, hyper, decay_mask):
     if rate != 0.0:
         for k in range(theta.shape[0]):
             theta[k] = _decayed(theta[k], decay_mask[k], rate)
-    i = 0
-    for update in literal_unroll(_UPDATE):
-        if i == opt:
-            for k in range(theta.shape[0]):
-                theta[k], m[k], v[k] = update(
-                    theta[k], g[k], m[k], v[k], lr_, mu, b1, one_m_b1, b2, one_m_b2, lr_t, r, eps
-                )
-        i += 1
-    if not 0 <= opt < N_OPTIMIZERS:
-        raise ValueError("optimizer_step: unknown optimizer index")
+    for k in range(theta.shape[0]):
+        theta[k], m[k], v[k] = update(
+            theta[k], g[k], m[k], v[k], lr_, mu, b1, one_m_b1, b2, one_m_b2, lr_t, r, eps
+        )
 
 
-def matmul(A, B, C):
-    """``C = A @ B`` into the preallocated ``C``.
+def output_logits(H, w, z):
+    """``z = H w``: the output layer's product, one dot product per row (``w``: (d, 1)).
 
-    BLAS (``np.dot``) for the real matrix products; plain loops for the
-    output layer's products, where ``C`` is one column wide or ``A`` one
-    column deep: there a BLAS call costs more than the arithmetic.
+    The network has one output unit, so this product and the two of
+    :func:`output_layer_backward` are one column wide or one deep: as
+    loops they cost less than a BLAS call, and compile to less code.
     """
-    n, k = A.shape
-    m = B.shape[1]
-    if m == 1 and A.flags.c_contiguous:
-        # One dot product per row of A (the output layer's forward product).
-        for i in range(n):
-            acc = 0.0
-            for p in range(k):
-                acc += A[i, p] * B[p, 0]
-            C[i, 0] = acc
-    elif m == 1:
-        # A is a transposed matrix (``H^T`` in the output layer's ``dW``): its
-        # columns are contiguous, so add them up scaled by B, rather than
-        # reading its rows with a stride.
-        for i in range(n):
-            C[i, 0] = 0.0
-        for p in range(k):
-            b = B[p, 0]
-            for i in range(n):
-                C[i, 0] += A[i, p] * b
-    elif k == 1:
-        for i in range(n):
-            a = A[i, 0]
-            for j in range(m):
-                C[i, j] = a * B[0, j]
-    else:
-        np.dot(A, B, C)
+    n, d = H.shape
+    for i in range(n):
+        acc = 0.0
+        for p in range(d):
+            acc += H[i, p] * w[p, 0]
+        z[i, 0] = acc
 
 
 def column_sums(A, out):
@@ -299,7 +329,7 @@ def row_times_matrix(a, B, b, c):
     For one row a BLAS call costs more than the arithmetic. Vectorised over
     the columns ``j``, eight rows of ``B`` per pass, so that ``c`` is loaded
     and stored an eighth as often. Its own function (not a branch of
-    :func:`matmul`) so that training never compiles it.
+    :func:`output_logits`) so that training never compiles it.
     """
     k, m = B.shape
     for j in range(m):
@@ -327,22 +357,46 @@ def layer_forward(act, H_in, W, b, Z, A):
     """``Z = H_in W + b`` and ``A = f(Z)`` of one hidden layer of a training batch.
 
     ``H_in``: (m, d_in), ``W``: (d_in, d_out), ``b``: (d_out,); ``Z`` and ``A``:
-    (m, d_out), written. ``Z`` is kept for the backward rule.
+    (m, d_out), written. ``Z`` is kept for the backward rule. The product
+    goes to BLAS (``np.dot`` with ``out=``, so nothing is allocated).
     """
-    matmul(H_in, W, Z)
+    np.dot(H_in, W, Z)
     bias_activate_keep(act, Z, b, A)
 
 
 def layer_backward(H_in, W, delta, dW, db, dH_in):
     """``dW = H_in^T delta``, ``db = 1^T delta`` and, unless ``dH_in`` has no rows
     (the first layer), ``dH_in = delta W^T``; all written into the given buffers."""
-    matmul(H_in.T, delta, dW)
+    np.dot(H_in.T, delta, dW)
     column_sums(delta, db)
     if dH_in.shape[0] > 0:
-        matmul(delta, W.T, dH_in)
+        np.dot(delta, W.T, dH_in)
 
 
-def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, seed, t, grad, ws, c):
+def output_layer_backward(H_in, w, delta, dw, db, dH_in):
+    """:func:`layer_backward` of the output layer (one unit: ``w`` (d, 1), ``delta`` (m, 1)).
+
+    ``dw = H_in^T delta`` adds up the rows of ``H_in`` scaled by ``delta``
+    (contiguous rows, not the strided columns of ``H_in^T``);
+    ``dH_in = delta w^T`` is an outer product.
+    """
+    m, d = H_in.shape
+    for p in range(d):
+        dw[p, 0] = 0.0
+    for i in range(m):
+        scale = delta[i, 0]
+        for p in range(d):
+            dw[p, 0] += H_in[i, p] * scale
+    column_sums(delta, db)
+    for i in range(dH_in.shape[0]):
+        scale = delta[i, 0]
+        for p in range(d):
+            dH_in[i, p] = scale * w[p, 0]
+
+
+def batch_gradient(
+    X, y, s, rows, n, row0, theta, layout, act, out, masked, dropout, seed, t, grad, ws, c
+):
     """Data loss and its gradient for the rows ``rows`` of a batch of ``n`` rows.
 
     Forward (:func:`layer_forward`) ``Z_l = H_{l-1} W_l + b_l``,
@@ -366,6 +420,8 @@ def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, see
     layout : (L, 4) int64 array
     act, out : int
         Indices of the activation and the output function.
+    masked : int
+        1 with dropout, 0 without (which then compiles no dropout code).
     dropout : float
     seed, t : int
         Dropout seed and the optimizer step count (the mask key).
@@ -389,23 +445,20 @@ def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, see
             Xb[i, j] = X[r, j]
         yb[i] = y[r]
         sb[i] = s[r]
-    H = H_buf if dropout > 0.0 else A_buf
+    H = H_buf if masked else A_buf
+    apply_mask, mask_backward = _MASK[masked], _MASK_BACKWARD[masked]
     # Forward.
     for l in range(L):
         w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
         if l == L - 1:  # the output layer's logits: z = H W + b
-            matmul(H_in, W, Z_out[:m])
+            output_logits(H_in, W, Z_out[:m])
             bias_activate(IDENTITY, Z_out[:m], b)
             break
         Z, A = Z_buf[l, : m * fo].reshape((m, fo)), A_buf[l, : m * fo].reshape((m, fo))
         layer_forward(act, H_in, W, b, Z, A)
-        if dropout > 0.0:
-            D = D_buf[l, : m * fo].reshape((m, fo))
-            fill_dropout_mask(dropout_key(seed, t, l), dropout, D, row0)
-            for k in range(m * fo):
-                H_buf[l, k] = A_buf[l, k] * D_buf[l, k]
+        apply_mask(l, m, fo, dropout, seed, t, row0, A_buf, D_buf, H_buf)
     cur = 0
     data_loss = output_loss_delta(out, Z_out[:m, 0], yb[:m], sb[:m], Yb[:m], d_buf[cur, :m], n)
     # Backward.
@@ -416,12 +469,13 @@ def batch_gradient(X, y, s, rows, n, row0, theta, layout, act, out, dropout, see
         H_in = Xb[:m] if l == 0 else H[l - 1, : m * fi].reshape((m, fi))
         dH_rows = m if l > 0 else 0
         dH = d_buf[1 - cur, : dH_rows * fi].reshape((dH_rows, fi))
-        layer_backward(H_in, W, delta, grad[w_off : w_off + fi * fo].reshape((fi, fo)),
-                       grad[b_off : b_off + fo], dH)
+        dW, db = grad[w_off : w_off + fi * fo].reshape((fi, fo)), grad[b_off : b_off + fo]
+        if l == L - 1:
+            output_layer_backward(H_in, W, delta, dW, db, dH)
+        else:
+            layer_backward(H_in, W, delta, dW, db, dH)
         if l > 0:
-            if dropout > 0.0:
-                for k in range(m * fi):
-                    d_buf[1 - cur, k] *= D_buf[l - 1, k]
+            mask_backward(l - 1, m * fi, D_buf, d_buf[1 - cur])
             activation_backward(act, Z_buf[l - 1, : m * fi], A_buf[l - 1, : m * fi],
                                 d_buf[1 - cur, : m * fi])
             cur = 1 - cur
@@ -465,42 +519,17 @@ def max_width(layout):
     return w
 
 
-def train_epoch(
-    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
-    batch_size, dropout, seed,
+def epoch(
+    X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t, lr, hyper,
+    decay_mask, batch_size, dropout, seed,
 ):
     """One epoch of mini-batch training, updating ``theta``, ``m`` and ``v`` in place.
 
     The same steps as ``nn_core.reference.train_epoch``: for each batch, the
     gradient of the data loss (:func:`batch_gradient`), plus the L2 term
     (:func:`add_l2`), then one optimizer step (:func:`optimizer_step`).
-
-    Parameters
-    ----------
-    X : (N, d_0) array; y, s : (N,) arrays
-        Inputs, targets and per-sample loss weights, all of ``theta``'s dtype.
-    order : (N,) int64 array
-        Row order of this epoch.
-    theta, grad : (P,) arrays
-        Flat parameters (updated) and gradient scratch space.
-    layout : (L, 4) int64 array
-    act, out : int
-        Activation and output codes.
-    l2 : float
-    opt : int
-        Optimizer code; ``m``, ``v`` its state vectors; ``t`` its step count so far.
-    lr : float
-    hyper : (7,) array of theta's dtype
-        From ``Optimizer.hyper``.
-    decay_mask : (P,) array
-    batch_size : int
-    dropout : float
-    seed : int
-
-    Returns
-    -------
-    (float, int)
-        Mean training loss over the epoch, and the optimizer's step count after it.
+    Called through :func:`train_epoch`, which compiles it for the network's
+    rules; the arguments are described there.
     """
     N = X.shape[0]
     ws = workspace(1, batch_size, X.shape[1], layout.shape[0], max_width(layout), theta.dtype)
@@ -510,7 +539,8 @@ def train_epoch(
         rows = order[start : min(N, start + batch_size)]
         n = rows.shape[0]
         batch_loss = batch_gradient(
-            X, y, s, rows, n, slot, theta, layout, act, out, dropout, seed, t, grad, ws, slot
+            X, y, s, rows, n, slot, theta, layout, act, out, masked, dropout, seed, t, grad, ws,
+            slot,
         )
         batch_loss += add_l2(theta, grad, layout, l2)
         total += batch_loss * n
@@ -519,7 +549,9 @@ def train_epoch(
     return total / N, t
 
 
-def chunk_gradients(X, y, s, rows, theta, layout, act, out, dropout, seed, t, grads, losses, ws):
+def chunk_gradients(
+    X, y, s, rows, theta, layout, act, out, masked, dropout, seed, t, grads, losses, ws
+):
     """:func:`batch_gradient` over equal chunks of the batch ``rows``, in parallel.
 
     Each chunk writes its own ``grads[c]`` and ``losses[c]`` (no shared
@@ -530,20 +562,21 @@ def chunk_gradients(X, y, s, rows, theta, layout, act, out, dropout, seed, t, gr
     per_chunk = ws[0].shape[1]
     chunks = (n + per_chunk - 1) // per_chunk
     for i in numba.prange(chunks):
-        c = np.int64(i)  # prange counts in uint64; int64 reuses train_epoch's compiled variant
+        c = np.int64(i)  # prange counts in uint64
         lo = c * per_chunk
         hi = min(n, lo + per_chunk)
         losses[c] = batch_gradient(
-            X, y, s, rows[lo:hi], n, lo, theta, layout, act, out, dropout, seed, t, grads[c], ws, c
+            X, y, s, rows[lo:hi], n, lo, theta, layout, act, out, masked, dropout, seed, t,
+            grads[c], ws, c,
         )
     return chunks
 
 
-def train_epoch_parallel(
-    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
-    batch_size, dropout, seed, chunks,
+def epoch_parallel(
+    X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t, lr, hyper,
+    decay_mask, batch_size, dropout, seed, chunks,
 ):
-    """:func:`train_epoch` with each batch split into ``chunks`` chunks of rows done in parallel.
+    """:func:`epoch` with each batch split into ``chunks`` chunks of rows done in parallel.
 
     The chunks' gradients (:func:`chunk_gradients`) are summed in chunk
     order, so a run is repeatable for a given ``chunks``. Worth it only for
@@ -558,8 +591,8 @@ def train_epoch_parallel(
     total = 0.0
     for start in range(0, N, batch_size):
         rows = order[start : min(N, start + batch_size)]
-        used = chunk_gradients(X, y, s, rows, theta, layout, act, out, dropout, seed, t, grads,
-                               losses, ws)
+        used = chunk_gradients(X, y, s, rows, theta, layout, act, out, masked, dropout, seed, t,
+                               grads, losses, ws)
         batch_loss = losses[0]
         for k in range(grad.shape[0]):
             grad[k] = grads[0, k]
@@ -598,87 +631,303 @@ def forward_row(x, theta, layout, act, out, h):
     return output_function(out, z)
 
 
-def forward_rows(X, theta, layout, act, out, p):
-    """``p = g(Z)`` for the rows of ``X`` (serial; buffers sized to the widest layer).
+def block_finite(X, t):
+    """True when the 2-D block ``X`` (n, d) holds no NaN or infinity; ``t``: (d,) scratch.
 
-    Up to four rows (online scoring) go one at a time through
-    :func:`forward_row`; more rows go through BLAS, a layer at a time.
-    Returns False, computing nothing, when ``X`` holds NaN or infinity.
+    ``x - x`` is 0 for a finite ``x`` and NaN for NaN or an infinity, so
+    ``t_j = sum_i (X_ij - X_ij)`` is 0 for every column exactly when every
+    element is finite. No early exit and no per-element branch, and each
+    ``t_j`` is its own running sum: the loop over ``j`` vectorises as it
+    stands (about 10x cheaper than a test per element with an early exit,
+    which keeps the loop scalar). Compiled without fastmath, as its own function
+    (never inlined into a fastmath kernel): ``reassoc`` or ``nnan`` would let
+    the compiler cancel ``x - x`` to 0.
     """
-    if not all_finite(X):
+    n, d = X.shape
+    for j in range(d):
+        t[j] = 0.0
+    for i in range(n):
+        for j in range(d):
+            t[j] += X[i, j] - X[i, j]
+    total = 0.0
+    for j in range(d):
+        total += t[j]
+    return total == 0.0
+
+
+def hidden_to_logits(act, Z, b, w, c, z):
+    """``z_i = c + sum_j f(Z_ij + b_j) w_j``: the last hidden layer's bias and
+    activation and the output layer's product (one unit) in one pass over ``Z``.
+
+    ``Z``: (n, d), the last hidden layer's ``H W`` (no bias yet); ``b``, ``w``:
+    (d,); ``c``: the output bias; ``z``: (n,), written. Prediction needs no
+    ``H`` afterwards, so it is never written back.
+    """
+    f = _F[act]
+    n, d = Z.shape
+    for i in range(n):
+        acc = c
+        for j in range(d):
+            acc += f(Z[i, j] + b[j]) * w[j]
+        z[i] = acc
+
+
+def forward_rows(X, theta, layout, act, out, H, t, p):
+    """``p = g(z)`` for the rows of one block ``X`` (n, d_0), all layers done on this block.
+
+    The hidden layers' products go through BLAS (``np.dot``) into the work
+    buffer ``H`` (2, at least n x widest layer), alternating between its two
+    rows (``t``: (d_0,) scratch for the check); the bias and activation are applied in place
+    (:func:`bias_activate`), except in the last hidden layer, whose bias,
+    activation and the output layer's product are one pass
+    (:func:`hidden_to_logits`). A block small enough for its activations to
+    stay in cache is read from memory once (the finiteness check,
+    :func:`block_finite`) and never written back until ``p``. Returns False,
+    computing nothing, when ``X`` holds NaN or infinity.
+    """
+    if not block_finite(X, t):
         return False
     n = X.shape[0]
     L = layout.shape[0]
-    if n <= 4:
-        h = np.empty((2, max_width(layout)), dtype=theta.dtype)
+    w_off, b_off, fi = layout[L - 1, 0], layout[L - 1, 1], layout[L - 1, 2]
+    w_out, c = theta[w_off : w_off + fi], theta[b_off]
+    if L == 1:  # no hidden layer (logistic regression): z = X w + c
         for i in range(n):
-            p[i] = forward_row(X[i], theta, layout, act, out, h)
-        return True
-    bufs = np.empty((2, n * max_width(layout)), dtype=theta.dtype)
-    Z_out = np.empty((n, 1), dtype=theta.dtype)
+            acc = c
+            for j in range(fi):
+                acc += X[i, j] * w_out[j]
+            p[i] = acc
     cur = 0
-    for l in range(L):
+    for l in range(L - 1):
         w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-        W = theta[w_off : w_off + fi * fo].reshape((fi, fo))
-        H_in = X if l == 0 else bufs[1 - cur, : n * fi].reshape((n, fi))
-        Z = Z_out if l == L - 1 else bufs[cur, : n * fo].reshape((n, fo))
-        matmul(H_in, W, Z)
-        bias_activate(act if l < L - 1 else IDENTITY, Z, theta[b_off : b_off + fo])
-        if l < L - 1:
+        W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
+        H_in = X if l == 0 else H[1 - cur, : n * fi].reshape((n, fi))
+        Z = H[cur, : n * fo].reshape((n, fo))
+        np.dot(H_in, W, Z)
+        if l < L - 2:
+            bias_activate(act, Z, b)
             cur = 1 - cur
-    for i in range(n):
-        p[i] = output_function(out, Z_out[i, 0])
+        else:
+            hidden_to_logits(act, Z, b, w_out, c, p)
+    apply_output(out, p)
     return True
+
+
+def blocks(X, theta, layout, act, out, block, p):
+    """:func:`forward_rows` over consecutive blocks of ``block`` rows (serial).
+
+    Blocks keep each layer's activations small enough to stay in cache; the
+    best size depends on the CPU's caches and vector width, see
+    ``nn_core.backends.prediction_block``. Returns False (at the first
+    block that holds NaN or infinity) when any row does.
+    """
+    H = np.empty((2, min(block, X.shape[0]) * max_width(layout)), dtype=theta.dtype)
+    t = np.empty(X.shape[1], dtype=X.dtype)
+    for lo in range(0, X.shape[0], block):
+        hi = min(X.shape[0], lo + block)
+        if not forward_rows(X[lo:hi], theta, layout, act, out, H, t, p[lo:hi]):
+            return False
+    return True
+
+
+def few_rows(X, theta, layout, act, out, p):
+    """``p = g(Z)`` for a few rows (online scoring), one at a time through :func:`forward_row`.
+
+    No BLAS: for a few rows a BLAS call costs more than the arithmetic, and
+    BLAS's own threads never come into play. Returns False, computing
+    nothing, when ``X`` holds NaN or infinity.
+    """
+    if not block_finite(X, np.empty(X.shape[1], dtype=X.dtype)):
+        return False
+    h = np.empty((2, max_width(layout)), dtype=theta.dtype)
+    for i in range(X.shape[0]):
+        p[i] = forward_row(X[i], theta, layout, act, out, h)
+    return True
+
+
+def all_finite(X) -> bool:
+    """True when no element of the 2-D array ``X`` is NaN or infinite (:func:`block_finite`).
+
+    Plain Python around the compiled check, so that validation and prediction
+    share one compiled function (a first run compiles nothing more for it).
+    """
+    return bool(block_finite(X, np.empty(X.shape[1], dtype=X.dtype)))
+
+
+# --- compiled versions ------------------------------------------------------------
+# Under the same names; the plain functions stay reachable as ``.py_func``
+# (numba keeps them), for teaching and debugging. block_finite is compiled on
+# its own, without fastmath (which would let the compiler assume every number
+# is finite), for Python callers (all_finite) and the prediction kernels alike.
+bias_activate = _inline(bias_activate)
+bias_activate_keep = _inline(bias_activate_keep)
+activate = _inline(activate)
+activation_backward = _inline(activation_backward)
+output_function = _shared(output_function)
+apply_output = _shared(apply_output)
+output_loss_delta = _shared(output_loss_delta)
+optimizer_step = _inline(optimizer_step)
+fill_dropout_mask = _inline(fill_dropout_mask)
+drop_units = _inline(drop_units)
+keep_units = _inline(keep_units)
+mask_delta = _inline(mask_delta)
+keep_delta = _inline(keep_delta)
+output_logits = _inline(output_logits)
+output_layer_backward = _inline(output_layer_backward)
+column_sums = _inline(column_sums)
+row_times_matrix = _inline(row_times_matrix)
+layer_forward = _inline(layer_forward)
+layer_backward = _inline(layer_backward)
+batch_gradient = _inline(batch_gradient)
+workspace = _inline(workspace)
+add_l2 = _inline(add_l2)
+max_width = _inline(max_width)
+epoch = _inline(epoch)
+chunk_gradients = _parallel_entry(chunk_gradients)
+epoch_parallel = _inline(epoch_parallel)
+forward_row = _inline(forward_row)
+# fastmath=False given, not left out: a function left without it inherits its
+# caller's flags, and reassoc would cancel block_finite's x - x.
+block_finite = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)(block_finite)
+hidden_to_logits = _inline(hidden_to_logits)
+forward_rows = _inline(forward_rows)
+blocks = _inline(blocks)
+few_rows = _inline(few_rows)
+
+
+# Dropout on (index 1) or off (0): the mask and its backward pass, or nothing.
+_MASK = (keep_units, drop_units)
+_MASK_BACKWARD = (keep_delta, mask_delta)
+#: The optimizer a training entry is compiled for unless told otherwise: Adam,
+#: ``MLP.fit``'s default (``NumbaBackend.loss_and_grad`` uses it too).
+ADAM = list(OPTIMIZERS).index("adam")
+
+
+# --- entry points: one compiled kernel per rule set ------------------------------------
+@functools.cache
+def entry(kind: str, act: int, opt: int = ADAM, masked: int = 0):
+    """The entry ``kind`` for a rule set: a dispatcher, compiled on its first call.
+
+    ``kind`` is ``"epoch"``, ``"epoch_parallel"`` (training: for activation
+    ``act``, optimizer ``opt``, dropout on (``masked`` 1) or off), ``"blocks"``
+    or ``"few"`` (prediction: for activation ``act``; ``opt`` and ``masked``
+    are not used). A closure over the indices: Numba takes a closure's
+    integers as literal constants, so every helper the entry inlines resolves
+    ``_F[act]``, ``_UPDATE[opt]`` and ``_MASK[masked]`` at compile time, and
+    the entry holds those rules alone. The cache on disk tells the closures
+    apart by those integers. The output function stays an argument (a branch
+    per entry of ``OUTPUTS`` in :func:`output_loss_delta` and
+    :func:`apply_output`, compiled once per dtype and shared by every entry):
+    it is one small loop, and as an argument it does not double the entries a
+    test suite sweeping activations and outputs compiles.
+    """
+    if kind == "epoch":
+
+        def train(X, y, s, order, theta, grad, layout, out, l2, m, v, t, lr, hyper,
+                  decay_mask, batch_size, dropout, seed):
+            return epoch(X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t,
+                         lr, hyper, decay_mask, batch_size, dropout, seed)
+
+        return _entry(train)
+    if kind == "epoch_parallel":
+
+        def train_parallel(X, y, s, order, theta, grad, layout, out, l2, m, v, t, lr, hyper,
+                           decay_mask, batch_size, dropout, seed, chunks):
+            return epoch_parallel(X, y, s, order, theta, grad, layout, act, out, masked, l2, opt,
+                                  m, v, t, lr, hyper, decay_mask, batch_size, dropout, seed, chunks)
+
+        return _entry(train_parallel)
+    if kind == "blocks":
+
+        def predict(X, theta, layout, out, block, p):
+            return blocks(X, theta, layout, act, out, block, p)
+
+        return _predict_entry(predict)
+
+    def predict_few(X, theta, layout, out, p):
+        return few_rows(X, theta, layout, act, out, p)
+
+    return _predict_entry(predict_few)
+
+
+def train_epoch(
+    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
+    batch_size, dropout, seed,
+):
+    """One epoch of mini-batch training (:func:`epoch`), compiled for the network's rules.
+
+    Parameters
+    ----------
+    X : (N, d_0) array; y, s : (N,) arrays
+        Inputs, targets and per-sample loss weights, all of ``theta``'s dtype.
+    order : (N,) int64 array
+        Row order of this epoch.
+    theta, grad : (P,) arrays
+        Flat parameters (updated) and gradient scratch space.
+    layout : (L, 4) int64 array
+    act, out : int
+        Activation and output codes.
+    l2 : float
+    opt : int
+        Optimizer code; ``m``, ``v`` its state vectors; ``t`` its step count so far.
+    lr : float
+    hyper : (7,) array of theta's dtype
+        From ``Optimizer.hyper``.
+    decay_mask : (P,) array
+    batch_size : int
+    dropout : float
+    seed : int
+
+    Returns
+    -------
+    (float, int)
+        Mean training loss over the epoch, and the optimizer's step count after it.
+    """
+    kernel = entry("epoch", *_rule_set(act, opt, dropout))
+    return kernel(X, y, s, order, theta, grad, layout, check_index(out, N_OUTPUTS, "output"), l2,
+                  m, v, t, lr, hyper, decay_mask, batch_size, dropout, seed)
+
+
+def train_epoch_parallel(
+    X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
+    batch_size, dropout, seed, chunks,
+):
+    """:func:`train_epoch` with each batch split into ``chunks`` parallel chunks.
+
+    Runs :func:`epoch_parallel`, compiled for the network's rules.
+    """
+    kernel = entry("epoch_parallel", *_rule_set(act, opt, dropout))
+    return kernel(X, y, s, order, theta, grad, layout, check_index(out, N_OUTPUTS, "output"), l2,
+                  m, v, t, lr, hyper, decay_mask, batch_size, dropout, seed, chunks)
 
 
 def predict_blocks(X, theta, layout, act, out, block, p):
-    """:func:`forward_rows` over consecutive blocks of ``block`` rows (serial).
+    """``p = g(Z)`` for the rows of ``X`` in blocks of ``block`` rows (:func:`blocks`), serial.
 
-    Blocks keep each layer's activations small enough to stay in cache.
     Releases the GIL, so that several Python threads can each run it on a
-    slice of the rows (``nn_core.backends.NumbaBackend.predict``).
-    Returns False when any row holds NaN or infinity.
+    slice of the rows (``nn_core.backends.NumbaBackend.predict``). Returns
+    False when any row holds NaN or infinity.
     """
-    finite = True
-    for lo in range(0, X.shape[0], block):
-        hi = min(X.shape[0], lo + block)
-        finite &= forward_rows(X[lo:hi], theta, layout, act, out, p[lo:hi])
-    return finite
+    kernel = entry("blocks", check_index(act, N_ACTIVATIONS, "activation"))
+    return kernel(X, theta, layout, check_index(out, N_OUTPUTS, "output"), block, p)
 
 
-def all_finite(X):
-    """True when no element of the 2-D array ``X`` is NaN or infinite (stops at the first)."""
-    for i in range(X.shape[0]):
-        for j in range(X.shape[1]):
-            if not math.isfinite(X[i, j]):
-                return False
-    return True
+@functools.cache
+def few_rows_kernel(act: int):
+    """The compiled :func:`few_rows` for activation ``act``.
+
+    Called as ``kernel(X, theta, layout, out, p)`` (``out`` checked by the
+    caller, ``nn_core.network.MLP``, once); returns False, computing nothing,
+    when ``X`` holds NaN or infinity. Handed out rather than wrapped, so that
+    single-row prediction pays no second Python call.
+    """
+    return entry("few", check_index(act, N_ACTIVATIONS, "activation"))
 
 
-# Compiled versions under the same names (all_finite without fastmath, which
-# would let the compiler assume every number is finite); the plain functions stay reachable
-# as `.py_func` (numba keeps them), for teaching and debugging.
-bias_activate = _jit(bias_activate)
-activate = _jit(activate)
-activation_backward = _jit(activation_backward)
-bias_activate_keep = _jit(bias_activate_keep)
-output_function = _jit(output_function)
-layer_forward = _jit(layer_forward)
-layer_backward = _jit(layer_backward)
-output_loss_delta = _jit(output_loss_delta)
-fill_dropout_mask = _jit(fill_dropout_mask)
-all_finite = numba.njit(cache=True, nogil=True)(all_finite)
-optimizer_step = _jit(optimizer_step)
-matmul = _jit(matmul)
-column_sums = _jit(column_sums)
-row_times_matrix = _jit(row_times_matrix)
-batch_gradient = _jit(batch_gradient)
-workspace = _jit(workspace)
-add_l2 = _jit(add_l2)
-max_width = _jit(max_width)
-train_epoch = _jit(train_epoch)
-chunk_gradients = _pjit(chunk_gradients)
-train_epoch_parallel = _jit(train_epoch_parallel)
-forward_row = _pred_jit(forward_row)
-forward_rows = _pred_jit(forward_rows)
-predict_blocks = _pred_jit(predict_blocks)
+def _rule_set(act, opt, dropout) -> tuple[int, int, int]:
+    """The checked indices ``(act, opt, masked)`` that name a training entry."""
+    return (
+        check_index(act, N_ACTIVATIONS, "activation"),
+        check_index(opt, N_OPTIMIZERS, "optimizer"),
+        int(dropout > 0.0),
+    )

@@ -282,7 +282,7 @@ class MLP:
             if len(shape) == 2 and 0 < shape[0] <= 16 and shape[1] == self.n_inputs:
                 p = np.empty(shape[0], self._fast_dtype)
                 act, out = self._kernel_rules
-                if kernels.forward_rows(X, self.theta, self.layout, act, out, p):
+                if kernels.few_rows_kernel(act)(X, self.theta, self.layout, out, p):
                     return p
         # The numba kernel checks finiteness while it reads X (one pass, not two).
         X = as_matrix(X, self.n_inputs, self._np_dtype, check_finite=self.backend != "numba")

@@ -3,28 +3,55 @@
 import numba
 import numpy as np
 import pytest
+from rule_sets import ACTIVATION_DTYPES, DTYPES, random_rule_set
 
 from nn_core import MLP, activations
 from nn_core.testing import OPTION_CASES, TOLERANCES, assert_backends_agree, relative_error
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+# The numba backend compiles a kernel per rule set and dtype: each activation is
+# checked in one dtype (both dtypes are used), every output with each, each optimizer
+# and dropout once, plus one random sample of the full product (tests/helpers/rule_sets.py).
 @pytest.mark.parametrize("output", ["sigmoid", "identity"])
-@pytest.mark.parametrize("activation", list(activations.ACTIVATIONS))
+@pytest.mark.parametrize(("activation", "dtype"), ACTIVATION_DTYPES)
 def test_numba_matches_numpy(activation, output, dtype):
     errors = assert_backends_agree("numpy", "numba", dtype, activation=activation, output=output)
     assert set(errors) >= {"predict", "predict_rows", "loss", "dW0", "db2", "theta_after_epoch"}
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", OPTION_CASES, ids=repr)
+def _changes_rule_set(case) -> bool:
+    return "dropout" in case or "optimizer" in case.get("fit_kwargs", {})
+
+
+# Options that keep the rule set (depth, batch size, weight decay, schedules) in both
+# dtypes; those that change it (optimizer, dropout) each in one, alternating.
+NUMBA_OPTION_CASES = [
+    (case, dtype) for case in OPTION_CASES if not _changes_rule_set(case) for dtype in DTYPES
+] + [
+    (case, DTYPES[i % 2]) for i, case in enumerate(c for c in OPTION_CASES if _changes_rule_set(c))
+]
+
+
+@pytest.mark.parametrize(("case", "dtype"), NUMBA_OPTION_CASES, ids=repr)
 def test_numba_matches_numpy_options(case, dtype):
     assert_backends_agree("numpy", "numba", dtype, **case)
 
 
+RULE_SEED, *RULE_SET = random_rule_set()
+
+
+@pytest.mark.parametrize(("activation", "output", "dtype", "optimizer", "dropout"), [RULE_SET],
+                         ids=[f"seed{RULE_SEED}-" + "-".join(map(str, RULE_SET))])
+def test_numba_matches_numpy_random_rule_set(activation, output, dtype, optimizer, dropout):
+    """One rule set drawn from the full product per run (NN_CORE_RULE_SEED=<seed> repeats it)."""
+    fit_kwargs = {"optimizer": "momentum", "nesterov": True} if optimizer == "nesterov" else {
+        "optimizer": optimizer}
+    assert_backends_agree("numpy", "numba", dtype, activation=activation, output=output,
+                          dropout=dropout, fit_kwargs=fit_kwargs)
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 CPU threads")
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize(("dtype", "dropout"), [("float64", 0.0), ("float32", 0.3)])
 def test_parallel_training_matches_numpy(dtype, dropout):
     """Batches of 512 on 2 threads: chunks computed in parallel, then summed."""
     from nn_core.backends import parallel_chunks

@@ -149,13 +149,22 @@ def test_bad_schedule_parameters(kwargs):
 def test_kernels_refuse_unknown_indices():
     from nn_core import kernels
 
-    z = np.zeros(3, dtype=np.float32)
+    # The entries check the indices before picking (and compiling) a kernel for them.
+    m = MLP(3, (4,))
+    X, p = np.zeros((2, 3), dtype=np.float32), np.empty(2, dtype=np.float32)
     with pytest.raises(ValueError, match="unknown activation index"):
-        kernels.bias_activate(99, z.reshape(1, 3), z)
+        kernels.predict_blocks(X, m.theta, m.layout, 99, 0, 128, p)
+    with pytest.raises(ValueError, match="unknown output index"):
+        kernels.predict_blocks(X, m.theta, m.layout, 0, -1, 128, p)
     with pytest.raises(ValueError, match="unknown activation index"):
-        kernels.activation_backward(-1, z, z, z)
+        kernels.few_rows_kernel(-1)
+    z = np.zeros_like(m.theta)
     with pytest.raises(ValueError, match="unknown optimizer index"):
-        kernels.optimizer_step(9, z, z, z, z, 1, 0.1, np.zeros(7, np.float32), z)
+        kernels.train_epoch(X, p, p, np.arange(2), m.theta, z, m.layout, 0, 0, 0.0, 9, z, z, 0,
+                            0.1, np.zeros(7, np.float32), z, 2, 0.0, 0)
+    with pytest.raises(ValueError, match="unknown activation index"):
+        kernels.train_epoch_parallel(X, p, p, np.arange(2), m.theta, z, m.layout, True, 0, 0.0, 0,
+                                     z, z, 0, 0.1, np.zeros(7, np.float32), z, 2, 0.0, 0, 2)
 
 
 def test_check_finite_features_names_the_input_column_not_a_feature_index():
