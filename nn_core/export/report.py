@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..io import describe_os_error
 from ..metrics import roc_auc
 from ..network import MLP
 from ..preprocessing import missing_mask
 from .int8 import calibrate, predict_int8_full
 from .model import ExportError, ExportModel, encode_table, features_from_codes, predict_int8
+
+#: What a compiler says when the disk or the file-size limit stops it.
+_NO_ROOM = ("No space left on device", "File too large", "Disk quota exceeded")
 
 #: Flags the issue fixes for the Cortex-M4 size measurement.
 ARM_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-Os", "-std=c99")
@@ -27,7 +31,9 @@ ARM_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-Os", "-std=c99")
 def arm_sizes(c_files: dict[str, str], name: str) -> dict | None:
     """``.text/.data/.bss`` of ``NAME.c`` built by ``arm-none-eabi-gcc`` (None if absent).
 
-    Berkeley ``size`` counts read-only data (the weight arrays) in ``.text``.
+    Berkeley ``size`` counts read-only data (the weight arrays) in ``.text``. The build
+    happens in a temporary folder; an OS error there (temporary disk full, a file-size
+    limit) is no reason to refuse the export, so it comes back as ``{"unmeasured": why}``.
 
     Raises
     ------
@@ -37,15 +43,25 @@ def arm_sizes(c_files: dict[str, str], name: str) -> dict | None:
     gcc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
     if gcc is None or size is None:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        for fname, text in c_files.items():
-            (Path(tmp) / fname).write_text(text)
-        obj = Path(tmp) / f"{name}.o"
-        build = subprocess.run([gcc, *ARM_FLAGS, "-c", str(Path(tmp) / f"{name}.c"),
-                                "-o", str(obj)], capture_output=True, text=True)
-        if build.returncode != 0:
-            raise ExportError(f"arm-none-eabi-gcc failed on {name}.c:\n{build.stderr}")
-        out = subprocess.run([size, str(obj)], capture_output=True, text=True, check=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for fname, text in c_files.items():
+                try:
+                    (Path(tmp) / fname).write_text(text)
+                except OSError as e:  # EFBIG/ENOSPC carry no file name
+                    raise OSError(e.errno, e.strerror, str(Path(tmp) / fname)) from None
+            obj = Path(tmp) / f"{name}.o"
+            build = subprocess.run([gcc, *ARM_FLAGS, "-c", str(Path(tmp) / f"{name}.c"),
+                                    "-o", str(obj)], capture_output=True, text=True)
+            if build.returncode != 0:
+                if build.returncode < 0 or any(m in build.stderr for m in _NO_ROOM):
+                    # killed by SIGXFSZ or out of room: the machine's limit, not our C
+                    return {"unmeasured": " ".join(build.stderr.split())[:200]
+                            or f"arm-none-eabi-gcc killed by signal {-build.returncode}"}
+                raise ExportError(f"arm-none-eabi-gcc failed on {name}.c:\n{build.stderr}")
+            out = subprocess.run([size, str(obj)], capture_output=True, text=True, check=True)
+    except OSError as e:
+        return {"unmeasured": describe_os_error(e)}
     text, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
     return {"flags": " ".join(ARM_FLAGS), "text": text, "data": data, "bss": bss}
 
@@ -62,7 +78,9 @@ def format_report(report: dict) -> str:
     where = "stack" if report["format"].startswith("c") else "working rows"
     lines.append(f"  RAM for buffers:  {report['ram_bytes']} bytes ({where})")
     arm = report.get("arm_cortex_m4")
-    if arm:
+    if arm and "unmeasured" in arm:
+        lines.append(f"  cortex-m4 object: not measured ({arm['unmeasured']})")
+    elif arm:
         lines.append(f"  cortex-m4 object: .text {arm['text']}  .data {arm['data']}  "
                      f".bss {arm['bss']}  ({arm['flags']})")
     elif report["format"].startswith("c"):
