@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -317,15 +317,17 @@ class EpochEnd:
 
 
 def kernels_cached(dtype: str, batch_size: int, threads: int | None = None,
-                   activations: Sequence[str] = ("relu",)) -> bool | None:
-    """Whether training ``dtype`` networks with these hidden ``activations`` on the numba
-    backend can skip compiling.
+                   activation: str = "relu", optimizer: str = "adam",
+                   dropout: bool = False) -> bool | None:
+    """Whether training a ``dtype`` network with this hidden ``activation``, ``optimizer``
+    and dropout (on or off) on the numba backend can skip compiling.
 
-    True when the epoch kernel this ``batch_size`` and thread count use and the prediction
-    kernel are compiled in this process already, or Numba's on-disk cache holds them for
-    this machine, this source and this dtype (what Numba itself checks before it loads a
-    cached kernel, read from the cache's index); False when one must be compiled; None when
-    it cannot tell (kernels or a Numba cache laid out otherwise).
+    True when the epoch kernel of that rule set (serial or parallel, as ``batch_size`` and
+    the thread count choose) and the prediction kernel of that activation are compiled in
+    this process already, or Numba's on-disk cache holds them for this machine, this source
+    and this dtype (what Numba itself checks before it loads a cached kernel, read from the
+    cache's index); False when one must be compiled; None when it cannot tell (a Numba
+    cache laid out otherwise).
     """
     try:
         import numba
@@ -335,13 +337,10 @@ def kernels_cached(dtype: str, batch_size: int, threads: int | None = None,
 
         n_threads = threads or numba.get_num_threads()
         parallel = parallel_chunks(batch_size, n_threads) > 1
-        if hasattr(kernels, "entry"):  # one compiled entry point per activation
-            kinds = ("epoch_parallel" if parallel else "epoch", "blocks")
-            needed = [kernels.entry(kind, kernels.activation_index(a))
-                      for a in activations for kind in kinds]
-        else:
-            needed = [kernels.train_epoch_parallel if parallel else kernels.train_epoch,
-                      kernels.predict_blocks]
+        act, opt = kernels.activation_index(activation), kernels.optimizer_index(optimizer)
+        needed = [kernels.entry("epoch_parallel" if parallel else "epoch", act, opt,
+                                int(dropout)),
+                  kernels.entry("blocks", act)]
         return all(_has_kernel(d, dtype) for d in needed)
     except Exception:  # Numba's cache internals moved: say so rather than guess
         return None

@@ -351,8 +351,9 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
     if verbose and cfg.backend == "numba":
         from nn_core.training import kernels_cached
 
-        cached = kernels_cached(cfg.dtype, cfg.batch_size, cfg.threads,
-                                (cfg.activation, base_cfg.activation))
+        answers = [kernels_cached(c.dtype, c.batch_size, c.threads, c.activation,
+                                  c.optimizer, c.dropout > 0) for c in (cfg, base_cfg)]
+        cached = None if None in answers else all(answers)
         if not cached:
             print("compiling kernels (first run only)" if cached is False
                   else "compiling or loading kernels", file=sys.stderr, flush=True)
