@@ -55,6 +55,19 @@ def train_uci_model(model_dir: Path, hidden=(16, 8), epochs: int = 4, seed: int 
     return df, np.sort(test)
 
 
+def uci_case(root: Path) -> dict:
+    """The UCI model of :func:`train_uci_model` saved in ``root/model``, loaded for export:
+    ``dir``, ``model``, the full table ``df``, its ``test`` and ``train`` row indices and
+    ``X``, every row encoded as the exported predictors take it."""
+    from nn_core import export as ex
+
+    model_dir = root / "model"
+    df, test = train_uci_model(model_dir)
+    model, _ = ex.load_model_dir(model_dir)
+    return {"dir": model_dir, "model": model, "df": df, "test": test,
+            "train": np.setdiff1d(np.arange(len(df)), test), "X": ex.encode_table(model, df)}
+
+
 def reference_predict(model_dir: Path, df) -> np.ndarray:
     """What predict.py computes: the model directory's preprocessing, then the network."""
     from nn_core import load_model

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from device_harness import BOARDS, build, missing_tools, model_sizes, run
-from export_helpers import c_arrays, reference_predict, train_uci_model
+from export_helpers import c_arrays, reference_predict, uci_case
 
 from nn_core import export as ex
 from nn_core.metrics import roc_auc
@@ -26,13 +26,9 @@ N_VECTORS = 150
 @pytest.fixture(scope="module")
 def uci(tmp_path_factory):
     root = tmp_path_factory.mktemp("device")
-    model_dir = root / "model"
-    df, test = train_uci_model(model_dir)
-    model, _ = ex.load_model_dir(model_dir)
-    X = ex.encode_table(model, df)
-    train = np.setdiff1d(np.arange(len(df)), test)
-    return {"dir": model_dir, "root": root, "model": model, "df": df, "test": test,
-            "X": X, "train": train, "ref": reference_predict(model_dir, df.iloc[test])}
+    case = uci_case(root)
+    return {**case, "root": root,
+            "ref": reference_predict(case["dir"], case["df"].iloc[case["test"]])}
 
 
 def _export(uci, fmt, rows, out):

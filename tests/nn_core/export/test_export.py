@@ -30,6 +30,7 @@ from export_helpers import (
     reference_predict,
     run_harness,
     train_uci_model,
+    uci_case,
     unseen_and_extreme_rows,
 )
 
@@ -44,21 +45,11 @@ NAMES = {"c": "pp_f32", "c-int8": "pp_i8", "python": "pp_np", "python-pure": "pp
 def uci(tmp_path_factory):
     """Model dir, the full table, test rows, reference predictions and the raw input rows."""
     root = tmp_path_factory.mktemp("export")
-    model_dir = root / "model"
-    df, test_idx = train_uci_model(model_dir)
-    model, _ = ex.load_model_dir(model_dir)
+    case = uci_case(root)
     out = root / "out"
     for fmt, name in NAMES.items():
-        ex.write_all(out, ex.export(model, fmt, name)[0])
-    return {
-        "dir": model_dir,
-        "out": out,
-        "model": model,
-        "df": df,
-        "test": test_idx,
-        "ref": reference_predict(model_dir, df),
-        "X": ex.encode_table(model, df),
-    }
+        ex.write_all(out, ex.export(case["model"], fmt, name)[0])
+    return {**case, "out": out, "ref": reference_predict(case["dir"], case["df"])}
 
 
 NO_GCC = "gcc is not installed (Debian: apt-get install gcc); the C targets cannot be built"

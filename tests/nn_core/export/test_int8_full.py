@@ -24,7 +24,7 @@ from export_helpers import (
     export_cli,
     reference_predict,
     run_harness,
-    train_uci_model,
+    uci_case,
 )
 
 from nn_core import export as ex
@@ -38,16 +38,12 @@ NO_GCC = "gcc is not installed (Debian: apt-get install gcc); the C targets cann
 @pytest.fixture(scope="module")
 def uci(tmp_path_factory):
     root = tmp_path_factory.mktemp("int8full")
-    model_dir = root / "model"
-    df, test = train_uci_model(model_dir)
-    model, _ = ex.load_model_dir(model_dir)
-    X = ex.encode_table(model, df)
-    train = np.setdiff1d(np.arange(len(df)), test)
-    files, report = ex.export(model, "c-int8-full", "pp_full", calibration=X[train])
+    case = uci_case(root)
+    calibration = case["X"][case["train"]]
+    files, report = ex.export(case["model"], "c-int8-full", "pp_full", calibration=calibration)
     ex.write_all(root / "out", files)
-    return {"dir": model_dir, "out": root / "out", "model": model, "df": df, "test": test,
-            "train": train, "X": X, "files": files, "report": report,
-            "net": int8.calibrate(model, X[train])}
+    return {**case, "out": root / "out", "files": files, "report": report,
+            "net": int8.calibrate(case["model"], calibration)}
 
 
 # --------------------------------------------------------------------------- fixed point
