@@ -156,6 +156,7 @@ def test_an_old_key_works_with_a_deprecation_line(tmp_path, capsys):
     assert err == [f"train.py: --config {path}: key 'data' is deprecated; use 'input'"]
 
 
+@pytest.mark.slow
 def test_a_role_file_keeps_working(tmp_path, capsys):
     table = tmp_path / "t.csv"
     rows = [f"{i % 7},{'ab'[i % 2]},{int(i % 3 == 0)},{i % 5 - 1}" for i in range(300)]
@@ -190,6 +191,7 @@ def two_runs(tmp_path_factory):
     return first, again
 
 
+@pytest.mark.slow
 def test_config_json_reproduces_the_run_bit_for_bit(two_runs):
     first, again = two_runs
     saved = json.loads((first / "config.json").read_text())
@@ -204,6 +206,7 @@ def test_config_json_reproduces_the_run_bit_for_bit(two_runs):
         assert m1[key] == m2[key], key
 
 
+@pytest.mark.slow
 def test_splits_json_partitions_the_data_rows_per_seed(two_runs):
     first, _ = two_runs
     splits = json.loads((first / "splits.json").read_text())
@@ -226,6 +229,7 @@ def test_splits_json_partitions_the_data_rows_per_seed(two_runs):
                    for p in mine)
 
 
+@pytest.mark.slow
 def test_test_predictions_are_the_saved_models_scores(two_runs, tmp_path, capsys):
     """Seed 0's test probabilities are what predict.py gives the saved model on those rows."""
     first, _ = two_runs
@@ -299,6 +303,7 @@ def test_files_of_one_log_must_have_the_same_columns(tmp_path):
         expand_paths([str(tmp_path / "nothing_*.csv")])
 
 
+@pytest.mark.slow
 def test_train_on_daily_files_with_min_history_and_stride(daily_logs, tmp_path, capsys):
     tmp, whole, _ = daily_logs
     run = tmp_path / "run"

@@ -21,6 +21,9 @@ import pytest
 from nn_core import load_model
 from propensity import predict, train
 
+pytestmark = pytest.mark.slow  # each test trains a model or runs a command end to end
+
+
 N = 400
 MISSING_X1 = list(range(3, N, 10))  # 40 rows (1-based data rows 4, 14, ...)
 GARBAGE_X2 = [7, 77, 177]

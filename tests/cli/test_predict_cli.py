@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # each test trains a model or runs predict.py end to end
+
+
 REPO = Path(__file__).resolve().parents[2]
 UCI = REPO / "data" / "online_shoppers_intention.csv"
 

@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # each test runs train.py end to end
+
+
 REPO = Path(__file__).resolve().parents[2]
 UCI = REPO / "data" / "online_shoppers_intention.csv"
 METRIC_KEYS = {"roc_auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1",

@@ -40,6 +40,7 @@ def test_numba_matches_numpy_options(case, dtype):
 RULE_SEED, *RULE_SET = random_rule_set()
 
 
+@pytest.mark.slow  # a fresh compile each run: the rule set is new to the cache
 @pytest.mark.parametrize(("activation", "output", "dtype", "optimizer", "dropout"), [RULE_SET],
                          ids=[f"seed{RULE_SEED}-" + "-".join(map(str, RULE_SET))])
 def test_numba_matches_numpy_random_rule_set(activation, output, dtype, optimizer, dropout):

@@ -19,7 +19,8 @@ from nn_core import export as ex
 from nn_core.metrics import roc_auc
 
 REASON = missing_tools()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"device harness: {REASON}")
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"device harness: {REASON}"),
+              pytest.mark.slow]  # cross-compiles and boots QEMU for every test
 N_VECTORS = 150
 
 
