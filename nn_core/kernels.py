@@ -751,7 +751,7 @@ def all_finite(X) -> bool:
     Plain Python around the compiled check, so that validation and prediction
     share one compiled function (a first run compiles nothing more for it).
     """
-    return bool(block_finite(X, np.empty(X.shape[1], dtype=X.dtype)))
+    return bool(block_finite(read_only(X), np.empty(X.shape[1], dtype=X.dtype)))
 
 
 # --- compiled versions ------------------------------------------------------------
@@ -850,6 +850,20 @@ def entry(kind: str, act: int, opt: int = ADAM, masked: int = 0):
     return _predict_entry(predict_few)
 
 
+def read_only(X):
+    """``X`` itself if read-only, else a read-only view of it (no copy).
+
+    The kernels never write to their inputs, and Numba compiles a function once per
+    argument type, where a writeable and a read-only array (a memory map, a column
+    handed out under pandas' copy-on-write) are two types: passing every input
+    read-only means one compile, not two.
+    """
+    if X.flags.writeable:
+        X = X.view()
+        X.flags.writeable = False
+    return X
+
+
 def train_epoch(
     X, y, s, order, theta, grad, layout, act, out, l2, opt, m, v, t, lr, hyper, decay_mask,
     batch_size, dropout, seed,
@@ -884,7 +898,8 @@ def train_epoch(
         Mean training loss over the epoch, and the optimizer's step count after it.
     """
     kernel = entry("epoch", *_rule_set(act, opt, dropout))
-    return kernel(X, y, s, order, theta, grad, layout, check_index(out, N_OUTPUTS, "output"), l2,
+    return kernel(read_only(X), y, s, order, theta, grad, layout,
+                  check_index(out, N_OUTPUTS, "output"), l2,
                   m, v, t, lr, hyper, decay_mask, batch_size, dropout, seed)
 
 
@@ -897,7 +912,8 @@ def train_epoch_parallel(
     Runs :func:`epoch_parallel`, compiled for the network's rules.
     """
     kernel = entry("epoch_parallel", *_rule_set(act, opt, dropout))
-    return kernel(X, y, s, order, theta, grad, layout, check_index(out, N_OUTPUTS, "output"), l2,
+    return kernel(read_only(X), y, s, order, theta, grad, layout,
+                  check_index(out, N_OUTPUTS, "output"), l2,
                   m, v, t, lr, hyper, decay_mask, batch_size, dropout, seed, chunks)
 
 
@@ -909,7 +925,7 @@ def predict_blocks(X, theta, layout, act, out, block, p):
     False when any row holds NaN or infinity.
     """
     kernel = entry("blocks", check_index(act, N_ACTIVATIONS, "activation"))
-    return kernel(X, theta, layout, check_index(out, N_OUTPUTS, "output"), block, p)
+    return kernel(read_only(X), theta, layout, check_index(out, N_OUTPUTS, "output"), block, p)
 
 
 @functools.cache

@@ -348,9 +348,10 @@ def kernels_cached(dtype: str, batch_size: int, threads: int | None = None,
 
 def _has_kernel(dispatcher, dtype: str) -> bool:
     """Whether ``dispatcher`` has, or its cache index lists, a kernel whose first argument
-    is a ``dtype`` array (Numba internals: ``_cache``, ``_index_key``, ``_load_index``)."""
+    is a ``dtype`` array (read-only, as ``nn_core.kernels.read_only`` passes it; Numba
+    internals: ``_cache``, ``_index_key``, ``_load_index``)."""
     def for_dtype(sig) -> bool:
-        return str(sig[0]).startswith(f"array({dtype},")
+        return str(sig[0]).startswith(f"readonly array({dtype},")
 
     if any(for_dtype(sig) for sig in dispatcher.overloads):
         return True
