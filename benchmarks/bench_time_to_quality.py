@@ -60,7 +60,7 @@ from bench_train import (  # noqa: E402  (same workload and header as bench_trai
     log_loss,
     make_data,
     torch_initialise,
-    torch_model,
+    torch_trainer,
 )
 
 
@@ -121,27 +121,7 @@ def run_nn_core(X, y, batch, epochs, target, initialise=None) -> Run:
 
 
 def run_torch(X, y, batch, epochs, target=-1.0) -> Run:
-    import torch
-
-    torch.set_num_threads(THREADS)
-    model = torch_model()
-    opt = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
-    g = torch.Generator().manual_seed(0)
-
-    def train():
-        order = torch.randperm(len(X), generator=g)
-        for start in range(0, len(X), batch):
-            idx = order[start : start + batch]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(tX[idx])[:, 0], ty[idx]).backward()
-            opt.step()
-
-    def predict():
-        with torch.inference_mode():
-            return torch.sigmoid(model(tX)[:, 0]).numpy()
-
+    _, train, predict = torch_trainer(X, y, batch)
     run = Run()
     for _ in range(epochs):
         if run.epoch(train, predict, y) <= target:

@@ -138,7 +138,12 @@ def torch_model():
     )
 
 
-def train_torch(X, y, batch):
+def torch_trainer(X, y, batch):
+    """PyTorch's side of the workload: ``(model, train_epoch, predict)``.
+
+    ``train_epoch()`` runs one epoch of Adam mini-batches in a seeded row order;
+    ``predict()`` gives the probabilities of every row of ``X``.
+    """
     import torch
 
     torch.set_num_threads(THREADS)
@@ -147,18 +152,29 @@ def train_torch(X, y, batch):
     loss_fn = torch.nn.BCEWithLogitsLoss()
     tX, ty = torch.from_numpy(X), torch.from_numpy(y)
     g = torch.Generator().manual_seed(0)
-    t = time.perf_counter()
-    for _ in range(EPOCHS):
-        order = torch.randperm(N, generator=g)
-        for start in range(0, N, batch):
+
+    def train_epoch():
+        order = torch.randperm(len(X), generator=g)
+        for start in range(0, len(X), batch):
             idx = order[start : start + batch]
             opt.zero_grad(set_to_none=True)
             loss_fn(model(tX[idx])[:, 0], ty[idx]).backward()
             opt.step()
+
+    def predict():
+        with torch.inference_mode():
+            return torch.sigmoid(model(tX)[:, 0]).numpy()
+
+    return model, train_epoch, predict
+
+
+def train_torch(X, y, batch):
+    model, train_epoch, predict = torch_trainer(X, y, batch)
+    t = time.perf_counter()
+    for _ in range(EPOCHS):
+        train_epoch()
     elapsed = time.perf_counter() - t
-    with torch.inference_mode():
-        p = torch.sigmoid(model(tX)[:, 0]).numpy()
-    return elapsed, log_loss(y, p), model
+    return elapsed, log_loss(y, predict()), model
 
 
 # --- prediction -------------------------------------------------------------------
