@@ -623,26 +623,118 @@ def _mean_by(group: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
                   np.bincount(group, minlength=n).astype(float))
 
 
-def _popularity(code: np.ndarray, typ: np.ndarray, u: np.ndarray, n_users: int
+def _entity_counts(code: np.ndarray, typ: np.ndarray, m: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per entity code ``0..m-1`` (-1 = missing, skipped): events ``n_j``, views ``v_j`` and
+    purchases ``b_j`` (int64)."""
+    known = code >= 0
+    code, typ = code[known], typ[known]
+    return (np.bincount(code, minlength=m), np.bincount(code[typ == VIEW], minlength=m),
+            np.bincount(code[typ == PURCHASE], minlength=m))
+
+
+@dataclass
+class EntityCounts:
+    """What item (or category) popularity needs of the whole log, per event.
+
+    For the entity ``j`` of each event, over every user's events before the cutoff: ``n``
+    events, ``views`` views and ``buys`` purchases of ``j`` (any value where the event's
+    entity is missing), and the global rate ``p0 = sum_j b_j / max(sum_j v_j, 1)`` over the
+    events with a known entity. Built from a log by ``entity_counts``; an online state
+    (``features.online``) keeps the same integer counts as events arrive.
+    """
+
+    n: np.ndarray
+    views: np.ndarray
+    buys: np.ndarray
+    p0: float
+
+
+def entity_counts(code: np.ndarray, typ: np.ndarray) -> EntityCounts:
+    """``EntityCounts`` of events with entity codes ``code`` (-1: missing) and types ``typ``."""
+    known = code >= 0
+    kc, kt = code[known], typ[known]
+    if len(kc) == 0:
+        zeros = np.zeros(len(code), dtype=np.int64)
+        return EntityCounts(zeros, zeros, zeros, 0.0)
+    m = int(kc.max()) + 1
+    n_j = np.bincount(kc, minlength=m)
+    v_j = np.bincount(kc[kt == VIEW], minlength=m)
+    b_j = np.bincount(kc[kt == PURCHASE], minlength=m)
+    j = np.where(known, code, 0)
+    return EntityCounts(n_j[j], v_j[j], b_j[j], float(b_j.sum() / max(v_j.sum(), 1)))
+
+
+def _popularity(code: np.ndarray, counts: EntityCounts, u: np.ndarray, n_users: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-user mean popularity and mean shrunk conversion rate of the entities it touched.
 
-    For entity j (item or category) over the given (pre-cutoff) events of all users:
-    popularity ``log(1 + n_j)``, conversion ``(b_j + A p0) / (v_j + A)`` with n_j events,
-    v_j views, b_j purchases, ``p0 = sum b / sum v`` and ``A = CONVERSION_PSEUDO_COUNT``.
-    Each user's value is the mean over its events with a known entity (0 if none).
+    For entity j (item or category) over the (pre-cutoff) events of all users
+    (``counts``): popularity ``log(1 + n_j)``, conversion ``(b_j + A p0) / (v_j + A)`` with
+    n_j events, v_j views, b_j purchases, ``p0 = sum b / sum v`` and
+    ``A = CONVERSION_PSEUDO_COUNT``. Each user's value is the mean over its events with a
+    known entity (0 if none), summed in event order.
     """
     known = code >= 0
-    code, typ, u = code[known], typ[known], u[known]
-    if len(code) == 0:
+    if not known.any():
         return np.zeros(n_users), np.zeros(n_users)
-    m = int(code.max()) + 1
-    n_j = np.bincount(code, minlength=m)
-    v_j = np.bincount(code[typ == VIEW], minlength=m)
-    b_j = np.bincount(code[typ == PURCHASE], minlength=m)
-    p0 = b_j.sum() / max(v_j.sum(), 1)
-    conv = (b_j + CONVERSION_PSEUDO_COUNT * p0) / (v_j + CONVERSION_PSEUDO_COUNT)
-    return (_mean_by(u, np.log1p(n_j)[code], n_users), _mean_by(u, conv[code], n_users))
+    conv = ((counts.buys[known] + CONVERSION_PSEUDO_COUNT * counts.p0)
+            / (counts.views[known] + CONVERSION_PSEUDO_COUNT))
+    return (_mean_by(u[known], np.log1p(counts.n[known]), n_users),
+            _mean_by(u[known], conv, n_users))
+
+
+@dataclass
+class UserEvents:
+    """Events before a cutoff, sorted by (user, time, arrival): what ``user_features`` reads.
+
+    Attributes
+    ----------
+    u : (n,) int64
+        User codes ``0 .. n_users - 1``, non-decreasing.
+    n_users : int
+        Every user has at least one event.
+    t : (n,) int64
+        Nanoseconds since the epoch, non-decreasing within a user (ties in arrival order).
+    typ : (n,) int64
+        Codes into ``EVENT_TYPES``.
+    item, category : (n,) int64 or None
+        Dense codes (-1: missing); ``None`` when the log has no such column.
+    session : (n,) int64 or None
+        Dense session codes (a session belongs to one user); ``None``: derived from the
+        inactivity gap (``derive_sessions``).
+    price : (n,) float64 or None
+        NaN where missing; ``None`` when the log has no prices (no price block).
+    """
+
+    u: np.ndarray
+    n_users: int
+    t: np.ndarray
+    typ: np.ndarray
+    item: np.ndarray | None = None
+    category: np.ndarray | None = None
+    session: np.ndarray | None = None
+    price: np.ndarray | None = None
+
+
+@dataclass
+class LogContext:
+    """What one user's features need of the other users' events before the cutoff.
+
+    Attributes
+    ----------
+    cutoff : int
+        ``T`` in nanoseconds since the epoch.
+    first : int
+        The earliest event before ``T`` of any user (the per-day rates' denominator).
+    items, categories : EntityCounts or None
+        Aligned with the ``UserEvents``' rows; ``None`` when the log has no such column.
+    """
+
+    cutoff: int
+    first: int
+    items: EntityCounts | None = None
+    categories: EntityCounts | None = None
 
 
 def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.DataFrame:
@@ -661,6 +753,8 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
     (the price block only when ``events`` has a ``price`` column). All values finite.
     Times are hours for recency/tenure and seconds for sessions and dwell; windowed
     counts cover ``[T - w, T)``. See docs/events.md for the definition of each family.
+    The log-wide quantities (``LogContext``) are computed here; each user's row is then
+    ``user_features`` of its own events, which is what ``features.online`` computes too.
     """
     T = _utc(cutoff).value
     with_price = "price" in events.columns
@@ -673,15 +767,46 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
                             index=pd.Index(events["user_id"].iloc[:0], name="user_id"))
 
     user_codes, users = pd.factorize(events["user_id"].to_numpy()[keep], sort=True)
-    U = len(users)
     order = np.lexsort((t, user_codes))  # stable: file order breaks ties
     u = user_codes[order].astype(np.int64)
-    t = t[order]
     del user_codes
     typ = pd.Categorical(events["event_type"].to_numpy()[keep][order],
                          categories=EVENT_TYPES).codes.astype(np.int64)
     if (typ < 0).any():
         raise ValueError("events['event_type'] has values outside " + str(EVENT_TYPES))
+    ev = UserEvents(u, len(users), t[order], typ)
+    ctx = LogContext(T, int(t.min()))
+    if "item_id" in events.columns:
+        ev.item = _codes(events["item_id"].to_numpy()[keep][order])[0]
+        ctx.items = entity_counts(ev.item, typ)
+    if "category" in events.columns:
+        ev.category = _codes(events["category"].to_numpy()[keep][order])[0]
+        ctx.categories = entity_counts(ev.category, typ)
+    if "session_id" in events.columns:
+        s_codes, m = _codes(events["session_id"].to_numpy()[keep][order])
+        ev.session = _codes(u * (m + 1) + s_codes)[0]  # a session belongs to one user
+    if with_price:
+        ev.price = events["price"].to_numpy(dtype=float)[keep][order]
+    X = pd.DataFrame(user_features(ev, ctx, session_gap), columns=cols,
+                     index=pd.Index(users, name="user_id"))
+    if not np.isfinite(X.to_numpy()).all():  # an internal invariant, not a user error
+        raise AssertionError("non-finite feature values: " +
+                             str(X.columns[~np.isfinite(X.to_numpy()).all(axis=0)].tolist()))
+    return X
+
+
+def user_features(ev: UserEvents, ctx: LogContext, session_gap=SESSION_GAP) -> np.ndarray:
+    """The feature rows of the users of ``ev`` (see ``features_at``).
+
+    Every value of a user's row is a function of its own events and of ``ctx`` alone, and
+    every sum runs over its events in their order: the rows of a few users computed here
+    (``features.online``) equal, bit for bit, their rows in ``features_at`` of the whole log.
+
+    Returns
+    -------
+    (n_users, len(feature_columns(ev.price is not None))) float64
+    """
+    T, u, U, t, typ = ctx.cutoff, ev.u, ev.n_users, ev.t, ev.typ
     age_ns = T - t  # > 0: time between an event and the cutoff
     age_h = age_ns / _NS_PER_H
     F: dict[str, np.ndarray] = {}
@@ -695,7 +820,7 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
     # Per-day rates over the observed log before T (its first event to T): stacked
     # training snapshots have shorter histories than the test snapshot, and rates stay
     # comparable where raw counts do not. At least one hour, so rates stay finite.
-    log_days = max(T - int(t.min()), _NS_PER_H) / _NS_PER_DAY
+    log_days = max(T - ctx.first, _NS_PER_H) / _NS_PER_DAY
     for k, name in enumerate(EVENT_TYPES):
         F[f"n_{name}_per_day"] = counts[:, k] / log_days
     F["n_events_per_day"] = n_ev / log_days
@@ -710,24 +835,17 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
     ends = np.r_[starts[1:], len(u)] - 1
 
     # Distinct items and categories.
-    item = cat = None
-    for col, name in (("item_id", "n_items"), ("category", "n_categories")):
-        if col in events.columns:
-            codes, m = _codes(events[col].to_numpy()[keep][order])
-            pair = pd.Series(u * (m + 1) + codes)
-            first = (~pair.duplicated()).to_numpy() & (codes >= 0)
-            F[name] = np.bincount(u[first], minlength=U).astype(float)
-            if col == "item_id":
-                item = codes
-            else:
-                cat = codes
-        else:
+    for codes, name in ((ev.item, "n_items"), (ev.category, "n_categories")):
+        if codes is None:
             F[name] = np.zeros(U)
+            continue
+        pair = pd.Series(u * (int(codes.max(initial=-1)) + 2) + codes)
+        first = (~pair.duplicated()).to_numpy() & (codes >= 0)
+        F[name] = np.bincount(u[first], minlength=U).astype(float)
 
     # Sessions: ids from the log, else inactivity-gap sessions of the pre-T events.
-    if "session_id" in events.columns:
-        s_codes, m = _codes(events["session_id"].to_numpy()[keep][order])
-        sid, n_s = _codes(u * (m + 1) + s_codes)  # a session belongs to one user
+    if ev.session is not None:
+        sid, n_s = ev.session, int(ev.session.max()) + 1
     else:
         sid = derive_sessions(u, t, pd.Timedelta(session_gap))
         n_s = int(sid[-1]) + 1
@@ -769,7 +887,7 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
 
     # Open carts: (user, item) pairs whose last cart is later than their last
     # purchase and last removal (a purchase at the very same second closes it).
-    price = (events["price"].to_numpy(dtype=float)[keep][order] if with_price else None)
+    item, price = ev.item, ev.price
     open_value = np.zeros(U)
     n_open = np.zeros(U)
     if item is not None:
@@ -785,7 +903,7 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
             p_user = np.empty(n_p, dtype=np.int64)
             p_user[pair] = u[sel]
             n_open = np.bincount(p_user[is_open], minlength=U).astype(float)
-            if with_price:
+            if price is not None:
                 # Value of an open cart: the highest price at which the item was carted.
                 is_cart = (typ[sel] == CART) & ~np.isnan(price[sel])
                 p_price = np.zeros(n_p)
@@ -803,14 +921,15 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
     F["frac_weekend"] = np.bincount(u[weekend], minlength=U) / n_ev
 
     # Item / category popularity and conversion from pre-cutoff events only.
-    for codes, name in ((item, "item"), (cat, "category")):
+    for codes, counts_j, name in ((item, ctx.items, "item"),
+                                  (ev.category, ctx.categories, "category")):
         if codes is None:
             F[f"{name}_popularity_mean"] = F[f"{name}_conversion_mean"] = np.zeros(U)
         else:
             F[f"{name}_popularity_mean"], F[f"{name}_conversion_mean"] = _popularity(
-                codes, typ, u, U)
+                codes, counts_j, u, U)
 
-    if with_price:
+    if price is not None:
         has_p = ~np.isnan(price)
         for k, name in ((VIEW, "view_price_mean"), (CART, "cart_price_mean")):
             sel = has_p & (typ == k)
@@ -819,12 +938,8 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
         F["spend"] = np.bincount(u[sel], weights=price[sel], minlength=U)
         F["open_cart_value"] = open_value
 
-    X = pd.DataFrame({c: np.asarray(F[c], dtype=float) for c in cols},
-                     index=pd.Index(users, name="user_id"))
-    if not np.isfinite(X.to_numpy()).all():  # an internal invariant, not a user error
-        raise AssertionError("non-finite feature values: " +
-                             str(X.columns[~np.isfinite(X.to_numpy()).all(axis=0)].tolist()))
-    return X
+    return np.column_stack([np.asarray(F[c], dtype=float)
+                            for c in feature_columns(price is not None)])
 
 
 def buyers_in(events: pd.DataFrame, start, end) -> pd.Index:
