@@ -7,7 +7,7 @@ binary cross-entropy, and backpropagation by hand. See ``docs/math.md``.
 >>> m = MLP(4, hidden=(3,), dtype="float64", backend="numpy")
 """
 
-from .gradcheck import GradcheckReport, check_gradients, gradcheck
+from .gradcheck import GradcheckReport, check_gradients, gradcheck, input_gradcheck
 from .io import ModelFileError
 from .modeldir import Predictor, load_model, save_model
 from .network import MLP
@@ -15,6 +15,6 @@ from .training import History
 
 __all__ = [
     "MLP", "GradcheckReport", "History", "ModelFileError", "Predictor", "check_gradients",
-    "gradcheck", "load_model", "save_model",
+    "gradcheck", "input_gradcheck", "load_model", "save_model",
 ]
 __version__ = "0.1.0"

@@ -9,6 +9,10 @@ Two entry points share one numerical routine, :func:`numerical_gradient`:
   With ``reference=True`` the analytic side is the float64 reference
   (:func:`nn_core.reference.loss_and_grad`) instead: the check of the
   backward *formulas* alone, independent of any backend.
+* :func:`input_gradcheck` checks a model's gradient with respect to its
+  *inputs* (:meth:`nn_core.MLP.input_gradient`, ``dz/dX`` or ``dY/dX``, what
+  explanations are built on) against finite differences of the float64
+  reference forward pass.
 * :func:`check_gradients` checks any scalar function ``f`` and its
   hand-written gradient ``grad_f`` at a point ``x`` (a new activation or
   loss, before it joins the tables).
@@ -77,7 +81,8 @@ class Block(NamedTuple):
     layer : int or None
         Index into ``model.params``: layer ``l`` holds ``W_{l+1}, b_{l+1}`` of
         docs/math.md. ``None`` for :func:`check_gradients`.
-    name : {"W", "b", "x"}
+    name : {"W", "b", "x", "X"}
+        ``"X"``: the inputs (:func:`input_gradcheck`).
     shape : tuple of int
         Shape of the array.
     max_error : float
@@ -121,8 +126,8 @@ class GradcheckReport:
         dtype of the analytic gradient ("float32" or "float64").
     backend : str
         What computed the analytic gradient: a backend name, ``"reference"``
-        (``gradcheck(..., reference=True)``) or ``"function"``
-        (:func:`check_gradients`).
+        (``gradcheck(..., reference=True)``), ``"input gradient"``
+        (:func:`input_gradcheck`) or ``"function"`` (:func:`check_gradients`).
     h : float
         Largest central-difference step.
     """
@@ -382,6 +387,68 @@ def gradcheck(
         blocks.append(_block(l, "W", dW, nW, floor))
         blocks.append(_block(l, "b", db, nb, floor))
     return GradcheckReport(tuple(blocks), tolerance, floor, dtype, backend, h)
+
+
+def input_gradcheck(
+    model,
+    X,
+    output: str = "logit",
+    h: float = 1e-4,
+    floor: float | None = None,
+    *,
+    tolerance: float | None = None,
+) -> GradcheckReport:
+    """Check a model's input gradient ``dz/dX`` (or ``dY/dX``) against finite differences.
+
+    The analytic side is :meth:`nn_core.MLP.input_gradient` (float64 on every
+    backend); the numerical side is :func:`numerical_gradient` of
+    ``S(X) = sum_i z_i`` (or ``sum_i Y_i``) through the float64 reference
+    forward pass. Row ``i``'s output depends on row ``i`` only, so
+    ``dS/dX[i, j] = dz_i/dX[i, j]``: one scalar function checks every row.
+
+    Parameters
+    ----------
+    model : nn_core.MLP
+        Not modified.
+    X : array of shape (n, n_inputs)
+        The points (float64). Away from kinks: at ``Z = 0`` a ReLU has no derivative.
+    output : {"logit", "probability"}
+        As in :meth:`nn_core.MLP.input_gradient`.
+    h, floor, tolerance :
+        As in :func:`gradcheck`; the float64 defaults of :data:`TOLERANCES`.
+
+    Returns
+    -------
+    GradcheckReport
+        One block, ``"X"``; ``report.where`` is ``(None, "X", (row, input))``.
+
+    Examples
+    --------
+    >>> from nn_core import MLP
+    >>> m = MLP(3, hidden=(4,), activation="tanh", dtype="float64", backend="numpy")
+    >>> input_gradcheck(m, np.linspace(-1, 1, 6).reshape(2, 3)).ok
+    True
+    """
+    if not all(hasattr(model, a) for a in ("input_gradient", "theta", "unflatten")):
+        raise TypeError(f"model must be an nn_core.MLP, got {type(model).__name__}")
+    h = model._check_scalar("h", h)
+    if h == 0:
+        raise ValueError("h must be a finite number > 0, got 0.0")
+    for name, value in (("floor", floor), ("tolerance", tolerance)):
+        if value is not None and model._check_scalar(name, value) == 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    analytic = model.input_gradient(X, output)  # validates X and output
+    r = _reference.rules(model.activation, model.output)
+    params = model.unflatten(model.theta.astype(np.float64))
+
+    def total(X_: np.ndarray) -> float:
+        z = _reference.forward(params, X_, r)[3]
+        return float((z if output == "logit" else r.g(z)).sum())
+
+    numeric = numerical_gradient(total, np.asarray(X, dtype=np.float64), h)
+    dtype, tolerance, floor = _tolerance(np.float64, tolerance, floor)
+    block = _block(None, "X", analytic, numeric, floor)
+    return GradcheckReport((block,), tolerance, floor, dtype, "input gradient", h)
 
 
 def check_gradients(

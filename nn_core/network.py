@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from . import backends, kernels
+from . import backends, kernels, reference
 from .activations import ACTIVATIONS
 from .losses import OUTPUTS, sample_scale
 from .optim import Optimizer, learning_rate
@@ -287,6 +287,42 @@ class MLP:
         # The numba kernel checks finiteness while it reads X (one pass, not two).
         X = as_matrix(X, self.n_inputs, self._np_dtype, check_finite=self.backend != "numba")
         return backends.get(self.backend).predict(self, X, threads)
+
+    def input_gradient(self, X, output: str = "logit") -> np.ndarray:
+        """Gradient of each row's output with respect to its inputs (no dropout), float64.
+
+        ``output="logit"``: ``dz/dX`` of the output logit ``z``
+        (:func:`nn_core.reference.input_gradient`); ``output="probability"``:
+        ``dY/dX = sigma'(z) dz/dX = Y (1 - Y) dz/dX`` for the sigmoid output. Row
+        ``i`` of ``z`` depends only on row ``i`` of ``X``, so ``dX[i, j] = dz_i /
+        dX[i, j]`` (docs/math.md, "Gradients with respect to the inputs").
+
+        Every backend computes it with the float64 reference on the host: it serves
+        explanations (``nn_core/explain.py``), not training, and float64 keeps the
+        integrated-gradients completeness check free of rounding.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_inputs)
+        output : {"logit", "probability"}
+            ``"probability"`` needs the sigmoid output.
+
+        Returns
+        -------
+        array of shape (n, n_inputs), float64
+        """
+        if output not in ("logit", "probability"):
+            raise ValueError(f"output must be 'logit' or 'probability', got {output!r}")
+        if output == "probability" and self.output != "sigmoid":
+            raise ValueError("output='probability' needs the sigmoid output (this network's "
+                             f"output is {self.output!r})")
+        X = as_matrix(X, self.n_inputs, np.dtype(np.float64))
+        r = reference.rules(self.activation, self.output)
+        z, dX = reference.input_gradient(self.unflatten(self.theta.astype(np.float64)), X, r)
+        if output == "probability":
+            Y = r.g(z)
+            dX *= (Y * (1 - Y))[:, None]
+        return dX
 
     def loss_and_grad(self, X, y, sample_weight=None, pos_weight: float = 1.0, l2: float = 0.0):
         """Loss and gradient of every parameter on ``(X, y)`` (no dropout).

@@ -3,7 +3,8 @@
 This module is the oracle the compiled backends are checked against. Each
 layer has a forward and a backward function side by side
 (:func:`layer_forward` / :func:`layer_backward`); :func:`forward`,
-:func:`backward`, :func:`loss_and_grad` and :func:`train_epoch` chain them.
+:func:`backward`, :func:`loss_and_grad` and :func:`train_epoch` chain them;
+:func:`input_gradient` carries backpropagation one step further, to ``dz/dX``.
 
 The element-wise rules (the activation ``f`` and its backward rule, the
 output function ``g`` and the loss ``l``) come from the tables in
@@ -190,6 +191,43 @@ def backward(params, H, Z, A, delta, r: Rules, l2: float, masks=None):
                 dH = dH * masks[l - 1]
             delta = r.f_backward(Z[l - 1], A[l - 1], dH)
     return grads
+
+
+def input_gradient(params, X, r: Rules):
+    """The output logit and its gradient with respect to the inputs, ``dz/dX``.
+
+    Backpropagation one step past the first layer, with ``delta_L = dz/dz = 1``
+    instead of ``dL/dz``, no weight gradients, and the last step kept:
+
+    * ``delta_{l-1} = (delta_l W_l^T) * f'(Z_{l-1})`` (as in :func:`backward`)
+    * ``dz/dX = delta_1 W_1^T`` (``dH_prev`` of :func:`layer_backward` at ``l = 1``)
+
+    Row ``i`` of ``z`` depends on row ``i`` of ``X`` only, so row ``i`` of the
+    result is the gradient of ``z_i`` (docs/math.md, "Gradients with respect to
+    the inputs"). The probability ``Y = g(z)`` has ``dY/dX = g'(z) dz/dX``
+    (``sigma(z) (1 - sigma(z))`` for the sigmoid output), applied by the caller.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+    X : array of shape (n, d_0)
+    r : Rules
+
+    Returns
+    -------
+    z : array of shape (n,)
+        The output logits.
+    dX : array of shape (n, d_0)
+        ``dX[i, j] = dz_i / dX[i, j]``.
+    """
+    _, Z, A, z = forward(params, X, r)
+    delta = array_module(X).ones_like(z)[:, None]  # dz/dz of the output layer, (n, 1)
+    for l in range(len(params) - 1, 0, -1):
+        W, _ = params[l]
+        # dz/dH_{l-1} = delta_l W_l^T, then through f: delta_{l-1}, shape (n, d_{l-1})
+        delta = r.f_backward(Z[l - 1], A[l - 1], delta @ W.T)
+    W, _ = params[0]
+    return z, delta @ W.T
 
 
 def loss(params, z, y, s, r: Rules, l2: float):
