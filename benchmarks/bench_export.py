@@ -159,7 +159,7 @@ def bench(hidden: tuple[int, ...], epochs: int, n_rows: int, tmp: Path) -> dict[
     rows = test[:n_rows]
     X = ex.encode_table(model, df.iloc[rows])
     predictor = load_model(model_dir)
-    F = predictor.transform(df.iloc[rows]).astype(np.float32)
+    F = predictor.features(df.iloc[rows]).astype(np.float32)
     res = {}
     for label, flags in (("O3 -march=native", ["-O3", "-march=native"]), ("O2", ["-O2"])):
         res[f"C float32 (gcc -{label})"] = time_c(out, "f32", X, flags)

@@ -252,7 +252,7 @@ def score_table(
                         unseen = int(np.count_nonzero(U[:, i] == len(c["categories"])))
                         scored.unseen[c["name"]] += unseen
                 X = features_from_inputs(columns, U, dtype)[0]
-                p = model.network.predict_proba(X, threads=threads)
+                p = model.proba(X, threads=threads)  # members, bias, calibration
                 kept = {name: _cell_texts(source.raw[name].loc[frame.index])
                         for name in keep_columns}
                 scored.append(np.asarray(p, dtype=np.float64),

@@ -2,12 +2,18 @@
 
 A model directory holds
 
-* ``weights.npz``: the arrays ``W0, b0, W1, b1, ...`` (shapes as in ``MLP.params``), read
+* ``weights.npz``: the arrays ``W0, b0, W1, b1, ...`` (shapes as in ``MLP.params``) of the
+  first network and ``m<k>/W0, m<k>/b0, ...`` of member ``k >= 1`` of an ensemble, read
   back only with ``allow_pickle=False``;
 * ``model.json``: format name and version, the architecture (``MLP.config``) and the
   SHA-256 of ``weights.npz``, written after the weights so that it never names weights
   that are not there yet; optionally the classification ``threshold`` (train.py's: the
-  best F1 on dev), which ``predict.py`` uses for its ``label`` column;
+  best F1 on dev), which ``predict.py`` uses for its ``label`` column. A combined model
+  (:class:`nn_core.ensemble.Ensemble`: several members, a logit bias or a calibration) is
+  ``format_version`` 2 and adds ``members`` (per member ``hidden``, ``activation``,
+  ``dropout``, ``seed`` and ``weight``; member 0 is the top-level architecture),
+  ``logit_bias`` and, when calibrated, ``calibration`` (``nn_core/calibration.py``); a
+  single uncalibrated network is still written as version 1, which older programs read;
 * ``preprocess.json`` (optional): the fitted input transform as data
   (:class:`nn_core.preprocessing.Preprocessing`): column roles, log1p choices, means,
   standard deviations, categories, target and id column, and the data's source.
@@ -35,6 +41,9 @@ import pandas as pd
 
 from . import backends
 from .activations import ACTIVATIONS
+from .calibration import calibration_from_dict
+from .drift import Reference
+from .ensemble import Ensemble
 from .io import ModelFileError, atomic_write
 from .losses import OUTPUTS
 from .network import DTYPES, MAX_HIDDEN_LAYERS, MAX_INPUTS, MAX_PARAMETERS, MAX_WIDTH, MLP
@@ -42,13 +51,22 @@ from .preprocessing import Preprocessing
 from .validation import check_finite_features
 
 MODEL_FORMAT = "purchase-propensity-mlp"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The version of a single uncalibrated network (what programs before ensembles read).
+PLAIN_FORMAT_VERSION = 1
+#: Most members a model directory may hold.
+MAX_MEMBERS = 64
+#: The keys of one ``members`` entry of model.json.
+MEMBER_KEYS = ("hidden", "activation", "dropout", "seed", "weight")
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
 PREPROCESS_JSON = "preprocess.json"
+#: The training distributions of the inputs and scores (``nn_core/drift.py``), optional.
+REFERENCE_JSON = "drift_reference.json"
 #: Size limits of the model files, checked before they are read.
 MAX_MODEL_JSON_BYTES = 1 << 20  # model.json: the architecture and a hash
 MAX_PREPROCESS_JSON_BYTES = 256 << 20  # preprocess.json: means, stds, categories
+MAX_REFERENCE_JSON_BYTES = 256 << 20  # drift_reference.json: bin edges and counts
 #: What a weights.npz may hold beyond its arrays' bytes: per array its zip entries (local
 #: header and central directory, each with the name) and its .npy header (at most 64 KiB,
 #: ``numpy.lib.format``), and the zip's end records.
@@ -57,11 +75,24 @@ NPZ_OVERHEAD = 1 << 10
 
 
 class Predictor:
-    """A loaded model directory: the network and the fitted preprocessing, scoring raw rows.
+    """A loaded model directory: its network(s) and the fitted preprocessing, scoring raw rows.
+
+    The combined logit is ``z = logit_bias + sum_k w_k z_k(x)`` over ``members``
+    (``nn_core/ensemble.py``); :meth:`predict_proba` gives ``calibration(z)``, or
+    ``sigma(z)`` without a calibration. A plain model is ``members == [(network, 1.0)]``,
+    ``logit_bias == 0`` and no calibration: its probabilities are ``network.predict_proba``.
 
     Attributes
     ----------
     network : nn_core.MLP
+        The first member (the only one of a plain model).
+    members : list of (MLP, float)
+        The networks and their weights ``w_k``.
+    logit_bias : float
+        ``c``.
+    calibration : nn_core.calibration.Platt or Isotonic or None
+    ensemble : nn_core.ensemble.Ensemble
+        All of the above, scoring feature matrices.
     preprocessing : nn_core.preprocessing.Preprocessing or None
         ``None`` for a directory saved without preprocessing (network inputs only).
     path : Path
@@ -71,15 +102,34 @@ class Predictor:
     threshold : float or None
         The classification threshold saved with the model (predict ``p >= threshold`` as
         positive); ``None`` when none was saved (a directory from before it was stored).
+    reference : nn_core.drift.Reference or None
+        The training distributions of the inputs and scores (``drift_reference.json``,
+        checked against the preprocessing); ``None`` for a directory without it (saved
+        before it was stored, or without preprocessing): no drift check.
     """
 
-    def __init__(self, network: MLP, preprocessing: Preprocessing | None, path: Path,
+    reference: Reference | None = None
+
+    def __init__(self, model: MLP | Ensemble, preprocessing: Preprocessing | None, path: Path,
                  extra: dict | None = None, threshold: float | None = None) -> None:
-        self.network = network
+        self.ensemble = model if isinstance(model, Ensemble) else Ensemble([(model, 1.0)])
+        self.network = self.ensemble.members[0][0]
         self.preprocessing = preprocessing
         self.path = path
         self.extra = {} if extra is None else extra
         self.threshold = threshold
+
+    @property
+    def members(self) -> list[tuple[MLP, float]]:
+        return self.ensemble.members
+
+    @property
+    def logit_bias(self) -> float:
+        return self.ensemble.bias
+
+    @property
+    def calibration(self):
+        return self.ensemble.calibration
 
     def _preprocessing(self) -> Preprocessing:
         if self.preprocessing is None:
@@ -87,13 +137,21 @@ class Predictor:
                                  "a network without its preprocessing)")
         return self.preprocessing
 
-    def transform(self, frame: pd.DataFrame, first_row: int = 1) -> np.ndarray:
-        """The network's inputs ``X`` (n, n_inputs) float64 of a raw table; a ValueError names
+    def features(self, frame: pd.DataFrame, first_row: int = 1) -> np.ndarray:
+        """The networks' inputs ``X`` (n, n_inputs) float64 of a raw table; a ValueError names
         the row and column of a value whose feature is not finite."""
         pre = self._preprocessing()
         X = pre.transform(frame, first_row)
         check_finite_features(X, pre.columns, frame, first_row, self.network.dtype)
         return X
+
+    def logit(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """The combined logit ``z`` (n,) float64 of features ``X`` (n, n_inputs)."""
+        return self.ensemble.logit(X, threads)
+
+    def proba(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Predicted (calibrated) probabilities (n,) float64 of features ``X``."""
+        return self.ensemble.proba(X, threads)
 
     def predict_proba(self, frame: pd.DataFrame, first_row: int = 1,
                       threads: int | None = None) -> np.ndarray:
@@ -114,19 +172,20 @@ class Predictor:
         ValueError
             Naming row and column of a value the preprocessing cannot take.
         """
-        X = self.transform(frame, first_row)
-        return np.asarray(self.network.predict_proba(X, threads=threads), dtype=np.float64)
+        return self.proba(self.features(frame, first_row), threads)
 
 
-def save_model(dirpath: str | os.PathLike, network: MLP,
+def save_model(dirpath: str | os.PathLike, network: MLP | Ensemble,
                preprocessing: Preprocessing | None = None, extra: dict | None = None,
-               threshold: float | None = None) -> Path:
+               threshold: float | None = None, reference: Reference | None = None) -> Path:
     """Write a model directory (created if needed); every file atomically.
 
     Parameters
     ----------
     dirpath : path-like
-    network : MLP
+    network : MLP or Ensemble
+        One network, or several combined (``nn_core/ensemble.py``: members with weights, a
+        logit bias and a calibration; written as format_version 2 unless it is plain).
     preprocessing : Preprocessing, optional
         The fitted input transform; written as ``preprocess.json``.
     extra : dict, optional
@@ -135,37 +194,59 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     threshold : float, optional
         The classification threshold (a finite number; in [0, 1] for a sigmoid output),
         stored as ``threshold`` in ``model.json`` and given back as ``Predictor.threshold``.
+    reference : nn_core.drift.Reference, optional
+        The training distributions of the raw inputs and of the scores
+        (``nn_core/drift.py: fit_reference``), written as ``drift_reference.json`` (needs
+        ``preprocessing``) and given back as ``Predictor.reference``.
 
     Returns
     -------
     Path
         The directory.
     """
-    if not isinstance(network, MLP):
-        raise TypeError(f"network must be an nn_core.MLP, got {type(network).__name__}")
+    if reference is not None and preprocessing is None:
+        raise ValueError("a drift reference needs the preprocessing it describes")
+    if isinstance(network, MLP):
+        network = Ensemble([(network, 1.0)])
+    if not isinstance(network, Ensemble):
+        raise TypeError("network must be an nn_core.MLP or nn_core.ensemble.Ensemble, got "
+                        f"{type(network).__name__}")
     if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
         raise TypeError("preprocessing must be an nn_core.preprocessing.Preprocessing, got "
                         f"{type(preprocessing).__name__}")
+    if len(network.members) > MAX_MEMBERS:
+        raise ValueError(f"an ensemble has at most {MAX_MEMBERS} members, got "
+                         f"{len(network.members)}")
+    first = network.members[0][0]
     if threshold is not None:
-        threshold = check_threshold(threshold, network.output, "threshold")
-    if not np.isfinite(network.theta).all():
-        raise ValueError(f"{Path(dirpath) / WEIGHTS_NPZ}: not written, the network holds NaN "
-                         "or infinite weights (training diverged?)")
+        threshold = check_threshold(threshold, first.output, "threshold")
+    for k, (m, _) in enumerate(network.members):
+        if not np.isfinite(m.theta).all():
+            raise ValueError(f"{Path(dirpath) / WEIGHTS_NPZ}: not written, network {k} holds "
+                             "NaN or infinite weights (training diverged?)")
     d = Path(dirpath)
     d.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     arrays = {}
-    for l, (W, b) in enumerate(network.params):
-        arrays[f"W{l}"], arrays[f"b{l}"] = np.ascontiguousarray(W), np.ascontiguousarray(b)
+    for k, (m, _) in enumerate(network.members):
+        for l, (W, b) in enumerate(m.params):
+            arrays[f"{_prefix(k)}W{l}"] = np.ascontiguousarray(W)
+            arrays[f"{_prefix(k)}b{l}"] = np.ascontiguousarray(b)
     _savez(buf, arrays)
     blob = buf.getvalue()
     meta = {
         "format": MODEL_FORMAT,
-        "format_version": FORMAT_VERSION,
-        **network.config(),
+        "format_version": PLAIN_FORMAT_VERSION if network.plain else FORMAT_VERSION,
+        **first.config(),
         "weights_file": WEIGHTS_NPZ,
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
     }
+    if not network.plain:
+        meta["members"] = [{**{k: m.config()[k] for k in MEMBER_KEYS[:-1]}, "weight": w}
+                           for m, w in network.members]
+        meta["logit_bias"] = network.bias
+        if network.calibration is not None:
+            meta["calibration"] = network.calibration.to_dict()
     if extra is not None:
         meta["extra"] = extra
     if threshold is not None:
@@ -175,13 +256,25 @@ def save_model(dirpath: str | os.PathLike, network: MLP,
     meta_text = _json_text(meta, d / MODEL_JSON)
     pre_text = (None if preprocessing is None
                 else _json_text(preprocessing.to_dict(), d / PREPROCESS_JSON))
+    reference_text = (None if reference is None
+                      else _json_text(reference.to_dict(), d / REFERENCE_JSON))
     # Weights first: model.json names their hash, so a reader never sees a
     # model.json that points at weights that are not yet there.
     atomic_write(d / WEIGHTS_NPZ, blob)
     atomic_write(d / MODEL_JSON, meta_text)
     if pre_text is not None:
         atomic_write(d / PREPROCESS_JSON, pre_text)
+    if reference_text is not None:
+        atomic_write(d / REFERENCE_JSON, reference_text)
+    elif os.path.lexists(d / REFERENCE_JSON):  # a former model's: it describes other data
+        os.unlink(d / REFERENCE_JSON)
     return d
+
+
+def _prefix(k: int) -> str:
+    """The name prefix of member ``k``'s arrays in weights.npz: none for the first (so a
+    single network's file is what it always was), ``m<k>/`` for the others."""
+    return "" if k == 0 else f"m{k}/"
 
 
 def _savez(buf: io.BytesIO, arrays: dict[str, np.ndarray]) -> None:
@@ -232,7 +325,8 @@ def load_model(dirpath: str | os.PathLike, backend: str = "numba",
         raise TypeError(f"dirpath must be a path, got {type(dirpath).__name__}")
     backends.check_backend(backend)  # an argument, not a problem of the files
     d = Path(dirpath)
-    network, extra, threshold = _load_network(d, backend)
+    model, extra, threshold = _load_network(d, backend)
+    network = model.members[0][0]
     preprocessing = None
     if require_preprocessing and not os.path.lexists(d / PREPROCESS_JSON):
         raise ModelFileError(f"{d / PREPROCESS_JSON}: file not found")
@@ -243,7 +337,12 @@ def load_model(dirpath: str | os.PathLike, backend: str = "numba",
                 f"{d}: model.json expects {network.n_inputs} inputs but preprocess.json "
                 f"builds {preprocessing.n_features} features (files from different runs?)"
             )
-    return Predictor(network, preprocessing, d, extra, threshold)
+    predictor = Predictor(model, preprocessing, d, extra, threshold)
+    if preprocessing is not None and os.path.lexists(d / REFERENCE_JSON):
+        predictor.reference = Reference.from_dict(
+            _read_json(d / REFERENCE_JSON, MAX_REFERENCE_JSON_BYTES, "drift reference"),
+            preprocessing.columns, str(d / REFERENCE_JSON))
+    return predictor
 
 
 def _load_preprocessing(path: Path) -> Preprocessing:
@@ -353,18 +452,20 @@ def _check_npy_header(zf: zipfile.ZipFile, member: str, shape: tuple, dtype: np.
     if got_dtype.hasobject:
         raise ModelFileError(f"{w_path}: refused ({member} holds Python objects, a pickle)")
     if tuple(got_shape) != shape:
-        layer, kind = member[1:-4], member[0]
+        prefix, _, name = member.rpartition("/")
+        layer, kind = name[1:-4], name[0]
+        which = f"member {prefix[1:]} " if prefix else ""
         raise ModelFileError(
-            f"{w_path}: layer {layer} has shapes {kind}{tuple(got_shape)} in its header; "
-            f"model.json implies {kind}{shape}")
+            f"{w_path}: {which}layer {layer} has shapes {kind}{tuple(got_shape)} in its "
+            f"header; model.json implies {kind}{shape}")
     if got_dtype != dtype or fortran:
         raise ModelFileError(f"{w_path}: {member[:-4]} is {got_dtype}"
                              f"{' (Fortran order)' if fortran else ''}, not {dtype}")
 
 
-def _load_network(d: Path, backend: str) -> tuple[MLP, dict, float | None]:
-    """The verified network of ``d``, model.json's ``extra`` entry (``{}`` when absent) and
-    its ``threshold`` (``None`` when absent)."""
+def _load_network(d: Path, backend: str) -> tuple[Ensemble, dict, float | None]:
+    """The verified network(s) of ``d`` with their combination, model.json's ``extra`` entry
+    (``{}`` when absent) and its ``threshold`` (``None`` when absent)."""
     if not d.is_dir():
         raise ModelFileError(f"{d}: model directory not found")
     meta_path = d / MODEL_JSON
@@ -381,6 +482,7 @@ def _load_network(d: Path, backend: str) -> tuple[MLP, dict, float | None]:
             f"(this program reads versions 1..{FORMAT_VERSION}; a newer program wrote it?)"
         )
     arch = _architecture(meta, meta_path)
+    archs, weights, bias, calibration = _combination(meta, version, arch, meta_path)
     extra = meta.get("extra", {})
     if not isinstance(extra, dict):
         raise ModelFileError(f"{meta_path}: 'extra' must be an object, got "
@@ -392,10 +494,12 @@ def _load_network(d: Path, backend: str) -> tuple[MLP, dict, float | None]:
         except ValueError as e:
             raise ModelFileError(f"{meta_path}: {e}") from None
     dtype = np.dtype(arch["dtype"])
-    widths = [arch["n_inputs"], *arch["hidden"], 1]
     shapes = {}
-    for l, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
-        shapes[f"W{l}.npy"], shapes[f"b{l}.npy"] = (fan_in, fan_out), (fan_out,)
+    for k, member in enumerate(archs):
+        widths = [member["n_inputs"], *member["hidden"], 1]
+        for l, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+            shapes[f"{_prefix(k)}W{l}.npy"] = (fan_in, fan_out)
+            shapes[f"{_prefix(k)}b{l}.npy"] = (fan_out,)
     w_path = d / WEIGHTS_NPZ
     if not w_path.is_file():
         raise ModelFileError(f"{w_path}: missing")
@@ -418,18 +522,80 @@ def _load_network(d: Path, backend: str) -> tuple[MLP, dict, float | None]:
                     f"{w_path}: SHA-256 does not match model.json (file truncated or modified)"
                 )
             f.seek(0)
-            params = _read_weights(f, shapes, dtype, w_path)
+            arrays = _read_weights(f, shapes, dtype, w_path)
     except OSError as e:
         raise ModelFileError(f"{w_path}: cannot read it: {e.strerror or e}") from None
-    for l, (W, b) in enumerate(params):
-        if not (np.isfinite(W).all() and np.isfinite(b).all()):
-            raise ModelFileError(f"{w_path}: layer {l} holds NaN or infinite weights")
-    try:
-        network = MLP(backend=backend, **arch)
-    except ValueError as e:
-        raise ModelFileError(f"{meta_path}: invalid architecture ({e})") from None
-    network.set_weights(params)
-    return network, extra, threshold
+    members = []
+    for k, member in enumerate(archs):
+        params = [(arrays[f"{_prefix(k)}W{l}.npy"], arrays[f"{_prefix(k)}b{l}.npy"])
+                  for l in range(len(member["hidden"]) + 1)]
+        which = f"member {k} " if k else ""
+        for l, (W, b) in enumerate(params):
+            if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                raise ModelFileError(f"{w_path}: {which}layer {l} holds NaN or infinite "
+                                     "weights")
+        try:
+            network = MLP(backend=backend, **member)
+        except ValueError as e:
+            raise ModelFileError(f"{meta_path}: invalid architecture ({e})") from None
+        network.set_weights(params)
+        members.append((network, weights[k]))
+    return Ensemble(members, bias, calibration), extra, threshold
+
+
+def _combination(meta: dict, version: int, arch: dict, meta_path: Path):
+    """The members' architectures, their weights, the logit bias and the calibration that
+    model.json describes (version 1: the one network, weight 1, bias 0, none), each checked;
+    ModelFileError naming the file and the key otherwise."""
+    keys = ("members", "logit_bias", "calibration")
+    if version == PLAIN_FORMAT_VERSION:
+        present = [k for k in keys if k in meta]
+        if present:
+            raise ModelFileError(f"{meta_path}: {present[0]!r} needs format_version "
+                                 f"{FORMAT_VERSION}")
+        return [arch], [1.0], 0.0, None
+    entries = meta.get("members")
+    if not (isinstance(entries, list) and 1 <= len(entries) <= MAX_MEMBERS):
+        raise ModelFileError(f"{meta_path}: 'members' must be a list of 1 to {MAX_MEMBERS} "
+                             "members (format_version 2)")
+
+    def number(value) -> bool:
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(value))
+
+    archs, weights = [], []
+    for k, entry in enumerate(entries):
+        if not (isinstance(entry, dict) and set(entry) == set(MEMBER_KEYS)):
+            raise ModelFileError(f"{meta_path}: 'members'[{k}] must be an object with exactly "
+                                 f"the keys {list(MEMBER_KEYS)}")
+        try:
+            member = _architecture({**meta, **entry}, meta_path)
+        except ModelFileError as e:
+            raise ModelFileError(str(e).replace(f"{meta_path}: ",
+                                                f"{meta_path}: 'members'[{k}]: ", 1)) from None
+        if k == 0 and member != arch:
+            raise ModelFileError(f"{meta_path}: 'members'[0] must repeat the top-level "
+                                 "architecture (hidden, activation, dropout, seed)")
+        if member["output"] != "sigmoid" and len(entries) > 1:
+            raise ModelFileError(f"{meta_path}: an ensemble needs the sigmoid output")
+        if not number(entry["weight"]):
+            raise ModelFileError(f"{meta_path}: 'members'[{k}]: 'weight' must be a finite "
+                                 f"number, got {_short_repr(entry['weight'])}")
+        archs.append(member)
+        weights.append(float(entry["weight"]))
+    bias = meta.get("logit_bias")
+    if not number(bias):
+        raise ModelFileError(f"{meta_path}: 'logit_bias' must be a finite number, got "
+                             f"{_short_repr(bias)}")
+    calibration = None
+    if "calibration" in meta:
+        if arch["output"] != "sigmoid":
+            raise ModelFileError(f"{meta_path}: a calibration needs the sigmoid output")
+        try:
+            calibration = calibration_from_dict(meta["calibration"], "'calibration'")
+        except ValueError as e:
+            raise ModelFileError(f"{meta_path}: {e}") from None
+    return archs, weights, float(bias), calibration
 
 
 def check_threshold(value, output: str, name: str = "threshold") -> float:
@@ -447,8 +613,9 @@ def check_threshold(value, output: str, name: str = "threshold") -> float:
     return value
 
 
-def _read_weights(f, shapes: dict, dtype: np.dtype, w_path: Path) -> list:
-    """The ``(W, b)`` pairs of an open weights.npz, each header checked before its data."""
+def _read_weights(f, shapes: dict, dtype: np.dtype, w_path: Path) -> dict:
+    """The arrays of an open weights.npz by entry name (``W0.npy``, ``m1/W0.npy``, ...),
+    exactly the entries of ``shapes``, each header checked before its data."""
     try:
         with zipfile.ZipFile(f) as zf:
             names = set(zf.namelist())
@@ -471,5 +638,4 @@ def _read_weights(f, shapes: dict, dtype: np.dtype, w_path: Path) -> list:
         raise ModelFileError(f"{w_path}: refused ({e})") from None
     except (KeyError, OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
         raise ModelFileError(f"{w_path}: not a valid weights archive ({e})") from None
-    n_layers = len(shapes) // 2
-    return [(arrays[f"W{l}.npy"], arrays[f"b{l}.npy"]) for l in range(n_layers)]
+    return arrays

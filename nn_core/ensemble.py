@@ -1,0 +1,131 @@
+"""Several networks as one model: a weighted sum of their logits, then a calibration.
+
+An :class:`Ensemble` holds members ``(MLP_k, w_k)`` (all with the sigmoid output, the same
+inputs and dtype), a bias ``c`` and optionally a calibration (``nn_core/calibration.py``):
+
+    ``z(x) = c + sum_k w_k z_k(x)``,  ``p = sigma(z)``,  ``q = calibration(z)`` (or ``p``)
+
+where ``z_k`` is member ``k``'s output logit (its last linear layer, before the sigmoid).
+
+* A seed ensemble of K networks: ``w_k = 1/K``, ``c = 0`` (the mean logit).
+* Fusion with a logistic regression (an MLP with ``hidden=()``), the combination chosen on
+  dev (:func:`blend`, :func:`stack`): a blend ``z = (1 - alpha) zbar_net + alpha z_LR`` with
+  ``alpha`` on a grid, or a stacked logistic regression ``z = c + sum_k w_k z_k`` fitted on
+  the members' dev logits.
+* A plain model is ``[(network, 1.0)]``, ``c = 0``, no calibration: its probabilities are the
+  network's own ``predict_proba`` (the same numbers, the same fast path).
+
+``nn_core/modeldir.py`` writes and reads it; every exporter computes the same sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .activations import sigmoid
+from .calibration import Calibration, fit_logistic
+from .metrics import roc_auc
+from .network import MLP
+
+#: The blend weights ``alpha`` of the logistic regression that :func:`blend` tries.
+BLEND_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
+#: ``--fuse`` values: no fusion, a blend on a grid, a stacked logistic regression.
+FUSIONS = ("none", "blend", "stack")
+
+
+class Ensemble:
+    """Members ``(MLP, weight)``, a logit bias and a calibration, scoring feature matrices.
+
+    Parameters
+    ----------
+    members : sequence of (MLP, float)
+        At least one; the same ``n_inputs`` and ``dtype``, sigmoid outputs; finite weights.
+    bias : float
+        ``c``, added to the weighted sum of logits.
+    calibration : Platt or Isotonic, optional
+    """
+
+    def __init__(self, members: Sequence[tuple[MLP, float]], bias: float = 0.0,
+                 calibration: Calibration | None = None) -> None:
+        members = [(m, float(w)) for m, w in members]
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0][0]
+        for k, (m, w) in enumerate(members):
+            if not isinstance(m, MLP):
+                raise TypeError(f"member {k} must be an nn_core.MLP, got {type(m).__name__}")
+            if m.output != "sigmoid" and len(members) > 1:
+                raise ValueError(f"member {k}: members of an ensemble need the sigmoid output")
+            if (m.n_inputs, m.dtype) != (first.n_inputs, first.dtype):
+                raise ValueError(f"member {k} takes {m.n_inputs} {m.dtype} inputs, member 0 "
+                                 f"{first.n_inputs} {first.dtype}")
+            if not np.isfinite(w):
+                raise ValueError(f"member {k}: weight must be finite, got {w}")
+        if not np.isfinite(bias):
+            raise ValueError(f"bias must be finite, got {bias}")
+        self.members = members
+        self.bias = float(bias)
+        self.calibration = calibration
+        self._twins: list[MLP] | None = None
+
+    @property
+    def plain(self) -> bool:
+        """One member of weight 1, no bias, no calibration: the network's own output."""
+        return (len(self.members) == 1 and self.members[0][1] == 1.0 and self.bias == 0.0
+                and self.calibration is None)
+
+    def _logit_networks(self) -> list[MLP]:
+        """Per member a twin with the identity output and the same weights: its
+        ``predict_proba`` is the member's logit ``z_k`` (computed by the same backend)."""
+        if self._twins is None:
+            self._twins = []
+            for m, _ in self.members:
+                twin = MLP(m.n_inputs, hidden=m.hidden, activation=m.activation,
+                           output="identity", dtype=m.dtype, seed=m.seed, backend=m.backend,
+                           dropout=m.dropout)
+                twin.set_weights(m.get_weights())
+                self._twins.append(twin)
+        return self._twins
+
+    def member_logits(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """``Z`` (n, K) float64: column ``k`` is member ``k``'s logit ``z_k(X)``."""
+        return np.column_stack([np.asarray(t.predict_proba(X, threads=threads), np.float64)
+                                for t in self._logit_networks()])
+
+    def logit(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """``z = c + sum_k w_k z_k(X)``, (n,) float64."""
+        w = np.array([w for _, w in self.members])
+        return self.bias + self.member_logits(X, threads) @ w
+
+    def proba(self, X: np.ndarray, threads: int | None = None,
+              calibrated: bool = True) -> np.ndarray:
+        """``calibration(z)`` (``sigma(z)`` when uncalibrated or ``calibrated=False``), (n,)
+        float64, of features ``X`` (n, n_inputs)."""
+        if self.plain:
+            return np.asarray(self.members[0][0].predict_proba(X, threads=threads), np.float64)
+        z = self.logit(X, threads)
+        return self.calibration(z) if calibrated and self.calibration is not None \
+            else sigmoid(z)
+
+
+def blend(z_net: np.ndarray, z_lr: np.ndarray, y: np.ndarray) -> float:
+    """The weight ``alpha`` of :data:`BLEND_GRID` whose ``(1 - alpha) z_net + alpha z_lr``
+    has the highest ROC-AUC on ``y`` (dev); the smallest such ``alpha`` on ties.
+
+    Parameters
+    ----------
+    z_net, z_lr : ndarray, shape (n,)
+        Dev logits of the network (the ensemble's mean) and of the logistic regression.
+    y : ndarray, shape (n,)
+    """
+    scores = [roc_auc(y, (1 - a) * z_net + a * z_lr) for a in BLEND_GRID]
+    return float(BLEND_GRID[int(np.argmax(scores))])
+
+
+def stack(Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """A logistic regression on the members' logits ``Z`` (n, K) against ``y`` (dev):
+    ``(w, c)`` minimising the log-loss of ``sigma(Z w + c)``
+    (``nn_core/calibration.py: fit_logistic``)."""
+    return fit_logistic(Z, y)
