@@ -149,6 +149,9 @@ class TableData:
         default), drop its row (:attr:`rejected` lists the cells, ``info["rejected"]``
         counts the rows per reason), or, for a missing feature cell, impute it with
         statistics of each split's training rows (the preprocessing stores them).
+    numeric_encoding, ple_bins :
+        The numeric columns' encoding (``features.tabular.Preprocessor``), fitted on each
+        split's training rows.
 
     Raises
     ------
@@ -158,10 +161,12 @@ class TableData:
 
     def __init__(self, path: str | os.PathLike, schema: Schema,
                  fractions: Sequence[float] = (0.7, 0.15, 0.15), hint: str = "",
-                 dtype: str = "float32", on_invalid: str = "error") -> None:
+                 dtype: str = "float32", on_invalid: str = "error",
+                 numeric_encoding: str = "standard", ple_bins: int = 16) -> None:
         self.schema = schema
         self.dtype = dtype
         self.on_invalid = on_invalid
+        self.numeric_encoding, self.ple_bins = numeric_encoding, ple_bins
         self.frame, self.rejected = read_table(path, self.schema, on_invalid,
                                                with_target=True, hint=hint)
         self.y = self.frame[self.schema.target].to_numpy(dtype=np.int8)
@@ -204,6 +209,8 @@ class TableData:
             target=self.schema.target,
             id_column=self.schema.id_column,
             impute=self.on_invalid == "impute",
+            numeric_encoding=self.numeric_encoding,
+            ple_bins=self.ple_bins,
         ).fit(self.frame.iloc[parts["train"]])
         # The whole table at once, so that a message names the file's data row, not a row
         # of one part of the split.

@@ -35,7 +35,9 @@ from pandas.api.types import union_categoricals
 
 from nn_core.network import MAX_INPUTS
 from nn_core.preprocessing import (
+    MAX_PLE_BINS,
     MISSING_TOKENS,
+    NUMERIC_ENCODINGS,
     ON_INVALID,
     Preprocessing,
     block_width,
@@ -932,6 +934,15 @@ class Preprocessor(Preprocessing):
     source : dict, optional
         Where the table came from, e.g. ``{"kind": "table"}`` (the default) or
         ``{"kind": "events", "format": "taobao", "horizon": "1d"}``.
+    numeric_encoding : {"standard", "ple", "standard+ple"}
+        ``"ple"``: every numeric column whose training values take at least two distinct
+        values is encoded by the piecewise-linear encoding of ``x``
+        (``nn_core.preprocessing.piecewise_linear``) on ``ple_bins`` quantile bins of its
+        training values (edges ``b_t = quantile(x, t / ple_bins)``, duplicates merged: a
+        column with many equal values gets fewer bins) instead of its standardised value;
+        ``"standard+ple"``: the encoding follows the standardised value in the block.
+    ple_bins : int
+        Number of quantile bins (at least 1) before duplicate edges merge.
     impute : bool
         Learn imputation (``--on-invalid impute``): missing cells (NaN, or a
         ``MISSING_TOKENS`` text) of the fitted rows are left out of every statistic; each
@@ -952,7 +963,8 @@ class Preprocessor(Preprocessing):
     """
 
     #: The constructor's arguments, which ``get_params`` returns and ``set_params`` sets.
-    PARAMS = ("numeric", "categorical", "log1p", "target", "id_column", "source", "impute")
+    PARAMS = ("numeric", "categorical", "log1p", "target", "id_column", "source", "impute",
+              "numeric_encoding", "ple_bins")
 
     def __init__(
         self,
@@ -963,6 +975,8 @@ class Preprocessor(Preprocessing):
         id_column: str | None = None,
         source: Mapping | None = None,
         impute: bool = False,
+        numeric_encoding: str = "standard",
+        ple_bins: int = 16,
     ) -> None:
         self.numeric = numeric if isinstance(numeric, list) else list(numeric)
         self.categorical = categorical if isinstance(categorical, list) else list(categorical)
@@ -972,6 +986,15 @@ class Preprocessor(Preprocessing):
             raise ValueError(f"log1p must be 'auto', a bool or a list of columns, got {log1p!r}")
         self.log1p = log1p if isinstance(log1p, str | bool | list) else list(log1p)
         self.impute = bool(impute)
+        if numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ValueError(f"numeric_encoding must be one of {list(NUMERIC_ENCODINGS)}, got "
+                             f"{numeric_encoding!r}")
+        if isinstance(ple_bins, bool) or not isinstance(ple_bins, int | np.integer) \
+                or not 1 <= ple_bins <= MAX_PLE_BINS:
+            raise ValueError(f"ple_bins must be an integer in [1, {MAX_PLE_BINS}], got "
+                             f"{ple_bins!r}")
+        self.numeric_encoding = numeric_encoding
+        self.ple_bins = ple_bins
         super().__init__(None, target, id_column, source)
         if isinstance(source, dict):
             self.source = source
@@ -1057,6 +1080,12 @@ class Preprocessor(Preprocessing):
                     "std": std if std > 0 else 1.0,
                 }
             )
+            if self.numeric_encoding != "standard":
+                edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, self.ple_bins + 1)))
+                if len(edges) >= 2:  # a constant column keeps its (constant) z alone
+                    columns[-1]["encoding"] = {"kind": "piecewise_linear",
+                                               "edges": [float(b) for b in edges],
+                                               "value": self.numeric_encoding != "ple"}
         for name in self.categorical:
             texts = canonical_series(df[name].astype(str))
             distinct = pd.unique(texts)

@@ -18,6 +18,14 @@ imputed row and 0 otherwise. A preprocess.json with any ``impute`` entry is writ
 format version 2 (version 1 readers refuse it rather than score it wrongly); one without is
 version 1, as before.
 
+A numeric column may also carry ``encoding`` (``train.py --numeric-encoding ple``):
+``{"kind": "piecewise_linear", "edges": [b_0, ..., b_T], "value": v}``, the piecewise-linear
+encoding of Gorishniy, Rubachev and Babenko (2022) with bin edges ``b_0 < ... < b_T``
+fitted on the training rows (quantiles of ``x``; docs/math.md, "Piecewise-linear
+encoding"). The block is then ``[z, e_1(x), ..., e_T(x)]`` where ``v`` is true and
+``[e_1(x), ..., e_T(x)]`` where it is false (:func:`piecewise_linear`), before the missing
+indicator. A preprocess.json with any ``encoding`` is format version 3.
+
 The arithmetic is written once, in :func:`features_from_inputs`, over a matrix of raw
 inputs ``U`` (numeric values, and for each categorical column the position ``k`` of its
 category in the block, ``K`` for unseen). :meth:`Preprocessing.transform` (tables, with
@@ -30,6 +38,7 @@ lives with the data code, in ``features/tabular.py: Preprocessor``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -43,6 +52,15 @@ PREPROCESS_FORMAT = "purchase-propensity-preprocess"
 PREPROCESS_FORMAT_VERSION = 1
 #: The format version of a preprocess.json with imputation (``impute`` entries).
 PREPROCESS_IMPUTE_VERSION = 2
+#: The format version of a preprocess.json with a numeric encoding (``encoding`` entries;
+#: it may have ``impute`` entries too).
+PREPROCESS_ENCODING_VERSION = 3
+#: The numeric encodings ``train.py --numeric-encoding`` offers: the standardised value
+#: alone, the piecewise-linear encoding (``"kind": "piecewise_linear"``) instead of it, or
+#: both (the value first).
+NUMERIC_ENCODINGS = ("standard", "ple", "standard+ple")
+#: Most quantile bins of one piecewise-linear encoding (``--ple-bins``).
+MAX_PLE_BINS = 256
 
 #: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
@@ -102,10 +120,65 @@ def category_positions(values: pd.Series, categories: Sequence[str]) -> np.ndarr
 
 
 def block_width(column: Mapping) -> int:
-    """Features of one column: 1 for a numeric one, ``K + 1`` for a categorical one, and one
-    more when it has a missing indicator."""
-    width = 1 if column["kind"] == "numeric" else len(column["categories"]) + 1
+    """Features of one column: 1 for a numeric one (``value + T`` with a piecewise-linear
+    encoding of ``T`` bins), ``K + 1`` for a categorical one, and one more when it has a
+    missing indicator."""
+    if column["kind"] == "numeric":
+        encoding = column.get("encoding")
+        width = 1 if encoding is None else int(encoding["value"]) + len(encoding["edges"]) - 1
+    else:
+        width = len(column["categories"]) + 1
     return width + has_indicator(column)
+
+
+def piecewise_linear(x: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """Piecewise-linear encoding ``E`` of values ``x`` on bins ``[b_{t-1}, b_t)``.
+
+    ``E[r, t-1] = e_t(x_r)`` for ``t = 1..T`` (Gorishniy et al. 2022, equation 1):
+    ``e_t(x) = (x - b_{t-1}) / (b_t - b_{t-1})`` clipped to ``[0, 1]``, except that the
+    first component is not clipped below (``x < b_0``) and the last is not clipped above
+    (``x > b_T``), so that values outside the training range stay distinguishable; with a
+    single bin (``T = 1``) the component is the unclipped ``(x - b_0) / (b_1 - b_0)``.
+    Equivalently: 1 for ``x >= b_t`` (``t < T``), 0 for ``x < b_{t-1}`` (``t > 1``), the
+    fraction of the bin covered otherwise.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,), float64
+        NaN stays NaN in every component.
+    edges : sequence of float, length T + 1, strictly increasing
+
+    Returns
+    -------
+    E : ndarray, shape (n, T), float64
+    """
+    b = np.asarray(edges, dtype=np.float64)
+    E = (np.asarray(x, dtype=np.float64)[:, None] - b[:-1]) / np.diff(b)
+    if E.shape[1] > 1:
+        E[:, :-1] = np.minimum(E[:, :-1], 1.0)  # NaN-preserving (np.minimum propagates NaN)
+        E[:, 1:] = np.maximum(E[:, 1:], 0.0)
+    return E
+
+
+def piecewise_linear_grad(x: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """Derivative ``dE/dx`` of :func:`piecewise_linear`: piecewise constant.
+
+    ``de_t/dx = 1 / (b_t - b_{t-1})`` where component ``t`` is on its sloped piece
+    (``b_{t-1} <= x < b_t``; below ``b_1`` for the first, from ``b_{T-1}`` on for the last)
+    and 0 where it is clipped. At an edge the derivative is the one from the right (the
+    encoding has a kink there; any value between the one-sided slopes is a subgradient).
+
+    Returns
+    -------
+    ndarray, shape (n, T), float64
+    """
+    b = np.asarray(edges, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)[:, None]
+    T = len(b) - 1
+    no_lower = np.arange(T) == 0  # the first component slopes for every x < b_1
+    no_upper = np.arange(T) == T - 1  # the last slopes for every x >= b_{T-1}
+    sloped = ((x >= b[:-1]) | no_lower) & ((x < b[1:]) | no_upper)
+    return np.where(sloped, 1.0 / np.diff(b), 0.0)
 
 
 def has_indicator(column: Mapping) -> bool:
@@ -175,7 +248,15 @@ def features_from_inputs(
         u[:, log] = np.log1p(np.maximum(x[:, log], 0.0))  # NaN stays NaN (invalid rows)
         u -= mean
         u /= std
-        F[:, start[numeric]] = u
+        # the standardised value z is the block's first feature unless an encoding replaces it
+        keep = [j for j, i in enumerate(numeric) if _keeps_value(columns[i])]
+        F[:, start[numeric][keep]] = u[:, keep]
+        for j, i in enumerate(numeric):  # piecewise-linear encodings of x, after z if kept
+            encoding = columns[i].get("encoding")
+            if encoding is not None:
+                first = start[i] + int(encoding["value"])
+                F[:, first:first + len(encoding["edges"]) - 1] = piecewise_linear(
+                    x[:, j], encoding["edges"])
         # categorical columns, all at once: one-hot F[r, start + k] = 1 for the position k
         # of row r's category (K = unseen); a NaN or impossible code sets nothing
         k = U[:, categorical]
@@ -187,6 +268,12 @@ def features_from_inputs(
         for i, missing in indicators.items():  # the indicator is the block's last feature
             F[:, start[i] + widths[i] - 1] = missing
     return F, invalid
+
+
+def _keeps_value(column: Mapping) -> bool:
+    """Whether a numeric column's block holds its standardised value ``z``."""
+    encoding = column.get("encoding")
+    return encoding is None or encoding["value"]
 
 
 def _impute(columns: Sequence[Mapping], U: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -255,13 +342,33 @@ class Preprocessing:
         names = []
         for c in self._check_fitted():
             if c["kind"] == "numeric":
-                names.append(f"log1p({c['name']})" if c["log1p"] else c["name"])
+                if _keeps_value(c):
+                    names.append(f"log1p({c['name']})" if c["log1p"] else c["name"])
+                if "encoding" in c:
+                    names.extend(f"{c['name']}[ple {t}]"
+                                 for t in range(1, len(c["encoding"]["edges"])))
             else:
                 names.extend(f"{c['name']}={k}" for k in c["categories"])
                 names.append(f"{c['name']}=<unseen>")
             if has_indicator(c):
                 names.append(f"missing({c['name']})")
         return names
+
+    def column_slices(self) -> dict[str, slice]:
+        """For each raw input column, the slice of the feature matrix its block fills (the
+        numeric value and its piecewise-linear bins, or the one-hot block, then the missing
+        indicator), in feature order."""
+        slices, start = {}, 0
+        for c in self._check_fitted():
+            width = block_width(c)
+            slices[c["name"]] = slice(start, start + width)
+            start += width
+        return slices
+
+    @property
+    def encodes(self) -> bool:
+        """Whether a numeric column has an encoding (``--numeric-encoding ple``)."""
+        return any("encoding" in c for c in self._check_fitted())
 
     @property
     def imputes(self) -> bool:
@@ -368,11 +475,14 @@ class Preprocessing:
         return counts
 
     def to_dict(self) -> dict:
-        """The preprocess.json document (format_version 1; 2 with imputation)."""
+        """The preprocess.json document (format_version 1; 2 with imputation; 3 with a
+        numeric encoding)."""
+        version = (PREPROCESS_ENCODING_VERSION if self.encodes
+                   else PREPROCESS_IMPUTE_VERSION if self.imputes
+                   else PREPROCESS_FORMAT_VERSION)
         return {
             "format": PREPROCESS_FORMAT,
-            "format_version": (PREPROCESS_IMPUTE_VERSION if self.imputes
-                               else PREPROCESS_FORMAT_VERSION),
+            "format_version": version,
             "target": self.target,
             "id_column": self.id_column,
             "source": self.source,
@@ -396,7 +506,8 @@ class Preprocessing:
             raise bad(f"not a preprocessing state file (expected format {PREPROCESS_FORMAT!r})")
         version = doc.get("format_version")
         if isinstance(version, bool) or version not in (PREPROCESS_FORMAT_VERSION,
-                                                        PREPROCESS_IMPUTE_VERSION):
+                                                        PREPROCESS_IMPUTE_VERSION,
+                                                        PREPROCESS_ENCODING_VERSION):
             raise bad(f"unsupported format_version {doc.get('format_version')!r}")
         columns = doc.get("columns")
         if not isinstance(columns, list) or not columns:
@@ -435,10 +546,18 @@ class Preprocessing:
                 checked.append({"name": c["name"], "kind": "categorical", "categories": cats})
             else:
                 raise bad(f"columns[{i}]: kind must be 'numeric' or 'categorical'")
+            if "encoding" in c:
+                if version != PREPROCESS_ENCODING_VERSION:
+                    raise bad(f"columns[{i}] ({c['name']!r}): 'encoding' needs format_version "
+                              f"{PREPROCESS_ENCODING_VERSION}")
+                checked[-1]["encoding"] = _checked_encoding(c, bad(
+                    f"columns[{i}] ({c['name']!r}): 'encoding' must be {{\"kind\": "
+                    '"piecewise_linear", "edges": at least 2 strictly increasing finite '
+                    'numbers, "value": true or false} in a numeric column'))
             if "impute" in c:
-                if version != PREPROCESS_IMPUTE_VERSION:
+                if version < PREPROCESS_IMPUTE_VERSION:
                     raise bad(f"columns[{i}] ({c['name']!r}): 'impute' needs format_version "
-                              f"{PREPROCESS_IMPUTE_VERSION}")
+                              f"{PREPROCESS_IMPUTE_VERSION} or {PREPROCESS_ENCODING_VERSION}")
                 checked[-1]["impute"] = _checked_impute(c, bad(
                     f"columns[{i}] ({c['name']!r}): 'impute' must be {{\"value\": "
                     + ("a finite number (>= 0 in a log1p column)" if c["kind"] == "numeric"
@@ -453,10 +572,30 @@ class Preprocessing:
                 raise bad(f"{key!r} must be a column name or null, got {doc.get(key)!r}")
         if version == PREPROCESS_IMPUTE_VERSION and not any("impute" in c for c in checked):
             raise bad(f"format_version {version} but no column has 'impute'")
+        if version == PREPROCESS_ENCODING_VERSION and not any("encoding" in c for c in checked):
+            raise bad(f"format_version {version} but no column has 'encoding'")
         source = doc.get("source", {"kind": "table"})
         if not isinstance(source, Mapping):
             raise bad("'source' must be an object")
         return Preprocessing(checked, doc.get("target"), doc.get("id_column"), source)
+
+
+def _checked_encoding(column: Mapping, error: ModelFileError) -> dict:
+    """The ``encoding`` entry of a preprocess.json column, checked (``error`` if malformed)."""
+    encoding = column["encoding"]
+    if column.get("kind") != "numeric" or not isinstance(encoding, Mapping) \
+            or set(encoding) != {"kind", "edges", "value"} \
+            or encoding["kind"] != "piecewise_linear" or not isinstance(encoding["value"], bool):
+        raise error
+    edges = encoding["edges"]
+    if not isinstance(edges, list) or len(edges) < 2 or not all(
+            isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
+            for b in edges):
+        raise error
+    edges = [float(b) for b in edges]
+    if not all(lo < hi and math.isfinite(hi - lo) for lo, hi in itertools.pairwise(edges)):
+        raise error
+    return {"kind": "piecewise_linear", "edges": edges, "value": encoding["value"]}
 
 
 def _checked_impute(column: Mapping, error: ModelFileError) -> dict:

@@ -72,7 +72,7 @@ from nn_core.io import (
 )
 from nn_core.network import DTYPES, MAX_HIDDEN_LAYERS, MAX_WIDTH
 from nn_core.optim import OPTIMIZERS, SCHEDULES
-from nn_core.preprocessing import ON_INVALID
+from nn_core.preprocessing import MAX_PLE_BINS, NUMERIC_ENCODINGS, ON_INVALID
 from nn_core.selection import NetConfig
 
 from . import config, program_name, run_command
@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a bad cell: stop with an error; skip its row (counted per "
                       "reason); or impute a missing one (median / most frequent category of "
                       "the training rows, plus a missing indicator; stored with the model)")
+    data.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, default="standard",
+                      help="numeric columns as their standardised value, as a piecewise-"
+                      "linear encoding on quantile bins of the training rows (ple), or both")
+    data.add_argument("--ple-bins", type=int, default=16, metavar="N",
+                      help="quantile bins of --numeric-encoding ple (equal edges merge)")
     ev = ap.add_argument_group("data (event log)")
     ev.add_argument("--events", type=Path, nargs="+", action="extend", metavar="PATH",
                     help="event-log CSV(s) instead of --input: repeatable, several files or "
@@ -247,6 +252,8 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
         (cfg.threads is None or 1 <= cfg.threads <= max_threads,
          f"--threads must be in [1, {max_threads}] (this machine), got {cfg.threads}"),
         (args.tune >= 0, f"--tune must be >= 0, got {args.tune}"),
+        (1 <= args.ple_bins <= MAX_PLE_BINS,
+         f"--ple-bins must be in [1, {MAX_PLE_BINS}], got {args.ple_bins}"),
         (len(args.seeds) >= 1, "--seeds needs at least one seed"),
         (all(0 <= s < 2**32 for s in args.seeds),
          f"--seeds must be integers in [0, 2**32), got {','.join(map(str, args.seeds))}"),
@@ -275,7 +282,8 @@ def load_data(args: argparse.Namespace):
     hint = "" if args.config or args.numeric or args.categorical else (
         "; for a table other than the UCI one give --target, --numeric, --categorical "
         "or --config")
-    data = TableData(args.input, schema, args.split, hint, args.dtype, args.on_invalid)
+    data = TableData(args.input, schema, args.split, hint, args.dtype, args.on_invalid,
+                     args.numeric_encoding, args.ple_bins)
     if args.on_invalid == "skip" and len(data.rejected.row):
         reasons = ", ".join(f"{why}: {n:,}" for why, n in data.rejected.counts().items())
         print(f"{program_name('train')}: --on-invalid skip: left out "
@@ -483,7 +491,8 @@ def _in_out(exc: OSError, run_dir) -> OSError:
 
 #: Options that one kind of data alone uses; given with the other kind they are refused.
 EVENTS_ONLY = ("events_format", "horizon", "cutoff", "drop_invalid", "min_history", "stride")
-TABLE_ONLY = ("input", "target", "numeric", "categorical", "id_column", "split")
+TABLE_ONLY = ("input", "target", "numeric", "categorical", "id_column", "split",
+              "numeric_encoding", "ple_bins")
 
 
 def inapplicable(args: argparse.Namespace, given: set[str]) -> str | None:
@@ -498,6 +507,8 @@ def inapplicable(args: argparse.Namespace, given: set[str]) -> str | None:
         verb = "applies" if len(wrong) == 1 else "apply"
         return (f"{flags(wrong)} {verb} to session tables (--input) only, not to --events"
                 if events else f"{flags(wrong)} {verb} to event logs (--events) only")
+    if "ple_bins" in given and args.numeric_encoding == "standard":
+        return "--ple-bins applies to --numeric-encoding ple or standard+ple only"
     if "momentum" in given and args.optimizer not in ("momentum", "nesterov"):
         return (f"--momentum applies to --optimizer momentum or nesterov only, not "
                 f"{args.optimizer}")

@@ -14,6 +14,15 @@ feature ``z = (u - m) / s`` the standardisation is folded into the first layer::
 (computed in float64 from the model's weights and rounded once to float32), so the C
 predictor does one multiply-add per numeric input and hidden unit, and no division.
 
+Piecewise-linear encoding (a model trained with ``--numeric-encoding ple``). The encoding
+of ``x`` on bins ``[b_{t-1}, b_t)`` is 1 in the bins below ``x``'s bin ``k``, a fraction
+``(x - b_k) / (b_{k+1} - b_k)`` in bin ``k`` and 0 above (docs/math.md), so its product with
+the weight rows is the sum of the rows of the bins below ``k`` plus the fraction times
+row ``k``: the device finds ``k`` by a linear search over the edges (``ple_bin``), adds
+``k`` rows and does one multiply-add per hidden unit, with the edges and the reciprocal
+bin widths as ``static const`` tables (``2 T`` floats per input). In ``c-int8`` the added
+rows are exact (like one-hot rows) and only the fraction joins the quantised features.
+
 int8 scheme (``c-int8``). Weights: symmetric per output channel,
 ``q_ij = round(W_ij / s_j)`` with ``s_j = max_i |W_ij| / 127``. Activations: symmetric
 *dynamic per row* scaling before every layer, ``a_q = round(a / t)`` with
@@ -195,6 +204,44 @@ def _lookup_bytes(model: ExportModel) -> int:
     return total
 
 
+def _c_ple_tables(model: ExportModel, name: str, arrays: dict) -> str:
+    """The edge and reciprocal-width tables of every piecewise-linear encoding (float32
+    ``b_0..b_{T-1}`` and ``1 / (b_{t+1} - b_t)``, the latter computed in float64)."""
+    decls = []
+    for c in model.encoded:
+        b = np.asarray(c.edges, dtype=np.float64)
+        decls.append(f"/* {c.name}: piecewise-linear encoding, {c.n_bins} bins: edges b_0.."
+                     f"b_{c.n_bins - 1} and 1 / (b_t+1 - b_t) */\n")
+        for arr_name, arr in ((f"{name}_E{c.index}", b[:-1].astype(np.float32)),
+                              (f"{name}_R{c.index}", (1.0 / np.diff(b)).astype(np.float32))):
+            decls.append(_c_array("float", arr_name, arr, c_float))
+            arrays[arr_name] = arr
+    return "".join(decls)
+
+
+def _c_ple_bin(c: Input, name: str) -> str:
+    """``k = bin; u = fraction;`` of input ``c``'s piecewise-linear encoding."""
+    return (f"    k = {name}_ple_bin({_xv(c)}, {name}_E{c.index}, {c.n_bins});"
+            f" /* {c.name}: piecewise-linear encoding, rows {c.ple_row}.."
+            f"{c.ple_row + c.n_bins - 1} */\n"
+            f"    u = ({_xv(c)} - {name}_E{c.index}[k]) * {name}_R{c.index}[k];\n")
+
+
+def _c_ple_rows(c: Input, weights: str, acc: str, h0: int, first: bool = False) -> str:
+    """``acc += weights`` rows ``ple_row .. ple_row + k - 1`` (the saturated bins, value 1).
+    ``first``: the first update of ``acc`` assigns (times ``k > 0``, not a zeroing loop,
+    which GCC would turn into a call to memset)."""
+    if first:
+        return (f"    w = {weights} + {c.ple_row * h0};\n    a = k > 0;\n"
+                + _c_loop(h0, f"{acc}[j] = a * w[j];")
+                + "    for (i = 1; i < k; ++i) {\n"
+                + f"        w = {weights} + ({c.ple_row} + i) * {h0};\n"
+                + _c_loop(h0, f"{acc}[j] += w[j];", indent="        ") + "    }\n")
+    return ("    for (i = 0; i < k; ++i) {\n"
+            + f"        w = {weights} + ({c.ple_row} + i) * {h0};\n"
+            + _c_loop(h0, f"{acc}[j] += w[j];", indent="        ") + "    }\n")
+
+
 def _c_helpers(code: str, name: str, templates: tuple[str, ...] = ("runtime.c",)) -> str:
     """The sections of ``templates/runtime.c`` (and any other ``templates``) that ``code``
     calls, directly or through another helper, in the templates' order. Unused static
@@ -265,6 +312,7 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
         for arr_name, arr in ((f"{name}_W{layer}", W), (f"{name}_B{layer}", b)):
             decls.append(_c_array("float", arr_name, arr, c_float))
             arrays[arr_name] = arr
+    decls.append(_c_ple_tables(model, name, arrays))
     lookup_decls, exprs = _c_category_lookup(model, name)
     h0 = widths[0]
     # Each layer starts from its bias. "b[j] + 0.0f" is not a plain copy (it turns -0 into
@@ -276,8 +324,14 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
         acc = "buf0[j] +="
         if c.kind == "numeric":
             u = f"log1pf({_xv(c)})" if c.log1p else _xv(c)
-            body.append(f"    u = {u}; /* {c.name}: standardisation folded into row {c.row} */\n"
-                        + _c_loop(h0, f"{acc} u * {name}_W0[{c.row * h0} + j];"))
+            if c.value:
+                body.append(f"    u = {u}; /* {c.name}: standardisation folded into row "
+                            f"{c.row} */\n"
+                            + _c_loop(h0, f"{acc} u * {name}_W0[{c.row * h0} + j];"))
+            if c.edges is not None:
+                body.append(_c_ple_bin(c, name) + _c_ple_rows(c, f"{name}_W0", "buf0", h0)
+                            + f"    w = {name}_W0 + ({c.ple_row} + k) * {h0};\n"
+                            + _c_loop(h0, f"{acc} u * w[j];"))
         else:
             body.append(f"    w = {name}_W0 + ({c.row} + {exprs[c.index]}) * {h0};"
                         f" /* {c.name}: one-hot row */\n" + _c_loop(h0, f"{acc} w[j];"))
@@ -303,10 +357,12 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
     locals_ = [f"float {buffers};"]
     if model.numeric or len(layers) > 1:
         locals_.append("float u;")
-    if model.categorical:
+    if model.categorical or model.encoded:
         locals_.append("const float *w;")
     locals_ += _c_impute_locals(model, "float")
-    locals_.append("int i, j;" if len(layers) > 1 else "int j;")
+    if model.encoded:
+        locals_.append("int k;")
+    locals_.append("int i, j;" if len(layers) > 1 or model.encoded else "int j;")
     ram = 4 * maxw * n_buf + 4 * len(model.imputed)  # + the imputed copies
     files = {f"{name}.h": _c_header(model, name, "c", ram, "float32"),
              f"{name}.c": _c_source(name, "c", "".join(decls) + lookup_decls, locals_,
@@ -330,8 +386,9 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
     sizes : dict with ``weight_bytes``, ``float32_weight_bytes``, ``ram_bytes``, ``arrays``
     """
     widths = model.widths
-    numeric = model.numeric
-    n_num = len(numeric)
+    numeric = model.valued  # the standardised values, then one fraction per encoding
+    encoded = model.encoded
+    n_num = len(numeric) + len(encoded)
     maxw = max(widths)
     maxq = max([n_num, *widths[:-1]])
     quantise = maxq > 0
@@ -353,6 +410,7 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         ):
             decls.append(_c_array(ctype, arr_name, arr, fmt, 16 if ctype == "signed char" else 8))
             arrays[arr_name] = arr
+    decls.append(_c_ple_tables(model, name, arrays))
     lookup_decls, exprs = _c_category_lookup(model, name)
     h0 = widths[0]
     body = [_c_impute(model), _c_validity(model)]
@@ -362,6 +420,9 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
             u = f"log1pf({_xv(c)})" if c.log1p else _xv(c)
             body.append(f"    z[{k}] = ({u} - {c_float(c.mean)}) * {c_float(1.0 / c.std)};"
                         f" /* {c.name} */\n")
+        for e, c in enumerate(encoded, start=len(numeric)):
+            body.append(_c_ple_bin(c, name) + f"    kb[{e - len(numeric)}] = k;"
+                        f" z[{e}] = u; /* the fractional component */\n")
         body.append(f"    t = {name}_quantise(q, z, {n_num});\n")
     # The first update of acc / cat assigns (no zeroing loop: GCC would call memset).
     body.append("    /* layer 0: numeric rows times q in acc, one-hot rows (value 1) in cat */\n")
@@ -369,6 +430,11 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         op = "=" if k == 0 else "+="
         body.append(f"    a = q[{k}]; /* {c.name} */\n"
                     + _c_loop(h0, f"acc[j] {op} a * {name}_Q0[{c.row * h0} + j];"))
+    for e, c in enumerate(encoded):
+        op = "=" if e == 0 and not numeric else "+="
+        body.append(f"    a = q[{len(numeric) + e}]; w = {name}_Q0 + ({c.ple_row} + kb[{e}])"
+                    f" * {h0}; /* {c.name}: fraction times the row of its bin */\n"
+                    + _c_loop(h0, f"acc[j] {op} a * w[j];"))
     for k, c in enumerate(model.categorical):
         op = "=" if k == 0 else "+="
         body.append(f"    w = {name}_Q0 + ({c.row} + {exprs[c.index]}) * {h0};"
@@ -376,7 +442,11 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
     indicators = any(c.missing_row is not None for c in model.inputs)
     body.append(_c_indicators(model, "cat", f"{name}_Q0", h0, "1",
                               first=not model.categorical))
-    has_cat = bool(model.categorical) or indicators
+    for e, c in enumerate(encoded):
+        body.append(f"    k = kb[{e}]; /* {c.name}: the saturated bins' rows (value 1) */\n"
+                    + _c_ple_rows(c, f"{name}_Q0", "cat", h0,
+                                  first=e == 0 and not model.categorical and not indicators))
+    has_cat = bool(model.categorical) or indicators or bool(encoded)
     combine = " + ".join((["(float)acc[j] * t"] if n_num else [])
                          + (["(float)cat[j]"] if has_cat else []))
     body.append(_c_loop(h0, f"h[j] = ({combine}) * {name}_S0[j] + {name}_B0[j];"))
@@ -405,18 +475,23 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         locals_ += [f"signed char q[{up}_MAXQ];", "float t;", "int a;"]
     if n_num:
         locals_.append(f"float z[{n_num}];")
-    if model.categorical:
+    if model.categorical or encoded:
         locals_.append("const signed char *w;")
+    if encoded:
+        locals_ += [f"int k, kb[{len(encoded)}];", "float u;"]
     locals_ += _c_impute_locals(model, "int")
-    locals_.append("int i, j;" if len(model.params) > 1 else "int j;")
+    locals_.append("int i, j;" if len(model.params) > 1 or encoded else "int j;")
     # stack: h (float) + acc, cat (int32) + q (int8) + z (float)
     ram = (4 * maxw * (1 + (n_num > 0 or len(model.params) > 1) + has_cat)
-           + (maxq if quantise else 0) + 4 * n_num + 4 * len(model.imputed))
+           + (maxq if quantise else 0) + 4 * n_num + 4 * len(model.imputed)
+           + 4 * len(encoded))
     files = {f"{name}.h": _c_header(model, name, "c-int8", ram,
                                     "int8 weights and activations, int32 accumulation"),
              f"{name}.c": _c_source(name, "c-int8", "".join(decls) + lookup_decls, locals_,
                                     "".join(body))}
-    weight_bytes = sum(a.nbytes for a in arrays.values()) + 8 * n_num + _lookup_bytes(model)
-    float_bytes = 4 * model.n_parameters + _lookup_bytes(model)
+    weight_bytes = (sum(a.nbytes for a in arrays.values()) + 8 * len(numeric)
+                    + _lookup_bytes(model))
+    float_bytes = (4 * model.n_parameters + _lookup_bytes(model)
+                   + sum(8 * c.n_bins for c in encoded))
     return files, {"weight_bytes": weight_bytes, "float32_weight_bytes": float_bytes,
                    "ram_bytes": ram, "arrays": arrays}

@@ -37,6 +37,10 @@ def input_table(model: ExportModel) -> list[dict]:
                 "mean": c.mean, "std": c.std,
                 "valid": "finite, >= 0" if c.log1p else "finite",
             })
+            if model.encoded:  # only then: the table of a model without stays as it was
+                rows[-1]["value"] = c.value
+                if c.edges is not None:
+                    rows[-1]["edges"] = list(c.edges)
         else:
             rows.append({
                 "index": c.index, "name": c.name, "kind": "categorical",
@@ -61,6 +65,8 @@ def table_comment(model: ExportModel, prefix: str) -> str:
         if c.kind == "numeric":
             how = ("raw value >= 0 (log1p applied inside)" if c.log1p
                    else "raw value")
+            if c.edges is not None:
+                how += f" (piecewise-linear encoding, {c.n_bins} bins, inside)"
             kind = "numeric"
         else:
             kind = "categorical"

@@ -61,6 +61,14 @@ class Input:
     missing_row : int or None
         Feature index of the input's missing indicator (1 where ``x[index]`` is NaN), the
         last of its block; ``None`` when the column had no missing training value.
+    edges : list of float or None
+        Numeric only, a model trained with ``--numeric-encoding ple`` or ``standard+ple``:
+        the bin edges ``b_0 < ... < b_T`` of the piecewise-linear encoding of ``x``
+        (``nn_core.preprocessing.piecewise_linear``), whose ``T`` features start at
+        :attr:`ple_row`. ``None``: no encoding.
+    value : bool
+        Numeric only: whether the block holds the standardised value ``z`` (at ``row``);
+        false where the encoding replaces it.
     """
 
     index: int
@@ -75,6 +83,18 @@ class Input:
     code_scheme: str = ""
     impute: float | None = None
     missing_row: int | None = None
+    edges: list[float] | None = None
+    value: bool = True
+
+    @property
+    def ple_row(self) -> int:
+        """Feature index of the first piecewise-linear feature (after ``z`` if kept)."""
+        return self.row + int(self.value)
+
+    @property
+    def n_bins(self) -> int:
+        """Number ``T`` of piecewise-linear features (0 without an encoding)."""
+        return 0 if self.edges is None else len(self.edges) - 1
 
 
 @dataclass
@@ -125,6 +145,16 @@ class ExportModel:
         return int(sum(W.size + b.size for W, b in self.params))
 
     @property
+    def valued(self) -> list[Input]:
+        """The numeric inputs whose block holds the standardised value ``z``."""
+        return [c for c in self.numeric if c.value]
+
+    @property
+    def encoded(self) -> list[Input]:
+        """The numeric inputs with a piecewise-linear encoding, in input order."""
+        return [c for c in self.numeric if c.edges is not None]
+
+    @property
     def imputed(self) -> list[Input]:
         """The inputs whose NaN is imputed, in input order."""
         return [c for c in self.inputs if c.impute is not None]
@@ -139,6 +169,9 @@ class ExportModel:
             for c in self.inputs
         ]
         for column, c in zip(columns, self.inputs, strict=True):
+            if c.edges is not None:
+                column["encoding"] = {"kind": "piecewise_linear", "edges": list(c.edges),
+                                      "value": c.value}
             if c.impute is not None:
                 value = (c.impute if c.kind == "numeric"
                          else c.categories[c.codes.index(int(c.impute))])
@@ -181,7 +214,11 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
         if c["kind"] == "numeric":
             inputs.append(Input(i, c["name"], "numeric", row, bool(c["log1p"]),
                                 float(c["mean"]), float(c["std"])))
-            row += 1
+            encoding = c.get("encoding")
+            if encoding is not None:
+                inputs[-1].edges = [float(b) for b in encoding["edges"]]
+                inputs[-1].value = bool(encoding["value"])
+            row += inputs[-1].value + inputs[-1].n_bins
         else:
             cats = list(c["categories"])
             if len(set(cats)) != len(cats):
@@ -272,11 +309,33 @@ def features_from_codes(model: ExportModel, X: np.ndarray) -> np.ndarray:
     return F
 
 
+def ple_fraction(x: np.ndarray, edges: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The bin ``k`` of each value and its one fractional component, in float32, as the
+    C targets compute the piecewise-linear encoding.
+
+    With ``k`` the number of inner edges ``b_1..b_{T-1}`` at or below ``x`` (0-based bin),
+    the encoding is ``e_t = 1`` for ``t <= k`` (1-based ``t``), ``e_{k+1} = (x - b_k) r_k``
+    with ``r_k = 1 / (b_{k+1} - b_k)`` (below 0 under ``b_0``, above 1 over ``b_T``), and 0
+    after: :func:`nn_core.preprocessing.piecewise_linear` (docs/math.md).
+
+    Returns
+    -------
+    k : ndarray of intp, shape (n,), in ``[0, T - 1]``
+    frac : ndarray of float32, shape (n,)
+    """
+    b = np.asarray(edges, dtype=np.float64)
+    b32, r32 = b.astype(np.float32), (1.0 / np.diff(b)).astype(np.float32)
+    x32 = np.asarray(x, dtype=np.float32)
+    k = np.searchsorted(b32[1:-1], x32, side="right")
+    return k, (x32 - b32[k]) * r32[k]
+
+
 def fold_first_layer(model: ExportModel) -> tuple[np.ndarray, np.ndarray]:
     """First-layer weights and bias with the standardisation folded in, as float32.
 
-    ``W'_i = W_i / s_i`` and ``b' = b - sum_i (m_i / s_i) W_i`` over the numeric rows ``i``
-    (computed in float64, rounded once); one-hot rows are the model's rows unchanged.
+    ``W'_i = W_i / s_i`` and ``b' = b - sum_i (m_i / s_i) W_i`` over the rows ``i`` of the
+    standardised numeric values (computed in float64, rounded once); one-hot, missing-
+    indicator and piecewise-linear rows are the model's rows unchanged.
 
     Raises
     ------
@@ -285,7 +344,7 @@ def fold_first_layer(model: ExportModel) -> tuple[np.ndarray, np.ndarray]:
     """
     W, b = (a.astype(np.float64) for a in model.params[0])
     Wf, bf = W.copy(), b.copy()
-    for c in model.numeric:
+    for c in model.valued:
         Wf[c.row] = W[c.row] / c.std
         bf -= (c.mean / c.std) * W[c.row]
     if not (np.all(np.isfinite(Wf.astype(np.float32))) and np.all(np.isfinite(bf))):
@@ -341,18 +400,36 @@ def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
     F = features_from_codes(model, X).astype(np.float32)
     invalid = np.isnan(F).any(axis=1)
     F[invalid] = 0
-    rows = np.array([c.row for c in model.numeric], dtype=np.int64)
-    onehot = np.ones(F.shape[1], dtype=bool)
+    rows = np.array([c.row for c in model.valued], dtype=np.int64)
+    onehot = np.ones(F.shape[1], dtype=bool)  # the 0/1 rows: one-hot blocks and indicators
     onehot[rows] = False
+    bins, fractions = [], []
+    for c in model.encoded:
+        onehot[c.ple_row:c.ple_row + c.n_bins] = False
+        x = np.asarray(X, dtype=np.float64)[:, c.index]
+        if c.impute is not None:
+            x = np.where(np.isnan(x), c.impute, x)
+        k, frac = ple_fraction(np.where(invalid, c.edges[0], x), c.edges)
+        bins.append(k)
+        fractions.append(frac)
+    # quantised together: the standardised values, then each encoding's fractional component
+    A = np.concatenate([F[:, rows], np.stack(fractions, axis=1) if fractions else
+                        np.zeros((len(F), 0), np.float32)], axis=1)
     H = None
     for layer, (W, b) in enumerate(model.params):
         Q, s = quantise_int8(W)
         Q = Q.astype(np.int32)
         if layer == 0:
-            q, t = _quantise_row(F[:, rows]) if rows.size else (
+            q, t = _quantise_row(A) if A.shape[1] else (
                 np.zeros((len(F), 0), np.int32), np.zeros(len(F), np.float32))
-            acc = q @ Q[rows]
+            acc = q[:, :rows.size] @ Q[rows]
             cat = F[:, onehot].astype(np.int32) @ Q[onehot]
+            for e, (c, k) in enumerate(zip(model.encoded, bins, strict=True)):
+                # the saturated components (exactly 1) are whole rows, like a one-hot feature
+                prefix = np.cumsum(np.vstack([np.zeros((1, Q.shape[1]), np.int32),
+                                              Q[c.ple_row:c.ple_row + c.n_bins]]), axis=0)
+                cat += prefix[k]
+                acc += q[:, rows.size + e, None] * Q[c.ple_row + k]
             Z = (acc.astype(np.float32) * t[:, None] + cat.astype(np.float32)) * s
         else:
             q, t = _quantise_row(H)

@@ -17,9 +17,11 @@ What the graph computes, in the C target's order (``nn_core/export/c.py``):
    ``predict.py`` refuses).
 2. **Features.** Per input, in input order (so the columns are the network's feature
    order): a numeric input gives one column, ``log1p(x_i)`` where the column has it, else
-   ``x_i``; a categorical input gives its one-hot block, ``Equal(x_i, codes)`` over the
-   ``K`` training codes and one more column ``1 - sum`` for the unseen bucket, so any
-   other code (another number, a non-integer, NaN, +-inf) selects the unseen bucket.
+   ``x_i`` (none where a piecewise-linear encoding replaces it), then its piecewise-linear
+   encoding, if any (``Sub``, ``Mul``, ``Min``, ``Max`` against the edges); a categorical
+   input gives its one-hot block, ``Equal(x_i, codes)`` over the ``K`` training codes
+   and one more column ``1 - sum`` for the unseen bucket, so any other code (another
+   number, a non-integer, NaN, +-inf) selects the unseen bucket.
 3. **Layer 0** with the standardisation folded in: ``W'_i = W_i / s_i`` and
    ``b' = b - sum_i (m_i / s_i) W_i`` (``nn_core/export/model.py: fold_first_layer``, the
    same float32 numbers as the C target); one-hot rows are the model's rows.
@@ -105,6 +107,20 @@ def _invalid(g: _Graph, model: ExportModel, x: str = "x") -> str | None:
     return g("Greater", any_bad, 0.0)
 
 
+def _piecewise_linear(g: _Graph, x: str, edges: list[float]) -> str:
+    """The ``(n, T)`` piecewise-linear encoding of the column ``x`` (n, 1):
+    ``(x - b_{t-1}) / (b_t - b_{t-1})`` (times the reciprocal width, as the C target), at
+    most 1 but in the last component, at least 0 but in the first."""
+    b = np.asarray(edges, dtype=np.float64)
+    T = len(b) - 1
+    E = g("Mul", g("Sub", x, g.const([b[:-1]])), g.const([1.0 / np.diff(b)]))
+    if T == 1:
+        return E
+    upper = np.r_[np.ones(T - 1), np.inf]
+    lower = np.r_[-np.inf, np.zeros(T - 1)]
+    return g("Max", g("Min", E, g.const([upper])), g.const([lower]))
+
+
 def _features(g: _Graph, model: ExportModel, source: str = "x") -> str:
     """The ``(n, n_features)`` matrix of raw-scale features of the (imputed) inputs
     ``source``: ``u_i`` per numeric input (the standardisation is in layer 0), the one-hot
@@ -114,7 +130,10 @@ def _features(g: _Graph, model: ExportModel, source: str = "x") -> str:
     for c in model.inputs:
         x = _column(g, c.index, source)
         if c.kind == "numeric":
-            pieces.append(g("Log", g("Add", x, 1.0)) if c.log1p else x)
+            if c.value:
+                pieces.append(g("Log", g("Add", x, 1.0)) if c.log1p else x)
+            if c.edges is not None:
+                pieces.append(_piecewise_linear(g, x, c.edges))
         else:
             hits = g("Cast", g("Equal", x, g.const(c.codes)), to=g.FLOAT)  # (n, K)
             unseen = g("Sub", 1.0, g("ReduceSum", hits, g.const([1], dtype=np.int64),

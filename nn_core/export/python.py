@@ -73,6 +73,44 @@ def _impute_lines(model: ExportModel, fmt: str) -> tuple[str, str]:
     return impute, indicators
 
 
+#: The NUMERIC lines of the two templates: the standardised value of a numeric input (the
+#: only lines of a model without an encoding), and the piecewise-linear encoding of ``x``
+#: on the input's ``edges`` (``nn_core.preprocessing.piecewise_linear``), after ``z`` or
+#: in its place (``value``).
+_NUMERIC = {
+    "python": (
+        '                u = np.log1p(np.where(x < 0, 0.0, x)) if c["log1p"] else x\n'
+        '                F[:, row] = (u - c["mean"]) / c["std"]\n'),
+    "python-pure": (
+        '            z = ((math.log1p(v) if c["log1p"] else v) - c["mean"]) / c["std"]\n'
+        '            h = [hj + z * wj for hj, wj in zip(h, W0[row])]\n'),
+}
+_NUMERIC_PLE = {
+    "python": (
+        '                if c["value"]:\n'
+        '                    u = np.log1p(np.where(x < 0, 0.0, x)) if c["log1p"] else x\n'
+        '                    F[:, row] = (u - c["mean"]) / c["std"]\n'
+        '                if "edges" in c:  # piecewise-linear encoding of x, after z if kept\n'
+        '                    b = np.asarray(c["edges"])\n'
+        '                    E = (x[:, None] - b[:-1]) / np.diff(b)\n'
+        '                    E[:, :-1] = np.minimum(E[:, :-1], 1.0)  # first: not clipped below\n'
+        '                    E[:, 1:] = np.maximum(E[:, 1:], 0.0)  # last: not clipped above\n'
+        '                    first = row + c["value"]\n'
+        '                    F[:, first:first + len(b) - 1] = E\n'),
+    "python-pure": (
+        '            if c["value"]:\n'
+        '                z = ((math.log1p(v) if c["log1p"] else v) - c["mean"]) / c["std"]\n'
+        '                h = [hj + z * wj for hj, wj in zip(h, W0[row])]\n'
+        '            if "edges" in c:  # piecewise-linear encoding of v, after z if kept\n'
+        '                b = c["edges"]\n'
+        '                for t in range(len(b) - 1):\n'
+        '                    e = (v - b[t]) / (b[t + 1] - b[t])\n'
+        '                    e = e if t == 0 else max(e, 0.0)  # first: not clipped below\n'
+        '                    e = e if t == len(b) - 2 else min(e, 1.0)  # last: not above\n'
+        '                    h = [hj + e * wj for hj, wj in zip(h, W0[row + c["value"] + t])]\n'),
+}
+
+
 def _encode_missing(model: ExportModel) -> str:
     """The lines of ``encode`` for a model trained with imputation (none otherwise): a
     missing record value (None, NaN or a ``MISSING_TOKENS`` text) becomes NaN, which the
@@ -108,6 +146,7 @@ def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
         "ACTIVATIONS": _activate_branches(fmt),
     }
     values["IMPUTE"], values["INDICATORS"] = _impute_lines(model, fmt)
+    values["NUMERIC"] = (_NUMERIC_PLE if model.encoded else _NUMERIC)[fmt]
     if fmt == "python":
         values["DTYPE"] = f"np.{np.dtype(model.dtype).name}"
     return fill(section(TEMPLATES[fmt], "module"), values)

@@ -6,7 +6,8 @@
 #                       ENCODE the section of encode.py, ACTIVATIONS one branch per
 #                       activation of nn_core.activations.ACTIVATIONS; IMPUTE and
 #                       INDICATORS the imputation of a model trained with it (else
-#                       nothing: the line goes).
+#                       nothing: the line goes); NUMERIC the features of a numeric
+#                       input (with the piecewise-linear encoding where the model has it).
 # The emitted text is pinned byte for byte by
 # tests/nn_core/export/test_export_golden.py and keeps its own
 # style, hence two exemptions: zip() without strict=, and math, which only the ENCODE
@@ -69,8 +70,7 @@ def features(X):
             x = X[:, c["index"]]
             if c["kind"] == "numeric":
                 invalid |= ~np.isfinite(x) | ((x < 0) & c["log1p"])
-                u = np.log1p(np.where(x < 0, 0.0, x)) if c["log1p"] else x
-                F[:, row] = (u - c["mean"]) / c["std"]
+                # @NUMERIC@
             else:
                 k = len(c["codes"])
                 match = x[:, None] == np.asarray(c["codes"], dtype=np.float64)[None, :]

@@ -6,7 +6,8 @@
 #                       ENCODE the section of encode.py, ACTIVATIONS one branch per
 #                       activation of nn_core.activations.ACTIVATIONS; IMPUTE and
 #                       INDICATORS the imputation of a model trained with it (else
-#                       nothing: the line goes).
+#                       nothing: the line goes); NUMERIC the features of a numeric
+#                       input (with the piecewise-linear encoding where the model has it).
 # The emitted text is pinned byte for byte by
 # tests/nn_core/export/test_export_golden.py and keeps its own
 # style, hence two exemptions: a docstring line longer than 100 characters, and zip()
@@ -73,8 +74,7 @@ def predict(x):
         if c["kind"] == "numeric":
             if not (math.isfinite(v) and (v >= 0 or not c["log1p"])):
                 return float("nan")
-            z = ((math.log1p(v) if c["log1p"] else v) - c["mean"]) / c["std"]
-            h = [hj + z * wj for hj, wj in zip(h, W0[row])]
+            # @NUMERIC@
         else:
             codes = c["codes"]
             k = codes.index(v) if v in codes else len(codes)  # NaN is never "in"

@@ -47,6 +47,20 @@ static int NAME_code_search(float v, const float *codes, int n)
 }
 /* @end code_search */
 
+/* @begin ple_bin */
+/* Bin of v in a piecewise-linear encoding with edges e[0] < ... < e[n-1] (the last edge is
+   not needed): the number of inner edges e[1..n-1] at or below v, 0..n-1 (NaN never gets
+   here: the validity test returns first). */
+static int NAME_ple_bin(float v, const float *e, int n)
+{
+    int k = 0;
+    while (k + 1 < n && v >= e[k + 1]) {
+        ++k;
+    }
+    return k;
+}
+/* @end ple_bin */
+
 /* @begin sigmoid */
 /* 1 / (1 + e^-z) without overflow: exp of a non-positive number only. */
 static float NAME_sigmoid(float z)
