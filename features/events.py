@@ -102,27 +102,52 @@ class EventLogError(ValueError):
     """A row of an event log failed validation.
 
     Attributes ``path``, ``row`` (1-based data row: the first row after the
-    header is row 1), ``column`` and ``value`` name the first offending cell.
+    header is row 1; in a Parquet file (``header=None``) the row index + 1), ``column``
+    and ``value`` name the first offending cell.
     """
 
     def __init__(self, path, row: int, column: str, value: str, reason: str, n_invalid: int,
-                 header: bool = True):
+                 header: bool | None = True):
         line = row + 1 if header else row
-        msg = (f"{path}: row {row} (1-based data row, header not counted; file line {line}), "
-               f"column '{column}': {reason}: {value!r}")
+        where = ("1-based data row = Parquet row index + 1" if header is None
+                 else f"1-based data row, header not counted; file line {line}")
+        value = _cell(value)  # a typed Parquet cell as text
+        msg = f"{path}: row {row} ({where}), column '{column}': {reason}: {value!r}"
         if n_invalid > 1:
             msg += f" ({n_invalid} invalid rows in total)"
         msg += ("; drop_invalid=True (train.py --drop-invalid) drops and counts invalid "
                 "rows instead")
         super().__init__(msg)
         self.path, self.row, self.column, self.value = str(path), row, column, value
+        self.reason = reason
 
 
 # --------------------------------------------------------------------------- reading
 
 
+def _is_text(s: pd.Series) -> bool:
+    """Whether a raw column holds text (any CSV column; a Parquet string column), not typed
+    numbers or times (a Parquet int, float or timestamp column)."""
+    return not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s))
+
+
+def _present(s: pd.Series) -> np.ndarray:
+    """Cells that are not missing: not empty text, not null in a typed column."""
+    return (s != "").to_numpy() if _is_text(s) else s.notna().to_numpy()
+
+
+def _integral(s: pd.Series) -> np.ndarray:
+    """Typed cells holding an integer (an int column; a whole, finite float)."""
+    if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+        return np.zeros(len(s), dtype=bool)
+    x = s.to_numpy(dtype=float, na_value=np.nan)
+    return np.isfinite(x) & (x == np.floor(x)) & (np.abs(x) < 2.0**63)
+
+
 class _Validator:
-    """Collects per-cell problems of a string-typed raw table as boolean masks."""
+    """Collects per-cell problems of a raw table as boolean masks. Cells are text (CSV,
+    Parquet strings) or typed (Parquet numbers and times): a typed cell is checked by its
+    value (an int column holds integers), a text cell by its text, with the same messages."""
 
     def __init__(self, raw: pd.DataFrame):
         self.raw = raw
@@ -135,13 +160,16 @@ class _Validator:
 
     def required(self, column: str) -> np.ndarray:
         """Flag empty cells; return the non-empty mask."""
-        present = (self.raw[column].str.strip() != "").to_numpy()
+        s = self.raw[column]
+        present = (s.str.strip() != "").to_numpy() if _is_text(s) else s.notna().to_numpy()
         self.flag(column, f"missing {column}", ~present)
         return present
 
     def integer(self, column: str, required: bool = True) -> None:
-        present = self.required(column) if required else (self.raw[column] != "").to_numpy()
-        is_int = self.raw[column].str.strip().str.fullmatch(r"-?\d+").to_numpy(dtype=bool)
+        s = self.raw[column]
+        present = self.required(column) if required else _present(s)
+        is_int = (s.str.strip().str.fullmatch(r"-?\d+").to_numpy(dtype=bool) if _is_text(s)
+                  else _integral(s))
         self.flag(column, "not an integer", present & ~is_int)
 
     def choice(self, column: str, allowed) -> None:
@@ -159,6 +187,10 @@ class _Validator:
 
 def _as_id(s: pd.Series) -> pd.Series:
     """Ids as int64 when all present values are short integers, else as strings."""
+    if not _is_text(s):  # a typed Parquet column: already validated as integers
+        if s.notna().all() and (np.abs(s.to_numpy(dtype=float)) < 1e18).all():
+            return s.astype("int64")
+        s = s.astype("Int64").astype(str).where(s.notna(), "")
     s = s.str.strip()
     present = s != ""
     if present.all() and s.str.fullmatch(_INT_RE).all():
@@ -176,8 +208,12 @@ OUT_OF_RANGE_TIMESTAMP = (f"timestamp out of range (times must lie in "
 
 
 def _unix_seconds_range(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Which cells are unix seconds (an optional minus and 1 to 19 digits) and which of
-    those lie inside the ``datetime64[ns]`` range."""
+    """Which cells are unix seconds (an optional minus and 1 to 19 digits; a typed cell:
+    an integer) and which of those lie inside the ``datetime64[ns]`` range."""
+    if not _is_text(s):
+        digits = _integral(s)
+        secs = s.to_numpy(dtype=float, na_value=np.nan)
+        return digits, digits & (secs >= MIN_UNIX_SECONDS) & (secs <= MAX_UNIX_SECONDS)
     digits = s.str.strip().str.fullmatch(r"-?\d{1,19}").to_numpy(dtype=bool)
     secs = pd.to_numeric(s.where(digits, "0"), errors="coerce").to_numpy(dtype=np.float64)
     inside = digits & (secs >= MIN_UNIX_SECONDS) & (secs <= MAX_UNIX_SECONDS)
@@ -194,11 +230,20 @@ def _valid_price(price: pd.Series) -> np.ndarray:
     return ((price >= 0) & (price <= MAX_PRICE)).to_numpy()
 
 
+def _price(s: pd.Series) -> pd.Series:
+    """Prices as float64 (a missing cell NaN, text that is not a number NaN too)."""
+    if _is_text(s):
+        return pd.to_numeric(s.where(s != "", None), errors="coerce")
+    return s.astype("float64") if not pd.api.types.is_bool_dtype(s) else s.where(False)
+
+
 def _parse_unix_seconds(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Timestamps of unix-seconds cells, and the mask of those that are valid: digits inside
     ``[MIN_UNIX_SECONDS, MAX_UNIX_SECONDS]`` (a cell outside is NaT, not wrapped)."""
     _, ok = _unix_seconds_range(s)
-    secs = pd.to_numeric(s.where(ok, "0"), errors="coerce").fillna(0).astype("int64")
+    secs = (pd.to_numeric(s.where(ok, "0"), errors="coerce").fillna(0).astype("int64")
+            if _is_text(s) else pd.Series(np.where(ok, s.to_numpy(dtype=float, na_value=0),
+                                                   0).astype("int64")))
     ts = pd.to_datetime(secs.to_numpy() * _NS_PER_S, utc=True).as_unit("ns")
     return pd.Series(ts, index=s.index).where(ok), ok
 
@@ -210,7 +255,19 @@ def _parse_timestamp(s: pd.Series, fmt: str | None
     ``fmt=None`` accepts unix seconds (all-digit cells) or ISO 8601 strings; an
     ISO string without offset is taken as UTC. A time that parses but lies outside what
     ``datetime64[ns]`` holds (years 1677 to 2262) is NaT, not ok, and marked out of range.
+    Typed cells (Parquet): a timestamp column is taken as it is (naive = UTC), a number
+    column as unix seconds.
     """
+    if pd.api.types.is_datetime64_any_dtype(s):
+        ts = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+        lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+        outside = (ts.notna() & ((ts < lo) | (ts > hi))).to_numpy()
+        ts = ts.where(~outside)
+        return ts.dt.as_unit("ns"), ts.notna().to_numpy(), outside
+    if not _is_text(s):
+        digits, inside = _unix_seconds_range(s)
+        ts, ok = _parse_unix_seconds(s)
+        return ts, ok, digits & ~inside
     digits, inside = _unix_seconds_range(s)
     if fmt is None and digits.all():
         ts, ok = _parse_unix_seconds(s)
@@ -229,9 +286,21 @@ def _parse_timestamp(s: pd.Series, fmt: str | None
     return ts.dt.as_unit("ns"), ok, outside | outside_secs
 
 
-def _read_raw(path: Path, fmt: str) -> tuple[pd.DataFrame, bool]:
-    """Read every cell as a string (so validation sees the text as written)."""
+#: File name endings read as Parquet (anything else is CSV).
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def is_parquet(path) -> bool:
+    """Whether ``path`` is read (or written) as Parquet: its name ends in .parquet or .pq."""
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
+
+
+def _read_raw(path: Path, fmt: str) -> tuple[pd.DataFrame, bool | None]:
+    """Read every cell as a string (so validation sees the text as written); a Parquet file
+    keeps its typed columns (``header`` None: a Parquet file has no lines)."""
     expected = _FORMATS[fmt]["columns"]
+    if is_parquet(path) and not path.is_dir():
+        return _parquet_raw(path, fmt, read_parquet(path)), None
     try:
         if path.is_dir():
             raise EventFileError(f"{path}: is a directory, not an event-log file")
@@ -268,6 +337,40 @@ def _read_raw(path: Path, fmt: str) -> tuple[pd.DataFrame, bool]:
     return raw, header
 
 
+def read_parquet(path: Path, row_groups: list[int] | None = None) -> pd.DataFrame:
+    """A Parquet file (or some of its row groups) as a DataFrame: string columns as text
+    (null = ``""``, as an empty CSV cell), number and timestamp columns typed (pyarrow)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise EventFileError(f"{path}: reading Parquet needs pyarrow (pip install "
+                             "'purchase-propensity[scale]')") from None
+    try:
+        f = pq.ParquetFile(path)
+        table = f.read() if row_groups is None else f.read_row_groups(row_groups)
+    except FileNotFoundError:
+        raise EventFileError(f"{path}: no such event-log file") from None
+    except OSError as e:  # pyarrow's ArrowInvalid (not Parquet) is an OSError too
+        raise EventFileError(f"{path}: cannot read it as Parquet "
+                             f"({' '.join(str(e).split())})") from None
+    df = table.to_pandas()
+    for c in df.columns:
+        if _is_text(df[c]):
+            df[c] = df[c].astype(str).where(df[c].notna(), "")
+    return df
+
+
+def _parquet_raw(path: Path, fmt: str, raw: pd.DataFrame) -> pd.DataFrame:
+    """Check a Parquet event log's columns as ``_read_raw`` checks a CSV header."""
+    raw.columns = [str(c).strip() for c in raw.columns]
+    expected = _FORMATS[fmt]["columns"]
+    missing = [c for c in expected if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing} for format '{fmt}'; "
+                         f"found {list(raw.columns)}")
+    return raw
+
+
 def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame:
     """Validate ``raw`` (flags go to ``v``) and map it to canonical columns."""
     types = _FORMATS[fmt]["types"]
@@ -280,7 +383,7 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
         digits, inside = _unix_seconds_range(raw["timestamp"])
         ts, _ = _parse_unix_seconds(raw["timestamp"])
         v.flag("timestamp", "unparsable timestamp (expected unix seconds)",
-               ~digits & (raw["timestamp"] != "").to_numpy())
+               ~digits & _present(raw["timestamp"]))
         v.flag("timestamp", OUT_OF_RANGE_TIMESTAMP, digits & ~inside)
         out = {"user_id": raw["user_id"], "timestamp": ts,
                "event_type": raw["behavior_type"].map(types),
@@ -295,8 +398,8 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
         v.flag("event_time", "unparsable timestamp (expected 'YYYY-MM-DD HH:MM:SS UTC')",
                present & ~ok & ~outside)
         v.flag("event_time", OUT_OF_RANGE_TIMESTAMP, present & outside)
-        price = pd.to_numeric(raw["price"].where(raw["price"] != "", None), errors="coerce")
-        v.flag("price", PRICE_RULE, (raw["price"] != "").to_numpy() & ~_valid_price(price))
+        price = _price(raw["price"])
+        v.flag("price", PRICE_RULE, _present(raw["price"]) & ~_valid_price(price))
         out = {"user_id": raw["user_id"], "timestamp": ts, "event_type": raw["event_type"],
                "session_id": raw["user_session"], "item_id": raw["product_id"],
                "category": raw["category_id"], "price": price}
@@ -316,10 +419,31 @@ def _canonical_frame(raw: pd.DataFrame, fmt: str, v: _Validator) -> pd.DataFrame
             if c in raw.columns:
                 out[c] = raw[c]
         if "price" in raw.columns:
-            price = pd.to_numeric(raw["price"].where(raw["price"] != "", None), errors="coerce")
-            v.flag("price", PRICE_RULE, (raw["price"] != "").to_numpy() & ~_valid_price(price))
+            price = _price(raw["price"])
+            v.flag("price", PRICE_RULE, _present(raw["price"]) & ~_valid_price(price))
             out["price"] = price
     return pd.DataFrame(out)
+
+
+def parse_canonical(raw: pd.DataFrame, where: str = "events") -> pd.DataFrame:
+    """Validate canonical-format events given as text cells rather than read from a file (the
+    events of a request, ``features.online``) and map them to canonical columns, with the
+    rules ``read_events`` applies to a canonical file. Ids stay text, rows keep their order,
+    no session is derived.
+
+    Raises
+    ------
+    EventLogError
+        For the first invalid row (``row`` 1-based; ``where`` takes the file name's place).
+    """
+    v = _Validator(raw)
+    df = _canonical_frame(raw, "canonical", v)
+    bad = v.invalid_rows()
+    if bad.any():
+        i = int(np.argmax(bad))
+        column, reason = next((c, r) for c, r, m in v.problems if m[i])
+        raise EventLogError(where, i + 1, column, raw[column].iloc[i], reason, int(bad.sum()))
+    return df
 
 
 def _core_range(ts: np.ndarray) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -411,10 +535,16 @@ def _read_one(path: Path, format: str, drop_invalid: bool) -> tuple[pd.DataFrame
         for i in rows[:5]:
             col, reason = first_problem(int(i))
             report["invalid_examples"].append(
-                {"row": int(i) + 1, "column": col, "value": raw[col].iloc[i], "reason": reason})
+                {"row": int(i) + 1, "column": col, "value": _cell(raw[col].iloc[i]),
+                 "reason": reason})
         df = df[~bad]
     report["n_duplicate_rows"] = int(raw[~bad].duplicated().sum())
     return df, report
+
+
+def _cell(value) -> str:
+    """A raw cell as text (a typed Parquet cell: ``str`` of its value, null ``""``)."""
+    return value if isinstance(value, str) else "" if pd.isna(value) else str(value)
 
 
 def _union(parts: list[tuple[pd.DataFrame, dict]], paths: list[Path]
@@ -502,7 +632,8 @@ def read_events(path, format: str = "canonical", drop_invalid: bool = False,
 
     for c in ("user_id", "item_id", "category", "session_id"):
         if c in df.columns:
-            df[c] = _as_id(df[c].astype(str).where(df[c].notna(), ""))
+            df[c] = _as_id(df[c].astype(str).where(df[c].notna(), "") if _is_text(df[c])
+                           else df[c])
     df["event_type"] = pd.Categorical(df["event_type"], categories=EVENT_TYPES)
 
     ts = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
@@ -684,6 +815,58 @@ def _popularity(code: np.ndarray, counts: EntityCounts, u: np.ndarray, n_users: 
             _mean_by(u[known], conv, n_users))
 
 
+@dataclass(frozen=True)
+class EventStats:
+    """The log-wide part of ``LogContext`` by id, for a log split by user into partitions
+    (``features.dask_engine``): the earliest time ``t_min`` (ns) of the events before the
+    cutoff and, per item and per category id, their counts of events ``n``, views ``v`` and
+    purchases ``b``. Each partition's ``event_stats``, combined (``EventStats.combine``),
+    give the whole log's; ``features_at(partition, T, stats=...)`` then reads them instead
+    of its own events' and its rows equal those of ``features_at(whole_log, T)``."""
+
+    t_min: int | None
+    entities: dict[str, pd.DataFrame]  # column -> DataFrame(n, v, b: int64) indexed by id
+
+    @staticmethod
+    def combine(parts: list[EventStats]) -> EventStats:
+        """The statistics of the union of disjoint sets of events (partitions)."""
+        t = [p.t_min for p in parts if p.t_min is not None]
+        entities = {col: pd.concat([p.entities[col] for p in parts])
+                    .groupby(level=0, sort=False).sum().astype(np.int64)
+                    for col in parts[0].entities}
+        return EventStats(min(t) if t else None, entities)
+
+    def entity_counts(self, col: str, values: np.ndarray) -> EntityCounts:
+        """``EntityCounts`` (aligned with ``values``, the ids of some events; missing: any
+        value) from the whole log's counts of ``col``."""
+        tab = self.entities[col]
+        j = tab.index.get_indexer(pd.Index(values))
+        known = j >= 0
+        if (~known & pd.notna(values)).any():  # an internal invariant: stats of another log
+            raise AssertionError(f"EventStats lack some {col} ids of these events")
+        j = np.where(known, j, 0)
+        n, v, b = (tab[c].to_numpy()[j] if len(tab) else np.zeros(len(j), np.int64)
+                   for c in ("n", "v", "b"))
+        return EntityCounts(n, v, b, float(int(tab["b"].sum()) / max(int(tab["v"].sum()), 1)))
+
+
+def event_stats(events: pd.DataFrame, cutoff) -> EventStats:
+    """``EventStats`` of the events strictly before ``cutoff`` (the leakage guard holds)."""
+    T = _utc(cutoff).value
+    t = events["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    keep = t < T
+    typ = pd.Categorical(events["event_type"].to_numpy()[keep],
+                         categories=EVENT_TYPES).codes.astype(np.int64)
+    entities = {}
+    for col in ("item_id", "category"):
+        if col in events.columns:
+            codes, uniques = pd.factorize(events[col].to_numpy()[keep])
+            n, v, b = _entity_counts(codes.astype(np.int64), typ, len(uniques))
+            entities[col] = pd.DataFrame({"n": n, "v": v, "b": b}, index=pd.Index(uniques),
+                                         dtype=np.int64)
+    return EventStats(int(t[keep].min()) if keep.any() else None, entities)
+
+
 @dataclass
 class UserEvents:
     """Events before a cutoff, sorted by (user, time, arrival): what ``user_features`` reads.
@@ -737,7 +920,8 @@ class LogContext:
     categories: EntityCounts | None = None
 
 
-def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.DataFrame:
+def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP,
+                stats: EventStats | None = None) -> pd.DataFrame:
     """Per-user features from the events strictly before ``cutoff``.
 
     Parameters
@@ -745,6 +929,9 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
     events : canonical event table (``read_events`` or ``synthetic.generate_events``);
         any row order. ``session_id`` is used if present, else derived by ``session_gap``.
     cutoff : timestamp ``T`` (naive = UTC).
+    stats : the whole log's ``event_stats`` at ``cutoff`` when ``events`` holds only some
+        users (every event of each): the log-wide quantities are then read from it, not
+        from ``events`` (``features.dask_engine``). Default: from ``events``.
 
     Returns
     -------
@@ -775,13 +962,17 @@ def features_at(events: pd.DataFrame, cutoff, session_gap=SESSION_GAP) -> pd.Dat
     if (typ < 0).any():
         raise ValueError("events['event_type'] has values outside " + str(EVENT_TYPES))
     ev = UserEvents(u, len(users), t[order], typ)
-    ctx = LogContext(T, int(t.min()))
+    ctx = LogContext(T, int(t.min()) if stats is None else stats.t_min)
     if "item_id" in events.columns:
-        ev.item = _codes(events["item_id"].to_numpy()[keep][order])[0]
-        ctx.items = entity_counts(ev.item, typ)
+        ids = events["item_id"].to_numpy()[keep][order]
+        ev.item = _codes(ids)[0]
+        ctx.items = (entity_counts(ev.item, typ) if stats is None
+                     else stats.entity_counts("item_id", ids))
     if "category" in events.columns:
-        ev.category = _codes(events["category"].to_numpy()[keep][order])[0]
-        ctx.categories = entity_counts(ev.category, typ)
+        ids = events["category"].to_numpy()[keep][order]
+        ev.category = _codes(ids)[0]
+        ctx.categories = (entity_counts(ev.category, typ) if stats is None
+                          else stats.entity_counts("category", ids))
     if "session_id" in events.columns:
         s_codes, m = _codes(events["session_id"].to_numpy()[keep][order])
         ev.session = _codes(u * (m + 1) + s_codes)[0]  # a session belongs to one user
@@ -950,16 +1141,18 @@ def buyers_in(events: pd.DataFrame, start, end) -> pd.Index:
     return pd.Index(pd.unique(events["user_id"].to_numpy()[sel]))
 
 
-def snapshot(events: pd.DataFrame, cutoff, horizon) -> tuple[pd.DataFrame, pd.Series]:
+def snapshot(events: pd.DataFrame, cutoff, horizon, stats: EventStats | None = None
+             ) -> tuple[pd.DataFrame, pd.Series]:
     """Features before ``cutoff`` and the label "purchased in ``[cutoff, cutoff + horizon)``".
 
     Returns
     -------
-    X : ``features_at(events, cutoff)``, indexed by user_id (users with >= 1 event before T).
+    X : ``features_at(events, cutoff, stats=stats)``, indexed by user_id (users with >= 1
+        event before T).
     y : int64 Series (name ``"purchased"``) aligned with ``X.index``.
     """
     T, h = _utc(cutoff), parse_horizon(horizon)
-    X = features_at(events, T)
+    X = features_at(events, T, stats=stats)
     y = pd.Series(X.index.isin(buyers_in(events, T, T + h)).astype(np.int64),
                   index=X.index, name="purchased")
     return X, y
