@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import sigmoid
-from .calibration import Calibration, fit_logistic
+from .calibration import Calibration, fit_calibration, fit_logistic
 from .metrics import roc_auc
 from .network import MLP
 
@@ -33,6 +33,15 @@ from .network import MLP
 BLEND_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 #: ``--fuse`` values: no fusion, a blend on a grid, a stacked logistic regression.
 FUSIONS = ("none", "blend", "stack")
+#: Most networks of a seed ensemble (``--ensemble``).
+MAX_ENSEMBLE = 32
+
+
+def member_seed(seed: int, k: int) -> int:
+    """The seed of ensemble member ``k`` trained on split seed ``seed`` (< 2**32):
+    ``seed + k 2**32``, so member 0 is the single network of that seed and no two
+    (split seed, member) pairs share a seed."""
+    return seed + (k << 32)
 
 
 class Ensemble:
@@ -99,7 +108,7 @@ class Ensemble:
         w = np.array([w for _, w in self.members])
         return self.bias + self.member_logits(X, threads) @ w
 
-    def proba(self, X: np.ndarray, threads: int | None = None,
+    def predict_proba(self, X: np.ndarray, threads: int | None = None,
               calibrated: bool = True) -> np.ndarray:
         """``calibration(z)`` (``sigma(z)`` when uncalibrated or ``calibrated=False``), (n,)
         float64, of features ``X`` (n, n_inputs)."""
@@ -129,3 +138,53 @@ def stack(Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     ``(w, c)`` minimising the log-loss of ``sigma(Z w + c)``
     (``nn_core/calibration.py: fit_logistic``)."""
     return fit_logistic(Z, y)
+
+
+def combine(networks: Sequence[MLP], lr: MLP | None, X_dev: np.ndarray, y_dev: np.ndarray,
+            fuse: str = "none", calibrate: str = "none",
+            threads: int | None = None) -> tuple[Ensemble, dict]:
+    """The combined model of ``networks`` (a seed ensemble) and, with ``fuse``, the logistic
+    regression ``lr``, then calibrated; every choice made on dev.
+
+    * ``fuse="none"``: ``z = (1/K) sum_k z_k`` (``lr`` unused);
+    * ``"blend"``: ``z = (1 - alpha)/K sum_k z_k + alpha z_LR``, ``alpha`` by :func:`blend`
+      (a member whose weight is 0 is left out);
+    * ``"stack"``: ``z = c + sum_k w_k z_k + w_LR z_LR`` by :func:`stack`.
+
+    ``calibrate`` (``nn_core/calibration.py: CALIBRATIONS``) is then fitted on the combined
+    dev logit.
+
+    Returns
+    -------
+    model : Ensemble
+    info : dict
+        What was chosen: ``members`` (K), ``fuse``, ``blend_alpha`` or the stacked
+        ``weights`` and ``bias``, ``calibration`` (with Platt's ``a``, ``b``, or the number
+        of isotonic breakpoints).
+    """
+    if fuse not in FUSIONS:
+        raise ValueError(f"fuse must be one of {list(FUSIONS)}, got {fuse!r}")
+    if fuse != "none" and lr is None:
+        raise ValueError(f"fuse={fuse!r} needs the logistic regression")
+    K = len(networks)
+    members = [(m, 1.0 / K) for m in networks]
+    info: dict = {"members": K, "fuse": fuse}
+    bias = 0.0
+    if fuse != "none":
+        Z = Ensemble([*members, (lr, 1.0)]).member_logits(X_dev, threads)
+        if fuse == "blend":
+            alpha = blend(Z[:, :K].mean(axis=1), Z[:, K], y_dev)
+            members = [(m, (1 - alpha) / K) for m in networks] + [(lr, alpha)]
+            members = [(m, w) for m, w in members if w != 0]
+            info["blend_alpha"] = alpha
+        else:
+            w, bias = stack(Z, y_dev)
+            members = list(zip([*networks, lr], w.tolist(), strict=True))
+            info["weights"], info["bias"] = w.tolist(), bias
+    model = Ensemble(members, bias)
+    model.calibration = fit_calibration(calibrate, model.logit(X_dev, threads), y_dev)
+    info["calibration"] = calibrate
+    if model.calibration is not None:
+        info.update({"a": model.calibration.a, "b": model.calibration.b}
+                    if calibrate == "platt" else {"breakpoints": len(model.calibration.x)})
+    return model, info

@@ -21,12 +21,13 @@ import io
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .metrics import best_f1_threshold, evaluate
+from .ensemble import Ensemble, combine, member_seed
+from .metrics import best_f1_threshold, evaluate, expected_calibration_error
 from .network import MLP
 
 #: ``NetConfig.monitor`` values and the ``MLP.fit`` monitor each one means.
@@ -140,10 +141,13 @@ def train_network(
 
 
 def evaluate_model(
-    model: MLP, X: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray],
+    model: MLP | Ensemble, X: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray],
     threads: int | None = None,
 ) -> tuple[dict, dict]:
     """Dev and test metrics; the F1-optimal threshold is chosen on dev and used on both.
+
+    An :class:`~nn_core.ensemble.Ensemble` with a calibration is evaluated calibrated, and
+    each part also gets ``ece_uncalibrated``, the ECE of ``sigma(z)`` before calibration.
 
     Returns
     -------
@@ -154,7 +158,12 @@ def evaluate_model(
     """
     p = {k: model.predict_proba(X[k], threads=threads).astype(np.float64) for k in ("dev", "test")}
     threshold = best_f1_threshold(y["dev"], p["dev"])
-    return {k: evaluate(y[k], p[k], threshold) for k in ("dev", "test")}, p
+    metrics = {k: evaluate(y[k], p[k], threshold) for k in ("dev", "test")}
+    if isinstance(model, Ensemble) and model.calibration is not None:
+        for k in ("dev", "test"):
+            before = model.predict_proba(X[k], threads=threads, calibrated=False)
+            metrics[k]["ece_uncalibrated"] = expected_calibration_error(y[k], before)
+    return metrics, p
 
 
 def tune(
@@ -346,10 +355,11 @@ def describe_config(cfg: NetConfig) -> str:
 
 @dataclass
 class SeedRun:
-    """The network and the baseline trained and evaluated on one seed's split."""
+    """The network (or the combined model) and the baseline trained and evaluated on one
+    seed's split."""
 
     seed: int
-    model: MLP
+    model: MLP | Ensemble
     baseline: MLP
     history: list[dict]
     best_epoch: int
@@ -359,18 +369,25 @@ class SeedRun:
     baseline_metrics: dict
     p_model: dict  # {"dev": p, "test": p}
     p_baseline: dict
+    #: The histories of ensemble members 1..K-1 (member 0's is ``history``).
+    member_histories: list[list[dict]] = field(default_factory=list)
+    #: How the members were combined (``nn_core.ensemble.combine``); empty for one network.
+    combination: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """The ``metrics.json`` entry of this seed."""
         return {"seed": self.seed, "best_epoch": self.best_epoch,
                 "baseline_best_epoch": self.baseline_best_epoch,
-                "model": self.metrics, "baseline": self.baseline_metrics}
+                "model": self.metrics, "baseline": self.baseline_metrics,
+                **({"combination": self.combination} if self.combination else {})}
 
     def history_rows(self) -> list[dict]:
-        """The ``history.csv`` rows of this seed: the network's, then the baseline's."""
-        return [{"seed": self.seed, "model": name, **row}
-                for name, h in (("mlp", self.history), ("baseline", self.baseline_history))
-                for row in h]
+        """The ``history.csv`` rows of this seed: the network's (``mlp``; ensemble members
+        ``mlp1``, ``mlp2``, ... after it), then the baseline's."""
+        parts = [("mlp", self.history),
+                 *((f"mlp{k}", h) for k, h in enumerate(self.member_histories, 1)),
+                 ("baseline", self.baseline_history)]
+        return [{"seed": self.seed, "model": name, **row} for name, h in parts for row in h]
 
 
 def train_and_evaluate(
@@ -381,14 +398,37 @@ def train_and_evaluate(
     baseline_X: Mapping[str, np.ndarray],
     seed: int,
     verbose: int = 0,
+    ensemble: int = 1,
+    fuse: str = "none",
+    calibrate: str = "none",
 ) -> SeedRun:
     """Train the network (``cfg``) and the baseline (``base_cfg``, e.g.
     :func:`baseline_config`, on ``baseline_X``) with early stopping on dev; evaluate both
-    on dev and test."""
-    model, hist, best = train_network(cfg, X, y, seed, f"seed {seed} MLP", verbose)
+    on dev and test.
+
+    With ``ensemble`` K > 1, K networks are trained, member ``k`` with the seed
+    ``nn_core.ensemble.member_seed(seed, k)`` (member 0: ``seed`` itself, so K = 1 is the
+    single network). ``fuse`` (``"blend"``, ``"stack"``) adds a logistic regression
+    (``base_cfg``) on the network's features (the baseline itself where ``baseline_X`` is
+    ``X``) and ``calibrate`` (``"platt"``, ``"isotonic"``) a calibration, both chosen on
+    dev (``nn_core.ensemble.combine``); the model evaluated is then the combination.
+    """
+    nets = []
+    for k in range(ensemble):
+        label = f"seed {seed} MLP" + (f" {k + 1}/{ensemble}" if ensemble > 1 else "")
+        nets.append(train_network(cfg, X, y, member_seed(seed, k), label, verbose))
+    model, hist, best = nets[0]
     base, base_hist, base_best = train_network(base_cfg, baseline_X, y, seed,
                                                f"seed {seed} baseline", verbose)
+    combination: dict = {}
+    if ensemble > 1 or fuse != "none" or calibrate != "none":
+        lr = None
+        if fuse != "none":
+            lr = base if baseline_X is X else train_network(
+                base_cfg, X, y, seed, f"seed {seed} fusion LR", verbose)[0]
+        model, combination = combine([n for n, _, _ in nets], lr, X["dev"], y["dev"], fuse,
+                                     calibrate, cfg.threads)
     m_metrics, p_model = evaluate_model(model, X, y, cfg.threads)
     b_metrics, p_base = evaluate_model(base, baseline_X, y, cfg.threads)
     return SeedRun(seed, model, base, hist, best, base_hist, base_best, m_metrics, b_metrics,
-                   p_model, p_base)
+                   p_model, p_base, [h for _, h, _ in nets[1:]], combination)

@@ -14,6 +14,14 @@ directory ``runs/<timestamp>/`` (``runs/latest`` points at it) holding
 - ``loss_curves.png``, ``roc.png``, ``pr.png``, ``reliability.png``, ``gains.png`` (test set,
   first seed); ``tune_trials.csv`` with ``--tune``.
 
+Combined models (docs/math.md#ensembles-fusion-and-calibration): ``--ensemble K`` trains K
+networks per split seed (member ``k`` with seed ``seed + k 2**32``) and averages their logits;
+``--fuse blend|stack`` adds the logistic regression (``BASELINE``'s settings, on the network's
+features) with a blend weight or a stacked logistic regression chosen on dev; ``--calibrate
+platt|isotonic`` fits a calibration on dev. The saved model, ``metrics.json`` and stdout are
+the combined, calibrated model; ``metrics.json`` adds ``ece_uncalibrated`` and per seed the
+``combination`` chosen.
+
 Other session tables: ``--input FILE --target COL --numeric a,b --categorical c,d``. Event
 logs: ``--events FILE [FILE ...] --events-format taobao --horizon 1d`` (time-based splits from
 ``features.events.load_event_splits``; ``--min-history``, ``--stride``). Any setting can come
@@ -51,6 +59,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -59,6 +68,8 @@ from pathlib import Path
 from nn_core import selection
 from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
+from nn_core.calibration import CALIBRATIONS
+from nn_core.ensemble import FUSIONS, MAX_ENSEMBLE
 from nn_core.io import (
     DefaultsHelpFormatter,
     OneLineArgumentParser,
@@ -214,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--tune", type=int, default=0, metavar="N",
                     help="random search of N trials (architecture, lr, L2, batch, dropout), "
                     "selected on dev of the first seed's split")
+    cb = ap.add_argument_group("combination and calibration (chosen on dev)")
+    cb.add_argument("--ensemble", type=int, default=1, metavar="K",
+                    help="K networks per split seed (member k: seed + k*2**32), logits "
+                    "averaged")
+    cb.add_argument("--fuse", choices=FUSIONS, default="none",
+                    help="add the logistic regression: a blend weight on a grid, or a "
+                    "stacked logistic regression on the members' dev logits")
+    cb.add_argument("--calibrate", choices=CALIBRATIONS, default="none",
+                    help="fit a calibration of the combined logit on dev")
     out = ap.add_argument_group("output")
     out.add_argument("--output", type=Path, help="run directory (default runs/<timestamp>/, "
                      "and runs/latest then points at it)")
@@ -252,6 +272,8 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
         (cfg.threads is None or 1 <= cfg.threads <= max_threads,
          f"--threads must be in [1, {max_threads}] (this machine), got {cfg.threads}"),
         (args.tune >= 0, f"--tune must be >= 0, got {args.tune}"),
+        (1 <= args.ensemble <= MAX_ENSEMBLE,
+         f"--ensemble must be in [1, {MAX_ENSEMBLE}], got {args.ensemble}"),
         (1 <= args.ple_bins <= MAX_PLE_BINS,
          f"--ple-bins must be in [1, {MAX_PLE_BINS}], got {args.ple_bins}"),
         (len(args.seeds) >= 1, "--seeds needs at least one seed"),
@@ -333,6 +355,7 @@ def summary_lines(result: dict, seeds: tuple[int, ...]) -> list[str]:
                 lines.append(f"{'':21s}" + "".join(
                     f"{'±' + format(result['std'][name][part][k], '.4f'):>11s}"
                     for k in SUMMARY_METRICS))
+    lines += combination_lines(result, src)
     fields = NetConfig.__dataclass_fields__
     cfg, base = (NetConfig(**{k: tuple(v) if k == "hidden" else v
                               for k, v in result[key].items() if k in fields})
@@ -341,6 +364,30 @@ def summary_lines(result: dict, seeds: tuple[int, ...]) -> list[str]:
     lines += wrap(f"logistic regression (fixed, docs/results.md): "
                   f"{selection.describe_config(base).removeprefix('no hidden layer, ')}")
     return lines
+
+
+def combination_lines(result: dict, src: dict) -> list[str]:
+    """The summary's lines on ``--ensemble``, ``--fuse`` and ``--calibrate`` (none without
+    them): what the "MLP" row is, and the ECE before and after calibration."""
+    c = result["combination"]
+    lines = []
+    parts = ([f"{c['ensemble']} networks, logits averaged"] if c["ensemble"] > 1 else [])
+    if c["fuse"] == "blend":
+        alphas = ", ".join(f"{r['blend_alpha']:g}" for r in c["chosen"])
+        parts.append(f"blended with the logistic regression, weight {alphas} (per seed, "
+                     "chosen on dev)")
+    elif c["fuse"] == "stack":
+        parts.append("stacked with the logistic regression (fitted on dev)")
+    if c["calibrate"] != "none":
+        parts.append(f"{c['calibrate']} calibration fitted on dev")
+    if parts:
+        lines.append("MLP row: " + "; ".join(parts))
+    if c["calibrate"] != "none":
+        lines.append("ECE before -> after calibration: " + ", ".join(
+            f"{part} {src['model'][part]['ece_uncalibrated']:.4f} -> "
+            f"{src['model'][part]['ece']:.4f}" for part in ("dev", "test")))
+    return [short for line in lines
+            for short in textwrap.wrap(line, SUMMARY_WIDTH, subsequent_indent="    ")]
 
 
 def data_name(info: dict) -> str:
@@ -375,7 +422,8 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
         split = s if split is None else split
         ids.append((s.id_name, s.ids, s.y["test"]))
         runs.append(selection.train_and_evaluate(cfg, base_cfg, s.X, s.y, s.baseline_X, seed,
-                                                  verbose))
+                                                  verbose, args.ensemble, args.fuse,
+                                                  args.calibrate))
     r = runs[0]
     # each with the F1 threshold chosen on dev (predict.py's label column)
     save_model(tmp, r.model, split.pre, threshold=r.metrics["dev"]["threshold"])
@@ -400,6 +448,9 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
         "baseline_config": {**asdict(base_cfg), "hidden": []},
         "data": {**data.info, "split_sizes": {k: len(v) for k, v in split.y.items()}},
         "n_features": int(split.X["train"].shape[1]),
+        "combination": {"ensemble": args.ensemble, "fuse": args.fuse,
+                        "calibrate": args.calibrate,
+                        "chosen": [s.combination for s in runs]},  # per seed
         "files": ["model.json", "weights.npz", "preprocess.json", "baseline/", "history.csv",
                   "config.json", "splits.json", "test_predictions.csv",
                   *files, *(["tune_trials.csv"] if trials else [])],
@@ -509,6 +560,9 @@ def inapplicable(args: argparse.Namespace, given: set[str]) -> str | None:
                 if events else f"{flags(wrong)} {verb} to event logs (--events) only")
     if "ple_bins" in given and args.numeric_encoding == "standard":
         return "--ple-bins applies to --numeric-encoding ple or standard+ple only"
+    if args.fuse == "stack" and args.calibrate == "platt":
+        return ("--calibrate platt after --fuse stack changes nothing: the stack is already a "
+                "logistic regression fitted on dev's log-loss")
     if "momentum" in given and args.optimizer not in ("momentum", "nesterov"):
         return (f"--momentum applies to --optimizer momentum or nesterov only, not "
                 f"{args.optimizer}")

@@ -36,17 +36,18 @@ def test_the_combined_logit_is_the_weighted_sum(X):
     e = Ensemble([(a, 0.5), (b, 0.25), (lr, -1.5)], bias=0.75)
     expected = 0.75 + 0.5 * _logit(a, X) + 0.25 * _logit(b, X) - 1.5 * _logit(lr, X)
     assert np.allclose(e.logit(X), expected, atol=1e-12)
-    assert np.allclose(e.proba(X), 1 / (1 + np.exp(-expected)), atol=1e-12)
+    assert np.allclose(e.predict_proba(X), 1 / (1 + np.exp(-expected)), atol=1e-12)
     cal = Platt(2.0, -0.5)
     e.calibration = cal
-    assert np.allclose(e.proba(X), 1 / (1 + np.exp(-(2 * expected - 0.5))), atol=1e-12)
-    assert np.allclose(e.proba(X, calibrated=False), 1 / (1 + np.exp(-expected)), atol=1e-12)
+    assert np.allclose(e.predict_proba(X), 1 / (1 + np.exp(-(2 * expected - 0.5))), atol=1e-12)
+    assert np.allclose(e.predict_proba(X, calibrated=False), 1 / (1 + np.exp(-expected)),
+                       atol=1e-12)
 
 
 def test_a_plain_ensemble_is_the_network_itself(X):
     a = _net((4,), 1)
     e = Ensemble([(a, 1.0)])
-    assert e.plain and np.array_equal(e.proba(X), a.predict_proba(X))
+    assert e.plain and np.array_equal(e.predict_proba(X), a.predict_proba(X))
     assert not Ensemble([(a, 1.0)], bias=0.1).plain
 
 
@@ -97,7 +98,7 @@ def test_round_trip_of_an_ensemble(tmp_path, X, calibration):
     assert len(p.members) == 3 and p.logit_bias == -0.3 and p.threshold == 0.4
     assert p.network.hidden == (4,) and p.members[2][0].hidden == ()
     assert np.array_equal(p.logit(X), e.logit(X))
-    assert np.array_equal(p.proba(X), e.proba(X))
+    assert np.array_equal(p.proba(X), e.predict_proba(X))
     assert (p.calibration is None) == (calibration is None)
 
 
