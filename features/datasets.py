@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from nn_core.selection import jsonable
 from nn_core.validation import FeatureValueError, check_finite_features
@@ -66,6 +67,9 @@ class Split:
         (a train user appears once per training cutoff).
     id_name : str
         ``"row"`` or ``"user_id"``.
+    train_frame : DataFrame or None
+        The raw training rows (what ``pre`` was fitted on; their drift reference,
+        ``nn_core/drift.py: fit_reference``).
     """
 
     X: dict[str, np.ndarray]
@@ -75,6 +79,7 @@ class Split:
     baseline_pre: Preprocessor
     ids: dict[str, np.ndarray]
     id_name: str
+    train_frame: pd.DataFrame | None = None
 
 
 def resolve_schema(
@@ -229,7 +234,8 @@ class TableData:
         # The file's 0-based data rows of the frame's rows (--on-invalid skip left some out).
         kept = np.setdiff1d(np.arange(len(self.frame) + len(self.rejected.rows)),
                             self.rejected.rows - 1)
-        return Split(X, y, pre, X, pre, {k: kept[rows] for k, rows in parts.items()}, "row")
+        return Split(X, y, pre, X, pre, {k: kept[rows] for k, rows in parts.items()}, "row",
+                     self.frame.iloc[parts["train"]])
 
 
 class EventData:
@@ -291,6 +297,6 @@ class EventData:
             Xb = {k: base.transform(f[0]) for k, f in self.frames.items()}
             y = {k: f[1].to_numpy(dtype=np.int8) for k, f in self.frames.items()}
             ids = {k: f[0].index.to_numpy() for k, f in self.frames.items()}
-            self._split = Split(X, y, pre, Xb, base, ids, "user_id")
+            self._split = Split(X, y, pre, Xb, base, ids, "user_id", train)
         return self._split
 

@@ -198,3 +198,65 @@ def gains_figure(scores: Scores, title: str = "Cumulative gains") -> Figure:
 def plot_gains(scores: Scores, path: str | os.PathLike, title: str = "Cumulative gains") -> Path:
     """Write :func:`gains_figure` to ``path`` (PNG)."""
     return _save(gains_figure(scores, title), path)
+
+
+def _below(fig: Figure) -> float:
+    """``_legend_below``'s offset that puts the legend 0.55 inch under the axes of a figure
+    of any height (the axes take about 3/4 of it): just past the axis label."""
+    return 0.55 / (0.75 * fig.get_figheight())
+
+
+def importance_figure(importances: Mapping[str, tuple[Sequence[str], np.ndarray, np.ndarray]],
+                      title: str = "Permutation importance") -> Figure:
+    """Horizontal bars of the permutation importance of each raw column, one bar per model,
+    with the standard deviation over the repeats as error bars.
+
+    ``importances`` maps a model's label to ``(columns, mean_drop, std_drop)``
+    (``nn_core/importance.py: Importance``); the columns are listed in the first model's
+    order, most important at the top, then any column only a later model has.
+    """
+    order: list[str] = []
+    for columns, _, _ in importances.values():
+        order += [c for c in columns if c not in order]
+    fig = _new_figure(height=1.5 + 0.22 * len(order) * max(1, len(importances)))
+    ax = fig.add_subplot()
+    _label(ax, title, "ROC-AUC drop when the column is shuffled (mean ± std)", "")
+    height = 0.8 / len(importances)
+    position = {c: len(order) - 1 - i for i, c in enumerate(order)}  # first at the top
+    for k, (label, (columns, mean, std)) in enumerate(importances.items()):
+        y = np.array([position[c] for c in columns]) + 0.4 - (k + 0.5) * height
+        ax.barh(y, mean, height=height, xerr=std, capsize=2, label=label)
+    ax.set_yticks(np.arange(len(order)), order[::-1], fontsize="small")
+    ax.axvline(0, color="grey", linewidth=0.8)
+    _legend_below(ax, below=_below(fig))
+    return fig
+
+
+def plot_importance(importances: Mapping[str, tuple[Sequence[str], np.ndarray, np.ndarray]],
+                    path: str | os.PathLike, title: str = "Permutation importance") -> Path:
+    """Write :func:`importance_figure` to ``path`` (PNG)."""
+    return _save(importance_figure(importances, title), path)
+
+
+def drift_figure(psi: Mapping[str, float], threshold: float,
+                 title: str = "Input drift (PSI)") -> Figure:
+    """Horizontal bars of the population stability index of each column (and of the scores),
+    largest at the top, with the threshold drawn; bars above it in red."""
+    names = sorted(psi, key=lambda name: psi[name])  # barh draws from the bottom up
+    values = np.array([psi[name] for name in names])
+    fig = _new_figure(height=1.5 + 0.22 * len(names))
+    ax = fig.add_subplot()
+    _label(ax, title, "PSI = sum (a - e) ln(a / e) over the bins", "")
+    above = values > threshold
+    ax.barh(np.arange(len(names)), values, color=np.where(above, "tab:red", "tab:blue"))
+    ax.set_yticks(np.arange(len(names)), names, fontsize="small")
+    ax.axvline(threshold, color="black", linestyle="--",
+               label=f"threshold {threshold:g} ({int(above.sum())} above)")
+    _legend_below(ax, below=_below(fig))
+    return fig
+
+
+def plot_drift(psi: Mapping[str, float], threshold: float, path: str | os.PathLike,
+               title: str = "Input drift (PSI)") -> Path:
+    """Write :func:`drift_figure` to ``path`` (PNG)."""
+    return _save(drift_figure(psi, threshold, title), path)
