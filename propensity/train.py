@@ -70,6 +70,7 @@ from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
 from nn_core.calibration import CALIBRATIONS
 from nn_core.ensemble import FUSIONS, MAX_ENSEMBLE
+from nn_core.importance import DEFAULT_REPEATS
 from nn_core.io import (
     DefaultsHelpFormatter,
     OneLineArgumentParser,
@@ -235,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--calibrate", choices=CALIBRATIONS, default="none",
                     help="fit a calibration of the combined logit on dev")
     out = ap.add_argument_group("output")
+    out.add_argument("--importance-repeats", type=int, default=DEFAULT_REPEATS, metavar="R",
+                     help="permutations per column of the permutation importance on dev "
+                     "(importance.csv/.png, first seed; 0: none)")
     out.add_argument("--output", type=Path, help="run directory (default runs/<timestamp>/, "
                      "and runs/latest then points at it)")
     out.add_argument("--quiet", action="store_true",
@@ -274,6 +278,8 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
         (args.tune >= 0, f"--tune must be >= 0, got {args.tune}"),
         (1 <= args.ensemble <= MAX_ENSEMBLE,
          f"--ensemble must be in [1, {MAX_ENSEMBLE}], got {args.ensemble}"),
+        (args.importance_repeats >= 0,
+         f"--importance-repeats must be >= 0, got {args.importance_repeats}"),
         (1 <= args.ple_bins <= MAX_PLE_BINS,
          f"--ple-bins must be in [1, {MAX_PLE_BINS}], got {args.ple_bins}"),
         (len(args.seeds) >= 1, "--seeds needs at least one seed"),
@@ -426,15 +432,21 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
                                                   args.calibrate))
     r = runs[0]
     # each with the F1 threshold chosen on dev (predict.py's label column)
-    save_model(tmp, r.model, split.pre, threshold=r.metrics["dev"]["threshold"])
+    save_model(tmp, r.model, split.pre, threshold=r.metrics["dev"]["threshold"],
+               reference=drift_reference(r.model, split.pre, split, split.X))
     save_model(tmp / "baseline", r.baseline, split.baseline_pre,
-               threshold=r.baseline_metrics["dev"]["threshold"])
+               threshold=r.baseline_metrics["dev"]["threshold"],
+               reference=drift_reference(r.baseline, split.baseline_pre, split,
+                                         split.baseline_X))
     rows = [row for s in runs for row in s.history_rows()]
     atomic_write(tmp / "history.csv", selection.csv_text(rows))
     write_reproduction(tmp, args, data, seeds, ids, runs)
     files = selection.write_plots(tmp, r.history, r.best_epoch, r.baseline_history,
                                   split.y["test"], r.p_model["test"], r.p_baseline["test"],
                                   cfg.monitor, f"{data_name(data.info)}, seed {seeds[0]}")
+    if args.importance_repeats:
+        files += write_importance(tmp, r, split, args.importance_repeats, seeds[0], cfg.threads,
+                                  f"{data_name(data.info)}, seed {seeds[0]}")
     result: dict = {"model": r.metrics, "baseline": r.baseline_metrics}
     if len(seeds) > 1:
         result["mean"], result["std"] = selection.summarise([s.summary() for s in runs])
@@ -461,6 +473,42 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
         result["tune"] = {"n_trials": len(trials),
                           "selected": next(t for t in trials if t["selected"])}
     return result
+
+
+def drift_reference(model, pre, split, X: dict):
+    """The training distributions of a saved model's raw inputs (``split.train_frame``) and
+    of its scores of the training rows, for ``drift_reference.json``
+    (``nn_core/drift.py: fit_reference``; predict.py compares new data with them)."""
+    from nn_core.drift import fit_reference
+    from nn_core.modeldir import Predictor
+
+    scores = Predictor(model, pre, Path()).proba(X["train"])  # what predict.py would score
+    return fit_reference(pre.columns, pre.inputs(split.train_frame), scores)
+
+
+def write_importance(tmp: Path, r, split, repeats: int, seed: int, threads: int | None,
+                     caption: str) -> list[str]:
+    """Write ``importance.csv`` (``model, column, mean_drop, std_drop, rank``) and
+    ``importance.png``: the permutation importance on dev of each raw column for the network
+    and the baseline of one seed (``nn_core/importance.py: permutation_importance``,
+    ``repeats`` permutations seeded with ``seed``). Returns the file names."""
+    from nn_core import plots
+    from nn_core.importance import permutation_importance
+
+    results = {}
+    for label, model, X, pre in (("MLP", r.model, split.X, split.pre),
+                                 ("logistic regression", r.baseline, split.baseline_X,
+                                  split.baseline_pre)):
+        results[label] = permutation_importance(
+            lambda X_, m=model: m.predict_proba(X_, threads=threads), X["dev"],
+            split.y["dev"], pre.column_slices(), repeats, seed)
+    rows = [row for key, imp in zip(("mlp", "baseline"), results.values(), strict=True)
+            for row in imp.rows(key)]
+    atomic_write(tmp / "importance.csv", selection.csv_text(rows))
+    plots.plot_importance({label: (imp.columns, imp.mean, imp.std)
+                           for label, imp in results.items()}, tmp / "importance.png",
+                          title=f"Permutation importance, dev ({caption})")
+    return ["importance.csv", "importance.png"]
 
 
 def write_reproduction(tmp: Path, args: argparse.Namespace, data, seeds, ids, runs) -> None:
