@@ -1,0 +1,346 @@
+"""Online scoring inputs: request rows and events -> the same frames and features as in batch.
+
+Two things a scoring service (``propensity/serve.py``) needs and that must not drift from the
+batch path (``predict.py``):
+
+* :func:`rows_frame`: session rows given as JSON objects -> the validated, typed frame that
+  ``predict.py`` builds from a CSV, through the same parser (``features.tabular.parse_frame``
+  with ``features.scoring.scoring_schema``), so a bad cell is refused with the same rule;
+  the message names the row (1-based, in request order) and the column.
+* :class:`OnlineState`: per-user event histories updated event by event, from which a
+  user's feature row at a time ``T`` is computed with ``features.events.user_features``,
+  the very function ``features.events.features_at`` computes every user's row with. What a
+  row needs of other users (the first event of the log, item and category counts) is kept
+  as exact integer counts per entity, so the online row equals the batch snapshot's row at
+  the same cutoff, bit for bit (``tests/cli/test_serve.py`` replays the Taobao sample).
+
+Time: a feature row "at ``T``" reads the events with ``timestamp < T``, like a batch
+cutoff. Events may arrive in any order; a user's events with the same timestamp are ordered
+by arrival (the batch reader orders them by file position), so a log replayed in file
+order gives the batch snapshot.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from nn_core.preprocessing import Preprocessing
+
+from . import events as ev
+from .scoring import scoring_schema
+from .tabular import DataError, parse_frame
+
+#: The optional columns of an event (besides ``user_id``, ``timestamp``, ``event_type``).
+EVENT_OPTIONAL = ("session_id", "item_id", "category", "price")
+
+
+class RequestError(ValueError):
+    """A request value that cannot be used; the message names the row (or event) and column.
+
+    Attributes ``row`` (1-based position in the request, or ``None``) and ``column`` (or
+    ``None``).
+    """
+
+    def __init__(self, message: str, row: int | None = None, column: str | None = None):
+        super().__init__(message)
+        self.row, self.column = row, column
+
+
+class StateFull(RequestError):
+    """Events refused because the online state would exceed its ``max_events``."""
+
+
+def _cell_text(value: object, what: str, i: int, column: str) -> str:
+    """A JSON value as the text of a CSV cell: ``null`` -> empty (missing), a number or
+    boolean as written; a list or object is refused."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float | str):
+        return repr(value) if isinstance(value, float) else str(value)
+    raise RequestError(f"{what} {i}, column {column!r}: expected a number or a string, got "
+                       f"a JSON {'array' if isinstance(value, list) else 'object'}", i, column)
+
+
+def _records(items: object, what: str) -> list[Mapping]:
+    if not isinstance(items, list):
+        raise RequestError(f"expected a JSON array of {what}s")
+    for i, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise RequestError(f"{what} {i}: expected a JSON object, got "
+                               f"{type(item).__name__}", i)
+    return items
+
+
+def rows_frame(rows: object, pre: Preprocessing) -> pd.DataFrame:
+    """Validate session rows given as JSON objects and parse them as ``predict.py`` does.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Column name -> value (number, string, boolean or ``null`` for missing); every
+        input column of the model, extra keys ignored.
+    pre : Preprocessing
+        The model's preprocessing (its input columns and the scoring schema).
+
+    Returns
+    -------
+    DataFrame (n_rows, ...)
+        ``features.tabular.parse_frame``'s typed frame, which ``Predictor.predict_proba``
+        takes.
+
+    Raises
+    ------
+    RequestError
+        Naming the row (1-based) and column of the first problem: a missing column, a list
+        or object as a value, a missing value, not a number, out of range.
+    """
+    rows = _records(rows, "row")
+    columns = pre.input_columns
+    cells: dict[str, list[str]] = {c: [] for c in columns}
+    for i, row in enumerate(rows, 1):
+        for c in columns:
+            if c not in row:
+                raise RequestError(f"row {i}, column {c!r}: missing (the model was trained "
+                                   "with it)", i, c)
+            cells[c].append(_cell_text(row[c], "row", i, c))
+    raw = pd.DataFrame(cells, index=pd.RangeIndex(len(rows)), dtype=object)
+    try:
+        return parse_frame(raw, scoring_schema(pre), "request", 1, with_target=False)
+    except DataError as exc:
+        value = "" if exc.value is None else f" (value: {exc.value!r})"
+        raise RequestError(f"row {exc.row}, column {exc.column!r}: {exc.problem}{value}",
+                           exc.row, exc.column) from None
+
+
+def events_frame(events: object) -> pd.DataFrame:
+    """Validate events given as JSON objects (the canonical event-log columns) and map them
+    to canonical columns, as ``features.events.read_events`` reads a canonical CSV.
+
+    Each event has ``user_id``, ``timestamp`` (ISO 8601, or unix seconds in every event of
+    the request) and ``event_type`` (one of ``EVENT_TYPES``), optionally ``session_id``,
+    ``item_id``, ``category`` and ``price``.
+
+    Returns
+    -------
+    DataFrame
+        ``user_id``, ``timestamp`` (UTC), ``event_type`` and the optional columns (text;
+        empty where an event lacks one; ``price`` float64 with NaN), in request order.
+
+    Raises
+    ------
+    RequestError
+        Naming the event (1-based) and column of the first bad value.
+    """
+    events = _records(events, "event")
+    # An optional column is a column of the request when some event has it; like a column
+    # of a CSV, every event must then give it (a session_id; the others may be empty).
+    names = ["user_id", "timestamp", "event_type",
+             *(c for c in EVENT_OPTIONAL if any(c in e for e in events))]
+    raw = pd.DataFrame({c: [_cell_text(e.get(c), "event", i, c) for i, e in
+                            enumerate(events, 1)] for c in names},
+                       index=pd.RangeIndex(len(events)), dtype=object)
+    try:
+        return ev.parse_canonical(raw, "request")
+    except ev.EventLogError as exc:
+        raise RequestError(f"event {exc.row}, column {exc.column!r}: {exc.reason}: "
+                           f"{exc.value!r}", exc.row, exc.column) from None
+
+
+def _key(text: str) -> int | str | None:
+    """An id as the batch reader keys it: an integer of at most 18 digits as that integer
+    (``read_events`` reads an all-integer id column as int64), else the text; empty: None."""
+    text = text.strip()
+    if not text:
+        return None
+    return int(text) if re.fullmatch(ev._INT_RE, text) else text
+
+
+@dataclass
+class _Entity:
+    """Sorted timestamps (ns) of one item's or category's events: all, views, purchases."""
+
+    times: list[int] = field(default_factory=list)
+    views: list[int] = field(default_factory=list)
+    buys: list[int] = field(default_factory=list)
+
+    def add(self, t: int, typ: int) -> None:
+        bisect.insort(self.times, t)
+        if typ == ev.VIEW:
+            bisect.insort(self.views, t)
+        elif typ == ev.PURCHASE:
+            bisect.insort(self.buys, t)
+
+    def before(self, T: int) -> tuple[int, int, int]:
+        """Events, views and purchases with ``t < T``."""
+        return (bisect.bisect_left(self.times, T), bisect.bisect_left(self.views, T),
+                bisect.bisect_left(self.buys, T))
+
+
+@dataclass
+class _Entities:
+    """One entity kind (items or categories): per entity its event times, and the times of
+    every view and purchase with a known entity (``p0``'s numerator and denominator)."""
+
+    by_key: dict = field(default_factory=dict)
+    views: list[int] = field(default_factory=list)
+    buys: list[int] = field(default_factory=list)
+
+    def add(self, key, t: int, typ: int) -> None:
+        if key is None:
+            return
+        self.by_key.setdefault(key, _Entity()).add(t, typ)
+        if typ == ev.VIEW:
+            bisect.insort(self.views, t)
+        elif typ == ev.PURCHASE:
+            bisect.insort(self.buys, t)
+
+    def counts(self, keys: Sequence, T: int) -> ev.EntityCounts:
+        """``EntityCounts`` of events with these entity keys (None: missing), over the
+        events before ``T``, exactly as ``features.events.entity_counts`` counts a log."""
+        n = np.zeros((3, len(keys)), dtype=np.int64)
+        for j, key in enumerate(keys):
+            if key is not None:
+                n[:, j] = self.by_key[key].before(T)
+        views = np.int64(bisect.bisect_left(self.views, T))
+        buys = np.int64(bisect.bisect_left(self.buys, T))
+        return ev.EntityCounts(n[0], n[1], n[2], float(buys / max(views, 1)))
+
+
+@dataclass
+class _UserLog:
+    """One user's events in arrival order (``seq`` numbers the arrivals of every user)."""
+
+    t: list[int] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    typ: list[int] = field(default_factory=list)
+    item: list = field(default_factory=list)
+    category: list = field(default_factory=list)
+    session: list = field(default_factory=list)
+    price: list[float] = field(default_factory=list)
+
+
+class OnlineState:
+    """Per-user event histories, updated event by event, and each user's features at a time.
+
+    ``features(user, T)`` equals the user's row of ``features.events.features_at(log, T)``
+    bit for bit, where ``log`` holds every event added so far (any arrival order; a user's
+    events with equal timestamps in arrival order). Sessions come from the events'
+    ``session_id`` when every event of the user before ``T`` has one, else from the
+    inactivity gap ``session_gap``, as the batch reader derives them.
+
+    Parameters
+    ----------
+    session_gap : str or Timedelta
+        The inactivity gap that starts a new session (``features.events.SESSION_GAP``).
+    max_events : int
+        The most events the state holds; ``add`` refuses a batch that would exceed it.
+
+    Notes
+    -----
+    Memory is a few hundred bytes per event (Python lists: per user its events; per item
+    and category the sorted times of its events). A query costs O(k log n) for a user with
+    k events: the item and category counts before ``T`` are binary searches in those
+    sorted lists, then ``user_features`` on the k events.
+    """
+
+    def __init__(self, session_gap=ev.SESSION_GAP, max_events: int = 10_000_000) -> None:
+        self.session_gap = pd.Timedelta(session_gap)
+        self.max_events = max_events
+        self.n_events = 0
+        self._users: dict = {}
+        self._items = _Entities()
+        self._categories = _Entities()
+        self._first: int | None = None  # the earliest timestamp (ns) of any event
+
+    @property
+    def n_users(self) -> int:
+        return len(self._users)
+
+    def add(self, events: pd.DataFrame) -> int:
+        """Add validated events (``events_frame``), in their row order; returns how many.
+
+        Raises
+        ------
+        StateFull
+            When the state would hold more than ``max_events`` events (nothing is added).
+        """
+        if self.n_events + len(events) > self.max_events:
+            raise StateFull(f"the online state holds {self.n_events:,} events; "
+                               f"{len(events):,} more exceed its limit of "
+                               f"{self.max_events:,} (--max-events)")
+        t = events["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64").tolist()
+        typ = pd.Categorical(events["event_type"], categories=ev.EVENT_TYPES).codes.tolist()
+        n = len(t)
+        keys = {c: [_key(v) for v in events[c].tolist()] if c in events.columns else [None] * n
+                for c in ("user_id", "item_id", "category", "session_id")}
+        price = (events["price"].to_numpy(dtype=np.float64).tolist()
+                 if "price" in events.columns else [np.nan] * n)
+        for i in range(len(t)):
+            log = self._users.get(keys["user_id"][i])
+            if log is None:
+                log = self._users[keys["user_id"][i]] = _UserLog()
+            log.t.append(t[i])
+            log.seq.append(self.n_events)
+            log.typ.append(typ[i])
+            log.item.append(keys["item_id"][i])
+            log.category.append(keys["category"][i])
+            log.session.append(keys["session_id"][i])
+            log.price.append(price[i])
+            self._items.add(keys["item_id"][i], t[i], typ[i])
+            self._categories.add(keys["category"][i], t[i], typ[i])
+            self._first = t[i] if self._first is None else min(self._first, t[i])
+            self.n_events += 1
+        return len(t)
+
+    def features(self, user_id, cutoff) -> pd.DataFrame | None:
+        """The user's feature row from its events before ``cutoff`` (``None`` if it has none).
+
+        Parameters
+        ----------
+        user_id : int or str
+            As sent with the events (an integer id and its text are the same user).
+        cutoff : timestamp (naive = UTC)
+
+        Returns
+        -------
+        DataFrame (1, len(feature_columns(True))) or None
+            Indexed by ``user_id``; every feature column, the price block included (0 where
+            no event has a price), so it serves a model trained with or without prices.
+        """
+        T = ev._utc(cutoff).value
+        log = self._users.get(_key(str(user_id)))
+        if log is None:
+            return None
+        t = np.array(log.t, dtype=np.int64)
+        keep = np.flatnonzero(t < T)
+        if not len(keep):
+            return None
+        keep = keep[np.lexsort((np.array(log.seq)[keep], t[keep]))]  # by time, then arrival
+        t = t[keep]
+
+        def take(values: list) -> list:
+            return [values[i] for i in keep.tolist()]
+
+        item, category, session = take(log.item), take(log.category), take(log.session)
+        events = ev.UserEvents(
+            u=np.zeros(len(t), dtype=np.int64), n_users=1, t=t,
+            typ=np.array(log.typ, dtype=np.int64)[keep],
+            item=ev._codes(np.array(item, dtype=object))[0],
+            category=ev._codes(np.array(category, dtype=object))[0],
+            session=(None if any(s is None for s in session)
+                     else ev._codes(np.array(session, dtype=object))[0]),
+            price=np.array(log.price, dtype=np.float64)[keep])
+        # The first event of the log is before T: this user has one.
+        ctx = ev.LogContext(T, self._first, self._items.counts(item, T),
+                            self._categories.counts(category, T))
+        row = ev.user_features(events, ctx, self.session_gap)
+        return pd.DataFrame(row, columns=ev.feature_columns(True),
+                            index=pd.Index([user_id], name="user_id"))

@@ -1,0 +1,332 @@
+"""Serve a model directory over HTTP for real-time scoring.
+
+    python serve.py --model runs/latest [--host 127.0.0.1] [--port 8000]
+
+An ASGI app (Starlette on uvicorn: ``pip install .[serve]``) with
+
+* ``GET /health``: ``{"status": "ok", "model": {...}}`` (id, path, kind, training date,
+  format version, threshold) and the online state's size;
+* ``POST /predict`` ``{"rows": [{column: value, ...}, ...]}``: raw session rows as
+  ``predict.py`` reads them -> ``{"propensity": [...], "label": [...]}`` (``label`` 1 where
+  ``propensity >= threshold``, the threshold saved with the model; ``null`` without one);
+* event-log models: ``POST /events`` ``{"events": [{"user_id", "timestamp", "event_type",
+  ...}, ...]}`` adds events to the per-user online state (``features.online.OnlineState``),
+  and ``GET /users/{user_id}/propensity?at=T`` scores the user from its events before ``T``
+  (default: now) with the same features as ``predict.py --events --cutoff T``, bit for bit;
+* ``POST /reload`` (and SIGHUP): load the model directory's current content, check it and
+  compile its kernels, then switch to it in one assignment; a request holds the model it
+  started with, so requests in flight finish on the old one. A directory that does not load
+  leaves the old model serving (the reply says why, status 500).
+
+A bad request gets a 4xx status and ``{"error": "..."}`` naming the row (1-based, in request
+order) and column, or the event; a body over ``--max-body-bytes`` or more than ``--max-rows``
+rows or events is refused with 413. Rows are checked by the same parser as ``predict.py``'s
+(``features.online.rows_frame``).
+
+The server listens on loopback by default; it has no authentication or TLS: put it behind a
+proxy that has, before exposing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from nn_core.io import DefaultsHelpFormatter, OneLineArgumentParser
+
+from . import program_name, run_command
+
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+DEFAULT_MAX_ROWS = 100_000
+#: The run's metrics.json (train.py) holds the training date; read up to this size.
+MAX_METRICS_BYTES = 16 << 20
+
+
+class HTTPError(Exception):
+    """A request that cannot be served: ``status`` and a one-line ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def model_info(predictor) -> dict:
+    """What ``/health`` says of a loaded model: a content id (SHA-256 of the preprocessing
+    and the networks' parameters), path, kind, training date (the run's ``metrics.json``
+    ``created``, else ``None``), format version and threshold."""
+    from nn_core import modeldir
+
+    h = hashlib.sha256(json.dumps(predictor.preprocessing.to_dict(), sort_keys=True).encode())
+    for network, weight in getattr(predictor, "members", [(predictor.network, 1.0)]):
+        h.update(network.theta.tobytes())
+        h.update(repr(float(weight)).encode())
+    created = None
+    metrics = Path(predictor.path) / "metrics.json"
+    try:
+        if metrics.stat().st_size <= MAX_METRICS_BYTES:
+            created = json.loads(metrics.read_text(encoding="utf-8")).get("created")
+    except (OSError, ValueError, AttributeError):
+        pass  # not a train.py run directory: no date to show
+    return {"id": "sha256:" + h.hexdigest()[:16], "path": str(predictor.path),
+            "kind": predictor.preprocessing.source.get("kind", "table"),
+            "trained": created, "format_version": modeldir.FORMAT_VERSION,
+            "threshold": predictor.threshold, "n_inputs": predictor.network.n_inputs}
+
+
+class Served:
+    """One loaded model: the ``Predictor`` and its ``/health`` description. Never changed
+    after loading; a reload builds a new one."""
+
+    def __init__(self, path: Path) -> None:
+        import numpy as np
+
+        from nn_core import load_model
+
+        self.predictor = load_model(path, require_preprocessing=True)
+        net = self.predictor.network
+        net.predict_proba(np.zeros((1, net.n_inputs), dtype=net.dtype))  # compile here
+        self.info = model_info(self.predictor)
+        self.kind = self.info["kind"]
+
+    def scores(self, frame) -> dict:
+        """``{"propensity", "label"}`` of the rows of a frame."""
+        p = self.predictor.predict_proba(frame)
+        t = self.predictor.threshold
+        return {"propensity": p.tolist(),
+                "label": None if t is None else (p >= t).astype(int).tolist()}
+
+
+async def read_json(request, limit: int, key: str, max_items: int) -> list:
+    """The list under ``key`` of a JSON object body of at most ``limit`` bytes and
+    ``max_items`` items (HTTPError 413, or 400 for a body that is not such JSON)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise HTTPError(413, f"request body of {int(length):,} bytes exceeds the limit of "
+                        f"{limit:,} (--max-body-bytes)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPError(413, f"request body exceeds the limit of {limit:,} bytes "
+                            "(--max-body-bytes)")
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise HTTPError(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or key not in doc:
+        raise HTTPError(400, f'expected a JSON object {{"{key}": [...]}}')
+    items = doc[key]
+    if isinstance(items, list) and len(items) > max_items:
+        raise HTTPError(413, f"{len(items):,} {key} exceed the limit of {max_items:,} per "
+                        "request (--max-rows)")
+    return items
+
+
+def create_app(model_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_rows: int = DEFAULT_MAX_ROWS, max_events: int = 10_000_000):
+    """The Starlette app serving ``model_dir`` (loaded now: a bad directory raises here)."""
+    import contextlib
+
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from features.online import OnlineState, RequestError, StateFull, events_frame, rows_frame
+
+    state = {"model": Served(model_dir)}
+    online = OnlineState(max_events=max_events)
+    reload_lock = asyncio.Lock()
+    reloads: set[asyncio.Task] = set()
+
+    def current(kind: str) -> Served:
+        served = state["model"]  # this request keeps it, whatever a reload does meanwhile
+        if served.kind != kind:
+            other = ("POST /predict" if served.kind == "table"
+                     else "POST /events and GET /users/{user_id}/propensity")
+            raise HTTPError(409, f"the model {served.info['id']} was trained on "
+                            f"{'a session table' if served.kind == 'table' else 'an event log'}"
+                            f": use {other}")
+        return served
+
+    async def health(request):
+        return JSONResponse({"status": "ok", "model": state["model"].info,
+                             "online": {"users": online.n_users, "events": online.n_events}})
+
+    async def predict(request):
+        served = current("table")
+        rows = await read_json(request, max_body_bytes, "rows", max_rows)
+        try:
+            frame = rows_frame(rows, served.predictor.preprocessing)
+            return JSONResponse(served.scores(frame))
+        except RequestError as exc:
+            raise HTTPError(422, str(exc)) from None
+        except ValueError as exc:  # Predictor.transform: a value whose feature overflows
+            raise HTTPError(422, " ".join(str(exc).split())) from None
+
+    async def add_events(request):
+        current("events")
+        items = await read_json(request, max_body_bytes, "events", max_rows)
+        try:
+            added = online.add(events_frame(items))
+        except StateFull as exc:
+            raise HTTPError(507, str(exc)) from None
+        except RequestError as exc:
+            raise HTTPError(422, str(exc)) from None
+        return JSONResponse({"added": added, "users": online.n_users,
+                             "events": online.n_events})
+
+    async def user_propensity(request):
+        import pandas as pd
+
+        served = current("events")
+        user = request.path_params["user_id"]
+        at = request.query_params.get("at")
+        try:
+            cutoff = pd.Timestamp.now(tz="UTC") if at is None else ev_time(at)
+        except ValueError as exc:
+            raise HTTPError(422, f"at={at!r}: {exc}") from None
+        row = online.features(user, cutoff)
+        if row is None:
+            raise HTTPError(404, f"user {user!r} has no events before {cutoff.isoformat()}")
+        out = served.scores(row[served.predictor.preprocessing.input_columns])
+        return JSONResponse({"user_id": user, "at": cutoff.isoformat(),
+                             "propensity": out["propensity"][0],
+                             "label": None if out["label"] is None else out["label"][0],
+                             "model": served.info["id"]})
+
+    async def do_reload() -> Served:
+        async with reload_lock:
+            new = await run_in_threadpool(Served, model_dir)  # the loop keeps serving
+            state["model"] = new  # one assignment: the switch
+            return new
+
+    async def reload(request):
+        old = state["model"].info["id"]
+        try:
+            new = await do_reload()
+        except Exception as exc:  # a broken directory: keep serving the old model
+            raise HTTPError(500, f"reload of {model_dir} failed, still serving {old}: "
+                            f"{' '.join(str(exc).split())}") from None
+        return JSONResponse({"status": "reloaded", "previous": old, "model": new.info})
+
+    def on_sighup() -> None:
+        async def run() -> None:
+            try:
+                new = await do_reload()
+                print(f"{program_name('serve')}: SIGHUP: serving {new.info['id']}",
+                      file=sys.stderr, flush=True)
+            except Exception as exc:
+                print(f"{program_name('serve')}: SIGHUP: reload failed, still serving "
+                      f"{state['model'].info['id']}: {' '.join(str(exc).split())}",
+                      file=sys.stderr, flush=True)
+        task = asyncio.ensure_future(run())
+        reloads.add(task)  # a reference until it is done (the loop keeps weak ones only)
+        task.add_done_callback(reloads.discard)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        yield
+
+    async def http_error(request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    async def starlette_error(request, exc):
+        detail = exc.detail if exc.status_code != 404 else f"no route {request.url.path}"
+        return JSONResponse({"error": detail}, status_code=exc.status_code)
+
+    async def internal_error(request, exc):  # a bug of ours: logged, no traceback sent
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the "
+                                      "server log"}, status_code=500)
+
+    routes = [Route("/health", health, methods=["GET"]),
+              Route("/predict", predict, methods=["POST"]),
+              Route("/events", add_events, methods=["POST"]),
+              Route("/users/{user_id}/propensity", user_propensity, methods=["GET"]),
+              Route("/reload", reload, methods=["POST"])]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPError: http_error, HTTPException: starlette_error,
+                                        Exception: internal_error})
+    app.state.current = lambda: state["model"]
+    app.state.online = online
+    return app
+
+
+def ev_time(text: str):
+    """A time of ``at=``: ISO 8601 (naive = UTC) or unix seconds (ValueError otherwise)."""
+    import pandas as pd
+
+    text = text.strip()
+    try:
+        if text.lstrip("-").isdigit():
+            ts = pd.Timestamp(int(text), unit="s", tz="UTC")
+        else:
+            ts = pd.Timestamp(text)
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        if pd.isna(ts):
+            raise ValueError
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError("not a time between 1677 and 2262 (ISO 8601, e.g. "
+                         "2017-12-02T12:00:00Z, or unix seconds)") from None
+    return ts.as_unit("ns")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = OneLineArgumentParser(
+        prog=program_name("serve"),
+        description="Serve a model directory over HTTP (real-time scoring).",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    ap.add_argument("--model", type=Path, required=True, help="model directory (e.g. "
+                    "runs/latest; POST /reload or SIGHUP reads it again)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ap.add_argument("--port", type=int, default=8000, help="port (0: any free port, printed)")
+    ap.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                    help="largest request body")
+    ap.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
+                    help="most rows (or events) per request")
+    ap.add_argument("--max-events", type=int, default=10_000_000,
+                    help="most events the online state holds")
+    return ap
+
+
+def run(args: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        raise ValueError("serving needs uvicorn and starlette: pip install "
+                         "'purchase-propensity[serve]'") from None
+    for flag in ("max_body_bytes", "max_rows", "max_events"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1")
+    app = create_app(args.model, args.max_body_bytes, args.max_rows, args.max_events)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    print(f"{program_name('serve')}: serving {args.model} (model "
+          f"{app.state.current().info['id']}) on http://{host}:{port}", file=sys.stderr,
+          flush=True)
+    server.run(sockets=[sock])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until SIGINT or SIGTERM; 0 then, 1 when the model cannot be loaded or
+    the address not bound, 2 for a usage mistake."""
+    args = build_parser().parse_args(argv)
+    return run_command("serve", lambda: run(args), source=args.model,
+                       nothing_written="nothing was written")
