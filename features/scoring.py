@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,9 @@ DEFAULT_CHUNKSIZE = 100_000
 SIGNIFICANT = 7
 #: Bytes of the id matrix formatted at a time (a chunk with a very long id goes in parts).
 MATRIX_BYTES = 1 << 24
+#: What ``score_table`` and ``score_events`` may call with each chunk's raw inputs ``U``
+#: (n, n_columns) and scores ``p`` (n,).
+Observer = Callable[[np.ndarray, np.ndarray], None]
 
 
 def scoring_schema(pre: Preprocessing, id_column: str | None = None) -> Schema:
@@ -182,6 +185,7 @@ def score_table(
     threads: int | None = None,
     on_invalid: str = "error",
     keep_columns: Sequence[str] = (),
+    observe: Observer | None = None,
 ) -> Scored:
     """Read, validate and score a session table, chunk by chunk, in one pass.
 
@@ -207,6 +211,9 @@ def score_table(
         Input columns copied to the output (``Scored.kept``) as text: a cell's stripped text,
         or, in a column the parser reads as numbers (the model's numeric columns), the
         number (``3``, ``0.25``).
+    observe : callable, optional
+        Called with each chunk's raw inputs ``U`` (``Preprocessing.inputs``) and scores
+        ``p`` (n,), e.g. ``nn_core.drift.DriftMonitor.update``.
 
     Returns
     -------
@@ -253,6 +260,8 @@ def score_table(
                         scored.unseen[c["name"]] += unseen
                 X = features_from_inputs(columns, U, dtype)[0]
                 p = model.proba(X, threads=threads)  # members, bias, calibration
+                if observe is not None:
+                    observe(U, p)
                 kept = {name: _cell_texts(source.raw[name].loc[frame.index])
                         for name in keep_columns}
                 scored.append(np.asarray(p, dtype=np.float64),
@@ -348,6 +357,7 @@ def score_events(
     cutoff: str | None = None,
     format: str | None = None,
     threads: int | None = None,
+    observe: Observer | None = None,
 ) -> Scored:
     """Score every user of an event log with events before ``cutoff``.
 
@@ -360,6 +370,9 @@ def score_events(
         timestamp rounded up to a whole hour), so every event of the log counts.
     format : {"taobao", "rees46", "canonical"}, optional
         The log's format; default the one the model was trained on.
+    observe : callable, optional
+        Called once with the users' raw inputs ``U`` and scores ``p``, as in
+        :func:`score_table`.
 
     Returns
     -------
@@ -381,7 +394,10 @@ def score_events(
     scored = Scored(id_name="user_id", ids=IdSpool(), what=f"{len(X_frame)} users of {names} "
                     f"at {cutoff}")
     if len(X_frame):
-        scored.append(model.predict_proba(X_frame, threads=threads), X_frame.index)
+        p = model.predict_proba(X_frame, threads=threads)
+        if observe is not None:
+            observe(model.preprocessing.inputs(X_frame), p)
+        scored.append(p, X_frame.index)
     return scored
 
 

@@ -53,16 +53,21 @@ streaming are ``features.scoring``'s.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
+import os
 import sys
 from pathlib import Path
 
+from nn_core.drift import DEFAULT_THRESHOLD
 from nn_core.io import DefaultsHelpFormatter, OneLineArgumentParser
 from nn_core.preprocessing import ON_INVALID
 
 from . import program_name, run_command
 
 DEFAULT_CHUNKSIZE = 100_000
-MODEL_FILES = ("model.json", "weights.npz", "preprocess.json")
+MODEL_FILES = ("model.json", "weights.npz", "preprocess.json", "drift_reference.json")
 
 
 class UsageError(ValueError):
@@ -101,8 +106,46 @@ def build_parser() -> argparse.ArgumentParser:
                     "--rejected); or impute a missing one (models trained with it)")
     ap.add_argument("--rejected", type=Path, help="with --on-invalid skip: CSV of the rows "
                     "left out (default: OUTPUT.rejected.csv beside --output)")
+    drift = ap.add_argument_group("input drift (models with drift_reference.json)")
+    drift.add_argument("--drift-output", type=Path, metavar="PATH",
+                       help="drift report: PSI per column and of the scores, bins, flagged "
+                       "columns (default: OUTPUT.drift.json beside --output; none with the "
+                       "output on stdout; a directory: DIR/drift.json)")
+    drift.add_argument("--drift-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="T",
+                       help="warn (one line on stderr) about the columns whose PSI is above T")
+    drift.add_argument("--drift-plot", action="store_true",
+                       help="also draw the PSI per column as a bar chart beside the drift "
+                       "report (REPORT.png)")
+    drift.add_argument("--no-drift", action="store_true",
+                       help="no drift check (no counting, report or warning)")
     ap.add_deprecated_alias("--format", "--events-format")
     return ap
+
+
+def drift_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """Where the drift report and its chart go (``None``: not written); UsageError for
+    drift options that contradict each other."""
+    import math
+
+    given = args.drift_output is not None or args.drift_plot
+    if args.no_drift:
+        if given:
+            raise UsageError("--no-drift: --drift-output and --drift-plot need the drift check")
+        return None, None
+    if not (math.isfinite(args.drift_threshold) and args.drift_threshold >= 0):
+        raise UsageError(f"--drift-threshold must be a finite number >= 0, got "
+                         f"{args.drift_threshold}")
+    report = args.drift_output
+    if report is not None and report.is_dir():
+        report = report / "drift.json"
+    elif report is None and args.output is not None and (args.output.is_file()
+                                                          or not args.output.exists()):
+        report = args.output.with_name(args.output.name.removesuffix(".csv") + ".drift.json")
+    if report is None and args.drift_plot:
+        raise UsageError("--drift-plot draws beside the drift report: give --drift-output "
+                         "(the output goes to stdout)")
+    return report, (report.with_name(report.name.removesuffix(".json") + ".png")
+                    if args.drift_plot else None)
 
 
 def rejected_path(args: argparse.Namespace) -> Path | None:
@@ -168,6 +211,65 @@ def check_output(output: Path | None, source: Path, model_dir: Path,
                              "refusing to overwrite it (choose another output path)")
 
 
+def drift_monitor(args: argparse.Namespace, model):
+    """The ``nn_core.drift.DriftMonitor`` of the model's reference; ``None`` with
+    ``--no-drift`` or for a model directory without a reference (one line on stderr says
+    that no drift check is possible; UsageError if a drift file was asked for)."""
+    from nn_core.drift import DriftMonitor
+
+    if args.no_drift:
+        return None
+    if model.reference is None:
+        why = (f"{args.model} has no drift_reference.json (saved before train.py stored the "
+               "training distributions)")
+        if args.drift_output is not None or args.drift_plot:
+            raise UsageError(f"--drift-output/--drift-plot: {why}")
+        print(f"{program_name('predict')}: no drift check: {why}", file=sys.stderr)
+        return None
+    return DriftMonitor(model.reference)
+
+
+@contextlib.contextmanager
+def drift_files(monitor, threshold: float, report_path: Path | None, plot_path: Path | None):
+    """Around writing the output: yields the drift warning line (``None``: no drift above
+    ``threshold``, or no monitor). The drift report (JSON) and chart (PNG) are written to
+    temporary files beside their paths first and renamed over them only when the block
+    succeeds, so a failed output leaves neither."""
+    if monitor is None:
+        yield None
+        return
+    from nn_core import drift
+    from nn_core.io import temp_file, umask
+
+    report = monitor.report(threshold)
+    contents = {}
+    if report_path is not None:
+        contents[report_path] = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    if plot_path is not None:
+        from nn_core import plots
+
+        psi = {name: c["psi"] for name, c in report["columns"].items()}
+        psi["(scores)"] = report["scores"]["psi"]
+        buf = io.BytesIO()
+        plots.drift_figure(psi, threshold).savefig(buf, format="png", bbox_inches="tight")
+        contents[plot_path] = buf.getvalue()
+    staged = []
+    try:
+        for path, data in contents.items():
+            fd, tmp = temp_file(path)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            os.chmod(tmp, 0o666 & ~umask())
+        yield drift.warning_line(report)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+
 def run(args: argparse.Namespace) -> None:
     from features import scoring
     from nn_core import load_model
@@ -192,7 +294,16 @@ def run(args: argparse.Namespace) -> None:
     if args.on_invalid == "impute" and args.events is not None:
         raise UsageError("--on-invalid applies to --input tables, not --events")
     keep = keep_columns(args)
+    drift_report, drift_plot = drift_paths(args)
+    for path, flag in ((drift_report, "--drift-output"), (drift_plot, "--drift-plot")):
+        for source in ([] if path is None else [args.input] if args.input is not None
+                       else args.events):
+            check_output(path, source, args.model, flag)
+        if path is not None and any(other is not None and same_file(path, other)
+                                    for other in (args.output, rejected)):
+            raise UsageError(f"{flag} {path}: is the --output or --rejected file")
     model = load_model(args.model, require_preprocessing=True)  # predict.py scores raw rows
+    monitor = drift_monitor(args, model)
     threshold = model.threshold if args.threshold is None else args.threshold
     if threshold is not None:
         try:
@@ -204,12 +315,13 @@ def run(args: argparse.Namespace) -> None:
                          "--on-invalid impute (it has no values to impute)")
     pre = model.preprocessing
     kind = pre.source.get("kind", "table")
+    observe = None if monitor is None else monitor.update
     if args.events is not None:
         if kind != "events":
             raise UsageError(f"{args.model} was trained on a session table; use --input, "
                              "not --events")
         scored = scoring.score_events(args.events, model, args.cutoff, args.events_format,
-                                      args.threads)
+                                      args.threads, observe)
         if scored.n == 0:
             scored.close()
             raise UsageError(f"{', '.join(map(str, args.events))}: no user has events before "
@@ -224,9 +336,9 @@ def run(args: argparse.Namespace) -> None:
         if args.cutoff is not None or args.events_format is not None:
             raise UsageError("--cutoff and --events-format only apply to --events")
         scored = scoring.score_table(args.input, model, args.id_column, args.chunksize,
-                                     args.threads, args.on_invalid, keep)
+                                     args.threads, args.on_invalid, keep, observe)
     scored.threshold = threshold
-    with scored:
+    with scored, drift_files(monitor, args.drift_threshold, drift_report, drift_plot) as warn:
         if rejected is None:
             top = scoring.write_output(scored, args.output, args.top)
         else:
@@ -237,6 +349,9 @@ def run(args: argparse.Namespace) -> None:
         print(f"{program_name('predict')}: --on-invalid skip: left out {len(r.rows):,} of "
               f"{len(r.rows) + scored.n:,} data rows ({reasons or 'none'}); their cells are "
               f"in {rejected}", file=sys.stderr)
+    if warn is not None:
+        where = f" (bins in {drift_report})" if drift_report is not None else ""
+        print(f"{program_name('predict')}: warning: {warn}{where}", file=sys.stderr)
     if scored.unseen:
         detail = ", ".join(f"{col}: {n} row{'' if n == 1 else 's'}"
                            for col, n in sorted(scored.unseen.items()))
