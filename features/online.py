@@ -202,16 +202,19 @@ class _Entities:
         elif typ == ev.PURCHASE:
             bisect.insort(self.buys, t)
 
-    def counts(self, keys: Sequence, T: int) -> ev.EntityCounts:
-        """``EntityCounts`` of events with these entity keys (None: missing), over the
-        events before ``T``, exactly as ``features.events.entity_counts`` counts a log."""
-        n = np.zeros((3, len(keys)), dtype=np.int64)
-        for j, key in enumerate(keys):
-            if key is not None:
-                n[:, j] = self.by_key[key].before(T)
+    def codes_and_counts(self, keys: list, T: int) -> tuple[np.ndarray, ev.EntityCounts]:
+        """Dense codes (-1: missing) of these entity keys (None: missing), and their
+        ``EntityCounts`` over the events before ``T``, exactly as
+        ``features.events.entity_counts`` counts a log."""
+        codes, uniques = pd.factorize(np.array(keys, dtype=object))
+        per = np.array([self.by_key[key].before(T) for key in uniques],
+                       dtype=np.int64).reshape(-1, 3)
+        n = per[np.where(codes >= 0, codes, 0)] if len(per) else np.zeros((len(keys), 3),
+                                                                         dtype=np.int64)
         views = np.int64(bisect.bisect_left(self.views, T))
         buys = np.int64(bisect.bisect_left(self.buys, T))
-        return ev.EntityCounts(n[0], n[1], n[2], float(buys / max(views, 1)))
+        return (codes.astype(np.int64),
+                ev.EntityCounts(n[:, 0], n[:, 1], n[:, 2], float(buys / max(views, 1))))
 
 
 @dataclass
@@ -300,47 +303,68 @@ class OnlineState:
             self.n_events += 1
         return len(t)
 
-    def features(self, user_id, cutoff) -> pd.DataFrame | None:
-        """The user's feature row from its events before ``cutoff`` (``None`` if it has none).
+    def features(self, users: Sequence, cutoff) -> pd.DataFrame:
+        """The feature rows of these users from their events before ``cutoff``.
 
         Parameters
         ----------
-        user_id : int or str
+        users : sequence of int or str
             As sent with the events (an integer id and its text are the same user).
         cutoff : timestamp (naive = UTC)
 
         Returns
         -------
-        DataFrame (1, len(feature_columns(True))) or None
-            Indexed by ``user_id``; every feature column, the price block included (0 where
-            no event has a price), so it serves a model trained with or without prices.
+        DataFrame (n, len(feature_columns(True)))
+            One row per user with events before ``cutoff`` (the others are left out), in
+            the order given, indexed by ``user_id``; every feature column, the price block
+            included (0 where no event has a price), so it serves a model trained with or
+            without prices.
         """
         T = ev._utc(cutoff).value
-        log = self._users.get(_key(str(user_id)))
-        if log is None:
-            return None
-        t = np.array(log.t, dtype=np.int64)
-        keep = np.flatnonzero(t < T)
-        if not len(keep):
-            return None
-        keep = keep[np.lexsort((np.array(log.seq)[keep], t[keep]))]  # by time, then arrival
-        t = t[keep]
+        ids, parts = [], []
+        for user_id in users:
+            log = self._users.get(_key(str(user_id)))
+            t = np.array(log.t if log is not None else [], dtype=np.int64)
+            keep = np.flatnonzero(t < T)
+            if len(keep):  # by time, then arrival
+                parts.append((log, keep[np.lexsort((np.array(log.seq)[keep], t[keep]))]))
+                ids.append(user_id)
+        columns = ev.feature_columns(True)
+        if not parts:
+            return pd.DataFrame(np.zeros((0, len(columns))), columns=columns,
+                                index=pd.Index([], name="user_id"))
 
-        def take(values: list) -> list:
-            return [values[i] for i in keep.tolist()]
+        def gather(name: str) -> list:
+            return [getattr(log, name)[i] for log, keep in parts for i in keep.tolist()]
 
-        item, category, session = take(log.item), take(log.category), take(log.session)
-        events = ev.UserEvents(
-            u=np.zeros(len(t), dtype=np.int64), n_users=1, t=t,
-            typ=np.array(log.typ, dtype=np.int64)[keep],
-            item=ev._codes(np.array(item, dtype=object))[0],
-            category=ev._codes(np.array(category, dtype=object))[0],
-            session=(None if any(s is None for s in session)
-                     else ev._codes(np.array(session, dtype=object))[0]),
-            price=np.array(log.price, dtype=np.float64)[keep])
-        # The first event of the log is before T: this user has one.
-        ctx = ev.LogContext(T, self._first, self._items.counts(item, T),
-                            self._categories.counts(category, T))
-        row = ev.user_features(events, ctx, self.session_gap)
-        return pd.DataFrame(row, columns=ev.feature_columns(True),
-                            index=pd.Index([user_id], name="user_id"))
+        lengths = [len(keep) for _, keep in parts]
+        t = np.array(gather("t"), dtype=np.int64)
+        item, items = self._items.codes_and_counts(gather("item"), T)
+        category, categories = self._categories.codes_and_counts(gather("category"), T)
+        events = ev.UserEvents(u=np.repeat(np.arange(len(parts)), lengths), n_users=len(parts),
+                               t=t, typ=np.array(gather("typ"), dtype=np.int64), item=item,
+                               category=category, session=self._sessions(parts, t),
+                               price=np.array(gather("price"), dtype=np.float64))
+        # The first event of the log is before T: these users have one.
+        row = ev.user_features(events, ev.LogContext(T, self._first, items, categories),
+                               self.session_gap)
+        return pd.DataFrame(row, columns=columns, index=pd.Index(ids, name="user_id"))
+
+    def _sessions(self, parts: list, t: np.ndarray) -> np.ndarray:
+        """Dense session codes of the gathered events, numbered in order of first event
+        within each user (as the batch numbers them): the events' ``session_id`` where every
+        event of the user has one, else sessions derived from the inactivity gap."""
+        sid = np.empty(len(t), dtype=np.int64)
+        start = n_sessions = 0
+        for log, keep in parts:
+            keys = [log.session[i] for i in keep.tolist()]
+            span = slice(start, start + len(keys))
+            if any(key is None for key in keys):
+                local = ev.derive_sessions(np.zeros(len(keys), dtype=np.int64), t[span],
+                                           self.session_gap)
+            else:
+                local = ev._codes(np.array(keys, dtype=object))[0]
+            sid[span] = local + n_sessions
+            n_sessions += int(local.max()) + 1
+            start += len(keys)
+        return sid

@@ -193,8 +193,8 @@ def create_app(model_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
             cutoff = pd.Timestamp.now(tz="UTC") if at is None else ev_time(at)
         except ValueError as exc:
             raise HTTPError(422, f"at={at!r}: {exc}") from None
-        row = online.features(user, cutoff)
-        if row is None:
+        row = online.features([user], cutoff)
+        if not len(row):
             raise HTTPError(404, f"user {user!r} has no events before {cutoff.isoformat()}")
         out = served.scores(row[served.predictor.preprocessing.input_columns])
         return JSONResponse({"user_id": user, "at": cutoff.isoformat(),
@@ -314,6 +314,7 @@ def run(args: argparse.Namespace) -> None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
+    sock.listen(2048)  # connections wait in the backlog until the server accepts them
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
