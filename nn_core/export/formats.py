@@ -38,6 +38,9 @@ DEFAULT_NAMES = {
     "onnx": "model",
 }
 EXPORT_FORMAT = "purchase-propensity-export"
+#: The formats that export a combined model (several networks, a logit bias or a
+#: calibration; ``nn_core/ensemble.py``); the others refuse it.
+COMBINED_FORMATS = ("python", "onnx")
 GENERATORS = {
     "c": generate_c,
     "c-int8": generate_c_int8,
@@ -132,6 +135,12 @@ def export(model: ExportModel, fmt: str, name: str, calibration: np.ndarray | No
         A bad name, or a model the format cannot represent.
     """
     check_name(name)
+    if model.combined and fmt not in COMBINED_FORMATS:
+        raise ExportError(
+            f"--format {fmt} exports a single uncalibrated network; this model combines "
+            f"{len(model.members)} network(s)"
+            + (f" with {model.calibration['kind']} calibration" if model.calibration else "")
+            + f" (formats that export it: {', '.join(COMBINED_FORMATS)})")
     if fmt == "c-int8-full":
         files, sizes = generate_c_int8_full(model, name, calibration)
     else:
@@ -172,6 +181,14 @@ def export(model: ExportModel, fmt: str, name: str, calibration: np.ndarray | No
         "inputs": input_table(model),
         "size": report,
     }
+    if model.combined:
+        doc["network"]["combination"] = {
+            "members": [{"layers": [W.shape[1] for W, _ in m.params],
+                         "activation": m.activation, "weight": m.weight}
+                        for m in model.members],
+            "logit_bias": model.logit_bias,
+            "calibration": model.calibration["kind"] if model.calibration else "none",
+        }
     if fmt == "c-int8":
         doc["quantisation"] = QUANTISATION
     if fmt == "c-int8-full":

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
+from ..ensemble import Ensemble
 from ..losses import OUTPUTS
 from ..modeldir import PREPROCESS_JSON, load_model
 from ..network import MLP
@@ -98,6 +99,16 @@ class Input:
 
 
 @dataclass
+class Member:
+    """A further network of a combined model (``nn_core/ensemble.py``): its layers, hidden
+    activation and weight ``w_k`` in ``z = c + sum_k w_k z_k``."""
+
+    params: list[tuple[np.ndarray, np.ndarray]]
+    activation: str
+    weight: float
+
+
+@dataclass
 class ExportModel:
     """Everything an exporter needs, checked for consistency.
 
@@ -114,6 +125,11 @@ class ExportModel:
         The network's dtype (``float32`` or ``float64``); C targets always use float32.
     target : str
         Name of the predicted column (for documentation only).
+    weight, others, logit_bias, calibration :
+        A combined model (``nn_core/ensemble.py``): ``params`` are member 0's layers,
+        ``weight`` its ``w_0``, ``others`` members 1..K-1, ``logit_bias`` ``c``, and
+        ``calibration`` the model.json entry (``nn_core/calibration.py``) applied to
+        ``z = c + sum_k w_k z_k``. A single network: 1, none, 0, None.
     """
 
     inputs: list[Input]
@@ -123,6 +139,22 @@ class ExportModel:
     leaky_slope: float = LEAKY_SLOPE
     dtype: str = "float32"
     target: str = "Revenue"
+    weight: float = 1.0
+    others: list[Member] = field(default_factory=list)
+    logit_bias: float = 0.0
+    calibration: dict | None = None
+
+    @property
+    def combined(self) -> bool:
+        """Several members, a weight, a bias or a calibration: more than one network's
+        output function."""
+        return (bool(self.others) or self.weight != 1.0 or self.logit_bias != 0.0
+                or self.calibration is not None)
+
+    @property
+    def members(self) -> list[Member]:
+        """Every member, member 0 (``params``) first."""
+        return [Member(self.params, self.activation, self.weight), *self.others]
 
     @property
     def numeric(self) -> list[Input]:
@@ -141,8 +173,8 @@ class ExportModel:
 
     @property
     def n_parameters(self) -> int:
-        """Number of weights and biases."""
-        return int(sum(W.size + b.size for W, b in self.params))
+        """Number of weights and biases (of every member)."""
+        return int(sum(W.size + b.size for m in self.members for W, b in m.params))
 
     @property
     def valued(self) -> list[Input]:
@@ -241,14 +273,15 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
     return inputs
 
 
-def load_model_dir(model_dir: str | Path) -> tuple[ExportModel, MLP]:
+def load_model_dir(model_dir: str | Path) -> tuple[ExportModel, MLP | Ensemble]:
     """Read and check a model directory (through ``nn_core.modeldir.load_model``).
 
     Returns
     -------
     model : ExportModel
-    mlp : nn_core.MLP
-        The loaded network (used to report float32 accuracy).
+    mlp : nn_core.MLP or nn_core.ensemble.Ensemble
+        The loaded network, or the combined model of several (used to report float32
+        accuracy).
 
     Raises
     ------
@@ -272,7 +305,15 @@ def load_model_dir(model_dir: str | Path) -> tuple[ExportModel, MLP]:
         dtype=str(np.dtype(mlp.dtype)),
         target=pre.target or "target",
     )
-    return model, mlp
+    if predictor.ensemble.plain:
+        return model, mlp
+    model.weight = predictor.members[0][1]
+    model.others = [Member([(np.asarray(W), np.asarray(b)) for W, b in m.params], m.activation,
+                           w) for m, w in predictor.members[1:]]
+    model.logit_bias = predictor.logit_bias
+    model.calibration = (None if predictor.calibration is None
+                         else predictor.calibration.to_dict())
+    return model, predictor.ensemble
 
 
 # --------------------------------------------------------------------------- reference maths
@@ -330,8 +371,11 @@ def ple_fraction(x: np.ndarray, edges: list[float]) -> tuple[np.ndarray, np.ndar
     return k, (x32 - b32[k]) * r32[k]
 
 
-def fold_first_layer(model: ExportModel) -> tuple[np.ndarray, np.ndarray]:
+def fold_first_layer(model: ExportModel, params: list | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """First-layer weights and bias with the standardisation folded in, as float32.
+
+    ``params``: the layers of another member of a combined model (default: ``model.params``).
 
     ``W'_i = W_i / s_i`` and ``b' = b - sum_i (m_i / s_i) W_i`` over the rows ``i`` of the
     standardised numeric values (computed in float64, rounded once); one-hot, missing-
@@ -342,7 +386,7 @@ def fold_first_layer(model: ExportModel) -> tuple[np.ndarray, np.ndarray]:
     ExportError
         A folded value overflows float32.
     """
-    W, b = (a.astype(np.float64) for a in model.params[0])
+    W, b = (a.astype(np.float64) for a in (model.params if params is None else params)[0])
     Wf, bf = W.copy(), b.copy()
     for c in model.valued:
         Wf[c.row] = W[c.row] / c.std

@@ -28,6 +28,12 @@ What the graph computes, in the C target's order (``nn_core/export/c.py``):
 4. **Layers**: ``MatMul``, ``Add``, then the activation, spelled by its entry's ``onnx``
    field in ``nn_core/activations.py: ACTIVATIONS`` (the output function too, as the C
    target spells it from the same table).
+5. **A combined model** (``nn_core/ensemble.py``): steps 3-4 per member up to its logit
+   ``z_k`` (member ``k >= 1``'s constants named ``m<k>_W<l>``), then
+   ``z = c + sum_k w_k z_k`` and the probability: ``sigmoid(z)``, Platt's
+   ``sigmoid(a z + b)``, or the isotonic breakpoints ``(x_j, y_j)`` interpolated as
+   ``y_0 + sum_j s_j min(max(sigmoid(z) - x_j, 0), x_{j+1} - x_j)`` with slopes
+   ``s_j = (y_{j+1} - y_j) / (x_{j+1} - x_j)`` (``numpy.interp``, clipped at both ends).
 
 ONNX has no ``log1p``: the graph computes ``log(1 + x)``. For a small ``x`` that loses
 the low bits of ``x`` in float32 (``log1pf(1e-7) = 1e-7``, ``logf(1 + 1e-7) = 1.19e-7``),
@@ -144,6 +150,36 @@ def _features(g: _Graph, model: ExportModel, source: str = "x") -> str:
     return pieces[0] if len(pieces) == 1 else g("Concat", *pieces, axis=1)
 
 
+def _combined(g: _Graph, model: ExportModel, F: str) -> str:
+    """The ``(n, 1)`` probability of a combined model from the features ``F`` (step 5 of the
+    module docstring)."""
+    z = g.const(model.logit_bias)
+    for k, m in enumerate(model.members):
+        W0, b0 = fold_first_layer(model, m.params)
+        layers = [(W0, b0)] + [(W.astype(np.float32), b.astype(np.float32))
+                               for W, b in m.params[1:]]
+        prefix = f"m{k}_" if k else ""
+        H = F
+        for layer, (W, b) in enumerate(layers):
+            Z = g("Add", g("MatMul", H, g.const(W, f"{prefix}W{layer}")),
+                  g.const(b, f"{prefix}b{layer}"))
+            H = Z if layer == len(layers) - 1 else ACTIVATIONS[m.activation].onnx(g, Z)
+        z = g("Add", z, g("Mul", H, float(m.weight)))
+    sigmoid = ACTIVATIONS["sigmoid"].onnx
+    cal = model.calibration
+    if cal is None:
+        return sigmoid(g, z)
+    if cal["kind"] == "platt":
+        return sigmoid(g, g("Add", g("Mul", z, float(cal["a"])), float(cal["b"])))
+    x, y = np.asarray(cal["x"]), np.asarray(cal["y"])
+    if len(x) == 1:
+        return g("Add", g("Mul", z, 0.0), float(y[0]))
+    steps = g("Max", g("Min", g("Sub", sigmoid(g, z), g.const([x[:-1]])),
+                       g.const([np.diff(x)])), 0.0)
+    return g("Add", g("MatMul", steps, g.const((np.diff(y) / np.diff(x))[:, None])),
+             float(y[0]))
+
+
 def generate_onnx(model: ExportModel, name: str) -> tuple[dict[str, bytes], dict]:
     """ONNX predictor: ``NAME.onnx`` (float32 graph of the raw inputs, see the module docstring).
 
@@ -174,13 +210,16 @@ def generate_onnx(model: ExportModel, name: str) -> tuple[dict[str, bytes], dict
     x = _imputed(g, model)
     invalid = _invalid(g, model, x)
     H = _features(g, model, x)
-    W0, b0 = fold_first_layer(model)
-    layers = [(W0, b0)] + [(W.astype(np.float32), b.astype(np.float32))
-                           for W, b in model.params[1:]]
-    for layer, (W, b) in enumerate(layers):
-        Z = g("Add", g("MatMul", H, g.const(W, f"W{layer}")), g.const(b, f"b{layer}"))
-        last = layer == len(layers) - 1
-        H = ACTIVATIONS[model.output if last else model.activation].onnx(g, Z)
+    if model.combined:
+        H = _combined(g, model, H)
+    else:
+        W0, b0 = fold_first_layer(model)
+        layers = [(W0, b0)] + [(W.astype(np.float32), b.astype(np.float32))
+                               for W, b in model.params[1:]]
+        for layer, (W, b) in enumerate(layers):
+            Z = g("Add", g("MatMul", H, g.const(W, f"W{layer}")), g.const(b, f"b{layer}"))
+            last = layer == len(layers) - 1
+            H = ACTIVATIONS[model.output if last else model.activation].onnx(g, Z)
     p = g("Squeeze", H, g.const([1], dtype=np.int64))
     if invalid is not None:
         p = g("Where", invalid, g.const(np.nan), p)
@@ -203,6 +242,7 @@ def generate_onnx(model: ExportModel, name: str) -> tuple[dict[str, bytes], dict
     except onnx.checker.ValidationError as e:
         raise ExportError(f"the ONNX graph fails onnx.checker: {e}") from None
     weight_bytes = sum(numpy_helper.to_array(t).nbytes for t in g.initializers)
-    widest = max([W0.shape[0], *model.widths])
+    widest = max([model.params[0][0].shape[0],
+                  *(W.shape[1] for m in model.members for W, _ in m.params)])
     return ({f"{name}.onnx": onnx_model.SerializeToString()},
             {"weight_bytes": weight_bytes, "ram_bytes": 2 * widest * 4, "opset": OPSET})

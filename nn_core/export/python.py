@@ -127,6 +127,63 @@ def _encode_missing(model: ExportModel) -> str:
             "            continue\n")
 
 
+#: FORWARD of the NumPy predictor: one network's layers to its output.
+_FORWARD = (
+    "    for layer, (W, b) in enumerate(LAYERS):\n"
+    "        H = _activate(OUTPUT if layer == len(LAYERS) - 1 else ACTIVATION, H @ W + b)\n"
+    "    p = H[:, 0].astype(np.float64)\n")
+#: FORWARD of a combined model: ``z = c + sum_k w_k z_k`` over MEMBERS, then CALIBRATE.
+_FORWARD_COMBINED = (
+    "    z = LOGIT_BIAS  # the combined logit c + sum_k w_k z_k\n"
+    "    for weight, activation, layers in MEMBERS:\n"
+    "        Hk = H\n"
+    "        for layer, (W, b) in enumerate(layers):\n"
+    "            Z = Hk @ W + b\n"
+    "            Hk = Z if layer == len(layers) - 1 else _activate(activation, Z)\n"
+    "        z = z + weight * Z[:, 0].astype(np.float64)\n"
+    "    p = @CALIBRATE@\n")
+#: The probability of the combined logit ``z``: sigma(z), or the calibration of
+#: ``nn_core/calibration.py`` (Platt: sigma(a z + b); isotonic: linear interpolation of
+#: sigma(z) between the breakpoints, clipped outside them).
+_CALIBRATE = {
+    None: '_activate("sigmoid", z)',
+    "platt": '_activate("sigmoid", CAL_A * z + CAL_B)',
+    "isotonic": 'np.interp(_activate("sigmoid", z), CAL_X, CAL_Y)',
+}
+
+
+def _members_numpy(model: ExportModel) -> str:
+    """The MEMBERS lines of a combined model (none for one network): members 1..K-1's
+    layers, the list of (weight, activation, layers), the bias and the calibration."""
+    if not model.combined:
+        return ""
+    lines = []
+    for k, m in enumerate(model.others, 1):
+        lines.append(f"LAYERS_{k} = []\n" + _layers_numpy(m.params, f"LAYERS_{k}"))
+    entries = [f"({py_float(model.weight)}, ACTIVATION, LAYERS)"] + [
+        f"({py_float(m.weight)}, {m.activation!r}, LAYERS_{k})"
+        for k, m in enumerate(model.others, 1)]
+    lines.append("MEMBERS = [  # (weight w_k, hidden activation, layers) of each network\n"
+                 + "".join(f"    {e},\n" for e in entries) + "]\n")
+    lines.append(f"LOGIT_BIAS = {py_float(model.logit_bias)}\n")
+    cal = model.calibration
+    if cal is not None and cal["kind"] == "platt":
+        lines.append(f"CAL_A, CAL_B = {py_float(cal['a'])}, {py_float(cal['b'])}  # Platt\n")
+    if cal is not None and cal["kind"] == "isotonic":
+        lines.append(f"CAL_X = np.array({_py_list(cal['x'], indent='')})  # isotonic\n"
+                     f"CAL_Y = np.array({_py_list(cal['y'], indent='')})\n")
+    return "".join(lines)
+
+
+def _layers_numpy(params, name: str = "LAYERS") -> str:
+    """``NAME.append((W, b))`` per layer, the weights as exact literals of DTYPE."""
+    return "".join(
+        f"{name}.append((\n    np.array({_py_list(W.ravel(), indent='    ')},"
+        f" dtype=DTYPE).reshape({W.shape[0]}, {W.shape[1]}),\n"
+        f"    np.array({_py_list(b, indent='    ')}, dtype=DTYPE),\n))\n"
+        for W, b in params)
+
+
 def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
     values = {
         "NAME": name,
@@ -149,6 +206,9 @@ def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
     values["NUMERIC"] = (_NUMERIC_PLE if model.encoded else _NUMERIC)[fmt]
     if fmt == "python":
         values["DTYPE"] = f"np.{np.dtype(model.dtype).name}"
+        values["MEMBERS"] = _members_numpy(model)
+        values["FORWARD"] = _FORWARD if not model.combined else _FORWARD_COMBINED.replace(
+            "@CALIBRATE@", _CALIBRATE[model.calibration and model.calibration["kind"]])
     return fill(section(TEMPLATES[fmt], "module"), values)
 
 
@@ -160,14 +220,9 @@ def generate_python(model: ExportModel, name: str) -> tuple[dict[str, str], dict
     files : dict file name -> text
     sizes : dict with ``weight_bytes`` and ``ram_bytes`` (two rows of the widest layer)
     """
-    layers = "".join(
-        f"LAYERS.append((\n    np.array({_py_list(W.ravel(), indent='    ')},"
-        f" dtype=DTYPE).reshape({W.shape[0]}, {W.shape[1]}),\n"
-        f"    np.array({_py_list(b, indent='    ')}, dtype=DTYPE),\n))\n"
-        for W, b in model.params)
     width = max(model.widths)
-    return {f"{name}.py": _py_module(model, name, "python", layers)}, {
-        "weight_bytes": sum(W.nbytes + b.nbytes for W, b in model.params),
+    return {f"{name}.py": _py_module(model, name, "python", _layers_numpy(model.params))}, {
+        "weight_bytes": sum(W.nbytes + b.nbytes for m in model.members for W, b in m.params),
         "ram_bytes": 2 * width * np.dtype(model.dtype).itemsize,
     }
 

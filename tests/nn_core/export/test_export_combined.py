@@ -1,0 +1,99 @@
+"""Exports of a combined model (several networks, a logit bias, a calibration): the python
+and onnx formats score every row of the bundled table as ``Predictor.predict_proba`` does;
+the other formats refuse the model in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from export_helpers import UCI_CSV, import_file
+
+from nn_core import MLP, load_model, save_model
+from nn_core import export as ex
+from nn_core.calibration import Isotonic, Platt, isotonic_fit
+from nn_core.ensemble import Ensemble
+
+pytestmark = pytest.mark.slow  # trains three networks, writes and runs exports
+
+
+@pytest.fixture(scope="module")
+def uci(tmp_path_factory):
+    """The bundled table, its preprocessing (fitted on every 3rd row) and three members:
+    two ReLU networks and a logistic regression, each two epochs on those rows."""
+    from features.tabular import UCI_CATEGORICAL, UCI_NUMERIC, Preprocessor, Schema, load_table
+
+    df = load_table(UCI_CSV, Schema.uci())
+    train = df.iloc[::3]
+    pre = Preprocessor(UCI_NUMERIC, UCI_CATEGORICAL, target="Revenue").fit(train)
+    X, y = pre.transform(train), train["Revenue"].to_numpy()
+    members = []
+    for seed, hidden in ((0, (8,)), (1, (6, 4)), (2, ())):
+        m = MLP(X.shape[1], hidden, seed=seed)
+        m.fit(X, y, epochs=2, batch_size=64, lr=3e-3)
+        members.append(m)
+    z = Ensemble([(m, 1 / 3) for m in members]).logit(X)
+    return {"df": df, "pre": pre, "members": members, "z": z, "y": y,
+            "root": tmp_path_factory.mktemp("combined")}
+
+
+def _combined(uci, calibration: str):
+    nets = uci["members"]
+    cal = {"none": None, "platt": Platt(1.3, -0.4),
+           "isotonic": Isotonic(*isotonic_fit(1 / (1 + np.exp(-uci["z"])), uci["y"]))}
+    model = Ensemble([(nets[0], 0.3), (nets[1], 0.5), (nets[2], 0.4)], bias=-0.25,
+                     calibration=cal[calibration])
+    d = save_model(uci["root"] / calibration, model, uci["pre"])
+    return d, load_model(d).predict_proba(uci["df"])
+
+
+def _tolerance(d) -> float:
+    """1e-5, plus for an isotonic calibration its steepest slope times 2e-7: a float32
+    rounding of sigma(z) (at most 6e-8) moves the interpolated value by the slope times it."""
+    cal = load_model(d).calibration
+    if not isinstance(cal, Isotonic) or len(cal.x) < 2:
+        return 1e-5
+    return 1e-5 + 2e-7 * float(np.max(np.diff(cal.y) / np.diff(cal.x)))
+
+
+@pytest.mark.parametrize("calibration", ["none", "platt", "isotonic"])
+def test_python_export_scores_as_the_predictor(uci, tmp_path, calibration):
+    d, expected = _combined(uci, calibration)
+    model, _ = ex.load_model_dir(d)
+    assert model.combined and len(model.members) == 3
+    files, report = ex.export(model, "python", "comb")
+    ex.write_all(tmp_path, files)
+    module = import_file(tmp_path / "comb.py", f"comb_{calibration}")
+    p = module.predict_proba(ex.encode_table(model, uci["df"]))
+    assert np.max(np.abs(p - expected)) <= _tolerance(d)
+    assert report["parameters"] == sum(m.n_params for m in uci["members"])
+
+
+@pytest.mark.parametrize("calibration", ["none", "platt", "isotonic"])
+def test_onnx_export_scores_as_the_predictor(uci, tmp_path, calibration):
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install '.[onnx]')")
+    ort = pytest.importorskip("onnxruntime",
+                              reason="onnxruntime is not installed (pip install '.[onnx]')")
+    d, expected = _combined(uci, calibration)
+    model, _ = ex.load_model_dir(d)
+    files, _ = ex.export(model, "onnx", "comb")
+    ex.write_all(tmp_path, files)
+    session = ort.InferenceSession(str(tmp_path / "comb.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    X = ex.encode_table(model, uci["df"]).astype(np.float32)
+    p = session.run(["p"], {"x": X})[0]
+    assert np.max(np.abs(p - expected)) <= _tolerance(d)
+
+
+@pytest.mark.parametrize("fmt", ["c", "c-int8", "c-int8-full", "python-pure"])
+def test_other_formats_refuse_a_combined_model(uci, fmt):
+    d, _ = _combined(uci, "platt")
+    model, _ = ex.load_model_dir(d)
+    with pytest.raises(ex.ExportError, match=rf"--format {fmt} exports a single uncalibrated "
+                       r"network; this model combines 3 network\(s\) with platt calibration"):
+        ex.export(model, fmt, "comb")
+
+
+def test_a_single_network_is_not_combined(uci):
+    d = save_model(uci["root"] / "single", uci["members"][0], uci["pre"])
+    model, mlp = ex.load_model_dir(d)
+    assert not model.combined and isinstance(mlp, MLP) and model.members[0].weight == 1.0
