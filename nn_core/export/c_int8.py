@@ -19,6 +19,7 @@ from .c import (
     _c_helpers,
     _c_impute,
     _c_loop,
+    _c_ple_tables,
     _c_validity,
     _lookup_bytes,
     _xv,
@@ -70,7 +71,8 @@ def generate_c_int8_full(model: ExportModel, name: str,
     up = name.upper()
     widths = model.widths
     indicators = [c for c in model.inputs if c.missing_row is not None]
-    m = len(model.numeric) + len(model.categorical) + len(indicators)  # layer 0's terms
+    n_ple = sum(c.n_bins for c in model.encoded)  # every bin is a term (most are 0 or k)
+    m = len(model.valued) + n_ple + len(model.categorical) + len(indicators)  # layer 0's terms
     arrays: dict[str, np.ndarray] = {}
     decls = [
         f"/* int holds the int32 accumulators (C only promises 16 bits). */\n"
@@ -106,23 +108,35 @@ def generate_c_int8_full(model: ExportModel, name: str,
     if model.output == "sigmoid":
         decls.append("/* round(2^15 sigmoid(t / 8)), t = 0..128 */\n")
         table("unsigned short", f"{name}_SIGMOID", net.sigmoid, per_line=12)
-    if model.numeric:
+    if model.valued:
         decls.append("/* layer-0 input codes: round(u * A + B), A = k / std, B = -k mean / std"
                      " (u = log1p(x) where marked) */\n")
         table("float", f"{name}_A", net.input_a, c_float, 8)
         table("float", f"{name}_BIAS_IN", net.input_b, c_float, 8)
+    ple_decls = _c_ple_tables(model, name, arrays)
+    bytes_ += sum(8 * c.n_bins for c in model.encoded)
     lookup_decls, exprs = _c_category_lookup(model, name)
     body = [_c_impute(model), _c_validity(model)]
     body.append("    /* layer 0's input: numeric codes, and one feature of value k per"
                 " categorical input */\n")
-    for t, c in enumerate(model.numeric):
+    for t, c in enumerate(model.valued):
         u = f"log1pf({_xv(c)})" if c.log1p else _xv(c)
         body.append(f"    in_q[{t}] = {name}_quantise_input({u} * {name}_A[{t}]"
                     f" + {name}_BIAS_IN[{t}]); in_row[{t}] = {c.row}; /* {c.name} */\n")
-    for t, c in enumerate(model.categorical, start=len(model.numeric)):
+    start = len(model.valued)
+    for c in model.encoded:  # e = (x - b_i) / (b_i+1 - b_i), clipped but at the ends, as k e
+        T = c.n_bins
+        body.append(f"    for (j = 0; j < {T}; ++j) {{ /* {c.name}: piecewise-linear encoding */\n"
+                    f"        e = ({_xv(c)} - {name}_E{c.index}[j]) * {name}_R{c.index}[j];\n"
+                    f"        e = j > 0 && e < 0.0f ? 0.0f : e;\n"
+                    f"        e = j < {T - 1} && e > 1.0f ? 1.0f : e;\n"
+                    f"        in_q[{start} + j] = {name}_quantise_input(e * {c_float(net.k)});"
+                    f" in_row[{start} + j] = {c.ple_row} + j;\n    }}\n")
+        start += T
+    for t, c in enumerate(model.categorical, start=start):
         body.append(f"    in_q[{t}] = {net.k}; in_row[{t}] = {c.row} + {exprs[c.index]};"
                     f" /* {c.name} */\n")
-    for t, c in enumerate(indicators, start=len(model.numeric) + len(model.categorical)):
+    for t, c in enumerate(indicators, start=len(model.valued) + n_ple + len(model.categorical)):
         body.append(f"    in_q[{t}] = (signed char)(isnan(x[{c.index}]) ? {net.k} : 0);"
                     f" in_row[{t}] = {c.missing_row}; /* {c.name}: missing indicator */\n")
     src = "in_q"
@@ -156,21 +170,24 @@ def generate_c_int8_full(model: ExportModel, name: str,
         n_buf = min(len(hidden), 2)
         locals_.append("signed char " + ", ".join(f"a{i}[{max(hidden)}]" for i in range(n_buf))
                        + ";")
-    locals_ += ["int logit;"] + (["int j;"] if hidden else [])
+    locals_ += ["int logit;"] + (["int j;"] if hidden or model.encoded else [])
+    if model.encoded:
+        locals_.append("float e;")
     ram = (5 * max(m, 1) + (min(len(hidden), 2) * max(hidden) if hidden else 0)
-           + 4 * len(model.imputed))
+           + 4 * len(model.imputed) + 4 * bool(model.encoded))
     header = _c_header(model, name, "c-int8-full", ram,
                        "integer only: int8 weights and activations, int32 accumulators")
     code = "".join(body)
     source = fill(with_prefix(section("predictor.c", "source"), name), {
         "FORMAT": "c-int8-full",
-        "TABLES": "".join(decls) + lookup_decls,
+        "TABLES": "".join(decls) + ple_decls + lookup_decls,
         "HELPERS": _c_helpers(code, name, ("runtime.c", "int8.c")),
         "LOCALS": "".join(f"    {v}\n" for v in locals_),
         "BODY": code,
     })
     files = {f"{name}.h": header, f"{name}.c": source}
     weight_bytes = bytes_ + _lookup_bytes(model)
-    float_bytes = 4 * model.n_parameters + _lookup_bytes(model)
+    float_bytes = (4 * model.n_parameters + _lookup_bytes(model)
+                   + sum(8 * c.n_bins for c in model.encoded))
     return files, {"weight_bytes": weight_bytes, "float32_weight_bytes": float_bytes,
                    "ram_bytes": ram, "arrays": arrays, "network": net}

@@ -168,11 +168,12 @@ def calibrate(model: ExportModel, X: np.ndarray) -> IntegerNetwork:
     F = F[~np.isnan(F).any(axis=1)]
     if len(F) == 0:
         raise ExportError("c-int8-full: no valid calibration row")
-    rows = [c.row for c in model.numeric]
+    rows = [c.row for c in model.valued] + [c.ple_row + t for c in model.encoded
+                                             for t in range(c.n_bins)]
     r = float(np.abs(F[:, rows]).max()) if rows else 0.0
     k = int(np.clip(np.floor(127.0 / r), 1, 127)) if r > 0 else 127
-    std = np.array([c.std for c in model.numeric], dtype=np.float64)
-    mean = np.array([c.mean for c in model.numeric], dtype=np.float64)
+    std = np.array([c.std for c in model.valued], dtype=np.float64)
+    mean = np.array([c.mean for c in model.valued], dtype=np.float64)
     input_a = (k / std).astype(np.float32)
     input_b = (-k * mean / std).astype(np.float32)
     S_in, Z_in = 1.0 / k, 0
@@ -221,22 +222,35 @@ def quantise_inputs(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> n
     ``z_q = round(u a + b)`` in float32 (``u = log1pf(x)`` where the column has log1p,
     ``x`` the imputed value where it is missing and the model imputes), clamped to
     [-127, 127] before rounding; the chosen one-hot feature of each categorical input, and
-    each missing indicator that is set, is ``k``. Rows with an invalid numeric value are
-    returned as zeros (the C returns NaN before this step).
+    each missing indicator that is set, is ``k``; a piecewise-linear feature ``e`` is
+    ``round(e k)``, ``e`` computed in float32 from the edges and reciprocal widths as in
+    the C target. Rows with an invalid numeric value are returned as zeros (the C returns
+    NaN before this step).
     """
     F = features_from_codes(model, X)
     invalid = np.isnan(F).any(axis=1)
     V = np.where(invalid[:, None], 0, F * net.k)  # one-hot features: exactly k
     X32 = np.asarray(X, dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        for t, c in enumerate(model.numeric):
+        for c in model.numeric:
             x = X32[:, c.index]
             if c.impute is not None:  # a missing (NaN) input takes the imputed value
                 x = np.where(np.isnan(x), np.float32(c.impute), x)
-            u = np.log1p(x) if c.log1p else x
-            v = u * net.input_a[t] + net.input_b[t]
-            v = np.clip(v, np.float32(-127), np.float32(127))
-            V[:, c.row] = np.where(invalid, 0, _round_half_away(np.nan_to_num(v)))
+            if c.value:
+                t = model.valued.index(c)
+                u = np.log1p(x) if c.log1p else x
+                v = u * net.input_a[t] + net.input_b[t]
+                v = np.clip(v, np.float32(-127), np.float32(127))
+                V[:, c.row] = np.where(invalid, 0, _round_half_away(np.nan_to_num(v)))
+            if c.edges is not None:
+                b = np.asarray(c.edges, dtype=np.float64)
+                E = (x[:, None] - b[:-1].astype(np.float32)) * (1.0 / np.diff(b)).astype(
+                    np.float32)
+                E[:, 1:] = np.maximum(E[:, 1:], np.float32(0))  # the C's order: below, then
+                E[:, :-1] = np.minimum(E[:, :-1], np.float32(1))  # above
+                v = np.clip(E * np.float32(net.k), np.float32(-127), np.float32(127))
+                V[:, c.ple_row:c.ple_row + c.n_bins] = np.where(
+                    invalid[:, None], 0, _round_half_away(np.nan_to_num(v)))
     return V.astype(np.int64)
 
 

@@ -56,8 +56,12 @@ static int NAME_dot(const signed char *x, const signed char *w, int n)
    features and one one-hot feature per categorical input (m of them in all). */
 static int NAME_dot_rows(const signed char *v, const int *rows, int m, const signed char *w)
 {
+    /* The bound as m less its remainder, not "t + 4 <= m": with that test and a constant m
+       that is a multiple of 4, arm-none-eabi-gcc 12 at -O2 wrongly reports undefined
+       behaviour in the remainder loop (-Werror=aggressive-loop-optimizations). */
+    const int m4 = m - m % 4;
     int acc = 0, t = 0;
-    for (; t + 4 <= m; t += 4) {
+    for (; t < m4; t += 4) {
         acc += v[t] * w[rows[t]] + v[t + 1] * w[rows[t + 1]] + v[t + 2] * w[rows[t + 2]]
                + v[t + 3] * w[rows[t + 3]];
     }

@@ -1,0 +1,213 @@
+"""Every export format of a model trained with a piecewise-linear encoding
+(``--numeric-encoding ple`` and ``standard+ple``) computes the encoding from the raw inputs
+and predicts what predict.py predicts.
+
+Two small UCI models: ``ple`` (the encoding replaces the standardised value) and
+``standard+ple`` (beside it, with imputation of a blanked log1p column, so that the imputed
+value is encoded too). The float targets (C float32, NumPy, pure Python, ONNX) are held to
+``Predictor.predict_proba`` on the bundled rows and on rows with values outside the training
+range and exactly on the bin edges; the int8 targets to their NumPy models and to the
+float ROC-AUC; the C size report counts the edge tables; on the emulated Cortex-M4F (slow,
+skipped without the ARM toolchain) the float32 C and the integer-only int8 C run the
+encoding on the device.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from export_helpers import UCI_CSV, build_harness, c_arrays, import_file, run_harness
+
+from nn_core import export as ex
+from nn_core.export.c import _lookup_bytes
+from nn_core.export.int8 import calibrate, predict_int8_full
+from nn_core.metrics import roc_auc
+
+pytestmark = pytest.mark.slow  # trains two models and compiles six predictors (about 10 s)
+
+NAMES = {"c": "ple_f32", "c-int8": "ple_i8", "c-int8-full": "ple_full", "python": "ple_np",
+         "python-pure": "ple_pure", "onnx": "ple_onnx"}
+
+
+@pytest.fixture(scope="module", params=["ple", "standard+ple"])
+def case(request, tmp_path_factory):
+    """Model directory, ExportModel, MLP, the table, raw vectors, references, exports."""
+    from features.tabular import UCI_CATEGORICAL, UCI_NUMERIC, Preprocessor, Schema, read_table
+    from nn_core import MLP, load_model, save_model
+
+    encoding = request.param
+    root = tmp_path_factory.mktemp(encoding.replace("+", "_"))
+    cells = pd.read_csv(UCI_CSV, dtype=str, keep_default_na=False)
+    rng = np.random.default_rng(1)
+    n = len(cells)
+    train = np.sort(rng.permutation(n)[: int(0.65 * n)])
+    impute = encoding == "standard+ple"
+    if impute:
+        cells.loc[rng.choice(n, n // 20, replace=False), "PageValues"] = ""
+    path = root / "table.csv"
+    cells.to_csv(path, index=False)
+    df, _ = read_table(path, Schema.uci(), "impute" if impute else "error")
+    pre = Preprocessor(UCI_NUMERIC, UCI_CATEGORICAL, target="Revenue", impute=impute,
+                       numeric_encoding=encoding, ple_bins=6).fit(df.iloc[train])
+    X = pre.transform(df)
+    m = MLP(X.shape[1], hidden=(12, 6), seed=0, backend="numpy")
+    m.fit(X[train], df["Revenue"].to_numpy()[train], epochs=3, batch_size=64, lr=3e-3)
+    save_model(root / "model", m, pre)
+    model, mlp = ex.load_model_dir(root / "model")
+    Xraw = ex.encode_table(model, df)
+    out = root / "out"
+    sizes = {}
+    for fmt, name in NAMES.items():
+        if fmt == "onnx" and not _has_onnx():
+            continue
+        files, sizes[fmt] = ex.export(model, fmt, name, calibration=Xraw[train])
+        ex.write_all(out, files)
+    return {"encoding": encoding, "model": model, "mlp": mlp, "df": df, "X": Xraw,
+            "train": train, "test": np.setdiff1d(np.arange(n), train), "out": out,
+            "sizes": sizes, "ref": load_model(root / "model").predict_proba(df)}
+
+
+def _has_onnx() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _predict(case, fmt, X):
+    if fmt.startswith("c"):
+        if shutil.which("gcc") is None:
+            pytest.skip("gcc is not installed; the C targets cannot be built")
+        return run_harness(build_harness(case["out"], NAMES[fmt]), X)
+    if fmt == "onnx":
+        if not _has_onnx():
+            pytest.skip("onnx or onnxruntime is not installed (pip install '.[onnx]')")
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(case["out"] / f"{NAMES[fmt]}.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        return session.run(["p"], {"x": X.astype(np.float32)})[0].astype(np.float64)
+    module = import_file(case["out"] / f"{NAMES[fmt]}.py",
+                         NAMES[fmt] + case["encoding"].replace("+", "_"))
+    return np.asarray(module.predict_proba(X.tolist() if fmt == "python-pure" else X))
+
+
+def _extreme_rows(case) -> np.ndarray:
+    """Rows with each encoded input set, in turn, to every edge, to the middle of every
+    bin, below the first edge (where the column allows it) and far beyond the last."""
+    model, X = case["model"], case["X"]
+    base = X[case["test"][0]]
+    rows = []
+    for c in model.encoded:
+        b = np.asarray(c.edges)
+        values = [*b, *(b[:-1] + b[1:]) / 2, b[-1] * 10 + 1, b[-1] + 1e6]
+        if not c.log1p:
+            values.append(b[0] - 1.0)
+        for v in values:
+            x = base.copy()
+            x[c.index] = v
+            rows.append(x)
+    return np.array(rows)
+
+
+def test_the_model_carries_the_encoding(case):
+    model = case["model"]
+    assert len(model.encoded) >= 8 and all(c.value == (case["encoding"] != "ple")
+                                           for c in model.encoded)
+    assert model.params[0][0].shape[0] == sum(
+        c.value + c.n_bins + (c.missing_row is not None) if c.kind == "numeric"
+        else len(c.codes) + 1 + (c.missing_row is not None) for c in model.inputs)
+    table = json.loads((case["out"] / "ple_f32.json").read_text())
+    inputs = {row["name"]: row for row in table["inputs"]} if "inputs" in table else None
+    if inputs is not None:
+        assert inputs["PageValues"]["edges"] == next(
+            c.edges for c in model.encoded if c.name == "PageValues")
+
+
+@pytest.mark.parametrize("fmt", ["c", "python", "python-pure", "onnx"])
+def test_float_targets_match_predict_on_every_row(case, fmt):
+    rows = np.arange(len(case["df"])) if fmt != "python-pure" else case["test"][:600]
+    p = _predict(case, fmt, case["X"][rows])
+    tol = 1e-6 if fmt.startswith("python") else 1e-5
+    assert np.max(np.abs(p - case["ref"][rows])) <= tol
+
+
+@pytest.mark.parametrize("fmt", ["c", "python", "python-pure", "onnx"])
+def test_float_targets_on_edges_and_outside_the_training_range(case, fmt):
+    X = _extreme_rows(case)
+    ref = case["mlp"].predict_proba(ex.features_from_codes(case["model"], X))
+    assert np.all(np.isfinite(ref))
+    p = _predict(case, fmt, X)
+    tol = 1e-6 if fmt.startswith("python") else 1e-5
+    assert np.max(np.abs(p - ref)) <= tol
+
+
+def test_c_int8_matches_its_numpy_model_and_keeps_the_auc(case):
+    X, test = case["X"], case["test"]
+    p8 = _predict(case, "c-int8", X[test])
+    sim = ex.predict_int8(case["model"], X[test])
+    assert np.mean(np.abs(sim - p8) <= 1e-6) >= 0.99 and np.max(np.abs(sim - p8)) <= 0.02
+    y = case["df"]["Revenue"].to_numpy()[test]
+    assert abs(roc_auc(y, p8) - roc_auc(y, case["ref"][test])) <= 0.005
+    extreme = _extreme_rows(case)
+    assert np.max(np.abs(_predict(case, "c-int8", extreme)
+                         - ex.predict_int8(case["model"], extreme))) <= 0.02
+
+
+def test_c_int8_full_equals_its_numpy_model_and_keeps_the_auc(case):
+    X, test = case["X"], case["test"]
+    p = _predict(case, "c-int8-full", X[test])
+    net = calibrate(case["model"], X[case["train"]])  # as the export calibrated it
+    sim = predict_int8_full(case["model"], net, X[test])
+    assert np.mean(np.abs(p - sim) <= 1e-9) >= 0.99
+    y = case["df"]["Revenue"].to_numpy()[test]
+    assert abs(roc_auc(y, p) - roc_auc(y, case["ref"][test])) <= 0.005
+
+
+def test_size_report_counts_the_edge_tables(case):
+    """Each encoded input adds its edges b_0..b_{T-1} and reciprocal widths (2 T float32)
+    to the C predictors' read-only data, and the report counts them."""
+    model = case["model"]
+    source = (case["out"] / "ple_f32.c").read_text()
+    arrays = c_arrays(source)
+    for c in model.encoded:
+        b = np.asarray(c.edges)
+        np.testing.assert_array_equal(arrays[f"ple_f32_E{c.index}"], b[:-1].astype(np.float32))
+        np.testing.assert_array_equal(arrays[f"ple_f32_R{c.index}"],
+                                      (1 / np.diff(b)).astype(np.float32))
+    sizes = case["sizes"]["c"]
+    tables = sum(8 * c.n_bins for c in model.encoded)
+    assert sizes["weight_bytes"] == 4 * model.n_parameters + tables + _lookup_bytes(model)
+    assert sizes["float32_weight_bytes" if "float32_weight_bytes" in sizes else
+                 "weight_bytes"] >= tables
+    assert case["sizes"]["c-int8"]["float32_weight_bytes"] == sizes["weight_bytes"]
+
+
+@pytest.mark.parametrize("fmt", ["c", "c-int8-full"])  # cross-compiles and boots QEMU
+def test_the_encoding_runs_on_the_device(case, fmt, tmp_path):
+    """On the emulated Cortex-M4F: the float32 C within 1e-5 of predict.py, the
+    integer-only int8 C equal to its NumPy model, on held-out vectors and extreme rows."""
+    from device_harness import build, missing_tools, run
+
+    reason = missing_tools()
+    if reason is not None:
+        pytest.skip(f"device harness: {reason}")
+    X = np.vstack([case["X"][case["test"][:60]], _extreme_rows(case)[::3]])
+    ref = case["mlp"].predict_proba(ex.features_from_codes(case["model"], X))
+    name = ex.DEFAULT_NAMES[fmt]
+    files, _ = ex.export(case["model"], fmt, name, calibration=case["X"][case["train"]],
+                         vectors=(X, ref))
+    ex.write_all(tmp_path, files)
+    result = run(build(tmp_path, name, "cortex-m4f")["harness"], "cortex-m4f")
+    if fmt == "c":
+        assert np.max(np.abs(result.p - ref)) <= 1e-5
+    else:
+        expected = c_arrays(files[f"{name}_vectors.h"])[f"{name}_VEXP"]
+        assert np.mean(result.p == expected) >= 0.98
+        assert np.max(np.abs(result.p - expected)) <= 0.02
