@@ -323,6 +323,9 @@ def load(path: str | os.PathLike, backend: str = "numba") -> PropensityClassifie
     predictor = load_model(path, backend=backend)
     entry = predictor.extra.get(ESTIMATOR_KEY)
     where = Path(path) / "model.json"
+    if not predictor.ensemble.plain:
+        raise ModelFileError(f"{where}: a combined model ({len(predictor.members)} networks, "
+                             "a logit bias or a calibration); a classifier is one network")
     if not isinstance(entry, dict) or not isinstance(entry.get("classes"), list) \
             or len(entry["classes"]) != 2 or not isinstance(entry.get("params"), dict):
         raise ModelFileError(f"{where}: no {ESTIMATOR_KEY!r} entry with two classes and the "

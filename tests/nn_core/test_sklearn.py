@@ -325,6 +325,16 @@ def test_load_refuses_a_directory_without_the_classifier_entry(tmp_path):
         load(tmp_path / "plain")
 
 
+def test_load_refuses_a_combined_model(tmp_path):
+    from nn_core.ensemble import Ensemble
+
+    members = [(MLP(3, hidden=(2,), seed=0), 0.5), (MLP(3, hidden=(2,), seed=1), 0.5)]
+    save_model(tmp_path / "e", Ensemble(members), extra={"sklearn": {"classes": [0, 1],
+                                                                    "params": {}}})
+    with pytest.raises(ModelFileError, match="a combined model"):
+        load(tmp_path / "e")
+
+
 def test_string_labels_and_feature_names_survive_saving(tmp_path):
     X, y = _blobs()
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
