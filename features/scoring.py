@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nn_core import Predictor
+from nn_core.explain import ChunkExplainer
 from nn_core.io import temp_file, umask
 from nn_core.preprocessing import Preprocessing, canonical_text, features_from_inputs
 
@@ -186,6 +187,7 @@ def score_table(
     on_invalid: str = "error",
     keep_columns: Sequence[str] = (),
     observe: Observer | None = None,
+    explain: ChunkExplainer | None = None,
 ) -> Scored:
     """Read, validate and score a session table, chunk by chunk, in one pass.
 
@@ -214,6 +216,9 @@ def score_table(
     observe : callable, optional
         Called with each chunk's raw inputs ``U`` (``Preprocessing.inputs``) and scores
         ``p`` (n,), e.g. ``nn_core.drift.DriftMonitor.update``.
+    explain : nn_core.explain.ChunkExplainer, optional
+        Called with each chunk's data-row numbers and features (``predict.py --explain``);
+        the text columns it returns (``explain.names``) follow the kept columns.
 
     Returns
     -------
@@ -242,7 +247,8 @@ def score_table(
         table.read_as_text([c for c in [id_column, *keep_columns]
                             if c is not None and c not in pre.input_columns])
         scored = Scored(id_name=id_column or "row", ids=IdSpool() if id_column else None,
-                        kept={name: IdSpool() for name in keep_columns})
+                        kept={name: IdSpool() for name in
+                              [*keep_columns, *(explain.names if explain else ())]})
         schema = scoring_schema(pre, id_column)
         source = _LastChunk(table) if keep_columns else table
         if on_invalid == "error":
@@ -264,6 +270,10 @@ def score_table(
                     observe(U, p)
                 kept = {name: _cell_texts(source.raw[name].loc[frame.index])
                         for name in keep_columns}
+                if explain is not None:  # float64 features (the one-hot path builds none)
+                    rows = (frame[ROW_KEY].to_numpy() if ROW_KEY in frame
+                            else first_row + np.arange(len(frame)))
+                    kept.update(explain(rows, features_from_inputs(columns, U)[0]))
                 scored.append(np.asarray(p, dtype=np.float64),
                               frame[id_column].to_numpy() if id_column else None, kept)
         except BaseException:
@@ -358,6 +368,7 @@ def score_events(
     format: str | None = None,
     threads: int | None = None,
     observe: Observer | None = None,
+    explain: ChunkExplainer | None = None,
 ) -> Scored:
     """Score every user of an event log with events before ``cutoff``.
 
@@ -373,6 +384,8 @@ def score_events(
     observe : callable, optional
         Called once with the users' raw inputs ``U`` and scores ``p``, as in
         :func:`score_table`.
+    explain : nn_core.explain.ChunkExplainer, optional
+        As in :func:`score_table`; the users' data-row numbers are 1, 2, ... in output order.
 
     Returns
     -------
@@ -392,12 +405,15 @@ def score_events(
     del log
     names = ", ".join(map(str, [path] if isinstance(path, str | os.PathLike) else path))
     scored = Scored(id_name="user_id", ids=IdSpool(), what=f"{len(X_frame)} users of {names} "
-                    f"at {cutoff}")
+                    f"at {cutoff}", kept={name: IdSpool() for name in
+                                          (explain.names if explain else ())})
     if len(X_frame):
         p = model.predict_proba(X_frame, threads=threads)
         if observe is not None:
             observe(model.preprocessing.inputs(X_frame), p)
-        scored.append(p, X_frame.index)
+        kept = ({} if explain is None
+                else explain(np.arange(1, len(X_frame) + 1), model.features(X_frame)))
+        scored.append(p, X_frame.index, kept)
     return scored
 
 

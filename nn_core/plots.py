@@ -1,4 +1,5 @@
-"""PNG plots of a training run: loss curves, ROC, PR, reliability diagram, cumulative gains.
+"""PNG plots of a training run: loss curves, ROC, PR, reliability diagram, cumulative gains;
+and of one row's explanation: a waterfall of its reasons (``predict.py --explain-row``).
 
 Figures are built with matplotlib's object API on the Agg canvas (no pyplot state, no
 display needed) and written atomically, so a crashed run never leaves half a PNG. Each
@@ -12,6 +13,7 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -260,3 +262,59 @@ def plot_drift(psi: Mapping[str, float], threshold: float, path: str | os.PathLi
                title: str = "Input drift (PSI)") -> Path:
     """Write :func:`drift_figure` to ``path`` (PNG)."""
     return _save(drift_figure(psi, threshold, title), path)
+
+
+class Bar(NamedTuple):
+    """One bar of a waterfall: from ``start`` to ``end`` on the probability axis."""
+
+    label: str
+    start: float
+    end: float
+
+
+def waterfall_bars(baseline_value: float, value: float, columns: Sequence[str],
+                   contributions: np.ndarray, k: int = 10) -> list[Bar]:
+    """The bars of one row's waterfall: ``f(baseline)`` (from 0), then the ``k`` columns of
+    largest ``|contribution|`` (each from where the previous one ended), then the sum of
+    the others (``"other columns"``, when there are any), then ``f(x)`` (from 0).
+
+    With complete attributions (``nn_core/explain.py``) the last step ends at ``f(x)``
+    within the completeness tolerance.
+    """
+    c = np.asarray(contributions, dtype=np.float64)
+    order = np.argsort(-np.abs(c), kind="stable")
+    bars = [Bar("f(baseline)", 0.0, float(baseline_value))]
+    level = float(baseline_value)
+    for j in order[:k].tolist():
+        bars.append(Bar(str(columns[j]), level, level + float(c[j])))
+        level += float(c[j])
+    if len(c) > k:
+        bars.append(Bar("other columns", level, level + float(c[order[k:]].sum())))
+    bars.append(Bar("f(x)", 0.0, float(value)))
+    return bars
+
+
+def waterfall_figure(bars: Sequence[Bar], title: str = "Reasons") -> Figure:
+    """Horizontal waterfall of :func:`waterfall_bars`, first bar at the top: totals grey,
+    contributions that raise the probability red, those that lower it blue, each labelled
+    with its signed size."""
+    fig = _new_figure(height=1.5 + 0.3 * len(bars))
+    ax = fig.add_subplot()
+    _label(ax, title, "probability (uncalibrated)", "")
+    y = np.arange(len(bars))[::-1]  # the first bar on top
+    for yi, bar in zip(y, bars, strict=True):
+        total = bar.label in ("f(baseline)", "f(x)")
+        color = "grey" if total else "tab:red" if bar.end >= bar.start else "tab:blue"
+        ax.barh(yi, bar.end - bar.start, left=bar.start, color=color)
+        text = f"{bar.end:.3f}" if total else f"{bar.end - bar.start:+.3f}"
+        ax.annotate(text, (max(bar.start, bar.end), yi), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize="small")
+    ax.set_yticks(y, [bar.label for bar in bars], fontsize="small")
+    ax.margins(x=0.15)
+    return fig
+
+
+def plot_waterfall(bars: Sequence[Bar], path: str | os.PathLike, title: str = "Reasons"
+                   ) -> Path:
+    """Write :func:`waterfall_figure` to ``path`` (PNG)."""
+    return _save(waterfall_figure(bars, title), path)

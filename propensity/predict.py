@@ -46,6 +46,17 @@ on stderr says which time was used. ``--events`` takes several files or a glob p
 as one log (``features.events.read_events``); ``--events-format`` (old spelling ``--format``)
 names their format.
 
+``--explain K`` adds each row's K main reasons after the kept columns: ``reason_1,
+contribution_1, ..., reason_K, contribution_K``, the raw columns of largest integrated
+gradient (``nn_core.explain``; one-hot groups and encodings summed per column) and their
+signed contributions to the uncalibrated probability relative to a baseline row (the
+training medians and most frequent categories; the calibration is not explained). One line
+on stderr gives the baseline's probability and the rows whose contributions miss
+completeness (sum = p - p(baseline) within 1 %). ``--explain-row N --plot FILE`` draws data
+row N's reasons (the N-th user with ``--events``) as a waterfall PNG. Both cost an
+integration of the network's input gradient per row (32 nodes or more): much slower than
+scoring alone.
+
 The model directory is read with ``nn_core.load_model``; the scoring, ranking and output
 streaming are ``features.scoring``'s.
 """
@@ -118,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "report (REPORT.png)")
     drift.add_argument("--no-drift", action="store_true",
                        help="no drift check (no counting, report or warning)")
+    ap.add_argument("--explain", type=int, default=0, metavar="K",
+                    help="add each row's K main reasons: reason_1, contribution_1, ... (raw "
+                    "columns and signed integrated-gradient contributions to the "
+                    "uncalibrated probability)")
+    ap.add_argument("--explain-row", type=int, metavar="N",
+                    help="draw data row N's reasons (the output's row N with --events) as a "
+                    "waterfall to --plot")
+    ap.add_argument("--plot", type=Path, metavar="FILE", help="the PNG of --explain-row")
     ap.add_deprecated_alias("--format", "--events-format")
     return ap
 
@@ -270,6 +289,45 @@ def drift_files(monitor, threshold: float, report_path: Path | None, plot_path: 
                 os.unlink(tmp)
 
 
+def check_explain(args: argparse.Namespace, keep: list[str]) -> None:
+    """Refuse ``--explain`` below 0, ``--explain-row`` without ``--plot`` (or the reverse) or
+    below 1, a ``--plot`` over the input, the model or ``--output``, and a kept column named
+    like an explanation column (UsageError)."""
+    from nn_core.io import same_file
+
+    if args.explain < 0:
+        raise UsageError(f"--explain must be >= 1 (or 0: no reasons), got {args.explain}")
+    if (args.explain_row is None) != (args.plot is None):
+        raise UsageError("--explain-row N and --plot FILE go together")
+    if args.explain_row is not None:
+        if args.explain_row < 1:
+            raise UsageError(f"--explain-row must be >= 1 (a data row), got {args.explain_row}")
+        for source in [args.input] if args.input is not None else args.events:
+            check_output(args.plot, source, args.model, "--plot")
+        if args.output is not None and same_file(args.plot, args.output):
+            raise UsageError(f"--plot {args.plot}: is the --output file")
+    if (args.explain or args.explain_row is not None) \
+            and getattr(args, "engine", "pandas") == "dask":
+        raise UsageError("--explain and --explain-row need --engine pandas (dask scores the "
+                         "users on its cluster)")
+    clash = [name for name in keep if name.startswith(("reason_", "contribution_"))]
+    if clash and args.explain:
+        raise UsageError(f"--keep-columns: {clash[0]!r} is also a name of --explain's columns")
+
+
+def write_waterfall(e, row: int, plot: Path) -> None:
+    """Draw the waterfall of data row ``row``'s explanation ``e``
+    (``nn_core.explain.Explanation``) to ``plot`` (atomically)."""
+    from nn_core.plots import plot_waterfall, waterfall_bars
+
+    bars = waterfall_bars(e.baseline_value, e.value[0], e.columns, e.contributions[0])
+    note = "" if not e.failed[0] else " (completeness missed)"
+    plot_waterfall(bars, plot, f"Row {row}: p = {e.value[0]:.4f}, baseline "
+                   f"{e.baseline_value:.4f}{note}")
+    print(f"{program_name('predict')}: wrote the reasons of row {row} to {plot}",
+          file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> None:
     from features import scoring
     from nn_core import load_model
@@ -294,6 +352,7 @@ def run(args: argparse.Namespace) -> None:
     if args.on_invalid == "impute" and args.events is not None:
         raise UsageError("--on-invalid applies to --input tables, not --events")
     keep = keep_columns(args)
+    check_explain(args, keep)
     drift_report, drift_plot = drift_paths(args)
     for path, flag in ((drift_report, "--drift-output"), (drift_plot, "--drift-plot")):
         for source in ([] if path is None else [args.input] if args.input is not None
@@ -313,6 +372,14 @@ def run(args: argparse.Namespace) -> None:
     if args.on_invalid == "impute" and not model.preprocessing.imputes:
         raise UsageError(f"--on-invalid impute: {args.model} was not trained with "
                          "--on-invalid impute (it has no values to impute)")
+    explainer = None
+    if args.explain or args.explain_row is not None:
+        from nn_core.explain import ChunkExplainer
+
+        try:
+            explainer = ChunkExplainer(model, args.explain, args.explain_row)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     pre = model.preprocessing
     kind = pre.source.get("kind", "table")
     observe = None if monitor is None else monitor.update
@@ -321,7 +388,7 @@ def run(args: argparse.Namespace) -> None:
             raise UsageError(f"{args.model} was trained on a session table; use --input, "
                              "not --events")
         scored = scoring.score_events(args.events, model, args.cutoff, args.events_format,
-                                      args.threads, observe)
+                                      args.threads, observe, explainer)
         if scored.n == 0:
             scored.close()
             raise UsageError(f"{', '.join(map(str, args.events))}: no user has events before "
@@ -336,8 +403,12 @@ def run(args: argparse.Namespace) -> None:
         if args.cutoff is not None or args.events_format is not None:
             raise UsageError("--cutoff and --events-format only apply to --events")
         scored = scoring.score_table(args.input, model, args.id_column, args.chunksize,
-                                     args.threads, args.on_invalid, keep, observe)
+                                     args.threads, args.on_invalid, keep, observe, explainer)
     scored.threshold = threshold
+    if args.explain_row is not None and explainer.row_explanation is None:
+        scored.close()  # before the output: a row that is not there leaves nothing written
+        raise UsageError(f"--explain-row {args.explain_row}: no such row was scored "
+                         f"({scored.what})")
     with scored, drift_files(monitor, args.drift_threshold, drift_report, drift_plot) as warn:
         if rejected is None:
             top = scoring.write_output(scored, args.output, args.top)
@@ -358,6 +429,10 @@ def run(args: argparse.Namespace) -> None:
         print(f"{program_name('predict')}: warning: {sum(scored.unseen.values())} values not "
               f"seen in training were scored through the unseen bucket ({detail})",
               file=sys.stderr)
+    if explainer is not None:
+        if args.explain_row is not None:
+            write_waterfall(explainer.row_explanation, args.explain_row, args.plot)
+        print(f"{program_name('predict')}: --explain: {explainer.summary()}", file=sys.stderr)
     if top is not None:
         print(f"top {min(args.top, scored.n)} of {scored.what}:")
         print(top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
