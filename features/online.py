@@ -23,6 +23,7 @@ order gives the batch snapshot.
 from __future__ import annotations
 
 import bisect
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,14 +105,23 @@ def rows_frame(rows: object, pre: Preprocessing) -> pd.DataFrame:
     """
     rows = _records(rows, "row")
     columns = pre.input_columns
-    cells: dict[str, list[str]] = {c: [] for c in columns}
     for i, row in enumerate(rows, 1):
-        for c in columns:
-            if c not in row:
-                raise RequestError(f"row {i}, column {c!r}: missing (the model was trained "
-                                   "with it)", i, c)
-            cells[c].append(_cell_text(row[c], "row", i, c))
-    raw = pd.DataFrame(cells, index=pd.RangeIndex(len(rows)), dtype=object)
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise RequestError(f"row {i}, column {missing[0]!r}: missing (the model was "
+                               "trained with it)", i, missing[0])
+    numeric = {c["name"] for c in pre.columns if c["kind"] == "numeric"}
+    cells: dict[str, np.ndarray] = {}
+    for c in columns:
+        values = [row[c] for row in rows]
+        if c in numeric and all(type(v) in (int, float) and math.isfinite(v) for v in values):
+            # JSON numbers: a number column, as the CSV parser gives one whose cells are
+            # all numbers (parse_frame then checks it without scanning text)
+            cells[c] = np.array(values, dtype=np.float64)
+        else:
+            cells[c] = np.array([_cell_text(v, "row", i, c) for i, v in enumerate(values, 1)],
+                                dtype=object)
+    raw = pd.DataFrame(cells, index=pd.RangeIndex(len(rows)))
     try:
         return parse_frame(raw, scoring_schema(pre), "request", 1, with_target=False)
     except DataError as exc:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from events_common import HAND_LOG, T, frame
-from serve_harness import UCI, event_records
+from serve_harness import UCI, event_records, typed
 
 from features.events import features_at
 from features.online import OnlineState, RequestError, StateFull, events_frame, rows_frame
@@ -25,19 +25,6 @@ def pre():
 def csv_rows():
     """Ten UCI rows as the CSV's text cells."""
     return pd.read_csv(UCI, dtype=str, keep_default_na=False).iloc[5::997].to_dict("records")
-
-
-def typed(row: dict) -> dict:
-    """A row as a JSON client sends it: numbers as numbers, Weekend as a boolean."""
-    out = {}
-    for k, v in row.items():
-        if k in UCI_NUMERIC:
-            out[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-        elif v in ("TRUE", "FALSE"):
-            out[k] = v == "TRUE"
-        else:
-            out[k] = v
-    return out
 
 
 def test_rows_parse_as_the_csv_does(pre, csv_rows, tmp_path):

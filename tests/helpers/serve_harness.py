@@ -61,6 +61,20 @@ def uci_rows(step: int = 20, start: int = 0) -> list[dict]:
     return frame.iloc[start::step].to_dict("records")
 
 
+def typed(row: dict) -> dict:
+    """A row of text cells as a JSON client sends it: numbers as numbers, ``TRUE`` and
+    ``FALSE`` as booleans, other text as text."""
+    from features.tabular import UCI_NUMERIC
+
+    out = {}
+    for k, v in row.items():
+        if k in UCI_NUMERIC:
+            out[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+        else:
+            out[k] = {"TRUE": True, "FALSE": False}.get(v, v)
+    return out
+
+
 def table_model(path: Path, seed: int = 0, threshold: float = 0.3) -> Path:
     """A small UCI model (every 20th row, 3 epochs of a 4-unit network, NumPy backend) with a
     threshold, written by ``save_model``; another ``seed`` gives other weights."""
