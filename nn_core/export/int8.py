@@ -52,6 +52,9 @@ SIGMOID_STEP_BITS = 3
 SIGMOID_STEPS = SIGMOID_RANGE << SIGMOID_STEP_BITS
 #: Fixed-point bits of the probability.
 PROB_BITS = 15
+#: Largest |bias| code a weight scale may ask for (a quarter of the int32 range: room for
+#: the zero-point term and the products).
+BIAS_LIMIT = 2**29
 #: requantise saturates to +-SATURATE, far outside every clamp that follows, so that adding
 #: a zero point cannot overflow.
 SATURATE = 2**30 - 1
@@ -183,6 +186,16 @@ def calibrate(model: ExportModel, X: np.ndarray) -> IntegerNetwork:
     for layer, (W, b) in enumerate(model.params):
         last = layer == len(model.params) - 1
         Q, s = quantise_int8(W)
+        # A unit whose weights the L2 penalty has shrunk to nothing (a dead ReLU unit: 1e-20
+        # beside a bias of 1e-2) would need a bias beyond the int32 accumulator at the weight
+        # scale max|W| / 127: its scale is raised until the bias fits (its weights then round
+        # to 0, an error of at most |b| / 2^30 each).
+        floor = np.abs(b.astype(np.float64)) / (S_in * BIAS_LIMIT)
+        small = s.astype(np.float64) < floor
+        if small.any():
+            s = np.where(small, floor, s).astype(np.float32)
+            Q[:, small] = _round_half_away(W[:, small].astype(np.float32) / s[small]).astype(
+                np.int8)
         Z = H @ W.astype(np.float64) + b.astype(np.float64)
         acc_scale = S_in * s.astype(np.float64)
         bias = np.floor(b.astype(np.float64) / acc_scale + 0.5) - Z_in * Q.astype(np.int64).sum(0)

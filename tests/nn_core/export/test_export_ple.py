@@ -211,3 +211,29 @@ def test_the_encoding_runs_on_the_device(case, fmt, tmp_path):
         expected = c_arrays(files[f"{name}_vectors.h"])[f"{name}_VEXP"]
         assert np.mean(result.p == expected) >= 0.98
         assert np.max(np.abs(result.p - expected)) <= 0.02
+
+
+def test_c_int8_full_quantises_a_dead_unit(case):
+    """A hidden unit whose weights L2 shrank to nothing beside its bias (seen in a
+    PLE model: 1e-20 beside -0.03) gets a weight scale at which its bias fits the int32
+    accumulator (it failed the export before); the other units are untouched."""
+    import copy
+
+    from nn_core.export.int8 import BIAS_LIMIT
+
+    model = copy.deepcopy(case["model"])
+    W, b = (a.copy() for a in model.params[0])
+    W[:, 0], b[0] = 1e-20, -0.03
+    model.params[0] = (W, b)
+    calibration = case["X"][case["train"]]
+    net = calibrate(model, calibration)
+    assert np.abs(net.layers[0].bias[0]) <= BIAS_LIMIT * (1 + 1e-6)  # s rounded to float32
+    assert not net.layers[0].Qt[0].any()  # its weights round to 0
+    untouched = calibrate(case["model"], calibration)
+    np.testing.assert_array_equal(net.layers[0].Qt[1:], untouched.layers[0].Qt[1:])
+    X = case["X"][case["test"]]
+    H = np.maximum(ex.features_from_codes(model, X) @ W + b, 0)
+    for W_l, b_l in model.params[1:-1]:
+        H = np.maximum(H @ W_l + b_l, 0)
+    p_float = 1 / (1 + np.exp(-(H @ model.params[-1][0] + model.params[-1][1])[:, 0]))
+    assert np.max(np.abs(predict_int8_full(model, net, X) - p_float)) <= 0.05
