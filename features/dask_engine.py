@@ -57,6 +57,10 @@ ROWS_PER_PARTITION = 2_000_000
 #: holds the GIL for much of the time).
 DEFAULT_WORKERS = 2
 
+#: Memory limit of each worker of the default LocalCluster: Dask spills to disk at 60 % of
+#: it and pauses a worker at 80 %, so a machine needs about twice this per worker.
+DEFAULT_MEMORY_LIMIT = "2.5GiB"
+
 _ID_COLUMNS = ("user_id", "item_id", "category", "session_id")
 
 
@@ -73,7 +77,7 @@ def require_dask() -> None:
 
 @contextlib.contextmanager
 def connect(scheduler: str | None = None, n_workers: int = DEFAULT_WORKERS,
-            memory_limit: str | int = "auto") -> Iterator:
+            memory_limit: str | int = DEFAULT_MEMORY_LIMIT) -> Iterator:
     """A ``distributed.Client``: to the scheduler at ``scheduler`` (``tcp://host:8786``), else
     to a new ``LocalCluster(n_workers, threads_per_worker=1, memory_limit)`` closed on exit.
     The client becomes Dask's default scheduler inside the ``with`` block."""
@@ -307,8 +311,9 @@ def _canonical(part: Part, fmt: str, plan: _Plan) -> pd.DataFrame:
     df["event_type"] = pd.Categorical(df["event_type"], categories=E.EVENT_TYPES)
     rows = np.flatnonzero(~bad) + part.offset
     df["_order"] = (np.int64(part.file) << 40) + rows.astype(np.int64)
-    df["_raw"] = pd.util.hash_pandas_object(raw.astype(str), index=False).to_numpy() \
-        ^ np.uint64(part.file)
+    # Equal raw rows of one file hash equally (CSV text, or Parquet values: a file has one
+    # type per column); a 64-bit collision would count two rows as one duplicate.
+    df["_raw"] = pd.util.hash_pandas_object(raw, index=False).to_numpy() ^ np.uint64(part.file)
     t = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
     df["_outside"] = (t < plan.start.value) | (t >= plan.end.value) if plan.start is not None \
         else np.zeros(len(df), dtype=bool)
