@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--events", type=Path, nargs="+", action="extend", metavar="PATH",
                      help="event log to score (event-log models): repeatable, several files "
                      "or a quoted glob pattern, read as one log")
-    ap.add_argument("--output", type=Path, help="output CSV (default: stdout)")
+    ap.add_argument("--output", type=Path, help="output CSV, or Parquet when the name ends in "
+                    ".parquet or .pq (default: CSV on stdout)")
     ap.add_argument("--id-column", help="input column written as the id (default: the training "
                     "id column if present, else the row number)")
     ap.add_argument("--top", type=int, metavar="K", help="print the K most likely buyers")
@@ -112,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--events-format", choices=("taobao", "rees46", "canonical"),
                     help="with --events: log format (default: the one the model was trained on)")
     ap.add_argument("--threads", type=int, help="numba threads (default: all)")
+    ap.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
+                    help="with --events: dask reads the log, computes the features and "
+                    "scores on a Dask cluster (pip install '.[scale]')")
+    ap.add_argument("--scheduler", metavar="ADDRESS", help="with --engine dask: the "
+                    "scheduler of an existing cluster, e.g. tcp://host:8786 (default: a "
+                    "local cluster of 2 workers)")
     ap.add_argument("--on-invalid", choices=ON_INVALID, default="error",
                     help="a bad cell: stop with an error; skip its row (listed in "
                     "--rejected); or impute a missing one (models trained with it)")
@@ -328,6 +335,27 @@ def write_waterfall(e, row: int, plot: Path) -> None:
           file=sys.stderr)
 
 
+def check_engine(args: argparse.Namespace) -> None:
+    """Refuse ``--scheduler`` without ``--engine dask``, and ``--engine dask`` for what it
+    does not do (a session table; explanations); check that Dask is installed."""
+    if args.scheduler is not None and args.engine != "dask":
+        raise UsageError("--scheduler only applies to --engine dask")
+    if args.engine != "dask":
+        return
+    if args.events is None:
+        raise UsageError("--engine dask scores event logs (--events); a session table "
+                         "(--input) is scored by the pandas engine, in chunks")
+    if args.explain or args.explain_row is not None:
+        raise UsageError("--explain and --explain-row apply to the pandas engine only (not "
+                         "--engine dask)")
+    from features.dask_engine import require_dask
+
+    try:
+        require_dask()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> None:
     from features import scoring
     from nn_core import load_model
@@ -351,6 +379,7 @@ def run(args: argparse.Namespace) -> None:
             raise UsageError(f"--rejected {rejected}: is the --output file")
     if args.on_invalid == "impute" and args.events is not None:
         raise UsageError("--on-invalid applies to --input tables, not --events")
+    check_engine(args)
     keep = keep_columns(args)
     check_explain(args, keep)
     drift_report, drift_plot = drift_paths(args)
@@ -363,6 +392,10 @@ def run(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} {path}: is the --output or --rejected file")
     model = load_model(args.model, require_preprocessing=True)  # predict.py scores raw rows
     monitor = drift_monitor(args, model)
+    if monitor is not None and args.engine == "dask":
+        print(f"{program_name('predict')}: --engine dask: no input drift check (the pandas "
+              "engine's; --no-drift silences this line)", file=sys.stderr)
+        monitor = None
     threshold = model.threshold if args.threshold is None else args.threshold
     if threshold is not None:
         try:
@@ -388,7 +421,8 @@ def run(args: argparse.Namespace) -> None:
             raise UsageError(f"{args.model} was trained on a session table; use --input, "
                              "not --events")
         scored = scoring.score_events(args.events, model, args.cutoff, args.events_format,
-                                      args.threads, observe, explainer)
+                                      args.threads, observe, explainer, engine=args.engine,
+                                      scheduler=args.scheduler)
         if scored.n == 0:
             scored.close()
             raise UsageError(f"{', '.join(map(str, args.events))}: no user has events before "
