@@ -33,6 +33,13 @@ Printed (markdown):
 Fit seconds per seed are measured in this process for the scikit-learn models and read
 from ``metrics.json`` (``seconds`` / seeds: the whole ``train.py`` command, both models
 and the files) for the runs: they depend on the machine's load.
+
+Event-log runs (``train.py --events ...``; issue 17.6) are compared differently: their test
+users are the same for every seed (time-based snapshots), so for each run the script prints
+the network's and the baseline's test ROC-AUC and PR-AUC (mean ± std over seeds) and the
+paired bootstrap interval of (network - baseline), with the test users drawn once per
+resample for all seeds (``shared_rows``): the interval covers the sampling of users, the
+mean over seeds the training randomness. No scikit-learn model is fitted there.
 """
 
 from __future__ import annotations
@@ -66,15 +73,44 @@ class Scores:
     seconds_per_seed: float = float("nan")
 
 
-def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame, dict]:
+def read_run(run_dir: Path, kind: str = "table") -> tuple[dict, pd.DataFrame, dict]:
     """A run directory's ``splits.json``, ``test_predictions.csv`` and ``metrics.json``."""
     splits = json.loads((run_dir / "splits.json").read_text())
-    if splits.get("kind") != "table":
-        raise SystemExit(f"{run_dir / 'splits.json'}: not a session-table run "
-                         f"(kind {splits.get('kind')!r})")
+    if splits.get("kind") != kind:
+        raise SystemExit(f"{run_dir / 'splits.json'}: not a "
+                         f"{'session-table' if kind == 'table' else 'event-log'} run "
+                         f"(kind {splits.get('kind')!r}); give runs of one kind")
     preds = pd.read_csv(run_dir / "test_predictions.csv")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return splits, preds, metrics
+
+
+def event_comparison(runs: dict[str, Path], resamples: int, seed: int) -> None:
+    """Print network vs baseline per event-log run with the paired bootstrap interval."""
+    print(f"paired bootstrap: {resamples} resamples of the test users (seed {seed}), the same "
+          "users for every seed; statistic = mean over seeds of (network - baseline)\n")
+    print("| run | users (buyers) | network ROC-AUC | baseline ROC-AUC | network − baseline "
+          "ROC [95 % CI] | network PR-AUC | baseline PR-AUC | network − baseline PR [95 % CI] |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, run_dir in runs.items():
+        _, preds, _ = read_run(run_dir, kind="events")
+        seeds = sorted(preds["seed"].unique())
+        blocks = [preds[preds["seed"] == s] for s in seeds]
+        users = blocks[0].iloc[:, 1].to_numpy()
+        if any(not np.array_equal(b.iloc[:, 1].to_numpy(), users) for b in blocks):
+            raise SystemExit(f"{run_dir}: the seeds' test users differ (not an event-log run?)")
+        y = [b["label"].to_numpy() for b in blocks]
+        cells = []
+        for m, f in (("roc_auc", roc_auc), ("pr_auc", pr_auc)):
+            est, rep = bootstrap_replicates(
+                y, {"net": [b["probability"].to_numpy() for b in blocks],
+                    "base": [b["baseline_probability"].to_numpy() for b in blocks]},
+                m, resamples, seed, shared_rows=True)
+            res = difference_interval(est["net"] - est["base"], rep["net"] - rep["base"])
+            cells += [mean_std([f(b["label"], b["probability"]) for b in blocks]),
+                      mean_std([f(b["label"], b["baseline_probability"]) for b in blocks]),
+                      interval(res)]
+        print(f"| {name} | {len(y[0])} ({int(y[0].sum())}) | " + " | ".join(cells) + " |")
 
 
 def run_scores(run_dir: Path, splits_ref: dict, column: str = "probability") -> Scores:
@@ -166,6 +202,9 @@ def main() -> None:
             ap.error(f"--run: the name {name!r} is given twice")
         runs[name] = Path(path)
     ref_name, ref_dir = next(iter(runs.items()))
+    if json.loads((ref_dir / "splits.json").read_text()).get("kind") == "events":
+        event_comparison(runs, args.resamples, args.bootstrap_seed)
+        return
     splits_ref, _, ref_metrics = read_run(ref_dir)
     seeds = sorted(int(s) for s in splits_ref["seeds"])
 

@@ -36,14 +36,14 @@ CANDIDATES: dict[str, dict] = {
     "l2 3e-3": {"l2": 3e-3},
     "l2 1e-2": {"l2": 1e-2},
     "hidden 128": {"hidden": (128,)},
-    "hidden 256, dropout 0.3": {"hidden": (256,), "dropout": 0.3},
-    "hidden 128,64": {"hidden": (128, 64)},
+    "hidden 256 dropout 0.3": {"hidden": (256,), "dropout": 0.3},
+    "hidden 128+64": {"hidden": (128, 64)},
     "silu": {"activation": "silu"},
     "gelu": {"activation": "gelu"},
     "monitor loss": {"monitor": "loss"},
     "patience 20": {"patience": 20},
-    "cosine, 60 epochs": {"schedule": "cosine", "epochs": 60, "patience": 60},
-    "weight decay 1e-2, l2 0": {"l2": 0.0, "weight_decay": 1e-2},
+    "cosine 60 epochs": {"schedule": "cosine", "epochs": 60, "patience": 60},
+    "weight decay 1e-2 l2 0": {"l2": 0.0, "weight_decay": 1e-2},
 }
 
 

@@ -158,13 +158,16 @@ def bootstrap_replicates(
     metric: str = "roc_auc",
     n_resamples: int = 2000,
     seed: int = 0,
+    shared_rows: bool = False,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The metric of every model, averaged over blocks, on the rows as they are and on each
     of the same ``n_resamples`` resamples.
 
     Every model is scored on the *same* resampled rows (that is what makes a difference of
     two models' replicates paired); each block (seed) is drawn anew in each resample,
-    independently of the other blocks.
+    independently of the other blocks, unless ``shared_rows``: then the blocks are the same
+    rows (an event log's test users, scored by the networks of several seeds) and one draw
+    per resample serves every block.
 
     Parameters
     ----------
@@ -177,6 +180,8 @@ def bootstrap_replicates(
         Resamples B.
     seed : int
         Seed of ``numpy.random.default_rng``: the same call gives the same replicates.
+    shared_rows : bool
+        The blocks hold the same rows in the same order (equal lengths): draw them once.
 
     Returns
     -------
@@ -189,14 +194,18 @@ def bootstrap_replicates(
         raise ValueError(f"metric must be one of {list(WEIGHTED_METRICS)}, got {metric!r}")
     if len(y) == 0 or any(len(p) != len(y) for p in scores.values()):
         raise ValueError("every model needs one score array per block of y (>= 1 block)")
+    if shared_rows and len({len(ys) for ys in y}) != 1:
+        raise ValueError("shared_rows needs blocks of one length (the same rows)")
     f = WEIGHTED_METRICS[metric]
     rng = np.random.default_rng(seed)
     estimate = dict.fromkeys(scores, 0.0)
     replicates = {name: np.zeros(n_resamples) for name in scores}
+    w = resample_counts(len(y[0]), n_resamples, rng) if shared_rows else None
     for s, ys in enumerate(y):
         ys = np.asarray(ys)
         ones = np.ones((1, len(ys)))
-        w = resample_counts(len(ys), n_resamples, rng)
+        if not shared_rows:
+            w = resample_counts(len(ys), n_resamples, rng)
         for name, p in scores.items():
             estimate[name] += float(f(ys, p[s], ones)[0]) / len(y)
             replicates[name] += f(ys, p[s], w) / len(y)
@@ -224,6 +233,7 @@ def paired_bootstrap(
     n_resamples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    shared_rows: bool = False,
 ) -> BootstrapResult:
     """Paired bootstrap interval of ``mean_s [M(y_s, pA_s) - M(y_s, pB_s)]``.
 
@@ -239,10 +249,13 @@ def paired_bootstrap(
         Seed of ``numpy.random.default_rng``: the same call gives the same interval.
     level : float
         Coverage of the percentile interval.
+    shared_rows : bool
+        As :func:`bootstrap_replicates`: every block holds the same rows.
 
     Returns
     -------
     BootstrapResult
     """
-    est, rep = bootstrap_replicates(y, {"a": p_a, "b": p_b}, metric, n_resamples, seed)
+    est, rep = bootstrap_replicates(y, {"a": p_a, "b": p_b}, metric, n_resamples, seed,
+                                    shared_rows)
     return difference_interval(est["a"] - est["b"], rep["a"] - rep["b"], level)

@@ -92,3 +92,20 @@ def test_bad_arguments():
         bootstrap.paired_bootstrap([y, y], [p], [p, p])
     with pytest.raises(ValueError, match="length"):
         bootstrap.weighted_roc_auc(y, p[:-1], np.ones((1, len(y))))
+
+
+def test_shared_rows_draw_the_blocks_together():
+    # Two blocks of the same rows: with shared_rows, block 1's scores (A's in reverse rank
+    # order of B's) and block 2's (B's of A's) give differences that cancel in every
+    # resample; drawn independently they do not.
+    y, p, rng = tied_case()
+    q = p + rng.normal(0, 0.3, len(y))
+    shared = bootstrap.paired_bootstrap([y, y], [p, q], [q, p], "roc_auc", 300,
+                                        shared_rows=True)
+    apart = bootstrap.paired_bootstrap([y, y], [p, q], [q, p], "roc_auc", 300)
+    assert shared.estimate == pytest.approx(0.0, abs=1e-12)
+    assert shared.low == pytest.approx(0.0, abs=1e-12)
+    assert shared.high == pytest.approx(0.0, abs=1e-12)
+    assert apart.high - apart.low > 0.01
+    with pytest.raises(ValueError, match="one length"):
+        bootstrap.paired_bootstrap([y, y[:-1]], [p, p[:-1]], [p, p[:-1]], shared_rows=True)
