@@ -390,8 +390,8 @@ class ChunkExplainer:
     def __init__(self, predictor, k: int = 0, row: int | None = None) -> None:
         n_columns = len(column_groups(predictor, predictor.network.n_inputs))
         if not 0 <= k <= n_columns:
-            raise ValueError(f"--explain {k}: must be in [1, {n_columns}] (the model's raw "
-                             "columns)")
+            raise ValueError(f"k must be in [1, {n_columns}] (the model's raw columns), "
+                             f"got {k}")
         self.predictor, self.k, self.row = predictor, k, row
         self.names = [f"{kind}_{i}" for i in range(1, k + 1)
                       for kind in ("reason", "contribution")]

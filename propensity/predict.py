@@ -412,7 +412,7 @@ def run(args: argparse.Namespace) -> None:
         try:
             explainer = ChunkExplainer(model, args.explain, args.explain_row)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"--explain {args.explain}: {exc}") from None
     pre = model.preprocessing
     kind = pre.source.get("kind", "table")
     observe = None if monitor is None else monitor.update

@@ -95,7 +95,7 @@ def test_explain_refusals_write_nothing(model_dir, sample, tmp_path, capsys):
     out, png = tmp_path / "scores.csv", tmp_path / "row.png"
     cases = [
         (["--explain", -1], "--explain must be >= 1"),
-        (["--explain", 99], "--explain 99: must be in [1, 17]"),
+        (["--explain", 99], "--explain 99: k must be in [1, 17]"),
         (["--explain-row", 3], "--explain-row N and --plot FILE go together"),
         (["--plot", png], "--explain-row N and --plot FILE go together"),
         (["--explain-row", 0, "--plot", png], "--explain-row must be >= 1"),
