@@ -126,13 +126,14 @@ def partitions(paths: Sequence[Path], rows: int = ROWS_PER_PARTITION) -> list[Pa
         if not E.is_parquet(path) or Path(path).is_dir():
             out.append(Part(i, str(path), None, 0, None))
             continue
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
             meta = pq.ParquetFile(path).metadata
         except FileNotFoundError:
             raise E.EventFileError(f"{path}: no such event-log file") from None
-        except OSError as e:
+        except (OSError, pa.ArrowException) as e:
             raise E.EventFileError(f"{path}: cannot read it as Parquet "
                                    f"({' '.join(str(e).split())})") from None
         groups: list[int] = []

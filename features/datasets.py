@@ -254,6 +254,9 @@ class EventData:
         Drop and count invalid events instead of failing.
     stride, min_history : str, optional
         Of the rolling training cutoffs (``features.events.rolling_cutoffs``).
+    engine : {"pandas", "dask"}
+        ``"dask"``: the snapshots are computed on a Dask cluster (``scheduler``: its
+        address; default a LocalCluster), ``features.dask_engine``; the same frames.
 
     Raises
     ------
@@ -264,12 +267,19 @@ class EventData:
     def __init__(self, path: str | os.PathLike | Sequence[str | os.PathLike],
                  format: str = "canonical", horizon: str = "1d", cutoff: str | None = None,
                  drop_invalid: bool = False, stride: str | None = None,
-                 min_history: str = "1D") -> None:
+                 min_history: str = "1D", engine: str = "pandas",
+                 scheduler: str | None = None) -> None:
         from . import events  # lazy: table mode must not need it
 
-        splits = events.load_event_splits(path, format=format, horizon=horizon, cutoff=cutoff,
-                                          drop_invalid=drop_invalid, stride=stride,
-                                          min_history=min_history)
+        kwargs = dict(format=format, horizon=horizon, cutoff=cutoff, drop_invalid=drop_invalid,
+                      stride=stride, min_history=min_history)
+        if engine == "dask":
+            from . import dask_engine
+
+            with dask_engine.connect(scheduler):
+                splits = dask_engine.load_event_splits(path, **kwargs)
+        else:
+            splits = events.load_event_splits(path, **kwargs)
         path = splits.info["path"]
         self.frames = {"train": splits.train, "dev": splits.dev, "test": splits.test}
         self.baseline_columns = list(splits.baseline_columns)

@@ -341,6 +341,7 @@ def read_parquet(path: Path, row_groups: list[int] | None = None) -> pd.DataFram
     """A Parquet file (or some of its row groups) as a DataFrame: string columns as text
     (null = ``""``, as an empty CSV cell), number and timestamp columns typed (pyarrow)."""
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise EventFileError(f"{path}: reading Parquet needs pyarrow (pip install "
@@ -350,7 +351,7 @@ def read_parquet(path: Path, row_groups: list[int] | None = None) -> pd.DataFram
         table = f.read() if row_groups is None else f.read_row_groups(row_groups)
     except FileNotFoundError:
         raise EventFileError(f"{path}: no such event-log file") from None
-    except OSError as e:  # pyarrow's ArrowInvalid (not Parquet) is an OSError too
+    except (OSError, pa.ArrowException) as e:  # e.g. ArrowInvalid: not a Parquet file
         raise EventFileError(f"{path}: cannot read it as Parquet "
                              f"({' '.join(str(e).split())})") from None
     df = table.to_pandas()

@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--horizon", default="1d", help="label window after each cutoff")
     ev.add_argument("--cutoff", help="ISO time of the test cutoff (default: log end - horizon)")
     ev.add_argument("--drop-invalid", action="store_true", help="drop and count invalid events")
+    ev.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
+                    help="dask: read the log and compute the snapshots on a Dask cluster "
+                    "(pip install '.[scale]'); the same features and metrics")
+    ev.add_argument("--scheduler", metavar="ADDRESS", help="with --engine dask: the "
+                    "scheduler of an existing cluster, e.g. tcp://host:8786 (default: a "
+                    "local cluster of 2 workers)")
     ev.add_argument("--min-history", default="1D",
                     help="log history required before the first training cutoff")
     ev.add_argument("--stride", help="spacing of the rolling training cutoffs "
@@ -303,8 +309,18 @@ def load_data(args: argparse.Namespace):
             raise UsageError("--on-invalid applies to --input tables (an event log has "
                              "--drop-invalid)")
         args.events = expand_paths(args.events)  # config.json lists the files read
+        if args.scheduler is not None and args.engine != "dask":
+            raise UsageError("--scheduler only applies to --engine dask")
+        if args.engine == "dask":
+            from features.dask_engine import require_dask
+
+            try:
+                require_dask()
+            except ImportError as exc:
+                raise UsageError(str(exc)) from None
         return EventData(args.events, args.events_format, args.horizon, args.cutoff,
-                         args.drop_invalid, args.stride, args.min_history)
+                         args.drop_invalid, args.stride, args.min_history,
+                         engine=args.engine, scheduler=args.scheduler)
     schema = resolve_schema(None, args.target, args.numeric, args.categorical,
                             args.id_column, args.ranges)
     hint = "" if args.config or args.numeric or args.categorical else (
@@ -589,7 +605,8 @@ def _in_out(exc: OSError, run_dir) -> OSError:
 
 
 #: Options that one kind of data alone uses; given with the other kind they are refused.
-EVENTS_ONLY = ("events_format", "horizon", "cutoff", "drop_invalid", "min_history", "stride")
+EVENTS_ONLY = ("events_format", "horizon", "cutoff", "drop_invalid", "min_history", "stride",
+               "engine", "scheduler")
 TABLE_ONLY = ("input", "target", "numeric", "categorical", "id_column", "split",
               "numeric_encoding", "ple_bins")
 
