@@ -406,6 +406,9 @@ class ChunkExplainer:
         base = "" if self.baseline_value is None else f" = {self.baseline_value:.6g}"
         text = (f"contributions to the uncalibrated probability relative to f(baseline){base} "
                 f"(baseline: {self.baseline})")
+        if getattr(self.predictor, "calibration", None) is not None:
+            text += ("; the model's calibration is not explained (the propensity column is "
+                     "calibrated)")
         if self.k:
             text += (f"; completeness (the contributions sum to f(x) - f(baseline) within "
                      f"{RTOL:.0%}) failed for {self.failed:,} of {self.rows:,} rows")

@@ -79,6 +79,7 @@ def test_explain_columns_equal_the_python_api(model_dir, sample, tmp_path, capsy
     assert "training medians and most frequent categories" in line
     assert f"failed for 0 of {len(got):,} rows" in line
     assert f"f(baseline) = {want['baseline_probability'].iloc[0]:.6g}" in line
+    assert "calibration" not in line  # a plain model has none
 
 
 def test_explain_row_draws_the_waterfall(model_dir, sample, tmp_path, capsys):

@@ -153,6 +153,15 @@ def test_ensemble_members_and_bias_are_explained(uci):
     delta = e.value - e.baseline_value
     assert (np.abs(e.contributions.sum(axis=1) - delta)
             <= np.maximum(0.01 * np.abs(delta), 1e-4)).all()
+    # a calibrated model: the reasons stay those of sigma(z), and the summary says so
+    from nn_core.calibration import Platt
+
+    calibrated = Predictor(Ensemble([(net, 0.7), (other, 0.3)], bias=0.25,
+                                    calibration=Platt(2.0, -1.0)), model.preprocessing, None)
+    np.testing.assert_allclose(attribute(calibrated, X).contributions, e.contributions)
+    c = ChunkExplainer(calibrated, 1)
+    c(np.arange(1, 51), X)
+    assert "calibration is not explained" in c.summary()
 
 
 def test_failing_rows_are_reported_not_hidden(uci):
