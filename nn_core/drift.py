@@ -350,10 +350,14 @@ class DriftMonitor:
                 "columns": columns, "scores": scores}
 
 
-def warning_line(report: Mapping) -> str | None:
-    """One line naming the flagged columns (and the scores) with their PSI, or ``None``
-    when nothing is above the threshold."""
-    parts = [f"{name} {report['columns'][name]['psi']:.3g}" for name in report["flagged"]]
+def warning_line(report: Mapping, most: int = 8) -> str | None:
+    """One line naming the flagged columns (the ``most`` largest PSI first, then how many
+    more) and the scores, with their PSI; ``None`` when nothing is above the threshold."""
+    flagged = report["flagged"]
+    parts = [f"{name} {report['columns'][name]['psi']:.3g}" for name in flagged[:most]]
+    if len(flagged) > most:
+        more = len(flagged) - most
+        parts.append(f"{more} more column{'s' if more > 1 else ''}")
     if report["scores_flagged"]:
         parts.append(f"scores {report['scores']['psi']:.3g}")
     if not parts:

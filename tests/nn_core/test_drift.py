@@ -71,6 +71,10 @@ def test_monitor_chunked_equals_one_chunk_and_flags_the_shifted_column():
     assert report["columns"]["c"]["actual"][3] == pytest.approx(5 / 999)
     assert report["columns"]["c"]["psi"] < 0.1
     assert drift.warning_line(report).startswith("input drift (PSI above 0.2): x ")
+    many = {**report, "flagged": ["x", "c"], "scores_flagged": True}
+    assert drift.warning_line(many, most=1) == (
+        f"input drift (PSI above 0.2): x {report['columns']['x']['psi']:.3g}, 1 more column, "
+        f"scores {report['scores']['psi']:.3g}")
     same = drift.DriftMonitor(ref)
     same.update(U_train, p_train)
     quiet = same.report()
