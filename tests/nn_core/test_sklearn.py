@@ -266,8 +266,11 @@ def test_preprocessor_transformer_protocol():
     pre = Preprocessor(UCI_NUMERIC, UCI_CATEGORICAL, target="Revenue")
     params = pre.get_params()
     assert set(params) == {"numeric", "categorical", "log1p", "target", "id_column", "source",
-                           "impute"}
+                           "impute", "numeric_encoding", "ple_bins"}
     twin = clone(pre)  # clone checks that the constructor keeps every argument as given
+    ple = clone(pre.set_params(numeric_encoding="ple", ple_bins=4))
+    assert ple.get_params()["numeric_encoding"] == "ple" and ple.ple_bins == 4
+    pre.set_params(numeric_encoding="standard", ple_bins=16)
     assert twin.get_params()["numeric"] == list(UCI_NUMERIC) and twin is not pre
     assert pre.set_params(log1p=False) is pre and pre.log1p is False
     with pytest.raises(ValueError, match="no parameter 'hidden'"):
