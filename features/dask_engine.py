@@ -469,11 +469,12 @@ def snapshots(log: DaskLog, cutoffs: list[pd.Timestamp], horizon
 
 
 def load_event_splits(path, format: str, horizon, cutoff=None, drop_invalid: bool = False,
-                      stride=None, min_history="1D") -> E.EventSplits:
+                      stride=None, min_history="1D", rows: int = ROWS_PER_PARTITION
+                      ) -> E.EventSplits:
     """``events.load_event_splits`` with the Dask engine (on the current client): the same
-    cutoffs, snapshots and info."""
+    cutoffs, snapshots and info (``rows``: rows per partition, ``partitions``)."""
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    log = read_events(paths, format=format, drop_invalid=drop_invalid)
+    log = read_events(paths, format=format, drop_invalid=drop_invalid, rows=rows)
     if log.report["time_range"] is None:
         raise ValueError(f"{log.report['path']}: no valid events")
     start, end = (pd.Timestamp(x) for x in log.report["time_range"])

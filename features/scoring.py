@@ -46,6 +46,7 @@ from .tabular import (
     iter_raw,
     iter_table,
 )
+    open_table,
 
 DEFAULT_CHUNKSIZE = 100_000
 #: Significant digits of the propensities written (``format(p, ".7g")``); the ranks are
@@ -233,7 +234,7 @@ def score_table(
     pre = model.preprocessing
     columns = pre.columns
     dtype = np.dtype(model.network.dtype)
-    with CsvTable(path, chunksize, [c["name"] for c in columns if c["kind"] == "numeric"]) \
+    with open_table(path, chunksize, [c["name"] for c in columns if c["kind"] == "numeric"]) \
             as table:
         check_columns(path, table.header, pre.input_columns, " (the model was trained with it)")
         if id_column is not None:

@@ -112,7 +112,9 @@ class DataError(ValueError):
         self.column = column
         self.value = value
         where = [self.path]
-        if row is not None:
+        if row is not None and is_parquet(self.path):
+            where.append(f"data row {row} (Parquet row index {row - 1})")
+        elif row is not None:
             where.append(
                 f"data row {row} (line {row + 1}; row 1 is the first row below the header)"
             )
@@ -454,6 +456,113 @@ class CsvTable:
             raise DataError(self.path, f"cannot read file: {exc.strerror or exc}") from None
 
 
+#: File name endings of session tables read as Parquet (anything else is CSV).
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def is_parquet(path: str | os.PathLike) -> bool:
+    """Whether a table is read as Parquet: its name ends in .parquet or .pq."""
+    return str(path).lower().endswith(PARQUET_SUFFIXES)
+
+
+class ParquetTable:
+    """:class:`CsvTable`'s interface over a Parquet file (pyarrow), read in row batches.
+
+    Each chunk holds what the CSV reader would give for the same values, so that the same
+    checks (``parse_frame``, ``check_frame``) and messages apply: a column named in
+    ``numeric`` whose Parquet type is an integer or float, with no null and no NaN in the
+    chunk, comes as int64 or float64; any other cell comes as text (``str`` of the value,
+    null as ``""``: a missing value), so text in a number column is still an error naming
+    its row and column. Rows are numbered as in a CSV: data row ``r`` is the Parquet row
+    with index ``r - 1`` (there is no header line).
+
+    Raises
+    ------
+    DataError
+        When the file is missing, not Parquet, or has an empty or duplicate column name.
+    """
+
+    def __init__(self, path: str | os.PathLike, chunksize: int,
+                 numeric: Iterable[str] = ()) -> None:
+        self.path = path
+        self.chunksize = chunksize
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError(path, "reading Parquet needs pyarrow (pip install "
+                            "'purchase-propensity[scale]')") from None
+        try:
+            self._file = pq.ParquetFile(path)  # closed by close()
+        except OSError as exc:
+            raise _open_error(path, exc) from None
+        except pa.ArrowException as exc:
+            raise DataError(path, f"cannot read it as Parquet ({' '.join(str(exc).split())})"
+                            ) from None
+        self.header = [str(name).strip() for name in self._file.schema_arrow.names]
+        seen: set[str] = set()
+        for i, name in enumerate(self.header, start=1):
+            if not name:
+                raise DataError(path, f"column {i} has an empty name")
+            if name in seen:
+                raise DataError(path, "column name appears twice", column=name)
+            seen.add(name)
+        self._numeric = set(numeric)
+        self._as_text: set[str] = set()
+
+    def read_as_text(self, names: Iterable[str]) -> None:
+        """As :meth:`CsvTable.read_as_text`: these columns come as ``str`` cells."""
+        self._as_text.update(names)
+
+    def __enter__(self) -> ParquetTable:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _cells(self, name: str, column) -> pd.Series | pd.Categorical | np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        kind = column.type
+        if name in self._numeric and (pa.types.is_integer(kind) or pa.types.is_floating(kind)) \
+                and column.null_count == 0:
+            values = column.to_numpy(zero_copy_only=False)
+            values = values.astype(np.int64 if pa.types.is_integer(kind) else np.float64)
+            if values.dtype.kind == "i" or not np.isnan(values).any():
+                return values
+        if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
+            column = pc.cast(column, pa.large_string())
+        text = column.fill_null("").to_numpy(zero_copy_only=False).astype(object)
+        if name in self._numeric or name in self._as_text:
+            return text
+        return pd.Categorical(text)
+
+    def __iter__(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        import pyarrow as pa
+
+        first_row = 1
+        try:
+            for batch in self._file.iter_batches(batch_size=self.chunksize):
+                chunk = pd.DataFrame({name: self._cells(name, batch.column(i))
+                                      for i, name in enumerate(self.header)})
+                chunk.index = pd.RangeIndex(first_row - 1, first_row - 1 + len(chunk))
+                yield first_row, chunk
+                first_row += len(chunk)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(self.path, f"cannot read it as Parquet "
+                            f"({' '.join(str(exc).split())})") from None
+
+
+def open_table(path: str | os.PathLike, chunksize: int, numeric: Iterable[str] = ()
+               ) -> CsvTable | ParquetTable:
+    """A :class:`ParquetTable` for a name ending in .parquet or .pq, else a :class:`CsvTable`."""
+    return (ParquetTable if is_parquet(path) else CsvTable)(path, chunksize, numeric)
+
+
 def _blank_before_quote(fh: io.BufferedReader) -> bool:
     """Whether the open file has a space or tab right before a double quote; True also when
     it is not a regular file (a pipe cannot be read twice to find out). The file is read
@@ -503,7 +612,7 @@ def read_header(path: str | os.PathLike) -> list[str]:
     DataError
         When the file is missing, empty, not text or has empty or duplicate column names.
     """
-    with CsvTable(path, 1) as table:
+    with open_table(path, 1) as table:
         return table.header
 
 
@@ -797,7 +906,7 @@ def iter_raw_chunks(
         When the CSV is malformed (e.g. a row with too many fields) or a column of
         ``usecols`` is missing.
     """
-    with CsvTable(path, chunksize) as table:
+    with open_table(path, chunksize) as table:
         if usecols is not None:
             check_columns(path, table.header, usecols)
         for first_row, chunk in table:
@@ -866,7 +975,7 @@ def read_table(
     if on_invalid not in ON_INVALID:
         raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
     rejected = Rejected()
-    with CsvTable(path, chunksize, schema.numeric) as table:
+    with open_table(path, chunksize, schema.numeric) as table:
         check_columns(path, table.header, schema.required(with_target), hint)
         if schema.id_column is not None:
             check_columns(path, table.header, [schema.id_column], " (the id column)")
