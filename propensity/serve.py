@@ -102,6 +102,89 @@ class Served:
                 "label": None if t is None else (p >= t).astype(int).tolist()}
 
 
+def score_rows(served: Served, rows: list) -> dict:
+    """``Served.scores`` of JSON rows (``features.online.rows_frame``); HTTPError 422 naming
+    row and column of a bad value."""
+    from features.online import RequestError, rows_frame
+
+    try:
+        return served.scores(rows_frame(rows, served.predictor.preprocessing))
+    except RequestError as exc:
+        raise HTTPError(422, str(exc)) from None
+    except ValueError as exc:  # Predictor.transform: a value whose feature overflows
+        raise HTTPError(422, " ".join(str(exc).split())) from None
+
+
+class Batcher:
+    """Adaptive batching of ``/predict``: the rows of the requests that are waiting when the
+    event loop gets to them are checked and scored in one call, then split up again.
+
+    A request puts its rows in the queue and waits; the first schedules a run at the loop's
+    next turn, so a lone request waits for nothing and requests that arrive together (many
+    connections) share the per-call costs of parsing and scoring (pandas' per-column work
+    dominates a one-row request). If the batch has a bad row, every request of it is scored
+    on its own, so that each reply names its own row numbers. Requests keep the model they
+    started with: a batch is scored per model.
+
+    Parameters
+    ----------
+    max_rows : int
+        The most rows of one call (a request with more is scored alone).
+    """
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.pending: list[tuple[Served, list, asyncio.Future]] = []
+        self.scheduled = False
+
+    async def scores(self, served: Served, rows: list) -> dict:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.append((served, rows, future))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self.run)
+        return await future
+
+    def run(self) -> None:
+        take, n = 1, len(self.pending[0][1])
+        while take < len(self.pending) and n + len(self.pending[take][1]) <= self.max_rows:
+            n += len(self.pending[take][1])
+            take += 1
+        batch, self.pending = self.pending[:take], self.pending[take:]
+        if self.pending:
+            asyncio.get_running_loop().call_soon(self.run)
+        else:
+            self.scheduled = False
+        for served in {id(s): s for s, _, _ in batch}.values():
+            group = [(rows, future) for s, rows, future in batch if s is served]
+            try:
+                out = score_rows(served, [row for rows, _ in group for row in rows])
+            except HTTPError:  # a bad row: each request on its own, with its own numbers
+                out = None
+            except Exception as exc:  # a bug: every request of the batch reports it
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for rows, future in group:
+                if future.done():  # the client went away
+                    start += len(rows)
+                    continue
+                if out is None:
+                    try:
+                        future.set_result(score_rows(served, rows))
+                    except HTTPError as exc:
+                        future.set_exception(exc)
+                    continue
+                span = slice(start, start + len(rows))
+                start += len(rows)
+                future.set_result({"propensity": out["propensity"][span],
+                                   "label": None if out["label"] is None
+                                   else out["label"][span]})
+
+
 async def read_json(request, limit: int, key: str, max_items: int) -> list:
     """The list under ``key`` of a JSON object body of at most ``limit`` bytes and
     ``max_items`` items (HTTPError 413, or 400 for a body that is not such JSON)."""
@@ -139,9 +222,10 @@ def create_app(model_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from features.online import OnlineState, RequestError, StateFull, events_frame, rows_frame
+    from features.online import OnlineState, RequestError, StateFull, events_frame
 
     state = {"model": Served(model_dir)}
+    batcher = Batcher(max_rows)
     online = OnlineState(max_events=max_events)
     reload_lock = asyncio.Lock()
     reloads: set[asyncio.Task] = set()
@@ -163,13 +247,9 @@ def create_app(model_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     async def predict(request):
         served = current("table")
         rows = await read_json(request, max_body_bytes, "rows", max_rows)
-        try:
-            frame = rows_frame(rows, served.predictor.preprocessing)
-            return JSONResponse(served.scores(frame))
-        except RequestError as exc:
-            raise HTTPError(422, str(exc)) from None
-        except ValueError as exc:  # Predictor.transform: a value whose feature overflows
-            raise HTTPError(422, " ".join(str(exc).split())) from None
+        if not isinstance(rows, list):
+            raise HTTPError(422, "expected a JSON array of rows")
+        return JSONResponse(await batcher.scores(served, rows))
 
     async def add_events(request):
         current("events")

@@ -229,3 +229,31 @@ def test_events_over_http_score_the_batch_snapshot(taobao, tmp_path):
         assert client.get("/health").json()["online"]["events"] == len(records)  # none added
         r = client.post("/predict", json={"rows": []})
         assert r.status_code == 409 and "event log" in json.loads(r.text)["error"]
+
+
+def test_batched_requests_keep_their_own_rows_and_errors(tmp_path):
+    """Requests waiting together are scored in one call and split up again; a bad row in
+    one of them sends each back to be scored alone, so each reply names its own row."""
+    import asyncio
+
+    from propensity.serve import Batcher, HTTPError, Served, score_rows
+
+    served = Served(table_model(tmp_path / "model"))
+    rows = uci_rows(step=97)[:12]
+    alone = [score_rows(served, rows[k : k + 3]) for k in range(0, 12, 3)]
+
+    async def together(requests):
+        batcher = Batcher(max_rows=7)  # 3 + 3 rows per call here: two calls for four requests
+        return await asyncio.gather(*(batcher.scores(served, r) for r in requests),
+                                    return_exceptions=True)
+
+    got = asyncio.run(together([rows[k : k + 3] for k in range(0, 12, 3)]))
+    for a, b in zip(got, alone, strict=True):
+        np.testing.assert_allclose(a["propensity"], b["propensity"], rtol=0, atol=1e-6)
+        assert a["label"] == b["label"]
+    bad = [dict(r) for r in rows[3:6]]
+    bad[1]["Month"] = None
+    got = asyncio.run(together([rows[0:3], bad, rows[6:9]]))
+    assert isinstance(got[1], HTTPError) and got[1].status == 422
+    assert str(got[1]).startswith("row 2, column 'Month': missing value")
+    assert got[0] == alone[0] and got[2] == alone[2]
