@@ -68,7 +68,7 @@ def case(request, tmp_path_factory):
         ex.write_all(out, files)
     return {"encoding": encoding, "model": model, "mlp": mlp, "df": df, "X": Xraw,
             "train": train, "test": np.setdiff1d(np.arange(n), train), "out": out,
-            "sizes": sizes, "ref": load_model(root / "model").predict_proba(df)}
+            "sizes": sizes, "ref": load_model(root / "model").predict_proba(df), "binaries": {}}
 
 
 def _has_onnx() -> bool:
@@ -84,7 +84,9 @@ def _predict(case, fmt, X):
     if fmt.startswith("c"):
         if shutil.which("gcc") is None:
             pytest.skip("gcc is not installed; the C targets cannot be built")
-        return run_harness(build_harness(case["out"], NAMES[fmt]), X)
+        if fmt not in case["binaries"]:  # compiled once per model and format
+            case["binaries"][fmt] = build_harness(case["out"], NAMES[fmt])
+        return run_harness(case["binaries"][fmt], X)
     if fmt == "onnx":
         if not _has_onnx():
             pytest.skip("onnx or onnxruntime is not installed (pip install '.[onnx]')")
