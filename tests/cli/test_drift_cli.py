@@ -173,3 +173,26 @@ def test_event_log_users_drift_on_the_event_features(tmp_path):
     report = monitor.report()
     assert set(report["columns"]) == set(frame.columns)
     assert report["flagged"] == [] and report["scores"]["psi"] < 1e-9
+
+
+@pytest.mark.slow  # a default train.py run on the bundled table (a few seconds)
+def test_train_writes_importance_and_reference(tmp_path, capsys):
+    """train.py: importance.csv ranks PageValues first for both models, importance.png is
+    written, and both model directories load with their drift reference."""
+    from nn_core import load_model
+    from propensity.train import main
+
+    assert main(["--quiet", "--output", str(tmp_path / "run")]) == 0
+    run = tmp_path / "run"
+    table = pd.read_csv(run / "importance.csv")
+    assert list(table.columns) == ["model", "column", "mean_drop", "std_drop", "rank"]
+    for model in ("mlp", "baseline"):
+        rows = table[table["model"] == model]
+        assert len(rows) == 17 and list(rows["rank"]) == list(range(1, 18))
+        assert rows.iloc[0]["column"] == "PageValues" and rows.iloc[0]["mean_drop"] > 0.1
+    assert (run / "importance.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"importance.csv", "importance.png"} <= set(metrics["files"])
+    for d in (run, run / "baseline"):
+        ref = load_model(d).reference
+        assert ref is not None and ref.n_rows == metrics["data"]["split_sizes"]["train"]
