@@ -29,6 +29,7 @@ import pandas as pd
 from nn_core import Predictor
 from nn_core.explain import ChunkExplainer
 from nn_core.io import temp_file, umask
+from nn_core.onehot import InputSplit, predict_inputs
 from nn_core.preprocessing import Preprocessing, canonical_text, features_from_inputs
 
 from .ranking import CHUNK, Spill, exact_ranks, score_keys, scores_of
@@ -251,6 +252,12 @@ def score_table(
                         kept={name: IdSpool() for name in
                               [*keep_columns, *(explain.names if explain else ())]})
         schema = scoring_schema(pre, id_column)
+        # The one-hot blocks' share of the first layer as gathered rows of W_0
+        # (nn_core/onehot.py), for a plain model; an ensemble or a calibration
+        # scores the feature matrix (Predictor.proba).
+        one_hot = InputSplit(columns) if model.ensemble.plain else None
+        if one_hot is not None and not one_hot.useful:
+            one_hot = None
         source = _LastChunk(table) if keep_columns else table
         if on_invalid == "error":
             chunks = iter_table(source, schema, False)
@@ -265,8 +272,12 @@ def score_table(
                     if c["kind"] == "categorical":
                         unseen = int(np.count_nonzero(U[:, i] == len(c["categories"])))
                         scored.unseen[c["name"]] += unseen
-                X = features_from_inputs(columns, U, dtype)[0]
-                p = model.proba(X, threads=threads)  # members, bias, calibration
+                p = None
+                if one_hot is not None:  # one network: its first layer from the codes
+                    p = predict_inputs(model.network, one_hot, U, threads)
+                if p is None:
+                    X = features_from_inputs(columns, U, dtype)[0]
+                    p = model.proba(X, threads=threads)  # members, bias, calibration
                 if observe is not None:
                     observe(U, p)
                 kept = {name: _cell_texts(source.raw[name].loc[frame.index])

@@ -112,6 +112,25 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
 
 
+def onehot_matrix(Xd: np.ndarray, dense: np.ndarray, R: np.ndarray, n_inputs: int
+                  ) -> np.ndarray:
+    """The feature matrix ``X`` (n, n_inputs) of inputs given as dense features and one-hot
+    codes: ``X[:, dense] = Xd`` and ``X[i, R[i, c]] = 1``, 0 elsewhere
+    (``NumbaBackend.predict_onehot`` takes the same three arrays without building it).
+
+    Raises
+    ------
+    ValueError
+        An index of ``R`` outside ``[0, n_inputs)``.
+    """
+    if R.size and (R.min() < 0 or R.max() >= n_inputs):
+        raise ValueError(f"one-hot index out of range [0, {n_inputs})")
+    X = np.zeros((Xd.shape[0], n_inputs), dtype=Xd.dtype)
+    X[:, np.asarray(dense, dtype=np.intp)] = Xd
+    X[np.arange(R.shape[0])[:, None], R] = 1
+    return X
+
+
 _blas_controller = None
 
 
@@ -167,6 +186,15 @@ class NumpyBackend:
     def predict(self, model, X, threads=None):
         params = self._params(model)
         return self.to_host(reference.predict(params, self.to_device(X), self.rules(model)))
+
+    def predict_onehot(self, model, Xd, dense, R, threads=None, output=None):
+        """:meth:`NumbaBackend.predict_onehot` by the reference: the feature matrix built
+        (:func:`onehot_matrix`) and predicted; None when ``Xd`` holds NaN or infinity."""
+        X = onehot_matrix(Xd, dense, R, model.n_inputs)
+        if not np.isfinite(Xd).all():
+            return None
+        rules = reference.rules(model.activation, output or model.output)
+        return self.to_host(reference.predict(self._params(model), self.to_device(X), rules))
 
     def loss_and_grad(self, model, X, y, s, l2):
         loss, grads = reference.loss_and_grad(
@@ -267,34 +295,87 @@ class NumbaBackend:
     """Compiled kernels (``nn_core/kernels.py``)."""
 
     def predict(self, model, X, threads=None):
-        p = np.empty(X.shape[0], dtype=model.theta.dtype)
         act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
+
+        def kernel(lo, hi, block, p):
+            return kernels.predict_blocks(X[lo:hi], model.theta, model.layout, act, out,
+                                          block, p[lo:hi])
+
+        p = self._in_slices(kernel, X.shape[0], model.theta.dtype, threads)
+        if p is None:
+            raise_not_finite(X)
+        return p
+
+    def predict_onehot(self, model, Xd, dense, R, threads=None, output=None):
+        """Predictions for inputs given as dense features and one-hot codes.
+
+        The feature matrix ``X`` (n, n_inputs) is ``Xd`` in the columns ``dense``
+        and, in row ``i``, a 1 at each feature ``R[i, c]`` (one per one-hot
+        block), 0 elsewhere; it is never built: the first layer is ``Xd W_0[dense]
+        + sum_c W_0[R_ic]`` (``nn_core/kernels.py: forward_rows_onehot``).
+
+        Parameters
+        ----------
+        model : MLP
+        Xd : (n, d_dense) array of ``model.dtype``
+        dense : (d_dense,) int array
+            The feature index of each column of ``Xd``.
+        R : (n, k) int32 array
+            Feature indices of the ones, each in ``[0, n_inputs)``.
+        threads : int, optional
+        output : str, optional
+            An output function of ``OUTPUTS`` other than the model's (``"identity"``:
+            the logits).
+
+        Returns
+        -------
+        (n,) array of ``model.dtype``, or None when a row of ``Xd`` holds NaN or
+        infinity (the caller names the cell: it knows the columns).
+
+        Raises
+        ------
+        ValueError
+            An index of ``R`` that is not a feature.
+        """
+        act = kernels.activation_index(model.activation)
+        out = kernels.output_index(output or model.output)
+        W0 = model.unflatten(model.theta)[0][0]
+        Wd = np.ascontiguousarray(W0[np.asarray(dense, dtype=np.intp)])
+
+        def kernel(lo, hi, block, p):
+            return kernels.predict_blocks_onehot(Xd[lo:hi], R[lo:hi], Wd, model.theta,
+                                                 model.layout, act, out, block, p[lo:hi])
+
+        p = self._in_slices(kernel, Xd.shape[0], model.theta.dtype, threads)
+        if p is None and R.size and (R.min() < 0 or R.max() >= model.n_inputs):
+            raise ValueError(f"one-hot index out of range [0, {model.n_inputs})")
+        return p
+
+    @staticmethod
+    def _in_slices(kernel, n, dtype, threads):
+        """``p`` (n,) from ``kernel(lo, hi, block, p)`` over the rows, or None when it
+        returned False (a row it cannot score).
+
+        Serial, or one slice of rows per thread: the kernel releases the GIL,
+        so Python threads run it in parallel with no compiled parallel region to
+        build. Slices start on block boundaries, so every row lands in the same
+        block as in a serial run and gets the same bits (BLAS may round a row
+        differently in a block of another height).
+        """
+        p = np.empty(n, dtype=dtype)
         block = prediction_block()
-        args = (model.theta, model.layout, act, out, block)
         n_threads = numba.get_num_threads() if threads is None else check_threads(threads)
-        slices = min(n_threads, X.shape[0] // _PARALLEL_ROWS)
+        slices = min(n_threads, n // _PARALLEL_ROWS)
         # BLAS to one thread on every path: the threads, if any, are ours.
         with threads_limited(None):
             if slices <= 1:
-                finite = kernels.predict_blocks(X, *args, p)
+                finite = kernel(0, n, block, p)
             else:
-                # The kernel releases the GIL: Python threads, one slice of rows
-                # each, run it in parallel with no compiled parallel region to
-                # build. Slices start on block boundaries, so every row lands in
-                # the same block as in a serial run and gets the same bits (BLAS
-                # may round a row differently in a block of another height).
-                blocks = -(-X.shape[0] // block)
-                bounds = [min(X.shape[0], block * (blocks * k // slices))
-                          for k in range(slices + 1)]
-
-                def run(k: int) -> bool:
-                    lo, hi = bounds[k], bounds[k + 1]
-                    return kernels.predict_blocks(X[lo:hi], *args, p[lo:hi])
-
-                finite = all(_thread_pool().map(run, range(slices)))
-        if not finite:
-            raise_not_finite(X)
-        return p
+                blocks = -(-n // block)
+                bounds = [min(n, block * (blocks * k // slices)) for k in range(slices + 1)]
+                finite = all(_thread_pool().map(
+                    lambda k: kernel(bounds[k], bounds[k + 1], block, p), range(slices)))
+        return p if finite else None
 
     def loss_and_grad(self, model, X, y, s, l2):
         # One full-batch step of the epoch kernel computes exactly this

@@ -672,44 +672,124 @@ def hidden_to_logits(act, Z, b, w, c, z):
         z[i] = acc
 
 
-def forward_rows(X, theta, layout, act, out, H, t, p):
-    """``p = g(z)`` for the rows of one block ``X`` (n, d_0), all layers done on this block.
+def upper_layers(n, theta, layout, act, out, H, p):
+    """Every layer after the first layer's product: ``p = g(z)`` for ``n`` rows.
 
-    The hidden layers' products go through BLAS (``np.dot``) into the work
-    buffer ``H`` (2, at least n x widest layer), alternating between its two
-    rows (``t``: (d_0,) scratch for the check); the bias and activation are applied in place
-    (:func:`bias_activate`), except in the last hidden layer, whose bias,
-    activation and the output layer's product are one pass
-    (:func:`hidden_to_logits`). A block small enough for its activations to
-    stay in cache is read from memory once (the finiteness check,
-    :func:`block_finite`) and never written back until ``p``. Returns False,
-    computing nothing, when ``X`` holds NaN or infinity.
+    ``H[0]`` holds ``Z_0 = X W_0`` (n, d_1), the first layer's product without
+    its bias, however it was computed (a dense product, :func:`forward_rows`,
+    or one with gathered rows, :func:`forward_rows_onehot`); ``H`` (2, at least
+    n x widest layer) is the work buffer, the layers alternating between its two
+    rows. Bias and activation are applied in place (:func:`bias_activate`),
+    except in the last hidden layer, whose bias, activation and the output
+    layer's product are one pass (:func:`hidden_to_logits`). With no hidden
+    layer (logistic regression) ``Z_0`` is the logit less its bias.
     """
-    if not block_finite(X, t):
-        return False
-    n = X.shape[0]
     L = layout.shape[0]
     w_off, b_off, fi = layout[L - 1, 0], layout[L - 1, 1], layout[L - 1, 2]
     w_out, c = theta[w_off : w_off + fi], theta[b_off]
-    if L == 1:  # no hidden layer (logistic regression): z = X w + c
+    if L == 1:
         for i in range(n):
-            acc = c
-            for j in range(fi):
-                acc += X[i, j] * w_out[j]
-            p[i] = acc
+            p[i] = H[0, i] + c
     cur = 0
     for l in range(L - 1):
         w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
-        H_in = X if l == 0 else H[1 - cur, : n * fi].reshape((n, fi))
         Z = H[cur, : n * fo].reshape((n, fo))
-        np.dot(H_in, W, Z)
+        if l > 0:
+            np.dot(H[1 - cur, : n * fi].reshape((n, fi)), W, Z)
         if l < L - 2:
             bias_activate(act, Z, b)
             cur = 1 - cur
         else:
             hidden_to_logits(act, Z, b, w_out, c, p)
     apply_output(out, p)
+
+
+def forward_rows(X, theta, layout, act, out, H, t, p):
+    """``p = g(z)`` for the rows of one block ``X`` (n, d_0), all layers done on this block.
+
+    The hidden layers' products go through BLAS (``np.dot``) into the work
+    buffer ``H`` (2, at least n x widest layer; ``t``: (d_0,) scratch for the
+    check); the layers after the first product are :func:`upper_layers`. A
+    block small enough for its activations to stay in cache is read from
+    memory once (the finiteness check, :func:`block_finite`) and never written
+    back until ``p``. Returns False, computing nothing, when ``X`` holds NaN or
+    infinity.
+    """
+    if not block_finite(X, t):
+        return False
+    n = X.shape[0]
+    w_off, b_off, fi, fo = layout[0, 0], layout[0, 1], layout[0, 2], layout[0, 3]
+    if layout.shape[0] == 1:  # no hidden layer (logistic regression): z = X w + c
+        for i in range(n):
+            acc = theta[b_off]
+            for j in range(fi):
+                acc += X[i, j] * theta[w_off + j]
+            p[i] = acc
+        apply_output(out, p)
+        return True
+    np.dot(X, theta[w_off : w_off + fi * fo].reshape((fi, fo)), H[0, : n * fo].reshape((n, fo)))
+    upper_layers(n, theta, layout, act, out, H, p)
+    return True
+
+
+def indices_in_range(R, limit):
+    """True when every entry of the integer matrix ``R`` is in ``[0, limit)``.
+
+    A running minimum and maximum, no branch per element (the loop vectorises):
+    the gathered rows of :func:`add_gathered_rows` are read unchecked, so their
+    indices are checked first.
+    """
+    n, k = R.shape
+    lo, hi = 0, limit - 1
+    for i in range(n):
+        for c in range(k):
+            lo = min(lo, R[i, c])
+            hi = max(hi, R[i, c])
+    return lo >= 0 and hi < limit
+
+
+def add_gathered_rows(Z, R, W):
+    """``Z_i += sum_c W[R_ic]``: the product of one-hot inputs with ``W``, as a sum of rows.
+
+    Row ``i`` of the feature matrix holds a one-hot block per categorical column:
+    a single 1, at feature ``R_ic`` for block ``c``. Its product with ``W``
+    (d_0, d_1) is therefore the sum of those rows of ``W``, ``k`` row additions
+    (``k``: the blocks) instead of a product over every feature of the blocks,
+    most of them zero. ``Z``: (n, d_1), ``R``: (n, k) indices into ``W``'s rows.
+    """
+    n, k = R.shape
+    d = Z.shape[1]
+    for i in range(n):
+        for c in range(k):
+            W_r = W[R[i, c]]
+            for j in range(d):
+                Z[i, j] += W_r[j]
+
+
+def forward_rows_onehot(Xd, R, Wd, theta, layout, act, out, H, t, p):
+    """:func:`forward_rows` of a block whose inputs are given as dense features and one-hot codes.
+
+    The feature matrix ``X`` (n, d_0) is not built: its dense columns are ``Xd``
+    (n, d_dense) with their rows of ``W_0`` in ``Wd`` (d_dense, d_1), and each
+    one-hot block's single 1 is at feature ``R_ic`` (``R``: (n, k)). The first
+    product is ``X W_0 = Xd Wd + sum_c W_0[R_ic]`` (BLAS, then
+    :func:`add_gathered_rows`); the rest is :func:`upper_layers`. Returns False,
+    computing nothing, when ``Xd`` holds NaN or infinity or an index of ``R`` is
+    not a row of ``W_0``.
+    """
+    w_off, fi, fo = layout[0, 0], layout[0, 2], layout[0, 3]
+    if not (block_finite(Xd, t) and indices_in_range(R, fi)):
+        return False
+    n = Xd.shape[0]
+    Z = H[0, : n * fo].reshape((n, fo))
+    if Xd.shape[1] > 0:
+        np.dot(Xd, Wd, Z)
+    else:
+        for k in range(n * fo):
+            H[0, k] = 0.0
+    add_gathered_rows(Z, R, theta[w_off : w_off + fi * fo].reshape((fi, fo)))
+    upper_layers(n, theta, layout, act, out, H, p)
     return True
 
 
@@ -726,6 +806,23 @@ def blocks(X, theta, layout, act, out, block, p):
     for lo in range(0, X.shape[0], block):
         hi = min(X.shape[0], lo + block)
         if not forward_rows(X[lo:hi], theta, layout, act, out, H, t, p[lo:hi]):
+            return False
+    return True
+
+
+def blocks_onehot(Xd, R, Wd, theta, layout, act, out, block, p):
+    """:func:`forward_rows_onehot` over consecutive blocks of ``block`` rows (serial).
+
+    Returns False (at the first block that holds NaN or infinity, or an index
+    out of range) when any row does.
+    """
+    n = Xd.shape[0]
+    H = np.empty((2, min(block, n) * max_width(layout)), dtype=theta.dtype)
+    t = np.empty(Xd.shape[1], dtype=Xd.dtype)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        if not forward_rows_onehot(Xd[lo:hi], R[lo:hi], Wd, theta, layout, act, out, H, t,
+                                   p[lo:hi]):
             return False
     return True
 
@@ -790,8 +887,13 @@ forward_row = _inline(forward_row)
 # caller's flags, and reassoc would cancel block_finite's x - x.
 block_finite = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=False)(block_finite)
 hidden_to_logits = _inline(hidden_to_logits)
+upper_layers = _inline(upper_layers)
 forward_rows = _inline(forward_rows)
 blocks = _inline(blocks)
+indices_in_range = _inline(indices_in_range)
+add_gathered_rows = _inline(add_gathered_rows)
+forward_rows_onehot = _inline(forward_rows_onehot)
+blocks_onehot = _inline(blocks_onehot)
 few_rows = _inline(few_rows)
 
 
@@ -809,9 +911,9 @@ def entry(kind: str, act: int, opt: int = ADAM, masked: int = 0):
     """The entry ``kind`` for a rule set: a dispatcher, compiled on its first call.
 
     ``kind`` is ``"epoch"``, ``"epoch_parallel"`` (training: for activation
-    ``act``, optimizer ``opt``, dropout on (``masked`` 1) or off), ``"blocks"``
-    or ``"few"`` (prediction: for activation ``act``; ``opt`` and ``masked``
-    are not used). A closure over the indices: Numba takes a closure's
+    ``act``, optimizer ``opt``, dropout on (``masked`` 1) or off), ``"blocks"``,
+    ``"onehot"`` or ``"few"`` (prediction: for activation ``act``; ``opt`` and
+    ``masked`` are not used). A closure over the indices: Numba takes a closure's
     integers as literal constants, so every helper the entry inlines resolves
     ``_F[act]``, ``_UPDATE[opt]`` and ``_MASK[masked]`` at compile time, and
     the entry holds those rules alone. The cache on disk tells the closures
@@ -843,6 +945,12 @@ def entry(kind: str, act: int, opt: int = ADAM, masked: int = 0):
             return blocks(X, theta, layout, act, out, block, p)
 
         return _predict_entry(predict)
+    if kind == "onehot":
+
+        def predict_onehot(Xd, R, Wd, theta, layout, out, block, p):
+            return blocks_onehot(Xd, R, Wd, theta, layout, act, out, block, p)
+
+        return _predict_entry(predict_onehot)
 
     def predict_few(X, theta, layout, out, p):
         return few_rows(X, theta, layout, act, out, p)
@@ -926,6 +1034,19 @@ def predict_blocks(X, theta, layout, act, out, block, p):
     """
     kernel = entry("blocks", check_index(act, N_ACTIVATIONS, "activation"))
     return kernel(read_only(X), theta, layout, check_index(out, N_OUTPUTS, "output"), block, p)
+
+
+def predict_blocks_onehot(Xd, R, Wd, theta, layout, act, out, block, p):
+    """:func:`predict_blocks` of inputs given as dense features and one-hot codes
+    (:func:`blocks_onehot`): ``p = g(z)`` in blocks of ``block`` rows, serial.
+
+    ``Xd`` (n, d_dense) and ``Wd`` (d_dense, d_1) of ``theta``'s dtype, ``R`` (n, k)
+    int32 indices of rows of ``W_0``. Releases the GIL. Returns False when a row
+    of ``Xd`` holds NaN or infinity or an index is out of range.
+    """
+    kernel = entry("onehot", check_index(act, N_ACTIVATIONS, "activation"))
+    return kernel(read_only(Xd), read_only(R), read_only(Wd), theta, layout,
+                  check_index(out, N_OUTPUTS, "output"), block, p)
 
 
 @functools.cache

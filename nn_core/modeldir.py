@@ -47,6 +47,7 @@ from .ensemble import Ensemble
 from .io import ModelFileError, atomic_write
 from .losses import OUTPUTS
 from .network import DTYPES, MAX_HIDDEN_LAYERS, MAX_INPUTS, MAX_PARAMETERS, MAX_WIDTH, MLP
+from .onehot import InputSplit, predict_inputs
 from .preprocessing import Preprocessing
 from .validation import check_finite_features
 
@@ -172,6 +173,14 @@ class Predictor:
         ValueError
             Naming row and column of a value the preprocessing cannot take.
         """
+        if self.ensemble.plain and self.preprocessing is not None:
+            # One network: the one-hot blocks' share of its first layer as gathered
+            # rows of W_0, without the feature matrix (nn_core/onehot.py); a row it
+            # cannot take goes through the feature matrix and its checks below.
+            U = self.preprocessing.inputs(frame, first_row)
+            p = predict_inputs(self.network, InputSplit(self.preprocessing.columns), U, threads)
+            if p is not None:
+                return np.asarray(p, dtype=np.float64)
         return self.proba(self.features(frame, first_row), threads)
 
 

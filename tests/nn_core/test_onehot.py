@@ -1,0 +1,110 @@
+"""The one-hot first layer (nn_core/onehot.py, NumbaBackend.predict_onehot) against the
+reference on the feature matrix it stands for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nn_core import MLP, backends
+from nn_core.onehot import InputSplit, predict_inputs
+from nn_core.preprocessing import features_from_inputs
+from nn_core.testing import TOLERANCES, relative_error
+
+#: A numeric column with a piecewise-linear encoding (z and 3 bins), a categorical one, a
+#: log1p one, a categorical one with imputation and a missing indicator (a dense block),
+#: another categorical one: 4 + 4 + 1 + 4 + 3 = 16 features.
+COLUMNS = [
+    {"name": "a", "kind": "numeric", "log1p": False, "mean": 0.5, "std": 2.0,
+     "encoding": {"kind": "piecewise_linear", "edges": [-1.0, 0.0, 0.5, 2.0], "value": True}},
+    {"name": "c1", "kind": "categorical", "categories": ["x", "y", "z"]},
+    {"name": "b", "kind": "numeric", "log1p": True, "mean": 1.0, "std": 0.5},
+    {"name": "c2", "kind": "categorical", "categories": ["p", "q"],
+     "impute": {"value": "q", "indicator": True}},
+    {"name": "c3", "kind": "categorical", "categories": ["u", "v"]},
+]
+
+
+def raw_inputs(n: int, seed: int = 0) -> np.ndarray:
+    """Raw inputs ``U`` of :data:`COLUMNS`: numbers, and category positions (unseen included;
+    NaN, a missing cell, in the imputing column)."""
+    rng = np.random.default_rng(seed)
+    U = np.empty((n, 5))
+    U[:, 0] = rng.normal(size=n)
+    U[:, 1] = rng.integers(0, 4, n)
+    U[:, 2] = rng.exponential(size=n)
+    U[:, 3] = np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 3, n))
+    U[:, 4] = rng.integers(0, 3, n)
+    return U
+
+
+def test_split_is_the_feature_matrix():
+    split = InputSplit(COLUMNS)
+    assert split.onehot_columns == [1, 4] and split.dense_columns == [0, 2, 3]
+    assert split.dense.tolist() == [0, 1, 2, 3, 8, 9, 10, 11, 12]
+    assert split.start.tolist() == [4, 13] and split.n_features == 16
+    U = raw_inputs(500)
+    Xd, R = split.split(U)
+    F = features_from_inputs(COLUMNS, U)[0]
+    assert R.dtype == np.int32
+    np.testing.assert_array_equal(backends.onehot_matrix(Xd, split.dense, R, 16), F)
+
+
+def test_split_refuses_a_position_that_is_not_a_category():
+    split = InputSplit(COLUMNS)
+    for bad in (np.nan, 3.5, 4.0, -1.0):  # c1 has positions 0..3 (3: unseen)
+        U = raw_inputs(20)
+        U[7, 1] = bad
+        assert split.split(U) is None
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("hidden", [(), (9,), (5, 4, 3)])
+def test_numba_equals_the_reference(dtype, hidden):
+    """Every row of a large table (serial and in two threads' slices, blocks not dividing
+    it) equals the reference's prediction of the feature matrix."""
+    split = InputSplit(COLUMNS)
+    U = raw_inputs(5_000, seed=1)
+    F = features_from_inputs(COLUMNS, U, dtype)[0]
+    m = MLP(16, hidden, dtype=dtype, seed=3)
+    want = backends.get("numpy").predict(m, F)
+    for threads in (1, 2):
+        got = predict_inputs(m, split, U, threads)
+        assert got.dtype == np.dtype(dtype)
+        assert relative_error(want, got) <= TOLERANCES[dtype]
+    numpy_side = backends.get("numpy").predict_onehot(m, *split.split(U, dtype)[:1],
+                                                      split.dense, split.split(U)[1])
+    assert relative_error(want, numpy_side) <= TOLERANCES[dtype]
+
+
+def test_logits_and_a_table_of_one_hot_blocks_only():
+    columns = [COLUMNS[1], COLUMNS[4]]
+    split = InputSplit(columns)
+    assert split.dense.size == 0
+    U = raw_inputs(300)[:, [1, 4]]
+    m = MLP(7, (6,), dtype="float64", seed=0)
+    F = features_from_inputs(columns, U)[0]
+    z = predict_inputs(m, split, U, output="identity")
+    p = m.predict_proba(F)
+    assert relative_error(1 / (1 + np.exp(-z)), p) <= TOLERANCES["float64"]
+
+
+def test_not_finite_and_out_of_range():
+    split = InputSplit(COLUMNS)
+    m = MLP(16, (4,), dtype="float64", seed=0)
+    U = raw_inputs(3_000)
+    Xd, R = split.split(U)
+    nb = backends.get("numba")
+    for row in (0, 2_999):
+        bad = Xd.copy()
+        bad[row, 1] = np.inf
+        assert nb.predict_onehot(m, bad, split.dense, R) is None
+        assert backends.get("numpy").predict_onehot(m, bad, split.dense, R) is None
+    R_bad = R.copy()
+    R_bad[1_500, 0] = 16
+    with pytest.raises(ValueError, match="out of range"):
+        nb.predict_onehot(m, Xd, split.dense, R_bad)
+    with pytest.raises(ValueError, match="out of range"):
+        backends.onehot_matrix(Xd, split.dense, R_bad, 16)
+    U[5, 2] = -1.0  # negative in a log1p column: NaN feature, the caller's error path
+    assert predict_inputs(m, split, U) is None
