@@ -161,7 +161,7 @@ class Reference:
     def to_dict(self) -> dict:
         """The ``drift_reference.json`` document."""
         return {"format": REFERENCE_FORMAT, "format_version": REFERENCE_FORMAT_VERSION,
-                "n_rows": self.n_rows, "bins": DEFAULT_BINS, "columns": self.columns,
+                "n_rows": self.n_rows, "columns": self.columns,
                 "scores": self.scores}
 
     @staticmethod
