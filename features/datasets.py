@@ -154,9 +154,9 @@ class TableData:
         default), drop its row (:attr:`rejected` lists the cells, ``info["rejected"]``
         counts the rows per reason), or, for a missing feature cell, impute it with
         statistics of each split's training rows (the preprocessing stores them).
-    numeric_encoding, ple_bins :
+    numeric_encoding, ple_bins, ple_binning :
         The numeric columns' encoding (``features.tabular.Preprocessor``), fitted on each
-        split's training rows.
+        split's training rows (tree bins: with their labels).
 
     Raises
     ------
@@ -167,11 +167,13 @@ class TableData:
     def __init__(self, path: str | os.PathLike, schema: Schema,
                  fractions: Sequence[float] = (0.7, 0.15, 0.15), hint: str = "",
                  dtype: str = "float32", on_invalid: str = "error",
-                 numeric_encoding: str = "standard", ple_bins: int = 16) -> None:
+                 numeric_encoding: str = "standard", ple_bins: int = 16,
+                 ple_binning: str = "quantile") -> None:
         self.schema = schema
         self.dtype = dtype
         self.on_invalid = on_invalid
         self.numeric_encoding, self.ple_bins = numeric_encoding, ple_bins
+        self.ple_binning = ple_binning
         self.frame, self.rejected = read_table(path, self.schema, on_invalid,
                                                with_target=True, hint=hint)
         self.y = self.frame[self.schema.target].to_numpy(dtype=np.int8)
@@ -216,7 +218,8 @@ class TableData:
             impute=self.on_invalid == "impute",
             numeric_encoding=self.numeric_encoding,
             ple_bins=self.ple_bins,
-        ).fit(self.frame.iloc[parts["train"]])
+            ple_binning=self.ple_binning,
+        ).fit(self.frame.iloc[parts["train"]], self.y[parts["train"]])
         # The whole table at once, so that a message names the file's data row, not a row
         # of one part of the split.
         try:

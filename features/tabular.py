@@ -39,6 +39,7 @@ from nn_core.preprocessing import (
     MISSING_TOKENS,
     NUMERIC_ENCODINGS,
     ON_INVALID,
+    PLE_BINNINGS,
     Preprocessing,
     block_width,
     canonical_series,
@@ -1051,7 +1052,12 @@ class Preprocessor(Preprocessing):
         column with many equal values gets fewer bins) instead of its standardised value;
         ``"standard+ple"``: the encoding follows the standardised value in the block.
     ple_bins : int
-        Number of quantile bins (at least 1) before duplicate edges merge.
+        Number of bins (at least 1): quantile bins before duplicate edges merge, or the
+        most leaves of the tree.
+    ple_binning : {"quantile", "tree"}
+        How the edges are chosen: quantiles of the training values, or the cuts of a
+        regression tree of the training labels on ``x`` (:func:`tree_edges`; ``fit`` then
+        needs the labels).
     impute : bool
         Learn imputation (``--on-invalid impute``): missing cells (NaN, or a
         ``MISSING_TOKENS`` text) of the fitted rows are left out of every statistic; each
@@ -1073,7 +1079,7 @@ class Preprocessor(Preprocessing):
 
     #: The constructor's arguments, which ``get_params`` returns and ``set_params`` sets.
     PARAMS = ("numeric", "categorical", "log1p", "target", "id_column", "source", "impute",
-              "numeric_encoding", "ple_bins")
+              "numeric_encoding", "ple_bins", "ple_binning")
 
     def __init__(
         self,
@@ -1086,6 +1092,7 @@ class Preprocessor(Preprocessing):
         impute: bool = False,
         numeric_encoding: str = "standard",
         ple_bins: int = 16,
+        ple_binning: str = "quantile",
     ) -> None:
         self.numeric = numeric if isinstance(numeric, list) else list(numeric)
         self.categorical = categorical if isinstance(categorical, list) else list(categorical)
@@ -1103,7 +1110,11 @@ class Preprocessor(Preprocessing):
             raise ValueError(f"ple_bins must be an integer in [1, {MAX_PLE_BINS}], got "
                              f"{ple_bins!r}")
         self.numeric_encoding = numeric_encoding
+        if ple_binning not in PLE_BINNINGS:
+            raise ValueError(f"ple_binning must be one of {list(PLE_BINNINGS)}, got "
+                             f"{ple_binning!r}")
         self.ple_bins = ple_bins
+        self.ple_binning = ple_binning
         super().__init__(None, target, id_column, source)
         if isinstance(source, dict):
             self.source = source
@@ -1140,8 +1151,10 @@ class Preprocessor(Preprocessing):
     def fit(self, df: pd.DataFrame, y=None) -> Preprocessor:
         """Learn log1p choices, means, standard deviations and categories from ``df``.
 
-        ``y`` is ignored (scikit-learn passes it in a pipeline). Also sets
-        ``n_features_in_`` and ``feature_names_in_`` (``df``'s columns).
+        ``y`` (0/1 labels of the rows) is used only by ``ple_binning="tree"`` (taken from
+        ``df[target]`` when not given); otherwise it is ignored (scikit-learn passes it in
+        a pipeline). Also sets ``n_features_in_`` and ``feature_names_in_`` (``df``'s
+        columns).
 
         Raises
         ------
@@ -1155,6 +1168,8 @@ class Preprocessor(Preprocessing):
         if len(df) == 0:
             raise ValueError("cannot fit a Preprocessor on an empty table")
         self._require(df, self.numeric + self.categorical)
+        labels = self._tree_labels(df, y) if self.numeric_encoding != "standard" \
+            and self.ple_binning == "tree" else None
         feature_names_in = np.asarray([str(c) for c in df.columns], dtype=object)
         imputes: dict[str, dict] = {}
         if self.impute:
@@ -1190,7 +1205,8 @@ class Preprocessor(Preprocessing):
                 }
             )
             if self.numeric_encoding != "standard":
-                edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, self.ple_bins + 1)))
+                edges = (tree_edges(x, labels, self.ple_bins) if labels is not None else
+                         np.unique(np.quantile(x, np.linspace(0.0, 1.0, self.ple_bins + 1))))
                 if len(edges) >= 2:  # a constant column keeps its (constant) z alone
                     columns[-1]["encoding"] = {"kind": "piecewise_linear",
                                                "edges": [float(b) for b in edges],
@@ -1216,6 +1232,25 @@ class Preprocessor(Preprocessing):
         self.feature_names_in_ = feature_names_in
         self.n_features_in_ = len(self.feature_names_in_)
         return self
+
+    def _tree_labels(self, df: pd.DataFrame, y) -> np.ndarray:
+        """The 0/1 labels that tree binning fits the edges to (``y``, else ``df[target]``).
+
+        Raises
+        ------
+        ValueError
+            No labels, a count other than the rows', or values other than 0 and 1.
+        """
+        if y is None and self.target is not None and self.target in df.columns:
+            y = df[self.target]
+        if y is None:
+            raise ValueError("ple_binning='tree' needs the labels (fit(df, y), or the target "
+                             "column in df)")
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(y) != len(df) or not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError(f"ple_binning='tree' needs one 0/1 label per row ({len(df)}), got "
+                             f"{len(y)} values")
+        return y
 
     def _fit_imputation(self, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict]]:
         """The imputed copy of ``df``'s feature columns and each column's ``impute`` entry
@@ -1250,6 +1285,62 @@ class Preprocessor(Preprocessing):
     def fit_transform(self, df: pd.DataFrame, y=None) -> np.ndarray:
         """``fit(df)`` then ``transform(df)`` (``y`` is ignored)."""
         return self.fit(df).transform(df)
+
+
+def tree_edges(x: np.ndarray, y: np.ndarray, max_bins: int,
+               min_leaf: int | None = None) -> np.ndarray:
+    """Bin edges of ``x`` chosen by a regression tree on the labels ``y`` (the paper's
+    target-aware bins, Gorishniy et al. 2022, section 3.2.2; docs/math.md).
+
+    Best-first growth as a tree with at most ``max_bins`` leaves: each leaf is a range of
+    ``x`` (a run of the sorted rows), and the split made next is the one, over all leaves,
+    that lowers the squared error of ``y`` about the leaf means the most,
+    ``s_L^2 / n_L + s_R^2 / n_R - s^2 / n`` for a leaf of ``n`` rows and ``s`` positives
+    cut into ``L`` and ``R``. A cut lies between two distinct values (at their midpoint)
+    and leaves at least ``min_leaf`` rows on each side; growth stops when no cut lowers
+    the error.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,), float64, finite
+    y : ndarray, shape (n,), 0/1 labels
+    max_bins : int
+    min_leaf : int, optional
+        Rows per leaf at least; default ``max(1, n // (2 max_bins))``.
+
+    Returns
+    -------
+    ndarray, float64: ``[min(x), cuts in increasing order, max(x)]`` with equal values
+    merged (a single value when ``x`` is constant)
+    """
+    n = len(x)
+    min_leaf = max(1, n // (2 * max_bins)) if min_leaf is None else max(1, int(min_leaf))
+    order = np.argsort(x, kind="stable")
+    xs = np.asarray(x, dtype=np.float64)[order]
+    cum = np.concatenate([[0.0], np.cumsum(np.asarray(y, dtype=np.float64)[order])])
+
+    def best_cut(lo: int, hi: int) -> tuple[float, int]:
+        """(gain, position) of the best cut of the leaf xs[lo:hi]; gain 0 when none."""
+        i = np.arange(lo + min_leaf, hi - min_leaf + 1)
+        i = i[xs[i - 1] < xs[i]] if len(i) else i
+        if not len(i):
+            return 0.0, -1
+        s_left, s_right = cum[i] - cum[lo], cum[hi] - cum[i]
+        gain = (s_left**2 / (i - lo) + s_right**2 / (hi - i)
+                - (cum[hi] - cum[lo]) ** 2 / (hi - lo))
+        j = int(np.argmax(gain))
+        return float(gain[j]), int(i[j])
+
+    leaves = {(0, n): best_cut(0, n)}
+    cuts = []
+    while len(leaves) < max_bins:
+        (lo, hi), (gain, at) = max(leaves.items(), key=lambda item: item[1][0])
+        if gain <= 1e-12 * (hi - lo):  # no cut lowers the error (beyond rounding)
+            break
+        del leaves[(lo, hi)]
+        leaves[(lo, at)], leaves[(at, hi)] = best_cut(lo, at), best_cut(at, hi)
+        cuts.append((xs[at - 1] + xs[at]) / 2)
+    return np.unique(np.array([xs[0], *cuts, xs[-1]]))
 
 
 def stratified_split(

@@ -61,6 +61,9 @@ PREPROCESS_ENCODING_VERSION = 3
 NUMERIC_ENCODINGS = ("standard", "ple", "standard+ple")
 #: Most quantile bins of one piecewise-linear encoding (``--ple-bins``).
 MAX_PLE_BINS = 256
+#: How the bins of a piecewise-linear encoding are chosen (``--ple-binning``): quantiles of
+#: the training values, or the cuts of a regression tree of the training labels.
+PLE_BINNINGS = ("quantile", "tree")
 
 #: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})

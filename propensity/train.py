@@ -84,7 +84,7 @@ from nn_core.io import (
 )
 from nn_core.network import DTYPES, MAX_HIDDEN_LAYERS, MAX_WIDTH
 from nn_core.optim import OPTIMIZERS, SCHEDULES
-from nn_core.preprocessing import MAX_PLE_BINS, NUMERIC_ENCODINGS, ON_INVALID
+from nn_core.preprocessing import MAX_PLE_BINS, NUMERIC_ENCODINGS, ON_INVALID, PLE_BINNINGS
 from nn_core.selection import NetConfig
 
 from . import config, program_name, run_command
@@ -184,7 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="numeric columns as their standardised value, as a piecewise-"
                       "linear encoding on quantile bins of the training rows (ple), or both")
     data.add_argument("--ple-bins", type=int, default=16, metavar="N",
-                      help="quantile bins of --numeric-encoding ple (equal edges merge)")
+                      help="bins of --numeric-encoding ple (quantile bins: equal edges merge; "
+                      "tree: the most leaves)")
+    data.add_argument("--ple-binning", choices=PLE_BINNINGS, default="quantile",
+                      help="edges of --numeric-encoding ple: quantiles of the training values, "
+                      "or the cuts of a regression tree of the training labels on each column")
     ev = ap.add_argument_group("data (event log)")
     ev.add_argument("--events", type=Path, nargs="+", action="extend", metavar="PATH",
                     help="event-log CSV(s) instead of --input: repeatable, several files or "
@@ -340,7 +344,7 @@ def load_data(args: argparse.Namespace):
         "; for a table other than the UCI one give --target, --numeric, --categorical "
         "or --config")
     data = TableData(args.input, schema, args.split, hint, args.dtype, args.on_invalid,
-                     args.numeric_encoding, args.ple_bins)
+                     args.numeric_encoding, args.ple_bins, args.ple_binning)
     if args.on_invalid == "skip" and len(data.rejected.row):
         reasons = ", ".join(f"{why}: {n:,}" for why, n in data.rejected.counts().items())
         print(f"{program_name('train')}: --on-invalid skip: left out "
@@ -621,7 +625,7 @@ def _in_out(exc: OSError, run_dir) -> OSError:
 EVENTS_ONLY = ("events_format", "horizon", "cutoff", "drop_invalid", "min_history", "stride",
                "engine", "scheduler")
 TABLE_ONLY = ("input", "target", "numeric", "categorical", "id_column", "split",
-              "numeric_encoding", "ple_bins", "preset")
+              "numeric_encoding", "ple_bins", "ple_binning", "preset")
 
 
 def apply_preset(parser: argparse.ArgumentParser, argv: list[str]) -> None:
@@ -653,8 +657,10 @@ def inapplicable(args: argparse.Namespace, given: set[str]) -> str | None:
         verb = "applies" if len(wrong) == 1 else "apply"
         return (f"{flags(wrong)} {verb} to session tables (--input) only, not to --events"
                 if events else f"{flags(wrong)} {verb} to event logs (--events) only")
-    if "ple_bins" in given and args.numeric_encoding == "standard":
-        return "--ple-bins applies to --numeric-encoding ple or standard+ple only"
+    ple_flags = [d for d in ("ple_bins", "ple_binning") if d in given]
+    if ple_flags and args.numeric_encoding == "standard":
+        verb = "applies" if len(ple_flags) == 1 else "apply"
+        return f"{flags(ple_flags)} {verb} to --numeric-encoding ple or standard+ple only"
     if args.fuse == "stack" and args.calibrate == "platt":
         return ("--calibrate platt after --fuse stack changes nothing: the stack is already a "
                 "logistic regression fitted on dev's log-loss")

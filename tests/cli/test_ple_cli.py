@@ -29,7 +29,8 @@ def _call(main, argv, capsys):
 def test_ple_model_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     status, err = _call(train.main, ["--input", UCI, "--numeric-encoding", "standard+ple",
-                                     "--ple-bins", "5", *TINY, "--output", run], capsys)
+                                     "--ple-bins", "5", "--ple-binning", "tree", *TINY,
+                                     "--output", run], capsys)
     assert status == 0, err
     doc = json.loads((run / "preprocess.json").read_text())
     assert doc["format_version"] == 3
@@ -38,6 +39,7 @@ def test_ple_model_end_to_end(tmp_path, capsys):
     assert all(2 <= len(c["encoding"]["edges"]) <= 6 for c in encoded)
     saved = json.loads((run / "config.json").read_text())
     assert saved["numeric_encoding"] == "standard+ple" and saved["ple_bins"] == 5
+    assert saved["ple_binning"] == "tree"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_features"] == load_model(run).preprocessing.n_features > 80
     out = tmp_path / "scores.csv"
@@ -51,6 +53,9 @@ def test_ple_model_end_to_end(tmp_path, capsys):
 
 @pytest.mark.parametrize(("args", "message"), [
     (("--ple-bins", "8"), "--ple-bins applies to --numeric-encoding ple or standard+ple"),
+    (("--ple-binning", "tree", "--ple-bins", "4"),
+     "--ple-bins, --ple-binning apply to --numeric-encoding ple or standard+ple"),
+    (("--numeric-encoding", "ple", "--ple-binning", "kmeans"), "invalid choice: 'kmeans'"),
     (("--numeric-encoding", "ple", "--ple-bins", "0"), "--ple-bins must be in [1, 256]"),
     (("--numeric-encoding", "spline"), "invalid choice: 'spline'"),
     (("--events", "x.csv", "--numeric-encoding", "ple"),

@@ -183,3 +183,56 @@ def test_malformed_encoding_is_refused(doc, message):
 def test_bad_encoding_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Preprocessor(["a"], [], **kwargs)
+
+
+# --------------------------------------------------------------------------- tree bins
+
+
+def test_tree_edges_find_the_steps_of_the_label():
+    """y = 1 on (3, 7) only: two cuts, at the steps, and no more (the leaves are pure)."""
+    from features.tabular import tree_edges
+
+    x = np.random.default_rng(0).uniform(0, 10, 4000)
+    y = ((x > 3) & (x < 7)).astype(float)
+    edges = tree_edges(x, y, 8)
+    assert len(edges) == 4 and edges[0] == x.min() and edges[-1] == x.max()
+    assert abs(edges[1] - 3) < 0.01 and abs(edges[2] - 7) < 0.01
+
+
+def test_tree_first_cut_is_the_exhaustive_best_and_leaves_keep_min_leaf():
+    from features.tabular import tree_edges
+
+    rng = np.random.default_rng(5)
+    x = np.round(rng.exponential(2.0, 600), 1)  # ties: cuts only between distinct values
+    y = (rng.random(600) < 1 / (1 + np.exp(2 - x))).astype(float)
+
+    def sse(mask):
+        return float(((y[mask] - y[mask].mean()) ** 2).sum()) if mask.any() else 0.0
+
+    values = np.unique(x)
+    cuts = (values[:-1] + values[1:]) / 2
+    allowed = [c for c in cuts if min((x < c).sum(), (x >= c).sum()) >= 30]
+    best = min(allowed, key=lambda c: sse(x < c) + sse(x >= c))
+    first = tree_edges(x, y, 2, min_leaf=30)
+    assert len(first) == 3 and first[1] == pytest.approx(best)
+    edges = tree_edges(x, y, 12, min_leaf=30)
+    assert 3 <= len(edges) <= 13
+    counts = np.histogram(x, bins=edges)[0]
+    assert counts.min() >= 30 and counts.sum() == len(x)
+    assert len(tree_edges(np.full(50, 2.0), y[:50], 8)) == 1  # constant: no cut
+
+
+def test_tree_binning_fits_the_labels_of_the_rows():
+    df = _frame()
+    df["y"] = (df["a"] > 4).astype(int)
+    pre = Preprocessor(["a", "b"], ["c"], target="y", numeric_encoding="ple", ple_bins=4,
+                       ple_binning="tree").fit(df)
+    edges = pre.columns[0]["encoding"]["edges"]
+    assert any(abs(b - 4) < 0.2 for b in edges[1:-1])  # a cut at the label's step
+    again = Preprocessor(["a", "b"], ["c"], numeric_encoding="ple", ple_bins=4,
+                         ple_binning="tree").fit(df.drop(columns="y"), df["y"])
+    assert again.columns == pre.columns
+    with pytest.raises(ValueError, match="needs the labels"):
+        Preprocessor(["a"], [], numeric_encoding="ple", ple_binning="tree").fit(df[["a"]])
+    with pytest.raises(ValueError, match="ple_binning must be one of"):
+        Preprocessor(["a"], [], ple_binning="kmeans")
