@@ -118,9 +118,10 @@ class Part:
     n_rows: int | None
 
 
-def partitions(paths: Sequence[Path], rows: int = ROWS_PER_PARTITION) -> list[Part]:
+def partitions(paths: Sequence[Path], rows: int | None = None) -> list[Part]:
     """The partitions of the files of a log: consecutive row groups of a Parquet file up to
-    ``rows`` rows (at least one group), a CSV file whole."""
+    ``rows`` rows (default ``ROWS_PER_PARTITION``; at least one group), a CSV file whole."""
+    rows = ROWS_PER_PARTITION if rows is None else rows
     out: list[Part] = []
     for i, path in enumerate(paths):
         if not E.is_parquet(path) or Path(path).is_dir():
@@ -357,7 +358,7 @@ class DaskLog:
 
 
 def read_events(paths, format: str = "canonical", drop_invalid: bool = False,
-                session_gap=E.SESSION_GAP, rows: int = ROWS_PER_PARTITION) -> DaskLog:
+                session_gap=E.SESSION_GAP, rows: int | None = None) -> DaskLog:
     """``events.read_events`` on the current Dask client: the same validation (and its
     messages), ids, core time range (out-of-range events dropped), sort order and
     sessions, with the log partitioned by user. Computes pass 1 (the scan) only; the
@@ -469,7 +470,7 @@ def snapshots(log: DaskLog, cutoffs: list[pd.Timestamp], horizon
 
 
 def load_event_splits(path, format: str, horizon, cutoff=None, drop_invalid: bool = False,
-                      stride=None, min_history="1D", rows: int = ROWS_PER_PARTITION
+                      stride=None, min_history="1D", rows: int | None = None
                       ) -> E.EventSplits:
     """``events.load_event_splits`` with the Dask engine (on the current client): the same
     cutoffs, snapshots and info (``rows``: rows per partition, ``partitions``)."""

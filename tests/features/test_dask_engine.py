@@ -105,11 +105,14 @@ def test_partition_stats_equal_whole_log(small_log):
 
 
 @pytest.mark.slow
-def test_dask_engine_equals_pandas_engine(tmp_path):
-    """1 M synthetic events from Parquet on a 2-worker LocalCluster: the time-based splits
-    (features and labels) equal the pandas engine's exactly, the scores agree within 1e-6
-    and train.py writes the same metrics.json."""
+def test_dask_engine_equals_pandas_engine(tmp_path, monkeypatch):
+    """1 M synthetic events from Parquet on a 2-worker LocalCluster (reached through
+    ``--scheduler``): train.py's time-based splits (features and labels) equal the pandas
+    engine's exactly, its metrics.json is the same, and predict.py's scores agree within
+    1e-6 for the same users."""
     pytest.importorskip("distributed", reason="the Dask engine needs dask[distributed]")
+    from distributed import LocalCluster
+
     from features import dask_engine as D
     from propensity import predict, train
 
@@ -118,19 +121,35 @@ def test_dask_engine_equals_pandas_engine(tmp_path):
     log = tmp_path / "log.parquet"
     ev.to_parquet(log, row_group_size=250_000)
     del ev
-    ref = E.load_event_splits(log, "canonical", "1d")
-    with D.connect(n_workers=2):
-        got = D.load_event_splits(log, "canonical", "1d", rows=250_000)
+    splits = {}  # what each engine's train.py run computed
+
+    def keep(engine, load):
+        def run(*args, **kwargs):
+            splits[engine] = load(*args, **kwargs)
+            return splits[engine]
+        return run
+
+    monkeypatch.setattr(E, "load_event_splits", keep("pandas", E.load_event_splits))
+    monkeypatch.setattr(D, "load_event_splits", keep("dask", D.load_event_splits))
+    monkeypatch.setattr(D, "ROWS_PER_PARTITION", 250_000)  # 4 partitions
+    common = ["--events", str(log), "--horizon", "1d", "--epochs", "1", "--quiet"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="2GiB",
+                      dashboard_address=None) as cluster:
+        dask = ["--engine", "dask", "--scheduler", cluster.scheduler_address]
+        assert train.main([*common, "--output", str(tmp_path / "m_pandas")]) == 0
+        assert train.main([*common, *dask, "--output", str(tmp_path / "m_dask")]) == 0
+        model = tmp_path / "m_pandas"
+        for engine, flags in (("pandas", []), ("dask", dask)):
+            assert predict.main(["--model", str(model), "--events", str(log), "--no-drift",
+                                 *flags, "--output", str(tmp_path / f"{engine}.parquet")]) == 0
+    got, ref = splits["dask"], splits["pandas"]
     for part in ("train", "dev", "test"):
         pd.testing.assert_frame_equal(getattr(got, part)[0], getattr(ref, part)[0],
                                       check_exact=True)
         pd.testing.assert_series_equal(getattr(got, part)[1], getattr(ref, part)[1])
+    assert len(ref.test[0]) > 12_000 and len(ref.train[0]) > len(ref.test[0])
     assert json.dumps(got.info) == json.dumps(ref.info)
-    del got, ref
 
-    common = ["--events", str(log), "--horizon", "1d", "--epochs", "2", "--quiet"]
-    assert train.main([*common, "--output", str(tmp_path / "m_pandas")]) == 0
-    assert train.main([*common, "--engine", "dask", "--output", str(tmp_path / "m_dask")]) == 0
     metrics = [json.loads((tmp_path / m / "metrics.json").read_text())
                for m in ("m_pandas", "m_dask")]
     for m in metrics:
@@ -138,10 +157,6 @@ def test_dask_engine_equals_pandas_engine(tmp_path):
             m.pop(key)
     assert metrics[0] == metrics[1]
 
-    model = tmp_path / "m_pandas"
-    for engine in ("pandas", "dask"):
-        assert predict.main(["--model", str(model), "--events", str(log), "--engine", engine,
-                             "--no-drift", "--output", str(tmp_path / f"{engine}.parquet")]) == 0
     a, b = (pd.read_parquet(tmp_path / f"{e}.parquet") for e in ("pandas", "dask"))
     assert len(a) > 12_000 and list(a.columns) == list(b.columns)
     assert (a["user_id"] == b["user_id"]).all()
