@@ -57,6 +57,13 @@ row N's reasons (the N-th user with ``--events``) as a waterfall PNG. Both cost 
 integration of the network's input gradient per row (32 nodes or more): much slower than
 scoring alone.
 
+Parquet: an ``--input`` or ``--events`` file named ``*.parquet`` or ``*.pq`` is read with
+pyarrow (the same checks and messages; the row is the Parquet row index + 1), and an
+``--output`` so named is written as Parquet (the same columns; ``propensity`` the float64
+score). ``--engine dask`` (``--events`` only) reads the log, computes the features and scores
+on a Dask cluster (``features.dask_engine``; a local one of 2 workers, or ``--scheduler
+ADDRESS``): the same users and scores within 1e-6; no drift check.
+
 The model directory is read with ``nn_core.load_model``; the scoring, ranking and output
 streaming are ``features.scoring``'s.
 """

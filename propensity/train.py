@@ -24,7 +24,10 @@ the combined, calibrated model; ``metrics.json`` adds ``ece_uncalibrated`` and p
 
 Other session tables: ``--input FILE --target COL --numeric a,b --categorical c,d``. Event
 logs: ``--events FILE [FILE ...] --events-format taobao --horizon 1d`` (time-based splits from
-``features.events.load_event_splits``; ``--min-history``, ``--stride``). Any setting can come
+``features.events.load_event_splits``; ``--min-history``, ``--stride``). A file named
+``*.parquet`` or ``*.pq`` is read as Parquet (table or log; pyarrow). ``--engine dask``
+computes an event log's snapshots on a Dask cluster (``features.dask_engine``: a local one,
+or ``--scheduler ADDRESS``) with the same features and ``metrics.json``. Any setting can come
 from a JSON or TOML ``--config`` file (``propensity.config``); the run directory keeps the
 resolved ``config.json``, which reproduces the run, and ``splits.json`` and
 ``test_predictions.csv``. Old spellings (``--data``, ``--out``, ``--format``) still work
