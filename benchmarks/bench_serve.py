@@ -17,6 +17,14 @@ reloads, how many reloads succeeded. Every phase is bounded by ``--max-seconds``
 requests sent by then count). The peer, in the same run: ``python predict.py`` on a CSV of
 ``--batch-rows`` rows (command wall time, start-up included, and rows/s).
 
+The online state of event-log models (in this process, no HTTP): the events of
+``--events-log`` (default: the Taobao sample in ../shared/data/events/, when present) added
+in time order (as they happened) in requests of 5,000 (``features.online.events_frame``
+and ``OnlineState.add``), then every user's features at the log's last hour, one user at a
+time (what ``GET /users/ID/propensity`` computes) and all users in one call, beside
+``features.events.features_at`` of the whole log (the batch snapshot), whose values they
+equal bit for bit (checked here too).
+
 Client and server share the machine: on 2 cores the client's own work is part of what is
 measured; the numbers are for comparing runs on one machine.
 
@@ -46,7 +54,13 @@ sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 from bench_predict_cli import isa, make_csv, run_child  # noqa: E402  (after the path setup)
 from bench_train import cpu_name  # noqa: E402
-from serve_harness import running_server, table_model, typed, uci_rows  # noqa: E402
+from serve_harness import (  # noqa: E402
+    event_records,
+    running_server,
+    table_model,
+    typed,
+    uci_rows,
+)
 
 
 class Connection:
@@ -128,6 +142,36 @@ async def load(url: str, bodies: list[bytes], n: int, connections: int, max_seco
             "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
 
 
+def online_state(path: Path) -> list[tuple[str, int, float]]:
+    """(what, count, seconds) of the online state's work on an event log, and the batch."""
+    import pandas as pd
+
+    from features.events import features_at, read_events
+    from features.online import OnlineState, events_frame
+
+    log = read_events(path, "taobao")
+    records = event_records(log.sort_values("timestamp", kind="stable"), sessions=False)
+    state = OnlineState()
+    t0 = time.perf_counter()
+    for i in range(0, len(records), 5000):
+        state.add(events_frame(records[i : i + 5000]))
+    t1 = time.perf_counter()
+    cutoff = log["timestamp"].max().floor("h")
+    X = features_at(log, cutoff)
+    t2 = time.perf_counter()
+    one = [state.features([u], cutoff) for u in X.index]
+    t3 = time.perf_counter()
+    everyone = state.features(X.index, cutoff)
+    t4 = time.perf_counter()
+    for frame in (everyone, pd.concat(one)):
+        if not (frame[X.columns].to_numpy().view(np.int64) == X.to_numpy().view(np.int64)).all():
+            sys.exit("online features differ from features_at")
+    return [("events added (requests of 5,000)", len(records), t1 - t0),
+            ("users' features, one call per user", len(X), t3 - t2),
+            ("users' features, all in one call", len(X), t4 - t3),
+            ("batch: features_at of the whole log", len(X), t2 - t1)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", type=int, default=20_000, help="one-row requests")
@@ -137,6 +181,9 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=60.0, help="bound of each phase")
     ap.add_argument("--batch-rows", type=int, default=200_000, help="predict.py peer's rows")
     ap.add_argument("--model", type=Path, help="model directory (default: a small one)")
+    ap.add_argument("--events-log", type=Path, default=ROOT.parent / "shared" / "data" /
+                    "events" / "taobao_userbehavior_head_sample.csv",
+                    help="Taobao-format log for the online-state measurement (skipped if absent)")
     args = ap.parse_args()
 
     import pandas as pd
@@ -181,6 +228,12 @@ def main() -> None:
     print(f"| predict.py --input (batch, {args.batch_rows:,} rows, start-up included) | 1 | "
           f"| {wall:.1f} | | {args.batch_rows / wall:,.0f} | | | 0 | |")
     print(f"\n# predict.py CPU time: {cpu:.1f} s")
+    if args.events_log.exists():
+        print(f"\n# online state on {args.events_log.name}, in process\n")
+        print("| work | count | seconds | per second |")
+        print("|---|---:|---:|---:|")
+        for what, count, seconds in online_state(args.events_log):
+            print(f"| {what} | {count:,} | {seconds:.2f} | {count / seconds:,.0f} |")
     for name, _, r in results:
         if r["failures"]:
             print(f"# {name}: first failures: {r['failures'][:3]}")

@@ -173,6 +173,16 @@ def _key(text: str) -> int | str | None:
     return int(text) if re.fullmatch(ev._INT_RE, text) else text
 
 
+def _keys(column: pd.Series) -> list:
+    """``_key`` of every cell of a column of texts (vectorised)."""
+    text = column.astype(str).str.strip()
+    keys = text.to_numpy(dtype=object)
+    is_int = text.str.fullmatch(ev._INT_RE).to_numpy(dtype=bool)
+    keys[np.flatnonzero(is_int)] = text[is_int].astype(np.int64).tolist()
+    keys[(text == "").to_numpy()] = None
+    return keys.tolist()
+
+
 @dataclass
 class _Entity:
     """Sorted timestamps (ns) of one item's or category's events: all, views, purchases."""
@@ -292,7 +302,7 @@ class OnlineState:
         t = events["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64").tolist()
         typ = pd.Categorical(events["event_type"], categories=ev.EVENT_TYPES).codes.tolist()
         n = len(t)
-        keys = {c: [_key(v) for v in events[c].tolist()] if c in events.columns else [None] * n
+        keys = {c: _keys(events[c]) if c in events.columns else [None] * n
                 for c in ("user_id", "item_id", "category", "session_id")}
         price = (events["price"].to_numpy(dtype=np.float64).tolist()
                  if "price" in events.columns else [np.nan] * n)
