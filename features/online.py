@@ -269,9 +269,11 @@ class OnlineState:
     Notes
     -----
     Memory is a few hundred bytes per event (Python lists: per user its events; per item
-    and category the sorted times of its events). A query costs O(k log n) for a user with
-    k events: the item and category counts before ``T`` are binary searches in those
-    sorted lists, then ``user_features`` on the k events.
+    and category the sorted times of its events). Adding an event costs O(log n) when
+    events come in about time order, as they happen; one that arrives m events late is
+    inserted m places before the end of those sorted lists (O(m), a memory move). A query
+    costs O(k log n) for a user with k events: the item and category counts before ``T``
+    are binary searches in the sorted lists, then ``user_features`` on the k events.
     """
 
     def __init__(self, session_gap=ev.SESSION_GAP, max_events: int = 10_000_000) -> None:

@@ -9,6 +9,7 @@ An ASGI app (Starlette on uvicorn: ``pip install .[serve]``) with
 * ``POST /predict`` ``{"rows": [{column: value, ...}, ...]}``: raw session rows as
   ``predict.py`` reads them -> ``{"propensity": [...], "label": [...]}`` (``label`` 1 where
   ``propensity >= threshold``, the threshold saved with the model; ``null`` without one);
+  requests that wait together are scored in one call (:class:`Batcher`);
 * event-log models: ``POST /events`` ``{"events": [{"user_id", "timestamp", "event_type",
   ...}, ...]}`` adds events to the per-user online state (``features.online.OnlineState``),
   and ``GET /users/{user_id}/propensity?at=T`` scores the user from its events before ``T``
