@@ -8,8 +8,9 @@ An ASGI app (Starlette on uvicorn: ``pip install .[serve]``) with
   format version, threshold) and the online state's size;
 * ``POST /predict`` ``{"rows": [{column: value, ...}, ...]}``: raw session rows as
   ``predict.py`` reads them -> ``{"propensity": [...], "label": [...]}`` (``label`` 1 where
-  ``propensity >= threshold``, the threshold saved with the model; ``null`` without one);
-  requests that wait together are scored in one call (:class:`Batcher`);
+  ``propensity >= threshold``, the threshold saved with the model; ``null`` without one;
+  ``model``, the id of the model that scored them); requests that wait together are
+  scored in one call (:class:`Batcher`);
 * event-log models: ``POST /events`` ``{"events": [{"user_id", "timestamp", "event_type",
   ...}, ...]}`` adds events to the per-user online state (``features.online.OnlineState``),
   and ``GET /users/{user_id}/propensity?at=T`` scores the user from its events before ``T``
@@ -96,11 +97,13 @@ class Served:
         self.kind = self.info["kind"]
 
     def scores(self, frame) -> dict:
-        """``{"propensity", "label"}`` of the rows of a frame."""
+        """``{"propensity", "label", "model"}`` of the rows of a frame (``model``: the id of
+        the model that scored them)."""
         p = self.predictor.predict_proba(frame)
         t = self.predictor.threshold
         return {"propensity": p.tolist(),
-                "label": None if t is None else (p >= t).astype(int).tolist()}
+                "label": None if t is None else (p >= t).astype(int).tolist(),
+                "model": self.info["id"]}
 
 
 def score_rows(served: Served, rows: list) -> dict:
@@ -183,7 +186,7 @@ class Batcher:
                 start += len(rows)
                 future.set_result({"propensity": out["propensity"][span],
                                    "label": None if out["label"] is None
-                                   else out["label"][span]})
+                                   else out["label"][span], "model": out["model"]})
 
 
 async def read_json(request, limit: int, key: str, max_items: int) -> list:

@@ -30,10 +30,15 @@ pytestmark = pytest.mark.slow  # each module starts servers (new interpreters)
 TAOBAO = REAL_EVENTS / "taobao_userbehavior_head_sample.csv"
 
 
+CREATED = "2026-12-01T05:00:00+00:00"
+
+
 @pytest.fixture(scope="module")
 def table_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     model = table_model(tmp / "model")
+    # train.py's run directory has the training date in metrics.json
+    (model / "metrics.json").write_text(json.dumps({"created": CREATED}))
     with running_server(model, "--max-rows", "1500", "--max-body-bytes", "3000000") as srv:
         with httpx.Client(base_url=srv["url"], timeout=60) as client:
             yield {**srv, "model": model, "client": client, "tmp": tmp}
@@ -52,7 +57,7 @@ def test_health(table_server):
     model = body["model"]
     assert model["id"].startswith("sha256:") and model["kind"] == "table"
     assert model["threshold"] == 0.3 and model["format_version"] >= 1
-    assert "trained" in model  # None here: save_model writes no run metrics
+    assert model["trained"] == CREATED
 
 
 def test_predict_equals_predict_py(table_server, tmp_path):
@@ -112,9 +117,10 @@ def test_reload_under_load_fails_no_request(table_server):
     a broken directory keeps the old model; SIGHUP reloads too."""
     client, model = table_server["client"], table_server["model"]
     rows = uci_rows(step=500)[:10]
-    before = client.post("/predict", json={"rows": rows}).json()["propensity"]
-    first_id = client.get("/health").json()["model"]["id"]
-    failures, done, stop = [], [0], threading.Event()
+    first = client.post("/predict", json={"rows": rows}).json()
+    before, first_id = first["propensity"], first["model"]
+    assert client.get("/health").json()["model"]["id"] == first_id
+    failures, replies, stop = [], [], threading.Event()
 
     def hammer():
         with httpx.Client(base_url=table_server["url"], timeout=60) as c:
@@ -122,7 +128,8 @@ def test_reload_under_load_fails_no_request(table_server):
                 r = c.post("/predict", json={"rows": rows})
                 if r.status_code != 200:
                     failures.append(r.text)
-                done[0] += 1
+                else:
+                    replies.append(r.json())
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
@@ -135,10 +142,15 @@ def test_reload_under_load_fails_no_request(table_server):
         stop.set()
         for t in threads:
             t.join()
-    assert not failures and done[0] > 10, (failures[:3], done[0])
+    assert not failures and len(replies) > 10, (failures[:3], len(replies))
     assert ids[0] != first_id and len(set(ids)) == 1
     after = client.post("/predict", json={"rows": rows}).json()["propensity"]
     assert not np.allclose(after, before)
+    # each reply is wholly the old model's or wholly the new one's, as its id says
+    scores = {first_id: before, ids[0]: after}
+    assert {r["model"] for r in replies} <= set(scores)
+    for r in replies:
+        np.testing.assert_allclose(r["propensity"], scores[r["model"]], rtol=0, atol=1e-6)
 
     (model / "model.json").write_text("{broken")
     r = client.post("/reload")
