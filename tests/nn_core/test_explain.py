@@ -56,6 +56,22 @@ def test_gauss_legendre_integrates_polynomials_on_the_unit_interval():
     assert np.isclose((v * a**7).sum(), 1 / 8)  # exact up to degree 2m - 1 = 7
 
 
+def test_logistic_regression_has_the_closed_form():
+    """With no hidden layer z = w.x + b is linear along the path, so
+    IG_j = (x_j - x'_j) w_j (sigma(z) - sigma(z')) / (z - z') exactly; the integrand is smooth
+    and 32 Gauss-Legendre nodes reach it to rounding."""
+    rng = np.random.default_rng(4)
+    m = MLP(5, (), dtype="float64", backend="numpy", seed=1)
+    f = Combined([(m, 1.0)])
+    X, X0 = 2 * rng.normal(size=(6, 5)), rng.normal(size=5)
+    W, b = m.params[0]
+    z, z0 = X @ W[:, 0] + b[0], X0 @ W[:, 0] + b[0]
+    sig = 1 / (1 + np.exp(-z)), 1 / (1 + np.exp(-z0))
+    want = (X - X0) * W[:, 0] * ((sig[0] - sig[1]) / (z - z0))[:, None]
+    np.testing.assert_allclose(integrated_gradients(f, X, X0, 32), want, rtol=1e-10,
+                               atol=1e-15)
+
+
 def test_completeness_on_the_trained_model(uci):
     model, df, rows = uci
     X = model.features(df.iloc[rows])
