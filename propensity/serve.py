@@ -50,6 +50,10 @@ DEFAULT_MAX_ROWS = 100_000
 MAX_METRICS_BYTES = 16 << 20
 
 
+class UsageError(ValueError):
+    """A command-line mistake (exit status 2)."""
+
+
 class HTTPError(Exception):
     """A request that cannot be served: ``status`` and a one-line ``message``."""
 
@@ -392,7 +396,9 @@ def run(args: argparse.Namespace) -> None:
                          "'purchase-propensity[serve]'") from None
     for flag in ("max_body_bytes", "max_rows", "max_events"):
         if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1")
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be in [0, 65535], got {args.port}")
     app = create_app(args.model, args.max_body_bytes, args.max_rows, args.max_events)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -414,4 +420,4 @@ def main(argv: list[str] | None = None) -> int:
     the address not bound, 2 for a usage mistake."""
     args = build_parser().parse_args(argv)
     return run_command("serve", lambda: run(args), source=args.model,
-                       nothing_written="nothing was written")
+                       nothing_written="nothing was written", usage_errors=(UsageError,))
