@@ -320,10 +320,6 @@ def check_explain(args: argparse.Namespace, keep: list[str]) -> None:
             check_output(args.plot, source, args.model, "--plot")
         if args.output is not None and same_file(args.plot, args.output):
             raise UsageError(f"--plot {args.plot}: is the --output file")
-    if (args.explain or args.explain_row is not None) \
-            and getattr(args, "engine", "pandas") == "dask":
-        raise UsageError("--explain and --explain-row need --engine pandas (dask scores the "
-                         "users on its cluster)")
     clash = [name for name in keep if name.startswith(("reason_", "contribution_"))]
     if clash and args.explain:
         raise UsageError(f"--keep-columns: {clash[0]!r} is also a name of --explain's columns")

@@ -113,6 +113,15 @@ def test_explain_refusals_write_nothing(model_dir, sample, tmp_path, capsys):
         assert not out.exists() and not png.exists(), extra
 
 
+def test_explain_is_refused_with_the_dask_engine(model_dir, sample, tmp_path, capsys):
+    pytest.importorskip("dask", reason="--engine dask needs the scale extra")
+    out = tmp_path / "scores.csv"
+    code, err = predict(capsys, "--model", model_dir, "--events", sample, "--engine", "dask",
+                        "--output", out, "--explain", 1)
+    assert code == 2 and "--explain and --explain-row apply to the pandas engine" in err
+    assert not out.exists()
+
+
 def test_top_and_skipped_rows(model_dir, sample, tmp_path, capsys):
     from propensity.predict import main
 
