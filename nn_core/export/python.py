@@ -152,6 +152,34 @@ _CALIBRATE = {
 }
 
 
+#: FORWARD of the pure predictor: one network's layers after layer 0.
+_FORWARD_PURE = (
+    "    for layer in range(1, len(LAYERS)):\n"
+    "        h = _activate(ACTIVATION, h)\n"
+    "        W, b = LAYERS[layer]  # W stored by output unit: W[j] = column j\n"
+    "        h = [bj + sum(a * w for a, w in zip(h, col)) for bj, col in zip(b, W)]\n"
+    "    return _activate(OUTPUT, h)[0]\n")
+#: FORWARD of a combined model in the pure predictor: LAYERS[0] holds every member's layer 0
+#: side by side, so ``h`` is their first layers; each member goes on from its slice.
+_FORWARD_PURE_COMBINED = (
+    "    z = LOGIT_BIAS  # the combined logit c + sum_k w_k z_k\n"
+    "    start = 0\n"
+    "    for weight, activation, width, layers in MEMBERS:\n"
+    "        hk = h[start:start + width]\n"
+    "        start += width\n"
+    "        for W, b in layers:  # W stored by output unit: W[j] = column j\n"
+    "            hk = _activate(activation, hk)\n"
+    "            hk = [bj + sum(a * w for a, w in zip(hk, col)) for bj, col in zip(b, W)]\n"
+    "        z += weight * hk[0]\n"
+    "    return @CALIBRATE@\n")
+_CALIBRATE_PURE = {
+    None: "_sigmoid(z)",
+    "platt": "_sigmoid(CAL_A * z + CAL_B)",
+    "isotonic": ("CAL_Y0 + sum(s * min(max(_sigmoid(z) - x, 0.0), d)"
+                 " for x, d, s in CAL_SEGMENTS)"),
+}
+
+
 def _members_numpy(model: ExportModel) -> str:
     """The MEMBERS lines of a combined model (none for one network): members 1..K-1's
     layers, the list of (weight, activation, layers), the bias and the calibration."""
@@ -166,13 +194,50 @@ def _members_numpy(model: ExportModel) -> str:
     lines.append("MEMBERS = [  # (weight w_k, hidden activation, layers) of each network\n"
                  + "".join(f"    {e},\n" for e in entries) + "]\n")
     lines.append(f"LOGIT_BIAS = {py_float(model.logit_bias)}\n")
-    cal = model.calibration
-    if cal is not None and cal["kind"] == "platt":
-        lines.append(f"CAL_A, CAL_B = {py_float(cal['a'])}, {py_float(cal['b'])}  # Platt\n")
-    if cal is not None and cal["kind"] == "isotonic":
-        lines.append(f"CAL_X = np.array({_py_list(cal['x'], indent='')})  # isotonic\n"
-                     f"CAL_Y = np.array({_py_list(cal['y'], indent='')})\n")
+    lines.append(_calibration_lines(model, "python"))
     return "".join(lines)
+
+
+def _calibration_lines(model: ExportModel, fmt: str) -> str:
+    """CAL_* constants of the calibration (none without one): Platt's ``a, b``; the isotonic
+    breakpoints (NumPy: ``CAL_X, CAL_Y`` for ``np.interp``; pure: ``CAL_Y0`` and per segment
+    ``(x_j, x_{j+1} - x_j, slope)``, summed clamped, which is the same interpolation)."""
+    cal = model.calibration
+    if cal is None:
+        return ""
+    if cal["kind"] == "platt":
+        return f"CAL_A, CAL_B = {py_float(cal['a'])}, {py_float(cal['b'])}  # Platt\n"
+    if fmt == "python":
+        return (f"CAL_X = np.array({_py_list(cal['x'], indent='')})  # isotonic\n"
+                f"CAL_Y = np.array({_py_list(cal['y'], indent='')})\n")
+    x, y = np.asarray(cal["x"]), np.asarray(cal["y"])
+    segments = ",\n".join(f"    ({py_float(a)}, {py_float(d)}, {py_float(s)})"
+                           for a, d, s in zip(x[:-1], np.diff(x), np.diff(y) / np.diff(x),
+                                              strict=True))
+    return (f"CAL_Y0 = {py_float(y[0])}  # isotonic: y_0, then (x_j, width, slope)\n"
+            f"CAL_SEGMENTS = [\n{segments + ',' if segments else ''}\n]\n")
+
+
+def _members_pure(model: ExportModel) -> str:
+    """The MEMBERS lines of a combined model in the pure predictor (none for one network):
+    per member its weight, hidden activation, width of its slice of layer 0 and its later
+    layers (stored by output unit), then the bias and the calibration."""
+    if not model.combined:
+        return ""
+    entries = []
+    for m in model.members:
+        layers = "".join(
+            "        (\n            [\n"
+            + "".join(f"                {_py_list(col, indent='                ')},\n"
+                      for col in W.T)
+            + f"            ],\n            {_py_list(b, indent='            ')},\n        ),\n"
+            for W, b in m.params[1:])
+        entries.append(f"    ({py_float(m.weight)}, {m.activation!r}, {m.params[0][0].shape[1]},"
+                       f" [\n{layers}    ]),\n")
+    return ("MEMBERS = [  # (weight w_k, hidden activation, width in layer 0, later layers)\n"
+            + "".join(entries) + "]\n"
+            + f"LOGIT_BIAS = {py_float(model.logit_bias)}\n"
+            + _calibration_lines(model, "python-pure"))
 
 
 def _layers_numpy(params, name: str = "LAYERS") -> str:
@@ -209,6 +274,12 @@ def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
         values["MEMBERS"] = _members_numpy(model)
         values["FORWARD"] = _FORWARD if not model.combined else _FORWARD_COMBINED.replace(
             "@CALIBRATE@", _CALIBRATE[model.calibration and model.calibration["kind"]])
+    else:
+        values["MEMBERS"] = _members_pure(model)
+        values["FORWARD"] = (_FORWARD_PURE if not model.combined else _FORWARD_PURE_COMBINED
+                             .replace("@CALIBRATE@",
+                                      _CALIBRATE_PURE[model.calibration
+                                                      and model.calibration["kind"]]))
     return fill(section(TEMPLATES[fmt], "module"), values)
 
 
@@ -239,12 +310,16 @@ def generate_python_pure(model: ExportModel, name: str) -> tuple[dict[str, str],
     sizes : dict with ``weight_bytes`` and ``ram_bytes``
     """
     parts = []
-    for layer, (W, b) in enumerate(model.params):
+    # a combined model: every member's layer 0 side by side (MEMBERS holds the rest)
+    params = (model.params if not model.combined else
+              [(np.hstack([m.params[0][0] for m in model.members]),
+                np.concatenate([m.params[0][1] for m in model.members]))])
+    for layer, (W, b) in enumerate(params):
         M = W if layer == 0 else W.T
         rows = ",\n".join(f"        {_py_list(r, indent='        ')}" for r in M)
         parts.append(f"LAYERS.append((\n    [\n{rows},\n    ],\n"
                      f"    {_py_list(b, indent='    ')},\n))\n")
-    width = max(model.widths)
+    width = max(W.shape[1] for W, _ in params)
     return {f"{name}.py": _py_module(model, name, "python-pure", "".join(parts))}, {
         "weight_bytes": 8 * model.n_parameters,
         "ram_bytes": 2 * width * 8,

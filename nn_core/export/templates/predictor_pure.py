@@ -7,7 +7,10 @@
 #                       activation of nn_core.activations.ACTIVATIONS; IMPUTE and
 #                       INDICATORS the imputation of a model trained with it (else
 #                       nothing: the line goes); NUMERIC the features of a numeric
-#                       input (with the piecewise-linear encoding where the model has it).
+#                       input (with the piecewise-linear encoding where the model has it);
+#                       MEMBERS the further layers of a combined model's networks and
+#                       FORWARD the layers after layer 0 (one network's, or each member's
+#                       on its slice of layer 0, then the combination).
 # The emitted text is pinned byte for byte by
 # tests/nn_core/export/test_export_golden.py and keeps its own
 # style, hence two exemptions: a docstring line longer than 100 characters, and zip()
@@ -44,6 +47,7 @@ _ROWS = ...  # first feature (weight row) of each input
 
 LAYERS = []  # layer 0: W[row] = weight row; later layers: W[j] = column j
 # @LAYERS@
+# @MEMBERS@
 
 
 # @ENCODE@
@@ -80,11 +84,7 @@ def predict(x):
             k = codes.index(v) if v in codes else len(codes)  # NaN is never "in"
             h = [hj + wj for hj, wj in zip(h, W0[row + k])]
     # @INDICATORS@
-    for layer in range(1, len(LAYERS)):
-        h = _activate(ACTIVATION, h)
-        W, b = LAYERS[layer]  # W stored by output unit: W[j] = column j
-        h = [bj + sum(a * w for a, w in zip(h, col)) for bj, col in zip(b, W)]
-    return _activate(OUTPUT, h)[0]
+    # @FORWARD@
 
 
 def predict_proba(rows):
