@@ -260,6 +260,9 @@ class EventData:
     engine : {"pandas", "dask"}
         ``"dask"``: the snapshots are computed on a Dask cluster (``scheduler``: its
         address; default a LocalCluster), ``features.dask_engine``; the same frames.
+    numeric_encoding, ple_bins, ple_binning :
+        The model's feature encoding (``features.tabular.Preprocessor``), fitted on the
+        training snapshot (tree bins: with its labels); the baseline keeps the standard one.
 
     Raises
     ------
@@ -271,7 +274,8 @@ class EventData:
                  format: str = "canonical", horizon: str = "1d", cutoff: str | None = None,
                  drop_invalid: bool = False, stride: str | None = None,
                  min_history: str = "1D", engine: str = "pandas",
-                 scheduler: str | None = None) -> None:
+                 scheduler: str | None = None, numeric_encoding: str = "standard",
+                 ple_bins: int = 16, ple_binning: str = "quantile") -> None:
         from . import events  # lazy: table mode must not need it
 
         kwargs = dict(format=format, horizon=horizon, cutoff=cutoff, drop_invalid=drop_invalid,
@@ -287,6 +291,8 @@ class EventData:
         self.frames = {"train": splits.train, "dev": splits.dev, "test": splits.test}
         self.baseline_columns = list(splits.baseline_columns)
         self.source = {"kind": "events", "format": format, "horizon": horizon}
+        self.encoding = {"numeric_encoding": numeric_encoding, "ple_bins": ple_bins,
+                         "ple_binning": ple_binning}
         for name, (_, y) in self.frames.items():
             if len(y) == 0 or y.nunique() < 2:
                 raise SplitError(
@@ -303,7 +309,8 @@ class EventData:
         if self._split is None:
             train = self.frames["train"][0]
             pre = Preprocessor(list(train.columns), [], target="label", id_column="user_id",
-                               source=self.source).fit(train)
+                               source=self.source, **self.encoding).fit(
+                                   train, self.frames["train"][1].to_numpy())
             base = Preprocessor(self.baseline_columns, [], target="label", id_column="user_id",
                                 source=self.source).fit(train)
             X = {k: pre.transform(f[0]) for k, f in self.frames.items()}

@@ -183,15 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a bad cell: stop with an error; skip its row (counted per "
                       "reason); or impute a missing one (median / most frequent category of "
                       "the training rows, plus a missing indicator; stored with the model)")
-    data.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, default="standard",
-                      help="numeric columns as their standardised value, as a piecewise-"
-                      "linear encoding on quantile bins of the training rows (ple), or both")
-    data.add_argument("--ple-bins", type=int, default=16, metavar="N",
-                      help="bins of --numeric-encoding ple (quantile bins: equal edges merge; "
-                      "tree: the most leaves)")
-    data.add_argument("--ple-binning", choices=PLE_BINNINGS, default="quantile",
-                      help="edges of --numeric-encoding ple: quantiles of the training values, "
-                      "or the cuts of a regression tree of the training labels on each column")
     ev = ap.add_argument_group("data (event log)")
     ev.add_argument("--events", type=Path, nargs="+", action="extend", metavar="PATH",
                     help="event-log CSV(s) instead of --input: repeatable, several files or "
@@ -211,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="log history required before the first training cutoff")
     ev.add_argument("--stride", help="spacing of the rolling training cutoffs "
                     "(default: min(horizon, 1 day))")
+    fe = ap.add_argument_group("numeric features (tables and event logs)")
+    fe.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, default="standard",
+                    help="numeric columns as their standardised value, as a piecewise-"
+                    "linear encoding on bins of the training rows (ple), or both")
+    fe.add_argument("--ple-bins", type=int, default=16, metavar="N",
+                    help="bins of --numeric-encoding ple (quantile bins: equal edges merge; "
+                    "tree: the most leaves)")
+    fe.add_argument("--ple-binning", choices=PLE_BINNINGS, default="quantile",
+                    help="edges of --numeric-encoding ple: quantiles of the training values, "
+                    "or the cuts of a regression tree of the training labels on each column")
     sp = ap.add_argument_group("split and seeds")
     sp.add_argument("--seeds", type=_int_list, default=(0,), help="e.g. 0,1,2,3,4: repeat "
                     "split + training per seed, report mean and std")
@@ -340,7 +341,9 @@ def load_data(args: argparse.Namespace):
                 raise UsageError(str(exc)) from None
         return EventData(args.events, args.events_format, args.horizon, args.cutoff,
                          args.drop_invalid, args.stride, args.min_history,
-                         engine=args.engine, scheduler=args.scheduler)
+                         engine=args.engine, scheduler=args.scheduler,
+                         numeric_encoding=args.numeric_encoding, ple_bins=args.ple_bins,
+                         ple_binning=args.ple_binning)
     schema = resolve_schema(None, args.target, args.numeric, args.categorical,
                             args.id_column, args.ranges)
     hint = "" if args.config or args.numeric or args.categorical else (
@@ -628,7 +631,7 @@ def _in_out(exc: OSError, run_dir) -> OSError:
 EVENTS_ONLY = ("events_format", "horizon", "cutoff", "drop_invalid", "min_history", "stride",
                "engine", "scheduler")
 TABLE_ONLY = ("input", "target", "numeric", "categorical", "id_column", "split",
-              "numeric_encoding", "ple_bins", "ple_binning", "preset")
+              "preset")
 
 
 def apply_preset(parser: argparse.ArgumentParser, argv: list[str]) -> None:

@@ -51,6 +51,34 @@ def test_ple_model_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # builds a synthetic event log, trains, scores its users
+def test_event_log_model_encodes_its_features(tmp_path, capsys):
+    """--events: the model's numeric user features get the encoding (tree bins from the
+    training snapshot's labels), the baseline keeps the standard one; predict.py --events
+    scores through it."""
+    from features.synthetic import generate_events, write_canonical_csv
+
+    log = tmp_path / "events.csv"
+    write_canonical_csv(generate_events(n_users=300, days=8, n_items=300, n_categories=15,
+                                        seed=2), log)
+    run = tmp_path / "run"
+    status, err = _call(train.main, ["--events", log, "--numeric-encoding", "ple",
+                                     "--ple-bins", "4", "--ple-binning", "tree", *TINY,
+                                     "--output", run], capsys)
+    assert status == 0, err
+    pre = load_model(run).preprocessing
+    assert pre.source["kind"] == "events" and pre.encodes
+    assert all(len(c["encoding"]["edges"]) <= 5 for c in pre.columns if "encoding" in c)
+    baseline = json.loads((run / "baseline" / "preprocess.json").read_text())
+    assert baseline["format_version"] == 1  # the fixed baseline: standardised features
+    out = tmp_path / "scores.csv"
+    status, err = _call(predict.main, ["--model", run, "--events", log, "--output", out],
+                        capsys)
+    assert status == 0, err
+    scores = pd.read_csv(out)["propensity"].to_numpy()
+    assert len(scores) > 100 and np.all((scores >= 0) & (scores <= 1))
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--ple-bins", "8"), "--ple-bins applies to --numeric-encoding ple or standard+ple"),
     (("--ple-binning", "tree", "--ple-bins", "4"),
@@ -58,8 +86,6 @@ def test_ple_model_end_to_end(tmp_path, capsys):
     (("--numeric-encoding", "ple", "--ple-binning", "kmeans"), "invalid choice: 'kmeans'"),
     (("--numeric-encoding", "ple", "--ple-bins", "0"), "--ple-bins must be in [1, 256]"),
     (("--numeric-encoding", "spline"), "invalid choice: 'spline'"),
-    (("--events", "x.csv", "--numeric-encoding", "ple"),
-     "--numeric-encoding applies to session tables (--input) only"),
 ])
 def test_refusals_are_one_line(tmp_path, capsys, args, message):
     status, err = _call(train.main, [*args, *TINY, "--output", tmp_path / "run"], capsys)
