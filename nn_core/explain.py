@@ -122,6 +122,7 @@ class Combined:
         return cls(members, getattr(predictor, "logit_bias", 0.0))
 
     def g(self, z: np.ndarray) -> np.ndarray:
+        """The output function of the combined logit: ``sigma(z)``, or ``z`` (identity)."""
         return sigmoid(z) if self.probability else z
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
