@@ -244,20 +244,24 @@ def check_output(output: Path | None, source: Path, model_dir: Path,
                              "refusing to overwrite it (choose another output path)")
 
 
+def no_reference(args: argparse.Namespace) -> str:
+    """Why a model directory without a reference has no drift check."""
+    return (f"{args.model} has no drift_reference.json (saved before train.py stored the "
+            "training distributions)")
+
+
 def drift_monitor(args: argparse.Namespace, model):
     """The ``nn_core.drift.DriftMonitor`` of the model's reference; ``None`` with
-    ``--no-drift`` or for a model directory without a reference (one line on stderr says
-    that no drift check is possible; UsageError if a drift file was asked for)."""
+    ``--no-drift`` or for a model directory without a reference (``run`` then says in one
+    line, after the output, that no drift check was possible; UsageError if a drift file
+    was asked for)."""
     from nn_core.drift import DriftMonitor
 
     if args.no_drift:
         return None
     if model.reference is None:
-        why = (f"{args.model} has no drift_reference.json (saved before train.py stored the "
-               "training distributions)")
         if args.drift_output is not None or args.drift_plot:
-            raise UsageError(f"--drift-output/--drift-plot: {why}")
-        print(f"{program_name('predict')}: no drift check: {why}", file=sys.stderr)
+            raise UsageError(f"--drift-output/--drift-plot: {no_reference(args)}")
         return None
     return DriftMonitor(model.reference)
 
@@ -460,6 +464,9 @@ def run(args: argparse.Namespace) -> None:
     if warn is not None:
         where = f" (bins in {drift_report})" if drift_report is not None else ""
         print(f"{program_name('predict')}: warning: {warn}{where}", file=sys.stderr)
+    elif monitor is None and not args.no_drift:  # after the output: an error stays one line
+        print(f"{program_name('predict')}: no drift check: {no_reference(args)}",
+              file=sys.stderr)
     if scored.unseen:
         detail = ", ".join(f"{col}: {n} row{'' if n == 1 else 's'}"
                            for col, n in sorted(scored.unseen.items()))
