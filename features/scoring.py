@@ -258,7 +258,8 @@ def score_table(
         one_hot = InputSplit(columns) if model.ensemble.plain else None
         if one_hot is not None and not one_hot.useful:
             one_hot = None
-        source = _LastChunk(table) if keep_columns else table
+        ahead = _ReadAhead(table)  # the next chunk parsed while this one is scored
+        source = _LastChunk(ahead) if keep_columns else ahead
         if on_invalid == "error":
             chunks = iter_table(source, schema, False)
         else:  # off the default path: every bad cell found, row numbers kept as ids
@@ -291,6 +292,8 @@ def score_table(
         except BaseException:
             scored.close()
             raise
+        finally:
+            ahead.close()  # before the table closes: no read left in flight
     scored.unseen = +scored.unseen  # drop the zero counts
     if scored.n == 0 and len(scored.rejected.row):
         scored.close()
@@ -320,6 +323,39 @@ def check_keep_columns(path, header: Sequence[str], keep: Sequence[str], id_name
         if name == id_name or name in OUTPUT_COLUMNS:
             raise ValueError(f"--keep-columns: {name!r} is already a column of the output "
                              f"({', '.join([id_name, *OUTPUT_COLUMNS])})")
+
+
+class _ReadAhead:
+    """A table's ``(first_row, cells)`` chunks, the next one read in a second thread while
+    the caller works on this one.
+
+    pandas' C parser tokenises without holding the GIL, as NumPy and the compiled kernels
+    compute on large arrays, so on two cores parsing chunk ``k + 1`` overlaps validating and
+    scoring chunk ``k`` (wall time; the CPU time is the same). The chunks come in the
+    table's order, and a reading error is raised where the table would raise it: when its
+    chunk is asked for. :meth:`close` waits for the read in flight, if any, and closes the
+    table's iterator: call it before the table itself closes.
+    """
+
+    def __init__(self, table: CsvTable) -> None:
+        self.table, self.path, self.header = table, table.path, table.header
+        self._pool = self._chunks = None
+
+    def __iter__(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._chunks = iter(self.table)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+        pending = self._pool.submit(next, self._chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = self._pool.submit(next, self._chunks, None)
+            yield chunk
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._chunks.close()
+            self._pool = None
 
 
 class _LastChunk:
