@@ -63,13 +63,18 @@ class HTTPError(Exception):
 
 
 def model_info(predictor) -> dict:
-    """What ``/health`` says of a loaded model: a content id (SHA-256 of the preprocessing
-    and the networks' parameters), path, kind, training date (the run's ``metrics.json``
-    ``created``, else ``None``), format version and threshold."""
+    """What ``/health`` says of a loaded model: a content id (SHA-256 of what scores: the
+    preprocessing, every network's parameters and weight, the logit bias, the calibration
+    and the threshold), path, kind, training date (the run's ``metrics.json`` ``created``,
+    else ``None``), the model directory's format version (1 for one plain network, 2 for a
+    combined model, as ``save_model`` writes them), members and threshold."""
     from nn_core import modeldir
 
-    h = hashlib.sha256(json.dumps(predictor.preprocessing.to_dict(), sort_keys=True).encode())
-    for network, weight in getattr(predictor, "members", [(predictor.network, 1.0)]):
+    ensemble = predictor.ensemble
+    calibration = None if ensemble.calibration is None else ensemble.calibration.to_dict()
+    h = hashlib.sha256(json.dumps([predictor.preprocessing.to_dict(), ensemble.bias,
+                                   calibration, predictor.threshold], sort_keys=True).encode())
+    for network, weight in ensemble.members:
         h.update(network.theta.tobytes())
         h.update(repr(float(weight)).encode())
     created = None
@@ -81,8 +86,11 @@ def model_info(predictor) -> dict:
         pass  # not a train.py run directory: no date to show
     return {"id": "sha256:" + h.hexdigest()[:16], "path": str(predictor.path),
             "kind": predictor.preprocessing.source.get("kind", "table"),
-            "trained": created, "format_version": modeldir.FORMAT_VERSION,
-            "threshold": predictor.threshold, "n_inputs": predictor.network.n_inputs}
+            "trained": created,
+            "format_version": (modeldir.PLAIN_FORMAT_VERSION if ensemble.plain
+                               else modeldir.FORMAT_VERSION),
+            "members": len(ensemble.members), "threshold": predictor.threshold,
+            "n_inputs": predictor.network.n_inputs}
 
 
 class Served:

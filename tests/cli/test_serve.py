@@ -56,7 +56,8 @@ def test_health(table_server):
     assert r.status_code == 200 and body["status"] == "ok"
     model = body["model"]
     assert model["id"].startswith("sha256:") and model["kind"] == "table"
-    assert model["threshold"] == 0.3 and model["format_version"] >= 1
+    assert model["threshold"] == 0.3 and model["format_version"] == 1  # one plain network
+    assert model["members"] == 1 and model["path"] == str(table_server["model"])
     assert model["trained"] == CREATED
 
 
