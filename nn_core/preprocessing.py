@@ -21,10 +21,11 @@ version 1, as before.
 A numeric column may also carry ``encoding`` (``train.py --numeric-encoding ple``):
 ``{"kind": "piecewise_linear", "edges": [b_0, ..., b_T], "value": v}``, the piecewise-linear
 encoding of Gorishniy, Rubachev and Babenko (2022) with bin edges ``b_0 < ... < b_T``
-fitted on the training rows (quantiles of ``x``; docs/math.md, "Piecewise-linear
-encoding"). The block is then ``[z, e_1(x), ..., e_T(x)]`` where ``v`` is true and
-``[e_1(x), ..., e_T(x)]`` where it is false (:func:`piecewise_linear`), before the missing
-indicator. A preprocess.json with any ``encoding`` is format version 3.
+fitted on the training rows (quantiles of ``x``, or the cuts of a tree of the labels;
+docs/math.md, "Piecewise-linear encoding of numeric inputs"). The block is then
+``[z, e_1(x), ..., e_T(x)]`` where ``v`` is true and ``[e_1(x), ..., e_T(x)]`` where it is
+false (:func:`piecewise_linear`), before the missing indicator. A preprocess.json with
+any ``encoding`` is format version 3.
 
 The arithmetic is written once, in :func:`features_from_inputs`, over a matrix of raw
 inputs ``U`` (numeric values, and for each categorical column the position ``k`` of its
@@ -336,7 +337,7 @@ class Preprocessing:
 
     @property
     def n_features(self) -> int:
-        """Width of the feature matrix: 1 per numeric column, K + 1 per categorical one."""
+        """Width of the feature matrix: the sum of the blocks (:func:`block_width`)."""
         return sum(block_width(c) for c in self._check_fitted())
 
     @property
