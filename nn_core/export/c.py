@@ -34,6 +34,13 @@ quantised activations, while the one-hot inputs are exactly 1 and need no activa
 *not* folded in int8 (raw inputs span 1e-5..6e4; folding ``1/s`` into the weights would let
 the widest column dictate each channel's scale). Rounding is half away from zero.
 
+A combined model (``nn_core/ensemble.py``, format ``c`` only): layer 0 of every member side by
+side in one table, so the per-input code above is unchanged; then each member goes on from
+its slice of layer 0 with its own later layers (``NAME_M<k>W<l>``), ``z = c + sum_k w_k z_k``
+and the probability: ``sigmoid(z)``, Platt's ``sigmoid(a z + b)``, or the isotonic
+breakpoints as ``y_0 + sum_j s_j min(max(p - x_j, 0), x_{j+1} - x_j)`` (no branch on the
+data).
+
 Layers are written out inline with literal sizes (`_c_loop`): with constant trip counts the
 compiler keeps the accumulators in vector registers (2.7x faster than a generic dense() on
 x86-64, see docs/benchmarks.md), and there is no data-dependent branch (constant time).
@@ -297,11 +304,15 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
     sizes : dict with ``weight_bytes``, ``ram_bytes`` (stack buffers) and ``arrays``
         (C array name -> float32 values, for tests that parse the numbers back)
     """
-    W0, b0 = fold_first_layer(model)
-    layers = [(W0, b0)] + [(W.astype(np.float32), b.astype(np.float32))
-                           for W, b in model.params[1:]]
-    widths = model.widths
-    maxw = max(widths)
+    # A combined model: every member's layer 0 side by side, the rest in _c_combined.
+    merged = [(np.hstack([m.params[0][0] for m in model.members]),
+               np.concatenate([m.params[0][1] for m in model.members]))]
+    W0, b0 = fold_first_layer(model, merged if model.combined else None)
+    layers = [(W0, b0)] + ([] if model.combined else [
+        (W.astype(np.float32), b.astype(np.float32)) for W, b in model.params[1:]])
+    widths = [W0.shape[1]] if model.combined else model.widths
+    later = [W.shape[1] for m in model.members for W, _ in m.params[1:]]
+    maxw = max([*widths, *later]) if model.combined else max(widths)
     arrays: dict[str, np.ndarray] = {}
     decls = [f"#define {name.upper()}_MAXW {maxw} /* widest layer */\n"]
     for layer, (W, b) in enumerate(layers):
@@ -351,24 +362,92 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
             cur = 1 - cur
         if layer < len(layers) - 1:
             body.append(_c_activation(model, f"buf{cur}", n_out, name))
-    body.append(f"    return {_spell(model.output, f'buf{cur}[0]', name)};\n")
-    n_buf = 2 if len(layers) > 1 else 1
+    if model.combined:
+        body.append(_c_combined(model, name, decls, arrays))
+    else:
+        body.append(f"    return {_spell(model.output, f'buf{cur}[0]', name)};\n")
+    depth = max(len(m.params) - 1 for m in model.members)
+    n_buf = 2 if len(layers) > 1 else 1 + min(depth, 2) if model.combined else 1
     buffers = ", ".join(f"buf{i}[{name.upper()}_MAXW]" for i in range(n_buf))
     locals_ = [f"float {buffers};"]
-    if model.numeric or len(layers) > 1:
+    if model.numeric or len(layers) > 1 or (model.combined and depth):
         locals_.append("float u;")
     if model.categorical or model.encoded:
         locals_.append("const float *w;")
     locals_ += _c_impute_locals(model, "float")
     if model.encoded:
         locals_.append("int k;")
-    locals_.append("int i, j;" if len(layers) > 1 or model.encoded else "int j;")
+    if model.combined:
+        locals_.append("float z;" if not model.calibration or model.calibration["kind"] ==
+                       "platt" else "float z, p, d;")
+    looped = model.combined and (depth or (model.calibration or {}).get("kind") == "isotonic")
+    locals_.append("int i, j;" if len(layers) > 1 or model.encoded or looped else "int j;")
     ram = 4 * maxw * n_buf + 4 * len(model.imputed)  # + the imputed copies
     files = {f"{name}.h": _c_header(model, name, "c", ram, "float32"),
              f"{name}.c": _c_source(name, "c", "".join(decls) + lookup_decls, locals_,
                                     "".join(body))}
     weight_bytes = sum(a.nbytes for a in arrays.values()) + _lookup_bytes(model)
     return files, {"weight_bytes": weight_bytes, "ram_bytes": ram, "arrays": arrays}
+
+
+def _c_combined(model: ExportModel, name: str, decls: list, arrays: dict) -> str:
+    """The code of a combined model after layer 0 (in ``buf0``, every member's side by side):
+    per member its later layers (tables ``NAME_M<k>W<l>``, ``NAME_M<k>B<l>`` added to
+    ``decls``, buffers ``buf1``, ``buf2``) and ``z += w_k z_k``; then the calibration and the
+    ``return``."""
+    body = [f"    z = {c_float(model.logit_bias)}; /* c + sum_k w_k z_k */\n"]
+    start = 0
+    for k, m in enumerate(model.members):
+        width = m.params[0][0].shape[1]
+        body.append(f"    /* member {k} (weight {m.weight:.6g}): layer 0 is buf0[{start}.."
+                    f"{start + width - 1}] */\n")
+        inp, offset, first = "buf0", f"{start} + ", start
+        for layer, (W, b) in enumerate(m.params[1:], start=1):
+            W32, b32 = W.astype(np.float32), b.astype(np.float32)
+            for arr_name, arr in ((f"{name}_M{k}W{layer}", W32), (f"{name}_M{k}B{layer}", b32)):
+                decls.append(_c_array("float", arr_name, arr, c_float))
+                arrays[arr_name] = arr
+            n_in, n_out = W.shape
+            if ACTIVATIONS[m.activation].c != IDENTITY_C:
+                body.append(_c_loop(n_in, f"{inp}[{offset}j] = "
+                                          f"{_spell(m.activation, f'{inp}[{offset}j]', name)};"))
+            out = "buf1" if inp != "buf1" else "buf2"
+            body.append(_c_loop(n_out, f"{out}[j] = {name}_M{k}B{layer}[j] + 0.0f;")
+                        + f"    for (i = 0; i < {n_in}; ++i) {{\n"
+                        + f"        u = {inp}[{offset}i];\n"
+                        + _c_loop(n_out, f"{out}[j] += u * {name}_M{k}W{layer}[i * {n_out} + j];",
+                                  indent="        ")
+                        + "    }\n")
+            inp, offset, first = out, "", 0
+        body.append(f"    z += {c_float(m.weight)} * {inp}[{first}];\n")
+        start += width
+    cal = model.calibration
+    if cal is None:
+        body.append(f"    return {_spell('sigmoid', 'z', name)};\n")
+    elif cal["kind"] == "platt":
+        affine = f"{c_float(cal['a'])} * z + {c_float(cal['b'])}"
+        body.append(f"    return {_spell('sigmoid', affine, name)}; /* Platt */\n")
+    else:
+        x, y = np.asarray(cal["x"]), np.asarray(cal["y"])
+        tables = (("CX", x[:-1]), ("CD", np.diff(x)), ("CS", np.diff(y) / np.diff(x)))
+        decls.append("/* isotonic calibration: breakpoints x_j, widths x_j+1 - x_j, slopes */\n")
+        for suffix, arr in tables:
+            if len(arr):
+                decls.append(_c_array("float", f"{name}_{suffix}", arr.astype(np.float32),
+                                      c_float))
+                arrays[f"{name}_{suffix}"] = arr.astype(np.float32)
+        body.append(f"    p = {_spell('sigmoid', 'z', name)}; /* isotonic: interpolate p */\n"
+                    f"    z = {c_float(y[0])};\n")
+        if len(x) > 1:
+            body.append(f"    for (i = 0; i < {len(x) - 1}; ++i) {{\n"
+                        f"        d = p - {name}_CX[i];\n"
+                        "        d = d > 0.0f ? d : 0.0f;\n"
+                        f"        d = d < {name}_CD[i] ? d : {name}_CD[i];\n"
+                        f"        z += {name}_CS[i] * d;\n    }}\n")
+        else:
+            body.append("    d = p; /* one breakpoint: a constant */\n    (void)d;\n")
+        body.append("    return z;\n")
+    return "".join(body)
 
 
 def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:

@@ -94,4 +94,13 @@ def network_line(model: ExportModel, numeric_type: str) -> str:
     parts = [f"{model.params[0][0].shape[0]} features ({len(model.inputs)} raw inputs)"]
     parts += [f"{w} {model.activation}" for w in widths[:-1]]
     parts.append(f"{widths[-1]} {model.output}")
-    return "Network: " + " -> ".join(parts) + f", {numeric_type}."
+    if not model.combined:
+        return "Network: " + " -> ".join(parts) + f", {numeric_type}."
+    members = "; ".join(
+        f"{m.weight:.6g} x (" + " -> ".join([*(f"{W.shape[1]} {m.activation}"
+                                               for W, _ in m.params[:-1]), "logit"]) + ")"
+        for m in model.members)
+    calibration = model.calibration["kind"] if model.calibration else "no"
+    return (f"Networks: {len(model.members)} on {parts[0]}, logits summed as "
+            f"{model.logit_bias:.6g} + {members}; sigmoid, {calibration} calibration; "
+            f"{numeric_type}.")

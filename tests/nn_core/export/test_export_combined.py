@@ -1,12 +1,12 @@
-"""Exports of a combined model (several networks, a logit bias, a calibration): the python,
-python-pure and onnx formats score the rows of the bundled table as
-``Predictor.predict_proba`` does; the C formats refuse the model in one line."""
+"""Exports of a combined model (several networks, a logit bias, a calibration): the c,
+python, python-pure and onnx formats score the rows of the bundled table as
+``Predictor.predict_proba`` does; the int8 C formats refuse the model in one line."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from export_helpers import UCI_CSV, import_file
+from export_helpers import UCI_CSV, build_harness, import_file, run_harness
 
 from nn_core import MLP, load_model, save_model
 from nn_core import export as ex
@@ -96,7 +96,22 @@ def test_onnx_export_scores_as_the_predictor(uci, tmp_path, calibration):
     assert np.max(np.abs(p - expected)) <= _tolerance(d)
 
 
-@pytest.mark.parametrize("fmt", ["c", "c-int8", "c-int8-full"])
+@pytest.mark.parametrize("calibration", ["none", "platt", "isotonic"])
+def test_c_export_scores_as_the_predictor(uci, tmp_path, calibration):
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    d, expected = _combined(uci, calibration)
+    model, _ = ex.load_model_dir(d)
+    files, _ = ex.export(model, "c", "comb")
+    ex.write_all(tmp_path, files)
+    exe = build_harness(tmp_path, "comb")  # -Wall -Wextra -Werror ...: no warning either
+    p = run_harness(exe, ex.encode_table(model, uci["df"]))
+    assert np.max(np.abs(p - expected)) <= _tolerance(d)
+
+
+@pytest.mark.parametrize("fmt", ["c-int8", "c-int8-full"])
 def test_other_formats_refuse_a_combined_model(uci, fmt):
     d, _ = _combined(uci, "platt")
     model, _ = ex.load_model_dir(d)
