@@ -102,7 +102,9 @@ class Served:
 
         from nn_core import load_model
 
-        self.predictor = load_model(path, require_preprocessing=True)
+        # Resolved once: with runs/latest, every file comes from the run it points at now,
+        # even if train.py points it at a newer run meanwhile.
+        self.predictor = load_model(Path(path).resolve(), require_preprocessing=True)
         net = self.predictor.network
         net.predict_proba(np.zeros((1, net.n_inputs), dtype=net.dtype))  # compile here
         self.info = model_info(self.predictor)

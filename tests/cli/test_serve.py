@@ -9,11 +9,13 @@ model; bad requests get 4xx JSON naming row and column, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,9 +41,20 @@ def table_server(tmp_path_factory):
     model = table_model(tmp / "model")
     # train.py's run directory has the training date in metrics.json
     (model / "metrics.json").write_text(json.dumps({"created": CREATED}))
-    with running_server(model, "--max-rows", "1500", "--max-body-bytes", "3000000") as srv:
+    latest = point(tmp / "latest", model)  # served as train.py's runs/latest
+    with running_server(latest, "--max-rows", "1500", "--max-body-bytes", "3000000") as srv:
         with httpx.Client(base_url=srv["url"], timeout=60) as client:
-            yield {**srv, "model": model, "client": client, "tmp": tmp}
+            yield {**srv, "model": model, "latest": latest, "client": client, "tmp": tmp}
+
+
+def point(link: Path, target: Path) -> Path:
+    """Make ``link`` a symbolic link to ``target``, replaced in one rename (as train.py
+    points runs/latest at a new run)."""
+    tmp = link.with_name(link.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target.name, target_is_directory=True)
+    os.replace(tmp, link)
+    return link
 
 
 def no_traceback(response) -> dict:
@@ -57,7 +70,7 @@ def test_health(table_server):
     model = body["model"]
     assert model["id"].startswith("sha256:") and model["kind"] == "table"
     assert model["threshold"] == 0.3 and model["format_version"] == 1  # one plain network
-    assert model["members"] == 1 and model["path"] == str(table_server["model"])
+    assert model["members"] == 1 and model["path"] == str(table_server["model"].resolve())
     assert model["trained"] == CREATED
 
 
@@ -114,9 +127,10 @@ def test_bad_cell_names_row_and_column(table_server):
 
 
 def test_reload_under_load_fails_no_request(table_server):
-    """Scores switch to the new weights after /reload; requests sent meanwhile all succeed;
-    a broken directory keeps the old model; SIGHUP reloads too."""
-    client, model = table_server["client"], table_server["model"]
+    """runs/latest pointed at a new run, then /reload: the scores switch to its weights;
+    requests sent meanwhile all succeed, each scored wholly by the old or the new model; a
+    broken run keeps the old model serving; SIGHUP reloads too."""
+    client, latest, tmp = table_server["client"], table_server["latest"], table_server["tmp"]
     rows = uci_rows(step=500)[:10]
     first = client.post("/predict", json={"rows": rows}).json()
     before, first_id = first["propensity"], first["model"]
@@ -136,7 +150,7 @@ def test_reload_under_load_fails_no_request(table_server):
     for t in threads:
         t.start()
     try:
-        table_model(model, seed=1)  # other weights, written in place
+        point(latest, table_model(tmp / "model_b", seed=1))  # a new run, other weights
         ids = [client.post("/reload").json()["model"]["id"] for _ in range(3)]
         time.sleep(0.5)
     finally:
@@ -145,6 +159,7 @@ def test_reload_under_load_fails_no_request(table_server):
             t.join()
     assert not failures and len(replies) > 10, (failures[:3], len(replies))
     assert ids[0] != first_id and len(set(ids)) == 1
+    assert client.get("/health").json()["model"]["path"] == str((tmp / "model_b").resolve())
     after = client.post("/predict", json={"rows": rows}).json()["propensity"]
     assert not np.allclose(after, before)
     # each reply is wholly the old model's or wholly the new one's, as its id says
@@ -153,14 +168,16 @@ def test_reload_under_load_fails_no_request(table_server):
     for r in replies:
         np.testing.assert_allclose(r["propensity"], scores[r["model"]], rtol=0, atol=1e-6)
 
-    (model / "model.json").write_text("{broken")
+    broken = table_model(tmp / "broken", seed=2)
+    (broken / "model.json").write_text("{broken")
+    point(latest, broken)
     r = client.post("/reload")
     assert r.status_code == 500 and f"still serving {ids[0]}" in no_traceback(r)["error"]
     assert "model.json" in r.json()["error"]
     assert client.get("/health").json()["model"]["id"] == ids[0]
     assert client.post("/predict", json={"rows": rows}).json()["propensity"] == after
 
-    table_model(model, seed=0)  # the first weights again, by SIGHUP
+    point(latest, table_server["model"])  # the first run again, by SIGHUP
     table_server["process"].send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 60
     while client.get("/health").json()["model"]["id"] != first_id:
