@@ -89,11 +89,12 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str], timeout: float) -> dict:
-    """Run ``cmd``; its wall time, exit status and peak process-tree RSS."""
+def measure(cmd: list[str], timeout: float, log: Path) -> dict:
+    """Run ``cmd`` (its stdout and stderr to ``log``); its wall time, exit status and peak
+    process-tree RSS."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    fh = open(log, "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, text=True)
     peak = [0]
     done = threading.Event()
 
@@ -105,13 +106,15 @@ def measure(cmd: list[str], timeout: float) -> dict:
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-        out += f"\n(killed after {timeout} s)"
+        proc.wait()
+        fh.write(f"\n(killed after {timeout} s)\n")
     done.set()
     thread.join()
+    fh.close()
+    out = log.read_text()
     return {"seconds": round(time.perf_counter() - start, 1), "rc": proc.returncode,
             "peak_gib": round(peak[0] / 2**30, 2), "output": out[-2000:]}
 
@@ -150,7 +153,7 @@ def main() -> None:
         if engine == "dask" and args.scheduler:
             cmd += ["--scheduler", args.scheduler]
         load = os.getloadavg()
-        r = measure(cmd, args.timeout)
+        r = measure(cmd, args.timeout, args.dir / f"predict_{engine}_{n}.log")
         r.update(engine=engine, events=n_written, load_before=[round(x, 1) for x in load],
                  load_after=[round(x, 1) for x in os.getloadavg()])
         runs.append(r)

@@ -24,8 +24,9 @@ Pipeline
    events dropped and sessions derived as there.
 4. **Global statistics, then features per partition**: the only values of ``features_at``
    that depend on other users (the log's first time, item and category counts) are reduced
-   over all partitions first (``events.event_stats``, ``EventStats.combine``) and passed to
-   ``events.features_at`` of every partition. The feature rows (one per user and cutoff) are
+   over all partitions first, in a pass of their own (``global_stats``;
+   ``events.event_stats``, ``EventStats.combine``) and passed to ``events.features_at`` of
+   every partition. The feature rows (one per user and cutoff) are
    gathered into pandas, which then trains exactly as with the pandas engine; scoring runs
    the model in each partition (``map_partitions``) and gathers (user, probability).
 
@@ -51,7 +52,7 @@ from . import events as E
 
 #: Rows per partition a Parquet file's row groups are gathered into (a partition is read,
 #: validated and mapped in one piece; about 150 bytes a row while that happens).
-ROWS_PER_PARTITION = 2_000_000
+ROWS_PER_PARTITION = 1_000_000
 
 #: Workers of the default LocalCluster (one thread each: the features are NumPy code that
 #: holds the GIL for much of the time).
@@ -363,7 +364,7 @@ def read_events(paths, format: str = "canonical", drop_invalid: bool = False,
     messages), ids, core time range (out-of-range events dropped), sort order and
     sessions, with the log partitioned by user. Computes pass 1 (the scan) only; the
     canonical partitions and the report's counts (``finish_report``) stay lazy, computed
-    with the features in one pass over the log."""
+    with the features (after the pass of ``global_stats``)."""
     import dask
     import dask.dataframe as dd
 
@@ -432,12 +433,19 @@ def _combine(parts: list[list[E.EventStats]]) -> list[E.EventStats]:
 
 
 def global_stats(log: DaskLog, cutoffs: list[pd.Timestamp]):
-    """The whole log's ``EventStats`` at each cutoff, as one lazy (delayed) value: a
-    reduction over the partitions before the shuffle."""
-    import dask
+    """The whole log's ``EventStats`` at each cutoff: a reduction over the partitions
+    before the shuffle, computed now and kept in the cluster (a persisted Delayed).
 
-    return dask.delayed(_combine)([dask.delayed(_stats)(d, cutoffs)
-                                   for d in log.frame.to_delayed()])
+    A pass of its own: computed in the same graph as the shuffle, every canonical partition
+    would wait in memory for both its consumers (a 100 M-event log: 7 GB)."""
+    import dask
+    from distributed import futures_of, wait
+
+    reduced = dask.delayed(_combine)([dask.delayed(_stats)(d, cutoffs)
+                                      for d in log.frame.to_delayed()])
+    reduced = dask.persist(reduced)[0]
+    wait(futures_of(reduced))  # done before the shuffle's graph wants the same partitions
+    return reduced
 
 
 def _snapshots(df: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon, stats) -> pd.DataFrame:
@@ -453,7 +461,7 @@ def _snapshots(df: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon, stats) ->
 def snapshots(log: DaskLog, cutoffs: list[pd.Timestamp], horizon
               ) -> tuple[list[tuple[pd.DataFrame, pd.Series]], dict]:
     """``events.snapshot(events, c, horizon)`` of the whole log for each cutoff ``c``, and
-    the log's report, in one pass over it: (X, y) per cutoff, equal to the pandas engine's
+    the log's report: (X, y) per cutoff, equal to the pandas engine's
     (rows sorted by user_id)."""
     import dask
 
