@@ -199,26 +199,43 @@ def taobao():
 CUTOFFS = ("2017-11-26T06:00:00Z", "2017-11-29T13:00:00Z", "2017-12-03T12:00:00Z")
 
 
-def test_taobao_replay_online_equals_batch_bit_for_bit(taobao):
-    """Every event of the sample through the online state as it happened (in time order;
-    the log's order, by user, only breaks ties), in requests of 5,000; at three cutoffs every
-    user's online row equals features_at's, bit for bit."""
+def replay_equals_batch(log, sessions: bool, cutoffs) -> None:
+    """Every event of ``log`` through the online state as it happened (in time order; the
+    log's order, by user, only breaks ties), in requests of 5,000; at each cutoff every
+    user's online row equals features_at's, bit for bit (all users in one call, and every
+    40th one on its own, as GET /users/ID/propensity computes it)."""
     from features.events import features_at
     from features.online import OnlineState, events_frame
 
-    records = event_records(taobao.sort_values("timestamp", kind="stable"), sessions=False)
+    records = event_records(log.sort_values("timestamp", kind="stable"), sessions)
     state = OnlineState()
     for i in range(0, len(records), 5000):
         state.add(events_frame(records[i : i + 5000]))
-    for cutoff in CUTOFFS:
-        X = features_at(taobao, cutoff)
-        assert len(X) > 500
+    for cutoff in cutoffs:
+        X = features_at(log, cutoff)
+        assert len(X) > 300
         online = state.features(X.index, cutoff)[X.columns]
         assert (online.to_numpy().view(np.int64) == X.to_numpy().view(np.int64)).all()
         one_by_one = pd.concat([state.features([u], cutoff) for u in X.index[::40]])
         assert (one_by_one[X.columns].to_numpy().view(np.int64)
                 == X.iloc[::40].to_numpy().view(np.int64)).all()
-    assert state.features(X.index, "2017-11-20T00:00:00Z").empty  # before the log
+    assert state.features(X.index, "2000-01-01T00:00:00Z").empty  # before the log
+
+
+def test_taobao_replay_online_equals_batch_bit_for_bit(taobao):
+    """The Taobao sample (sessions derived from the 30-minute gap), three cutoffs."""
+    replay_equals_batch(taobao, sessions=False, cutoffs=CUTOFFS)
+
+
+def test_rees46_replay_online_equals_batch_bit_for_bit():
+    """The REES46 sample: the log's own session ids (text) and prices, two cutoffs."""
+    path = REAL_EVENTS / "rees46_2019-Oct_head_sample.csv"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the real event-log samples are not in the repo)")
+    from features.events import read_events
+
+    replay_equals_batch(read_events(path, "rees46"), sessions=True,
+                        cutoffs=("2019-10-01T01:00:00Z", "2019-10-01T02:30:00Z"))
 
 
 def test_events_over_http_score_the_batch_snapshot(taobao, tmp_path):
