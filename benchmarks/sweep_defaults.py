@@ -8,9 +8,9 @@ early stopping on dev, exactly as ``train.py --seeds ...`` does
 (``nn_core.selection.train_network``), and its dev ROC-AUC and PR-AUC are printed as
 mean ± std over the seeds, with the mean epochs and seconds per seed (seconds depend on
 the machine's load: compare rows of one run only). With ``--ensemble K`` each seed also
-trains K - 1 more networks on the same split (initial-weight and shuffling seeds
-``1000 * k + seed``) and scores the mean of their logits: a quick stand-in for a seed
-ensemble. The results and the choice are in docs/results.md.
+trains K - 1 more networks on the same split (seeds ``nn_core.ensemble.member_seed``) and
+scores the mean of their logits, as ``train.py --ensemble K`` does. The results and the
+choice are in docs/results.md.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def logit(p: np.ndarray) -> np.ndarray:
 def main() -> None:
     from features.datasets import TableData
     from features.tabular import Schema
+    from nn_core.ensemble import member_seed
     from nn_core.metrics import pr_auc, roc_auc
     from nn_core.selection import NetConfig, train_network
 
@@ -81,7 +82,7 @@ def main() -> None:
         for seed, s in splits.items():
             z = 0.0
             for k in range(args.ensemble):
-                model, _, best = train_network(cfg, s.X, s.y, seed + 1000 * k)
+                model, _, best = train_network(cfg, s.X, s.y, member_seed(seed, k))
                 z = z + logit(model.predict_proba(s.X["dev"]).astype(np.float64))
                 epochs.append(best)
             aucs.append(roc_auc(s.y["dev"], z))
