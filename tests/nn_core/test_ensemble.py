@@ -163,3 +163,23 @@ def test_member_0_must_be_the_top_level_network(ens_dir):
     (ens_dir / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match=r"'members'\[0\] must repeat"):
         load_model(ens_dir)
+
+
+def test_the_hash_and_the_array_list_cover_every_member(ens_dir, tmp_path):
+    blob = bytearray((ens_dir / "weights.npz").read_bytes())
+    at = blob.find(b"m1/W0.npy")
+    blob[at + 200] ^= 1  # a byte of member 1's arrays (after the entry name and .npy header)
+    (ens_dir / "weights.npz").write_bytes(bytes(blob))
+    with pytest.raises(ModelFileError, match="SHA-256 does not match"):
+        load_model(ens_dir)
+    # member arrays under a version-1 model.json (one network) are refused, not ignored
+    e = Ensemble([(_net((4,), 1), 0.5), (_net((2,), 2), 0.5)])
+    d = save_model(tmp_path / "v1", e)
+    meta = json.loads((d / "model.json").read_text())
+    for key in ("members", "logit_bias"):
+        del meta[key]
+    meta["format_version"] = 1
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match=r"unexpected arrays \['m1/W0', 'm1/W1', 'm1/b0', "
+                       r"'m1/b1'\]"):
+        load_model(d)
