@@ -155,7 +155,7 @@ class Predictor:
 
     def proba(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Predicted (calibrated) probabilities (n,) float64 of features ``X``."""
-        return self.ensemble.proba(X, threads)
+        return self.ensemble.predict_proba(X, threads)
 
     def predict_proba(self, frame: pd.DataFrame, first_row: int = 1,
                       threads: int | None = None) -> np.ndarray:
