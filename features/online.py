@@ -12,12 +12,13 @@ batch path (``predict.py``):
   the very function ``features.events.features_at`` computes every user's row with. What a
   row needs of other users (the first event of the log, item and category counts) is kept
   as exact integer counts per entity, so the online row equals the batch snapshot's row at
-  the same cutoff, bit for bit (``tests/cli/test_serve.py`` replays the Taobao sample).
+  the same cutoff, bit for bit (``tests/cli/test_serve.py`` replays the Taobao and REES46
+  samples).
 
 Time: a feature row "at ``T``" reads the events with ``timestamp < T``, like a batch
 cutoff. Events may arrive in any order; a user's events with the same timestamp are ordered
 by arrival (the batch reader orders them by file position), so a log replayed in file
-order gives the batch snapshot.
+order, or in time order with file order breaking ties, gives the batch snapshot.
 """
 
 from __future__ import annotations
