@@ -64,6 +64,15 @@ score). ``--engine dask`` (``--events`` only) reads the log, computes the featur
 on a Dask cluster (``features.dask_engine``; a local one of 2 workers, or ``--scheduler
 ADDRESS``): the same users and scores within 1e-6; no drift check.
 
+Input drift: with a model directory that has ``drift_reference.json`` (train.py writes it),
+every input is compared with the training rows: the population stability index (PSI) of each
+input column and of the scores (``nn_core.drift``), counted chunk by chunk, goes to
+``OUTPUT.drift.json`` beside ``--output`` (``--drift-output PATH``, or ``DIR/drift.json`` for
+a directory; none when the output goes to stdout), ``--drift-plot`` adds the bar chart
+``OUTPUT.drift.png``, and one warning line on stderr names the columns whose PSI is above
+``--drift-threshold`` (0.2). ``--no-drift`` turns it off; an older model directory without
+a reference is scored with one line saying that no drift check was possible.
+
 The model directory is read with ``nn_core.load_model``; the scoring, ranking and output
 streaming are ``features.scoring``'s.
 """

@@ -5,14 +5,19 @@ a seeded stratified 70/15/15 train/dev/test split, early stopping on dev ROC-AUC
 directory ``runs/<timestamp>/`` (``runs/latest`` points at it) holding
 
 - the model: ``model.json`` + ``weights.npz`` + ``preprocess.json`` (``nn_core.save_model``),
-  so ``python predict.py --model runs/latest ...`` works; the baseline model in ``baseline/``;
+  so ``python predict.py --model runs/latest ...`` works, and ``drift_reference.json`` (the
+  training rows' distribution of every input column and of the scores, which predict.py's
+  drift check compares new data with); the baseline model in ``baseline/``;
 - ``metrics.json``: ``{"model": {"dev": {...}, "test": {...}}, "baseline": {...}, ...}`` and,
   with several seeds, ``"runs"``, ``"mean"`` and ``"std"`` (sample standard deviation) of
   the same shape; top-level ``model``/``baseline`` are the first seed's (the saved model);
 - ``history.csv``: per epoch the training objective, train and dev log-loss and dev ROC-AUC,
   per seed and model;
 - ``loss_curves.png``, ``roc.png``, ``pr.png``, ``reliability.png``, ``gains.png`` (test set,
-  first seed); ``tune_trials.csv`` with ``--tune``.
+  first seed); ``tune_trials.csv`` with ``--tune``;
+- ``importance.csv`` (``model,column,mean_drop,std_drop,rank``) and ``importance.png``: the
+  permutation importance on dev of each input column, the first seed's network and baseline
+  (``nn_core.importance``; ``--importance-repeats R`` permutations, 0 for none).
 
 Combined models (docs/math.md#ensembles-fusion-and-calibration): ``--ensemble K`` trains K
 networks per split seed (member ``k`` with seed ``seed + k 2**32``) and averages their logits;
