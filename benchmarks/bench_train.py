@@ -19,12 +19,19 @@ warm, each in a new process.
 Usage::
 
     python benchmarks/bench_train.py [--repeats 3] [--skip-compile]
-    python benchmarks/bench_train.py --predict-only [--repeats 5] [--blocks 64,128,256,512]
+    python benchmarks/bench_train.py --predict-only [--repeats 5] [--tables both]
+        [--blocks 64,128,256,512]
 
-``--predict-only`` prints only the 1,000,000-row prediction table (issue 14.3):
-nn_core against ONNX Runtime on the same weights, 80 inputs, hidden (64,) and
-(64, 32) ReLU, float32 and float64, on one thread and on all (the same count
-on both sides), and with ``--blocks`` nn_core's speed per rows-per-block size.
+``--predict-only`` prints only the 1,000,000-row prediction tables (issue 14.3):
+nn_core against ONNX Runtime on the same weights, float32 and float64, hidden (64,) and
+(64, 32) ReLU, on one thread and on all (the same count on both sides). ``--tables dense``:
+random 80-wide inputs, every feature dense (nn_core's BLAS product against ORT's Gemm).
+``--tables bundled``: rows of the bundled table's format (10 numeric columns, 7 one-hot
+blocks), nn_core's one-hot path (``NumbaBackend.predict_onehot``: the blocks' share of
+the first layer as gathered rows of ``W_0``) and its dense path against ORT on the feature
+matrix, and nn_core from the raw inputs against ORT on the exported graph of the raw
+inputs (``nn_core/export/onnx.py``). ``--blocks`` adds nn_core's speed per rows-per-block
+size, dense and one-hot.
 
 Timings are the best of ``--repeats`` runs (the least disturbed by other work).
 
@@ -279,29 +286,166 @@ def predict_table(repeats: int, hiddens, dtypes, thread_counts) -> None:
     print()
 
 
-def block_sweep(repeats: int, blocks, hidden, dtype: str) -> None:
-    """nn_core's 1 M-row prediction on one thread with each rows-per-block size.
+def bundled_rows(rows: int, seed: int = 2):
+    """The bundled table's rows resampled (seeded) to ``rows`` rows, with its preprocessing.
+
+    Returns ``(pre, U)``: the ``Preprocessor`` fitted on the whole bundled table (10
+    numeric columns, 7 categorical ones: 80 features) and the raw inputs ``U`` (rows, 17)
+    of the resampled rows (``Preprocessing.inputs``: numbers and category positions).
+    """
+    from features.tabular import UCI_CATEGORICAL, UCI_NUMERIC, Preprocessor, Schema, load_table
+
+    table = load_table(ROOT / "data" / "online_shoppers_intention.csv", Schema.uci())
+    pre = Preprocessor(UCI_NUMERIC, UCI_CATEGORICAL, target="Revenue").fit(table)
+    pick = np.random.default_rng(seed).integers(0, len(table), rows)
+    return pre, pre.inputs(table.iloc[pick].reset_index(drop=True))
+
+
+def exported_onnx_session(model, pre, threads: int):
+    """ONNX Runtime on the graph ``python -m nn_core.export --format onnx`` writes for
+    ``model`` and ``pre`` (raw inputs to probability: log1p, standardisation, one-hot by
+    ``Equal``, the layers; float32), or None without ONNX Runtime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from nn_core import save_model
+    from nn_core.export.model import load_model_dir
+    from nn_core.export.onnx import generate_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(tmp, model, pre)
+        files, _ = generate_onnx(load_model_dir(tmp)[0], "bench")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(files["bench.onnx"], so, providers=["CPUExecutionProvider"])
+
+
+def exported_inputs(pre, U: np.ndarray) -> np.ndarray:
+    """The exported graph's raw input ``x`` (float32) of raw inputs ``U``: numbers as they
+    are, a category as its code (``nn_core/export/model.py: categorical_codes``)."""
+    from nn_core.export.model import categorical_codes
+
+    x = U.astype(np.float32)
+    for i, c in enumerate(pre.columns):
+        if c["kind"] == "categorical":
+            codes = np.array([*categorical_codes(c["categories"])[1], np.nan], np.float32)
+            x[:, i] = codes[U[:, i].astype(np.intp)]  # the last position: unseen, no code
+    return x
+
+
+def bundled_table(repeats: int, hiddens, dtypes, thread_counts) -> None:
+    """1,000,000 rows of the bundled format: nn_core's one-hot path against ONNX Runtime.
+
+    Two comparisons, every side timed in alternation, best of ``repeats``:
+
+    * the network alone, from its inputs: nn_core's one-hot path from ``(X_d, R)`` (10
+      dense features and 7 row indices a row; ``NumbaBackend.predict_onehot``), nn_core on
+      the 80-wide feature matrix ``X`` (the dense path), and ONNX Runtime on the same ``X``
+      (``onnx_session``: Gemm, Relu, Sigmoid). Each side gets the input it is built for;
+      ``X`` itself is not timed (building it costs more than the network);
+    * from raw inputs (float32): nn_core's ``predict_inputs`` from ``U`` (the dense
+      features computed, then the one-hot path) against ONNX Runtime on the exported
+      graph of the same model from the raw inputs ``x`` (log1p, standardisation, one-hot
+      and the layers in the graph).
+    """
+    from nn_core import MLP
+    from nn_core.onehot import InputSplit
+
+    pre, U = bundled_rows(PREDICT_ROWS)
+    split = InputSplit(pre.columns)
+    print(f"## prediction, {PREDICT_ROWS:,} rows of the bundled format ({len(split.dense)} dense "
+          f"features, {len(split.start)} one-hot blocks, {split.n_features} features), best of "
+          f"{repeats}")
+    print("| network | dtype | threads | nn_core one-hot rows/s | nn_core dense rows/s | "
+          "ONNX Runtime rows/s | one-hot / ORT | dense / ORT | nn_core from raw rows/s | "
+          "ORT exported graph from raw rows/s | raw: nn_core / ORT |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    x_raw = exported_inputs(pre, U)
+    for hidden in hiddens:
+        for dtype in dtypes:
+            model = MLP(split.n_features, hidden, dtype=dtype, seed=0)
+            for threads in thread_counts:
+                print(_bundled_row(model, pre, split, U, x_raw, threads, repeats), flush=True)
+    print()
+
+
+def _bundled_row(model, pre, split, U, x_raw, threads: int, repeats: int) -> str:
+    """One row of :func:`bundled_table`'s table: every side timed in alternation."""
+    from nn_core import backends
+    from nn_core.onehot import predict_inputs
+    from nn_core.preprocessing import features_from_inputs
+
+    Xd, R = split.split(U, model.dtype)
+    X = features_from_inputs(pre.columns, U, model.dtype)[0]
+    nb = backends.get("numba")
+    sess = onnx_session(model, threads)
+    raw = exported_onnx_session(model, pre, threads) if model.dtype == "float32" else None
+    sides = {
+        "onehot": lambda: nb.predict_onehot(model, Xd, split.dense, R, threads),
+        "dense": lambda: model.predict_proba(X, threads=threads),
+        "from_raw": lambda: predict_inputs(model, split, U, threads),
+    }
+    if sess is not None:
+        sides["ort"] = lambda: sess.run(None, {"x": X})
+    if raw is not None:
+        sides["ort_raw"] = lambda: raw.run(None, {"x": x_raw})
+    want = model.predict_proba(X[:1000])
+    assert np.allclose(sides["onehot"]()[:1000], want, atol=1e-5)
+    if raw is not None:
+        assert np.allclose(raw.run(None, {"x": x_raw[:1000]})[0], want, atol=1e-4)
+    best = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            best[name].append(_timed(fn))
+    rate = {name: PREDICT_ROWS / min(t) for name, t in best.items()}
+    ort = rate.get("ort")
+    net = f"{split.n_features}-{'-'.join(map(str, model.hidden))}-1"
+    cells = [net, model.dtype, str(threads), f"{rate['onehot']:,.0f}", f"{rate['dense']:,.0f}",
+             f"{ort:,.0f}" if ort else "not installed",
+             f"{rate['onehot'] / ort:.2f}x" if ort else "",
+             f"{rate['dense'] / ort:.2f}x" if ort else "",
+             f"{rate['from_raw']:,.0f}",
+             f"{rate['ort_raw']:,.0f}" if "ort_raw" in rate else "(float32 only)",
+             f"{rate['from_raw'] / rate['ort_raw']:.2f}x" if "ort_raw" in rate else ""]
+    return "| " + " | ".join(cells) + " |"
+
+
+def block_sweep(repeats: int, blocks, hidden, dtype: str, onehot=None) -> None:
+    """nn_core's 1 M-row prediction on one thread with each rows-per-block size: the dense
+    path on random inputs and, given ``onehot = (split, U)`` (:func:`bundled_rows`), the
+    one-hot path on the bundled format.
 
     ``nn_core/backends.py: _BLOCKS`` holds the size chosen from this table per
-    instruction set.
+    instruction set (one size for both paths).
     """
     from nn_core import MLP, backends
 
     model = MLP(PREDICT_INPUTS, hidden, dtype=dtype, seed=0)
     X = np.random.default_rng(1).normal(size=(PREDICT_ROWS, PREDICT_INPUTS)).astype(dtype)
+    sides = {"dense": lambda: model.predict_proba(X, threads=1)}
+    if onehot is not None:
+        split, U = onehot
+        model_1h = MLP(split.n_features, hidden, dtype=dtype, seed=0)
+        Xd, R = split.split(U, dtype)
+        nb = backends.get("numba")
+        sides["one-hot"] = lambda: nb.predict_onehot(model_1h, Xd, split.dense, R, 1)
     print(f"## block size, {PREDICT_INPUTS}-{'-'.join(map(str, hidden))}-1 {dtype}, one thread, "
           f"best of {repeats}")
-    print("| rows per block | rows/s |")
-    print("|---:|---:|")
+    print("| rows per block | " + " | ".join(f"{name} rows/s" for name in sides) + " |")
+    print("|---:|" + "---:|" * len(sides))
     own = backends.prediction_block
     chosen = own()
     try:
         for block in blocks:
             backends.prediction_block = lambda b=block: b
-            model.predict_proba(X[:10_000], threads=1)
-            t = min(_timed(lambda: model.predict_proba(X, threads=1)) for _ in range(repeats))
+            cells = []
+            for fn in sides.values():
+                fn()
+                t = min(_timed(fn) for _ in range(repeats))
+                cells.append(f"{PREDICT_ROWS / t:,.0f}")
             print(f"| {block}{' (chosen here)' if block == chosen else ''} | "
-                  f"{PREDICT_ROWS / t:,.0f} |", flush=True)
+                  + " | ".join(cells) + " |", flush=True)
     finally:
         backends.prediction_block = own
     print()
@@ -385,6 +529,9 @@ def main() -> None:
     ap.add_argument("--skip-compile", action="store_true")
     ap.add_argument("--predict-only", action="store_true",
                     help="only the 1 M-row prediction table against ONNX Runtime")
+    ap.add_argument("--tables", choices=("dense", "bundled", "both"), default="both",
+                    help="with --predict-only: the table on random 80-wide inputs (dense), "
+                         "the one of the bundled format (one-hot path, exported graph), or both")
     ap.add_argument("--blocks", default="",
                     help="with --predict-only: also time these rows-per-block sizes, e.g. "
                          "64,128,256,512,1024")
@@ -397,7 +544,9 @@ def main() -> None:
         f"# {cpu_name()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}, "
         f"numpy {np.__version__}, numba {numba.__version__}"
     )
-    print(f"# BLAS: {blas_kernels()}; {isa()}")
+    target = numba.config.CPU_NAME  # NUMBA_CPU_NAME: the kernels compiled for another CPU
+    print(f"# BLAS: {blas_kernels()}; {isa()}"
+          + (f"; kernels compiled for NUMBA_CPU_NAME={target}" if target else ""))
     print(f"# load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
           if Path("/proc/loadavg").exists() else "#")
     if args.predict_only:
@@ -408,11 +557,17 @@ def main() -> None:
         except ImportError:
             print("# ONNX Runtime not installed\n")
         threads = sorted({1, os.cpu_count() or 1})
-        predict_table(args.repeats, [(64,), (64, 32)], ["float32", "float64"], threads)
+        if args.tables in ("dense", "both"):
+            predict_table(args.repeats, [(64,), (64, 32)], ["float32", "float64"], threads)
+        if args.tables in ("bundled", "both"):
+            bundled_table(args.repeats, [(64,), (64, 32)], ["float32", "float64"], threads)
         if args.blocks:
+            from nn_core.onehot import InputSplit
+
+            pre, U = bundled_rows(PREDICT_ROWS)
             sizes = [int(b) for b in args.blocks.split(",")]
             for dtype in ("float32", "float64"):
-                block_sweep(args.repeats, sizes, (64,), dtype)
+                block_sweep(args.repeats, sizes, (64,), dtype, (InputSplit(pre.columns), U))
         return
     X, y = make_data()
     print(

@@ -11,7 +11,8 @@ any other block that is not one-hot) and one row of ``W_0`` per block:
 where ``s_c`` is block ``c``'s first feature and ``k_ic`` row ``i``'s position in it
 (``Preprocessing.inputs`` gives ``k``). On the bundled table (10 numeric columns, 7
 categorical ones, 80 features) that is a 10-wide product and 7 row additions instead of an
-80-wide product, most of whose terms are zero (docs/math.md, "One-hot inputs").
+80-wide product, most of whose terms are zero (docs/math.md, "One-hot inputs: the first
+layer as gathered rows").
 
 :class:`InputSplit` is the split for a preprocessing: which columns are dense and where the
 one-hot blocks start; :meth:`InputSplit.split` turns raw inputs ``U`` into ``(X_d, R)``
