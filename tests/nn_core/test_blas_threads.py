@@ -24,7 +24,8 @@ def _blas_threads() -> set[int]:
 def recorded(monkeypatch):
     """Wrap the kernel entries; yield {kernel name: [BLAS thread counts at each call]}."""
     calls: dict[str, list[set[int]]] = {}
-    for name in ("predict_blocks", "train_epoch", "train_epoch_parallel"):
+    for name in ("predict_blocks", "predict_blocks_onehot", "train_epoch",
+                 "train_epoch_parallel"):
         kernel = getattr(kernels, name)
 
         def wrapper(*args, _kernel=kernel, _name=name):
@@ -44,6 +45,19 @@ def test_predict_holds_blas_to_one_thread(recorded, rows, threads):
     model = MLP(5, (8,), backend="numba", seed=0)
     model.predict_proba(rng.normal(size=(rows, 5)).astype(np.float32), threads=threads)
     assert recorded["predict_blocks"] and all(t == {1} for t in recorded["predict_blocks"])
+
+
+@pytest.mark.parametrize("rows, threads", [(100, 1), (20000, 2)])
+def test_one_hot_prediction_holds_blas_to_one_thread(recorded, rows, threads):
+    from nn_core import backends
+
+    rng = np.random.default_rng(0)
+    model = MLP(8, (8,), backend="numba", seed=0)
+    Xd = rng.normal(size=(rows, 3)).astype(np.float32)
+    R = (3 + rng.integers(0, 5, size=(rows, 1))).astype(np.int32)  # one block: features 3..7
+    backends.get("numba").predict_onehot(model, Xd, np.arange(3), R, threads)
+    calls = recorded["predict_blocks_onehot"]
+    assert calls and all(t == {1} for t in calls)
 
 
 @pytest.mark.parametrize("batch_size, threads, kernel", [(32, 1, "train_epoch"),
