@@ -378,8 +378,8 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
     if model.encoded:
         locals_.append("int k;")
     if model.combined:
-        locals_.append("float z;" if not model.calibration or model.calibration["kind"] ==
-                       "platt" else "float z, p, d;")
+        locals_.append("float zc;" if not model.calibration or model.calibration["kind"] ==
+                       "platt" else "float zc, p, d;")
     looped = model.combined and (depth or (model.calibration or {}).get("kind") == "isotonic")
     locals_.append("int i, j;" if len(layers) > 1 or model.encoded or looped else "int j;")
     ram = 4 * maxw * n_buf + 4 * len(model.imputed)  # + the imputed copies
@@ -393,9 +393,9 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
 def _c_combined(model: ExportModel, name: str, decls: list, arrays: dict) -> str:
     """The code of a combined model after layer 0 (in ``buf0``, every member's side by side):
     per member its later layers (tables ``NAME_M<k>W<l>``, ``NAME_M<k>B<l>`` added to
-    ``decls``, buffers ``buf1``, ``buf2``) and ``z += w_k z_k``; then the calibration and the
+    ``decls``, buffers ``buf1``, ``buf2``) and ``zc += w_k z_k``; then the calibration and the
     ``return``."""
-    body = [f"    z = {c_float(model.logit_bias)}; /* c + sum_k w_k z_k */\n"]
+    body = [f"    zc = {c_float(model.logit_bias)}; /* c + sum_k w_k z_k */\n"]
     start = 0
     for k, m in enumerate(model.members):
         width = m.params[0][0].shape[1]
@@ -419,13 +419,21 @@ def _c_combined(model: ExportModel, name: str, decls: list, arrays: dict) -> str
                                   indent="        ")
                         + "    }\n")
             inp, offset, first = out, "", 0
-        body.append(f"    z += {c_float(m.weight)} * {inp}[{first}];\n")
+        body.append(f"    zc += {c_float(m.weight)} * {inp}[{first}];\n")
         start += width
+    return "".join(body) + _c_calibrated(model, name, decls, arrays)
+
+
+def _c_calibrated(model: ExportModel, name: str, decls: list, arrays: dict) -> str:
+    """``return`` of the probability of the combined logit ``zc``: ``sigmoid(zc)``, Platt's
+    ``sigmoid(a z + b)`` or the isotonic interpolation of ``p = sigmoid(z)`` (tables
+    ``NAME_CX``, ``NAME_CD``, ``NAME_CS`` added to ``decls``)."""
+    body = []
     cal = model.calibration
     if cal is None:
-        body.append(f"    return {_spell('sigmoid', 'z', name)};\n")
+        body.append(f"    return {_spell('sigmoid', 'zc', name)};\n")
     elif cal["kind"] == "platt":
-        affine = f"{c_float(cal['a'])} * z + {c_float(cal['b'])}"
+        affine = f"{c_float(cal['a'])} * zc + {c_float(cal['b'])}"
         body.append(f"    return {_spell('sigmoid', affine, name)}; /* Platt */\n")
     else:
         x, y = np.asarray(cal["x"]), np.asarray(cal["y"])
@@ -436,18 +444,61 @@ def _c_combined(model: ExportModel, name: str, decls: list, arrays: dict) -> str
                 decls.append(_c_array("float", f"{name}_{suffix}", arr.astype(np.float32),
                                       c_float))
                 arrays[f"{name}_{suffix}"] = arr.astype(np.float32)
-        body.append(f"    p = {_spell('sigmoid', 'z', name)}; /* isotonic: interpolate p */\n"
-                    f"    z = {c_float(y[0])};\n")
+        body.append(f"    p = {_spell('sigmoid', 'zc', name)}; /* isotonic: interpolate p */\n"
+                    f"    zc = {c_float(y[0])};\n")
         if len(x) > 1:
             body.append(f"    for (i = 0; i < {len(x) - 1}; ++i) {{\n"
                         f"        d = p - {name}_CX[i];\n"
                         "        d = d > 0.0f ? d : 0.0f;\n"
                         f"        d = d < {name}_CD[i] ? d : {name}_CD[i];\n"
-                        f"        z += {name}_CS[i] * d;\n    }}\n")
+                        f"        zc += {name}_CS[i] * d;\n    }}\n")
         else:
             body.append("    d = p; /* one breakpoint: a constant */\n    (void)d;\n")
-        body.append("    return z;\n")
+        body.append("    return zc;\n")
     return "".join(body)
+
+
+def _c_int8_combined(model: ExportModel, name: str, decls: list, arrays: dict) -> str:
+    """The int8 code of a combined model after layer 0 (in ``h``, every member's side by
+    side): per member its later layers, each input quantised with its own per-row scale
+    as in one network (tables ``NAME_M<k>Q<l>``, ``_S``, ``_B``; buffer ``g``), then
+    ``zc += w_k z_k``, the calibration and the ``return``."""
+    body = [f"    zc = {c_float(model.logit_bias)}; /* c + sum_k w_k z_k */\n"]
+    start = 0
+    for k, m in enumerate(model.members):
+        width = m.params[0][0].shape[1]
+        body.append(f"    /* member {k} (weight {m.weight:.6g}): layer 0 is h[{start}.."
+                    f"{start + width - 1}] */\n")
+        inp, first = "h", start
+        for layer, (W, b) in enumerate(m.params[1:], start=1):
+            Q, s = quantise_int8(W)
+            pre = f"{name}_M{k}"
+            for arr_name, arr, ctype, fmt in (
+                (f"{pre}Q{layer}", Q, "signed char", str),
+                (f"{pre}S{layer}", s, "float", c_float),
+                (f"{pre}B{layer}", b.astype(np.float32), "float", c_float),
+            ):
+                decls.append(_c_array(ctype, arr_name, arr, fmt,
+                                      16 if ctype == "signed char" else 8))
+                arrays[arr_name] = arr
+            n_in, n_out = W.shape
+            at = f"{first} + j" if first else "j"
+            if ACTIVATIONS[m.activation].c != IDENTITY_C:
+                body.append(_c_loop(n_in, f"{inp}[{at}] = "
+                                          f"{_spell(m.activation, f'{inp}[{at}]', name)};"))
+            source = f"{inp} + {first}" if first else inp
+            body.append(f"    t = {name}_quantise(q, {source}, {n_in});\n    a = q[0];\n"
+                        + _c_loop(n_out, f"acc[j] = a * {pre}Q{layer}[j];")
+                        + f"    for (i = 1; i < {n_in}; ++i) {{\n        a = q[i];\n"
+                        + _c_loop(n_out, f"acc[j] += a * {pre}Q{layer}[i * {n_out} + j];",
+                                  indent="        ")
+                        + "    }\n"
+                        + _c_loop(n_out, f"g[j] = (float)acc[j] * (t * {pre}S{layer}[j])"
+                                         f" + {pre}B{layer}[j];"))
+            inp, first = "g", 0
+        body.append(f"    zc += {c_float(m.weight)} * {inp}[{first}];\n")
+        start += width
+    return "".join(body) + _c_calibrated(model, name, decls, arrays)
 
 
 def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
@@ -464,12 +515,17 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
     files : dict file name -> text
     sizes : dict with ``weight_bytes``, ``float32_weight_bytes``, ``ram_bytes``, ``arrays``
     """
-    widths = model.widths
+    # A combined model: every member's layer 0 side by side, the rest in _c_int8_combined.
+    params = model.params if not model.combined else [
+        (np.hstack([m.params[0][0] for m in model.members]),
+         np.concatenate([m.params[0][1] for m in model.members]))]
+    widths = [W.shape[1] for W, _ in params]
     numeric = model.valued  # the standardised values, then one fraction per encoding
     encoded = model.encoded
     n_num = len(numeric) + len(encoded)
-    maxw = max(widths)
-    maxq = max([n_num, *widths[:-1]])
+    later = [W.shape for m in model.members for W, _ in m.params[1:]] if model.combined else []
+    maxw = max([*widths, *(n for _, n in later)])
+    maxq = max([n_num, *widths[:-1], *(n for n, _ in later)])
     quantise = maxq > 0
     up = name.upper()
     arrays: dict[str, np.ndarray] = {}
@@ -478,7 +534,7 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         decls.append(f"#define {up}_MAXQ {maxq} /* widest quantised layer input */\n")
     decls.append(f"/* int holds the int32 accumulators (C only promises 16 bits). */\n"
                  f"typedef char {name}_int_has_32_bits[sizeof(int) >= 4 ? 1 : -1];\n")
-    for layer, (W, b) in enumerate(model.params):
+    for layer, (W, b) in enumerate(params):
         Q, s = quantise_int8(W)
         decls.append(f"/* layer {layer}: int8 weights row-major ({W.shape[0]}, {W.shape[1]}),"
                      f" per-output scales, float bias */\n")
@@ -529,10 +585,10 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
     combine = " + ".join((["(float)acc[j] * t"] if n_num else [])
                          + (["(float)cat[j]"] if has_cat else []))
     body.append(_c_loop(h0, f"h[j] = ({combine}) * {name}_S0[j] + {name}_B0[j];"))
-    for layer in range(len(model.params)):
+    for layer in range(len(params)):
         n_out = widths[layer]
         if layer > 0:
-            n_in = model.params[layer][0].shape[0]
+            n_in = params[layer][0].shape[0]
             body.append(f"    /* layer {layer} */\n    t = {name}_quantise(q, h, {n_in});\n"
                         + "    a = q[0];\n"
                         + _c_loop(n_out, f"acc[j] = a * {name}_Q{layer}[j];")
@@ -542,11 +598,16 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
                         + "    }\n"
                         + _c_loop(n_out, f"h[j] = (float)acc[j] * (t * {name}_S{layer}[j])"
                                          f" + {name}_B{layer}[j];"))
-        if layer < len(model.params) - 1:
+        if layer < len(params) - 1:
             body.append(_c_activation(model, "h", n_out, name))
-    body.append(f"    return {_spell(model.output, 'h[0]', name)};\n")
+    if model.combined:
+        body.append(_c_int8_combined(model, name, decls, arrays))
+    else:
+        body.append(f"    return {_spell(model.output, 'h[0]', name)};\n")
     locals_ = [f"float h[{up}_MAXW];"]
-    if n_num or len(model.params) > 1:
+    if later:
+        locals_.append(f"float g[{up}_MAXW];")
+    if n_num or len(params) > 1 or later:
         locals_.append(f"int acc[{up}_MAXW];")
     if has_cat:
         locals_.append(f"int cat[{up}_MAXW];")
@@ -559,9 +620,14 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
     if encoded:
         locals_ += [f"int k, kb[{len(encoded)}];", "float u;"]
     locals_ += _c_impute_locals(model, "int")
-    locals_.append("int i, j;" if len(model.params) > 1 or encoded else "int j;")
-    # stack: h (float) + acc, cat (int32) + q (int8) + z (float)
-    ram = (4 * maxw * (1 + (n_num > 0 or len(model.params) > 1) + has_cat)
+    if model.combined:
+        locals_.append("float zc;" if not model.calibration or model.calibration["kind"] ==
+                       "platt" else "float zc, p, d;")
+    looped = model.combined and (later or (model.calibration or {}).get("kind") == "isotonic")
+    locals_.append("int i, j;" if len(params) > 1 or encoded or looped else "int j;")
+    # stack: h (float) + acc, cat (int32) + q (int8) + z (float) (+ g: a member's layers)
+    ram = (4 * maxw * (1 + (n_num > 0 or len(params) > 1 or bool(later)) + has_cat
+                       + bool(later))
            + (maxq if quantise else 0) + 4 * n_num + 4 * len(model.imputed)
            + 4 * len(encoded))
     files = {f"{name}.h": _c_header(model, name, "c-int8", ram,

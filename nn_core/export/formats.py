@@ -40,7 +40,7 @@ DEFAULT_NAMES = {
 EXPORT_FORMAT = "purchase-propensity-export"
 #: The formats that export a combined model (several networks, a logit bias or a
 #: calibration; ``nn_core/ensemble.py``); the others refuse it.
-COMBINED_FORMATS = ("c", "python", "python-pure", "onnx")
+COMBINED_FORMATS = ("c", "c-int8", "python", "python-pure", "onnx")
 GENERATORS = {
     "c": generate_c,
     "c-int8": generate_c_int8,

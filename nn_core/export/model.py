@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
+from ..calibration import calibration_from_dict
 from ..ensemble import Ensemble
 from ..losses import OUTPUTS
 from ..modeldir import PREPROCESS_JSON, load_model
@@ -460,7 +461,11 @@ def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
     A = np.concatenate([F[:, rows], np.stack(fractions, axis=1) if fractions else
                         np.zeros((len(F), 0), np.float32)], axis=1)
     H = None
-    for layer, (W, b) in enumerate(model.params):
+    # a combined model: every member's layer 0 side by side (the c-int8 code's table)
+    params = model.params if not model.combined else [
+        (np.hstack([m.params[0][0] for m in model.members]),
+         np.concatenate([m.params[0][1] for m in model.members]))]
+    for layer, (W, b) in enumerate(params):
         Q, s = quantise_int8(W)
         Q = Q.astype(np.int32)
         if layer == 0:
@@ -479,10 +484,37 @@ def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
             q, t = _quantise_row(H)
             Z = (q @ Q).astype(np.float32) * (t[:, None] * s)
         Z = Z + b.astype(np.float32)
+        if model.combined:
+            return _members_int8(model, Z, invalid)
         last = layer == len(model.params) - 1
         # The network's own definitions of f and g (nn_core/activations.py, losses.py).
         H = OUTPUTS[model.output](Z) if last else ACTIVATIONS[model.activation].forward(Z)
     p = H[:, 0].astype(np.float64)
+    p[invalid] = np.nan
+    return p
+
+
+def _members_int8(model: ExportModel, Z0: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """The rest of :func:`predict_int8` for a combined model, from ``Z0`` (n, sum of the
+    members' first widths): each member's later layers on its slice (its own per-row
+    activation scales), ``z = c + sum_k w_k z_k`` in float32, then the calibration
+    (``nn_core/calibration.py``; float64, the C code float32)."""
+    z = np.full(len(Z0), model.logit_bias, dtype=np.float32)
+    start = 0
+    for m in model.members:
+        width = m.params[0][0].shape[1]
+        H = Z0[:, start:start + width]
+        start += width
+        for W, b in m.params[1:]:
+            H = ACTIVATIONS[m.activation].forward(H)
+            Q, s = quantise_int8(W)
+            q, t = _quantise_row(H)
+            H = (q @ Q.astype(np.int32)).astype(np.float32) * (t[:, None] * s) \
+                + b.astype(np.float32)
+        z = z + np.float32(m.weight) * H[:, 0]
+    z64 = z.astype(np.float64)
+    p = (calibration_from_dict(model.calibration, "calibration")(z64)
+         if model.calibration is not None else OUTPUTS["sigmoid"](z64))
     p[invalid] = np.nan
     return p
 
