@@ -65,8 +65,10 @@ class Ensemble:
         for k, (m, w) in enumerate(members):
             if not isinstance(m, MLP):
                 raise TypeError(f"member {k} must be an nn_core.MLP, got {type(m).__name__}")
-            if m.output != "sigmoid" and len(members) > 1:
-                raise ValueError(f"member {k}: members of an ensemble need the sigmoid output")
+            if m.output != "sigmoid" and (len(members) > 1 or w != 1.0 or bias != 0.0
+                                          or calibration is not None):
+                raise ValueError(f"member {k}: a combined model (several members, a weight, "
+                                 "a bias or a calibration) needs the sigmoid output")
             if (m.n_inputs, m.dtype) != (first.n_inputs, first.dtype):
                 raise ValueError(f"member {k} takes {m.n_inputs} {m.dtype} inputs, member 0 "
                                  f"{first.n_inputs} {first.dtype}")

@@ -230,6 +230,9 @@ def save_model(dirpath: str | os.PathLike, network: MLP | Ensemble,
         raise ValueError(f"an ensemble has at most {MAX_MEMBERS} members, got "
                          f"{len(network.members)}")
     first = network.members[0][0]
+    if not network.plain and any(m.output != "sigmoid" for m, _ in network.members):
+        raise ValueError("a combined model (several members, a weight, a bias or a "
+                         "calibration) needs the sigmoid output")
     if threshold is not None:
         threshold = check_threshold(threshold, first.output, "threshold")
     for k, (m, _) in enumerate(network.members):
@@ -588,8 +591,9 @@ def _combination(meta: dict, version: int, arch: dict, meta_path: Path):
         if k == 0 and member != arch:
             raise ModelFileError(f"{meta_path}: 'members'[0] must repeat the top-level "
                                  "architecture (hidden, activation, dropout, seed)")
-        if member["output"] != "sigmoid" and len(entries) > 1:
-            raise ModelFileError(f"{meta_path}: an ensemble needs the sigmoid output")
+        if member["output"] != "sigmoid":
+            raise ModelFileError(f"{meta_path}: a combined model (format_version 2) needs the "
+                                 "sigmoid output")
         if not number(entry["weight"]):
             raise ModelFileError(f"{meta_path}: 'members'[{k}]: 'weight' must be a finite "
                                  f"number, got {_short_repr(entry['weight'])}")
@@ -601,8 +605,6 @@ def _combination(meta: dict, version: int, arch: dict, meta_path: Path):
                              f"{_short_repr(bias)}")
     calibration = None
     if "calibration" in meta:
-        if arch["output"] != "sigmoid":
-            raise ModelFileError(f"{meta_path}: a calibration needs the sigmoid output")
         try:
             calibration = calibration_from_dict(meta["calibration"], "'calibration'")
         except ValueError as e:

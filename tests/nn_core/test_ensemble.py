@@ -183,3 +183,15 @@ def test_the_hash_and_the_array_list_cover_every_member(ens_dir, tmp_path):
     with pytest.raises(ModelFileError, match=r"unexpected arrays \['m1/W0', 'm1/W1', 'm1/b0', "
                        r"'m1/b1'\]"):
         load_model(d)
+
+
+def test_a_combined_model_needs_the_sigmoid_output(tmp_path):
+    identity = MLP(5, (3,), output="identity", seed=0)
+    with pytest.raises(ValueError, match="needs the sigmoid output"):
+        Ensemble([(identity, 2.0)])
+    plain = Ensemble([(identity, 1.0)])  # one network as it is: any output
+    assert plain.plain
+    plain.calibration = Platt(1.0, 0.0)  # set afterwards: the writer refuses it
+    with pytest.raises(ValueError, match="needs the sigmoid output"):
+        save_model(tmp_path / "m", plain)
+    assert not (tmp_path / "m").exists()
