@@ -111,7 +111,7 @@ MAX_POS_WEIGHT = 1e6
 #: (docs/results.md#presets; test never read for the choice).
 PRESETS: dict[str, dict[str, object]] = {
     "default": {},
-    "dev-best": {"numeric_encoding": "standard+ple", "lr": 3e-3, "ensemble": 5},
+    "dev-best": {"numeric_encoding": "standard+ple", "ple_bins": 4, "lr": 3e-3, "ensemble": 5},
 }
 
 
@@ -257,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     cb = ap.add_argument_group("combination and calibration (chosen on dev)")
     cb.add_argument("--preset", choices=tuple(PRESETS), default="default",
                     help="a set of defaults: dev-best = --numeric-encoding standard+ple "
-                    "--lr 0.003 --ensemble 5 (session tables; flags and --config override "
-                    "it; docs/results.md#presets)")
+                    "--ple-bins 4 --lr 0.003 --ensemble 5 (session tables; flags and "
+                    "--config override it; docs/results.md#presets)")
     cb.add_argument("--ensemble", type=int, default=1, metavar="K",
                     help="K networks per split seed (member k: seed + k*2**32), logits "
                     "averaged")
