@@ -89,7 +89,9 @@ class Ensemble:
 
     def _logit_networks(self) -> list[MLP]:
         """Per member a twin with the identity output and the same weights: its
-        ``predict_proba`` is the member's logit ``z_k`` (computed by the same backend)."""
+        ``predict_proba`` is the member's logit ``z_k`` (computed by the same backend).
+        Built on first use, from the weights the members hold then (a loaded or finished
+        model's: nothing trains a member after it joins an ensemble)."""
         if self._twins is None:
             self._twins = []
             for m, _ in self.members:
@@ -111,7 +113,7 @@ class Ensemble:
         return self.bias + self.member_logits(X, threads) @ w
 
     def predict_proba(self, X: np.ndarray, threads: int | None = None,
-              calibrated: bool = True) -> np.ndarray:
+                      calibrated: bool = True) -> np.ndarray:
         """``calibration(z)`` (``sigma(z)`` when uncalibrated or ``calibrated=False``), (n,)
         float64, of features ``X`` (n, n_inputs)."""
         if self.plain:
