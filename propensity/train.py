@@ -110,7 +110,7 @@ MAX_POS_WEIGHT = 1e6
 #: ROC-AUC over seeds 0-4 of the candidates measured for issue 17.5 on the bundled table
 #: (docs/results.md#presets; test never read for the choice).
 PRESETS: dict[str, dict[str, object]] = {
-    "default": {},
+    "none": {},
     "dev-best": {"numeric_encoding": "standard+ple", "ple_bins": 4, "lr": 3e-3, "ensemble": 5},
 }
 
@@ -255,10 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="random search of N trials (architecture, lr, L2, batch, dropout), "
                     "selected on dev of the first seed's split")
     cb = ap.add_argument_group("combination and calibration (chosen on dev)")
-    cb.add_argument("--preset", choices=tuple(PRESETS), default="default",
-                    help="a set of defaults: dev-best = --numeric-encoding standard+ple "
-                    "--ple-bins 4 --lr 0.003 --ensemble 5 (session tables; flags and "
-                    "--config override it; docs/results.md#presets)")
+    cb.add_argument("--preset", choices=tuple(PRESETS), default="none",
+                    help="named settings in place of the built-in ones: dev-best = "
+                    "--numeric-encoding standard+ple --ple-bins 4 --lr 0.003 --ensemble 5 "
+                    "(session tables; flags and --config override it; "
+                    "docs/results.md#presets)")
     cb.add_argument("--ensemble", type=int, default=1, metavar="K",
                     help="K networks per split seed (member k: seed + k*2**32), logits "
                     "averaged")

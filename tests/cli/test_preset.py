@@ -16,8 +16,8 @@ def resolved(argv: list[str]) -> dict:
     return vars(config.parse_args(parser, argv, {"ranges": train._ranges}))
 
 
-def test_default_preset_is_the_built_in_defaults():
-    plain, named = resolved([]), resolved(["--preset", "default"])
+def test_preset_none_is_the_built_in_defaults():
+    plain, named = resolved([]), resolved(["--preset", "none"])
     assert plain == named
     assert (plain["lr"], plain["ensemble"], plain["numeric_encoding"]) == (1e-3, 1, "standard")
 
@@ -42,8 +42,8 @@ def test_preset_in_a_config_file_and_the_file_beats_the_preset(tmp_path):
     args = resolved(["--config", str(both)])
     assert (args["lr"], args["ensemble"]) == (3e-3, 3)
     # The command line's preset is the one used, and its flags still win over the file.
-    args = resolved(["--config", str(both), "--preset", "default", "--lr", "0.02"])
-    assert (args["preset"], args["lr"], args["ensemble"]) == ("default", 0.02, 3)
+    args = resolved(["--config", str(both), "--preset", "none", "--lr", "0.02"])
+    assert (args["preset"], args["lr"], args["ensemble"]) == ("none", 0.02, 3)
 
 
 def test_bad_presets_are_one_line_usage_errors(capsys, tmp_path):
