@@ -104,6 +104,28 @@ def test_partition_stats_equal_whole_log(small_log):
     assert not alone["item_popularity_mean"].equals(got.loc[alone.index, "item_popularity_mean"])
 
 
+@pytest.mark.slow  # importing dask.dataframe takes about a second
+def test_dask_scan_reports_the_first_bad_cell(tmp_path, small_log):
+    """The Dask engine's scan (here on Dask's in-process scheduler) raises the pandas
+    reader's message for the first bad cell of the file, whichever partition is scanned
+    first, with the file's count of invalid rows."""
+    pytest.importorskip("dask", reason="the Dask engine needs dask")
+    import dask
+
+    from features import dask_engine as D
+
+    t = _taobao(small_log)
+    assert len(t) > 1500
+    t.loc[[3, 700, 1400], "behavior_type"] = ["click", "zoom", "peek"]
+    t.to_parquet(tmp_path / "bad.parquet", row_group_size=500)
+    expected = _message(tmp_path / "bad.parquet", "taobao")
+    assert "row 4 (" in expected and "(3 invalid rows in total)" in expected
+    with dask.config.set(scheduler="sync"), pytest.raises(E.EventLogError) as err:
+        D.read_events(tmp_path / "bad.parquet", "taobao", rows=500)
+    assert str(err.value) == expected
+    assert len(D.partitions([tmp_path / "bad.parquet"], rows=500)) >= 3
+
+
 @pytest.mark.slow
 def test_dask_engine_equals_pandas_engine(tmp_path, monkeypatch):
     """1 M synthetic events from Parquet on a 2-worker LocalCluster (reached through
