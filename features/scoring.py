@@ -46,8 +46,8 @@ from .tabular import (
     check_frame,
     iter_raw,
     iter_table,
-)
     open_table,
+)
 
 DEFAULT_CHUNKSIZE = 100_000
 #: Significant digits of the propensities written (``format(p, ".7g")``); the ranks are
@@ -417,6 +417,8 @@ def score_events(
     threads: int | None = None,
     observe: Observer | None = None,
     explain: ChunkExplainer | None = None,
+    engine: str = "pandas",
+    scheduler: str | None = None,
 ) -> Scored:
     """Score every user of an event log with events before ``cutoff``.
 
@@ -428,14 +430,17 @@ def score_events(
         Default: the log's end (the end of its core time range, as in training: the last
         timestamp rounded up to a whole hour), so every event of the log counts.
     format : {"taobao", "rees46", "canonical"}, optional
-    engine: str = "pandas",
-    scheduler: str | None = None,
         The log's format; default the one the model was trained on.
     observe : callable, optional
         Called once with the users' raw inputs ``U`` and scores ``p``, as in
         :func:`score_table`.
     explain : nn_core.explain.ChunkExplainer, optional
         As in :func:`score_table`; the users' data-row numbers are 1, 2, ... in output order.
+    engine : {"pandas", "dask"}
+        ``"dask"``: read the log, compute the features and score on a Dask cluster
+        (``features.dask_engine``; ``scheduler`` its address, default a LocalCluster); the
+        same users and, within 1e-6, the same scores (``observe`` and ``explain`` are the
+        pandas engine's only).
 
     Returns
     -------
@@ -446,12 +451,9 @@ def score_events(
     from . import events  # lazy: table mode must not need it
 
     fmt = format or model.preprocessing.source.get("format", "canonical")
+    if engine == "dask":
+        return _score_events_dask(path, model, cutoff, fmt, threads, scheduler)
     log = events.read_events(path, format=fmt)
-    engine : {"pandas", "dask"}
-        ``"dask"``: read the log, compute the features and score on a Dask cluster
-        (``features.dask_engine``; ``scheduler`` its address, default a LocalCluster); the
-        same users and, within 1e-6, the same scores (``observe`` and ``explain`` are the
-        pandas engine's only).
     if cutoff is None:
         if log.attrs["report"]["time_range"] is None:
             raise ValueError(f"{log.attrs['report']['path']}: no valid events")
@@ -462,8 +464,6 @@ def score_events(
     scored = Scored(id_name="user_id", ids=IdSpool(), what=f"{len(X_frame)} users of {names} "
                     f"at {cutoff}", kept={name: IdSpool() for name in
                                           (explain.names if explain else ())})
-    if engine == "dask":
-        return _score_events_dask(path, model, cutoff, fmt, threads, scheduler)
     if len(X_frame):
         p = model.predict_proba(X_frame, threads=threads)
         if observe is not None:
@@ -474,17 +474,6 @@ def score_events(
     return scored
 
 
-def rank_and_decile(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rank 1 = highest propensity (ties in file order); decile ``floor(10 (rank-1) / n) + 1``."""
-    n = len(p)
-    order = np.argsort(-p, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
-    decile = (rank - 1) * 10 // n + 1
-    return rank, decile
-
-
-# --------------------------------------------------------------------------- output
 def _score_events_dask(path, model: Predictor, cutoff, fmt: str, threads: int | None,
                        scheduler: str | None) -> Scored:
     """``score_events`` with ``engine="dask"``."""
@@ -500,6 +489,17 @@ def _score_events_dask(path, model: Predictor, cutoff, fmt: str, threads: int | 
     return scored
 
 
+def rank_and_decile(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank 1 = highest propensity (ties in file order); decile ``floor(10 (rank-1) / n) + 1``."""
+    n = len(p)
+    order = np.argsort(-p, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(1, n + 1)
+    decile = (rank - 1) * 10 // n + 1
+    return rank, decile
+
+
+# --------------------------------------------------------------------------- output
 
 
 #: The two ASCII digits of 0..99 as one uint16 each (in memory order, so that a uint16
@@ -752,6 +752,7 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
             if output.is_symlink():
                 output = Path(os.path.realpath(output))
             fd, tmp = temp_file(output)
+            write = _write_parquet if is_parquet_path(output) else _write_rows
             try:
                 with os.fdopen(fd, "wb") as fh:
                     write(fh, scored, ranks, best)
@@ -763,7 +764,6 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
                 raise
     finally:
         ranks.close()
-            write = _write_parquet if is_parquet_path(output) else _write_rows
     return best.frame(scored) if best is not None else None
 
 
@@ -842,12 +842,6 @@ def _write_rows(fh, scored: Scored, ranks: Spill, best: TopK | None) -> None:
             fh.write(format_rows(fields))
 
 
-def _csv_field(text: str) -> str:
-    """``text`` as one CSV field: quoted (``"`` doubled) where it holds ``,``, ``"`` or a
-    line break."""
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
 def is_parquet_path(path: Path) -> bool:
     """Whether an output is written as Parquet: its name ends in .parquet or .pq."""
     return Path(path).suffix.lower() in (".parquet", ".pq")
@@ -890,3 +884,9 @@ def _write_parquet(fh, scored: Scored, ranks: Spill, best: TopK | None) -> None:
             writer.write_table(pa.Table.from_arrays(cols, schema=schema))
 
 
+def _csv_field(text: str) -> str:
+    """``text`` as one CSV field: quoted (``"`` doubled) where it holds ``,``, ``"`` or a
+    line break."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
