@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: What the wheel is built from (everything setup.cfg names).
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "data", "nn_core",
            "features", "propensity")
-COMMANDS = ("propensity-train", "propensity-predict", "propensity-export")
+COMMANDS = ("propensity-train", "propensity-predict", "propensity-export", "propensity-serve")
 
 pytestmark = pytest.mark.slow
 
@@ -121,6 +121,7 @@ def test_train_predict_export_from_an_empty_directory(installed):
     (["propensity-train", "--input", "missing.csv"], 1, "missing.csv: file not found"),
     (["propensity-predict", "--model", "nowhere", "--input", "x.csv"], 1, "nowhere"),
     (["propensity-export", "--model", "nowhere", "--format", "onnx"], 2, "--output"),
+    (["propensity-serve", "--model", "nowhere"], 1, "nowhere"),
 ])
 def test_errors_name_the_installed_command(installed, args, status, names):
     """One line that starts with the command's own name (not train.py), no traceback."""
