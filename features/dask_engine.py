@@ -350,13 +350,12 @@ class DaskLog:
     """An event log read by the Dask engine (lazy Dask DataFrames): ``frame`` (the canonical
     partitions before the shuffle), ``users`` (after it: the canonical event table
     partitioned by user), ``counts`` (one row of report counts per partition), ``report``
-    (``read_events``' report as far as the scan knows it) and the number of partitions."""
+    (``read_events``' report as far as the scan knows it)."""
 
     frame: object
     users: object
     counts: object
     report: dict
-    npartitions: int
 
 
 def read_events(paths, format: str = "canonical", drop_invalid: bool = False,
@@ -390,7 +389,7 @@ def read_events(paths, format: str = "canonical", drop_invalid: bool = False,
         counts = users.map_partitions(_counts, meta=_counts(empty).iloc[:0])
     plan.report["time_range"] = (None if plan.start is None
                                  else [plan.start.isoformat(), plan.end.isoformat()])
-    return DaskLog(frame, users, counts, plan.report, len(parts))
+    return DaskLog(frame, users, counts, plan.report)
 
 
 def finish_report(log: DaskLog, counts: pd.DataFrame) -> dict:
