@@ -50,7 +50,7 @@ from .ensemble import Ensemble
 from .io import ModelFileError, atomic_write
 from .losses import OUTPUTS
 from .network import DTYPES, MAX_HIDDEN_LAYERS, MAX_INPUTS, MAX_PARAMETERS, MAX_WIDTH, MLP
-from .onehot import InputSplit, predict_inputs
+from .onehot import FEW_ROWS, InputSplit, predict_inputs
 from .preprocessing import Preprocessing
 from .validation import check_finite_features
 
@@ -176,10 +176,11 @@ class Predictor:
         ValueError
             Naming row and column of a value the preprocessing cannot take.
         """
-        if self.ensemble.plain and self.preprocessing is not None:
+        if self.ensemble.plain and self.preprocessing is not None and len(frame) > FEW_ROWS:
             # One network: the one-hot blocks' share of its first layer as gathered
             # rows of W_0, without the feature matrix (nn_core/onehot.py); a row it
-            # cannot take goes through the feature matrix and its checks below.
+            # cannot take goes through the feature matrix and its checks below. A few
+            # rows (online scoring) keep the network's own few-row path, which is faster.
             U = self.preprocessing.inputs(frame, first_row)
             p = predict_inputs(self.network, InputSplit(self.preprocessing.columns), U, threads)
             if p is not None:

@@ -32,6 +32,11 @@ import numpy as np
 from . import backends
 from .preprocessing import block_width, features_from_inputs
 
+#: Up to this many rows, ``nn_core.MLP.predict_proba`` scores the feature matrix one row at a
+#: time with no BLAS and no thread limit to set (its few-row path): cheaper than this path's
+#: per-call set-up for online scoring (``Predictor.predict_proba`` keeps it there).
+FEW_ROWS = 16
+
 
 class InputSplit:
     """Dense columns and one-hot blocks of a preprocessing's feature matrix.

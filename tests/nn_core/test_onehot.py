@@ -108,3 +108,36 @@ def test_not_finite_and_out_of_range():
         backends.onehot_matrix(Xd, split.dense, R_bad, 16)
     U[5, 2] = -1.0  # negative in a log1p column: NaN feature, the caller's error path
     assert predict_inputs(m, split, U) is None
+
+
+def test_predictor_takes_the_one_hot_path_beyond_a_few_rows(tmp_path, monkeypatch):
+    """``Predictor.predict_proba`` scores a table through the one-hot path (the same numbers
+    as the network on the feature matrix, to rounding) and a few rows (online scoring)
+    through the network's own few-row path (the same bits)."""
+    import copy
+
+    import pandas as pd
+
+    from nn_core import load_model, modeldir, save_model
+    from nn_core.onehot import FEW_ROWS
+    from nn_core.preprocessing import Preprocessing
+
+    m = MLP(16, (5,), dtype="float64", seed=0)
+    save_model(tmp_path, m, Preprocessing(copy.deepcopy(COLUMNS)))
+    model = load_model(tmp_path)
+    rng = np.random.default_rng(4)
+    n = 40
+    frame = pd.DataFrame({"a": rng.normal(size=n).round(3).astype(str),
+                          "c1": rng.choice(["x", "y", "z", "new"], n),
+                          "b": rng.exponential(size=n).round(3).astype(str),
+                          "c2": rng.choice(["p", "q", ""], n),
+                          "c3": rng.choice(["u", "v"], n)})
+    calls = []
+    real = modeldir.predict_inputs
+    monkeypatch.setattr(modeldir, "predict_inputs", lambda *a: calls.append(1) or real(*a))
+    X = model.features(frame)
+    p = model.predict_proba(frame)
+    assert calls and relative_error(m.predict_proba(X), p) <= TOLERANCES["float64"]
+    few = model.predict_proba(frame.iloc[:FEW_ROWS])
+    assert len(calls) == 1
+    np.testing.assert_array_equal(few, m.predict_proba(X[:FEW_ROWS]))
