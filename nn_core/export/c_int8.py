@@ -65,11 +65,10 @@ def generate_c_int8_full(model: ExportModel, name: str,
     """
     if calibration is None:
         raise ExportError(CALIBRATION_HELP)
-    if model.widths[-1] != 1:
+    if any(mem.params[-1][0].shape[1] != 1 for mem in model.members):
         raise ExportError("c-int8-full: the output layer must have one unit")
     net = calibrate(model, calibration)
     up = name.upper()
-    widths = model.widths
     indicators = [c for c in model.inputs if c.missing_row is not None]
     n_ple = sum(c.n_bins for c in model.encoded)  # every bin is a term (most are 0 or k)
     m = len(model.valued) + n_ple + len(model.categorical) + len(indicators)  # layer 0's terms
@@ -92,20 +91,27 @@ def generate_c_int8_full(model: ExportModel, name: str,
         arrays[arr_name] = values
         bytes_ += values.size * {"float": 4, "int": 4, "unsigned short": 2}.get(ctype, 1)
 
-    for layer, L in enumerate(net.layers):
-        n_out, n_in = L.Qt.shape
-        decls.append(f"/* layer {layer}: int8 weights ({n_out}, {n_in}), each output's row"
-                     " contiguous; int32 bias (zero point folded in); multipliers"
-                     " m 2^-r */\n")
-        table("signed char", f"{name}_Q{layer}", L.Qt)
-        table("int", f"{name}_B{layer}", L.bias, per_line=8)
-        table("int", f"{name}_M{layer}", L.mult, per_line=8)
-        table("unsigned char", f"{name}_N{layer}", L.shift)
-        if L.table is not None:
-            decls.append(f"/* layer {layer}: {model.activation} of each pre-activation code"
-                         " -128..127, as an output code */\n")
-            table("signed char", f"{name}_T{layer}", L.table)
-    if model.output == "sigmoid":
+    # a combined model: member k's tables are NAME_M<k>Q<l>, ... (one network: NAME_Q<l>)
+    tags = [f"M{j}" if model.combined else "" for j in range(len(net.members))]
+    for j, (tag, layers) in enumerate(zip(tags, net.members, strict=True)):
+        for layer, L in enumerate(layers):
+            n_out, n_in = L.Qt.shape
+            decls.append(f"/* {f'member {j} ' if tag else ''}layer {layer}: int8 weights"
+                         f" ({n_out}, {n_in}), each output's row contiguous; int32 bias (zero"
+                         " point folded in); multipliers m 2^-r */\n")
+            table("signed char", f"{name}_{tag}Q{layer}", L.Qt)
+            table("int", f"{name}_{tag}B{layer}", L.bias, per_line=8)
+            table("int", f"{name}_{tag}M{layer}", L.mult, per_line=8)
+            table("unsigned char", f"{name}_{tag}N{layer}", L.shift)
+            if L.table is not None:
+                decls.append(f"/* layer {layer}: {model.members[j].activation} of each"
+                             " pre-activation code -128..127, as an output code */\n")
+                table("signed char", f"{name}_{tag}T{layer}", L.table)
+    if net.calibrated is not None:
+        decls.append("/* round(2^15 q(sigmoid(t / 8))), t = -128..128, q the isotonic"
+                     " calibration */\n")
+        table("unsigned short", f"{name}_CALIBRATED", net.calibrated, per_line=12)
+    elif model.output == "sigmoid":
         decls.append("/* round(2^15 sigmoid(t / 8)), t = 0..128 */\n")
         table("unsigned short", f"{name}_SIGMOID", net.sigmoid, per_line=12)
     if model.valued:
@@ -139,42 +145,62 @@ def generate_c_int8_full(model: ExportModel, name: str,
     for t, c in enumerate(indicators, start=len(model.valued) + n_ple + len(model.categorical)):
         body.append(f"    in_q[{t}] = (signed char)(isnan(x[{c.index}]) ? {net.k} : 0);"
                     f" in_row[{t}] = {c.missing_row}; /* {c.name}: missing indicator */\n")
-    src = "in_q"
-    for layer, L in enumerate(net.layers):
-        n_out, n_in = L.Qt.shape
-        last = layer == len(net.layers) - 1
-        w = f"{name}_Q{layer}" + ("" if last else f" + j * {n_in}")  # output j's weights
-        dot = (f"{name}_dot_rows(in_q, in_row, {m}, {w})" if layer == 0
-               else f"{name}_dot({src}, {w}, {n_in})")
-        if not last:
-            dst = f"a{layer % 2}"
-            tab = f"{name}_T{layer}" if L.table is not None else "0"
-            body.append(f"    /* layer {layer} */\n" + _c_loop(
-                n_out, f"{dst}[j] = {name}_activate({name}_B{layer}[j] + {dot},"
-                       f" {name}_M{layer}[j], {name}_N{layer}[j], {L.zero_out}, {tab});"))
-            src = dst
-        else:
-            body.append(f"    /* layer {layer}: the fixed-point logit */\n"
-                        f"    logit = {name}_requantise({name}_B{layer}[0] + {dot},"
-                        f" {name}_M{layer}[0], {name}_N{layer}[0]);\n")
-    if model.output == "sigmoid":
+    if model.combined:
+        body.append(f"    sum = {net.logit_bias}; /* L = C + sum_k L_k, C = round(c 2^12) */\n")
+    for j, (tag, layers) in enumerate(zip(tags, net.members, strict=True)):
+        if model.combined:
+            body.append(f"    /* member {j}: L_{j}, its logit times w_{j}"
+                        f" ({model.members[j].weight:.6g}"
+                        + (", Platt's a folded in" if (model.calibration or {}).get("kind")
+                           == "platt" else "") + ") in units of 2^-12 */\n")
+        src = "in_q"
+        for layer, L in enumerate(layers):
+            n_out, n_in = L.Qt.shape
+            last = layer == len(layers) - 1
+            w = f"{name}_{tag}Q{layer}" + ("" if last else f" + j * {n_in}")  # output j's row
+            dot = (f"{name}_dot_rows(in_q, in_row, {m}, {w})" if layer == 0
+                   else f"{name}_dot({src}, {w}, {n_in})")
+            acc = (f"{name}_{tag}B{layer}[0] + {dot}, {name}_{tag}M{layer}[0],"
+                   f" {name}_{tag}N{layer}[0]")
+            if not last:
+                dst = f"a{layer % 2}"
+                tab = f"{name}_{tag}T{layer}" if L.table is not None else "0"
+                body.append(f"    /* layer {layer} */\n" + _c_loop(
+                    n_out, f"{dst}[j] = {name}_activate({name}_{tag}B{layer}[j] + {dot},"
+                           f" {name}_{tag}M{layer}[j], {name}_{tag}N{layer}[j], {L.zero_out},"
+                           f" {tab});"))
+                src = dst
+            elif model.combined:
+                body.append(f"    sum += {name}_requantise({acc});\n")
+            else:
+                body.append(f"    /* layer {layer}: the fixed-point logit */\n"
+                            f"    logit = {name}_requantise({acc});\n")
+    if model.combined:
+        body.append(f"    logit = {name}_saturate(sum);\n")
+    if net.calibrated is not None:
+        body.append(f"    return {name}_calibrated(logit, {name}_CALIBRATED);\n")
+    elif model.output == "sigmoid":
         body.append(f"    return {name}_probability(logit, {name}_SIGMOID);\n")
     else:
         body.append(f"    return (float)logit * {c_float(net.output_scale)};"
                     " /* the predicted value */\n")
-    hidden = widths[:-1]
+    # the hidden layers' buffers a0, a1 serve every member in turn
+    hidden = [W.shape[1] for mem in model.members for W, _ in mem.params[:-1]]
+    depth = max(len(mem.params) - 1 for mem in model.members)
     locals_ = [f"signed char in_q[{max(m, 1)}];", f"int in_row[{max(m, 1)}];"]
     if model.imputed:  # the inputs with a NaN replaced by the imputed value
         locals_.append("float " + ", ".join(f"v{c.index}" for c in model.imputed) + ";")
     if hidden:
-        n_buf = min(len(hidden), 2)
+        n_buf = min(depth, 2)
         locals_.append("signed char " + ", ".join(f"a{i}[{max(hidden)}]" for i in range(n_buf))
                        + ";")
     locals_ += ["int logit;"] + (["int j;"] if hidden or model.encoded else [])
+    if model.combined:
+        locals_.append("long long sum;")
     if model.encoded:
         locals_.append("float e;")
-    ram = (5 * max(m, 1) + (min(len(hidden), 2) * max(hidden) if hidden else 0)
-           + 4 * len(model.imputed) + 4 * bool(model.encoded))
+    ram = (5 * max(m, 1) + (min(depth, 2) * max(hidden) if hidden else 0)
+           + 4 * len(model.imputed) + 4 * bool(model.encoded) + 8 * model.combined)
     header = _c_header(model, name, "c-int8-full", ram,
                        "integer only: int8 weights and activations, int32 accumulators")
     code = "".join(body)

@@ -38,9 +38,6 @@ DEFAULT_NAMES = {
     "onnx": "model",
 }
 EXPORT_FORMAT = "purchase-propensity-export"
-#: The formats that export a combined model (several networks, a logit bias or a
-#: calibration; ``nn_core/ensemble.py``); the others refuse it.
-COMBINED_FORMATS = ("c", "c-int8", "python", "python-pure", "onnx")
 GENERATORS = {
     "c": generate_c,
     "c-int8": generate_c_int8,
@@ -68,7 +65,10 @@ QUANTISATION_FULL = (
     "activations (layer 0: scale 1/k, a one-hot feature = k; hidden layers: asymmetric, "
     "ranges from the calibration rows), int32 accumulators and biases, requantisation by "
     "fixed-point multipliers m 2^-r, activations by clamp (ReLU) or a 256-entry table, "
-    "sigmoid by an interpolated table in fixed point (probability in steps of 2^-15)"
+    "sigmoid by an interpolated table in fixed point (probability in steps of 2^-15); a "
+    "combined model: each member's last layer requantised to w_k z_k in steps of 2^-12, "
+    "summed with the bias c in 64 bits (Platt's a, b folded into w_k and c; an isotonic "
+    "calibration composed into the output table)"
 )
 
 
@@ -135,12 +135,6 @@ def export(model: ExportModel, fmt: str, name: str, calibration: np.ndarray | No
         A bad name, or a model the format cannot represent.
     """
     check_name(name)
-    if model.combined and fmt not in COMBINED_FORMATS:
-        raise ExportError(
-            f"--format {fmt} exports a single uncalibrated network; this model combines "
-            f"{len(model.members)} network(s)"
-            + (f" with {model.calibration['kind']} calibration" if model.calibration else "")
-            + f" (formats that export it: {', '.join(COMBINED_FORMATS)})")
     if fmt == "c-int8-full":
         files, sizes = generate_c_int8_full(model, name, calibration)
     else:

@@ -35,7 +35,7 @@ holds the export-time maths and :func:`predict_int8_full`, which the tests hold 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,6 +92,15 @@ class IntegerNetwork:
         Real value of one unit of the output layer's result (``2^-LOGIT_BITS`` for a
         sigmoid output).
     sigmoid : ndarray (SIGMOID_STEPS + 1,) int64, ``round(2^15 sigmoid(t / 8))``
+    others : list of list of Layer
+        A combined model: members 1..K-1 (``layers`` is member 0), each last layer giving
+        ``w_k z_k`` in units of ``2^-LOGIT_BITS`` (Platt's ``a`` folded into ``w_k``).
+    logit_bias : int
+        A combined model: ``round(c 2^LOGIT_BITS)`` (Platt: ``c = a c + b``); the fixed-point
+        logit is ``L = logit_bias + sum_k L_k``.
+    calibrated : ndarray (2 SIGMOID_STEPS + 1,) int64 or None
+        An isotonic calibration ``q``: ``round(2^15 q(sigmoid(t / 8)))``,
+        t = -SIGMOID_STEPS..SIGMOID_STEPS, used instead of ``sigmoid``.
     """
 
     k: int
@@ -100,6 +109,14 @@ class IntegerNetwork:
     layers: list[Layer]
     output_scale: float
     sigmoid: np.ndarray
+    others: list[list[Layer]] = field(default_factory=list)
+    logit_bias: int = 0
+    calibrated: np.ndarray | None = None
+
+    @property
+    def members(self) -> list[list[Layer]]:
+        """Every member's layers, member 0 (``layers``) first."""
+        return [self.layers, *self.others]
 
 
 def fixed_point_multiplier(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,12 +196,71 @@ def calibrate(model: ExportModel, X: np.ndarray) -> IntegerNetwork:
     mean = np.array([c.mean for c in model.valued], dtype=np.float64)
     input_a = (k / std).astype(np.float32)
     input_b = (-k * mean / std).astype(np.float32)
+    if model.combined and model.output != "sigmoid":
+        raise ExportError("c-int8-full: a combined model needs the sigmoid output")
+    weights, bias = _folded_combination(model)
+    members = [_quantise_member(m.params, m.activation, model.output, F, k,
+                                w if model.combined else None)
+               for m, w in zip(model.members, weights, strict=True)]
+    grid = np.arange(SIGMOID_STEPS + 1) / 2.0**SIGMOID_STEP_BITS
+    sigmoid = np.floor(2.0**PROB_BITS / (1 + np.exp(-grid)) + 0.5).astype(np.int64)
+    output_scale = members[0][1]
+    net = IntegerNetwork(k, input_a, input_b, members[0][0], output_scale, sigmoid,
+                         others=[layers for layers, _ in members[1:]])
+    if model.combined:
+        net.logit_bias = int(np.floor(bias * 2.0**LOGIT_BITS + 0.5))
+        if abs(net.logit_bias) >= 2**30:
+            raise ExportError("c-int8-full: the combined logit's bias does not fit the "
+                              "fixed-point logit")
+        if (model.calibration or {}).get("kind") == "isotonic":
+            net.calibrated = _isotonic_table(model.calibration)
+    return net
+
+
+def _folded_combination(model: ExportModel) -> tuple[list[float], float]:
+    """The members' weights and the bias of the logit the output stage takes: ``w_k`` and
+    ``c`` of ``z = c + sum_k w_k z_k``, with a Platt calibration ``sigma(a z + b)`` folded
+    in exactly (``a w_k`` and ``a c + b``: then the output is the plain sigmoid)."""
+    weights = [m.weight for m in model.members]
+    bias = model.logit_bias
+    cal = model.calibration or {}
+    if cal.get("kind") == "platt":
+        weights = [cal["a"] * w for w in weights]
+        bias = cal["a"] * bias + cal["b"]
+    for j, w in enumerate(weights):
+        if w == 0:
+            raise ExportError(f"c-int8-full: member {j} has weight 0 in the combined logit "
+                              "(it cannot be requantised; leave it out of the model)")
+    return weights, bias
+
+
+def _isotonic_table(calibration: dict) -> np.ndarray:
+    """``round(2^15 q(sigma(t / 8)))``, t = -SIGMOID_STEPS..SIGMOID_STEPS, for the isotonic
+    calibration ``q`` (``nn_core/calibration.py: Isotonic``): the sigmoid and the
+    interpolation between the breakpoints composed into one table of the logit."""
+    grid = np.arange(-SIGMOID_STEPS, SIGMOID_STEPS + 1) / 2.0**SIGMOID_STEP_BITS
+    q = np.interp(1 / (1 + np.exp(-grid)), calibration["x"], calibration["y"])
+    return np.floor(q * 2.0**PROB_BITS + 0.5).astype(np.int64)
+
+
+def _quantise_member(params: list, activation: str, output: str, F: np.ndarray, k: int,
+                     weight: float | None) -> tuple[list[Layer], float]:
+    """One network's integer layers, from layer 0's codes (scale ``1 / k``) to its output.
+
+    ``H`` follows the float network on the calibration rows ``F`` (float64) to fix the
+    activation ranges. ``weight``: ``None`` for a single network (its output as the
+    fixed-point logit or the identity's 16 bits); for a member of a combined model its
+    ``w_k``, and the last layer is requantised straight to ``w_k z_k`` in units of
+    ``2^-LOGIT_BITS`` (multiplier ``S_in s |w_k| 2^LOGIT_BITS``; a negative ``w_k`` negates
+    the int8 weights and the bias, which is exact). Returns the layers and the real value
+    of one unit of the output.
+    """
     S_in, Z_in = 1.0 / k, 0
     H = F  # the float network's activations on the calibration rows (float64)
     layers = []
-    act = ACTIVATIONS[model.activation]
-    for layer, (W, b) in enumerate(model.params):
-        last = layer == len(model.params) - 1
+    act = ACTIVATIONS[activation]
+    for layer, (W, b) in enumerate(params):
+        last = layer == len(params) - 1
         Q, s = quantise_int8(W)
         # A unit whose weights the L2 penalty has shrunk to nothing (a dead ReLU unit: 1e-20
         # beside a bias of 1e-2) would need a bias beyond the int32 accumulator at the weight
@@ -206,10 +282,14 @@ def calibrate(model: ExportModel, X: np.ndarray) -> IntegerNetwork:
         # the layer's output (the same but where a table maps one to the other)
         table = None
         if last:
-            S_q = (2.0**-LOGIT_BITS if model.output == "sigmoid"  # identity: 16 bits of range
+            S_q = (2.0**-LOGIT_BITS if output == "sigmoid"  # identity: 16 bits of range
                    else max(float(np.abs(Z).max()), 1e-30) / 2**15)
             Z_q = 0
-        elif model.activation == "relu":
+            if weight is not None:  # w_k z_k = (S_in s |w_k|) (sign(w_k) acc)
+                S_q /= abs(weight)
+                if weight < 0:
+                    Q, bias = -Q, -bias
+        elif activation == "relu":
             H = np.maximum(Z, 0)
             S_q, Z_q = _asymmetric(0.0, float(H.max()))  # Z_q = -128: the clamp is the ReLU
         else:  # requantise to the pre-activation's codes, then a table of f
@@ -224,9 +304,7 @@ def calibrate(model: ExportModel, X: np.ndarray) -> IntegerNetwork:
         layers.append(Layer(Qt=np.ascontiguousarray(Q.T), bias=bias.astype(np.int64), mult=m,
                             shift=r, zero_out=Z_q, table=table))
         S_in, Z_in = S_out, Z_out
-    grid = np.arange(SIGMOID_STEPS + 1) / 2.0**SIGMOID_STEP_BITS
-    sigmoid = np.floor(2.0**PROB_BITS / (1 + np.exp(-grid)) + 0.5).astype(np.int64)
-    return IntegerNetwork(k, input_a, input_b, layers, S_in, sigmoid)
+    return layers, S_in
 
 
 def quantise_inputs(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> np.ndarray:
@@ -268,17 +346,27 @@ def quantise_inputs(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> n
 
 
 def integer_logits(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> np.ndarray:
-    """The output layer's integer result per row (the fixed-point logit), int64 (n,)."""
+    """The fixed-point logit per row, int64 (n,): the output layer's integer result, or for
+    a combined model ``L = logit_bias + sum_k L_k`` summed in 64 bits and saturated to
+    +-SATURATE (each ``L_k`` a member's last layer requantised to ``w_k z_k``)."""
     A = quantise_inputs(model, net, X)
-    for layer in net.layers:
-        acc = A @ layer.Qt.T.astype(np.int64) + layer.bias
-        q = requantise(acc, layer.mult, layer.shift)
-        if layer is net.layers[-1]:
-            return q[:, 0]
+    if not model.combined:
+        return _member_logit(A, net.layers)
+    L = np.full(len(A), net.logit_bias, dtype=np.int64)
+    for layers in net.members:
+        L += _member_logit(A, layers)
+    return np.clip(L, -SATURATE, SATURATE)
+
+
+def _member_logit(A: np.ndarray, layers: list[Layer]) -> np.ndarray:
+    """One network's integer result (n,) from layer 0's codes ``A`` (n, n_features)."""
+    for layer in layers[:-1]:
+        q = requantise(A @ layer.Qt.T.astype(np.int64) + layer.bias, layer.mult, layer.shift)
         A = np.clip(q + layer.zero_out, -128, 127)
         if layer.table is not None:
             A = layer.table.astype(np.int64)[A + 128]
-    raise AssertionError("a network has at least one layer")
+    last = layers[-1]
+    return requantise(A @ last.Qt.T.astype(np.int64) + last.bias, last.mult, last.shift)[:, 0]
 
 
 def sigmoid_q15(net: IntegerNetwork, L: np.ndarray) -> np.ndarray:
@@ -291,6 +379,19 @@ def sigmoid_q15(net: IntegerNetwork, L: np.ndarray) -> np.ndarray:
     hi = net.sigmoid[np.minimum(i + 1, SIGMOID_STEPS)]
     p = lo + (((hi - lo) * f + (1 << (frac_bits - 1))) >> frac_bits)
     return np.where(L >= 0, p, (1 << PROB_BITS) - p)
+
+
+def calibrated_q15(net: IntegerNetwork, L: np.ndarray) -> np.ndarray:
+    """``2^15 q(sigmoid(L 2^-LOGIT_BITS))`` by the isotonic table ``net.calibrated`` over
+    logits -SIGMOID_RANGE..SIGMOID_RANGE (clamped outside), interpolated as the C does."""
+    frac_bits = LOGIT_BITS - SIGMOID_STEP_BITS
+    top = SIGMOID_RANGE << LOGIT_BITS
+    a = np.clip(L, -top, top) + top
+    i = a >> frac_bits
+    f = a & ((1 << frac_bits) - 1)
+    lo = net.calibrated[i]
+    hi = net.calibrated[np.minimum(i + 1, 2 * SIGMOID_STEPS)]
+    return lo + (((hi - lo) * f + (1 << (frac_bits - 1))) >> frac_bits)
 
 
 def predict_int8_full(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> np.ndarray:
@@ -311,7 +412,9 @@ def predict_int8_full(model: ExportModel, net: IntegerNetwork, X: np.ndarray) ->
     """
     invalid = np.isnan(features_from_codes(model, X)).any(axis=1)
     L = integer_logits(model, net, X)
-    if model.output == "sigmoid":
+    if net.calibrated is not None:
+        p = calibrated_q15(net, L) / 2.0**PROB_BITS
+    elif model.output == "sigmoid":
         p = sigmoid_q15(net, L) / 2.0**PROB_BITS
     else:
         p = (L.astype(np.float32) * np.float32(net.output_scale)).astype(np.float64)

@@ -111,3 +111,30 @@ static float NAME_probability(int L, const unsigned short *table)
     return (float)(L >= 0 ? p : NAMEUP_PROB_ONE - p) * (1.0f / (float)NAMEUP_PROB_ONE);
 }
 /* @end probability */
+
+/* @begin saturate */
+/* A combined model's fixed-point logit: the members' requantised logits summed in 64 bits
+   (K of them cannot overflow it), saturated to +-(2^30 - 1) like one requantisation. */
+static int NAME_saturate(long long v)
+{
+    return v > 0x3FFFFFFFLL ? 0x3FFFFFFF : v < -0x3FFFFFFFLL ? -0x3FFFFFFF : (int)v;
+}
+/* @end saturate */
+
+/* @begin calibrated */
+/* q(sigmoid(L 2^-LOGIT_BITS)), q an isotonic calibration, from the table of
+   round(2^15 q(sigmoid(t / 8))), t = -8 * RANGE..8 * RANGE (no symmetry: q has none),
+   interpolated linearly (half up) and clamped beyond the range; p / 2^15 as float. */
+static float NAME_calibrated(int L, const unsigned short *table)
+{
+    const int frac = NAMEUP_LOGIT_BITS - NAMEUP_SIGMOID_STEP_BITS;
+    const int top = NAMEUP_SIGMOID_RANGE << NAMEUP_LOGIT_BITS;
+    const int a = (L >= top ? top : L <= -top ? -top : L) + top;
+    const int i = a >> frac, f = a & ((1 << frac) - 1);
+    const int lo = table[i];
+    const int hi = i < (NAMEUP_SIGMOID_RANGE << (NAMEUP_SIGMOID_STEP_BITS + 1)) ? table[i + 1]
+                                                                               : lo;
+    const int p = lo + (((hi - lo) * f + (1 << (frac - 1))) >> frac);
+    return (float)p * (1.0f / (float)NAMEUP_PROB_ONE);
+}
+/* @end calibrated */

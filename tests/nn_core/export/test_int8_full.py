@@ -193,6 +193,100 @@ def test_every_activation_and_output_c_equals_numpy(tmp_path, hidden, activation
     assert report["format"] == "c-int8-full" and report["ram_bytes"] > 0
 
 
+# --------------------------------------------------------------------------- combined models
+
+
+@pytest.fixture(scope="module")
+def combined(tmp_path_factory):
+    """A combined model on a synthetic table: a ReLU and a tanh network and a logistic
+    regression (``hidden=()``), one weight negative, a bias, Platt calibration."""
+    from features.tabular import Preprocessor
+    from nn_core import MLP, save_model
+    from nn_core.calibration import Platt
+    from nn_core.ensemble import Ensemble
+
+    rng = np.random.default_rng(5)
+    n = 240
+    df = pd.DataFrame({"signed": rng.normal(size=n), "count": rng.poisson(3.0, n).astype(float),
+                       "label": rng.choice(["a", "b", "c"], size=n)})
+    y = (df["signed"] + (df["label"] == "a") + rng.normal(size=n) > 0.5).astype(int).to_numpy()
+    pre = Preprocessor(["signed", "count"], ["label"]).fit(df)
+    F = pre.transform(df)
+    nets = []
+    for seed, hidden, activation in ((0, (5,), "relu"), (1, (4, 3), "tanh"), (2, (), "relu")):
+        m = MLP(F.shape[1], hidden=hidden, activation=activation, seed=seed, backend="numpy")
+        m.fit(F, y, epochs=4, batch_size=32, lr=1e-2)
+        nets.append(m)
+    d = save_model(tmp_path_factory.mktemp("comb") / "m",
+                   Ensemble([(nets[0], 0.6), (nets[1], -0.3), (nets[2], 0.7)], bias=-0.25,
+                            calibration=Platt(1.3, -0.4)), pre)
+    model, _ = ex.load_model_dir(d)
+    return {"dir": d, "df": df, "model": model, "X": ex.encode_table(model, df)}
+
+
+def test_combined_c_equals_numpy_model_and_follows_the_float_model(combined, tmp_path):
+    from nn_core import load_model
+
+    if shutil.which("gcc") is None:
+        pytest.skip(NO_GCC)
+    model, X = combined["model"], combined["X"]
+    files, report = ex.export(model, "c-int8-full", "comb", calibration=X)
+    ex.write_all(tmp_path, files)
+    source = files["comb.c"]
+    for j in range(3):
+        assert f"comb_M{j}Q0[" in source  # member j's own tables
+    assert "comb_M2Q1" not in source  # the logistic regression has one layer
+    body = source.split("sum = ", 1)[1].split("return comb_probability", 1)[0]
+    assert "float" not in body  # integer only from the inputs' codes to the probability
+    p = run_harness(build_harness(tmp_path, "comb"), X)
+    sim = int8.predict_int8_full(model, int8.calibrate(model, X), X.astype(np.float32))
+    assert np.max(np.abs(p - sim)) <= 1e-9
+    ref = load_model(combined["dir"]).predict_proba(combined["df"])
+    assert np.max(np.abs(sim - ref)) <= 0.03
+    assert report["ram_bytes"] > 0
+
+
+def test_platt_is_folded_into_the_member_weights_and_bias(combined):
+    """sigma(a (c + sum_k w_k z_k) + b) quantises to the very integers of the uncalibrated
+    model with weights a w_k and bias a c + b."""
+    import dataclasses
+
+    from nn_core.export.model import Member
+
+    model, X = combined["model"], combined["X"]
+    a, b = model.calibration["a"], model.calibration["b"]
+    folded = dataclasses.replace(
+        model, weight=a * model.weight, calibration=None, logit_bias=a * model.logit_bias + b,
+        others=[Member(m.params, m.activation, a * m.weight) for m in model.others])
+    net, ref = int8.calibrate(model, X), int8.calibrate(folded, X)
+    assert net.logit_bias == ref.logit_bias == round((a * -0.25 + b) * 2**int8.LOGIT_BITS)
+    for layers, ref_layers in zip(net.members, ref.members, strict=True):
+        for L, R in zip(layers, ref_layers, strict=True):
+            for field in ("Qt", "bias", "mult", "shift"):
+                np.testing.assert_array_equal(getattr(L, field), getattr(R, field))
+    last = net.members[1][-1]  # w_1 < 0: its int8 weights and bias are negated
+    plain = int8.calibrate(dataclasses.replace(folded, weight=1.0, others=[], logit_bias=0.0,
+                                               params=model.others[0].params), X)
+    np.testing.assert_array_equal(last.Qt, -plain.layers[-1].Qt)
+
+
+def test_isotonic_table_tracks_the_calibrated_sigmoid(combined):
+    """The output table of an isotonic calibration q: q(sigmoid(L 2^-12)) within the
+    sigmoid table's error times q's steepest slope, plus the rounding."""
+    import dataclasses
+
+    model = combined["model"]
+    cal = {"kind": "isotonic", "x": [0.0, 0.2, 0.5, 0.9, 1.0], "y": [0.0, 0.05, 0.3, 0.8, 1.0]}
+    net = int8.calibrate(dataclasses.replace(model, calibration=cal), combined["X"])
+    L = np.arange(-20 << int8.LOGIT_BITS, 20 << int8.LOGIT_BITS, 37)
+    q = int8.calibrated_q15(net, L) / 2.0**int8.PROB_BITS
+    exact = np.interp(1 / (1 + np.exp(-L / 2.0**int8.LOGIT_BITS)), cal["x"], cal["y"])
+    slope = np.max(np.diff(cal["y"]) / np.diff(cal["x"]))
+    # a kink of q at a breakpoint bends the table's chord by at most slope * sigma' * step / 4
+    assert np.max(np.abs(q - exact)) <= slope * (2.5e-4 + 0.25 / 32) + 2**-15
+    assert np.all(np.diff(q) >= 0)  # monotone: the ranking is kept up to ties
+
+
 # --------------------------------------------------------------------------- CLI
 
 
