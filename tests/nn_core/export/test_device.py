@@ -93,3 +93,33 @@ def test_cortex_m3_integer_int8_auc_size_and_instructions(uci):
     assert abs(auc8 - auc32) <= 0.002, (auc32, auc8)
     assert size8["flash"] < size32["flash"] and size8["ram"] < size32["ram"]
     assert ins8 < ins32 / 2, (ins32, ins8)
+
+
+def test_combined_integer_int8_on_the_device_equals_its_model(uci):
+    """A combined model in c-int8-full on the Cortex-M3: the UCI network and a logistic
+    regression (``hidden=()``), weights and a bias, Platt calibration; the device gives its
+    NumPy model's numbers as for one network."""
+    from nn_core import MLP, load_model, save_model
+    from nn_core.calibration import Platt
+    from nn_core.ensemble import Ensemble
+
+    predictor = load_model(uci["dir"])
+    train = uci["df"].iloc[uci["train"]]
+    F = predictor.features(train)
+    lr = MLP(F.shape[1], hidden=(), seed=1)
+    lr.fit(F, train["Revenue"].to_numpy(), epochs=1, batch_size=64, lr=3e-3)
+    d = save_model(uci["root"] / "combined_model",
+                   Ensemble([(predictor.network, 0.7), (lr, 0.5)], bias=-0.2,
+                            calibration=Platt(1.2, 0.1)), predictor.preprocessing)
+    model, _ = ex.load_model_dir(d)
+    rows = uci["test"][:N_VECTORS]
+    ref = load_model(d).predict_proba(uci["df"].iloc[rows])
+    files, _ = ex.export(model, "c-int8-full", "comb", calibration=uci["X"][uci["train"]],
+                         vectors=(uci["X"][rows], ref))
+    out = uci["root"] / "combined_m3"
+    ex.write_all(out, files)
+    result = run(build(out, "comb", "cortex-m3")["harness"], "cortex-m3")
+    expected = c_arrays(files["comb_vectors.h"])["comb_VEXP"]
+    assert np.mean(result.p == expected) >= 0.98  # as above: libm's log1pf may move a code
+    assert np.max(np.abs(result.p - expected)) <= 0.02
+    assert np.max(np.abs(result.p - ref)) <= 0.05
