@@ -5,7 +5,9 @@ The scheme and its NumPy model are in :mod:`nn_core.export.int8`; the runtime fu
 clamp and table, the fixed-point sigmoid) are the template ``templates/int8.c``. This module
 emits only data and the calls: the int8 weight tables (each output's weights contiguous),
 the int32 biases, the multipliers and shifts, the activation and sigmoid tables, the
-layer-0 input quantisation of each raw input, and one loop per layer.
+layer-0 input quantisation of each raw input, and one loop per layer. A combined model has
+each member's tables (``NAME_M<k>Q<l>``, ...) and loops in turn, ``sum += `` its requantised
+logit, then ``saturate`` and the output table.
 """
 
 from __future__ import annotations

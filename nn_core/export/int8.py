@@ -26,6 +26,12 @@ fixed-point probability (TensorFlow Lite's "full integer" scheme, with a fixed-p
   ``[0, SIGMOID_RANGE]`` interpolated linearly, and ``1 - sigmoid(-x)`` for negative ``x``:
   the probability is ``P / 2^15``, one conversion at the very end. An identity output
   returns ``L`` times its scale.
+- **Combined models** (``nn_core/ensemble.py``): each member is quantised on its own from
+  the same layer-0 codes; its last layer requantises to ``w_k z_k`` in the logit's units
+  (multiplier ``|w_k| S_in s 2^LOGIT_BITS``, a negative ``w_k`` negating its int8 weights
+  and bias) and ``L = round(c 2^LOGIT_BITS) + sum_k L_k`` is summed in 64 bits and
+  saturated. Platt's ``sigma(a z + b)`` is folded in (``a w_k``, ``a c + b``); an isotonic
+  ``q`` is composed into a table of ``2^15 q(sigmoid(t / 8))`` over both signs of ``t``.
 
 Rounding is half up (toward +infinity) in every integer step; the float-to-int8 rounding
 of the inputs is half away from zero. The C runtime is ``templates/int8.c``; this module
