@@ -32,9 +32,17 @@ Pipeline
 
 With these, features equal the pandas engine's bit for bit and the scores agree within
 1e-6 (the network scores each partition as one batch: float32 sums in another order; at
-most 1.5e-7 apart on 10 M events); tests/features/test_dask_engine.py. Not done here:
-several files holding copies of the same event are concatenated (``read_events`` drops
-the copies); the engine says so in the report (``n_overlap_dropped`` is null).
+most 1.5e-7 apart on 10 M events); tests/features/test_dask_engine.py.
+
+Several files are one log as in ``read_events``: the copies of an event found in several
+files are dropped after the shuffle (all copies have the event's user), per partition by
+``events._union``'s rule (``_drop_overlap``); the core range is then found from the
+de-duplicated partitions (a pass of its own), so such a log costs the shuffle three times
+(core range, global statistics, features) instead of once.
+
+``write_parquet_parts`` writes the scores as a directory of Parquet part files, one per
+partition, each written by a worker; only (user, probability) comes to the client, for
+the global ranks.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -188,12 +196,17 @@ def _scan(part: Part, fmt: str) -> dict:
     df = df[~bad]
     ids = {c: _id_is_int(df[c]) for c in _ID_COLUMNS
            if c in df.columns and len(df)}
-    t = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
-    hours = pd.DataFrame({"h": t // E._NS_PER_H, "t": t}).groupby("h")["t"].agg(
-        ["count", "min", "max"])
     return {"n_rows": len(raw), "header": header, "n_invalid": len(rows),
             "by_reason": by_reason, "examples": examples, "ids": ids,
-            "columns": list(df.columns), "hours": hours}
+            "columns": list(df.columns), "hours": _hours(df)}
+
+
+def _hours(df: pd.DataFrame) -> pd.DataFrame:
+    """The hour histogram of a partition's timestamps: per hour number ``t // 1 h`` the
+    count, first and last time (int64 ns), as ``core_range`` takes it."""
+    t = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    return pd.DataFrame({"h": t // E._NS_PER_H, "t": t}).groupby("h")["t"].agg(
+        ["count", "min", "max"])
 
 
 def core_range(hours: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -230,12 +243,14 @@ def core_range(hours: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 @dataclass
 class _Plan:
-    """What the scan decided: ids as int64 or text, the core range, the report so far."""
+    """What the scan decided: ids as int64 or text, the core range, the report so far;
+    ``overlap``: several files, whose copies of an event are dropped (``_drop_overlap``)."""
 
     ids_int: dict[str, bool]
     start: pd.Timestamp | None
     end: pd.Timestamp | None
     report: dict
+    overlap: bool = False
 
 
 def _plan(parts: list[Part], scans: list[dict], paths: Sequence[Path], fmt: str,
@@ -286,12 +301,16 @@ def _plan(parts: list[Part], scans: list[dict], paths: Sequence[Path], fmt: str,
                   "n_overlap_dropped": None}
     ids_int = {c: all(s["ids"].get(c, True) for s in scans) for c in _ID_COLUMNS
                if c in columns}
-    hours = pd.concat([s["hours"] for s in scans])
-    start = end = None
-    if len(hours):
-        hours = hours.groupby(level=0).agg({"count": "sum", "min": "min", "max": "max"})
-        start, end = core_range(hours)
-    return _Plan(ids_int, start, end, report)
+    start, end = _time_range([s["hours"] for s in scans])
+    return _Plan(ids_int, start, end, report, overlap=len(files) > 1)
+
+
+def _time_range(hours: list[pd.DataFrame]) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """The core range of the partitions' hour histograms together ((None, None): no event)."""
+    table = pd.concat(hours)
+    if not len(table):
+        return None, None
+    return core_range(table.groupby(level=0).agg({"count": "sum", "min": "min", "max": "max"}))
 
 
 # --------------------------------------------------------------------------- canonical log
@@ -300,10 +319,13 @@ def _plan(parts: list[Part], scans: list[dict], paths: Sequence[Path], fmt: str,
 def _canonical(part: Part, fmt: str, plan: _Plan) -> pd.DataFrame:
     """Pass 2 over one partition: its valid events in canonical columns (ids as the plan
     says), with ``_order`` (file, row: the log's row order), ``_raw`` (a hash of the file
-    number and the raw row: equal rows of one file) and ``_outside`` (outside the core
-    range)."""
+    number and the raw row: equal rows of one file), ``_outside`` (outside the core range;
+    none while ``plan.start`` is None) and, for several files, ``_event`` (a hash of the
+    canonical values before the ids are converted: what ``events._union`` compares)."""
     raw, _, _, df, bad = _validated(part, fmt)
     raw, df = raw[~bad], df[~bad]
+    # A 64-bit collision would count two different events as copies of one.
+    event = pd.util.hash_pandas_object(df, index=False).to_numpy() if plan.overlap else None
     for c, as_int in plan.ids_int.items():
         s = df[c]
         if as_int:
@@ -321,16 +343,43 @@ def _canonical(part: Part, fmt: str, plan: _Plan) -> pd.DataFrame:
     t = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
     df["_outside"] = (t < plan.start.value) | (t >= plan.end.value) if plan.start is not None \
         else np.zeros(len(df), dtype=bool)
+    if event is not None:
+        df["_event"] = event
     return df.reset_index(drop=True)
+
+
+def _drop_overlap(df: pd.DataFrame) -> pd.DataFrame:
+    """``events._union`` on one partition shuffled by user (every copy of an event has its
+    user, so the rule is exact here): in the log's row order, the k-th copy of an event in
+    its file and the k-th in another file are one event, the first kept (an event stays as
+    often as in the file holding it most often). ``attrs``: the duplicate rows (counted
+    before, as each file's) and the copies dropped."""
+    df = df.sort_values("_order", kind="stable")
+    n_dup = int(df["_raw"].duplicated().sum())
+    event = df["_event"].to_numpy()
+    copy = pd.Series(event).groupby([df["_order"].to_numpy() >> 40, event],
+                                    sort=False).cumcount().to_numpy()
+    overlap = pd.DataFrame({"event": event, "copy": copy}).duplicated().to_numpy()
+    df = df[~overlap].drop(columns="_event")
+    df.attrs = {"n_duplicate_rows": n_dup, "n_overlap_dropped": int(overlap.sum())}
+    return df
+
+
+def _mark_outside(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """``_outside`` of a de-duplicated partition, from the core range of the whole union."""
+    t = df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")
+    return df.assign(_outside=(t < start.value) | (t >= end.value))
 
 
 def _by_user(df: pd.DataFrame, derive: bool, session_gap) -> pd.DataFrame:
     """One shuffled partition (every event of its users) as ``read_events`` leaves the
     log: sorted by (user, time, position), out-of-range events dropped, sessions derived;
     ``attrs``: its duplicate rows and out-of-range events."""
+    given = dict(df.attrs)  # from _drop_overlap, with several files
     df = df.sort_values("_order", kind="stable").sort_values(["user_id", "timestamp"],
                                                              kind="stable")
-    n_dup = int(df["_raw"].duplicated().sum())
+    n_dup = (given["n_duplicate_rows"] if "n_duplicate_rows" in given
+             else int(df["_raw"].duplicated().sum()))
     outside = df["_outside"].to_numpy()
     far = np.sort(df["timestamp"].to_numpy(dtype="datetime64[ns]").view("int64")[outside])
     df = df[~outside].drop(columns=["_order", "_raw", "_outside"]).reset_index(drop=True)
@@ -341,8 +390,33 @@ def _by_user(df: pd.DataFrame, derive: bool, session_gap) -> pd.DataFrame:
     cols = ["user_id", "timestamp", "event_type", "session_id", "item_id", "category", "price"]
     df = df[[c for c in cols if c in df.columns]]
     df.attrs = {"n_duplicate_rows": n_dup, "n_out_of_range": int(outside.sum()),
-                "out_of_range": far[:5].tolist(), "sessions_derived": derive}
+                "out_of_range": far[:5].tolist(), "sessions_derived": derive,
+                "n_overlap_dropped": given.get("n_overlap_dropped", 0)}
     return df
+
+
+def _union(parts: list[Part], fmt: str, plan: _Plan, empty: pd.DataFrame):
+    """Several files' canonical partitions as one log (``events._union``), shuffled by user:
+    the copies of an event dropped per partition (``_drop_overlap``), then the core range
+    of what is left found (a pass of its own: ``plan.start``, ``plan.end`` and the report's
+    ``time_range`` are set) and ``_outside`` marked. Returns (frame, users): the same
+    partitions, by user, each computed from the files again when used (the global
+    statistics and the features each run the shuffle once more)."""
+    import dask
+    import dask.dataframe as dd
+
+    read = replace(plan, start=None, end=None)  # _outside: after the union
+    canonical = dd.from_map(_canonical, parts, fmt=fmt, plan=read,
+                            meta=empty.assign(_event=np.uint64(0)), enforce_metadata=False)
+    union = canonical.shuffle("user_id", npartitions=len(parts)).map_partitions(
+        _drop_overlap, meta=empty, enforce_metadata=False)  # an empty part keeps attrs
+    hours = dask.compute(*[dask.delayed(_hours)(d) for d in union.to_delayed()])
+    plan.start, plan.end = _time_range(list(hours))
+    if plan.start is None:
+        return union, union
+    frame = union.map_partitions(_mark_outside, plan.start, plan.end, meta=empty,
+                                 enforce_metadata=False)
+    return frame, frame
 
 
 @dataclass
@@ -379,13 +453,22 @@ def read_events(paths, format: str = "canonical", drop_invalid: bool = False,
     plan = _plan(parts, list(scans), paths, format, drop_invalid)
     first = parts[0] if parts[0].row_groups is None else Part(0, parts[0].path, (), 0, 0)
     empty = _canonical(first, format, plan).iloc[:0]  # Dask's meta (a Parquet file's schema)
+    if plan.overlap:
+        empty = empty.drop(columns="_event")
     derive = "session_id" not in plan.ids_int
     # Text ids stay Python strings (object), as in the pandas engine, not pyarrow strings.
     with dask.config.set({"dataframe.convert-string": False}):
-        frame = dd.from_map(_canonical, parts, fmt=format, plan=plan, meta=empty,
-                            enforce_metadata=False)
-        users = frame.shuffle("user_id", npartitions=len(parts)).map_partitions(
-            _by_user, derive, session_gap, meta=_by_user(empty, derive, session_gap))
+        if not plan.overlap:
+            frame = dd.from_map(_canonical, parts, fmt=format, plan=plan, meta=empty,
+                                enforce_metadata=False)
+            users = frame.shuffle("user_id", npartitions=len(parts))
+        else:  # the copies are dropped after the shuffle; the range is the union's
+            frame, users = _union(parts, format, plan, empty)
+        # enforce_metadata would replace an empty result (all out of range) by the meta,
+        # losing its counts (attrs)
+        users = users.map_partitions(_by_user, derive, session_gap,
+                                     meta=_by_user(empty, derive, session_gap),
+                                     enforce_metadata=False)
         counts = users.map_partitions(_counts, meta=_counts(empty).iloc[:0])
     plan.report["time_range"] = (None if plan.start is None
                                  else [plan.start.isoformat(), plan.end.isoformat()])
@@ -398,7 +481,7 @@ def finish_report(log: DaskLog, counts: pd.DataFrame) -> dict:
                                                                    "time_range")}
     report["n_duplicate_rows"] = int(counts["n_duplicate_rows"].sum())
     if "files" in report:  # in the order of read_events' report of several files
-        report["n_overlap_dropped"] = None
+        report["n_overlap_dropped"] = int(counts["n_overlap_dropped"].sum())
     examples = sorted(t for ex in counts["out_of_range_examples"] for t in ex)[:5]
     report["time_range"] = log.report["time_range"]
     report["n_out_of_range"] = int(counts["n_out_of_range"].sum())
@@ -414,6 +497,7 @@ def _counts(df: pd.DataFrame) -> pd.DataFrame:
     """One partition's contribution to the report (one row)."""
     return pd.DataFrame({"n_events": [len(df)], "n_users": [df["user_id"].nunique()],
                          "n_duplicate_rows": [df.attrs.get("n_duplicate_rows", 0)],
+                         "n_overlap_dropped": [df.attrs.get("n_overlap_dropped", 0)],
                          "n_out_of_range": [df.attrs.get("n_out_of_range", 0)],
                          "out_of_range_examples": [df.attrs.get("out_of_range", [])],
                          "sessions_derived": [df.attrs.get("sessions_derived", True)]})
@@ -444,7 +528,9 @@ def global_stats(log: DaskLog, cutoffs: list[pd.Timestamp]):
     reduced = dask.delayed(_combine)([dask.delayed(_stats)(d, cutoffs)
                                       for d in log.frame.to_delayed()])
     reduced = dask.persist(reduced)[0]
-    wait(futures_of(reduced))  # done before the shuffle's graph wants the same partitions
+    futures = futures_of(reduced)  # none on a local scheduler (tests: "sync")
+    if futures:
+        wait(futures)  # done before the shuffle's graph wants the same partitions
     return reduced
 
 
@@ -536,3 +622,98 @@ def score(paths, model, cutoff=None, format: str = "canonical", threads: int | N
     parts = log.users.map_partitions(_score, T, stats, model, threads, meta=meta)
     scores, counts = dask.compute(parts, log.counts)
     return scores["propensity"].sort_index(kind="stable"), T, finish_report(log, counts)
+
+
+def write_parquet_parts(paths, model, output, cutoff=None, format: str = "canonical",
+                        threads: int | None = None, threshold: float | None = None
+                        ) -> tuple[pd.Series, np.ndarray, pd.Timestamp, dict]:
+    """``score``, written as a new directory ``output`` of Parquet part files
+    (``part.00000.parquet``, ...; one per partition, written by the worker holding it):
+    the columns of ``predict.py --output x.parquet`` (user_id as text, propensity float64,
+    rank and decile int64, label int8 where ``threshold`` is given).
+
+    The ranks are global and those of the one-file output (1 = highest score, ties in
+    user_id order): the scored partitions stay in the cluster (persisted), only (user,
+    probability) comes to the client, which ranks them (``features.ranking.score_keys``,
+    a stable sort) and sends each partition its ranks with the task that writes it. The
+    parts go to a temporary directory beside ``output`` (``.NAME.XXXXXXXX``; the workers
+    must see the same file system) renamed to ``output`` at the end; it is removed on
+    failure. Nothing is written when no user was scored.
+
+    Returns
+    -------
+    (scores, rank, cutoff, report): ``propensity`` indexed by user_id and each user's rank,
+    in the order of the parts; the cutoff scored at; the log's report.
+
+    Raises
+    ------
+    FileExistsError
+        If ``output`` exists (a partitioned output never replaces anything).
+    """
+    import shutil
+    import tempfile
+
+    import dask
+
+    from nn_core.io import umask
+
+    from .ranking import score_keys
+
+    output = Path(output)
+    log = read_events(paths, format=format)
+    if cutoff is None:
+        if log.report["time_range"] is None:
+            raise ValueError(f"{log.report['path']}: no valid events")
+        cutoff = log.report["time_range"][1]
+    T = E._utc(cutoff)
+    stats = global_stats(log, [T])
+    meta = pd.DataFrame({"propensity": pd.Series(dtype="float64")},
+                        index=pd.Index(log.users._meta["user_id"].iloc[:0], name="user_id"))
+    scored = log.users.map_partitions(_score, T, stats, model, threads, meta=meta)
+    scored, counts = dask.persist(scored, log.counts)  # one pass; the scores stay there
+    parts = scored.to_delayed()
+    gathered = dask.compute(*parts)
+    report = finish_report(log, counts.compute())
+    sizes = [len(g) for g in gathered]
+    scores = pd.concat(gathered)["propensity"]
+    n = len(scores)
+    rank = np.empty(n, dtype=np.int64)
+    # positions in user_id order (the one-file output's row order, whose ties it keeps)
+    by_user = pd.Series(np.arange(n), index=scores.index).sort_index(kind="stable").to_numpy()
+    rank[by_user[np.argsort(score_keys(scores.to_numpy()[by_user]), kind="stable")]] = \
+        np.arange(1, n + 1)
+    if n == 0:
+        return scores, rank, T, report
+    if output.exists():
+        raise FileExistsError(f"{output}: exists; a partitioned output is a new directory")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        ends = np.cumsum([0, *sizes])
+        dask.compute(*[dask.delayed(_write_part)(part, rank[ends[i]:ends[i + 1]], n, threshold,
+                                                 str(tmp / f"part.{i:05d}.parquet"))
+                       for i, part in enumerate(parts)])
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp's directory is private; scores are not
+        if output.exists():  # made while the parts were written
+            raise FileExistsError(f"{output}: exists; a partitioned output is a new directory")
+        os.rename(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return scores, rank, T, report
+
+
+def _write_part(df: pd.DataFrame, rank: np.ndarray, n: int, threshold: float | None,
+                path: str) -> int:
+    """One partition's rows of the output (on a worker): user_id (as the text the one-file
+    output writes), propensity, rank, decile ``floor(10 (rank - 1) / n) + 1``, label."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = df["propensity"].to_numpy(dtype=np.float64)
+    columns = {"user_id": pa.array([str(i) for i in df.index], type=pa.large_string()),
+               "propensity": pa.array(p), "rank": pa.array(rank),
+               "decile": pa.array((rank - 1) * 10 // n + 1)}
+    if threshold is not None:  # on the full-precision score
+        columns["label"] = pa.array((p >= threshold).astype(np.int8))
+    pq.write_table(pa.table(columns), path)
+    return len(p)

@@ -489,6 +489,42 @@ def _score_events_dask(path, model: Predictor, cutoff, fmt: str, threads: int | 
     return scored
 
 
+def write_events_parts(path, model: Predictor, output: Path, cutoff: str | None = None,
+                       format: str | None = None, threads: int | None = None,
+                       scheduler: str | None = None, threshold: float | None = None,
+                       top: int | None = None) -> tuple[int, str, pd.DataFrame | None]:
+    """Score an event log with the Dask engine into a new directory ``output`` of Parquet
+    part files, one per partition, written by the workers
+    (``features.dask_engine.write_parquet_parts``): the columns and ranks of
+    :func:`write_output`'s Parquet file, split by partition (``pandas.read_parquet(output)``
+    reads them back, in partition order). Nothing is written when no user was scored.
+
+    Returns
+    -------
+    (n, what, top): the users scored, what was scored (for messages), and the rows of rank
+    <= ``top`` by rank (as :func:`write_output` returns them; ``None`` without ``top``).
+    """
+    from . import dask_engine
+
+    fmt = format or model.preprocessing.source.get("format", "canonical")
+    with dask_engine.connect(scheduler):
+        p, rank, T, _ = dask_engine.write_parquet_parts(path, model, output, cutoff, fmt,
+                                                        threads, threshold)
+    names = ", ".join(map(str, [path] if isinstance(path, str | os.PathLike) else path))
+    what = (f"{len(p)} users of {names} at "
+            f"{cutoff if cutoff is not None else T.isoformat()}")
+    if top is None or not len(p):
+        return len(p), what, None
+    take = np.flatnonzero(rank <= top)
+    take = take[np.argsort(rank[take])]
+    q, r = p.to_numpy()[take], rank[take]
+    table = {"user_id": [str(i) for i in p.index[take]], "propensity": q, "rank": r,
+             "decile": (r - 1) * 10 // len(p) + 1}
+    if threshold is not None:
+        table["label"] = (q >= threshold).astype(np.int64)
+    return len(p), what, pd.DataFrame(table)
+
+
 def rank_and_decile(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rank 1 = highest propensity (ties in file order); decile ``floor(10 (rank-1) / n) + 1``."""
     n = len(p)

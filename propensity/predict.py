@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scheduler", metavar="ADDRESS", help="with --engine dask: the "
                     "scheduler of an existing cluster, e.g. tcp://host:8786 (default: a "
                     "local cluster of 2 workers)")
+    ap.add_argument("--partitioned", action="store_true", help="with --engine dask: "
+                    "--output DIR is a new directory of Parquet part files "
+                    "(DIR/part.NNNNN.parquet, one per partition, written by the workers)")
     ap.add_argument("--on-invalid", choices=ON_INVALID, default="error",
                     help="a bad cell: stop with an error; skip its row (listed in "
                     "--rejected); or impute a missing one (models trained with it)")
@@ -372,6 +375,41 @@ def check_engine(args: argparse.Namespace) -> None:
         raise UsageError(str(exc)) from None
 
 
+def check_partitioned(args: argparse.Namespace) -> None:
+    """``--partitioned`` needs ``--engine dask`` and an ``--output DIR`` naming nothing that
+    exists: a partitioned output never replaces a file or directory (UsageError)."""
+    if not args.partitioned:
+        return
+    if args.engine != "dask":
+        raise UsageError("--partitioned only applies to --engine dask (the pandas engine "
+                         "writes one file)")
+    if args.output is None:
+        raise UsageError("--partitioned writes a directory: give --output DIR")
+    if os.path.lexists(args.output):
+        raise UsageError(f"--output {args.output}: exists; --partitioned writes a new "
+                         "directory and never replaces one (remove it or choose another name)")
+
+
+def run_partitioned(args: argparse.Namespace, model, threshold: float | None) -> None:
+    """``--engine dask --partitioned``: score ``--events`` into the directory ``--output``
+    (``features.scoring.write_events_parts``); the messages of ``run``."""
+    from features import scoring
+
+    n, what, top = scoring.write_events_parts(args.events, model, args.output, args.cutoff,
+                                              args.events_format, args.threads,
+                                              args.scheduler, threshold, args.top)
+    if n == 0:
+        raise UsageError(f"{', '.join(map(str, args.events))}: no user has events before "
+                         f"{args.cutoff or 'the end of the log'}")
+    if args.cutoff is None:
+        print(f"{program_name('predict')}: no --cutoff: scoring {what} (the log's end)",
+              file=sys.stderr)
+    if top is not None:
+        print(f"top {min(args.top, n)} of {what}:")
+        print(top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {n} scores to {args.output}/ (Parquet parts)", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> None:
     from features import scoring
     from nn_core import load_model
@@ -386,6 +424,7 @@ def run(args: argparse.Namespace) -> None:
         from features.events import expand_paths
 
         args.events = expand_paths(args.events)
+    check_partitioned(args)
     for source in [args.input] if args.input is not None else args.events:
         check_output(args.output, source, args.model)
     rejected = args.rejected = rejected_path(args)  # resolved: _run_main names it too
@@ -436,6 +475,8 @@ def run(args: argparse.Namespace) -> None:
         if kind != "events":
             raise UsageError(f"{args.model} was trained on a session table; use --input, "
                              "not --events")
+        if args.partitioned:
+            return run_partitioned(args, model, threshold)
         scored = scoring.score_events(args.events, model, args.cutoff, args.events_format,
                                       args.threads, observe, explainer, engine=args.engine,
                                       scheduler=args.scheduler)
