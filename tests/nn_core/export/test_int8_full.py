@@ -215,7 +215,7 @@ def combined(tmp_path_factory):
     nets = []
     for seed, hidden, activation in ((0, (5,), "relu"), (1, (4, 3), "tanh"), (2, (), "relu")):
         m = MLP(F.shape[1], hidden=hidden, activation=activation, seed=seed, backend="numpy")
-        m.fit(F, y, epochs=4, batch_size=32, lr=1e-2)
+        m.fit(F, y, epochs=2, batch_size=60, lr=2e-2)
         nets.append(m)
     d = save_model(tmp_path_factory.mktemp("comb") / "m",
                    Ensemble([(nets[0], 0.6), (nets[1], -0.3), (nets[2], 0.7)], bias=-0.25,
@@ -268,6 +268,13 @@ def test_platt_is_folded_into_the_member_weights_and_bias(combined):
     plain = int8.calibrate(dataclasses.replace(folded, weight=1.0, others=[], logit_bias=0.0,
                                                params=model.others[0].params), X)
     np.testing.assert_array_equal(last.Qt, -plain.layers[-1].Qt)
+
+
+def test_a_member_of_weight_zero_is_refused(combined):
+    import dataclasses
+
+    with pytest.raises(ex.ExportError, match="member 0 has weight 0"):
+        int8.calibrate(dataclasses.replace(combined["model"], weight=0.0), combined["X"])
 
 
 def test_isotonic_table_tracks_the_calibrated_sigmoid(combined):
