@@ -62,7 +62,11 @@ pyarrow (the same checks and messages; the row is the Parquet row index + 1), an
 ``--output`` so named is written as Parquet (the same columns; ``propensity`` the float64
 score). ``--engine dask`` (``--events`` only) reads the log, computes the features and scores
 on a Dask cluster (``features.dask_engine``; a local one of 2 workers, or ``--scheduler
-ADDRESS``): the same users and scores within 1e-6; no drift check.
+ADDRESS``): the same users and scores within 1e-6; no drift check. With ``--partitioned``,
+``--output DIR`` is a new directory of Parquet part files ``DIR/part.NNNNN.parquet``, one
+per partition, written by the workers (the one-file Parquet output's columns and global
+ranks; ``pandas.read_parquet(DIR)`` reads them back); it never replaces an existing path
+(exit status 2), and is written to a temporary directory beside it renamed at the end.
 
 Input drift: with a model directory that has ``drift_reference.json`` (train.py writes it),
 every input is compared with the training rows: the population stability index (PSI) of each
