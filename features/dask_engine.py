@@ -398,8 +398,8 @@ def _by_user(df: pd.DataFrame, derive: bool, session_gap) -> pd.DataFrame:
 def _union(parts: list[Part], fmt: str, plan: _Plan, empty: pd.DataFrame):
     """Several files' canonical partitions as one log (``events._union``), shuffled by user:
     the copies of an event dropped per partition (``_drop_overlap``), then the core range
-    of what is left found (a pass of its own: ``plan.start``, ``plan.end`` and the report's
-    ``time_range`` are set) and ``_outside`` marked. Returns (frame, users): the same
+    of what is left found (a pass of its own, setting ``plan.start`` and ``plan.end``) and
+    ``_outside`` marked. Returns (frame, users): the same
     partitions, by user, each computed from the files again when used (the global
     statistics and the features each run the shuffle once more)."""
     import dask
@@ -422,7 +422,8 @@ def _union(parts: list[Part], fmt: str, plan: _Plan, empty: pd.DataFrame):
 @dataclass
 class DaskLog:
     """An event log read by the Dask engine (lazy Dask DataFrames): ``frame`` (the canonical
-    partitions before the shuffle), ``users`` (after it: the canonical event table
+    partitions before the shuffle; with several files, after it and ``_drop_overlap``),
+    ``users`` (after it: the canonical event table
     partitioned by user), ``counts`` (one row of report counts per partition), ``report``
     (``read_events``' report as far as the scan knows it)."""
 
@@ -436,9 +437,11 @@ def read_events(paths, format: str = "canonical", drop_invalid: bool = False,
                 session_gap=E.SESSION_GAP, rows: int | None = None) -> DaskLog:
     """``events.read_events`` on the current Dask client: the same validation (and its
     messages), ids, core time range (out-of-range events dropped), sort order and
-    sessions, with the log partitioned by user. Computes pass 1 (the scan) only; the
-    canonical partitions and the report's counts (``finish_report``) stay lazy, computed
-    with the features (after the pass of ``global_stats``)."""
+    sessions, with the log partitioned by user; several files as one log, the copies of an
+    event across files dropped (``_union``). Computes pass 1 (the scan) only, and with
+    several files the union's core range (a shuffle); the canonical partitions and the
+    report's counts (``finish_report``) stay lazy, computed with the features (after the
+    pass of ``global_stats``)."""
     import dask
     import dask.dataframe as dd
 
