@@ -17,8 +17,9 @@ An ASGI app (Starlette on uvicorn: ``pip install .[serve]``) with
   (default: now) with the same features as ``predict.py --events --cutoff T``, bit for bit;
 * ``POST /reload`` (and SIGHUP): load the model directory's current content, check it and
   compile its kernels, then switch to it in one assignment; a request holds the model it
-  started with, so requests in flight finish on the old one. A directory that does not load
-  leaves the old model serving (the reply says why, status 500).
+  started with, so requests in flight finish on the old one. A failed reload leaves the old
+  model serving (the reply says why: status 409 where the directory does not load, 500 for
+  anything else).
 
 A bad request gets a 4xx status and ``{"error": "..."}`` naming the row (1-based, in request
 order) and column, or the event; a body over ``--max-body-bytes`` or more than ``--max-rows``
@@ -40,7 +41,7 @@ import socket
 import sys
 from pathlib import Path
 
-from nn_core.io import DefaultsHelpFormatter, OneLineArgumentParser
+from nn_core.io import DefaultsHelpFormatter, ModelFileError, OneLineArgumentParser
 
 from . import program_name, run_command
 
@@ -313,8 +314,11 @@ def create_app(model_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         old = state["model"].info["id"]
         try:
             new = await do_reload()
-        except Exception as exc:  # a broken directory: keep serving the old model
-            raise HTTPError(500, f"reload of {model_dir} failed, still serving {old}: "
+        except Exception as exc:  # whatever failed, the old model keeps serving
+            # a directory that does not load is the caller's to fix (409: the directory's
+            # current content conflicts with serving it); anything else is ours (500)
+            status = 409 if isinstance(exc, (ModelFileError, OSError)) else 500
+            raise HTTPError(status, f"reload of {model_dir} failed, still serving {old}: "
                             f"{' '.join(str(exc).split())}") from None
         return JSONResponse({"status": "reloaded", "previous": old, "model": new.info})
 

@@ -172,7 +172,7 @@ def test_reload_under_load_fails_no_request(table_server):
     (broken / "model.json").write_text("{broken")
     point(latest, broken)
     r = client.post("/reload")
-    assert r.status_code == 500 and f"still serving {ids[0]}" in no_traceback(r)["error"]
+    assert r.status_code == 409 and f"still serving {ids[0]}" in no_traceback(r)["error"]
     assert "model.json" in r.json()["error"]
     assert client.get("/health").json()["model"]["id"] == ids[0]
     assert client.post("/predict", json={"rows": rows}).json()["propensity"] == after
