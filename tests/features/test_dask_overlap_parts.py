@@ -84,9 +84,9 @@ def test_partitioned_refusals(tmp_path, capsys):
     assert (tmp_path / "out" / "keep.txt").read_text() == "x"
 
 
-@pytest.mark.slow  # an in-process LocalCluster
+@pytest.mark.slow  # a LocalCluster
 def test_partitioned_output_equals_one_file(overlapping, tmp_path, capsys):
-    """predict.py --engine dask --partitioned on a 2-worker in-process cluster writes one
+    """predict.py --engine dask --partitioned on a 2-process LocalCluster writes one
     Parquet part per partition whose rows, read back with pandas.read_parquet(DIR), are
     the pandas engine's one-file output: the same users, schema, scores within 1e-6, the
     same global ranks (where no other score is within 1e-6), deciles and labels."""
@@ -104,7 +104,7 @@ def test_partitioned_output_equals_one_file(overlapping, tmp_path, capsys):
     one, parts = tmp_path / "one.parquet", tmp_path / "parts"
     assert predict.main([*common, "--output", str(one), "--top", "5"]) == 0
     top_pandas = capsys.readouterr().out
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB",
                       dashboard_address=None) as cluster:
         assert predict.main([*common, "--engine", "dask", "--scheduler",
                              cluster.scheduler_address, "--partitioned", "--output",
