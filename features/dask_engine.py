@@ -580,19 +580,7 @@ def load_event_splits(path, format: str, horizon, cutoff=None, drop_invalid: boo
     h = E.parse_horizon(horizon)
     every = [*cuts["train"], cuts["dev"][0], cuts["test"][0]]
     snaps, report = snapshots(log, every, h)
-    n_train = len(cuts["train"])
-    parts = snaps[:n_train]
-    train = (pd.concat([p[0] for p in parts]), pd.concat([p[1] for p in parts]))
-    dev, test = snaps[n_train], snaps[n_train + 1]
-
-    def counts(Xy):
-        return {"n_users": len(Xy[1]), "n_positive": int(Xy[1].sum())}
-
-    info = {"path": report["path"], "format": format, "horizon": str(h),
-            "cutoffs": {k: [c.isoformat() for c in v] for k, v in cuts.items()},
-            "counts": {"train": counts(train), "dev": counts(dev), "test": counts(test)},
-            "features": list(test[0].columns), "report": report}
-    return E.EventSplits(train, dev, test, list(E.BASELINE_COLUMNS), info)
+    return E.event_splits(snaps, cuts, h, report, format)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -605,14 +593,10 @@ def _score(df: pd.DataFrame, cutoff, stats, model, threads) -> pd.DataFrame:
     return pd.DataFrame({"propensity": np.asarray(p, dtype=np.float64)}, index=X.index)
 
 
-def score(paths, model, cutoff=None, format: str = "canonical", threads: int | None = None
-          ) -> tuple[pd.Series, pd.Timestamp, dict]:
-    """Score every user with events before ``cutoff`` (default: the log's end) with the
-    Dask engine: features and the model run in each partition (``map_partitions``); the
-    scores are gathered, sorted by user_id (the pandas engine's order). Returns (scores,
-    cutoff, report)."""
-    import dask
-
+def _scored(paths, model, cutoff, format: str, threads: int | None):
+    """(log, cutoff as UTC, the lazy per-partition scores): each user with events before
+    ``cutoff`` (default: the log's end) scored in its partition (``map_partitions``) with
+    the log-wide statistics reduced first."""
     log = read_events(paths, format=format)
     if cutoff is None:
         if log.report["time_range"] is None:
@@ -622,7 +606,18 @@ def score(paths, model, cutoff=None, format: str = "canonical", threads: int | N
     stats = global_stats(log, [T])
     meta = pd.DataFrame({"propensity": pd.Series(dtype="float64")},
                         index=pd.Index(log.users._meta["user_id"].iloc[:0], name="user_id"))
-    parts = log.users.map_partitions(_score, T, stats, model, threads, meta=meta)
+    return log, T, log.users.map_partitions(_score, T, stats, model, threads, meta=meta)
+
+
+def score(paths, model, cutoff=None, format: str = "canonical", threads: int | None = None
+          ) -> tuple[pd.Series, pd.Timestamp, dict]:
+    """Score every user with events before ``cutoff`` (default: the log's end) with the
+    Dask engine: features and the model run in each partition (``map_partitions``); the
+    scores are gathered, sorted by user_id (the pandas engine's order). Returns (scores,
+    cutoff, report)."""
+    import dask
+
+    log, T, parts = _scored(paths, model, cutoff, format, threads)
     scores, counts = dask.compute(parts, log.counts)
     return scores["propensity"].sort_index(kind="stable"), T, finish_report(log, counts)
 
@@ -663,16 +658,7 @@ def write_parquet_parts(paths, model, output, cutoff=None, format: str = "canoni
     from .ranking import score_keys
 
     output = Path(output)
-    log = read_events(paths, format=format)
-    if cutoff is None:
-        if log.report["time_range"] is None:
-            raise ValueError(f"{log.report['path']}: no valid events")
-        cutoff = log.report["time_range"][1]
-    T = E._utc(cutoff)
-    stats = global_stats(log, [T])
-    meta = pd.DataFrame({"propensity": pd.Series(dtype="float64")},
-                        index=pd.Index(log.users._meta["user_id"].iloc[:0], name="user_id"))
-    scored = log.users.map_partitions(_score, T, stats, model, threads, meta=meta)
+    log, T, scored = _scored(paths, model, cutoff, format, threads)
     scored, counts = dask.persist(scored, log.counts)  # one pass; the scores stay there
     parts = scored.to_delayed()
     gathered = dask.compute(*parts)

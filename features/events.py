@@ -1229,15 +1229,24 @@ def load_event_splits(path, format: str, horizon, cutoff=None, drop_invalid: boo
     start, end = (pd.Timestamp(x) for x in report["time_range"])
     cuts = rolling_cutoffs(start, end, horizon, cutoff, stride, min_history)
     h = parse_horizon(horizon)
-    parts = [snapshot(events, c, h) for c in cuts["train"]]
+    every = [*cuts["train"], cuts["dev"][0], cuts["test"][0]]
+    return event_splits([snapshot(events, c, h) for c in every], cuts, h, report, format)
+
+
+def event_splits(snaps: list, cuts: dict, horizon: pd.Timedelta, report: dict, format: str
+                 ) -> EventSplits:
+    """The :class:`EventSplits` of ``snaps``, the ``(X, y)`` snapshots at every train cutoff,
+    then dev's and test's (``cuts`` as from :func:`rolling_cutoffs`): the train snapshots
+    stacked, and the info that train.py reports (shared by the pandas and Dask engines)."""
+    n_train = len(cuts["train"])
+    parts = snaps[:n_train]
     train = (pd.concat([p[0] for p in parts]), pd.concat([p[1] for p in parts]))
-    dev = snapshot(events, cuts["dev"][0], h)
-    test = snapshot(events, cuts["test"][0], h)
+    dev, test = snaps[n_train], snaps[n_train + 1]
 
     def counts(Xy):
         return {"n_users": len(Xy[1]), "n_positive": int(Xy[1].sum())}
 
-    info = {"path": report["path"], "format": format, "horizon": str(h),
+    info = {"path": report["path"], "format": format, "horizon": str(horizon),
             "cutoffs": {k: [c.isoformat() for c in v] for k, v in cuts.items()},
             "counts": {"train": counts(train), "dev": counts(dev), "test": counts(test)},
             "features": list(test[0].columns), "report": report}

@@ -287,6 +287,18 @@ def _tolerance(dtype, tolerance: float | None, floor: float | None) -> tuple[str
 # --------------------------------------------------------------------------- the checks
 
 
+def _check_steps(model, h, floor, tolerance) -> float:
+    """``h`` as a float, after checking that ``h``, ``floor`` and ``tolerance`` (``None``:
+    the dtype's default) are finite numbers > 0 (the model's own scalar check)."""
+    h = model._check_scalar("h", h)
+    if h == 0:
+        raise ValueError("h must be a finite number > 0, got 0.0")
+    for name, value in (("floor", floor), ("tolerance", tolerance)):
+        if value is not None and model._check_scalar(name, value) == 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return h
+
+
 def gradcheck(
     model,
     X,
@@ -344,12 +356,7 @@ def gradcheck(
     """
     if not all(hasattr(model, a) for a in ("_check_Xy", "theta", "unflatten")):
         raise TypeError(f"model must be an nn_core.MLP, got {type(model).__name__}")
-    h = model._check_scalar("h", h)
-    if h == 0:
-        raise ValueError("h must be a finite number > 0, got 0.0")
-    for name, value in (("floor", floor), ("tolerance", tolerance)):
-        if value is not None and model._check_scalar(name, value) == 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    h = _check_steps(model, h, floor, tolerance)
     Xd, yd, swd = model._check_Xy(X, y, sample_weight)
     r = _reference.rules(model.activation, model.output)
     l2 = model._check_scalar("l2", l2)
@@ -431,12 +438,7 @@ def input_gradcheck(
     """
     if not all(hasattr(model, a) for a in ("input_gradient", "theta", "unflatten")):
         raise TypeError(f"model must be an nn_core.MLP, got {type(model).__name__}")
-    h = model._check_scalar("h", h)
-    if h == 0:
-        raise ValueError("h must be a finite number > 0, got 0.0")
-    for name, value in (("floor", floor), ("tolerance", tolerance)):
-        if value is not None and model._check_scalar(name, value) == 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    h = _check_steps(model, h, floor, tolerance)
     analytic = model.input_gradient(X, output)  # validates X and output
     r = _reference.rules(model.activation, model.output)
     params = model.unflatten(model.theta.astype(np.float64))
