@@ -1207,7 +1207,18 @@ def test_predict_into_a_pipe_closed_early(model_dir, scores_csv):
     assert snapshot(folder) == before
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a SIGTERM handler of its own (``/proc/PID/status``)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt"))
+    return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux's /proc")
 def test_predict_sigterm_leaves_no_output(model_dir, scores_csv, tmp_path):
     """SIGTERM while predict.py reads a large input: exit 143, one line, no output file."""
     big = pd.concat([pd.read_csv(scores_csv)] * 20000)
@@ -1218,7 +1229,13 @@ def test_predict_sigterm_leaves_no_output(model_dir, scores_csv, tmp_path):
                              "--input", tmp_path / "big.csv", "--output",
                              tmp_path / "out.csv", "--chunksize", "1000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(4)
+    # signal once predict.py handles SIGTERM (its run has begun: Linux's SigCgt mask), not
+    # after a fixed sleep, which on a fast machine could land after the run, at exit
+    deadline = time.monotonic() + 60
+    while not _catches_sigterm(proc.pid) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # into the reading
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
