@@ -115,10 +115,11 @@ def bin_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts of the right-closed bins ``(-inf, e_1], ..., (e_m, inf)`` of ``x``, then of
     its NaN (missing) values: shape (m + 2,)."""
     x = np.asarray(x, dtype=np.float64)
-    missing = np.isnan(x)
-    counts = np.bincount(np.searchsorted(edges, x[~missing], side="left"),
-                         minlength=len(edges) + 1)
-    return np.append(counts, np.count_nonzero(missing)).astype(np.int64)
+    n_missing = np.count_nonzero(np.isnan(x))
+    # #{x <= e_i} per edge: a few vectorised passes, an order of magnitude faster than a
+    # binary search per value for the <= 10 edges here (NaN compares false: in no bin)
+    at_most = [np.count_nonzero(x <= e) for e in edges]
+    return np.diff(np.array([0, *at_most, len(x) - n_missing, len(x)], dtype=np.int64))
 
 
 def category_counts(k: np.ndarray, n_categories: int) -> np.ndarray:
