@@ -92,6 +92,20 @@ def _c_loop(n: int, statement: str, var: str = "j", indent: str = "    ") -> str
             f"{indent}    {statement}\n{indent}}}\n")
 
 
+def _c_int8_layer(name: str, prefix: str, layer: int, source: str, out: str, n_in: int,
+                  n_out: int) -> str:
+    """The C of one int8 dense layer after the first: ``source`` (n_in floats) quantised to
+    ``q`` with its scale ``t``, the int32 products with ``{prefix}Q{layer}`` summed in
+    ``acc``, then ``out[j] = acc[j] (t S_j) + B_j`` (``{prefix}S{layer}``, ``{prefix}B{layer}``)."""
+    Q, S, B = (f"{prefix}{t}{layer}" for t in "QSB")
+    return (f"    t = {name}_quantise(q, {source}, {n_in});\n    a = q[0];\n"
+            + _c_loop(n_out, f"acc[j] = a * {Q}[j];")
+            + f"    for (i = 1; i < {n_in}; ++i) {{\n        a = q[i];\n"
+            + _c_loop(n_out, f"acc[j] += a * {Q}[i * {n_out} + j];", indent="        ")
+            + "    }\n"
+            + _c_loop(n_out, f"{out}[j] = (float)acc[j] * (t * {S}[j]) + {B}[j];"))
+
+
 def _spell(function: str, value: str, name: str) -> str:
     """The C expression of an activation or output function applied to ``value``."""
     return ACTIVATIONS[function].c.replace("{v}", value).replace("{name}", name)
@@ -487,14 +501,7 @@ def _c_int8_combined(model: ExportModel, name: str, decls: list, arrays: dict) -
                 body.append(_c_loop(n_in, f"{inp}[{at}] = "
                                           f"{_spell(m.activation, f'{inp}[{at}]', name)};"))
             source = f"{inp} + {first}" if first else inp
-            body.append(f"    t = {name}_quantise(q, {source}, {n_in});\n    a = q[0];\n"
-                        + _c_loop(n_out, f"acc[j] = a * {pre}Q{layer}[j];")
-                        + f"    for (i = 1; i < {n_in}; ++i) {{\n        a = q[i];\n"
-                        + _c_loop(n_out, f"acc[j] += a * {pre}Q{layer}[i * {n_out} + j];",
-                                  indent="        ")
-                        + "    }\n"
-                        + _c_loop(n_out, f"g[j] = (float)acc[j] * (t * {pre}S{layer}[j])"
-                                         f" + {pre}B{layer}[j];"))
+            body.append(_c_int8_layer(name, pre, layer, source, "g", n_in, n_out))
             inp, first = "g", 0
         body.append(f"    zc += {c_float(m.weight)} * {inp}[{first}];\n")
         start += width
@@ -589,15 +596,8 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         n_out = widths[layer]
         if layer > 0:
             n_in = params[layer][0].shape[0]
-            body.append(f"    /* layer {layer} */\n    t = {name}_quantise(q, h, {n_in});\n"
-                        + "    a = q[0];\n"
-                        + _c_loop(n_out, f"acc[j] = a * {name}_Q{layer}[j];")
-                        + f"    for (i = 1; i < {n_in}; ++i) {{\n        a = q[i];\n"
-                        + _c_loop(n_out, f"acc[j] += a * {name}_Q{layer}[i * {n_out} + j];",
-                                  indent="        ")
-                        + "    }\n"
-                        + _c_loop(n_out, f"h[j] = (float)acc[j] * (t * {name}_S{layer}[j])"
-                                         f" + {name}_B{layer}[j];"))
+            body.append(f"    /* layer {layer} */\n"
+                        + _c_int8_layer(name, f"{name}_", layer, "h", "h", n_in, n_out))
         if layer < len(params) - 1:
             body.append(_c_activation(model, "h", n_out, name))
     if model.combined:
