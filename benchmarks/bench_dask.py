@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_train import cpu_name  # noqa: E402  (the header bench_train prints)
+
 from features.synthetic import EVENTS_PER_USER, generate_events  # noqa: E402
 
 #: Users per generated chunk (about 1 M events, one Parquet row group).
@@ -161,7 +163,7 @@ def main() -> None:
         if r["rc"] != 0:
             print(r["output"], flush=True)
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} "
+              "machine": f"{cpu_name()}, {os.cpu_count()} "
               f"cores, Python {platform.python_version()}", "runs": runs}
     (args.dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print("| engine | events | wall time | peak RSS, all processes | load (1 min) before/after |")

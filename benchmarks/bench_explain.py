@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -33,13 +32,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_importance_drift import UCI, pair, timed  # noqa: E402
+from bench_train import blas_kernels, cpu_name  # noqa: E402  (the header bench_train prints)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load "
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs; BLAS: {blas_kernels()}; load "
           f"{os.getloadavg()[0]:.1f} at the start")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

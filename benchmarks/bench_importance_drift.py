@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_train import blas_kernels, cpu_name  # the header bench_train prints
 
 REPO = Path(__file__).resolve().parents[1]
 UCI = REPO / "data" / "online_shoppers_intention.csv"
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rows", type=int, default=500_000)
     args = ap.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load "
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs; BLAS: {blas_kernels()}; load "
           f"{os.getloadavg()[0]:.1f} at the start")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
