@@ -73,6 +73,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from features.training_run import data_name, drift_reference, write_importance
 from nn_core import selection
 from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
@@ -441,14 +442,6 @@ def combination_lines(result: dict, src: dict) -> list[str]:
             for short in textwrap.wrap(line, SUMMARY_WIDTH, subsequent_indent="    ")]
 
 
-def data_name(info: dict) -> str:
-    """The data's short name for plot titles: the file's name (the first file's, and how
-    many more, for several event logs), at most 40 characters."""
-    paths = info["path"].split(", ") if info["kind"] == "events" else [info["path"]]
-    name = Path(paths[0]).name + (f" +{len(paths) - 1} files" if len(paths) > 1 else "")
-    return name if len(name) <= 40 else name[:39] + "…"
-
-
 def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict:
     """Tune (``--tune``), train and evaluate per seed, write the run's files into ``tmp``."""
     from nn_core import save_model
@@ -518,42 +511,6 @@ def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict
         result["tune"] = {"n_trials": len(trials),
                           "selected": next(t for t in trials if t["selected"])}
     return result
-
-
-def drift_reference(model, pre, split, X: dict):
-    """The training distributions of a saved model's raw inputs (``split.train_frame``) and
-    of its scores of the training rows, for ``drift_reference.json``
-    (``nn_core/drift.py: fit_reference``; predict.py compares new data with them)."""
-    from nn_core.drift import fit_reference
-    from nn_core.modeldir import Predictor
-
-    scores = Predictor(model, pre, Path()).proba(X["train"])  # what predict.py would score
-    return fit_reference(pre.columns, pre.inputs(split.train_frame), scores)
-
-
-def write_importance(tmp: Path, r, split, repeats: int, seed: int, threads: int | None,
-                     caption: str) -> list[str]:
-    """Write ``importance.csv`` (``model, column, mean_drop, std_drop, rank``) and
-    ``importance.png``: the permutation importance on dev of each raw column for the network
-    and the baseline of one seed (``nn_core/importance.py: permutation_importance``,
-    ``repeats`` permutations seeded with ``seed``). Returns the file names."""
-    from nn_core import plots
-    from nn_core.importance import permutation_importance
-
-    results = {}
-    for label, model, X, pre in (("MLP", r.model, split.X, split.pre),
-                                 ("logistic regression", r.baseline, split.baseline_X,
-                                  split.baseline_pre)):
-        results[label] = permutation_importance(
-            lambda X_, m=model: m.predict_proba(X_, threads=threads), X["dev"],
-            split.y["dev"], pre.column_slices(), repeats, seed)
-    rows = [row for key, imp in zip(("mlp", "baseline"), results.values(), strict=True)
-            for row in imp.rows(key)]
-    atomic_write(tmp / "importance.csv", selection.csv_text(rows))
-    plots.plot_importance({label: (imp.columns, imp.mean, imp.std)
-                           for label, imp in results.items()}, tmp / "importance.png",
-                          title=f"Permutation importance, dev ({caption})")
-    return ["importance.csv", "importance.png"]
 
 
 def write_reproduction(tmp: Path, args: argparse.Namespace, data, seeds, ids, runs) -> None:

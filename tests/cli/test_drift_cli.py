@@ -16,11 +16,11 @@ UCI = REPO / "data" / "online_shoppers_intention.csv"
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A UCI model (random weights) with the drift reference of seed 0's training split,
-    as train.py writes it (propensity/train.py: drift_reference)."""
+    as train.py writes it (features/training_run.py: drift_reference)."""
     from features.datasets import TableData
     from features.tabular import Schema
+    from features.training_run import drift_reference
     from nn_core import MLP, save_model
-    from propensity.train import drift_reference
 
     split = TableData(UCI, Schema.uci()).split(0)
     net = MLP(split.X["train"].shape[1], hidden=(8,), seed=0, backend="numpy")

@@ -20,8 +20,8 @@ def model_dir(tmp_path_factory):
     train.py writes it."""
     from features.datasets import TableData
     from features.tabular import Schema
+    from features.training_run import drift_reference
     from nn_core import MLP, save_model
-    from propensity.train import drift_reference
 
     split = TableData(UCI, Schema.uci()).split(0)
     net = MLP(split.X["train"].shape[1], hidden=(8,), seed=0, backend="numpy")
