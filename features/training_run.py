@@ -1,5 +1,10 @@
 """A training run as a run directory: what ``train.py`` does once its command line is read.
 
+* :class:`RunOptions`: what a run does besides training one network (seeds, tuning,
+  ensembles, fusion, calibration, importance, and what it records);
+* :func:`write_run`: tune, train and evaluate per seed and write every file of a run
+  directory into a folder; returns the content of ``metrics.json``;
+* :func:`write_reproduction`: ``config.json``, ``splits.json``, ``test_predictions.csv``;
 * :func:`drift_reference`: the training distributions a saved model is checked against
   (``drift_reference.json``);
 * :func:`write_importance`: ``importance.csv`` and ``importance.png`` of one seed's models;
@@ -13,23 +18,245 @@ The data is a ``features.datasets`` source (:class:`~features.datasets.TableData
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+import io
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nn_core import selection
+from nn_core.importance import DEFAULT_REPEATS
 from nn_core.io import atomic_write
+from nn_core.selection import NetConfig, SeedRun
 
 if TYPE_CHECKING:
     from nn_core.drift import Reference
     from nn_core.ensemble import Ensemble
     from nn_core.network import MLP
     from nn_core.preprocessing import Preprocessing
-    from nn_core.selection import SeedRun
 
-    from .datasets import Split
+    from .datasets import EventData, Split, TableData
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a training run does besides training one network (``train.py``'s flags of the
+    same names; the network itself is a ``nn_core.selection.NetConfig``).
+
+    Attributes
+    ----------
+    seeds : tuple of int
+        One split and training per seed, each in [0, 2**32); the first seed's models are
+        saved, and ``metrics.json`` adds the mean and standard deviation over several.
+    tune : int
+        Trials of the random search (``nn_core/selection.py: tune``) on the first seed's
+        split, selected on dev, before training; its winner replaces the ``NetConfig``.
+        0: none.
+    ensemble : int
+        Networks per seed whose logits are averaged, in [1, ``nn_core.ensemble.MAX_ENSEMBLE``].
+    fuse : {"none", "blend", "stack"}
+        How the logistic regression joins the network(s) (``nn_core.ensemble.combine``).
+    calibrate : {"none", "platt", "isotonic"}
+        The calibration fitted on dev.
+    importance_repeats : int
+        Permutations per column of ``importance.csv`` / ``.png`` (0: neither is written).
+    verbose : int
+        0: silent; 1: "compiling kernels (first run only)" when Numba's cache lacks them,
+        and progress per model, on stderr.
+    settings : mapping or None
+        The run's settings, written as ``config.json`` (``train.py``: every flag's value,
+        ``propensity/config.py: resolved``, which ``train.py --config`` reads back).
+        None: no ``config.json``.
+    command : str or None
+        ``metrics.json``'s ``"command"``: how the run was started. None: left out.
+    """
+
+    seeds: tuple[int, ...] = (0,)
+    tune: int = 0
+    ensemble: int = 1
+    fuse: str = "none"
+    calibrate: str = "none"
+    importance_repeats: int = DEFAULT_REPEATS
+    verbose: int = 0
+    settings: Mapping[str, object] | None = None
+    command: str | None = None
+
+
+def write_run(folder: Path, cfg: NetConfig, data: TableData | EventData,
+              options: RunOptions = RunOptions(), started: float | None = None) -> dict:
+    """Tune, train and evaluate per seed; write every file of a run directory into ``folder``.
+
+    The files (docs/architecture.md, "The run directory"): the first seed's model
+    (``model.json``, ``weights.npz``, ``preprocess.json``, ``drift_reference.json``) and
+    baseline (``baseline/``), both with the F1 threshold chosen on dev; ``history.csv``;
+    :func:`write_reproduction`'s files; the plots (``nn_core/selection.py: write_plots``);
+    :func:`write_importance`'s; ``tune_trials.csv`` with ``options.tune``; and, last,
+    ``metrics.json``. Each file is written atomically, but not the folder as a whole:
+    :func:`train_run` builds a run directory under a temporary name.
+
+    Parameters
+    ----------
+    folder : Path
+        An existing folder.
+    cfg : NetConfig
+        The network's settings (the baseline's are ``nn_core.selection.BASELINE``).
+    data : TableData or EventData
+        The data source (``features.datasets``): ``data.split(seed)`` per seed.
+    options : RunOptions
+        Seeds, tuning, combination, importance, and what the run records.
+    started : float, optional
+        ``time.perf_counter()`` when the run began (``metrics.json``'s ``"seconds"``
+        counts from it; default: now).
+
+    Returns
+    -------
+    dict
+        The content of ``metrics.json``: ``{"model": {"dev": {...}, "test": {...}},
+        "baseline": {...}}`` of the first seed, ``"mean"``, ``"std"`` and ``"runs"`` over
+        several seeds, then the seeds, settings, data, combination, file names, time.
+    """
+    started = time.perf_counter() if started is None else started
+    result = _train_all(folder, cfg, data, options)
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    atomic_write(folder / "metrics.json",
+                 json.dumps(selection.jsonable(result), indent=2) + "\n")
+    return result
+
+
+def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
+               options: RunOptions) -> dict:
+    """:func:`write_run` but ``metrics.json``: its content, without ``"seconds"``."""
+    from nn_core import save_model
+    seeds, verbose = tuple(options.seeds), options.verbose
+    base_cfg, trials = selection.baseline_config(cfg), None
+    if verbose and cfg.backend == "numba":
+        from nn_core.training import kernels_cached
+
+        answers = [kernels_cached(c.dtype, c.batch_size, c.threads, c.activation,
+                                  c.optimizer, c.dropout > 0) for c in (cfg, base_cfg)]
+        cached = None if None in answers else all(answers)
+        if not cached:
+            print("compiling kernels (first run only)" if cached is False
+                  else "compiling or loading kernels", file=sys.stderr, flush=True)
+    if options.tune:
+        tuning = data.split(seeds[0])
+        cfg, trials = selection.tune(cfg, tuning.X, tuning.y, seeds[0], options.tune, verbose)
+        atomic_write(tmp / "tune_trials.csv", selection.csv_text(trials))
+    runs, split, ids = [], None, []  # split: the first seed's (its models are saved)
+    for seed in seeds:
+        s = data.split(seed)
+        split = s if split is None else split
+        ids.append((s.id_name, s.ids, s.y["test"]))
+        runs.append(selection.train_and_evaluate(cfg, base_cfg, s.X, s.y, s.baseline_X, seed,
+                                                  verbose, options.ensemble, options.fuse,
+                                                  options.calibrate))
+    r = runs[0]
+    # each with the F1 threshold chosen on dev (predict.py's label column)
+    save_model(tmp, r.model, split.pre, threshold=r.metrics["dev"]["threshold"],
+               reference=drift_reference(r.model, split.pre, split, split.X))
+    save_model(tmp / "baseline", r.baseline, split.baseline_pre,
+               threshold=r.baseline_metrics["dev"]["threshold"],
+               reference=drift_reference(r.baseline, split.baseline_pre, split,
+                                         split.baseline_X))
+    rows = [row for s in runs for row in s.history_rows()]
+    atomic_write(tmp / "history.csv", selection.csv_text(rows))
+    write_reproduction(tmp, options.settings, data, seeds, ids, runs)
+    caption = f"{data_name(data.info)}, seed {seeds[0]}"
+    files = selection.write_plots(tmp, r.history, r.best_epoch, r.baseline_history,
+                                  split.y["test"], r.p_model["test"], r.p_baseline["test"],
+                                  cfg.monitor, caption)
+    if options.importance_repeats:
+        files += write_importance(tmp, r, split, options.importance_repeats, seeds[0],
+                                  cfg.threads, caption)
+    result: dict = {"model": r.metrics, "baseline": r.baseline_metrics}
+    if len(seeds) > 1:
+        result["mean"], result["std"] = selection.summarise([s.summary() for s in runs])
+        result["runs"] = [s.summary() for s in runs]
+    result.update({
+        "seeds": list(seeds),
+        "saved_seed": seeds[0],
+        "best_epoch": r.best_epoch,
+        "config": {**asdict(cfg), "hidden": list(cfg.hidden),
+                   "pos_weight_value": cfg.resolved_pos_weight(split.y["train"])},
+        "baseline_config": {**asdict(base_cfg), "hidden": []},
+        "data": {**data.info, "split_sizes": {k: len(v) for k, v in split.y.items()}},
+        "n_features": int(split.X["train"].shape[1]),
+        "combination": {"ensemble": options.ensemble, "fuse": options.fuse,
+                        "calibrate": options.calibrate,
+                        "chosen": [s.combination for s in runs]},  # per seed
+        "files": ["model.json", "weights.npz", "preprocess.json", "baseline/", "history.csv",
+                  *(["config.json"] if options.settings is not None else []),
+                  "splits.json", "test_predictions.csv",
+                  *files, *(["tune_trials.csv"] if trials else [])],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({"command": options.command} if options.command is not None else {}),
+    })
+    if trials:
+        result["tune"] = {"n_trials": len(trials),
+                          "selected": next(t for t in trials if t["selected"])}
+    return result
+
+
+def write_reproduction(folder: Path, settings: Mapping[str, object] | None,
+                       data: TableData | EventData, seeds: Sequence[int],
+                       ids: Sequence[tuple[str, Mapping[str, np.ndarray], np.ndarray]],
+                       runs: Sequence[SeedRun]) -> None:
+    """Write the files that let a run be checked and repeated.
+
+    Parameters
+    ----------
+    folder : Path
+        Where they go.
+    settings : mapping or None
+        Written as ``config.json`` (every setting; ``train.py --config`` it to repeat the
+        run); None: not written.
+    data : TableData or EventData
+        The data source: ``splits.json`` names its file (absolute for a table) and, for an
+        event log, its cutoffs and horizon.
+    seeds : sequence of int
+        The run's seeds, in order.
+    ids : sequence of (str, dict, ndarray)
+        Per seed ``(split.id_name, split.ids, split.y["test"])``: what each row of
+        ``"train"``, ``"dev"`` and ``"test"`` is (a 0-based data row of the table, or a
+        user id), and the test labels.
+    runs : sequence of SeedRun
+        Per seed, the test probabilities of the model and the baseline.
+
+    Notes
+    -----
+    ``splits.json``: per seed the 0-based data rows of train, dev and test; for an event
+    log the snapshot cutoffs, the same for every seed. ``test_predictions.csv``: per seed
+    and test row: row or user id, label, the MLP's and the baseline's probability.
+    """
+    if settings is not None:
+        atomic_write(folder / "config.json", json.dumps(settings, indent=2) + "\n")
+    if data.info["kind"] == "table":
+        splits = {"kind": "table", "path": str(Path(data.info["path"]).absolute()),
+                  "rows": "0-based data rows of the file (the header is not a row)",
+                  "seeds": {str(seed): {k: v.tolist() for k, v in part.items()}
+                            for seed, (_, part, _) in zip(seeds, ids, strict=True)}}
+    else:
+        splits = {"kind": "events", "path": data.info["path"], "seeds": list(seeds),
+                  "note": "time-based snapshots, the same for every seed: the users active "
+                  "before each cutoff, labelled by a purchase within the horizon after it",
+                  "horizon": data.info["splits"]["horizon"],
+                  "cutoffs": data.info["splits"]["cutoffs"]}
+    atomic_write(folder / "splits.json", json.dumps(selection.jsonable(splits)) + "\n")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["seed", ids[0][0], "label", "probability", "baseline_probability"])
+    for seed, (_, part, y), r in zip(seeds, ids, runs, strict=True):
+        writer.writerows(zip([seed] * len(y), part["test"].tolist(), y.tolist(),
+                             r.p_model["test"].tolist(), r.p_baseline["test"].tolist(),
+                             strict=True))
+    atomic_write(folder / "test_predictions.csv", buf.getvalue())
 
 
 def drift_reference(model: MLP | Ensemble, pre: Preprocessing, split: Split,

@@ -61,19 +61,14 @@ removed by the next run in the same folder. Limits: docs/architecture.md#limits.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import math
 import os
 import sys
 import textwrap
 import time
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
-from features.training_run import data_name, drift_reference, write_importance
+from features.training_run import RunOptions, write_run
 from nn_core import selection
 from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
@@ -83,7 +78,6 @@ from nn_core.importance import DEFAULT_REPEATS
 from nn_core.io import (
     DefaultsHelpFormatter,
     OneLineArgumentParser,
-    atomic_write,
     describe_os_error,
     new_run_dir,
     options_given,
@@ -442,110 +436,15 @@ def combination_lines(result: dict, src: dict) -> list[str]:
             for short in textwrap.wrap(line, SUMMARY_WIDTH, subsequent_indent="    ")]
 
 
-def train_all(args: argparse.Namespace, cfg: NetConfig, data, tmp: Path) -> dict:
-    """Tune (``--tune``), train and evaluate per seed, write the run's files into ``tmp``."""
-    from nn_core import save_model
-    seeds, verbose = tuple(args.seeds), 0 if args.quiet else 1
-    base_cfg, trials = selection.baseline_config(cfg), None
-    if verbose and cfg.backend == "numba":
-        from nn_core.training import kernels_cached
-
-        answers = [kernels_cached(c.dtype, c.batch_size, c.threads, c.activation,
-                                  c.optimizer, c.dropout > 0) for c in (cfg, base_cfg)]
-        cached = None if None in answers else all(answers)
-        if not cached:
-            print("compiling kernels (first run only)" if cached is False
-                  else "compiling or loading kernels", file=sys.stderr, flush=True)
-    if args.tune:
-        tuning = data.split(seeds[0])
-        cfg, trials = selection.tune(cfg, tuning.X, tuning.y, seeds[0], args.tune, verbose)
-        atomic_write(tmp / "tune_trials.csv", selection.csv_text(trials))
-    runs, split, ids = [], None, []  # split: the first seed's (its models are saved)
-    for seed in seeds:
-        s = data.split(seed)
-        split = s if split is None else split
-        ids.append((s.id_name, s.ids, s.y["test"]))
-        runs.append(selection.train_and_evaluate(cfg, base_cfg, s.X, s.y, s.baseline_X, seed,
-                                                  verbose, args.ensemble, args.fuse,
-                                                  args.calibrate))
-    r = runs[0]
-    # each with the F1 threshold chosen on dev (predict.py's label column)
-    save_model(tmp, r.model, split.pre, threshold=r.metrics["dev"]["threshold"],
-               reference=drift_reference(r.model, split.pre, split, split.X))
-    save_model(tmp / "baseline", r.baseline, split.baseline_pre,
-               threshold=r.baseline_metrics["dev"]["threshold"],
-               reference=drift_reference(r.baseline, split.baseline_pre, split,
-                                         split.baseline_X))
-    rows = [row for s in runs for row in s.history_rows()]
-    atomic_write(tmp / "history.csv", selection.csv_text(rows))
-    write_reproduction(tmp, args, data, seeds, ids, runs)
-    files = selection.write_plots(tmp, r.history, r.best_epoch, r.baseline_history,
-                                  split.y["test"], r.p_model["test"], r.p_baseline["test"],
-                                  cfg.monitor, f"{data_name(data.info)}, seed {seeds[0]}")
-    if args.importance_repeats:
-        files += write_importance(tmp, r, split, args.importance_repeats, seeds[0], cfg.threads,
-                                  f"{data_name(data.info)}, seed {seeds[0]}")
-    result: dict = {"model": r.metrics, "baseline": r.baseline_metrics}
-    if len(seeds) > 1:
-        result["mean"], result["std"] = selection.summarise([s.summary() for s in runs])
-        result["runs"] = [s.summary() for s in runs]
-    result.update({
-        "seeds": list(seeds),
-        "saved_seed": seeds[0],
-        "best_epoch": r.best_epoch,
-        "config": {**asdict(cfg), "hidden": list(cfg.hidden),
-                   "pos_weight_value": cfg.resolved_pos_weight(split.y["train"])},
-        "baseline_config": {**asdict(base_cfg), "hidden": []},
-        "data": {**data.info, "split_sizes": {k: len(v) for k, v in split.y.items()}},
-        "n_features": int(split.X["train"].shape[1]),
-        "combination": {"ensemble": args.ensemble, "fuse": args.fuse,
-                        "calibrate": args.calibrate,
-                        "chosen": [s.combination for s in runs]},  # per seed
-        "files": ["model.json", "weights.npz", "preprocess.json", "baseline/", "history.csv",
-                  "config.json", "splits.json", "test_predictions.csv",
-                  *files, *(["tune_trials.csv"] if trials else [])],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "train.py", *sys.argv[1:]]),
-    })
-    if trials:
-        result["tune"] = {"n_trials": len(trials),
-                          "selected": next(t for t in trials if t["selected"])}
-    return result
-
-
-def write_reproduction(tmp: Path, args: argparse.Namespace, data, seeds, ids, runs) -> None:
-    """Write ``config.json`` (every setting; ``--config`` it to repeat the run),
-    ``splits.json`` (per seed the 0-based data rows of train, dev and test; for an event log
-    the snapshot cutoffs, the same for every seed) and ``test_predictions.csv`` (per seed and
-    test row: row or user id, label, the MLP's and the baseline's probability)."""
-    settings = config.resolved(build_parser(), args, FILE_ONLY)
-    atomic_write(tmp / "config.json", json.dumps(settings, indent=2) + "\n")
-    if data.info["kind"] == "table":
-        splits = {"kind": "table", "path": settings["input"], "rows": "0-based data rows of "
-                  "the file (the header is not a row)",
-                  "seeds": {str(seed): {k: v.tolist() for k, v in part.items()}
-                            for seed, (_, part, _) in zip(seeds, ids, strict=True)}}
-    else:
-        splits = {"kind": "events", "path": data.info["path"], "seeds": list(seeds),
-                  "note": "time-based snapshots, the same for every seed: the users active "
-                  "before each cutoff, labelled by a purchase within the horizon after it",
-                  "horizon": data.info["splits"]["horizon"],
-                  "cutoffs": data.info["splits"]["cutoffs"]}
-    atomic_write(tmp / "splits.json", json.dumps(selection.jsonable(splits)) + "\n")
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["seed", ids[0][0], "label", "probability", "baseline_probability"])
-    for seed, (_, part, y), r in zip(seeds, ids, runs, strict=True):
-        writer.writerows(zip([seed] * len(y), part["test"].tolist(), y.tolist(),
-                             r.p_model["test"].tolist(), r.p_baseline["test"].tolist(),
-                             strict=True))
-    atomic_write(tmp / "test_predictions.csv", buf.getvalue())
-
-
 def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     cfg = config_from_args(args)
     data = load_data(args)
+    options = RunOptions(
+        tuple(args.seeds), args.tune, args.ensemble, args.fuse, args.calibrate,
+        args.importance_repeats, verbose=0 if args.quiet else 1,
+        settings=config.resolved(build_parser(), args, FILE_ONLY),  # config.json
+        command=" ".join(["python", "train.py", *sys.argv[1:]]))
     try:
         run_dir = new_run_dir(args.output)
     except OSError as exc:
@@ -559,10 +458,7 @@ def run(args: argparse.Namespace) -> dict:
             problem = f"{exc.filename} exists and is not a directory"
         raise UsageError(f"{where}: cannot create it: {problem}") from None
     try:
-        result = train_all(args, cfg, data, run_dir.tmp)
-        result["seconds"] = round(time.perf_counter() - started, 2)
-        atomic_write(run_dir.tmp / "metrics.json",
-                     json.dumps(selection.jsonable(result), indent=2) + "\n")
+        result = write_run(run_dir.tmp, cfg, data, options, started)
     except OSError as exc:
         run_dir.discard()
         if exc.filename is None:
