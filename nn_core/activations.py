@@ -87,13 +87,19 @@ def tanh_backward(Z, H, dH):
 # register_jitable: silu calls sigmoid, also inside compiled kernels.
 @register_jitable
 def sigmoid(Z):
-    """``H = 1 / (1 + exp(-Z))``, computed as ``exp(-log(1 + exp(-Z)))``.
+    """``H = 1 / (1 + exp(-Z))`` with one ``exp``, of a number ``<= 0`` (no overflow).
 
-    ``logaddexp(0, -Z) = log(1 + exp(-Z))`` never overflows, so large
-    negative ``Z`` gives a tiny positive value instead of an overflow
-    warning, and large positive ``Z`` gives exactly 1.
+    With ``E = exp(-|Z|)``, in ``[0, 1]``: ``sigma(Z) = 1 / (1 + E)`` for ``Z >= 0``
+    and ``E / (1 + E)`` for ``Z < 0`` (``1 / (1 + exp(-Z))`` times ``exp(Z) / exp(Z)``).
+    The numerator, 1 or ``E``, is the larger of ``E`` and ``[Z >= 0]`` (since
+    ``E <= 1``): a ufunc rather than a branch or ``np.where``, so the one rule runs on
+    arrays, on numbers inside the kernels, and fused on a GPU (``nn_core/fusion.py``).
+    Large positive ``Z`` gives exactly 1, large negative ``Z`` a tiny positive value
+    (relative error a few ulp, where ``exp(-log(1 + exp(-Z)))`` lost ``|Z|`` ulp),
+    and no warning either way (docs/math.md section 2).
     """
-    return np.exp(-np.logaddexp(0.0, -Z))
+    E = np.exp(-np.abs(Z))
+    return np.maximum(E, Z >= 0) / (1 + E)
 
 
 def sigmoid_backward(Z, H, dH):
@@ -201,11 +207,13 @@ ACTIVATIONS: dict[str, Activation] = {
         numpy="np.tanh(Z)",
         onnx=lambda op, Z: op("Tanh", Z),
     ),
+    # The C runtime's NAME_sigmoid and the pure-Python predictor's _sigmoid write the same
+    # rule as ``sigmoid`` with a branch (nn_core/export/templates/).
     "sigmoid": Activation(
         sigmoid, sigmoid_backward,
         c="{name}_sigmoid({v})",
         py="_sigmoid(v)",
-        numpy="np.exp(-np.logaddexp(Z.dtype.type(0), -Z))",
+        numpy="np.maximum(E := np.exp(-np.abs(Z)), Z >= 0) / (1 + E)",
         onnx=lambda op, Z: op("Sigmoid", Z),
     ),
     "identity": Activation(identity, identity_backward, c="{v}", py="v", numpy="Z",
@@ -214,7 +222,7 @@ ACTIVATIONS: dict[str, Activation] = {
         silu, silu_backward,
         c="{v} * {name}_sigmoid({v})",
         py="v * _sigmoid(v)",
-        numpy="Z * np.exp(-np.logaddexp(Z.dtype.type(0), -Z))",
+        numpy="Z * (np.maximum(E := np.exp(-np.abs(Z)), Z >= 0) / (1 + E))",
         onnx=lambda op, Z: op("Mul", Z, op("Sigmoid", Z)),
     ),
     "gelu": Activation(

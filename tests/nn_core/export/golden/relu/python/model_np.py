@@ -174,9 +174,9 @@ def _activate(name, Z):
     if name == "tanh":
         return np.tanh(Z)
     if name == "sigmoid":
-        return np.exp(-np.logaddexp(Z.dtype.type(0), -Z))
+        return np.maximum(E := np.exp(-np.abs(Z)), Z >= 0) / (1 + E)
     if name == "silu":
-        return Z * np.exp(-np.logaddexp(Z.dtype.type(0), -Z))
+        return Z * (np.maximum(E := np.exp(-np.abs(Z)), Z >= 0) / (1 + E))
     if name == "gelu":
         return 0.5 * Z * (1 + np.tanh(Z.dtype.type(0.7978845608028654) * (Z + Z.dtype.type(0.044715) * Z * Z * Z)))
     return Z
