@@ -2,6 +2,9 @@
 
 * :class:`RunOptions`: what a run does besides training one network (seeds, tuning,
   ensembles, fusion, calibration, importance, and what it records);
+* :func:`train_run`: the whole run into a new run directory, built under a temporary name
+  and renamed at the end (a failed run leaves nothing); :class:`RunResult`;
+  :class:`RunDirError` when the directory cannot be created;
 * :func:`write_run`: tune, train and evaluate per seed and write every file of a run
   directory into a folder; returns the content of ``metrics.json``;
 * :func:`write_reproduction`: ``config.json``, ``splits.json``, ``test_predictions.csv``;
@@ -21,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -33,7 +37,7 @@ import numpy as np
 
 from nn_core import selection
 from nn_core.importance import DEFAULT_REPEATS
-from nn_core.io import atomic_write
+from nn_core.io import RunDir, atomic_write, describe_os_error, new_run_dir, point_latest
 from nn_core.selection import NetConfig, SeedRun
 
 if TYPE_CHECKING:
@@ -87,6 +91,105 @@ class RunOptions:
     verbose: int = 0
     settings: Mapping[str, object] | None = None
     command: str | None = None
+
+
+class RunDirError(OSError):
+    """The run directory cannot be created (exists and is not empty, is being written by
+    another run, or its folder cannot be made); the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`train_run` did.
+
+    Attributes
+    ----------
+    metrics : dict
+        The content of ``metrics.json`` (:func:`write_run`).
+    out : Path
+        The run directory.
+    latest : str or None
+        How ``latest`` beside a default run directory now points at it
+        (``nn_core/io.py: point_latest``); None when ``output`` was given.
+    """
+
+    metrics: dict
+    out: Path
+    latest: str | None
+
+
+def train_run(cfg: NetConfig, data: TableData | EventData,
+              output: str | os.PathLike | None = None, options: RunOptions = RunOptions(),
+              started: float | None = None) -> RunResult:
+    """Train, evaluate and save a whole run into a new run directory, all or nothing.
+
+    The directory is reserved at the start (``nn_core/io.py: new_run_dir``: of several
+    runs given the same ``output`` only one proceeds), the files are written into a
+    temporary sibling (:func:`write_run`) and renamed onto it at the end; whatever fails
+    (an error, Ctrl-C) removes the temporary directory, so nothing is left.
+
+    Parameters
+    ----------
+    cfg : NetConfig
+        The network's settings.
+    data : TableData or EventData
+        The data source (``features.datasets``).
+    output : path-like, optional
+        The run directory: new, or an empty directory. None: ``runs/<timestamp>/`` in the
+        working directory, and ``runs/latest`` then points at it.
+    options : RunOptions
+        Seeds, tuning, combination, importance, what the run records.
+    started : float, optional
+        ``time.perf_counter()`` when the run began (default: now).
+
+    Returns
+    -------
+    RunResult
+        The metrics, the run directory and how ``latest`` points at it.
+
+    Raises
+    ------
+    RunDirError
+        When the run directory cannot be created; nothing is trained.
+    OSError
+        When a file cannot be written (named under ``output``, not under the temporary
+        directory); nothing is left.
+    """
+    started = time.perf_counter() if started is None else started
+    output = None if output is None else Path(output)
+    try:
+        run_dir = new_run_dir(output)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) and exc.filename is None:
+            raise RunDirError(str(exc)) from None  # new_run_dir's message names it
+        problem = describe_os_error(exc)
+        if exc.filename is not None and os.path.lexists(exc.filename) \
+                and not os.path.isdir(exc.filename):
+            problem = f"{exc.filename} exists and is not a directory"
+        where = output if output is not None else "run directory runs/<timestamp>"
+        raise RunDirError(f"{where}: cannot create it: {problem}") from None
+    try:
+        metrics = write_run(run_dir.tmp, cfg, data, options, started)
+    except OSError as exc:
+        run_dir.discard()
+        if exc.filename is None:
+            raise
+        raise _in_out(exc, run_dir) from None
+    except BaseException:
+        run_dir.discard()
+        raise
+    run_dir.commit()
+    latest = point_latest(run_dir.out) if run_dir.default else None
+    return RunResult(metrics, run_dir.out, latest)
+
+
+def _in_out(exc: OSError, run_dir: RunDir) -> OSError:
+    """``exc`` naming the file under the run directory the user asked for, not under the
+    temporary directory that no longer exists."""
+    name = exc.filename
+    if name is not None and Path(name).is_relative_to(run_dir.tmp):
+        name = str(run_dir.out / Path(name).relative_to(run_dir.tmp))
+    return OSError(exc.errno, exc.strerror, name)
 
 
 def write_run(folder: Path, cfg: NetConfig, data: TableData | EventData,

@@ -62,13 +62,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-from features.training_run import RunOptions, write_run
+from features.training_run import RunDirError, RunOptions, train_run
 from nn_core import selection
 from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
@@ -78,10 +77,7 @@ from nn_core.importance import DEFAULT_REPEATS
 from nn_core.io import (
     DefaultsHelpFormatter,
     OneLineArgumentParser,
-    describe_os_error,
-    new_run_dir,
     options_given,
-    point_latest,
     sigterm_as_interrupt,
     stdout_may_close,
 )
@@ -446,44 +442,15 @@ def run(args: argparse.Namespace) -> dict:
         settings=config.resolved(build_parser(), args, FILE_ONLY),  # config.json
         command=" ".join(["python", "train.py", *sys.argv[1:]]))
     try:
-        run_dir = new_run_dir(args.output)
-    except OSError as exc:
-        where = (f"--output {args.output}" if args.output is not None
-                 else "run directory runs/<timestamp>")
-        if isinstance(exc, FileExistsError) and exc.filename is None:
-            raise UsageError(f"--output {exc}") from None  # new_run_dir's message names it
-        problem = describe_os_error(exc)
-        if exc.filename is not None and os.path.lexists(exc.filename) \
-                and not os.path.isdir(exc.filename):
-            problem = f"{exc.filename} exists and is not a directory"
-        raise UsageError(f"{where}: cannot create it: {problem}") from None
-    try:
-        result = write_run(run_dir.tmp, cfg, data, options, started)
-    except OSError as exc:
-        run_dir.discard()
-        if exc.filename is None:
-            raise
-        raise _in_out(exc, run_dir) from None
-    except BaseException:
-        run_dir.discard()
-        raise
-    run_dir.commit()
-    out = run_dir.out
-    latest = point_latest(out) if run_dir.default else None
+        outcome = train_run(cfg, data, args.output, options, started)
+    except RunDirError as exc:  # its message names the directory
+        raise UsageError(f"--output {exc}" if args.output is not None else str(exc)) from None
+    result, out, latest = outcome.metrics, outcome.out, outcome.latest
     with stdout_may_close():  # the run is written; `train.py | head` must not undo that
         print("\n".join(summary_lines(result, tuple(args.seeds))))
         print(f"run directory: {out}" + (f" (runs/latest: {latest})" if latest else ""))
         print(f"done in {result['seconds']:.1f} s", flush=True)
     return result
-
-
-def _in_out(exc: OSError, run_dir) -> OSError:
-    """``exc`` naming the file under the run directory the user asked for, not under the
-    temporary directory that no longer exists."""
-    name = exc.filename
-    if name is not None and Path(name).is_relative_to(run_dir.tmp):
-        name = str(run_dir.out / Path(name).relative_to(run_dir.tmp))
-    return OSError(exc.errno, exc.strerror, name)
 
 
 #: Options that one kind of data alone uses; given with the other kind they are refused.
