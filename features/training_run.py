@@ -11,7 +11,8 @@
 * :func:`drift_reference`: the training distributions a saved model is checked against
   (``drift_reference.json``);
 * :func:`write_importance`: ``importance.csv`` and ``importance.png`` of one seed's models;
-* :func:`data_name`: the data's short name in plot titles.
+* :func:`data_name`: the data's short name in plot titles;
+* :func:`summary_lines`: a run's report, as ``train.py`` prints it.
 
 The data is a ``features.datasets`` source (:class:`~features.datasets.TableData` or
 :class:`~features.datasets.EventData`); training, evaluation and tuning are
@@ -26,6 +27,7 @@ import io
 import json
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -460,3 +462,104 @@ def data_name(info: Mapping) -> str:
     paths = info["path"].split(", ") if info["kind"] == "events" else [info["path"]]
     name = Path(paths[0]).name + (f" +{len(paths) - 1} files" if len(paths) > 1 else "")
     return name if len(name) <= 40 else name[:39] + "…"
+
+
+#: The metrics printed on stdout (metrics.json has them all); the widest line of the
+#: summary, a test checks it.
+SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "f1", "lift_at_10", "ece")
+SUMMARY_WIDTH = 100
+
+
+def summary_lines(result: Mapping) -> list[str]:
+    """A run's report in a few lines: what ``train.py`` prints on stdout.
+
+    Parameters
+    ----------
+    result : mapping
+        A run's ``metrics.json`` content (:func:`write_run`, ``RunResult.metrics``).
+
+    Returns
+    -------
+    list of str
+        The tuning winner (``RunOptions.tune``), dev metrics, then test metrics
+        (:data:`SUMMARY_METRICS`; mean and, below it, ± the standard deviation over several
+        seeds) of the MLP and the baseline, what the MLP row combines
+        (:func:`combination_lines`), then both models' settings; no line wider than
+        :data:`SUMMARY_WIDTH`.
+    """
+    seeds = result["seeds"]
+    multi = len(seeds) > 1
+    src = result["mean"] if multi else result
+    shown = ",".join(map(str, seeds)) if len(seeds) <= 8 else \
+        f"{seeds[0]},{seeds[1]},...,{seeds[-1]} ({len(seeds)} seeds)"
+    over = f"mean ± std over seeds {shown}" if multi else f"seed {seeds[0]}"
+
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(text, SUMMARY_WIDTH, subsequent_indent="    ",
+                             break_on_hyphens=False)
+
+    lines = []
+    if "tune" in result:
+        won, n = result["tune"]["selected"], result["tune"]["n_trials"]
+        monitor = result["config"]["monitor"]
+        score = won["dev_roc_auc"] if monitor == "roc_auc" else won["dev_loss"]
+        which = ", the command line's settings," if won["trial"] == 0 else ""
+        lines += wrap(f"tune: trial {won['trial']} (of 0-{n - 1}){which} won on seed "
+                      f"{seeds[0]}'s dev {monitor} {score:.4f}; its settings are the MLP's "
+                      "below; every trial is in tune_trials.csv")
+    for part in ("dev", "test"):
+        lines.append(f"{part} metrics ({over})")
+        lines.append(f"{'':21s}" + "".join(f"{k:>11s}" for k in SUMMARY_METRICS))
+        for name, label in (("model", "MLP"), ("baseline", "logistic regression")):
+            lines.append(f"{label:21s}" + "".join(f"{src[name][part][k]:11.4f}"
+                                                  for k in SUMMARY_METRICS))
+            if multi:
+                lines.append(f"{'':21s}" + "".join(
+                    f"{'±' + format(result['std'][name][part][k], '.4f'):>11s}"
+                    for k in SUMMARY_METRICS))
+    lines += combination_lines(result, src)
+    fields = NetConfig.__dataclass_fields__
+    cfg, base = (NetConfig(**{k: tuple(v) if k == "hidden" else v
+                              for k, v in result[key].items() if k in fields})
+                 for key in ("config", "baseline_config"))
+    lines += wrap(f"MLP: {selection.describe_config(cfg)}")
+    lines += wrap(f"logistic regression (fixed, docs/results.md): "
+                  f"{selection.describe_config(base).removeprefix('no hidden layer, ')}")
+    return lines
+
+
+def combination_lines(result: Mapping, src: Mapping) -> list[str]:
+    """The summary's lines on ``--ensemble``, ``--fuse`` and ``--calibrate`` (none without
+    them): what the "MLP" row is, and the ECE before and after calibration.
+
+    Parameters
+    ----------
+    result : mapping
+        A run's ``metrics.json`` content.
+    src : mapping
+        Where the metrics shown are: ``result`` for one seed, ``result["mean"]`` for several.
+
+    Returns
+    -------
+    list of str
+        Lines no wider than :data:`SUMMARY_WIDTH`.
+    """
+    c = result["combination"]
+    lines = []
+    parts = ([f"{c['ensemble']} networks, logits averaged"] if c["ensemble"] > 1 else [])
+    if c["fuse"] == "blend":
+        alphas = ", ".join(f"{r['blend_alpha']:g}" for r in c["chosen"])
+        parts.append(f"blended with the logistic regression, weight {alphas} (per seed, "
+                     "chosen on dev)")
+    elif c["fuse"] == "stack":
+        parts.append("stacked with the logistic regression (fitted on dev)")
+    if c["calibrate"] != "none":
+        parts.append(f"{c['calibrate']} calibration fitted on dev")
+    if parts:
+        lines.append("MLP row: " + "; ".join(parts))
+    if c["calibrate"] != "none":
+        lines.append("ECE before -> after calibration: " + ", ".join(
+            f"{part} {src['model'][part]['ece_uncalibrated']:.4f} -> "
+            f"{src['model'][part]['ece']:.4f}" for part in ("dev", "test")))
+    return [short for line in lines
+            for short in textwrap.wrap(line, SUMMARY_WIDTH, subsequent_indent="    ")]

@@ -63,11 +63,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import textwrap
 import time
 from pathlib import Path
 
-from features.training_run import RunDirError, RunOptions, train_run
+from features.training_run import RunDirError, RunOptions, summary_lines, train_run
 from nn_core import selection
 from nn_core.activations import ACTIVATIONS
 from nn_core.backends import BACKENDS
@@ -356,82 +355,6 @@ def load_data(args: argparse.Namespace):
     return data
 
 
-#: The metrics printed on stdout (metrics.json has them all); the widest line of the
-#: summary, a test checks it.
-SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "f1", "lift_at_10", "ece")
-SUMMARY_WIDTH = 100
-
-
-def summary_lines(result: dict, seeds: tuple[int, ...]) -> list[str]:
-    """What the run prints on stdout: the tuning winner (``--tune``), dev metrics, then test
-    metrics (mean and, below it, ± the standard deviation over several seeds) of the MLP
-    and the baseline, then both models' settings; no line wider than SUMMARY_WIDTH."""
-    import textwrap
-
-    multi = len(seeds) > 1
-    src = result["mean"] if multi else result
-    shown = ",".join(map(str, seeds)) if len(seeds) <= 8 else \
-        f"{seeds[0]},{seeds[1]},...,{seeds[-1]} ({len(seeds)} seeds)"
-    over = f"mean ± std over seeds {shown}" if multi else f"seed {seeds[0]}"
-
-    def wrap(text: str) -> list[str]:
-        return textwrap.wrap(text, SUMMARY_WIDTH, subsequent_indent="    ",
-                             break_on_hyphens=False)
-
-    lines = []
-    if "tune" in result:
-        won, n = result["tune"]["selected"], result["tune"]["n_trials"]
-        monitor = result["config"]["monitor"]
-        score = won["dev_roc_auc"] if monitor == "roc_auc" else won["dev_loss"]
-        which = ", the command line's settings," if won["trial"] == 0 else ""
-        lines += wrap(f"tune: trial {won['trial']} (of 0-{n - 1}){which} won on seed "
-                      f"{seeds[0]}'s dev {monitor} {score:.4f}; its settings are the MLP's "
-                      "below; every trial is in tune_trials.csv")
-    for part in ("dev", "test"):
-        lines.append(f"{part} metrics ({over})")
-        lines.append(f"{'':21s}" + "".join(f"{k:>11s}" for k in SUMMARY_METRICS))
-        for name, label in (("model", "MLP"), ("baseline", "logistic regression")):
-            lines.append(f"{label:21s}" + "".join(f"{src[name][part][k]:11.4f}"
-                                                  for k in SUMMARY_METRICS))
-            if multi:
-                lines.append(f"{'':21s}" + "".join(
-                    f"{'±' + format(result['std'][name][part][k], '.4f'):>11s}"
-                    for k in SUMMARY_METRICS))
-    lines += combination_lines(result, src)
-    fields = NetConfig.__dataclass_fields__
-    cfg, base = (NetConfig(**{k: tuple(v) if k == "hidden" else v
-                              for k, v in result[key].items() if k in fields})
-                 for key in ("config", "baseline_config"))
-    lines += wrap(f"MLP: {selection.describe_config(cfg)}")
-    lines += wrap(f"logistic regression (fixed, docs/results.md): "
-                  f"{selection.describe_config(base).removeprefix('no hidden layer, ')}")
-    return lines
-
-
-def combination_lines(result: dict, src: dict) -> list[str]:
-    """The summary's lines on ``--ensemble``, ``--fuse`` and ``--calibrate`` (none without
-    them): what the "MLP" row is, and the ECE before and after calibration."""
-    c = result["combination"]
-    lines = []
-    parts = ([f"{c['ensemble']} networks, logits averaged"] if c["ensemble"] > 1 else [])
-    if c["fuse"] == "blend":
-        alphas = ", ".join(f"{r['blend_alpha']:g}" for r in c["chosen"])
-        parts.append(f"blended with the logistic regression, weight {alphas} (per seed, "
-                     "chosen on dev)")
-    elif c["fuse"] == "stack":
-        parts.append("stacked with the logistic regression (fitted on dev)")
-    if c["calibrate"] != "none":
-        parts.append(f"{c['calibrate']} calibration fitted on dev")
-    if parts:
-        lines.append("MLP row: " + "; ".join(parts))
-    if c["calibrate"] != "none":
-        lines.append("ECE before -> after calibration: " + ", ".join(
-            f"{part} {src['model'][part]['ece_uncalibrated']:.4f} -> "
-            f"{src['model'][part]['ece']:.4f}" for part in ("dev", "test")))
-    return [short for line in lines
-            for short in textwrap.wrap(line, SUMMARY_WIDTH, subsequent_indent="    ")]
-
-
 def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     cfg = config_from_args(args)
@@ -447,7 +370,7 @@ def run(args: argparse.Namespace) -> dict:
         raise UsageError(f"--output {exc}" if args.output is not None else str(exc)) from None
     result, out, latest = outcome.metrics, outcome.out, outcome.latest
     with stdout_may_close():  # the run is written; `train.py | head` must not undo that
-        print("\n".join(summary_lines(result, tuple(args.seeds))))
+        print("\n".join(summary_lines(result)))
         print(f"run directory: {out}" + (f" (runs/latest: {latest})" if latest else ""))
         print(f"done in {result['seconds']:.1f} s", flush=True)
     return result
