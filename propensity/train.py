@@ -46,9 +46,11 @@ progress bar per model on a terminal or one line per model otherwise. A flag tha
 apply to the data given (``--horizon`` with a table, ``--numeric`` with ``--events``, ...)
 is refused.
 
-The script parses the command line and prints; ``features.datasets`` gives the splits and
-``nn_core.selection`` trains (early stopping in ``MLP.fit``), evaluates, tunes and builds
-the run directory under a temporary name, renamed at the end: a failed run leaves nothing.
+The script parses and checks the command line, then calls the packages and prints:
+``features.datasets`` gives the splits, ``features.training_run.train_run`` runs the rest
+(``nn_core.selection`` trains with early stopping in ``MLP.fit``, evaluates and tunes) and
+builds the run directory under a temporary name, renamed at the end: a failed run leaves
+nothing.
 
 Errors are one line on stderr naming the file, row, column or flag, with exit status 2 for a
 usage mistake, 1 for bad data, a bad model file, an OS error (a full disk, ``EFBIG``, a path
