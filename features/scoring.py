@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +55,9 @@ DEFAULT_CHUNKSIZE = 100_000
 SIGNIFICANT = 7
 #: Bytes of the id matrix formatted at a time (a chunk with a very long id goes in parts).
 MATRIX_BYTES = 1 << 24
+#: Chunks ``score_table`` reads and checks ahead of the one it scores, in a second thread
+#: (memory: about 30 MB each at 100,000 rows of the bundled format).
+READ_AHEAD = 2
 #: What ``score_table`` and ``score_events`` may call with each chunk's raw inputs ``U``
 #: (n, n_columns) and scores ``p`` (n,).
 Observer = Callable[[np.ndarray, np.ndarray], None]
@@ -258,17 +261,16 @@ def score_table(
         one_hot = InputSplit(columns) if model.ensemble.plain else None
         if one_hot is not None and not one_hot.useful:
             one_hot = None
-        ahead = _ReadAhead(table)  # the next chunk parsed while this one is scored
-        source = _LastChunk(ahead) if keep_columns else ahead
-        if on_invalid == "error":
-            chunks = iter_table(source, schema, False)
-        else:  # off the default path: every bad cell found, row numbers kept as ids
-            chunks = _checked_chunks(source, schema, on_invalid, scored)
-            if id_column is None:
-                scored.ids, id_column = IdSpool(), ROW_KEY
+        if on_invalid != "error" and id_column is None:  # row numbers kept as ids
+            scored.ids, id_column = IdSpool(), ROW_KEY
+        # the next chunk read, checked and turned into inputs while this one is scored
+        ahead = _ReadAhead(_prepared_chunks(table, schema, pre, on_invalid, scored,
+                                            keep_columns), READ_AHEAD)
         try:
-            for first_row, frame in chunks:
-                U = pre.inputs(frame, first_row)
+            ahead.start()
+            if one_hot is not None:  # the kernel loaded while the first chunk is parsed
+                _load_kernel(model, one_hot, threads)
+            for first_row, frame, U, kept in ahead:
                 for i, c in enumerate(columns):
                     if c["kind"] == "categorical":
                         unseen = int(np.count_nonzero(U[:, i] == len(c["categories"])))
@@ -281,8 +283,6 @@ def score_table(
                     p = model.proba(X, threads=threads)  # members, bias, calibration
                 if observe is not None:
                     observe(U, p)
-                kept = {name: _cell_texts(source.raw[name].loc[frame.index])
-                        for name in keep_columns}
                 if explain is not None:  # float64 features (the one-hot path builds none)
                     rows = (frame[ROW_KEY].to_numpy() if ROW_KEY in frame
                             else first_row + np.arange(len(frame)))
@@ -326,36 +326,70 @@ def check_keep_columns(path, header: Sequence[str], keep: Sequence[str], id_name
 
 
 class _ReadAhead:
-    """A table's ``(first_row, cells)`` chunks, the next one read in a second thread while
-    the caller works on this one.
+    """The items of an iterator, the next one computed in a second thread while the caller
+    works on this one.
 
-    pandas' C parser tokenises without holding the GIL, as NumPy and the compiled kernels
-    compute on large arrays, so on two cores parsing chunk ``k + 1`` overlaps validating and
-    scoring chunk ``k`` (wall time; the CPU time is the same). The chunks come in the
-    table's order, and a reading error is raised where the table would raise it: when its
-    chunk is asked for. :meth:`close` waits for the read in flight, if any, and closes the
-    table's iterator: call it before the table itself closes.
+    Here the iterator reads, checks and converts the next chunk of a table
+    (:func:`_prepared_chunks`): pandas' C parser tokenises without holding the GIL, as NumPy
+    and the compiled kernels compute on large arrays, so on two cores that overlaps scoring
+    the current chunk (wall time; the CPU time is the same). The items come in order, and
+    an error is raised where the iterator would raise it: when its item is asked for (the
+    chunks before it have been scored by then, so the first bad row of the file is the one
+    named). :meth:`close` waits for the item in flight, if any, and closes the iterator:
+    call it before the table it reads closes.
     """
 
-    def __init__(self, table: CsvTable) -> None:
-        self.table, self.path, self.header = table, table.path, table.header
-        self._pool = self._chunks = None
+    def __init__(self, items: Iterator, depth: int = 1) -> None:
+        self._items, self._depth = items, depth
+        self._pool = None
+        self._pending: deque = deque()
 
-    def __iter__(self) -> Iterator[tuple[int, pd.DataFrame]]:
+    def start(self) -> None:
+        """Start computing the first items (iterating starts it too)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        self._chunks = iter(self.table)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-        pending = self._pool.submit(next, self._chunks, None)
-        while (chunk := pending.result()) is not None:
-            pending = self._pool.submit(next, self._chunks, None)
-            yield chunk
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+            for _ in range(self._depth):  # one thread: computed one after the other, in order
+                self._pending.append(self._pool.submit(next, self._items, None))
+
+    def __iter__(self) -> Iterator:
+        self.start()
+        while (item := self._pending.popleft().result()) is not None:
+            self._pending.append(self._pool.submit(next, self._items, None))
+            yield item
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._chunks.close()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._items.close()
+
+
+def _prepared_chunks(table: CsvTable, schema: Schema, pre: Preprocessing, on_invalid: str,
+                     scored: Scored, keep_columns: Sequence[str]
+                     ) -> Iterator[tuple[int, pd.DataFrame, np.ndarray, dict[str, list[str]]]]:
+    """``(first_row, frame, U, kept)`` of each chunk of ``table``: the checked cells
+    (``parse_frame``, or :func:`_checked_chunks` for ``on_invalid`` ``skip`` and
+    ``impute``), their raw inputs ``U`` (``Preprocessing.inputs``) and the texts of the
+    kept columns (:func:`_cell_texts`)."""
+    source = _LastChunk(table) if keep_columns else table
+    if on_invalid == "error":
+        chunks = iter_table(source, schema, False)
+    else:  # off the default path: every bad cell found
+        chunks = _checked_chunks(source, schema, on_invalid, scored)
+    for first_row, frame in chunks:
+        U = pre.inputs(frame, first_row)
+        kept = {name: _cell_texts(source.raw[name].loc[frame.index]) for name in keep_columns}
+        yield first_row, frame, U, kept
+
+
+def _load_kernel(model: Predictor, one_hot: InputSplit, threads: int | None) -> None:
+    """Score one made-up row through the one-hot path and discard it, so that the compiled
+    kernel is loaded from Numba's cache (with the BLAS it calls) while the read-ahead
+    parses the first chunk, not after it. Every raw input is 0: a valid number in every
+    numeric column (``log1p`` included) and a valid category position."""
+    predict_inputs(model.network, one_hot, np.zeros((1, len(one_hot.columns))), threads)
 
 
 class _LastChunk:
@@ -847,35 +881,61 @@ class _TextSink:
 
 
 def _write_rows(fh, scored: Scored, ranks: Spill, best: TopK | None) -> None:
-    """Write the header and every row of ``scored`` to the binary file ``fh``."""
+    """Write the header and every row of ``scored`` to the binary file ``fh``.
+
+    The rows are formatted a slice at a time (:func:`_row_texts`) by two threads (NumPy
+    releases the GIL on large arrays) and written in order as each slice is done; at most
+    :data:`WRITE_AHEAD` slices are formatted but not yet written.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     names = [scored.id_name, *scored.kept, "propensity", "rank", "decile"]
     if scored.threshold is not None:
         names.append("label")
     fh.write(",".join(_csv_field(name) for name in names).encode() + b"\n")
-    n = scored.n
+    pending: deque = deque()
+    with ThreadPoolExecutor(2, thread_name_prefix="format") as pool:
+        for first, keys, rank, texts in _output_chunks(scored, ranks):
+            if best is not None:
+                best.offer(keys, first, texts)
+            # rows at a time so that the byte matrix stays small even with a very long text
+            longest = sum(int(t[1].max(initial=0)) for t in texts if t is not None)
+            step = max(1, MATRIX_BYTES // max(1, longest)) if longest else len(keys)
+            ends = [None if t is None else np.cumsum(t[1]) for t in texts]
+            for s in range(0, len(keys), step):
+                e = min(s + step, len(keys))
+                fields = []
+                for t, end in zip(texts, ends, strict=True):
+                    if t is None:  # row numbers
+                        fields.append(np.arange(first + s + 1, first + e + 1))
+                    else:
+                        lo = int(end[s] - t[1][s])
+                        fields.append((t[0][lo : int(end[e - 1])], t[1][s:e]))
+                pending.append(pool.submit(_row_texts, fields, keys[s:e], rank[s:e],
+                                           scored.n, scored.threshold))
+                while len(pending) > WRITE_AHEAD:
+                    fh.write(pending.popleft().result())
+        while pending:
+            fh.write(pending.popleft().result())
+
+
+#: Slices of rows :func:`_write_rows` formats ahead of the one it writes.
+WRITE_AHEAD = 2
+
+
+def _row_texts(texts: list, keys: np.ndarray, rank: np.ndarray, n: int,
+               threshold: float | None) -> bytes:
+    """The CSV lines of a slice of rows: ``texts`` holds the id column's row numbers (an
+    int array) or ``(bytes, lengths)``, then each kept column's ``(bytes, lengths)``; the
+    score keys, ranks, the number of rows ``n`` and the label's threshold (``None``: no
+    label)."""
     width = len(str(n))
-    for first, keys, rank, texts in _output_chunks(scored, ranks):
-        if best is not None:
-            best.offer(keys, first, texts)
-        # rows at a time so that the byte matrix stays small even with a very long text
-        longest = sum(int(t[1].max(initial=0)) for t in texts if t is not None)
-        step = max(1, MATRIX_BYTES // max(1, longest)) if longest else len(keys)
-        ends = [None if t is None else np.cumsum(t[1]) for t in texts]
-        for s in range(0, len(keys), step):
-            e = min(s + step, len(keys))
-            fields = []
-            for t, end in zip(texts, ends, strict=True):
-                if t is None:  # row numbers
-                    fields.append(_digits(np.arange(first + s + 1, first + e + 1), width))
-                else:
-                    lo = int(end[s] - t[1][s])
-                    fields.append(_csv_ids(t[0][lo : int(end[e - 1])], t[1][s:e]))
-            p = scores_of(keys[s:e])
-            decile = (rank[s:e] - 1) * 10 // n + 1
-            fields += [_propensity_text(p), _digits(rank[s:e], width), _digits(decile, 2)]
-            if scored.threshold is not None:  # on the full-precision score
-                fields.append(_digits((p >= scored.threshold).astype(np.int64), 1))
-            fh.write(format_rows(fields))
+    fields = [_digits(t, width) if isinstance(t, np.ndarray) else _csv_ids(*t) for t in texts]
+    p = scores_of(keys)
+    fields += [_propensity_text(p), _digits(rank, width), _digits((rank - 1) * 10 // n + 1, 2)]
+    if threshold is not None:  # on the full-precision score
+        fields.append(_digits((p >= threshold).astype(np.int64), 1))
+    return format_rows(fields)
 
 
 def is_parquet_path(path: Path) -> bool:
