@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nn_core import selection
+from nn_core import precompile, selection
 from nn_core.importance import DEFAULT_REPEATS
 from nn_core.io import RunDir, atomic_write, describe_os_error, new_run_dir, point_latest
 from nn_core.selection import NetConfig, SeedRun
@@ -250,6 +250,8 @@ def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
         if not cached:
             print("compiling kernels (first run only)" if cached is False
                   else "compiling or loading kernels", file=sys.stderr, flush=True)
+    if cfg.backend == "numba":  # from an empty cache, prediction compiles in a child process
+        precompile.start(cfg.dtype, {cfg.activation, base_cfg.activation})
     if options.tune:
         tuning = data.split(seeds[0])
         cfg, trials = selection.tune(cfg, tuning.X, tuning.y, seeds[0], options.tune, verbose)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
-from . import kernels, reference
+from . import kernels, precompile, reference
 from .fusion import fused
 from .optim import Optimizer
 from .validation import raise_not_finite
@@ -295,6 +295,7 @@ class NumbaBackend:
     """Compiled kernels (``nn_core/kernels.py``)."""
 
     def predict(self, model, X, threads=None):
+        precompile.wait()  # the kernel may be compiling in a child process (a cold start)
         act, out = kernels.activation_index(model.activation), kernels.output_index(model.output)
 
         def kernel(lo, hi, block, p):
@@ -337,6 +338,7 @@ class NumbaBackend:
         ValueError
             An index of ``R`` that is not a feature.
         """
+        precompile.wait()
         act = kernels.activation_index(model.activation)
         out = kernels.output_index(output or model.output)
         W0 = model.unflatten(model.theta)[0][0]

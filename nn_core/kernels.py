@@ -519,34 +519,42 @@ def max_width(layout):
     return w
 
 
-def epoch(
-    X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t, lr, hyper,
-    decay_mask, batch_size, dropout, seed,
-):
-    """One epoch of mini-batch training, updating ``theta``, ``m`` and ``v`` in place.
+def epoch_kernel(act, opt, masked):
+    """``epoch(X, y, s, order, theta, grad, layout, out, l2, m, v, t, lr, hyper, decay_mask,
+    batch_size, dropout, seed) -> (loss, t)``: one epoch of mini-batch training for the rule
+    set ``(act, opt, masked)``, updating ``theta``, ``m`` and ``v`` in place.
 
     The same steps as ``nn_core.reference.train_epoch``: for each batch, the
     gradient of the data loss (:func:`batch_gradient`), plus the L2 term
     (:func:`add_l2`), then one optimizer step (:func:`optimizer_step`).
-    Called through :func:`train_epoch`, which compiles it for the network's
-    rules; the arguments are described there.
+    Compiled by :func:`entry` as it stands, a closure over the rule set's
+    indices (which Numba takes as constants), and called through
+    :func:`train_epoch`, where the arguments are described. Not a helper
+    inlined into a wrapper: inlining copies the callee's whole intermediate
+    representation block by block (for this one, half a second of a cold start).
     """
-    N = X.shape[0]
-    ws = workspace(1, batch_size, X.shape[1], layout.shape[0], max_width(layout), theta.dtype)
-    slot = np.int64(0)  # typed int64, not the literal 0 (which would compile another variant)
-    total = 0.0
-    for start in range(0, N, batch_size):
-        rows = order[start : min(N, start + batch_size)]
-        n = rows.shape[0]
-        batch_loss = batch_gradient(
-            X, y, s, rows, n, slot, theta, layout, act, out, masked, dropout, seed, t, grad, ws,
-            slot,
-        )
-        batch_loss += add_l2(theta, grad, layout, l2)
-        total += batch_loss * n
-        t += 1
-        optimizer_step(opt, theta, grad, m, v, t, lr, hyper, decay_mask)
-    return total / N, t
+
+    def epoch(X, y, s, order, theta, grad, layout, out, l2, m, v, t, lr, hyper, decay_mask,
+              batch_size, dropout, seed):
+        N = X.shape[0]
+        ws = workspace(1, batch_size, X.shape[1], layout.shape[0], max_width(layout),
+                       theta.dtype)
+        slot = np.int64(0)  # typed int64, not the literal 0 (which would compile another variant)
+        total = 0.0
+        for start in range(0, N, batch_size):
+            rows = order[start : min(N, start + batch_size)]
+            n = rows.shape[0]
+            batch_loss = batch_gradient(
+                X, y, s, rows, n, slot, theta, layout, act, out, masked, dropout, seed, t, grad,
+                ws, slot,
+            )
+            batch_loss += add_l2(theta, grad, layout, l2)
+            total += batch_loss * n
+            t += 1
+            optimizer_step(opt, theta, grad, m, v, t, lr, hyper, decay_mask)
+        return total / N, t
+
+    return epoch
 
 
 def chunk_gradients(
@@ -572,39 +580,43 @@ def chunk_gradients(
     return chunks
 
 
-def epoch_parallel(
-    X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t, lr, hyper,
-    decay_mask, batch_size, dropout, seed, chunks,
-):
-    """:func:`epoch` with each batch split into ``chunks`` chunks of rows done in parallel.
+def epoch_parallel_kernel(act, opt, masked):
+    """``epoch_parallel(..., chunks)``: :func:`epoch_kernel`'s epoch with each batch split
+    into ``chunks`` chunks of rows done in parallel (the same arguments, then ``chunks``).
 
     The chunks' gradients (:func:`chunk_gradients`) are summed in chunk
     order, so a run is repeatable for a given ``chunks``. Worth it only for
     large batches: starting a parallel region costs microseconds. A kernel
     of its own, so that serial training never pays for compiling it.
     """
-    N = X.shape[0]
-    per_chunk = (batch_size + chunks - 1) // chunks
-    ws = workspace(chunks, per_chunk, X.shape[1], layout.shape[0], max_width(layout), theta.dtype)
-    grads = np.empty((chunks, theta.shape[0]), dtype=theta.dtype)
-    losses = np.empty(chunks)
-    total = 0.0
-    for start in range(0, N, batch_size):
-        rows = order[start : min(N, start + batch_size)]
-        used = chunk_gradients(X, y, s, rows, theta, layout, act, out, masked, dropout, seed, t,
-                               grads, losses, ws)
-        batch_loss = losses[0]
-        for k in range(grad.shape[0]):
-            grad[k] = grads[0, k]
-        for c in range(1, used):
-            batch_loss += losses[c]
+
+    def epoch_parallel(X, y, s, order, theta, grad, layout, out, l2, m, v, t, lr, hyper,
+                       decay_mask, batch_size, dropout, seed, chunks):
+        N = X.shape[0]
+        per_chunk = (batch_size + chunks - 1) // chunks
+        ws = workspace(chunks, per_chunk, X.shape[1], layout.shape[0], max_width(layout),
+                       theta.dtype)
+        grads = np.empty((chunks, theta.shape[0]), dtype=theta.dtype)
+        losses = np.empty(chunks)
+        total = 0.0
+        for start in range(0, N, batch_size):
+            rows = order[start : min(N, start + batch_size)]
+            used = chunk_gradients(X, y, s, rows, theta, layout, act, out, masked, dropout, seed,
+                                   t, grads, losses, ws)
+            batch_loss = losses[0]
             for k in range(grad.shape[0]):
-                grad[k] += grads[c, k]
-        batch_loss += add_l2(theta, grad, layout, l2)
-        total += batch_loss * rows.shape[0]
-        t += 1
-        optimizer_step(opt, theta, grad, m, v, t, lr, hyper, decay_mask)
-    return total / N, t
+                grad[k] = grads[0, k]
+            for c in range(1, used):
+                batch_loss += losses[c]
+                for k in range(grad.shape[0]):
+                    grad[k] += grads[c, k]
+            batch_loss += add_l2(theta, grad, layout, l2)
+            total += batch_loss * rows.shape[0]
+            t += 1
+            optimizer_step(opt, theta, grad, m, v, t, lr, hyper, decay_mask)
+        return total / N, t
+
+    return epoch_parallel
 
 
 def forward_row(x, theta, layout, act, out, h):
@@ -672,17 +684,19 @@ def hidden_to_logits(act, Z, b, w, c, z):
         z[i] = acc
 
 
-def upper_layers(n, theta, layout, act, out, H, p):
-    """Every layer after the first layer's product: ``p = g(z)`` for ``n`` rows.
+def upper_layers(n, theta, layout, act, out, H, p, first):
+    """The layers from layer ``first`` on, after its product: ``p = g(z)`` for ``n`` rows.
 
-    ``H[0]`` holds ``Z_0 = X W_0`` (n, d_1), the first layer's product without
-    its bias, however it was computed (a dense product, :func:`forward_rows`,
-    or one with gathered rows, :func:`forward_rows_onehot`); ``H`` (2, at least
-    n x widest layer) is the work buffer, the layers alternating between its two
-    rows. Bias and activation are applied in place (:func:`bias_activate`),
+    ``first = 0``: ``H[0]`` holds ``Z_0 = X W_0`` (n, d_1), the first layer's
+    product without its bias (:func:`forward_rows`); with no hidden layer
+    (logistic regression) that is the logit less its bias. ``first = 1``: ``H[0]``
+    holds the first hidden layer's output ``H_0 = f(Z_0 + b_0)``, which
+    :func:`forward_rows_onehot` computes with its gathered rows (with a single
+    hidden layer ``p`` already holds the logits, and only ``g`` is left). ``H`` (2,
+    at least n x widest layer) is the work buffer, the layers alternating between
+    its two rows. Bias and activation are applied in place (:func:`bias_activate`),
     except in the last hidden layer, whose bias, activation and the output
-    layer's product are one pass (:func:`hidden_to_logits`). With no hidden
-    layer (logistic regression) ``Z_0`` is the logit less its bias.
+    layer's product are one pass (:func:`hidden_to_logits`).
     """
     L = layout.shape[0]
     w_off, b_off, fi = layout[L - 1, 0], layout[L - 1, 1], layout[L - 1, 2]
@@ -690,8 +704,8 @@ def upper_layers(n, theta, layout, act, out, H, p):
     if L == 1:
         for i in range(n):
             p[i] = H[0, i] + c
-    cur = 0
-    for l in range(L - 1):
+    cur = first % 2
+    for l in range(first, L - 1):
         w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
         Z = H[cur, : n * fo].reshape((n, fo))
@@ -729,67 +743,150 @@ def forward_rows(X, theta, layout, act, out, H, t, p):
         apply_output(out, p)
         return True
     np.dot(X, theta[w_off : w_off + fi * fo].reshape((fi, fo)), H[0, : n * fo].reshape((n, fo)))
-    upper_layers(n, theta, layout, act, out, H, p)
+    upper_layers(n, theta, layout, act, out, H, p, 0)
     return True
 
 
-def indices_in_range(R, limit):
-    """True when every entry of the integer matrix ``R`` is in ``[0, limit)``.
+#: Gathered rows of ``W_0`` added per pass over a row of ``Z`` (:func:`gathered_rows`).
+GATHER = 8
+#: Lanes of the finiteness check of a contiguous block (:func:`contiguous_finite`).
+LANES = 16
 
-    A running minimum and maximum, no branch per element (the loop vectorises):
-    the gathered rows of :func:`add_gathered_rows` are read unchecked, so their
-    indices are checked first.
+
+def contiguous_finite(X, t):
+    """:func:`block_finite` of a C-contiguous block ``X``, read as rows of ``LANES`` values.
+
+    The one-hot path's dense block is narrow (10 features on the bundled table), too
+    narrow for the check's loop over columns to fill a vector register; the same
+    numbers as rows of ``LANES`` fill it (a third of the check's time per row, measured).
+    ``t``: (``LANES``,) scratch.
     """
-    n, k = R.shape
+    flat = X.reshape(X.size)
+    m = X.size - X.size % LANES
+    return block_finite(flat[:m].reshape((m // LANES, LANES)), t) and block_finite(
+        flat[m:].reshape((1, X.size - m)), t)
+
+
+def indices_in_range(R, limit):
+    """True when every entry of the C-contiguous integer matrix ``R`` is in ``[0, limit)``.
+
+    A running minimum and maximum over all of ``R`` at once, no branch per
+    element (the loop vectorises): the gathered rows of :func:`add_gathered_rows`
+    are read unchecked, so their indices are checked first.
+    """
+    r = R.reshape(R.size)
     lo, hi = 0, limit - 1
-    for i in range(n):
-        for c in range(k):
-            lo = min(lo, R[i, c])
-            hi = max(hi, R[i, c])
+    for q in range(r.size):
+        lo = min(lo, r[q])
+        hi = max(hi, r[q])
     return lo >= 0 and hi < limit
 
 
-def add_gathered_rows(Z, R, W):
-    """``Z_i += sum_c W[R_ic]``: the product of one-hot inputs with ``W``, as a sum of rows.
+def gathered_rows(W, R, i, c0, zero):
+    """The ``GATHER`` (8) rows ``W[R_ic]``, ``c = c0, ..., c0 + 7``, of row ``i``; ``zero``
+    (a row of zeros) for each ``c`` past ``R``'s last column.
+
+    A pass over ``Z_i`` then adds eight rows at once, so that ``Z_i`` is loaded and
+    stored once per eight (one at a time, each addition waited on the store of the one
+    before: 2x slower in float32, 3x in float64). The zero rows fill the last pass's
+    unused slots: a fixed eight, no branch in the loop over the units.
+    """
+    k = R.shape[1]
+    return (W[R[i, c0]] if c0 < k else zero, W[R[i, c0 + 1]] if c0 + 1 < k else zero,
+            W[R[i, c0 + 2]] if c0 + 2 < k else zero, W[R[i, c0 + 3]] if c0 + 3 < k else zero,
+            W[R[i, c0 + 4]] if c0 + 4 < k else zero, W[R[i, c0 + 5]] if c0 + 5 < k else zero,
+            W[R[i, c0 + 6]] if c0 + 6 < k else zero, W[R[i, c0 + 7]] if c0 + 7 < k else zero)
+
+
+def sum_gathered(G, j):
+    """``sum_c G_c[j]`` of the eight rows of :func:`gathered_rows`, as a balanced tree."""
+    return ((G[0][j] + G[1][j]) + (G[2][j] + G[3][j])) + ((G[4][j] + G[5][j]) + (G[6][j] + G[7][j]))
+
+
+def add_gathered_rows(Z, R, W, zero, upto):
+    """``Z_i += sum_{c < upto} W[R_ic]``: the product of one-hot inputs with ``W``, as rows.
 
     Row ``i`` of the feature matrix holds a one-hot block per categorical column:
     a single 1, at feature ``R_ic`` for block ``c``. Its product with ``W``
     (d_0, d_1) is therefore the sum of those rows of ``W``, ``k`` row additions
     (``k``: the blocks) instead of a product over every feature of the blocks,
-    most of them zero. ``Z``: (n, d_1), ``R``: (n, k) indices into ``W``'s rows.
+    most of them zero. ``Z``: (n, d_1), ``R``: (n, k) indices into ``W``'s rows;
+    ``upto`` a multiple of ``GATHER`` (:func:`gathered_rows`, ``zero`` its row of
+    zeros). The last pass of the blocks is not here but fused with the bias and the
+    activation (:func:`gathered_bias_activate`, :func:`gathered_to_logits`).
     """
-    n, k = R.shape
-    d = Z.shape[1]
+    n, d = Z.shape
     for i in range(n):
-        for c in range(k):
-            W_r = W[R[i, c]]
+        for c0 in range(0, upto, GATHER):
+            G = gathered_rows(W, R, i, c0, zero)
             for j in range(d):
-                Z[i, j] += W_r[j]
+                Z[i, j] += sum_gathered(G, j)
 
 
-def forward_rows_onehot(Xd, R, Wd, theta, layout, act, out, H, t, p):
+def gathered_bias_activate(act, Z, b, R, W, zero, c0):
+    """``Z_ij = f(Z_ij + b_j + sum_{c >= c0} W[R_ic, j])`` in place: the last pass of
+    gathered rows (:func:`gathered_rows`), the bias and the activation in one pass."""
+    f = _F[act]
+    n, d = Z.shape
+    for i in range(n):
+        G = gathered_rows(W, R, i, c0, zero)
+        for j in range(d):
+            Z[i, j] = f(Z[i, j] + b[j] + sum_gathered(G, j))
+
+
+def gathered_to_logits(act, Z, b, R, W, zero, c0, w, c, z):
+    """``z_i = c + sum_j f(Z_ij + b_j + sum_{c' >= c0} W[R_ic', j]) w_j``: a single hidden
+    layer's last pass of gathered rows, bias and activation and the output layer's
+    product in one pass over ``Z`` (nothing written back but ``z``; see
+    :func:`hidden_to_logits`)."""
+    f = _F[act]
+    n, d = Z.shape
+    for i in range(n):
+        G = gathered_rows(W, R, i, c0, zero)
+        acc = c
+        for j in range(d):
+            acc += f(Z[i, j] + b[j] + sum_gathered(G, j)) * w[j]
+        z[i] = acc
+
+
+def forward_rows_onehot(Xd, R, Wd, theta, layout, act, out, H, t, zero, p):
     """:func:`forward_rows` of a block whose inputs are given as dense features and one-hot codes.
 
     The feature matrix ``X`` (n, d_0) is not built: its dense columns are ``Xd``
     (n, d_dense) with their rows of ``W_0`` in ``Wd`` (d_dense, d_1), and each
     one-hot block's single 1 is at feature ``R_ic`` (``R``: (n, k)). The first
-    product is ``X W_0 = Xd Wd + sum_c W_0[R_ic]`` (BLAS, then
-    :func:`add_gathered_rows`); the rest is :func:`upper_layers`. Returns False,
-    computing nothing, when ``Xd`` holds NaN or infinity or an index of ``R`` is
-    not a row of ``W_0``.
+    layer is ``H_0 = f(Xd Wd + sum_c W_0[R_ic] + b_0)``: the product by BLAS, then
+    the gathered rows (:func:`add_gathered_rows`) with the bias and the activation
+    in their last pass (:func:`gathered_bias_activate`; with a single hidden layer
+    the output layer's product too, :func:`gathered_to_logits`); the rest is
+    :func:`upper_layers`. ``Xd`` and ``R`` C-contiguous; ``t``: (``LANES``,) and
+    ``zero``: (d_1,) zeros, scratch. Returns False, computing nothing, when ``Xd``
+    holds NaN or infinity or an index of ``R`` is not a row of ``W_0``.
     """
-    w_off, fi, fo = layout[0, 0], layout[0, 2], layout[0, 3]
-    if not (block_finite(Xd, t) and indices_in_range(R, fi)):
+    w_off, b_off, fi, fo = layout[0, 0], layout[0, 1], layout[0, 2], layout[0, 3]
+    if not (contiguous_finite(Xd, t) and indices_in_range(R, fi)):
         return False
-    n = Xd.shape[0]
+    n, k = R.shape
     Z = H[0, : n * fo].reshape((n, fo))
     if Xd.shape[1] > 0:
         np.dot(Xd, Wd, Z)
     else:
-        for k in range(n * fo):
-            H[0, k] = 0.0
-    add_gathered_rows(Z, R, theta[w_off : w_off + fi * fo].reshape((fi, fo)))
-    upper_layers(n, theta, layout, act, out, H, p)
+        for q in range(n * fo):
+            H[0, q] = 0.0
+    W0, b0 = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
+    L = layout.shape[0]
+    if L == 1:  # no hidden layer: z = X w + c, the bias added by upper_layers
+        add_gathered_rows(Z, R, W0, zero, GATHER * ((k + GATHER - 1) // GATHER))
+        upper_layers(n, theta, layout, act, out, H, p, 0)
+        return True
+    last = GATHER * ((k - 1) // GATHER) if k > 0 else 0  # the first column of the last pass
+    add_gathered_rows(Z, R, W0, zero, last)
+    if L == 2:
+        w_l, b_l = layout[1, 0], layout[1, 1]
+        gathered_to_logits(act, Z, b0, R, W0, zero, last, theta[w_l : w_l + fo], theta[b_l], p)
+    else:
+        gathered_bias_activate(act, Z, b0, R, W0, zero, last)
+    upper_layers(n, theta, layout, act, out, H, p, 1)
     return True
 
 
@@ -818,10 +915,11 @@ def blocks_onehot(Xd, R, Wd, theta, layout, act, out, block, p):
     """
     n = Xd.shape[0]
     H = np.empty((2, min(block, n) * max_width(layout)), dtype=theta.dtype)
-    t = np.empty(Xd.shape[1], dtype=Xd.dtype)
+    t = np.empty(LANES, dtype=Xd.dtype)
+    zero = np.zeros(layout[0, 3], dtype=theta.dtype)
     for lo in range(0, n, block):
         hi = min(n, lo + block)
-        if not forward_rows_onehot(Xd[lo:hi], R[lo:hi], Wd, theta, layout, act, out, H, t,
+        if not forward_rows_onehot(Xd[lo:hi], R[lo:hi], Wd, theta, layout, act, out, H, t, zero,
                                    p[lo:hi]):
             return False
     return True
@@ -879,9 +977,7 @@ batch_gradient = _inline(batch_gradient)
 workspace = _inline(workspace)
 add_l2 = _inline(add_l2)
 max_width = _inline(max_width)
-epoch = _inline(epoch)
 chunk_gradients = _parallel_entry(chunk_gradients)
-epoch_parallel = _inline(epoch_parallel)
 forward_row = _inline(forward_row)
 # fastmath=False given, not left out: a function left without it inherits its
 # caller's flags, and reassoc would cancel block_finite's x - x.
@@ -890,8 +986,13 @@ hidden_to_logits = _inline(hidden_to_logits)
 upper_layers = _inline(upper_layers)
 forward_rows = _inline(forward_rows)
 blocks = _inline(blocks)
+contiguous_finite = _inline(contiguous_finite)
 indices_in_range = _inline(indices_in_range)
+gathered_rows = _inline(gathered_rows)
+sum_gathered = _inline(sum_gathered)
 add_gathered_rows = _inline(add_gathered_rows)
+gathered_bias_activate = _inline(gathered_bias_activate)
+gathered_to_logits = _inline(gathered_to_logits)
 forward_rows_onehot = _inline(forward_rows_onehot)
 blocks_onehot = _inline(blocks_onehot)
 few_rows = _inline(few_rows)
@@ -913,7 +1014,8 @@ def entry(kind: str, act: int, opt: int = ADAM, masked: int = 0):
     ``kind`` is ``"epoch"``, ``"epoch_parallel"`` (training: for activation
     ``act``, optimizer ``opt``, dropout on (``masked`` 1) or off), ``"blocks"``,
     ``"onehot"`` or ``"few"`` (prediction: for activation ``act``; ``opt`` and
-    ``masked`` are not used). A closure over the indices: Numba takes a closure's
+    ``masked`` are not used). A closure over the indices (for training the epoch
+    itself, :func:`epoch_kernel`, not a wrapper that inlines it): Numba takes a closure's
     integers as literal constants, so every helper the entry inlines resolves
     ``_F[act]``, ``_UPDATE[opt]`` and ``_MASK[masked]`` at compile time, and
     the entry holds those rules alone. The cache on disk tells the closures
@@ -924,21 +1026,9 @@ def entry(kind: str, act: int, opt: int = ADAM, masked: int = 0):
     test suite sweeping activations and outputs compiles.
     """
     if kind == "epoch":
-
-        def train(X, y, s, order, theta, grad, layout, out, l2, m, v, t, lr, hyper,
-                  decay_mask, batch_size, dropout, seed):
-            return epoch(X, y, s, order, theta, grad, layout, act, out, masked, l2, opt, m, v, t,
-                         lr, hyper, decay_mask, batch_size, dropout, seed)
-
-        return _entry(train)
+        return _entry(epoch_kernel(act, opt, masked))
     if kind == "epoch_parallel":
-
-        def train_parallel(X, y, s, order, theta, grad, layout, out, l2, m, v, t, lr, hyper,
-                           decay_mask, batch_size, dropout, seed, chunks):
-            return epoch_parallel(X, y, s, order, theta, grad, layout, act, out, masked, l2, opt,
-                                  m, v, t, lr, hyper, decay_mask, batch_size, dropout, seed, chunks)
-
-        return _entry(train_parallel)
+        return _entry(epoch_parallel_kernel(act, opt, masked))
     if kind == "blocks":
 
         def predict(X, theta, layout, out, block, p):
@@ -1041,10 +1131,13 @@ def predict_blocks_onehot(Xd, R, Wd, theta, layout, act, out, block, p):
     (:func:`blocks_onehot`): ``p = g(z)`` in blocks of ``block`` rows, serial.
 
     ``Xd`` (n, d_dense) and ``Wd`` (d_dense, d_1) of ``theta``'s dtype, ``R`` (n, k)
-    int32 indices of rows of ``W_0``. Releases the GIL. Returns False when a row
-    of ``Xd`` holds NaN or infinity or an index is out of range.
+    int32 indices of rows of ``W_0``; ``Xd`` and ``R`` are copied only if not
+    C-contiguous (the kernel reads each block as one run of numbers). Releases the
+    GIL. Returns False when a row of ``Xd`` holds NaN or infinity or an index is
+    out of range.
     """
     kernel = entry("onehot", check_index(act, N_ACTIVATIONS, "activation"))
+    Xd, R = np.ascontiguousarray(Xd), np.ascontiguousarray(R)
     return kernel(read_only(Xd), read_only(R), read_only(Wd), theta, layout,
                   check_index(out, N_OUTPUTS, "output"), block, p)
 

@@ -334,6 +334,7 @@ def kernels_cached(dtype: str, batch_size: int, threads: int | None = None,
 
         from . import kernels
         from .backends import parallel_chunks
+        from .precompile import has_kernel
 
         n_threads = threads or numba.get_num_threads()
         parallel = parallel_chunks(batch_size, n_threads) > 1
@@ -341,21 +342,7 @@ def kernels_cached(dtype: str, batch_size: int, threads: int | None = None,
         needed = [kernels.entry("epoch_parallel" if parallel else "epoch", act, opt,
                                 int(dropout)),
                   kernels.entry("blocks", act)]
-        return all(_has_kernel(d, dtype) for d in needed)
+        return all(has_kernel(d, dtype) for d in needed)
     except Exception:  # Numba's cache internals moved: say so rather than guess
         return None
 
-
-def _has_kernel(dispatcher, dtype: str) -> bool:
-    """Whether ``dispatcher`` has, or its cache index lists, a kernel whose first argument
-    is a ``dtype`` array (read-only, as ``nn_core.kernels.read_only`` passes it; Numba
-    internals: ``_cache``, ``_index_key``, ``_load_index``)."""
-    def for_dtype(sig) -> bool:
-        return str(sig[0]).startswith(f"readonly array({dtype},")
-
-    if any(for_dtype(sig) for sig in dispatcher.overloads):
-        return True
-    cache, codegen = dispatcher._cache, dispatcher.targetctx.codegen()
-    _, machine, source = cache._index_key((), codegen)
-    index = cache._cache_file._load_index()  # empty when the source file changed
-    return any(key[1] == machine and key[2] == source and for_dtype(key[0]) for key in index)

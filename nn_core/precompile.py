@@ -1,0 +1,109 @@
+"""Compiling ahead: the prediction kernels of a cold run, compiled in a child process.
+
+From an empty Numba cache (a first run, a new install, a changed kernel source) a first
+``train.py`` spends most of its time compiling: the training kernel, then, at the first
+prediction (the dev rows after epoch 1), the prediction kernel, one after the other in one
+process. The two are independent. :func:`start` compiles the prediction kernels in a child
+process (``python -m nn_core.precompile DTYPE ACTIVATION...``), which writes them to Numba's
+on-disk cache while this process compiles the training kernel on another core;
+:func:`wait`, which the numba backend calls before each prediction, lets the child finish,
+after which this process loads the kernels from the cache (a few hundredths of a second)
+instead of compiling them (1 to 2 s each).
+
+Numba's file cache has no lock: two processes saving *different* signatures of one function
+at the same moment could pick the same data file. So the child compiles only what this
+process does not compile before :func:`wait` returns: the prediction entries
+(``nn_core/kernels.py: entry``), the output function they call (``apply_output``, called by
+nothing else), and ``block_finite`` for a read-only C-ordered matrix of the dtype, the one
+signature ``nn_core/validation.py: as_matrix`` gives it in every process: the same key, the
+same file, written atomically by either.
+
+Nothing is started on one usable CPU (nothing to overlap), when the kernels are compiled or
+cached already, or for a backend other than numba. If the child fails, :func:`wait` returns
+all the same and this process compiles what it needs itself, as without it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+
+_CHILDREN: list[subprocess.Popen] = []
+
+
+def start(dtype: str, activations: Iterable[str]) -> bool:
+    """Start compiling, in a child process, the block-prediction kernel of each hidden
+    ``activation`` for ``dtype`` networks, unless it is compiled or cached already.
+
+    Returns True when a child was started. Call it before a cold ``fit``; the numba
+    backend's ``predict`` waits for the child (:func:`wait`).
+    """
+    if len(os.sched_getaffinity(0)) < 2:
+        return False
+    from . import kernels
+
+    try:
+        missing = sorted({a for a in activations if not has_kernel(
+            kernels.entry("blocks", kernels.activation_index(a)), dtype)})
+    except Exception:  # Numba's cache internals moved: compile in this process, as before
+        return False
+    if not missing:
+        return False
+    if not _CHILDREN:
+        atexit.register(_stop)
+    _CHILDREN.append(subprocess.Popen(
+        [sys.executable, "-m", "nn_core.precompile", dtype, *missing],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ))
+    return True
+
+
+def wait() -> None:
+    """Wait for the children :func:`start` began (none: returns at once)."""
+    while _CHILDREN:
+        _CHILDREN.pop().wait()
+
+
+def _stop() -> None:
+    """At exit (an error, Ctrl-C): end the children still compiling."""
+    for child in _CHILDREN:
+        child.kill()
+        child.wait()
+
+
+def has_kernel(dispatcher, dtype: str) -> bool:
+    """Whether ``dispatcher`` has, or its cache index lists, a kernel whose first argument
+    is a ``dtype`` array (read-only, as ``nn_core.kernels.read_only`` passes it; Numba
+    internals: ``_cache``, ``_index_key``, ``_load_index``)."""
+    def for_dtype(sig) -> bool:
+        return str(sig[0]).startswith(f"readonly array({dtype},")
+
+    if any(for_dtype(sig) for sig in dispatcher.overloads):
+        return True
+    cache, codegen = dispatcher._cache, dispatcher.targetctx.codegen()
+    _, machine, source = cache._index_key((), codegen)
+    index = cache._cache_file._load_index()  # empty when the source file changed
+    return any(key[1] == machine and key[2] == source and for_dtype(key[0]) for key in index)
+
+
+def _compile(dtype: str, activations: list[str]) -> None:
+    """The child: predict one row with a network of one hidden unit per activation, with
+    arguments of the types ``NumbaBackend.predict`` passes (``MLP.theta``, its int64
+    ``layout``, C-ordered rows), so that it compiles the very signature a run calls."""
+    import numpy as np
+
+    from . import kernels
+
+    theta = np.zeros(4, dtype=dtype)  # W_0 (1, 1), b_0, W_1 (1, 1), b_1
+    layout = np.array([[0, 1, 1, 1], [2, 3, 1, 1]], dtype=np.int64)
+    p = np.empty(1, dtype=dtype)
+    for activation in activations:
+        kernels.predict_blocks(np.zeros((1, 1), dtype=dtype), theta, layout,
+                               kernels.activation_index(activation), 0, 1, p)
+
+
+if __name__ == "__main__":
+    _compile(sys.argv[1], sys.argv[2:])
