@@ -284,7 +284,7 @@ def test_batched_requests_keep_their_own_rows_and_errors(tmp_path):
     one of them sends each back to be scored alone, so each reply names its own row."""
     import asyncio
 
-    from propensity.serve import Batcher, HTTPError, Served, score_rows
+    from features.serving import Batcher, HTTPError, Served, score_rows
 
     served = Served(table_model(tmp_path / "model"))
     rows = uci_rows(step=97)[:12]
