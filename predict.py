@@ -2,7 +2,7 @@
 
 import sys
 
-from propensity.predict import main
+from propensity import run_program
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program("propensity.predict"))
