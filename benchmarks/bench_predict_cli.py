@@ -14,6 +14,12 @@ bundled file (or ``--model``). For each size:
   ``python -c "import pandas; pandas.read_csv(F)"`` as a command (the same start-up costs
   as predict.py: interpreter and imports): the fair comparison, command against command.
 
+The package's bytecode is compiled first (``python -m compileall nn_core features
+propensity``), as ``pip install`` does and as any run does when ``PYTHONDONTWRITEBYTECODE`` is
+not set: the peer, pandas, is read from its installed bytecode, and in a sandbox with
+``PYTHONDONTWRITEBYTECODE=1`` the checkout would otherwise be compiled from source by every
+run (about 0.07 s of predict.py's start-up).
+
 The ratios are predict.py's time over the peer's. On a busy machine wall times wait for a
 CPU; the CPU-time columns (predict.py with ``--threads 1`` there, so that both run on one
 core) are much less disturbed, and their ratio is printed beside the wall-time one.
@@ -102,6 +108,10 @@ def main() -> None:
           f"{platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}")
     print(f"# BLAS: {blas_kernels()}")
     print(f"# command: python {' '.join(sys.argv)}")
+    print(f"# load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "nn_core", "features",
+                    "propensity"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    print("# bytecode: compiled first (python -m compileall -q nn_core features propensity)")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         tmp = Path(tmp)
         model = args.model
@@ -153,6 +163,7 @@ def main() -> None:
             print("| " + " | ".join(cells) + " |", flush=True)
             csv.unlink()
             (tmp / "scores.csv").unlink(missing_ok=True)
+        print(f"\n# load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if len(rss) > 1:
             small, large = min(rss), max(rss)
             print(f"\npeak RSS at {large:,} rows / at {small:,} rows: "
