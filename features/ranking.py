@@ -10,7 +10,7 @@ memory bounded by two constants, ``block`` and ``chunk``, whatever ``n`` is:
 
 1. each score becomes a 64-bit *key* whose ascending order is the descending order of the
    scores (:func:`score_keys`), so a stable sort of keys is the ranking;
-2. a source of ``n <= block`` keys is sorted in memory (``argsort(kind="stable")``);
+2. a source of ``n <= block`` keys is sorted in memory (:func:`stable_argsort`);
 3. a larger one is split by the next 11 bits of its keys: one pass counts the keys per
    digit value, consecutive digit values are grouped into at most ~2 x 64 buckets of
    about ``max(block, n / 64)`` keys, a second pass appends each key to its bucket's file
@@ -62,6 +62,31 @@ def scores_of(keys: np.ndarray) -> np.ndarray:
     ascending = ~np.asarray(keys, dtype=np.uint64)
     bits = np.where(ascending >= _SIGN, ascending & ~_SIGN, ~ascending)
     return bits.view(np.float64)
+
+
+def stable_argsort(k: np.ndarray) -> np.ndarray:
+    """``np.argsort(k, kind="stable")`` of a 1-d integer array (the keys): the same
+    permutation, in about a third of the time.
+
+    NumPy's stable sort of 64-bit keys is a merge sort; its default sort is several times
+    faster (vectorised where the CPU allows) but leaves equal keys in any order. So: sort
+    unstably, number the distinct keys in sorted order ``g = 0, 1, ...``, and sort the
+    unique values ``g n + i`` (``i`` the row): their order is by key, then by row, which
+    is the stable order, and ``(g n + i) mod n`` gives the rows back.
+    """
+    n = len(k)
+    if n * n >= 2**63:  # g n + i would overflow (beyond 3 10^9 keys in memory)
+        return np.argsort(k, kind="stable")
+    order = np.argsort(k)
+    if n < 2:
+        return order
+    ks = k[order]
+    g = np.zeros(n, dtype=np.int64)
+    np.cumsum(ks[1:] != ks[:-1], out=g[1:])
+    g *= n
+    g += order
+    g.sort()
+    return g % n
 
 
 class Spill:
@@ -151,7 +176,7 @@ def _rank(src: Spill, base: int, bits: int, sink: Spill, block: int, chunk: int)
     if n <= block:
         src.rewind()
         k = src.read(n)
-        order = np.argsort(k, kind="stable")
+        order = stable_argsort(k)
         r = np.empty(n, dtype=np.int64)
         r[order] = np.arange(base + 1, base + n + 1)
         sink.append(r)
