@@ -41,7 +41,7 @@ def start(dtype: str, activations: Iterable[str]) -> bool:
     Returns True when a child was started. Call it before a cold ``fit``; the numba
     backend's ``predict`` waits for the child (:func:`wait`).
     """
-    if len(os.sched_getaffinity(0)) < 2:
+    if usable_cpus() < 2:
         return False
     from . import kernels
 
@@ -59,6 +59,13 @@ def start(dtype: str, activations: Iterable[str]) -> bool:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     ))
     return True
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS tells it, else all)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def wait() -> None:

@@ -39,7 +39,7 @@ def _run(mode: str, cache: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="start() needs two usable CPUs")
+@pytest.mark.skipif(precompile.usable_cpus() < 2, reason="start() needs two usable CPUs")
 def test_child_compiles_the_kernel_this_process_then_loads(tmp_path):
     started, cached, hits, misses, ahead = _run("ahead", tmp_path / "ahead")
     # The child wrote the kernel to the cache; this process loaded it, compiled nothing.
@@ -51,14 +51,36 @@ def test_child_compiles_the_kernel_this_process_then_loads(tmp_path):
 
 
 def test_nothing_started_on_one_cpu(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(precompile, "usable_cpus", lambda: 1)
     monkeypatch.setattr(subprocess, "Popen", None)  # would fail if called
     assert precompile.start("float32", ["relu"]) is False
 
 
 def test_nothing_started_when_cached(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(precompile, "usable_cpus", lambda: 2)
     monkeypatch.setattr(precompile, "has_kernel", lambda dispatcher, dtype: True)
     monkeypatch.setattr(subprocess, "Popen", None)
     assert precompile.start("float32", ["relu", "tanh"]) is False
     precompile.wait()  # no child: returns at once
+
+
+@pytest.mark.slow
+def test_the_child_compiles_no_function_training_compiles_but_block_finite(tmp_path):
+    # Numba's cache has no lock: the child and a run compiling at the same time must not
+    # save different signatures of one function. Training's cached functions and the
+    # child's may share block_finite only (one signature per dtype, see the module).
+    def compiled(code: str, cache: Path) -> set[str]:
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
+        subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
+                       capture_output=True, timeout=300)
+        return {p.name.split("-")[0] for p in cache.rglob("*.nbi")}
+
+    child = compiled("from nn_core import precompile; precompile._compile('float32', ['relu'])",
+                     tmp_path / "child")
+    training = compiled("import numpy as np; from nn_core import MLP; "
+                        "X = np.ones((8, 2), np.float32); "
+                        "MLP(2, hidden=(3,)).fit(X, X[:, 0], epochs=1, threads=1)",
+                        tmp_path / "training")
+    assert "kernels.entry.locals.predict" in child
+    assert any(name.startswith("kernels.epoch_kernel") for name in training)
+    assert child & training == {"kernels.block_finite"}
