@@ -208,6 +208,18 @@ def _timed(fn):
 
 # --- prediction at scale: nn_core against ONNX Runtime, one network and thread count at a time
 PREDICT_ROWS, PREDICT_INPUTS = 1_000_000, 80
+#: Seconds of rest before each timed prediction. After a run with two or more threads, ONNX
+#: Runtime's worker threads spin for about 25-30 ms before they sleep (measured: 0.026 s of
+#: CPU in the 0.05 s after a run), so a side timed right after ORT shares a core with them;
+#: with 1 M rows (30-50 ms) that cost nn_core's two-thread figures up to a third. The rest
+#: is the same before every side, ORT's included, and is not timed.
+PAUSE = 0.1
+
+
+def _timed_alone(fn):
+    """:func:`_timed` after :data:`PAUSE` seconds of rest (no other side's threads left busy)."""
+    time.sleep(PAUSE)
+    return _timed(fn)
 
 
 def onnx_session(model, threads: int):
@@ -271,10 +283,10 @@ def predict_table(repeats: int, hiddens, dtypes, thread_counts) -> None:
                                        model.predict_proba(X[:1000]), atol=1e-5)
                     sess.run(None, {"x": X[:10_000]})
                 for _ in range(repeats):
-                    ours.append(_timed(lambda m=model, X=X, k=threads:
-                                       m.predict_proba(X, threads=k)))
+                    ours.append(_timed_alone(lambda m=model, X=X, k=threads:
+                                             m.predict_proba(X, threads=k)))
                     if sess is not None:
-                        theirs.append(_timed(lambda s=sess, X=X: s.run(None, {"x": X})))
+                        theirs.append(_timed_alone(lambda s=sess, X=X: s.run(None, {"x": X})))
                 a = PREDICT_ROWS / min(ours)
                 net = f"{PREDICT_INPUTS}-{'-'.join(map(str, hidden))}-1"
                 if sess is None:
@@ -397,7 +409,7 @@ def _bundled_row(model, pre, split, U, x_raw, threads: int, repeats: int) -> str
     best = {name: [] for name in sides}
     for _ in range(repeats):
         for name, fn in sides.items():
-            best[name].append(_timed(fn))
+            best[name].append(_timed_alone(fn))
     rate = {name: PREDICT_ROWS / min(t) for name, t in best.items()}
     ort = rate.get("ort")
     net = f"{split.n_features}-{'-'.join(map(str, model.hidden))}-1"

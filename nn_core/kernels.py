@@ -684,19 +684,17 @@ def hidden_to_logits(act, Z, b, w, c, z):
         z[i] = acc
 
 
-def upper_layers(n, theta, layout, act, out, H, p, first):
-    """The layers from layer ``first`` on, after its product: ``p = g(z)`` for ``n`` rows.
+def upper_layers(n, theta, layout, act, out, H, p):
+    """Every layer after the first layer's product: ``p = g(z)`` for ``n`` rows.
 
-    ``first = 0``: ``H[0]`` holds ``Z_0 = X W_0`` (n, d_1), the first layer's
-    product without its bias (:func:`forward_rows`); with no hidden layer
-    (logistic regression) that is the logit less its bias. ``first = 1``: ``H[0]``
-    holds the first hidden layer's output ``H_0 = f(Z_0 + b_0)``, which
-    :func:`forward_rows_onehot` computes with its gathered rows (with a single
-    hidden layer ``p`` already holds the logits, and only ``g`` is left). ``H`` (2,
-    at least n x widest layer) is the work buffer, the layers alternating between
-    its two rows. Bias and activation are applied in place (:func:`bias_activate`),
+    ``H[0]`` holds ``Z_0 = X W_0`` (n, d_1), the first layer's product without
+    its bias, however it was computed (a dense product, :func:`forward_rows`,
+    or one with gathered rows, :func:`forward_rows_onehot`); ``H`` (2, at least
+    n x widest layer) is the work buffer, the layers alternating between its two
+    rows. Bias and activation are applied in place (:func:`bias_activate`),
     except in the last hidden layer, whose bias, activation and the output
-    layer's product are one pass (:func:`hidden_to_logits`).
+    layer's product are one pass (:func:`hidden_to_logits`). With no hidden
+    layer (logistic regression) ``Z_0`` is the logit less its bias.
     """
     L = layout.shape[0]
     w_off, b_off, fi = layout[L - 1, 0], layout[L - 1, 1], layout[L - 1, 2]
@@ -704,8 +702,8 @@ def upper_layers(n, theta, layout, act, out, H, p, first):
     if L == 1:
         for i in range(n):
             p[i] = H[0, i] + c
-    cur = first % 2
-    for l in range(first, L - 1):
+    cur = 0
+    for l in range(L - 1):
         w_off, b_off, fi, fo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
         W, b = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
         Z = H[cur, : n * fo].reshape((n, fo))
@@ -743,11 +741,11 @@ def forward_rows(X, theta, layout, act, out, H, t, p):
         apply_output(out, p)
         return True
     np.dot(X, theta[w_off : w_off + fi * fo].reshape((fi, fo)), H[0, : n * fo].reshape((n, fo)))
-    upper_layers(n, theta, layout, act, out, H, p, 0)
+    upper_layers(n, theta, layout, act, out, H, p)
     return True
 
 
-#: Gathered rows of ``W_0`` added per pass over a row of ``Z`` (:func:`gathered_rows`).
+#: Gathered rows of ``W_0`` added per pass over a row of ``Z`` (:func:`add_gathered_rows`).
 GATHER = 8
 #: Lanes of the finiteness check of a contiguous block (:func:`contiguous_finite`).
 LANES = 16
@@ -758,8 +756,9 @@ def contiguous_finite(X, t):
 
     The one-hot path's dense block is narrow (10 features on the bundled table), too
     narrow for the check's loop over columns to fill a vector register; the same
-    numbers as rows of ``LANES`` fill it (a third of the check's time per row, measured).
-    ``t``: (``LANES``,) scratch.
+    numbers as rows of ``LANES`` fill it (with :func:`indices_in_range` over all of
+    ``R`` at once: 2.8 ns a row for both checks instead of 7.9, measured on the
+    bundled format's blocks of 128 rows). ``t``: (``LANES``,) scratch.
     """
     flat = X.reshape(X.size)
     m = X.size - X.size % LANES
@@ -782,71 +781,35 @@ def indices_in_range(R, limit):
     return lo >= 0 and hi < limit
 
 
-def gathered_rows(W, R, i, c0, zero):
-    """The ``GATHER`` (8) rows ``W[R_ic]``, ``c = c0, ..., c0 + 7``, of row ``i``; ``zero``
-    (a row of zeros) for each ``c`` past ``R``'s last column.
-
-    A pass over ``Z_i`` then adds eight rows at once, so that ``Z_i`` is loaded and
-    stored once per eight (one at a time, each addition waited on the store of the one
-    before: 2x slower in float32, 3x in float64). The zero rows fill the last pass's
-    unused slots: a fixed eight, no branch in the loop over the units.
-    """
-    k = R.shape[1]
-    return (W[R[i, c0]] if c0 < k else zero, W[R[i, c0 + 1]] if c0 + 1 < k else zero,
-            W[R[i, c0 + 2]] if c0 + 2 < k else zero, W[R[i, c0 + 3]] if c0 + 3 < k else zero,
-            W[R[i, c0 + 4]] if c0 + 4 < k else zero, W[R[i, c0 + 5]] if c0 + 5 < k else zero,
-            W[R[i, c0 + 6]] if c0 + 6 < k else zero, W[R[i, c0 + 7]] if c0 + 7 < k else zero)
-
-
-def sum_gathered(G, j):
-    """``sum_c G_c[j]`` of the eight rows of :func:`gathered_rows`, as a balanced tree."""
-    return ((G[0][j] + G[1][j]) + (G[2][j] + G[3][j])) + ((G[4][j] + G[5][j]) + (G[6][j] + G[7][j]))
-
-
-def add_gathered_rows(Z, R, W, zero, upto):
-    """``Z_i += sum_{c < upto} W[R_ic]``: the product of one-hot inputs with ``W``, as rows.
+def add_gathered_rows(Z, R, W, zero):
+    """``Z_i += sum_c W[R_ic]``: the product of one-hot inputs with ``W``, as a sum of rows.
 
     Row ``i`` of the feature matrix holds a one-hot block per categorical column:
     a single 1, at feature ``R_ic`` for block ``c``. Its product with ``W``
     (d_0, d_1) is therefore the sum of those rows of ``W``, ``k`` row additions
     (``k``: the blocks) instead of a product over every feature of the blocks,
-    most of them zero. ``Z``: (n, d_1), ``R``: (n, k) indices into ``W``'s rows;
-    ``upto`` a multiple of ``GATHER`` (:func:`gathered_rows`, ``zero`` its row of
-    zeros). The last pass of the blocks is not here but fused with the bias and the
-    activation (:func:`gathered_bias_activate`, :func:`gathered_to_logits`).
+    most of them zero. ``Z``: (n, d_1), ``R``: (n, k) indices into ``W``'s rows.
+
+    Eight rows per pass over ``Z_i`` (``GATHER``), so that ``Z_i`` is loaded and
+    stored once per eight rows: one row per pass, each addition waited on the
+    store of the one before (1.3x slower in float32, 2x in float64, measured). A
+    last pass with fewer than eight rows left reads ``zero`` (d_1,), a row of
+    zeros, in their place: always eight, no branch in the loop over the units.
     """
-    n, d = Z.shape
+    n, k = R.shape
     for i in range(n):
-        for c0 in range(0, upto, GATHER):
-            G = gathered_rows(W, R, i, c0, zero)
-            for j in range(d):
-                Z[i, j] += sum_gathered(G, j)
-
-
-def gathered_bias_activate(act, Z, b, R, W, zero, c0):
-    """``Z_ij = f(Z_ij + b_j + sum_{c >= c0} W[R_ic, j])`` in place: the last pass of
-    gathered rows (:func:`gathered_rows`), the bias and the activation in one pass."""
-    f = _F[act]
-    n, d = Z.shape
-    for i in range(n):
-        G = gathered_rows(W, R, i, c0, zero)
-        for j in range(d):
-            Z[i, j] = f(Z[i, j] + b[j] + sum_gathered(G, j))
-
-
-def gathered_to_logits(act, Z, b, R, W, zero, c0, w, c, z):
-    """``z_i = c + sum_j f(Z_ij + b_j + sum_{c' >= c0} W[R_ic', j]) w_j``: a single hidden
-    layer's last pass of gathered rows, bias and activation and the output layer's
-    product in one pass over ``Z`` (nothing written back but ``z``; see
-    :func:`hidden_to_logits`)."""
-    f = _F[act]
-    n, d = Z.shape
-    for i in range(n):
-        G = gathered_rows(W, R, i, c0, zero)
-        acc = c
-        for j in range(d):
-            acc += f(Z[i, j] + b[j] + sum_gathered(G, j)) * w[j]
-        z[i] = acc
+        z = Z[i]
+        for c in range(0, k, GATHER):
+            G0 = W[R[i, c]]
+            G1 = W[R[i, c + 1]] if c + 1 < k else zero
+            G2 = W[R[i, c + 2]] if c + 2 < k else zero
+            G3 = W[R[i, c + 3]] if c + 3 < k else zero
+            G4 = W[R[i, c + 4]] if c + 4 < k else zero
+            G5 = W[R[i, c + 5]] if c + 5 < k else zero
+            G6 = W[R[i, c + 6]] if c + 6 < k else zero
+            G7 = W[R[i, c + 7]] if c + 7 < k else zero
+            for j in range(z.shape[0]):
+                z[j] += ((G0[j] + G1[j]) + (G2[j] + G3[j])) + ((G4[j] + G5[j]) + (G6[j] + G7[j]))
 
 
 def forward_rows_onehot(Xd, R, Wd, theta, layout, act, out, H, t, zero, p):
@@ -855,38 +818,24 @@ def forward_rows_onehot(Xd, R, Wd, theta, layout, act, out, H, t, zero, p):
     The feature matrix ``X`` (n, d_0) is not built: its dense columns are ``Xd``
     (n, d_dense) with their rows of ``W_0`` in ``Wd`` (d_dense, d_1), and each
     one-hot block's single 1 is at feature ``R_ic`` (``R``: (n, k)). The first
-    layer is ``H_0 = f(Xd Wd + sum_c W_0[R_ic] + b_0)``: the product by BLAS, then
-    the gathered rows (:func:`add_gathered_rows`) with the bias and the activation
-    in their last pass (:func:`gathered_bias_activate`; with a single hidden layer
-    the output layer's product too, :func:`gathered_to_logits`); the rest is
-    :func:`upper_layers`. ``Xd`` and ``R`` C-contiguous; ``t``: (``LANES``,) and
-    ``zero``: (d_1,) zeros, scratch. Returns False, computing nothing, when ``Xd``
-    holds NaN or infinity or an index of ``R`` is not a row of ``W_0``.
+    product is ``X W_0 = Xd Wd + sum_c W_0[R_ic]`` (BLAS, then
+    :func:`add_gathered_rows`); the rest is :func:`upper_layers`. ``Xd`` and ``R``
+    C-contiguous; ``t``: (``LANES``,) scratch, ``zero``: (d_1,) zeros. Returns
+    False, computing nothing, when ``Xd`` holds NaN or infinity or an index of
+    ``R`` is not a row of ``W_0``.
     """
-    w_off, b_off, fi, fo = layout[0, 0], layout[0, 1], layout[0, 2], layout[0, 3]
+    w_off, fi, fo = layout[0, 0], layout[0, 2], layout[0, 3]
     if not (contiguous_finite(Xd, t) and indices_in_range(R, fi)):
         return False
-    n, k = R.shape
+    n = Xd.shape[0]
     Z = H[0, : n * fo].reshape((n, fo))
     if Xd.shape[1] > 0:
         np.dot(Xd, Wd, Z)
     else:
         for q in range(n * fo):
             H[0, q] = 0.0
-    W0, b0 = theta[w_off : w_off + fi * fo].reshape((fi, fo)), theta[b_off : b_off + fo]
-    L = layout.shape[0]
-    if L == 1:  # no hidden layer: z = X w + c, the bias added by upper_layers
-        add_gathered_rows(Z, R, W0, zero, GATHER * ((k + GATHER - 1) // GATHER))
-        upper_layers(n, theta, layout, act, out, H, p, 0)
-        return True
-    last = GATHER * ((k - 1) // GATHER) if k > 0 else 0  # the first column of the last pass
-    add_gathered_rows(Z, R, W0, zero, last)
-    if L == 2:
-        w_l, b_l = layout[1, 0], layout[1, 1]
-        gathered_to_logits(act, Z, b0, R, W0, zero, last, theta[w_l : w_l + fo], theta[b_l], p)
-    else:
-        gathered_bias_activate(act, Z, b0, R, W0, zero, last)
-    upper_layers(n, theta, layout, act, out, H, p, 1)
+    add_gathered_rows(Z, R, theta[w_off : w_off + fi * fo].reshape((fi, fo)), zero)
+    upper_layers(n, theta, layout, act, out, H, p)
     return True
 
 
@@ -988,11 +937,7 @@ forward_rows = _inline(forward_rows)
 blocks = _inline(blocks)
 contiguous_finite = _inline(contiguous_finite)
 indices_in_range = _inline(indices_in_range)
-gathered_rows = _inline(gathered_rows)
-sum_gathered = _inline(sum_gathered)
 add_gathered_rows = _inline(add_gathered_rows)
-gathered_bias_activate = _inline(gathered_bias_activate)
-gathered_to_logits = _inline(gathered_to_logits)
 forward_rows_onehot = _inline(forward_rows_onehot)
 blocks_onehot = _inline(blocks_onehot)
 few_rows = _inline(few_rows)

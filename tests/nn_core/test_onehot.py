@@ -77,6 +77,24 @@ def test_numba_equals_the_reference(dtype, hidden):
     assert relative_error(want, numpy_side) <= TOLERANCES[dtype]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("blocks", [1, 8, 9, 17])
+@pytest.mark.parametrize("hidden", [(), (6,), (5, 3)])
+def test_blocks_in_passes_of_eight(dtype, blocks, hidden):
+    """The kernel adds the gathered rows eight at a time (``kernels.GATHER``), padding the
+    last pass with a row of zeros: any number of blocks, in one pass or several, gives
+    the reference's prediction of the feature matrix (3 dense features, blocks of 3)."""
+    rng = np.random.default_rng(blocks)
+    n, n_inputs = 3_000, 3 + 3 * blocks
+    Xd = rng.normal(size=(n, 3)).astype(dtype)
+    R = (3 + 3 * np.arange(blocks) + rng.integers(0, 3, (n, blocks))).astype(np.int32)
+    m = MLP(n_inputs, hidden, dtype=dtype, seed=1)
+    want = backends.get("numpy").predict_onehot(m, Xd, np.arange(3), R)
+    for threads in (1, 2):
+        got = backends.get("numba").predict_onehot(m, Xd, np.arange(3), R, threads)
+        assert relative_error(want, got) <= TOLERANCES[dtype]
+
+
 def test_logits_and_a_table_of_one_hot_blocks_only():
     columns = [COLUMNS[1], COLUMNS[4]]
     split = InputSplit(columns)
