@@ -23,7 +23,10 @@ repeat measures, in new processes:
 
 Times are wall-clock, best of ``--repeats`` (the least disturbed by other work
 on the machine); the header gives the CPU, the load average before and after,
-and the date.
+and the date. CPU times are those of the command and its child processes (a cold
+``train.py`` compiles the prediction kernels in a child, ``nn_core/precompile.py``).
+``NUMBA_CPU_NAME=haswell python benchmarks/bench_cold_start.py`` has Numba generate
+and cache AVX2 code (as on the issue's Zen 3) on an AVX-512 machine; the header says so.
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ def main() -> None:
     print(f"# bench_cold_start  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"# {cpu_name()}, {os.cpu_count()} logical CPUs; Python {sys.version.split()[0]}")
     print(f"# BLAS: {blas_kernels()}")
+    print(f"# Numba code for: {os.environ.get('NUMBA_CPU_NAME') or 'this CPU'} "
+          "(NUMBA_CPU_NAME)")
     print(f"# load average before {' '.join(load_before)}, after {' '.join(load_after)}; "
           f"best of {args.repeats}\n")
     print("| command | cold (empty cache) | warm | python | imports | later imports | "
@@ -139,8 +144,8 @@ def main() -> None:
               f"{best['python']:.2f} s | {parts} |")
     print(f"\npredict.py cold right after the cold train.py (prediction kernel compiled by it): "
           f"{best['predict.py cold after train.py']:.2f} s")
-    print(f"train.py --epochs 1 CPU time (user + system): cold {best['train.py cold, CPU']:.2f} s,"
-          f" warm {best['train.py warm, CPU']:.2f} s")
+    print(f"train.py --epochs 1 CPU time (user + system, with its child): "
+          f"cold {best['train.py cold, CPU']:.2f} s, warm {best['train.py warm, CPU']:.2f} s")
     print(f"functions compiled by the cold train.py (cache entries): "
           f"{best['compiled by the cold train.py']}")
     print("\nall runs (s):")
