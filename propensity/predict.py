@@ -549,6 +549,15 @@ def main(argv: list[str] | None = None) -> int:
         return _run_main(args)
 
 
+def program() -> int:
+    """The installed command ``propensity-predict``: :func:`main` started as a program, as
+    ``python predict.py`` starts it (``propensity.run_program``: freed memory kept for
+    reuse, the imported libraries frozen out of the garbage collector's work)."""
+    from . import run_program
+
+    return run_program(__name__)
+
+
 def _run_main(args: argparse.Namespace) -> int:
     import errno
 
