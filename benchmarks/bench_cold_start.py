@@ -27,6 +27,12 @@ and the date. CPU times are those of the command and its child processes (a cold
 ``train.py`` compiles the prediction kernels in a child, ``nn_core/precompile.py``).
 ``NUMBA_CPU_NAME=haswell python benchmarks/bench_cold_start.py`` has Numba generate
 and cache AVX2 code (as on the issue's Zen 3) on an AVX-512 machine; the header says so.
+
+``--cold-only`` runs only the cold ``train.py --epochs 1``, ``--repeats`` times, and gives
+each run's wall clock, the CPU time of the ``train.py`` process itself and of its compile
+child, and the seconds ``train.py`` waited for the child: on an idle machine with two free
+cores the wall clock is about the first CPU time plus the wait, so the CPU times tell what
+an idle run would take even when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -65,6 +71,26 @@ print(t1 - t0, t2 - t1, t3 - t2 - (t4 - t3), t4 - t3)
 """
 LATER = {"train": "import matplotlib.pyplot, tqdm, nn_core.plots", "predict": ""}
 PARTS = ("imports", "later imports", "first call - second call", "work")
+
+# train.py in this process, timing the waits for the compile child; then this process's
+# CPU seconds and its children's (the compile child), written to the file argv[1].
+SPLIT_CPU = """
+import resource, runpy, sys, time
+from nn_core import precompile
+waited, wait = [0.0], precompile.wait
+def timed_wait():
+    t = time.perf_counter()
+    wait()
+    waited[0] += time.perf_counter() - t
+precompile.wait = timed_wait
+out, sys.argv = sys.argv[1], ["train.py", *sys.argv[2:]]
+try:
+    runpy.run_path("train.py", run_name="__main__")
+finally:
+    own, child = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    with open(out, "w") as f:
+        f.write(f"{own.ru_utime + own.ru_stime} {child.ru_utime + child.ru_stime} {waited[0]}")
+"""
 
 
 def timed(cmd: list[str], env: dict, cpu: dict | None = None, key: str = "") -> float:
@@ -116,10 +142,35 @@ def measure(tmp: Path, k: int) -> dict[str, float]:
     return out
 
 
+def cold_only(repeats: int) -> None:
+    """``--cold-only``: cold ``train.py --epochs 1`` runs, CPU of the run and of its child."""
+    print(f"# bench_cold_start --cold-only  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"# {cpu_name()}, {os.cpu_count()} logical CPUs; Python {sys.version.split()[0]}; "
+          f"Numba code for: {os.environ.get('NUMBA_CPU_NAME') or 'this CPU'}")
+    print("\n| run | load average before | wall | CPU, train.py | CPU, compile child | waited |")
+    print("|---:|---|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(repeats):
+            load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / f"cache{k}"),
+                   "PYTHONPATH": str(ROOT)}
+            split = Path(tmp) / f"cpu{k}"
+            wall = timed([sys.executable, "-c", SPLIT_CPU, str(split), "--epochs", "1",
+                          "--quiet", "--output", str(Path(tmp) / f"run{k}")], env)
+            own, child, waited = (float(v) for v in split.read_text().split())
+            print(f"| {k + 1} | {load} | {wall:.2f} s | {own:.2f} s | {child:.2f} s | "
+                  f"{waited:.2f} s |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cold-only", action="store_true",
+                    help="only cold train.py runs: wall, CPU of the run and of its child")
     args = ap.parse_args()
+    if args.cold_only:
+        cold_only(args.repeats)
+        return
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
