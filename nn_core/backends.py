@@ -39,8 +39,11 @@ _PARALLEL_ROWS = 2048
 # (see prediction_block): small enough that a block's activations stay in
 # L1/L2, large enough that each BLAS call has rows to work on. Measured with
 # ``python benchmarks/bench_train.py --predict-only --blocks 64,128,...``
-# (docs/benchmarks.md): AVX-512 on a Zen 5, AVX2 on a Zen 3.
-_BLOCKS = {"avx512": 128, "avx2": 256, "other": 256}
+# (docs/benchmarks.md): AVX-512 on a Zen 5 (1 MiB of L2 a core; 1024 rows of a
+# 64-wide layer: 256 KiB a buffer in float32; 5-20 % faster than 128 rows on both
+# paths, float32 and float64, since the one-hot path's gathers got cheaper), AVX2
+# on a Zen 3 (512 KiB of L2; not re-measured there since).
+_BLOCKS = {"avx512": 1024, "avx2": 256, "other": 256}
 # A training batch is split across threads only when each thread gets at
 # least this many rows: below it, the parallel region's start-up costs
 # more than the split saves (measured in benchmarks/bench_train.py: batch

@@ -98,7 +98,7 @@ class InputSplit:
         -------
         X_d : ndarray, shape (n, d_dense), ``dtype``
             The dense features, the same numbers as those columns of the feature matrix.
-        R : ndarray, shape (n, k), int32
+        R : ndarray, shape (n, k), int32, C order
             ``R_ic = start_c + k_ic``: the feature that is 1 in block ``c``.
         """
         k = U[:, self.onehot_columns]
@@ -108,7 +108,9 @@ class InputSplit:
                                            U[:, self.dense_columns], dtype)
         if invalid.any():
             return None
-        return Xd, (k + self.start).astype(np.int32)
+        # C order (U's columns come out column-major): the kernel reads a block of R as one
+        # run of indices (nn_core/kernels.py: indices_in_range).
+        return Xd, np.ascontiguousarray(k + self.start, dtype=np.int32)
 
 
 def predict_inputs(network, split: InputSplit, U: np.ndarray, threads: int | None = None,
