@@ -55,8 +55,8 @@ DEFAULT_CHUNKSIZE = 100_000
 SIGNIFICANT = 7
 #: Bytes of the id matrix formatted at a time (a chunk with a very long id goes in parts).
 MATRIX_BYTES = 1 << 24
-#: Chunks ``score_table`` reads and checks ahead of the one it scores, in a second thread
-#: (memory: about 30 MB each at 100,000 rows of the bundled format).
+#: Chunks ``score_table`` reads ahead of the one it scores, in a second thread (memory:
+#: about 20 MB each at 100,000 rows of the bundled format).
 READ_AHEAD = 2
 #: What ``score_table`` and ``score_events`` may call with each chunk's raw inputs ``U``
 #: (n, n_columns) and scores ``p`` (n,).
@@ -261,16 +261,20 @@ def score_table(
         one_hot = InputSplit(columns) if model.ensemble.plain else None
         if one_hot is not None and not one_hot.useful:
             one_hot = None
-        if on_invalid != "error" and id_column is None:  # row numbers kept as ids
-            scored.ids, id_column = IdSpool(), ROW_KEY
-        # the next chunk read, checked and turned into inputs while this one is scored
-        ahead = _ReadAhead(_prepared_chunks(table, schema, pre, on_invalid, scored,
-                                            keep_columns), READ_AHEAD)
+        ahead = _ReadAhead(table, READ_AHEAD)  # the next chunks read while this one is scored
+        source = _LastChunk(ahead) if keep_columns else ahead
+        if on_invalid == "error":
+            chunks = iter_table(source, schema, False)
+        else:  # off the default path: every bad cell found, row numbers kept as ids
+            chunks = _checked_chunks(source, schema, on_invalid, scored)
+            if id_column is None:
+                scored.ids, id_column = IdSpool(), ROW_KEY
         try:
             ahead.start()
-            if one_hot is not None:  # the kernel loaded while the first chunk is parsed
+            if one_hot is not None:  # the kernel loaded while the first chunks are read
                 _load_kernel(model, one_hot, threads)
-            for first_row, frame, U, kept in ahead:
+            for first_row, frame in chunks:
+                U = pre.inputs(frame, first_row)
                 for i, c in enumerate(columns):
                     if c["kind"] == "categorical":
                         unseen = int(np.count_nonzero(U[:, i] == len(c["categories"])))
@@ -283,6 +287,8 @@ def score_table(
                     p = model.proba(X, threads=threads)  # members, bias, calibration
                 if observe is not None:
                     observe(U, p)
+                kept = {name: _cell_texts(source.raw[name].loc[frame.index])
+                        for name in keep_columns}
                 if explain is not None:  # float64 features (the one-hot path builds none)
                     rows = (frame[ROW_KEY].to_numpy() if ROW_KEY in frame
                             else first_row + np.arange(len(frame)))
@@ -326,68 +332,55 @@ def check_keep_columns(path, header: Sequence[str], keep: Sequence[str], id_name
 
 
 class _ReadAhead:
-    """The items of an iterator, the next one computed in a second thread while the caller
-    works on this one.
+    """A table's ``(first_row, cells)`` chunks, the next ``depth`` read in a second thread
+    while the caller works on this one.
 
-    Here the iterator reads, checks and converts the next chunk of a table
-    (:func:`_prepared_chunks`): pandas' C parser tokenises without holding the GIL, as NumPy
-    and the compiled kernels compute on large arrays, so on two cores that overlaps scoring
-    the current chunk (wall time; the CPU time is the same). The items come in order, and
-    an error is raised where the iterator would raise it: when its item is asked for (the
-    chunks before it have been scored by then, so the first bad row of the file is the one
-    named). :meth:`close` waits for the item in flight, if any, and closes the iterator:
-    call it before the table it reads closes.
+    pandas' C parser tokenises without holding the GIL, as NumPy and the compiled kernels
+    compute on large arrays, so on two cores reading chunks ``k + 1 ... k + depth`` overlaps
+    validating and scoring chunk ``k`` (wall time; the CPU time is the same), and the reads
+    go on while the kernel is loaded before the first chunk. The chunks come in the table's
+    order, and a reading error is raised where the table would raise it: when its chunk is
+    asked for. :meth:`close` waits for the read in flight, if any, and closes the table's
+    iterator: call it before the table itself closes.
+
+    Only the reading is in the second thread: with the checks there too (``parse_frame``,
+    ``Preprocessing.inputs``), it had the most work of the two and set the pace (measured,
+    docs/benchmarks.md, "Issue 14.2, session 5").
     """
 
-    def __init__(self, items: Iterator, depth: int = 1) -> None:
-        self._items, self._depth = items, depth
-        self._pool = None
+    def __init__(self, table: CsvTable, depth: int = 1) -> None:
+        self.table, self.path, self.header = table, table.path, table.header
+        self._depth = depth
+        self._pool = self._chunks = None
         self._pending: deque = deque()
 
     def start(self) -> None:
-        """Start computing the first items (iterating starts it too)."""
+        """Start reading the first chunks (iterating starts it too)."""
         from concurrent.futures import ThreadPoolExecutor
 
         if self._pool is None:
+            self._chunks = iter(self.table)
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-            for _ in range(self._depth):  # one thread: computed one after the other, in order
-                self._pending.append(self._pool.submit(next, self._items, None))
+            for _ in range(self._depth):  # one thread: read one after the other, in order
+                self._pending.append(self._pool.submit(next, self._chunks, None))
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[tuple[int, pd.DataFrame]]:
         self.start()
-        while (item := self._pending.popleft().result()) is not None:
-            self._pending.append(self._pool.submit(next, self._items, None))
-            yield item
+        while (chunk := self._pending.popleft().result()) is not None:
+            self._pending.append(self._pool.submit(next, self._chunks, None))
+            yield chunk
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._chunks.close()
             self._pool = None
-        self._items.close()
-
-
-def _prepared_chunks(table: CsvTable, schema: Schema, pre: Preprocessing, on_invalid: str,
-                     scored: Scored, keep_columns: Sequence[str]
-                     ) -> Iterator[tuple[int, pd.DataFrame, np.ndarray, dict[str, list[str]]]]:
-    """``(first_row, frame, U, kept)`` of each chunk of ``table``: the checked cells
-    (``parse_frame``, or :func:`_checked_chunks` for ``on_invalid`` ``skip`` and
-    ``impute``), their raw inputs ``U`` (``Preprocessing.inputs``) and the texts of the
-    kept columns (:func:`_cell_texts`)."""
-    source = _LastChunk(table) if keep_columns else table
-    if on_invalid == "error":
-        chunks = iter_table(source, schema, False)
-    else:  # off the default path: every bad cell found
-        chunks = _checked_chunks(source, schema, on_invalid, scored)
-    for first_row, frame in chunks:
-        U = pre.inputs(frame, first_row)
-        kept = {name: _cell_texts(source.raw[name].loc[frame.index]) for name in keep_columns}
-        yield first_row, frame, U, kept
 
 
 def _load_kernel(model: Predictor, one_hot: InputSplit, threads: int | None) -> None:
     """Score one made-up row through the one-hot path and discard it, so that the compiled
     kernel is loaded from Numba's cache (with the BLAS it calls) while the read-ahead
-    parses the first chunk, not after it. Every raw input is 0: a valid number in every
+    reads the first chunks, not after them. Every raw input is 0: a valid number in every
     numeric column (``log1p`` included) and a valid category position."""
     predict_inputs(model.network, one_hot, np.zeros((1, len(one_hot.columns))), threads)
 
