@@ -13,10 +13,15 @@ instead of compiling them (1 to 2 s each).
 Numba's file cache has no lock: two processes saving *different* signatures of one function
 at the same moment could pick the same data file. So the child compiles only what this
 process does not compile before :func:`wait` returns: the prediction entries
-(``nn_core/kernels.py: entry``), the output function they call (``apply_output``, called by
-nothing else), and ``block_finite`` for a read-only C-ordered matrix of the dtype, the one
-signature ``nn_core/validation.py: as_matrix`` gives it in every process: the same key, the
-same file, written atomically by either.
+(``nn_core/kernels.py: entry``) and the output function they call (``apply_output``, called
+by nothing else); and two functions of one signature per dtype, which either process saves
+under the same key, to the same file, atomically: ``block_finite`` for a read-only C-ordered
+matrix (``nn_core/validation.py: as_matrix`` gives it no other) and the training kernel's
+output and loss (``output_loss_delta``, called by ``nn_core/kernels.py: batch_gradient``
+only, with the logits as a strided column). The child compiles the latter first: the run's
+training compile reaches it a second or two in, and loads it from the cache when the child
+was quicker (0.5 s of compiling saved). ``tests/nn_core/test_precompile.py`` checks that the
+child and a training run share no other cached function and give these the same signatures.
 
 Nothing is started on one usable CPU (nothing to overlap), when the kernels are compiled or
 cached already, or for a backend other than numba. If the child fails, :func:`wait` returns
@@ -97,13 +102,16 @@ def has_kernel(dispatcher, dtype: str) -> bool:
 
 
 def _compile(dtype: str, activations: list[str]) -> None:
-    """The child: predict one row with a network of one hidden unit per activation, with
-    arguments of the types ``NumbaBackend.predict`` passes (``MLP.theta``, its int64
-    ``layout``, C-ordered rows), so that it compiles the very signature a run calls."""
+    """The child: the training kernel's output and loss with the argument types
+    ``batch_gradient`` passes, then one row predicted with a network of one hidden unit per
+    activation, with the argument types ``NumbaBackend.predict`` passes (``MLP.theta``, its
+    int64 ``layout``, C-ordered rows): the very signatures a run calls."""
     import numpy as np
 
     from . import kernels
 
+    z = np.zeros((2, 2), dtype=dtype)[:, 0]  # a strided column of logits, as Z_out[:m, 0]
+    kernels.output_loss_delta(0, z, *(np.zeros(2, dtype=dtype) for _ in range(4)), 2)
     theta = np.zeros(4, dtype=dtype)  # W_0 (1, 1), b_0, W_1 (1, 1), b_1
     layout = np.array([[0, 1, 1, 1], [2, 3, 1, 1]], dtype=np.int64)
     p = np.empty(1, dtype=dtype)

@@ -65,22 +65,27 @@ def test_nothing_started_when_cached(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_child_compiles_no_function_training_compiles_but_block_finite(tmp_path):
+def test_the_child_and_training_share_two_functions_of_one_signature(tmp_path):
     # Numba's cache has no lock: the child and a run compiling at the same time must not
     # save different signatures of one function. Training's cached functions and the
-    # child's may share block_finite only (one signature per dtype, see the module).
-    def compiled(code: str, cache: Path) -> set[str]:
+    # child's may share block_finite and output_loss_delta (see the module).
+    # The two they share must have one signature, the same in both.
+    def compiled(code: str, cache: Path) -> tuple[set[str], str]:
         env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
-        subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
-                       capture_output=True, timeout=300)
-        return {p.name.split("-")[0] for p in cache.rglob("*.nbi")}
+        shared = ("; from nn_core import kernels; "
+                  "print(kernels.block_finite.signatures, kernels.output_loss_delta.signatures)")
+        r = subprocess.run([sys.executable, "-c", code + shared], env=env, cwd=ROOT, check=True,
+                           capture_output=True, text=True, timeout=300)
+        return {p.name.split("-")[0] for p in cache.rglob("*.nbi")}, r.stdout
 
-    child = compiled("from nn_core import precompile; precompile._compile('float32', ['relu'])",
-                     tmp_path / "child")
-    training = compiled("import numpy as np; from nn_core import MLP; "
-                        "X = np.ones((8, 2), np.float32); "
-                        "MLP(2, hidden=(3,)).fit(X, X[:, 0], epochs=1, threads=1)",
-                        tmp_path / "training")
+    child, child_signatures = compiled(
+        "from nn_core import precompile; precompile._compile('float32', ['relu'])",
+        tmp_path / "child")
+    training, training_signatures = compiled(
+        "import numpy as np; from nn_core import MLP; X = np.ones((8, 2), np.float32); "
+        "MLP(2, hidden=(3,)).fit(X, X[:, 0], epochs=1, threads=1)", tmp_path / "training")
     assert "kernels.entry.locals.predict" in child
     assert any(name.startswith("kernels.epoch_kernel") for name in training)
-    assert child & training == {"kernels.block_finite"}
+    assert child & training == {"kernels.block_finite", "kernels.output_loss_delta"}
+    assert child_signatures == training_signatures
+    assert child_signatures.count("float32") == 7  # one signature each: 2 + 5 arrays
