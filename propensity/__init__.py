@@ -27,11 +27,18 @@ def run_program(module: str) -> int:
     otherwise each full collection during the run, and the last one at exit, walks them
     all, about 0.1-0.2 s of CPU on a one-row file. Objects made afterwards are collected
     as usual. Not for ``main`` called from Python (a test process would never collect what
-    it had made before). Freed memory is also kept for reuse (:func:`keep_freed_memory`).
+    it had made before). Freed memory is also kept for reuse (:func:`keep_freed_memory`),
+    and OpenBLAS's idle threads sleep at once (``OPENBLAS_THREAD_TIMEOUT=4``, unless set):
+    by default each one spins for 2**28 cycles (about 0.1 s of a core) after it starts and
+    after each job, which the commands never gain from, since their kernels hold BLAS to one
+    thread (``nn_core.backends.threads_limited``); NumPy's and SciPy's OpenBLAS each burnt
+    0.1 s that way in ``predict.py`` (SciPy's while the first chunks are read).
     """
     import gc
     import importlib
+    import os
 
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # read when OpenBLAS loads
     keep_freed_memory()
     gc.disable()
     try:
