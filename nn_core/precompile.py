@@ -57,12 +57,16 @@ def start(dtype: str, activations: Iterable[str]) -> bool:
         return False
     if not missing:
         return False
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "nn_core.precompile", dtype, *missing],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    except OSError:  # no interpreter to start (an embedded Python): compile here, as before
+        return False
     if not _CHILDREN:
         atexit.register(_stop)
-    _CHILDREN.append(subprocess.Popen(
-        [sys.executable, "-m", "nn_core.precompile", dtype, *missing],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    ))
+    _CHILDREN.append(child)
     return True
 
 

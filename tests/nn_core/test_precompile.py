@@ -89,3 +89,14 @@ def test_the_child_and_training_share_two_functions_of_one_signature(tmp_path):
     assert child & training == {"kernels.block_finite", "kernels.output_loss_delta"}
     assert child_signatures == training_signatures
     assert child_signatures.count("float32") == 7  # one signature each: 2 + 5 arrays
+
+
+def test_nothing_started_when_no_process_can_start(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "python")
+
+    monkeypatch.setattr(precompile, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(precompile, "has_kernel", lambda dispatcher, dtype: False)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    assert precompile.start("float32", ["relu"]) is False
+    precompile.wait()
