@@ -1,4 +1,4 @@
-"""Compiling ahead: the prediction kernels of a cold run, compiled in a child process.
+"""Compiling ahead: kernels a cold run needs later, compiled in a child process.
 
 From an empty Numba cache (a first run, a new install, a changed kernel source) a first
 ``train.py`` spends most of its time compiling: the training kernel, then, at the first
@@ -41,7 +41,8 @@ _CHILDREN: list[subprocess.Popen] = []
 
 def start(dtype: str, activations: Iterable[str]) -> bool:
     """Start compiling, in a child process, the block-prediction kernel of each hidden
-    ``activation`` for ``dtype`` networks, unless it is compiled or cached already.
+    ``activation`` for ``dtype`` networks (and, first, the training kernel's output and
+    loss), unless the prediction kernels are compiled or cached already.
 
     Returns True when a child was started. Call it before a cold ``fit``; the numba
     backend's ``predict`` waits for the child (:func:`wait`).
