@@ -38,6 +38,7 @@ import numba
 import numpy as np
 from numba import literal_unroll
 
+from . import numba_cache
 from .activations import ACTIVATIONS
 from .dropout import dropout_key
 from .dropout import uniform01 as _uniform01_py
@@ -81,6 +82,10 @@ _FINITE_SAFE_FASTMATH = _FASTMATH - {"nnan", "ninf"}
 # picks its rule by indexing the table's tuple, ``_F[act]``: with a literal
 # index that is resolved at compile time, so an entry holds its network's
 # rules alone, inlined, and never compiles the others.
+# The cached kernels compile in the rules of activations.py, losses.py, optim.py and
+# dropout.py: stamp their cache with those files too, not with this file alone, so that
+# a changed rule is compiled afresh rather than loaded stale (nn_core/numba_cache.py).
+numba_cache.install()
 _entry = numba.njit(cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True)
 _parallel_entry = numba.njit(
     cache=True, fastmath=_FASTMATH, error_model="numpy", nogil=True, parallel=True
