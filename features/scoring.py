@@ -58,6 +58,8 @@ MATRIX_BYTES = 1 << 24
 #: Chunks ``score_table`` reads ahead of the one it scores, in a second thread (memory:
 #: about 20 MB each at 100,000 rows of the bundled format).
 READ_AHEAD = 2
+#: Slices of rows ``_write_rows`` formats ahead of the one it writes.
+WRITE_AHEAD = 2
 #: What ``score_table`` and ``score_events`` may call with each chunk's raw inputs ``U``
 #: (n, n_columns) and scores ``p`` (n,).
 Observer = Callable[[np.ndarray, np.ndarray], None]
@@ -910,10 +912,6 @@ def _write_rows(fh, scored: Scored, ranks: Spill, best: TopK | None) -> None:
                     fh.write(pending.popleft().result())
         while pending:
             fh.write(pending.popleft().result())
-
-
-#: Slices of rows :func:`_write_rows` formats ahead of the one it writes.
-WRITE_AHEAD = 2
 
 
 def _row_texts(texts: list, keys: np.ndarray, rank: np.ndarray, n: int,
