@@ -1,6 +1,6 @@
 """Numeric input encodings and larger ensembles against ``--preset dev-best`` (issue 17.5).
 
-    python benchmarks/study_input_encodings.py [--seeds 0,1,2,3,4] [--only NAME,...]
+    python benchmarks/study_input_encodings.py [--seeds 0,1,2,3,4] [--only NAME,...] [--versus NAME]
     python benchmarks/study_input_encodings.py --refit --only NAME,...      # dev only
     python benchmarks/study_input_encodings.py --test NAME,...              # after choosing
 
@@ -37,9 +37,29 @@ K=20``, ``mixed quantile+ple K=10`` (odd members on ``quantile+ple``'s features)
 3 views K=15`` (members ``k = 0, 1, 2 mod 3`` on dev-best's, ``quantile``'s and
 ``quantile+periodic s=0.1``'s features).
 
+A fourth round (session 6, dev only), written with its rules before its numbers:
+
+* ``mixed grank K+ple K=10`` for ``K`` in :data:`GRANK_KNOTS`: as ``mixed quantile+ple
+  K=10`` with the Gaussian rank of the product (``gaussian_rank``, the definition
+  ``preprocess.json`` stores: ``K`` training quantile knots at ``r_j = j / (K - 1)``, runs of
+  equal knots merged at their mean ``r``, scores ``Phi^-1(r)`` clipped at ``1e-7``, linear
+  interpolation between knots, clamped outside) in place of scikit-learn's;
+* ``tree 4``, ``tree 8``: dev-best's features with 4 or 8 target-aware PLE bins
+  (``--ple-binning tree``), 5 members; ``mixed tree B + grank K+ple K=10``: 5 members on
+  ``tree B``'s features, 5 on ``grank K+ple``'s (``K`` = :data:`CHOSEN_K`);
+* ``z+grank K+ple K=10``: one view, z and the Gaussian rank and PLE 4 bins, 10 members.
+
+Rules: (a) the knot count ``CHOSEN_K`` is the smallest ``K`` whose ``mixed grank K+ple K=10``
+has mean dev ROC-AUC within 0.0005 and PR-AUC within 0.002 of the best ``K``'s (the best:
+the highest mean dev ROC-AUC); (b) the candidate to productise is the round-4 candidate
+(``mixed grank CHOSEN_K+ple K=10``, ``tree B``, ``mixed tree B + ...``, ``z+grank ...``) with
+the highest mean dev ROC-AUC, provided its mean dev PR-AUC is not below ``mixed
+quantile+ple K=10``'s by more than 0.002 (otherwise the next by ROC-AUC that passes).
+
 Printed: dev ROC-AUC and PR-AUC, mean ± std (ddof 1) over the seeds, and the mean and std
 over the seeds of the paired per-seed difference to ``dev-best`` (same rows, same member
-seeds); test is not read.
+seeds; ``--versus NAME``: to that candidate as well), seconds of training per seed and the
+1-minute load average at the row's end; test is not read.
 
 ``--refit`` (dev only, one level down as ``benchmarks/study_cross_fit.py``: train is the
 pool, dev is held out): each member is early-stopped on fold 0 of 5 stratified folds of
@@ -58,6 +78,7 @@ difference to HistGBM and to the first name. Use it only after choosing on dev
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -72,49 +93,70 @@ sys.path.insert(0, str(ROOT))
 PARTS = ("train", "dev", "test")
 
 
+#: ``train.py`` encodings of the numeric block loaded for every seed: view name ->
+#: ``TableData`` keyword arguments ("tree B": dev-best's features with B target-aware bins).
+VIEWS = {
+    "standard": {},
+    "ple": {"numeric_encoding": "standard+ple", "ple_bins": 4},
+    "tree 4": {"numeric_encoding": "standard+ple", "ple_bins": 4, "ple_binning": "tree"},
+    "tree 8": {"numeric_encoding": "standard+ple", "ple_bins": 8, "ple_binning": "tree"},
+}
+
+
 @dataclass
 class SeedData:
-    """One seed's split in the two reference encodings, with the raw numeric inputs."""
+    """One seed's split in the encodings of :data:`VIEWS`, with the raw numeric inputs."""
 
     y: dict[str, np.ndarray]
-    standard: dict[str, np.ndarray]  # X of --numeric-encoding standard
-    ple: dict[str, np.ndarray]  # X of standard+ple, 4 bins (dev-best)
+    views: dict[str, dict[str, np.ndarray]]  # view name -> part -> X (float32)
     x: dict[str, np.ndarray]  # raw numeric values (n, n_numeric), float64
     u: dict[str, np.ndarray]  # log1p(x) where train.py chooses it, else x
-    z_at: dict[str, np.ndarray]  # column of each numeric z in "standard" / "ple"
+    z_at: dict[str, np.ndarray]  # view name -> column of each numeric z
     seed: int
     ids: dict[str, np.ndarray]  # the file's 0-based data rows of each part
 
+    @property
+    def standard(self) -> dict[str, np.ndarray]:
+        """X of ``--numeric-encoding standard``."""
+        return self.views["standard"]
+
+    @property
+    def ple(self) -> dict[str, np.ndarray]:
+        """X of ``standard+ple`` with 4 quantile bins (dev-best)."""
+        return self.views["ple"]
+
 
 def load(seeds: list[int]) -> dict[int, SeedData]:
-    """The splits of ``seeds`` in both reference encodings (``features.datasets.TableData``)."""
+    """The splits of ``seeds`` in every encoding of :data:`VIEWS`
+    (``features.datasets.TableData``)."""
     from features.datasets import TableData
     from features.tabular import Schema
 
     path = ROOT / "data" / "online_shoppers_intention.csv"
     schema = Schema.uci()
-    std_table = TableData(path, schema)
-    ple_table = TableData(path, schema, numeric_encoding="standard+ple", ple_bins=4)
-    raw = std_table.frame[list(schema.numeric)].to_numpy(dtype=np.float64)
+    tables = {name: TableData(path, schema, **kw) for name, kw in VIEWS.items()}
+    raw = tables["standard"].frame[list(schema.numeric)].to_numpy(dtype=np.float64)
     out = {}
     for seed in seeds:
-        s, p = std_table.split(seed), ple_table.split(seed)
-        assert all(np.array_equal(s.ids[k], p.ids[k]) for k in PARTS)
+        splits = {name: t.split(seed) for name, t in tables.items()}
+        s = splits["standard"]
+        assert all(np.array_equal(s.ids[k], p.ids[k]) for p in splits.values() for k in PARTS)
         log = np.array([c["log1p"] for c in s.pre.columns if c["kind"] == "numeric"])
         x = {k: raw[s.ids[k]] for k in PARTS}  # ids are the frame's rows (nothing skipped)
         u = {k: np.where(log, np.log1p(np.maximum(v, 0.0)), v) for k, v in x.items()}
-        z_at = {name: np.array([sl.start for n, sl in pre.column_slices().items()
+        z_at = {name: np.array([sl.start for n, sl in p.pre.column_slices().items()
                                 if n in schema.numeric])
-                for name, pre in (("standard", s.pre), ("ple", p.pre))}
-        out[seed] = SeedData(s.y, s.X, p.X, x, u, z_at, seed, s.ids)
+                for name, p in splits.items()}
+        out[seed] = SeedData(s.y, {name: p.X for name, p in splits.items()}, x, u, z_at,
+                             seed, s.ids)
     return out
 
 
 def with_numeric(d: SeedData, base: str, value: dict[str, np.ndarray],
                  extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """``base``'s matrices ("standard" or "ple") with each numeric ``z`` replaced by the
+    """``base``'s matrices (a view of :data:`VIEWS`) with each numeric ``z`` replaced by the
     column of ``value`` and ``extra`` features appended, float32."""
-    X = getattr(d, base)
+    X = d.views[base]
     out = {}
     for k in PARTS:
         M = X[k].astype(np.float64)
@@ -133,6 +175,49 @@ def quantile_normal(d: SeedData, output: str = "normal") -> dict[str, np.ndarray
     qt = QuantileTransformer(output_distribution=output, n_quantiles=1000,
                              subsample=10**9, random_state=0).fit(d.x["train"])
     return {k: qt.transform(d.x[k]) for k in PARTS}
+
+
+def gaussian_rank_knots(x: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Knots and normal scores of one column's Gaussian rank (the product's definition).
+
+    ``q_j = quantile(x, r_j)`` for ``r_j = j / (K - 1)``, ``j = 0..K-1``; each run of equal
+    knots becomes one knot whose reference ``r`` is the mean of the run's ``r_j``; its score
+    is ``s = Phi^-1(r)`` clipped to ``[Phi^-1(1e-7), Phi^-1(1 - 1e-7)]`` (about +-5.2).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,), float64
+        The column's training values (raw: the rank is invariant to log1p).
+    K : int
+        Quantile knots before merging, at least 2.
+
+    Returns
+    -------
+    q, s : ndarray, shape (m,), m <= K
+        Strictly increasing knots and their scores.
+    """
+    from scipy.special import ndtri
+
+    r = np.linspace(0.0, 1.0, K)
+    q = np.quantile(x, r)
+    assert np.all(np.diff(q) >= 0), "np.quantile knots not monotone"
+    start = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+    r_run = np.add.reduceat(r, start) / np.diff(np.r_[start, K])
+    return q[start], np.clip(ndtri(r_run), ndtri(1e-7), ndtri(1 - 1e-7))
+
+
+def gaussian_rank(d: SeedData, K: int) -> dict[str, np.ndarray]:
+    """``g(x)`` per numeric column: linear interpolation of (q_j, s_j) of
+    :func:`gaussian_rank_knots` fitted on train, ``s_first`` / ``s_last`` outside the knots.
+    It agrees with ``quantile_normal`` (scikit-learn) at the interior knots and on tied
+    interior values; between knots it interpolates in score space (scikit-learn: in ``F``),
+    and a value at the training minimum or maximum gets its run's score, where scikit-learn
+    gives every such value the clip bound ``-+5.2`` (in the bundled data 45-90 % of the
+    training rows of 7 of the 10 columns are at the minimum, 0)."""
+    knots = [gaussian_rank_knots(col, K) for col in d.x["train"].T]
+    return {k: np.column_stack([np.interp(col, q, s) for col, (q, s) in zip(d.x[k].T, knots,
+                                                                            strict=True)])
+            for k in PARTS}
 
 
 def robust_clip(d: SeedData) -> dict[str, np.ndarray]:
@@ -168,6 +253,11 @@ def periodic(d: SeedData, sigma: float, m: int = 8,
                             np.sin(angle).reshape(len(angle), -1)])
     return out
 
+
+#: Knot counts of the fourth round's Gaussian rank, and the one rule (a) chose (1000 until
+#: the first part of the round was measured).
+GRANK_KNOTS = (16, 32, 64, 128, 256, 1000)
+CHOSEN_K = 1000
 
 #: name -> (features of member k of one seed's ensemble, number of members).
 Candidate = tuple[Callable[[SeedData, int], dict[str, np.ndarray]], int]
@@ -219,6 +309,20 @@ def candidates() -> dict[str, Candidate]:
         lambda d, k: d.ple if k % 2 == 0 else quantile_ple(d, k), 10)
     views = (lambda d, k: d.ple, quantile, table["quantile+periodic s=0.1"][0])
     table["mixed 3 views K=15"] = (lambda d, k: views[k % 3](d, k), 15)
+    # Fourth round (session 6; rules in the module docstring, written before its numbers):
+    # the product's Gaussian rank at K knots, target-aware PLE bins, one union view.
+    for K in GRANK_KNOTS:
+        grank_ple = fixed(lambda d, K=K: with_numeric(d, "ple", gaussian_rank(d, K)))
+        table[f"mixed grank {K}+ple K=10"] = (
+            lambda d, k, v=grank_ple: d.ple if k % 2 == 0 else v(d, k), 10)
+    grank_ple = fixed(lambda d: with_numeric(d, "ple", gaussian_rank(d, CHOSEN_K)))
+    for bins in (4, 8):
+        tree = fixed(lambda d, b=bins: d.views[f"tree {b}"])
+        table[f"tree {bins}"] = (tree, 5)
+        table[f"mixed tree {bins} + grank {CHOSEN_K}+ple K=10"] = (
+            lambda d, k, t=tree: t(d, k) if k % 2 == 0 else grank_ple(d, k), 10)
+    table[f"z+grank {CHOSEN_K}+ple K=10"] = (fixed(lambda d: with_numeric(
+        d, "ple", z_of(d), gaussian_rank(d, CHOSEN_K))), 10)
     return table
 
 
@@ -261,6 +365,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--only", default="", help="comma-separated candidates (dev-best is "
                     f"always first); known: {', '.join(table)}")
+    ap.add_argument("--versus", default="", help="a second reference: run right after "
+                    "dev-best, with the paired differences to it in two more columns (dev table)")
     ap.add_argument("--refit", action="store_true", help="one level down (dev only): each "
                     "member early-stopped on a fifth of train against the same member refit on "
                     "all of train for its epoch count, scored on dev")
@@ -271,8 +377,11 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     names = ["dev-best", *(n for n in args.only.split(",") if n and n != "dev-best")] \
         if args.only else list(table)
+    versus = args.versus if args.versus and not args.refit else None
+    if versus:
+        names = [names[0], versus, *(n for n in names[1:] if n != versus)]
     on_test = [n for n in args.test.split(",") if n]
-    unknown = sorted((set(names) | set(on_test)) - set(table))
+    unknown = sorted((set(names) | set(on_test) | {args.versus} - {""}) - set(table))
     if unknown:
         ap.error(f"unknown candidates {unknown}; known: {list(table)}")
     cfg = NetConfig(lr=3e-3)
@@ -285,10 +394,11 @@ def main() -> None:
              else ""))
     cols = ("early-stopped ROC | early-stopped PR | refit ROC | refit PR | Δ ROC refit | "
             "Δ PR refit" if args.refit else
-            "dev ROC-AUC | dev PR-AUC | Δ ROC vs dev-best | Δ PR vs dev-best")
-    print(f"| candidate | {cols} | s/seed |")
-    print("|---|" + "---:|" * (len(cols.split("|")) + 1), flush=True)
-    ref = None
+            "dev ROC-AUC | dev PR-AUC | Δ ROC vs dev-best | Δ PR vs dev-best"
+            + (f" | Δ ROC vs {versus} | Δ PR vs {versus}" if versus else ""))
+    print(f"| candidate | {cols} | s/seed | load |")
+    print("|---|" + "---:|" * (len(cols.split("|")) + 2), flush=True)
+    ref = ref2 = None
     for name in names:
         features, K = table[name]
         dev, refit = [], []
@@ -319,9 +429,13 @@ def main() -> None:
                      ms(refit[:, 0] - dev[:, 0], "+"), ms(refit[:, 1] - dev[:, 1], "+")]
         else:
             ref = dev if ref is None else ref
-            cells = [ms(dev[:, 0]), ms(dev[:, 1]), ms(dev[:, 0] - ref[:, 0], "+"),
-                     ms(dev[:, 1] - ref[:, 1], "+")]
-        print(f"| {name} | " + " | ".join(cells) + f" | {sec:.1f} |", flush=True)
+            ref2 = dev if name == versus else ref2
+            cells = [ms(dev[:, 0]), ms(dev[:, 1])]
+            for r in (ref, ref2) if versus else (ref,):
+                cells += ["", ""] if r is None else [ms(dev[:, 0] - r[:, 0], "+"),
+                                                     ms(dev[:, 1] - r[:, 1], "+")]
+        print(f"| {name} | " + " | ".join(cells) + f" | {sec:.1f} | "
+              f"{os.getloadavg()[0]:.1f} |", flush=True)
 
 
 def ms(a: np.ndarray, sign: str = "") -> str:
