@@ -47,7 +47,11 @@ A fourth round (session 6, dev only), written with its rules before its numbers:
 * ``tree 4``, ``tree 8``: dev-best's features with 4 or 8 target-aware PLE bins
   (``--ple-binning tree``), 5 members; ``mixed tree B + grank K+ple K=10``: 5 members on
   ``tree B``'s features, 5 on ``grank K+ple``'s (``K`` = :data:`CHOSEN_K`);
-* ``z+grank K+ple K=10``: one view, z and the Gaussian rank and PLE 4 bins, 10 members.
+* ``z+grank K+ple K=10``: one view, z and the Gaussian rank and PLE 4 bins, 10 members;
+* diagnostics added after the first part (not candidates of rule (b)): ``mixed grank K
+  ends+ple K=10`` (the product's rank with scikit-learn's rule at the ends: values at the
+  training minimum or maximum get the clip bounds) and ``mixed quantile K+ple K=10``
+  (scikit-learn's rank with ``n_quantiles=K``).
 
 Rules: (a) the knot count ``CHOSEN_K`` is the smallest ``K`` whose ``mixed grank K+ple K=10``
 has mean dev ROC-AUC within 0.0005 and PR-AUC within 0.002 of the best ``K``'s (the best:
@@ -167,12 +171,13 @@ def with_numeric(d: SeedData, base: str, value: dict[str, np.ndarray],
     return out
 
 
-def quantile_normal(d: SeedData, output: str = "normal") -> dict[str, np.ndarray]:
+def quantile_normal(d: SeedData, output: str = "normal",
+                    n_quantiles: int = 1000) -> dict[str, np.ndarray]:
     """``Phi^-1(F_train(x))`` per numeric column, fitted on train (``output="uniform"``:
     ``F_train(x)`` itself)."""
     from sklearn.preprocessing import QuantileTransformer
 
-    qt = QuantileTransformer(output_distribution=output, n_quantiles=1000,
+    qt = QuantileTransformer(output_distribution=output, n_quantiles=n_quantiles,
                              subsample=10**9, random_state=0).fit(d.x["train"])
     return {k: qt.transform(d.x[k]) for k in PARTS}
 
@@ -206,18 +211,29 @@ def gaussian_rank_knots(x: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
     return q[start], np.clip(ndtri(r_run), ndtri(1e-7), ndtri(1 - 1e-7))
 
 
-def gaussian_rank(d: SeedData, K: int) -> dict[str, np.ndarray]:
+def gaussian_rank(d: SeedData, K: int, ends: bool = False) -> dict[str, np.ndarray]:
     """``g(x)`` per numeric column: linear interpolation of (q_j, s_j) of
     :func:`gaussian_rank_knots` fitted on train, ``s_first`` / ``s_last`` outside the knots.
     It agrees with ``quantile_normal`` (scikit-learn) at the interior knots and on tied
     interior values; between knots it interpolates in score space (scikit-learn: in ``F``),
     and a value at the training minimum or maximum gets its run's score, where scikit-learn
     gives every such value the clip bound ``-+5.2`` (in the bundled data 45-90 % of the
-    training rows of 7 of the 10 columns are at the minimum, 0)."""
+    training rows of 7 of the 10 columns are at the minimum, 0). ``ends=True`` (a diagnostic):
+    scikit-learn's rule at the ends, values within 1e-7 of the first or last knot or beyond
+    get the clip bounds ``Phi^-1(1e-7)``, ``Phi^-1(1 - 1e-7)``."""
+    from scipy.special import ndtri
+
     knots = [gaussian_rank_knots(col, K) for col in d.x["train"].T]
-    return {k: np.column_stack([np.interp(col, q, s) for col, (q, s) in zip(d.x[k].T, knots,
-                                                                            strict=True)])
-            for k in PARTS}
+    out = {}
+    for k in PARTS:
+        G = np.column_stack([np.interp(col, q, s) for col, (q, s) in zip(d.x[k].T, knots,
+                                                                         strict=True)])
+        if ends:
+            lo = np.array([q[0] for q, _ in knots]) + 1e-7
+            hi = np.array([q[-1] for q, _ in knots]) - 1e-7
+            G = np.where(d.x[k] < lo, ndtri(1e-7), np.where(d.x[k] > hi, ndtri(1 - 1e-7), G))
+        out[k] = G
+    return out
 
 
 def robust_clip(d: SeedData) -> dict[str, np.ndarray]:
@@ -254,10 +270,10 @@ def periodic(d: SeedData, sigma: float, m: int = 8,
     return out
 
 
-#: Knot counts of the fourth round's Gaussian rank, and the one rule (a) chose (1000 until
-#: the first part of the round was measured).
+#: Knot counts of the fourth round's Gaussian rank, and the one rule (a) chose from the
+#: first part's dev table (10:27 UTC; 1000 until then).
 GRANK_KNOTS = (16, 32, 64, 128, 256, 1000)
-CHOSEN_K = 1000
+CHOSEN_K = 16
 
 #: name -> (features of member k of one seed's ensemble, number of members).
 Candidate = tuple[Callable[[SeedData, int], dict[str, np.ndarray]], int]
@@ -323,6 +339,14 @@ def candidates() -> dict[str, Candidate]:
             lambda d, k, t=tree: t(d, k) if k % 2 == 0 else grank_ple(d, k), 10)
     table[f"z+grank {CHOSEN_K}+ple K=10"] = (fixed(lambda d: with_numeric(
         d, "ple", z_of(d), gaussian_rank(d, CHOSEN_K))), 10)
+    # Diagnostics of round 4, added after its first part (every product rank behind
+    # scikit-learn's), not candidates of rule (b): which difference costs.
+    for name, value in ((f"grank {CHOSEN_K} ends", lambda d: gaussian_rank(d, CHOSEN_K, True)),
+                        (f"quantile {CHOSEN_K}", lambda d: quantile_normal(
+                            d, n_quantiles=CHOSEN_K))):
+        view = fixed(lambda d, f=value: with_numeric(d, "ple", f(d)))
+        table[f"mixed {name}+ple K=10"] = (
+            lambda d, k, v=view: d.ple if k % 2 == 0 else v(d, k), 10)
     return table
 
 
