@@ -42,6 +42,8 @@ from nn_core.importance import DEFAULT_REPEATS
 from nn_core.io import RunDir, atomic_write, describe_os_error, new_run_dir, point_latest
 from nn_core.selection import NetConfig, SeedRun
 
+from .views import view_columns
+
 if TYPE_CHECKING:
     from nn_core.drift import Reference
     from nn_core.ensemble import Ensemble
@@ -67,6 +69,12 @@ class RunOptions:
         0: none.
     ensemble : int
         Networks per seed whose logits are averaged, in [1, ``nn_core.ensemble.MAX_ENSEMBLE``].
+    views : tuple of str
+        Numeric encodings contained in the data's (``features/views.py``), at most
+        ``ensemble``: member ``k`` is trained on the columns of view ``k mod V`` alone
+        (``view_columns`` of each split's preprocessing) and saved with zero first-layer
+        rows on the others; ``tune`` searches on view 0's columns. Empty: every member
+        sees every column.
     fuse : {"none", "blend", "stack"}
         How the logistic regression joins the network(s) (``nn_core.ensemble.combine``).
     calibrate : {"none", "platt", "isotonic"}
@@ -87,6 +95,7 @@ class RunOptions:
     seeds: tuple[int, ...] = (0,)
     tune: int = 0
     ensemble: int = 1
+    views: tuple[str, ...] = ()
     fuse: str = "none"
     calibrate: str = "none"
     importance_repeats: int = DEFAULT_REPEATS
@@ -254,16 +263,21 @@ def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
         precompile.start(cfg.dtype, {cfg.activation, base_cfg.activation})
     if options.tune:
         tuning = data.split(seeds[0])
-        cfg, trials = selection.tune(cfg, tuning.X, tuning.y, seeds[0], options.tune, verbose)
+        X = tuning.X
+        if options.views:
+            cols = view_columns(tuning.pre, options.views[0])
+            X = {part: X[part][:, cols] for part in ("train", "dev")}
+        cfg, trials = selection.tune(cfg, X, tuning.y, seeds[0], options.tune, verbose)
         atomic_write(tmp / "tune_trials.csv", selection.csv_text(trials))
     runs, split, ids = [], None, []  # split: the first seed's (its models are saved)
     for seed in seeds:
         s = data.split(seed)
         split = s if split is None else split
         ids.append((s.id_name, s.ids, s.y["test"]))
+        column_sets = [view_columns(s.pre, view) for view in options.views]
         runs.append(selection.train_and_evaluate(cfg, base_cfg, s.X, s.y, s.baseline_X, seed,
                                                   verbose, options.ensemble, options.fuse,
-                                                  options.calibrate))
+                                                  options.calibrate, column_sets))
     r = runs[0]
     # each with the F1 threshold chosen on dev (predict.py's label column)
     save_model(tmp, r.model, split.pre, threshold=r.metrics["dev"]["threshold"],
@@ -295,7 +309,10 @@ def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
         "baseline_config": {**asdict(base_cfg), "hidden": []},
         "data": {**data.info, "split_sizes": {k: len(v) for k, v in split.y.items()}},
         "n_features": int(split.X["train"].shape[1]),
-        "combination": {"ensemble": options.ensemble, "fuse": options.fuse,
+        "combination": {"ensemble": options.ensemble, "views": list(options.views),
+                        "view_features": [len(view_columns(split.pre, v))
+                                          for v in options.views],
+                        "fuse": options.fuse,
                         "calibrate": options.calibrate,
                         "chosen": [s.combination for s in runs]},  # per seed
         "files": ["model.json", "weights.npz", "preprocess.json", "baseline/", "history.csv",
@@ -531,8 +548,9 @@ def summary_lines(result: Mapping) -> list[str]:
 
 
 def combination_lines(result: Mapping, src: Mapping) -> list[str]:
-    """The summary's lines on ``--ensemble``, ``--fuse`` and ``--calibrate`` (none without
-    them): what the "MLP" row is, and the ECE before and after calibration.
+    """The summary's lines on ``--ensemble``, ``--ensemble-views``, ``--fuse`` and
+    ``--calibrate`` (none without them): what the "MLP" row is, and the ECE before and after
+    calibration.
 
     Parameters
     ----------
@@ -548,7 +566,11 @@ def combination_lines(result: Mapping, src: Mapping) -> list[str]:
     """
     c = result["combination"]
     lines = []
-    parts = ([f"{c['ensemble']} networks, logits averaged"] if c["ensemble"] > 1 else [])
+    views = c.get("views", [])
+    on = (f" on {len(views)} views of the features ({', '.join(views)}; network k on view "
+          f"k mod {len(views)})" if views else "")
+    parts = ([f"{c['ensemble']} networks{on}, logits averaged"] if c["ensemble"] > 1
+             else [f"the network on view {views[0]} of the features"] if views else [])
     if c["fuse"] == "blend":
         alphas = ", ".join(f"{r['blend_alpha']:g}" for r in c["chosen"])
         parts.append(f"blended with the logistic regression, weight {alphas} (per seed, "

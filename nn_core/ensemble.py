@@ -12,6 +12,10 @@ where ``z_k`` is member ``k``'s output logit (its last linear layer, before the 
   dev (:func:`blend`, :func:`stack`): a blend ``z = (1 - alpha) zbar_net + alpha z_LR`` with
   ``alpha`` on a grid, or a stacked logistic regression ``z = c + sum_k w_k z_k`` fitted on
   the members' dev logits.
+* A mixed ensemble: member ``k`` trained on the columns ``cols_k`` of the features alone
+  (e.g. one numeric encoding of several in ``X``), ``z_k(x) = z'_k(x[cols_k])``, stored
+  as a network of all the columns whose first-layer rows outside ``cols_k`` are zero
+  (:func:`embed_inputs`): the sum above, the files and the exporters are unchanged.
 * A plain model is ``[(network, 1.0)]``, ``c = 0``, no calibration: its probabilities are the
   network's own ``predict_proba`` (the same numbers, the same fast path).
 
@@ -35,6 +39,49 @@ BLEND_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 FUSIONS = ("none", "blend", "stack")
 #: Most networks of a seed ensemble (``--ensemble``).
 MAX_ENSEMBLE = 32
+
+
+def embed_inputs(net: MLP, cols: np.ndarray, n_inputs: int) -> MLP:
+    """The network of ``n_inputs`` inputs that computes ``net`` on the columns ``cols``.
+
+    ``net`` was trained on ``X[:, cols]`` (a member that sees a subset of the columns of
+    the matrix ``X`` (n, ``n_inputs``) its ensemble scores). The copy's first-layer weight
+    matrix ``W'`` (``n_inputs``, h_1) holds ``net``'s ``W`` (len(cols), h_1) in the rows
+    ``cols`` and zeros elsewhere; every other weight and bias is ``net``'s:
+
+        ``X W' = X[:, cols] W``,  so  ``net'(X) = net(X[:, cols])``
+
+    for every finite ``X`` (up to the rounding of a sum taken in another order). The
+    ensemble, its files and every exporter then see networks of one width.
+
+    Parameters
+    ----------
+    net : MLP
+        Trained on ``X[:, cols]``; ``net.n_inputs == len(cols)``.
+    cols : ndarray of int, shape (net.n_inputs,)
+        Distinct column indices in ``[0, n_inputs)``.
+    n_inputs : int
+        The width of ``X``.
+
+    Returns
+    -------
+    MLP
+        Of ``n_inputs`` inputs, with ``net``'s architecture, dtype, seed and backend.
+    """
+    cols = np.asarray(cols)
+    if cols.ndim != 1 or not np.issubdtype(cols.dtype, np.integer) or len(cols) != net.n_inputs:
+        raise ValueError(f"cols must be {net.n_inputs} integer column indices (the network's "
+                         f"inputs), got shape {cols.shape} of {cols.dtype}")
+    if len(cols) and (cols.min() < 0 or cols.max() >= n_inputs
+                      or len(np.unique(cols)) != len(cols)):
+        raise ValueError(f"cols must be distinct indices in [0, {n_inputs})")
+    wide = MLP(n_inputs, hidden=net.hidden, activation=net.activation, output=net.output,
+               dtype=net.dtype, seed=net.seed, backend=net.backend, dropout=net.dropout)
+    (W, b), *rest = net.get_weights()
+    W_wide = np.zeros((n_inputs, W.shape[1]), dtype=W.dtype)
+    W_wide[cols] = W
+    wide.set_weights([(W_wide, b), *rest])
+    return wide
 
 
 def member_seed(seed: int, k: int) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ensemble import Ensemble, combine, member_seed
+from .ensemble import Ensemble, combine, embed_inputs, member_seed
 from .metrics import best_f1_threshold, evaluate, expected_calibration_error
 from .network import MLP
 
@@ -401,6 +401,7 @@ def train_and_evaluate(
     ensemble: int = 1,
     fuse: str = "none",
     calibrate: str = "none",
+    column_sets: Sequence[np.ndarray] = (),
 ) -> SeedRun:
     """Train the network (``cfg``) and the baseline (``base_cfg``, e.g.
     :func:`baseline_config`, on ``baseline_X``) with early stopping on dev; evaluate both
@@ -412,11 +413,27 @@ def train_and_evaluate(
     (``base_cfg``) on the network's features (the baseline itself where ``baseline_X`` is
     ``X``) and ``calibrate`` (``"platt"``, ``"isotonic"``) a calibration, both chosen on
     dev (``nn_core.ensemble.combine``); the model evaluated is then the combination.
+
+    ``column_sets`` (V <= K index arrays into the d columns of ``X``; empty: every member
+    sees all of them): member ``k`` is trained on the columns ``cols = column_sets[k % V]``
+    alone, ``X[part][:, cols]`` (n, len(cols)), and then widened to all d inputs with zero
+    first-layer rows outside ``cols`` (``nn_core.ensemble.embed_inputs``), so that
+    ``z_k(X) = z'_k(X[:, cols])`` and every member, fusion and calibration scores ``X``.
     """
+    if len(column_sets) > ensemble:
+        raise ValueError(f"{len(column_sets)} column sets for {ensemble} members: each set "
+                         "needs a member")
+    d = X["train"].shape[1]
     nets = []
     for k in range(ensemble):
         label = f"seed {seed} MLP" + (f" {k + 1}/{ensemble}" if ensemble > 1 else "")
-        nets.append(train_network(cfg, X, y, member_seed(seed, k), label, verbose))
+        cols = column_sets[k % len(column_sets)] if column_sets else None
+        if cols is None or np.array_equal(cols, np.arange(d)):
+            nets.append(train_network(cfg, X, y, member_seed(seed, k), label, verbose))
+            continue
+        X_k = {part: X[part][:, cols] for part in ("train", "dev")}
+        net, h, best_k = train_network(cfg, X_k, y, member_seed(seed, k), label, verbose)
+        nets.append((embed_inputs(net, cols, d), h, best_k))
     model, hist, best = nets[0]
     base, base_hist, base_best = train_network(base_cfg, baseline_X, y, seed,
                                                f"seed {seed} baseline", verbose)

@@ -100,10 +100,17 @@ MAX_POS_WEIGHT = 1e6
 #: ``--preset NAME``: settings (by flag destination) that replace the built-in defaults; a
 #: ``--config`` file and the command line override them. ``dev-best``: the highest mean dev
 #: ROC-AUC over seeds 0-4 of the candidates measured for issue 17.5 on the bundled table
-#: (docs/results.md#presets; test never read for the choice).
+#: (docs/results.md#presets; test never read for the choice). ``mixed``: the mixed-encoding
+#: ensemble with the highest mean dev ROC-AUC of the session-5 encodings study
+#: (docs/results.md, "Input encodings and mixed-encoding ensembles"; its dev gain over
+#: dev-best was under that study's bar for a product): 5 networks on dev-best's features, 5
+#: on the Gaussian rank and the bins (network k on view k mod 2), one model directory.
 PRESETS: dict[str, dict[str, object]] = {
     "none": {},
     "dev-best": {"numeric_encoding": "standard+ple", "ple_bins": 4, "lr": 3e-3, "ensemble": 5},
+    "mixed": {"numeric_encoding": "standard+quantile+ple",
+              "ensemble_views": ("standard+ple", "quantile+ple"), "ple_bins": 4, "lr": 3e-3,
+              "ensemble": 10},
 }
 
 
@@ -135,6 +142,15 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _name_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _views(text: str) -> tuple[str, ...]:
+    views = _name_list(text)
+    for view in views:
+        if view not in NUMERIC_ENCODINGS:
+            raise argparse.ArgumentTypeError(f"unknown view {view!r}; views are numeric "
+                                             f"encodings: {', '.join(NUMERIC_ENCODINGS)}")
+    return views
 
 
 def _pos_weight(text: str) -> str:
@@ -248,13 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "selected on dev of the first seed's split")
     cb = ap.add_argument_group("combination and calibration (chosen on dev)")
     cb.add_argument("--preset", choices=tuple(PRESETS), default="none",
-                    help="named settings in place of the built-in ones: dev-best = "
-                    "--numeric-encoding standard+ple --ple-bins 4 --lr 0.003 --ensemble 5 "
-                    "(session tables; flags and --config override it; "
-                    "docs/results.md#presets)")
+                    help="named settings in place of the built-in ones (session tables; "
+                    "flags and --config override them; docs/results.md#presets): dev-best = "
+                    "--numeric-encoding standard+ple --ple-bins 4 --lr 0.003 --ensemble 5; "
+                    "mixed = --numeric-encoding standard+quantile+ple --ensemble-views "
+                    "standard+ple,quantile+ple --ple-bins 4 --lr 0.003 --ensemble 10")
     cb.add_argument("--ensemble", type=int, default=1, metavar="K",
                     help="K networks per split seed (member k: seed + k*2**32), logits "
                     "averaged")
+    cb.add_argument("--ensemble-views", type=_views, default=(), metavar="V1,V2,...",
+                    help="numeric encodings contained in --numeric-encoding: network k sees "
+                    "the features of view k mod V alone (zero weights on the others' in the "
+                    "saved model); needs --ensemble K >= V")
     cb.add_argument("--fuse", choices=FUSIONS, default="none",
                     help="add the logistic regression: a blend weight on a grid, or a "
                     "stacked logistic regression on the members' dev logits")
@@ -303,6 +324,9 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
         (args.tune >= 0, f"--tune must be >= 0, got {args.tune}"),
         (1 <= args.ensemble <= MAX_ENSEMBLE,
          f"--ensemble must be in [1, {MAX_ENSEMBLE}], got {args.ensemble}"),
+        (args.ensemble >= len(args.ensemble_views),
+         f"--ensemble-views gives {len(args.ensemble_views)} views; --ensemble must be at "
+         f"least that (one network per view), got {args.ensemble}"),
         (args.importance_repeats >= 0,
          f"--importance-repeats must be >= 0, got {args.importance_repeats}"),
         (1 <= args.ple_bins <= MAX_PLE_BINS,
@@ -314,6 +338,13 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    if args.ensemble_views:
+        from features.views import check_views
+
+        try:
+            check_views(args.ensemble_views, args.numeric_encoding)
+        except ValueError as exc:
+            raise UsageError(f"--ensemble-views: {exc}") from None
     return cfg
 
 
@@ -362,8 +393,8 @@ def run(args: argparse.Namespace) -> dict:
     cfg = config_from_args(args)
     data = load_data(args)
     options = RunOptions(
-        tuple(args.seeds), args.tune, args.ensemble, args.fuse, args.calibrate,
-        args.importance_repeats, verbose=0 if args.quiet else 1,
+        tuple(args.seeds), args.tune, args.ensemble, tuple(args.ensemble_views), args.fuse,
+        args.calibrate, args.importance_repeats, verbose=0 if args.quiet else 1,
         settings=config.resolved(build_parser(), args, FILE_ONLY),  # config.json
         command=" ".join(["python", "train.py", *sys.argv[1:]]))
     try:

@@ -1,0 +1,120 @@
+"""Views of a feature matrix: the columns one numeric encoding would have given.
+
+A model fitted with a numeric encoding that joins several parts (``"standard+ple"``: the
+standardised value ``z`` and the piecewise-linear bins) holds, for every numeric column,
+the features of each part. A *view* is an encoding of ``nn_core.preprocessing.
+NUMERIC_ENCODINGS`` whose parts the model's encoding (the *union*) has; its columns are
+the features that encoding alone would have produced, in the same order:
+
+* of a numeric column, the features of the view's parts, told apart by their names
+  (``nn_core/preprocessing.py: Preprocessing.feature_names``): ``standard`` the value
+  (``name`` or ``log1p(name)``), ``ple`` the bins ``name[ple t]``, ``quantile`` the
+  Gaussian rank ``name[rank]``; its missing indicator ``missing(name)`` in every view; a
+  column with none of the view's parts (a constant column has no piecewise-linear bins)
+  with its value, as the view's encoding alone gives it (or, where the union has no value
+  either, with what its block holds);
+* every feature of a categorical column (one-hot block and missing indicator).
+
+``train.py --ensemble-views`` trains ensemble member ``k`` on view ``k mod V``
+(``nn_core/selection.py: train_and_evaluate``'s ``column_sets``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nn_core.preprocessing import NUMERIC_ENCODINGS, Preprocessing
+
+#: The part of a numeric encoding that a numeric column's feature belongs to, by the
+#: feature name's ending after the column's name (``None``: the value itself).
+PART_OF_SUFFIX = {None: "standard", "ple": "ple", "rank": "quantile"}
+
+
+def encoding_parts(encoding: str) -> frozenset[str]:
+    """The parts of a numeric encoding: ``"standard+ple"`` -> {``standard``, ``ple``}."""
+    return frozenset(encoding.split("+"))
+
+
+def check_views(views: Sequence[str], encoding: str) -> None:
+    """Check that every view is a numeric encoding contained in ``encoding`` (the union).
+
+    Raises
+    ------
+    ValueError
+        Naming the first view that is no encoding of ``NUMERIC_ENCODINGS`` or needs a part
+        the union lacks.
+    """
+    for view in (*views, encoding):
+        if view not in NUMERIC_ENCODINGS:
+            raise ValueError(f"{view!r} is no numeric encoding (one of "
+                             f"{', '.join(NUMERIC_ENCODINGS)})")
+    for view in views:
+        lacks = sorted(encoding_parts(view) - encoding_parts(encoding))
+        if lacks:
+            raise ValueError(f"view {view} is not contained in the numeric encoding "
+                             f"{encoding}: it lacks {' and '.join(lacks)}")
+
+
+def _numeric_part(feature: str, column: str) -> str | None:
+    """The encoding part of the feature ``feature`` of numeric column ``column``; None for
+    its missing indicator. ValueError for a name no encoding gives."""
+    if feature == f"missing({column})":
+        return None
+    for base in (f"log1p({column})", column):
+        if feature == base:
+            return PART_OF_SUFFIX[None]
+        if feature.startswith(base + "[") and feature.endswith("]"):
+            suffix = feature[len(base) + 1:-1].split(" ")[0]
+            if suffix in PART_OF_SUFFIX:
+                return PART_OF_SUFFIX[suffix]
+    raise ValueError(f"feature {feature!r} of numeric column {column!r} belongs to no known "
+                     "part of a numeric encoding")
+
+
+def view_columns(pre: Preprocessing, view: str) -> np.ndarray:
+    """The columns of ``pre``'s feature matrix that the encoding ``view`` alone gives.
+
+    Parameters
+    ----------
+    pre : Preprocessing
+        Fitted, with a numeric encoding containing ``view`` (:func:`check_views`).
+    view : str
+        An encoding of ``NUMERIC_ENCODINGS``.
+
+    Returns
+    -------
+    ndarray of intp, shape (d_view,)
+        Increasing indices into the ``pre.n_features`` columns.
+
+    Raises
+    ------
+    ValueError
+        When no numeric column has the features of a part of ``view`` (``pre`` was fitted
+        with an encoding that does not contain it), or a numeric column's feature belongs
+        to no part.
+    """
+    parts = encoding_parts(view)
+    names = pre.feature_names
+    keep, seen = [], set()
+    for c, block in zip(pre.columns, pre.column_slices().values(), strict=True):
+        index = range(block.start, block.stop)
+        if c["kind"] != "numeric":
+            keep.extend(index)
+            continue
+        found = {i: _numeric_part(names[i], c["name"]) for i in index}
+        present = set(found.values())
+        seen |= present
+        if not parts & present:
+            # A constant column has no bins: the view's encoding alone gives its value
+            # (where the union lacks the value too, the block as it is).
+            parts_here = {"standard"} & present or present
+        else:
+            parts_here = parts
+        keep.extend(i for i, part in found.items() if part is None or part in parts_here)
+    lacks = sorted(parts - seen)
+    if seen and lacks:
+        raise ValueError(f"view {view}: no numeric column has {' or '.join(lacks)} features "
+                         "(the preprocessing's encoding does not contain the view)")
+    return np.asarray(keep, dtype=np.intp)
