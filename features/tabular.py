@@ -35,11 +35,16 @@ from pandas.api.types import union_categoricals
 
 from nn_core.network import MAX_INPUTS
 from nn_core.preprocessing import (
+    DEFAULT_RANK_KNOTS,
+    ENCODING_KINDS,
     MAX_PLE_BINS,
+    MAX_RANK_KNOTS,
+    MIN_RANK_KNOTS,
     MISSING_TOKENS,
     NUMERIC_ENCODINGS,
     ON_INVALID,
     PLE_BINNINGS,
+    RANK_CLIP,
     Preprocessing,
     block_width,
     canonical_series,
@@ -1044,13 +1049,21 @@ class Preprocessor(Preprocessing):
     source : dict, optional
         Where the table came from, e.g. ``{"kind": "table"}`` (the default) or
         ``{"kind": "events", "format": "taobao", "horizon": "1d"}``.
-    numeric_encoding : {"standard", "ple", "standard+ple"}
-        ``"ple"``: every numeric column whose training values take at least two distinct
-        values is encoded by the piecewise-linear encoding of ``x``
-        (``nn_core.preprocessing.piecewise_linear``) on ``ple_bins`` quantile bins of its
-        training values (edges ``b_t = quantile(x, t / ple_bins)``, duplicates merged: a
-        column with many equal values gets fewer bins) instead of its standardised value;
-        ``"standard+ple"``: the encoding follows the standardised value in the block.
+    numeric_encoding : str
+        A key of ``nn_core.preprocessing.NUMERIC_ENCODINGS``: which of the standardised
+        value, the Gaussian rank (``quantile``) and the piecewise-linear encoding
+        (``ple``) make each numeric column's block, in that order. ``"ple"``: every numeric
+        column whose training values take at least two distinct values is encoded by the
+        piecewise-linear encoding of ``x`` (``nn_core.preprocessing.piecewise_linear``) on
+        ``ple_bins`` quantile bins of its training values (edges
+        ``b_t = quantile(x, t / ple_bins)``, duplicates merged: a column with many equal
+        values gets fewer bins) instead of its standardised value; ``"standard+ple"``:
+        the encoding follows the standardised value in the block. ``"quantile"``: every
+        numeric column is encoded by its Gaussian rank ``g(x)``
+        (``nn_core.preprocessing.gaussian_rank``) on ``rank_knots`` training quantiles
+        (:func:`gaussian_rank_knots`; a constant column: one knot, a constant feature)
+        instead of its standardised value; ``"quantile+ple"``, ``"standard+quantile"``,
+        ``"standard+quantile+ple"``: the named parts, in that order.
     ple_bins : int
         Number of bins (at least 1): quantile bins before duplicate edges merge, or the
         most leaves of the tree.
@@ -1058,6 +1071,9 @@ class Preprocessor(Preprocessing):
         How the edges are chosen: quantiles of the training values, or the cuts of a
         regression tree of the training labels on ``x`` (:func:`tree_edges`; ``fit`` then
         needs the labels).
+    rank_knots : int
+        Quantile knots of the Gaussian rank before equal ones merge, in
+        ``[MIN_RANK_KNOTS, MAX_RANK_KNOTS]``.
     impute : bool
         Learn imputation (``--on-invalid impute``): missing cells (NaN, or a
         ``MISSING_TOKENS`` text) of the fitted rows are left out of every statistic; each
@@ -1079,7 +1095,7 @@ class Preprocessor(Preprocessing):
 
     #: The constructor's arguments, which ``get_params`` returns and ``set_params`` sets.
     PARAMS = ("numeric", "categorical", "log1p", "target", "id_column", "source", "impute",
-              "numeric_encoding", "ple_bins", "ple_binning")
+              "numeric_encoding", "ple_bins", "ple_binning", "rank_knots")
 
     def __init__(
         self,
@@ -1093,6 +1109,7 @@ class Preprocessor(Preprocessing):
         numeric_encoding: str = "standard",
         ple_bins: int = 16,
         ple_binning: str = "quantile",
+        rank_knots: int = DEFAULT_RANK_KNOTS,
     ) -> None:
         self.numeric = numeric if isinstance(numeric, list) else list(numeric)
         self.categorical = categorical if isinstance(categorical, list) else list(categorical)
@@ -1113,8 +1130,13 @@ class Preprocessor(Preprocessing):
         if ple_binning not in PLE_BINNINGS:
             raise ValueError(f"ple_binning must be one of {list(PLE_BINNINGS)}, got "
                              f"{ple_binning!r}")
+        if isinstance(rank_knots, bool) or not isinstance(rank_knots, int | np.integer) \
+                or not MIN_RANK_KNOTS <= rank_knots <= MAX_RANK_KNOTS:
+            raise ValueError(f"rank_knots must be an integer in [{MIN_RANK_KNOTS}, "
+                             f"{MAX_RANK_KNOTS}], got {rank_knots!r}")
         self.ple_bins = ple_bins
         self.ple_binning = ple_binning
+        self.rank_knots = rank_knots
         super().__init__(None, target, id_column, source)
         if isinstance(source, dict):
             self.source = source
@@ -1168,8 +1190,8 @@ class Preprocessor(Preprocessing):
         if len(df) == 0:
             raise ValueError("cannot fit a Preprocessor on an empty table")
         self._require(df, self.numeric + self.categorical)
-        labels = self._tree_labels(df, y) if self.numeric_encoding != "standard" \
-            and self.ple_binning == "tree" else None
+        parts = NUMERIC_ENCODINGS[self.numeric_encoding]
+        labels = self._tree_labels(df, y) if parts.ple and self.ple_binning == "tree" else None
         feature_names_in = np.asarray([str(c) for c in df.columns], dtype=object)
         imputes: dict[str, dict] = {}
         if self.impute:
@@ -1204,13 +1226,20 @@ class Preprocessor(Preprocessing):
                     "std": std if std > 0 else 1.0,
                 }
             )
-            if self.numeric_encoding != "standard":
+            encoding = {}
+            if parts.rank:  # a constant column: one knot, a constant g(x)
+                knots, scores = gaussian_rank_knots(x, self.rank_knots)
+                encoding["knots"], encoding["scores"] = knots.tolist(), scores.tolist()
+            if parts.ple:
                 edges = (tree_edges(x, labels, self.ple_bins) if labels is not None else
                          np.unique(np.quantile(x, np.linspace(0.0, 1.0, self.ple_bins + 1))))
-                if len(edges) >= 2:  # a constant column keeps its (constant) z alone
-                    columns[-1]["encoding"] = {"kind": "piecewise_linear",
-                                               "edges": [float(b) for b in edges],
-                                               "value": self.numeric_encoding != "ple"}
+                if len(edges) >= 2:  # a constant column has no bins
+                    encoding["edges"] = [float(b) for b in edges]
+            if encoding:  # a constant column with PLE alone keeps its (constant) z alone
+                columns[-1]["encoding"] = {
+                    "kind": ENCODING_KINDS["knots" in encoding, "edges" in encoding],
+                    "value": parts.value,
+                    **encoding}
         for name in self.categorical:
             texts = canonical_series(df[name].astype(str))
             distinct = pd.unique(texts)
@@ -1285,6 +1314,40 @@ class Preprocessor(Preprocessing):
     def fit_transform(self, df: pd.DataFrame, y=None) -> np.ndarray:
         """``fit(df)`` then ``transform(df)`` (``y`` is ignored)."""
         return self.fit(df).transform(df)
+
+
+def gaussian_rank_knots(x: np.ndarray, n_knots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Knots and normal scores of a column's Gaussian-rank encoding, fitted on ``x``.
+
+    ``q_j = quantile(x, r_j)`` at ``r_j = j / (K - 1)``, ``j = 0..K-1``; each run of equal
+    knots becomes one knot whose level is the mean ``r`` of the run; its score is
+    ``Phi^-1(r)``, ``r`` clipped to ``[RANK_CLIP, 1 - RANK_CLIP]`` (``|s| <= 5.2``). The
+    encoding ``g`` interpolates the scores between the knots
+    (``nn_core.preprocessing.gaussian_rank``; docs/math.md, "Gaussian-rank encoding of
+    numeric inputs").
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,), float64
+        The training values (raw: a rank does not depend on a monotone transform such as
+        log1p), finite, n >= 1.
+    n_knots : int
+        ``K >= 2``.
+
+    Returns
+    -------
+    q : ndarray, shape (m,), float64
+        Strictly increasing knots, ``1 <= m <= K`` (a constant column: one).
+    s : ndarray, shape (m,), float64
+        Their non-decreasing scores.
+    """
+    from scipy.special import ndtri  # only where a Gaussian rank is fitted
+
+    r = np.linspace(0.0, 1.0, n_knots)
+    q = np.maximum.accumulate(np.quantile(x, r))  # monotone even where interpolation rounds
+    first = np.flatnonzero(np.r_[True, q[1:] > q[:-1]])  # the first knot of each run
+    level = np.add.reduceat(r, first) / np.diff(np.r_[first, n_knots])
+    return q[first], ndtri(np.clip(level, RANK_CLIP, 1.0 - RANK_CLIP))
 
 
 def tree_edges(x: np.ndarray, y: np.ndarray, max_bins: int,

@@ -27,6 +27,17 @@ docs/math.md, "Piecewise-linear encoding of numeric inputs"). The block is then
 false (:func:`piecewise_linear`), before the missing indicator. A preprocess.json with
 any ``encoding`` is format version 3.
 
+An ``encoding`` may instead, or as well, hold the *Gaussian rank* of ``x``
+(``--numeric-encoding quantile``, ``quantile+ple``, ``standard+quantile``,
+``standard+quantile+ple``): ``"knots": [q_1, ..., q_m], "scores": [s_1, ..., s_m]``, the
+training quantiles of ``x`` (equal ones merged) and their normal scores, and ``g(x)`` the
+linear interpolation of the scores between the knots, ``s_1`` below and ``s_m`` above them
+(:func:`gaussian_rank`; docs/math.md, "Gaussian-rank encoding of numeric inputs"). The
+``kind`` names the parts, in block order: ``"piecewise_linear"``, ``"gaussian_rank"`` or
+``"gaussian_rank+piecewise_linear"``; the block is ``[z if value] + [g(x) if knots] +
+[e_1(x), ..., e_T(x) if edges]``. A preprocess.json with any Gaussian-rank encoding is
+format version 4 (version 3 readers refuse it rather than score it wrongly).
+
 The arithmetic is written once, in :func:`features_from_inputs`, over a matrix of raw
 inputs ``U`` (numeric values, and for each categorical column the position ``k`` of its
 category in the block, ``K`` for unseen). :meth:`Preprocessing.transform` (tables, with
@@ -43,6 +54,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -56,12 +68,49 @@ PREPROCESS_IMPUTE_VERSION = 2
 #: The format version of a preprocess.json with a numeric encoding (``encoding`` entries;
 #: it may have ``impute`` entries too).
 PREPROCESS_ENCODING_VERSION = 3
-#: The numeric encodings ``train.py --numeric-encoding`` offers: the standardised value
-#: alone, the piecewise-linear encoding (``"kind": "piecewise_linear"``) instead of it, or
-#: both (the value first).
-NUMERIC_ENCODINGS = ("standard", "ple", "standard+ple")
+#: The format version of a preprocess.json with a Gaussian-rank encoding (``knots`` and
+#: ``scores`` in an ``encoding``; it may have every other entry too).
+PREPROCESS_RANK_VERSION = 4
+
+
+class NumericEncoding(NamedTuple):
+    """The parts of a numeric column's block, in block order: the standardised value
+    ``z``, the Gaussian rank ``g(x)``, the piecewise-linear encoding ``e(x)``."""
+
+    value: bool
+    rank: bool
+    ple: bool
+
+
+#: The numeric encodings ``train.py --numeric-encoding`` offers, by name: the standardised
+#: value alone, the piecewise-linear encoding (``ple``) and the Gaussian rank
+#: (``quantile``), each instead of the value or beside it (the value first, then the rank,
+#: then the bins).
+NUMERIC_ENCODINGS = {
+    "standard": NumericEncoding(value=True, rank=False, ple=False),
+    "ple": NumericEncoding(value=False, rank=False, ple=True),
+    "standard+ple": NumericEncoding(value=True, rank=False, ple=True),
+    "quantile": NumericEncoding(value=False, rank=True, ple=False),
+    "quantile+ple": NumericEncoding(value=False, rank=True, ple=True),
+    "standard+quantile": NumericEncoding(value=True, rank=True, ple=False),
+    "standard+quantile+ple": NumericEncoding(value=True, rank=True, ple=True),
+}
 #: Most quantile bins of one piecewise-linear encoding (``--ple-bins``).
 MAX_PLE_BINS = 256
+#: Knots of a Gaussian-rank encoding before equal ones merge (``--rank-knots``), and the
+#: bounds on it (also the most a preprocess.json may store).
+DEFAULT_RANK_KNOTS = 1000
+MIN_RANK_KNOTS = 2
+MAX_RANK_KNOTS = 4096
+#: The Gaussian rank's scores are ``Phi^-1(r)`` with ``r`` clipped to this distance from 0
+#: and 1: ``|s| <= Phi^-1(1 - 1e-7)``, about 5.2.
+RANK_CLIP = 1e-7
+#: The ``kind`` of an ``encoding`` by its parts (rank, piecewise-linear).
+ENCODING_KINDS = {
+    (False, True): "piecewise_linear",
+    (True, False): "gaussian_rank",
+    (True, True): "gaussian_rank+piecewise_linear",
+}
 #: How the bins of a piecewise-linear encoding are chosen (``--ple-binning``): quantiles of
 #: the training values, or the cuts of a regression tree of the training labels.
 PLE_BINNINGS = ("quantile", "tree")
@@ -124,15 +173,49 @@ def category_positions(values: pd.Series, categories: Sequence[str]) -> np.ndarr
 
 
 def block_width(column: Mapping) -> int:
-    """Features of one column: 1 for a numeric one (``value + T`` with a piecewise-linear
-    encoding of ``T`` bins), ``K + 1`` for a categorical one, and one more when it has a
-    missing indicator."""
+    """Features of one column: 1 for a numeric one (with an encoding: ``value`` + 1 for a
+    Gaussian rank + ``T`` for a piecewise-linear encoding of ``T`` bins), ``K + 1`` for a
+    categorical one, and one more when it has a missing indicator."""
     if column["kind"] == "numeric":
         encoding = column.get("encoding")
-        width = 1 if encoding is None else int(encoding["value"]) + len(encoding["edges"]) - 1
+        width = 1 if encoding is None else (int(encoding["value"]) + ("knots" in encoding)
+                                             + n_bins(encoding))
     else:
         width = len(column["categories"]) + 1
     return width + has_indicator(column)
+
+
+def n_bins(encoding: Mapping) -> int:
+    """Number ``T`` of piecewise-linear features of a numeric column's ``encoding`` (0
+    without ``edges``)."""
+    return len(encoding["edges"]) - 1 if "edges" in encoding else 0
+
+
+def gaussian_rank(x: np.ndarray, knots: Sequence[float], scores: Sequence[float]) -> np.ndarray:
+    """Gaussian-rank encoding ``g(x)``: the scores interpolated linearly between the knots.
+
+    With knots ``q_1 < ... < q_m`` and scores ``s_1 <= ... <= s_m``,
+    ``g(x) = s_j + (x - q_j) (s_{j+1} - s_j) / (q_{j+1} - q_j)`` for ``q_j <= x <= q_{j+1}``,
+    ``s_1`` for ``x < q_1`` and ``s_m`` for ``x > q_m`` (one knot: the constant ``s_1``).
+    Fitted (``features/tabular.py: gaussian_rank_knots``), ``s_j = Phi^-1(r_j)`` at the
+    training quantile ``q_j = F_train^-1(r_j)``, so ``g`` is ``Phi^-1(F_train(x))`` made
+    continuous (docs/math.md, "Gaussian-rank encoding of numeric inputs").
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,), float64
+        NaN stays NaN.
+    knots, scores : sequence of float, length m >= 1
+
+    Returns
+    -------
+    g : ndarray, shape (n,), float64
+    """
+    x = np.asarray(x, dtype=np.float64)
+    g = np.interp(x, np.asarray(knots, dtype=np.float64), np.asarray(scores, dtype=np.float64))
+    if len(knots) == 1:  # np.interp answers s_1 even for NaN there
+        g[np.isnan(x)] = np.nan
+    return g
 
 
 def piecewise_linear(x: np.ndarray, edges: Sequence[float]) -> np.ndarray:
@@ -255,12 +338,16 @@ def features_from_inputs(
         # the standardised value z is the block's first feature unless an encoding replaces it
         keep = [j for j, i in enumerate(numeric) if _keeps_value(columns[i])]
         F[:, start[numeric][keep]] = u[:, keep]
-        for j, i in enumerate(numeric):  # piecewise-linear encodings of x, after z if kept
-            encoding = columns[i].get("encoding")
+        for j, i in enumerate(numeric):  # encodings of x: after z if kept, the Gaussian
+            encoding = columns[i].get("encoding")  # rank, then the piecewise-linear bins
             if encoding is not None:
                 first = start[i] + int(encoding["value"])
-                F[:, first:first + len(encoding["edges"]) - 1] = piecewise_linear(
-                    x[:, j], encoding["edges"])
+                if "knots" in encoding:
+                    F[:, first] = gaussian_rank(x[:, j], encoding["knots"], encoding["scores"])
+                    first += 1
+                if "edges" in encoding:
+                    F[:, first:first + n_bins(encoding)] = piecewise_linear(
+                        x[:, j], encoding["edges"])
         # categorical columns, all at once: one-hot F[r, start + k] = 1 for the position k
         # of row r's category (K = unseen); a NaN or impossible code sets nothing
         k = U[:, categorical]
@@ -342,15 +429,17 @@ class Preprocessing:
 
     @property
     def feature_names(self) -> list[str]:
-        """One name per feature column, e.g. ``log1p(PageValues)``, ``Month=Nov``."""
+        """One name per feature column, e.g. ``log1p(PageValues)``, ``PageValues[rank]``,
+        ``PageValues[ple 2]``, ``Month=Nov``."""
         names = []
         for c in self._check_fitted():
             if c["kind"] == "numeric":
                 if _keeps_value(c):
                     names.append(f"log1p({c['name']})" if c["log1p"] else c["name"])
-                if "encoding" in c:
-                    names.extend(f"{c['name']}[ple {t}]"
-                                 for t in range(1, len(c["encoding"]["edges"])))
+                encoding = c.get("encoding", {})
+                if "knots" in encoding:
+                    names.append(f"{c['name']}[rank]")
+                names.extend(f"{c['name']}[ple {t}]" for t in range(1, n_bins(encoding) + 1))
             else:
                 names.extend(f"{c['name']}={k}" for k in c["categories"])
                 names.append(f"{c['name']}=<unseen>")
@@ -360,8 +449,8 @@ class Preprocessing:
 
     def column_slices(self) -> dict[str, slice]:
         """For each raw input column, the slice of the feature matrix its block fills (the
-        numeric value and its piecewise-linear bins, or the one-hot block, then the missing
-        indicator), in feature order."""
+        numeric value, its Gaussian rank and its piecewise-linear bins, or the one-hot
+        block, then the missing indicator), in feature order."""
         slices, start = {}, 0
         for c in self._check_fitted():
             width = block_width(c)
@@ -371,8 +460,14 @@ class Preprocessing:
 
     @property
     def encodes(self) -> bool:
-        """Whether a numeric column has an encoding (``--numeric-encoding ple``)."""
+        """Whether a numeric column has an encoding (``--numeric-encoding`` other than
+        ``standard``)."""
         return any("encoding" in c for c in self._check_fitted())
+
+    @property
+    def ranks(self) -> bool:
+        """Whether a numeric column has a Gaussian-rank encoding (``quantile``)."""
+        return any("knots" in c.get("encoding", {}) for c in self._check_fitted())
 
     @property
     def imputes(self) -> bool:
@@ -480,8 +575,9 @@ class Preprocessing:
 
     def to_dict(self) -> dict:
         """The preprocess.json document (format_version 1; 2 with imputation; 3 with a
-        numeric encoding)."""
-        version = (PREPROCESS_ENCODING_VERSION if self.encodes
+        piecewise-linear encoding; 4 with a Gaussian-rank encoding)."""
+        version = (PREPROCESS_RANK_VERSION if self.ranks
+                   else PREPROCESS_ENCODING_VERSION if self.encodes
                    else PREPROCESS_IMPUTE_VERSION if self.imputes
                    else PREPROCESS_FORMAT_VERSION)
         return {
@@ -511,7 +607,8 @@ class Preprocessing:
         version = doc.get("format_version")
         if isinstance(version, bool) or version not in (PREPROCESS_FORMAT_VERSION,
                                                         PREPROCESS_IMPUTE_VERSION,
-                                                        PREPROCESS_ENCODING_VERSION):
+                                                        PREPROCESS_ENCODING_VERSION,
+                                                        PREPROCESS_RANK_VERSION):
             raise bad(f"unsupported format_version {doc.get('format_version')!r}")
         columns = doc.get("columns")
         if not isinstance(columns, list) or not columns:
@@ -551,17 +648,23 @@ class Preprocessing:
             else:
                 raise bad(f"columns[{i}]: kind must be 'numeric' or 'categorical'")
             if "encoding" in c:
-                if version != PREPROCESS_ENCODING_VERSION:
-                    raise bad(f"columns[{i}] ({c['name']!r}): 'encoding' needs format_version "
-                              f"{PREPROCESS_ENCODING_VERSION}")
-                checked[-1]["encoding"] = _checked_encoding(c, bad(
-                    f"columns[{i}] ({c['name']!r}): 'encoding' must be {{\"kind\": "
-                    '"piecewise_linear", "edges": at least 2 strictly increasing finite '
-                    'numbers, "value": true or false} in a numeric column'))
+                where = f"columns[{i}] ({c['name']!r}): 'encoding'"
+                if version < PREPROCESS_ENCODING_VERSION:
+                    raise bad(f"{where} needs format_version {PREPROCESS_ENCODING_VERSION} or "
+                              f"{PREPROCESS_RANK_VERSION}")
+                checked[-1]["encoding"] = encoding = _checked_encoding(c, bad(
+                    f"{where} must be {{\"kind\": \"piecewise_linear\", \"gaussian_rank\" or "
+                    '"gaussian_rank+piecewise_linear", "value": true or false, and the kind\'s '
+                    '"edges" (at least 2 strictly increasing finite numbers) or "knots" and '
+                    f'"scores" (1 to {MAX_RANK_KNOTS} finite numbers each, knots strictly '
+                    'increasing, scores non-decreasing)} in a numeric column'))
+                if "knots" in encoding and version < PREPROCESS_RANK_VERSION:
+                    raise bad(f"{where} of kind {encoding['kind']!r} needs format_version "
+                              f"{PREPROCESS_RANK_VERSION}")
             if "impute" in c:
                 if version < PREPROCESS_IMPUTE_VERSION:
                     raise bad(f"columns[{i}] ({c['name']!r}): 'impute' needs format_version "
-                              f"{PREPROCESS_IMPUTE_VERSION} or {PREPROCESS_ENCODING_VERSION}")
+                              f"{PREPROCESS_IMPUTE_VERSION} or later")
                 checked[-1]["impute"] = _checked_impute(c, bad(
                     f"columns[{i}] ({c['name']!r}): 'impute' must be {{\"value\": "
                     + ("a finite number (>= 0 in a log1p column)" if c["kind"] == "numeric"
@@ -578,28 +681,54 @@ class Preprocessing:
             raise bad(f"format_version {version} but no column has 'impute'")
         if version == PREPROCESS_ENCODING_VERSION and not any("encoding" in c for c in checked):
             raise bad(f"format_version {version} but no column has 'encoding'")
+        if version == PREPROCESS_RANK_VERSION and not any(
+                "knots" in c.get("encoding", {}) for c in checked):
+            raise bad(f"format_version {version} but no column has a Gaussian-rank 'encoding'")
         source = doc.get("source", {"kind": "table"})
         if not isinstance(source, Mapping):
             raise bad("'source' must be an object")
         return Preprocessing(checked, doc.get("target"), doc.get("id_column"), source)
 
 
+def _finite_numbers(values, least: int, most: int) -> list[float] | None:
+    """``values`` as floats if it is a list of ``least`` to ``most`` finite numbers (not
+    booleans), else None."""
+    if not isinstance(values, list) or not least <= len(values) <= most or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values):
+        return None
+    return [float(v) for v in values]
+
+
 def _checked_encoding(column: Mapping, error: ModelFileError) -> dict:
     """The ``encoding`` entry of a preprocess.json column, checked (``error`` if malformed)."""
     encoding = column["encoding"]
-    if column.get("kind") != "numeric" or not isinstance(encoding, Mapping) \
-            or set(encoding) != {"kind", "edges", "value"} \
-            or encoding["kind"] != "piecewise_linear" or not isinstance(encoding["value"], bool):
+    if column.get("kind") != "numeric" or not isinstance(encoding, Mapping):
         raise error
-    edges = encoding["edges"]
-    if not isinstance(edges, list) or len(edges) < 2 or not all(
-            isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
-            for b in edges):
+    parts = next((p for p, kind in ENCODING_KINDS.items() if kind == encoding.get("kind")), None)
+    if parts is None or not isinstance(encoding.get("value"), bool):
         raise error
-    edges = [float(b) for b in edges]
-    if not all(lo < hi and math.isfinite(hi - lo) for lo, hi in itertools.pairwise(edges)):
+    rank, ple = parts
+    checked = {"kind": encoding["kind"], "value": encoding["value"]}
+    if set(encoding) != {*checked, *(("knots", "scores") if rank else ()),
+                         *(("edges",) if ple else ())}:
         raise error
-    return {"kind": "piecewise_linear", "edges": edges, "value": encoding["value"]}
+    if rank:
+        knots = _finite_numbers(encoding["knots"], 1, MAX_RANK_KNOTS)
+        scores = _finite_numbers(encoding["scores"], 1, MAX_RANK_KNOTS)
+        if knots is None or scores is None or len(knots) != len(scores) or not all(
+                q0 < q1 and s0 <= s1 and math.isfinite((s1 - s0) / (q1 - q0))
+                for (q0, q1), (s0, s1) in zip(itertools.pairwise(knots),
+                                              itertools.pairwise(scores), strict=True)):
+            raise error
+        checked["knots"], checked["scores"] = knots, scores
+    if ple:
+        edges = _finite_numbers(encoding["edges"], 2, math.inf)
+        if edges is None or not all(lo < hi and math.isfinite(hi - lo)
+                                    for lo, hi in itertools.pairwise(edges)):
+            raise error
+        checked["edges"] = edges
+    return checked
 
 
 def _checked_impute(column: Mapping, error: ModelFileError) -> dict:

@@ -23,6 +23,14 @@ row ``k``: the device finds ``k`` by a linear search over the edges (``ple_bin``
 bin widths as ``static const`` tables (``2 T`` floats per input). In ``c-int8`` the added
 rows are exact (like one-hot rows) and only the fraction joins the quantised features.
 
+Gaussian-rank encoding (``--numeric-encoding quantile`` and the encodings with it). The
+feature ``g(x)`` interpolates the scores ``s`` between the knots ``q`` (docs/math.md): the
+device finds the last knot at or below ``x`` by a binary search of fixed length
+(``rank_score``) and interpolates, with the knots and scores as ``static const`` tables
+(``2 m`` floats per input); the feature then adds ``g W_row`` like a standardised value
+(one multiply-add per hidden unit). In ``c-int8`` ``g`` joins the quantised features
+beside ``z``.
+
 int8 scheme (``c-int8``). Weights: symmetric per output channel,
 ``q_ij = round(W_ij / s_j)`` with ``s_j = max_i |W_ij| / 127``. Activations: symmetric
 *dynamic per row* scaling before every layer, ``a_q = round(a / t)`` with
@@ -240,6 +248,24 @@ def _c_ple_tables(model: ExportModel, name: str, arrays: dict) -> str:
     return "".join(decls)
 
 
+def _c_rank_tables(model: ExportModel, name: str, arrays: dict) -> str:
+    """The knot and score tables of every Gaussian-rank encoding (float32 ``q_1..q_m`` and
+    ``s_1..s_m``)."""
+    decls = []
+    for c in model.ranked:
+        decls.append(f"/* {c.name}: Gaussian rank, {c.n_knots} knots q and their scores s */\n")
+        for arr_name, arr in ((f"{name}_RK{c.index}", np.asarray(c.knots, dtype=np.float32)),
+                              (f"{name}_RS{c.index}", np.asarray(c.scores, dtype=np.float32))):
+            decls.append(_c_array("float", arr_name, arr, c_float))
+            arrays[arr_name] = arr
+    return "".join(decls)
+
+
+def _c_rank(c: Input, name: str) -> str:
+    """The C expression of input ``c``'s Gaussian rank ``g(x)``."""
+    return f"{name}_rank_score({_xv(c)}, {name}_RK{c.index}, {name}_RS{c.index}, {c.n_knots})"
+
+
 def _c_ple_bin(c: Input, name: str) -> str:
     """``k = bin; u = fraction;`` of input ``c``'s piecewise-linear encoding."""
     return (f"    k = {name}_ple_bin({_xv(c)}, {name}_E{c.index}, {c.n_bins});"
@@ -337,6 +363,7 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
         for arr_name, arr in ((f"{name}_W{layer}", W), (f"{name}_B{layer}", b)):
             decls.append(_c_array("float", arr_name, arr, c_float))
             arrays[arr_name] = arr
+    decls.append(_c_rank_tables(model, name, arrays))
     decls.append(_c_ple_tables(model, name, arrays))
     lookup_decls, exprs = _c_category_lookup(model, name)
     h0 = widths[0]
@@ -353,6 +380,10 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
                 body.append(f"    u = {u}; /* {c.name}: standardisation folded into row "
                             f"{c.row} */\n"
                             + _c_loop(h0, f"{acc} u * {name}_W0[{c.row * h0} + j];"))
+            if c.knots is not None:
+                body.append(f"    u = {_c_rank(c, name)}; /* {c.name}: Gaussian rank, row "
+                            f"{c.rank_row} */\n"
+                            + _c_loop(h0, f"{acc} u * {name}_W0[{c.rank_row * h0} + j];"))
             if c.edges is not None:
                 body.append(_c_ple_bin(c, name) + _c_ple_rows(c, f"{name}_W0", "buf0", h0)
                             + f"    w = {name}_W0 + ({c.ple_row} + k) * {h0};\n"
@@ -401,7 +432,8 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
              f"{name}.c": _c_source(name, "c", "".join(decls) + lookup_decls, locals_,
                                     "".join(body))}
     weight_bytes = sum(a.nbytes for a in arrays.values()) + _lookup_bytes(model)
-    return files, {"weight_bytes": weight_bytes, "ram_bytes": ram, "arrays": arrays}
+    return files, {"weight_bytes": weight_bytes, "ram_bytes": ram, "arrays": arrays,
+                   "encoding_bytes": model.encoding_bytes}
 
 
 def _c_combined(model: ExportModel, name: str, decls: list, arrays: dict) -> str:
@@ -527,9 +559,10 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         (np.hstack([m.params[0][0] for m in model.members]),
          np.concatenate([m.params[0][1] for m in model.members]))]
     widths = [W.shape[1] for W, _ in params]
-    numeric = model.valued  # the standardised values, then one fraction per encoding
-    encoded = model.encoded
-    n_num = len(numeric) + len(encoded)
+    # the standardised values, the Gaussian ranks, then one fraction per piecewise-linear
+    # encoding
+    numeric, ranked, encoded = model.valued, model.ranked, model.encoded
+    n_num = len(numeric) + len(ranked) + len(encoded)
     later = [W.shape for m in model.members for W, _ in m.params[1:]] if model.combined else []
     maxw = max([*widths, *(n for _, n in later)])
     maxq = max([n_num, *widths[:-1], *(n for n, _ in later)])
@@ -552,6 +585,7 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
         ):
             decls.append(_c_array(ctype, arr_name, arr, fmt, 16 if ctype == "signed char" else 8))
             arrays[arr_name] = arr
+    decls.append(_c_rank_tables(model, name, arrays))
     decls.append(_c_ple_tables(model, name, arrays))
     lookup_decls, exprs = _c_category_lookup(model, name)
     h0 = widths[0]
@@ -562,19 +596,23 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
             u = f"log1pf({_xv(c)})" if c.log1p else _xv(c)
             body.append(f"    z[{k}] = ({u} - {c_float(c.mean)}) * {c_float(1.0 / c.std)};"
                         f" /* {c.name} */\n")
-        for e, c in enumerate(encoded, start=len(numeric)):
-            body.append(_c_ple_bin(c, name) + f"    kb[{e - len(numeric)}] = k;"
+        for e, c in enumerate(ranked, start=len(numeric)):
+            body.append(f"    z[{e}] = {_c_rank(c, name)}; /* {c.name}: Gaussian rank */\n")
+        first_ple = len(numeric) + len(ranked)
+        for e, c in enumerate(encoded, start=first_ple):
+            body.append(_c_ple_bin(c, name) + f"    kb[{e - first_ple}] = k;"
                         f" z[{e}] = u; /* the fractional component */\n")
         body.append(f"    t = {name}_quantise(q, z, {n_num});\n")
     # The first update of acc / cat assigns (no zeroing loop: GCC would call memset).
     body.append("    /* layer 0: numeric rows times q in acc, one-hot rows (value 1) in cat */\n")
-    for k, c in enumerate(numeric):
+    for k, (c, row) in enumerate([(c, c.row) for c in numeric]
+                                 + [(c, c.rank_row) for c in ranked]):
         op = "=" if k == 0 else "+="
-        body.append(f"    a = q[{k}]; /* {c.name} */\n"
-                    + _c_loop(h0, f"acc[j] {op} a * {name}_Q0[{c.row * h0} + j];"))
+        body.append(f"    a = q[{k}]; /* {c.name}{'' if row == c.row else ': Gaussian rank'} */\n"
+                    + _c_loop(h0, f"acc[j] {op} a * {name}_Q0[{row * h0} + j];"))
     for e, c in enumerate(encoded):
-        op = "=" if e == 0 and not numeric else "+="
-        body.append(f"    a = q[{len(numeric) + e}]; w = {name}_Q0 + ({c.ple_row} + kb[{e}])"
+        op = "=" if e == 0 and not numeric and not ranked else "+="
+        body.append(f"    a = q[{first_ple + e}]; w = {name}_Q0 + ({c.ple_row} + kb[{e}])"
                     f" * {h0}; /* {c.name}: fraction times the row of its bin */\n"
                     + _c_loop(h0, f"acc[j] {op} a * w[j];"))
     for k, c in enumerate(model.categorical):
@@ -636,7 +674,6 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
                                     "".join(body))}
     weight_bytes = (sum(a.nbytes for a in arrays.values()) + 8 * len(numeric)
                     + _lookup_bytes(model))
-    float_bytes = (4 * model.n_parameters + _lookup_bytes(model)
-                   + sum(8 * c.n_bins for c in encoded))
+    float_bytes = 4 * model.n_parameters + _lookup_bytes(model) + model.encoding_bytes
     return files, {"weight_bytes": weight_bytes, "float32_weight_bytes": float_bytes,
-                   "ram_bytes": ram, "arrays": arrays}
+                   "ram_bytes": ram, "arrays": arrays, "encoding_bytes": model.encoding_bytes}

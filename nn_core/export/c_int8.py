@@ -22,6 +22,8 @@ from .c import (
     _c_impute,
     _c_loop,
     _c_ple_tables,
+    _c_rank,
+    _c_rank_tables,
     _c_validity,
     _lookup_bytes,
     _xv,
@@ -73,7 +75,8 @@ def generate_c_int8_full(model: ExportModel, name: str,
     up = name.upper()
     indicators = [c for c in model.inputs if c.missing_row is not None]
     n_ple = sum(c.n_bins for c in model.encoded)  # every bin is a term (most are 0 or k)
-    m = len(model.valued) + n_ple + len(model.categorical) + len(indicators)  # layer 0's terms
+    n_dense = len(model.valued) + len(model.ranked)  # the z and g(x) codes
+    m = n_dense + n_ple + len(model.categorical) + len(indicators)  # layer 0's terms
     arrays: dict[str, np.ndarray] = {}
     decls = [
         f"/* int holds the int32 accumulators (C only promises 16 bits). */\n"
@@ -121,8 +124,8 @@ def generate_c_int8_full(model: ExportModel, name: str,
                      " (u = log1p(x) where marked) */\n")
         table("float", f"{name}_A", net.input_a, c_float, 8)
         table("float", f"{name}_BIAS_IN", net.input_b, c_float, 8)
-    ple_decls = _c_ple_tables(model, name, arrays)
-    bytes_ += sum(8 * c.n_bins for c in model.encoded)
+    ple_decls = _c_rank_tables(model, name, arrays) + _c_ple_tables(model, name, arrays)
+    bytes_ += model.encoding_bytes
     lookup_decls, exprs = _c_category_lookup(model, name)
     body = [_c_impute(model), _c_validity(model)]
     body.append("    /* layer 0's input: numeric codes, and one feature of value k per"
@@ -131,7 +134,11 @@ def generate_c_int8_full(model: ExportModel, name: str,
         u = f"log1pf({_xv(c)})" if c.log1p else _xv(c)
         body.append(f"    in_q[{t}] = {name}_quantise_input({u} * {name}_A[{t}]"
                     f" + {name}_BIAS_IN[{t}]); in_row[{t}] = {c.row}; /* {c.name} */\n")
-    start = len(model.valued)
+    for t, c in enumerate(model.ranked, start=len(model.valued)):
+        body.append(f"    in_q[{t}] = {name}_quantise_input({_c_rank(c, name)}"
+                    f" * {c_float(net.k)}); in_row[{t}] = {c.rank_row};"
+                    f" /* {c.name}: Gaussian rank */\n")
+    start = n_dense
     for c in model.encoded:  # e = (x - b_i) / (b_i+1 - b_i), clipped but at the ends, as k e
         T = c.n_bins
         body.append(f"    for (j = 0; j < {T}; ++j) {{ /* {c.name}: piecewise-linear encoding */\n"
@@ -144,7 +151,7 @@ def generate_c_int8_full(model: ExportModel, name: str,
     for t, c in enumerate(model.categorical, start=start):
         body.append(f"    in_q[{t}] = {net.k}; in_row[{t}] = {c.row} + {exprs[c.index]};"
                     f" /* {c.name} */\n")
-    for t, c in enumerate(indicators, start=len(model.valued) + n_ple + len(model.categorical)):
+    for t, c in enumerate(indicators, start=n_dense + n_ple + len(model.categorical)):
         body.append(f"    in_q[{t}] = (signed char)(isnan(x[{c.index}]) ? {net.k} : 0);"
                     f" in_row[{t}] = {c.missing_row}; /* {c.name}: missing indicator */\n")
     if model.combined:
@@ -215,7 +222,7 @@ def generate_c_int8_full(model: ExportModel, name: str,
     })
     files = {f"{name}.h": header, f"{name}.c": source}
     weight_bytes = bytes_ + _lookup_bytes(model)
-    float_bytes = (4 * model.n_parameters + _lookup_bytes(model)
-                   + sum(8 * c.n_bins for c in model.encoded))
+    float_bytes = 4 * model.n_parameters + _lookup_bytes(model) + model.encoding_bytes
     return files, {"weight_bytes": weight_bytes, "float32_weight_bytes": float_bytes,
-                   "ram_bytes": ram, "arrays": arrays, "network": net}
+                   "ram_bytes": ram, "arrays": arrays, "network": net,
+                   "encoding_bytes": model.encoding_bytes}

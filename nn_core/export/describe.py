@@ -37,8 +37,10 @@ def input_table(model: ExportModel) -> list[dict]:
                 "mean": c.mean, "std": c.std,
                 "valid": "finite, >= 0" if c.log1p else "finite",
             })
-            if model.encoded:  # only then: the table of a model without stays as it was
-                rows[-1]["value"] = c.value
+            if model.encoded or model.ranked:  # only then: the table of a model without
+                rows[-1]["value"] = c.value  # stays as it was
+                if c.knots is not None:
+                    rows[-1]["knots"], rows[-1]["scores"] = list(c.knots), list(c.scores)
                 if c.edges is not None:
                     rows[-1]["edges"] = list(c.edges)
         else:
@@ -65,8 +67,11 @@ def table_comment(model: ExportModel, prefix: str) -> str:
         if c.kind == "numeric":
             how = ("raw value >= 0 (log1p applied inside)" if c.log1p
                    else "raw value")
-            if c.edges is not None:
-                how += f" (piecewise-linear encoding, {c.n_bins} bins, inside)"
+            inside = ([f"Gaussian rank, {c.n_knots} knots"] if c.knots is not None else []) \
+                + ([f"piecewise-linear encoding, {c.n_bins} bins"] if c.edges is not None
+                   else [])
+            if inside:
+                how += f" ({' and '.join(inside)}, inside)"
             kind = "numeric"
         else:
             kind = "categorical"

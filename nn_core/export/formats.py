@@ -156,6 +156,8 @@ def export(model: ExportModel, fmt: str, name: str, calibration: np.ndarray | No
     }
     if "float32_weight_bytes" in sizes:
         report["float32_weight_bytes"] = int(sizes["float32_weight_bytes"])
+    if sizes.get("encoding_bytes"):  # a C target's encoding tables (in weight_bytes too)
+        report["encoding_bytes"] = int(sizes["encoding_bytes"])
     if "opset" in sizes:
         report["opset"] = int(sizes["opset"])
     if fmt.startswith("c"):

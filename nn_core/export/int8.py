@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..activations import ACTIVATIONS
-from .model import ExportError, ExportModel, features_from_codes, quantise_int8
+from .model import ExportError, ExportModel, features_from_codes, gaussian_rank32, quantise_int8
 
 #: Fractional bits of the fixed-point logit (1/4096 per unit).
 LOGIT_BITS = 12
@@ -194,8 +194,8 @@ def calibrate(model: ExportModel, X: np.ndarray) -> IntegerNetwork:
     F = F[~np.isnan(F).any(axis=1)]
     if len(F) == 0:
         raise ExportError("c-int8-full: no valid calibration row")
-    rows = [c.row for c in model.valued] + [c.ple_row + t for c in model.encoded
-                                             for t in range(c.n_bins)]
+    rows = ([c.row for c in model.valued] + [c.rank_row for c in model.ranked]
+            + [c.ple_row + t for c in model.encoded for t in range(c.n_bins)])
     r = float(np.abs(F[:, rows]).max()) if rows else 0.0
     k = int(np.clip(np.floor(127.0 / r), 1, 127)) if r > 0 else 127
     std = np.array([c.std for c in model.valued], dtype=np.float64)
@@ -319,10 +319,11 @@ def quantise_inputs(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> n
     ``z_q = round(u a + b)`` in float32 (``u = log1pf(x)`` where the column has log1p,
     ``x`` the imputed value where it is missing and the model imputes), clamped to
     [-127, 127] before rounding; the chosen one-hot feature of each categorical input, and
-    each missing indicator that is set, is ``k``; a piecewise-linear feature ``e`` is
-    ``round(e k)``, ``e`` computed in float32 from the edges and reciprocal widths as in
-    the C target. Rows with an invalid numeric value are returned as zeros (the C returns
-    NaN before this step).
+    each missing indicator that is set, is ``k``; a Gaussian rank ``g`` (computed in float32
+    as the C does, :func:`nn_core.export.model.gaussian_rank32`) and a piecewise-linear
+    feature ``e`` are ``round(g k)`` and ``round(e k)``, ``e`` computed in float32 from the
+    edges and reciprocal widths as in the C target. Rows with an invalid numeric value are
+    returned as zeros (the C returns NaN before this step).
     """
     F = features_from_codes(model, X)
     invalid = np.isnan(F).any(axis=1)
@@ -339,6 +340,11 @@ def quantise_inputs(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> n
                 v = u * net.input_a[t] + net.input_b[t]
                 v = np.clip(v, np.float32(-127), np.float32(127))
                 V[:, c.row] = np.where(invalid, 0, _round_half_away(np.nan_to_num(v)))
+            if c.knots is not None:
+                v = gaussian_rank32(np.where(invalid, np.float32(c.knots[0]), x), c.knots,
+                                    c.scores) * np.float32(net.k)
+                v = np.clip(v, np.float32(-127), np.float32(127))
+                V[:, c.rank_row] = np.where(invalid, 0, _round_half_away(v))
             if c.edges is not None:
                 b = np.asarray(c.edges, dtype=np.float64)
                 E = (x[:, None] - b[:-1].astype(np.float32)) * (1.0 / np.diff(b)).astype(

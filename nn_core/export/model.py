@@ -24,7 +24,7 @@ from ..ensemble import Ensemble
 from ..losses import OUTPUTS
 from ..modeldir import PREPROCESS_JSON, load_model
 from ..network import MLP
-from ..preprocessing import canonical_series, features_from_inputs, missing_mask
+from ..preprocessing import ENCODING_KINDS, canonical_series, features_from_inputs, missing_mask
 
 #: Every hidden activation of the table can be exported: each entry spells itself in C
 #: and Python (``nn_core/activations.py: Activation``).
@@ -64,13 +64,18 @@ class Input:
         Feature index of the input's missing indicator (1 where ``x[index]`` is NaN), the
         last of its block; ``None`` when the column had no missing training value.
     edges : list of float or None
-        Numeric only, a model trained with ``--numeric-encoding ple`` or ``standard+ple``:
-        the bin edges ``b_0 < ... < b_T`` of the piecewise-linear encoding of ``x``
-        (``nn_core.preprocessing.piecewise_linear``), whose ``T`` features start at
-        :attr:`ple_row`. ``None``: no encoding.
+        Numeric only, a model trained with a piecewise-linear encoding (``--numeric-encoding
+        ple``, ``standard+ple``, ...): the bin edges ``b_0 < ... < b_T`` of the encoding of
+        ``x`` (``nn_core.preprocessing.piecewise_linear``), whose ``T`` features start at
+        :attr:`ple_row`. ``None``: no such encoding.
+    knots, scores : list of float or None
+        Numeric only, a model trained with a Gaussian-rank encoding (``--numeric-encoding
+        quantile``, ...): ``q_1 < ... < q_m`` and ``s_1 <= ... <= s_m`` of
+        ``g(x)`` (``nn_core.preprocessing.gaussian_rank``), the feature at
+        :attr:`rank_row`. ``None``: no such encoding.
     value : bool
         Numeric only: whether the block holds the standardised value ``z`` (at ``row``);
-        false where the encoding replaces it.
+        false where an encoding replaces it.
     """
 
     index: int
@@ -86,12 +91,25 @@ class Input:
     impute: float | None = None
     missing_row: int | None = None
     edges: list[float] | None = None
+    knots: list[float] | None = None
+    scores: list[float] | None = None
     value: bool = True
 
     @property
-    def ple_row(self) -> int:
-        """Feature index of the first piecewise-linear feature (after ``z`` if kept)."""
+    def rank_row(self) -> int:
+        """Feature index of the Gaussian-rank feature (after ``z`` if kept)."""
         return self.row + int(self.value)
+
+    @property
+    def ple_row(self) -> int:
+        """Feature index of the first piecewise-linear feature (after ``z`` if kept and the
+        Gaussian rank if any)."""
+        return self.row + int(self.value) + (self.knots is not None)
+
+    @property
+    def n_knots(self) -> int:
+        """Number ``m`` of Gaussian-rank knots (0 without that encoding)."""
+        return 0 if self.knots is None else len(self.knots)
 
     @property
     def n_bins(self) -> int:
@@ -188,6 +206,18 @@ class ExportModel:
         return [c for c in self.numeric if c.edges is not None]
 
     @property
+    def ranked(self) -> list[Input]:
+        """The numeric inputs with a Gaussian-rank encoding, in input order."""
+        return [c for c in self.numeric if c.knots is not None]
+
+    @property
+    def encoding_bytes(self) -> int:
+        """Bytes of the encodings' float32 tables on a C target: ``2 T`` numbers per
+        piecewise-linear encoding of ``T`` bins (edges, reciprocal widths), ``2 m`` per
+        Gaussian rank of ``m`` knots (knots, scores)."""
+        return 8 * (sum(c.n_bins for c in self.encoded) + sum(c.n_knots for c in self.ranked))
+
+    @property
     def imputed(self) -> list[Input]:
         """The inputs whose NaN is imputed, in input order."""
         return [c for c in self.inputs if c.impute is not None]
@@ -202,9 +232,14 @@ class ExportModel:
             for c in self.inputs
         ]
         for column, c in zip(columns, self.inputs, strict=True):
-            if c.edges is not None:
-                column["encoding"] = {"kind": "piecewise_linear", "edges": list(c.edges),
+            if c.edges is not None or c.knots is not None:
+                column["encoding"] = {"kind": ENCODING_KINDS[c.knots is not None,
+                                                             c.edges is not None],
                                       "value": c.value}
+            if c.knots is not None:
+                column["encoding"].update(knots=list(c.knots), scores=list(c.scores))
+            if c.edges is not None:
+                column["encoding"]["edges"] = list(c.edges)
             if c.impute is not None:
                 value = (c.impute if c.kind == "numeric"
                          else c.categories[c.codes.index(int(c.impute))])
@@ -249,9 +284,13 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
                                 float(c["mean"]), float(c["std"])))
             encoding = c.get("encoding")
             if encoding is not None:
-                inputs[-1].edges = [float(b) for b in encoding["edges"]]
+                if "edges" in encoding:
+                    inputs[-1].edges = [float(b) for b in encoding["edges"]]
+                if "knots" in encoding:
+                    inputs[-1].knots = [float(q) for q in encoding["knots"]]
+                    inputs[-1].scores = [float(v) for v in encoding["scores"]]
                 inputs[-1].value = bool(encoding["value"])
-            row += inputs[-1].value + inputs[-1].n_bins
+            row += inputs[-1].value + (inputs[-1].knots is not None) + inputs[-1].n_bins
         else:
             cats = list(c["categories"])
             if len(set(cats)) != len(cats):
@@ -372,6 +411,30 @@ def ple_fraction(x: np.ndarray, edges: list[float]) -> tuple[np.ndarray, np.ndar
     return k, (x32 - b32[k]) * r32[k]
 
 
+def gaussian_rank32(x: np.ndarray, knots: list[float], scores: list[float]) -> np.ndarray:
+    """The Gaussian rank ``g(x)`` in float32, as the C targets compute it.
+
+    With float32 knots ``q`` and scores ``s``: ``s_1`` at or below ``q_1``, ``s_m`` at or
+    above ``q_m``, else ``s_j + (x - q_j) ((s_{j+1} - s_j) / (q_{j+1} - q_j))`` with ``j``
+    the last knot at or below ``x`` (so ``q_j <= x < q_{j+1}``, never a zero width even
+    where two knots round to one float32), every operation in float32:
+    :func:`nn_core.preprocessing.gaussian_rank` (docs/math.md).
+
+    Returns
+    -------
+    ndarray of float32, shape (n,)
+    """
+    q = np.asarray(knots, dtype=np.float64).astype(np.float32)
+    s = np.asarray(scores, dtype=np.float64).astype(np.float32)
+    x32 = np.asarray(x, dtype=np.float32)
+    if len(q) == 1:
+        return np.full(x32.shape, s[0], dtype=np.float32)
+    j = np.clip(np.searchsorted(q, x32, side="right") - 1, 0, len(q) - 2)
+    with np.errstate(invalid="ignore"):
+        g = s[j] + (x32 - q[j]) * ((s[j + 1] - s[j]) / (q[j + 1] - q[j]))
+    return np.where(~(x32 > q[0]), s[0], np.where(x32 >= q[-1], s[-1], g))
+
+
 def fold_first_layer(model: ExportModel, params: list | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """First-layer weights and bias with the standardisation folded in, as float32.
@@ -380,7 +443,7 @@ def fold_first_layer(model: ExportModel, params: list | None = None
 
     ``W'_i = W_i / s_i`` and ``b' = b - sum_i (m_i / s_i) W_i`` over the rows ``i`` of the
     standardised numeric values (computed in float64, rounded once); one-hot, missing-
-    indicator and piecewise-linear rows are the model's rows unchanged.
+    indicator, Gaussian-rank and piecewise-linear rows are the model's rows unchanged.
 
     Raises
     ------
@@ -445,19 +508,22 @@ def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
     F = features_from_codes(model, X).astype(np.float32)
     invalid = np.isnan(F).any(axis=1)
     F[invalid] = 0
-    rows = np.array([c.row for c in model.valued], dtype=np.int64)
+    for c in model.ranked:  # g(x) as the C computes it, in float32
+        x = _imputed(c, X)
+        F[:, c.rank_row] = gaussian_rank32(np.where(invalid, c.knots[0], x), c.knots, c.scores)
+    # the quantised features: the standardised values and the Gaussian ranks
+    rows = np.array([c.row for c in model.valued] + [c.rank_row for c in model.ranked],
+                    dtype=np.int64)
     onehot = np.ones(F.shape[1], dtype=bool)  # the 0/1 rows: one-hot blocks and indicators
     onehot[rows] = False
     bins, fractions = [], []
     for c in model.encoded:
         onehot[c.ple_row:c.ple_row + c.n_bins] = False
-        x = np.asarray(X, dtype=np.float64)[:, c.index]
-        if c.impute is not None:
-            x = np.where(np.isnan(x), c.impute, x)
+        x = _imputed(c, X)
         k, frac = ple_fraction(np.where(invalid, c.edges[0], x), c.edges)
         bins.append(k)
         fractions.append(frac)
-    # quantised together: the standardised values, then each encoding's fractional component
+    # quantised together: the standardised values and ranks, then each encoding's fraction
     A = np.concatenate([F[:, rows], np.stack(fractions, axis=1) if fractions else
                         np.zeros((len(F), 0), np.float32)], axis=1)
     H = None
@@ -492,6 +558,13 @@ def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
     p = H[:, 0].astype(np.float64)
     p[invalid] = np.nan
     return p
+
+
+def _imputed(c: Input, X: np.ndarray) -> np.ndarray:
+    """Input ``c``'s raw values (float64), a NaN replaced by the imputed value where the
+    model imputes it."""
+    x = np.asarray(X, dtype=np.float64)[:, c.index]
+    return x if c.impute is None else np.where(np.isnan(x), c.impute, x)
 
 
 def _members_int8(model: ExportModel, Z0: np.ndarray, invalid: np.ndarray) -> np.ndarray:

@@ -17,8 +17,11 @@ What the graph computes, in the C target's order (``nn_core/export/c.py``):
    ``predict.py`` refuses).
 2. **Features.** Per input, in input order (so the columns are the network's feature
    order): a numeric input gives one column, ``log1p(x_i)`` where the column has it, else
-   ``x_i`` (none where a piecewise-linear encoding replaces it), then its piecewise-linear
-   encoding, if any (``Sub``, ``Mul``, ``Min``, ``Max`` against the edges); a categorical
+   ``x_i`` (none where an encoding replaces it), then its Gaussian rank, if any (the
+   segment ``j`` as the count of inner knots at or below ``x``, ``GreaterOrEqual`` and
+   ``ReduceSum``; ``s_j + (x - q_j) d_j`` from ``Gather``ed knots, scores and slopes
+   ``d_j``, clamped to ``[s_1, s_m]``), then its piecewise-linear encoding, if any
+   (``Sub``, ``Mul``, ``Min``, ``Max`` against the edges); a categorical
    input gives its one-hot block, ``Equal(x_i, codes)`` over the ``K`` training codes
    and one more column ``1 - sum`` for the unseen bucket, so any other code (another
    number, a non-integer, NaN, +-inf) selects the unseen bucket.
@@ -58,10 +61,10 @@ class _Graph:
     """Nodes and constants of a graph under construction; ``graph(op_type, *inputs)`` adds a
     node and returns its output's name (the ``op`` of ``Activation.onnx``)."""
 
-    def __init__(self, helper, numpy_helper, float_type: int) -> None:
+    def __init__(self, helper, numpy_helper, float_type: int, int64_type: int) -> None:
         self.helper, self.numpy_helper = helper, numpy_helper
-        #: The ``TensorProto`` code of float32 (``Cast``'s ``to``).
-        self.FLOAT = float_type
+        #: The ``TensorProto`` codes of float32 and int64 (``Cast``'s ``to``).
+        self.FLOAT, self.INT64 = float_type, int64_type
         self.nodes: list = []
         self.initializers: list = []
         self.count = 0
@@ -127,6 +130,26 @@ def _piecewise_linear(g: _Graph, x: str, edges: list[float]) -> str:
     return g("Max", g("Min", E, g.const([upper])), g.const([lower]))
 
 
+def _gaussian_rank(g: _Graph, x: str, knots: list[float], scores: list[float]) -> str:
+    """The ``(n, 1)`` Gaussian rank of the column ``x`` (n, 1): with ``j`` the number of
+    inner knots ``q_2..q_{m-1}`` at or below ``x``, ``s_j + (x - q_j) d_j`` (``d_j`` the
+    segment's slope, computed in float64 and rounded once), clamped to ``[s_1, s_m]``,
+    which is ``s_1`` below the knots and ``s_m`` above them since the scores rise."""
+    q, s = np.asarray(knots, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    if len(q) == 1:  # a constant column: x * 0 + s_1 (NaN stays NaN)
+        return g("Add", g("Mul", x, 0.0), float(s[0]))
+    d = np.diff(s) / np.diff(q)
+    if len(q) == 2:
+        j = None
+        qj, sj, dj = (g.const([[v[0]]]) for v in (q, s, d))
+    else:
+        inner = g("Cast", g("GreaterOrEqual", x, g.const([q[1:-1]])), to=g.INT64)
+        j = g("ReduceSum", inner, g.const([1], dtype=np.int64), keepdims=1)  # (n, 1)
+        qj, sj, dj = (g("Gather", g.const(v[:len(q) - 1]), j, axis=0) for v in (q, s, d))
+    G = g("Add", sj, g("Mul", g("Sub", x, qj), dj))
+    return g("Min", g("Max", G, float(s[0])), float(s[-1]))
+
+
 def _features(g: _Graph, model: ExportModel, source: str = "x") -> str:
     """The ``(n, n_features)`` matrix of raw-scale features of the (imputed) inputs
     ``source``: ``u_i`` per numeric input (the standardisation is in layer 0), the one-hot
@@ -138,6 +161,8 @@ def _features(g: _Graph, model: ExportModel, source: str = "x") -> str:
         if c.kind == "numeric":
             if c.value:
                 pieces.append(g("Log", g("Add", x, 1.0)) if c.log1p else x)
+            if c.knots is not None:
+                pieces.append(_gaussian_rank(g, x, c.knots, c.scores))
             if c.edges is not None:
                 pieces.append(_piecewise_linear(g, x, c.edges))
         else:
@@ -206,7 +231,7 @@ def generate_onnx(model: ExportModel, name: str) -> tuple[dict[str, bytes], dict
     except ImportError:
         raise ExportError("--format onnx needs the onnx package (pip install "
                           "'purchase-propensity[onnx]')") from None
-    g = _Graph(helper, numpy_helper, TensorProto.FLOAT)
+    g = _Graph(helper, numpy_helper, TensorProto.FLOAT, TensorProto.INT64)
     x = _imputed(g, model)
     invalid = _invalid(g, model, x)
     H = _features(g, model, x)

@@ -74,9 +74,11 @@ def _impute_lines(model: ExportModel, fmt: str) -> tuple[str, str]:
 
 
 #: The NUMERIC lines of the two templates: the standardised value of a numeric input (the
-#: only lines of a model without an encoding), and the piecewise-linear encoding of ``x``
-#: on the input's ``edges`` (``nn_core.preprocessing.piecewise_linear``), after ``z`` or
-#: in its place (``value``).
+#: only lines of a model without an encoding); with an encoding (:func:`_numeric_lines`)
+#: that value where it is kept (``value``), then the Gaussian rank on the input's
+#: ``knots`` and ``scores`` (``nn_core.preprocessing.gaussian_rank``) and the
+#: piecewise-linear encoding of ``x`` on its ``edges``
+#: (``nn_core.preprocessing.piecewise_linear``), where the input has them.
 _NUMERIC = {
     "python": (
         '                u = np.log1p(np.where(x < 0, 0.0, x)) if c["log1p"] else x\n'
@@ -85,30 +87,63 @@ _NUMERIC = {
         '            z = ((math.log1p(v) if c["log1p"] else v) - c["mean"]) / c["std"]\n'
         '            h = [hj + z * wj for hj, wj in zip(h, W0[row])]\n'),
 }
-_NUMERIC_PLE = {
+_NUMERIC_VALUE = {
     "python": (
         '                if c["value"]:\n'
         '                    u = np.log1p(np.where(x < 0, 0.0, x)) if c["log1p"] else x\n'
-        '                    F[:, row] = (u - c["mean"]) / c["std"]\n'
+        '                    F[:, row] = (u - c["mean"]) / c["std"]\n'),
+    "python-pure": (
+        '            if c["value"]:\n'
+        '                z = ((math.log1p(v) if c["log1p"] else v) - c["mean"]) / c["std"]\n'
+        '                h = [hj + z * wj for hj, wj in zip(h, W0[row])]\n'),
+}
+_NUMERIC_RANK = {
+    "python": (
+        '                if "knots" in c:  # Gaussian rank of x, after z if kept\n'
+        '                    F[:, row + c["value"]] = np.interp(x, c["knots"], c["scores"])\n'),
+    "python-pure": (
+        '            if "knots" in c:  # Gaussian rank of v, after z if kept\n'
+        '                q, s = c["knots"], c["scores"]\n'
+        '                if v <= q[0] or v >= q[-1]:  # s_1 below the knots, s_m above\n'
+        '                    g = s[0] if v <= q[0] else s[-1]\n'
+        '                else:  # binary search: q[lo] <= v < q[hi], hi = lo + 1\n'
+        '                    lo, hi = 0, len(q) - 1\n'
+        '                    while hi - lo > 1:\n'
+        '                        mid = (lo + hi) // 2\n'
+        '                        lo, hi = (mid, hi) if q[mid] <= v else (lo, mid)\n'
+        '                    g = s[lo] + (v - q[lo]) * (s[hi] - s[lo]) / (q[hi] - q[lo])\n'
+        '                h = [hj + g * wj for hj, wj in zip(h, W0[row + c["value"]])]\n'),
+}
+_NUMERIC_PLE = {
+    "python": (
         '                if "edges" in c:  # piecewise-linear encoding of x, after z if kept\n'
         '                    b = np.asarray(c["edges"])\n'
         '                    E = (x[:, None] - b[:-1]) / np.diff(b)\n'
         '                    E[:, :-1] = np.minimum(E[:, :-1], 1.0)  # first: not clipped below\n'
         '                    E[:, 1:] = np.maximum(E[:, 1:], 0.0)  # last: not clipped above\n'
-        '                    first = row + c["value"]\n'
+        '                    first = row + c["value"]@RANK@\n'
         '                    F[:, first:first + len(b) - 1] = E\n'),
     "python-pure": (
-        '            if c["value"]:\n'
-        '                z = ((math.log1p(v) if c["log1p"] else v) - c["mean"]) / c["std"]\n'
-        '                h = [hj + z * wj for hj, wj in zip(h, W0[row])]\n'
         '            if "edges" in c:  # piecewise-linear encoding of v, after z if kept\n'
         '                b = c["edges"]\n'
         '                for t in range(len(b) - 1):\n'
         '                    e = (v - b[t]) / (b[t + 1] - b[t])\n'
         '                    e = e if t == 0 else max(e, 0.0)  # first: not clipped below\n'
         '                    e = e if t == len(b) - 2 else min(e, 1.0)  # last: not above\n'
-        '                    h = [hj + e * wj for hj, wj in zip(h, W0[row + c["value"] + t])]\n'),
+        '                    first = row + c["value"]@RANK@\n'
+        '                    h = [hj + e * wj for hj, wj in zip(h, W0[first + t])]\n'),
 }
+
+
+def _numeric_lines(model: ExportModel, fmt: str) -> str:
+    """The NUMERIC lines of a model: the value alone without an encoding; else the value
+    where kept, the Gaussian rank where the model has one (the bins then start after it)
+    and the piecewise-linear encoding where the model has one."""
+    if not (model.encoded or model.ranked):
+        return _NUMERIC[fmt]
+    after_rank = ' + ("knots" in c)' if model.ranked else ""
+    return (_NUMERIC_VALUE[fmt] + (_NUMERIC_RANK[fmt] if model.ranked else "")
+            + (_NUMERIC_PLE[fmt].replace("@RANK@", after_rank) if model.encoded else ""))
 
 
 def _encode_missing(model: ExportModel) -> str:
@@ -268,7 +303,7 @@ def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
         "ACTIVATIONS": _activate_branches(fmt),
     }
     values["IMPUTE"], values["INDICATORS"] = _impute_lines(model, fmt)
-    values["NUMERIC"] = (_NUMERIC_PLE if model.encoded else _NUMERIC)[fmt]
+    values["NUMERIC"] = _numeric_lines(model, fmt)
     if fmt == "python":
         values["DTYPE"] = f"np.{np.dtype(model.dtype).name}"
         values["MEMBERS"] = _members_numpy(model)

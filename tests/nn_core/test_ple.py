@@ -176,7 +176,7 @@ def test_malformed_encoding_is_refused(doc, message):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"numeric_encoding": "quantile"}, "numeric_encoding must be one of"),
+    ({"numeric_encoding": "periodic"}, "numeric_encoding must be one of"),
     ({"numeric_encoding": "ple", "ple_bins": 0}, "ple_bins must be an integer"),
     ({"numeric_encoding": "ple", "ple_bins": 2.5}, "ple_bins must be an integer"),
 ])

@@ -266,7 +266,8 @@ def test_preprocessor_transformer_protocol():
     pre = Preprocessor(UCI_NUMERIC, UCI_CATEGORICAL, target="Revenue")
     params = pre.get_params()
     assert set(params) == {"numeric", "categorical", "log1p", "target", "id_column", "source",
-                           "impute", "numeric_encoding", "ple_bins", "ple_binning"}
+                           "impute", "numeric_encoding", "ple_bins", "ple_binning",
+                           "rank_knots"}
     twin = clone(pre)  # clone checks that the constructor keeps every argument as given
     ple = clone(pre.set_params(numeric_encoding="ple", ple_bins=4))
     assert ple.get_params()["numeric_encoding"] == "ple" and ple.ple_bins == 4

@@ -61,6 +61,32 @@ static int NAME_ple_bin(float v, const float *e, int n)
 }
 /* @end ple_bin */
 
+/* @begin rank_score */
+/* Gaussian rank of v: the scores s[0..n-1] interpolated linearly between the knots
+   q[0] < ... < q[n-1] (float32 knots may repeat), s[0] at or below q[0], s[n-1] at or
+   above q[n-1]. A binary search with a fixed number of steps finds the last knot k at or
+   below v, so q[k] <= v < q[k + 1]: the width is never 0. (NaN never gets here.) */
+static float NAME_rank_score(float v, const float *q, const float *s, int n)
+{
+    int k = 0, step = 1;
+    if (!(v > q[0])) {
+        return s[0];
+    }
+    if (v >= q[n - 1]) {
+        return s[n - 1];
+    }
+    while (2 * step < n) {
+        step *= 2;
+    }
+    for (; step > 0; step /= 2) {
+        if (k + step < n && q[k + step] <= v) {
+            k += step;
+        }
+    }
+    return s[k] + (v - q[k]) * ((s[k + 1] - s[k]) / (q[k + 1] - q[k]));
+}
+/* @end rank_score */
+
 /* @begin sigmoid */
 /* 1 / (1 + e^-z) without overflow: exp of a non-positive number only. */
 static float NAME_sigmoid(float z)

@@ -1,15 +1,17 @@
-"""Every export format of a model trained with a piecewise-linear encoding
-(``--numeric-encoding ple`` and ``standard+ple``) computes the encoding from the raw inputs
-and predicts what predict.py predicts.
+"""Every export format of a model trained with a numeric encoding (piecewise-linear:
+``--numeric-encoding ple``, ``standard+ple``; Gaussian rank: ``quantile``, and the union
+``standard+quantile+ple``) computes the encoding from the raw inputs and predicts what
+predict.py predicts.
 
-Two small UCI models: ``ple`` (the encoding replaces the standardised value) and
-``standard+ple`` (beside it, with imputation of a blanked log1p column, so that the imputed
-value is encoded too). The float targets (C float32, NumPy, pure Python, ONNX) are held to
-``Predictor.predict_proba`` on the bundled rows and on rows with values outside the training
-range and exactly on the bin edges; the int8 targets to their NumPy models and to the
-float ROC-AUC; the C size report counts the edge tables; on the emulated Cortex-M4F (slow,
-skipped without the ARM toolchain) the float32 C and the integer-only int8 C run the
-encoding on the device.
+Four small UCI models: ``ple`` and ``quantile`` (the encoding replaces the standardised
+value), ``standard+ple`` and ``standard+quantile+ple`` (beside it, with imputation of a
+blanked log1p column, so that the imputed value is encoded too). The float targets (C
+float32, NumPy, pure Python, ONNX) are held to ``Predictor.predict_proba`` on the bundled
+rows and on rows with values outside the training range and exactly on the bin edges and
+the rank's knots; the int8 targets to their NumPy models and to the float ROC-AUC; the C
+size report counts the edge and knot tables; on the emulated Cortex-M4F (slow, skipped
+without the ARM toolchain) the float32 C and the integer-only int8 C run the encodings on
+the device.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from nn_core.export.c import _lookup_bytes
 from nn_core.export.int8 import calibrate, predict_int8_full
 from nn_core.metrics import roc_auc
 
-pytestmark = pytest.mark.slow  # trains two models and compiles six predictors (about 10 s)
+pytestmark = pytest.mark.slow  # trains four models and compiles their predictors (about 20 s)
 
 NAMES = {"c": "ple_f32", "c-int8": "ple_i8", "c-int8-full": "ple_full", "python": "ple_np",
          "python-pure": "ple_pure", "onnx": "ple_onnx"}
 
 
-@pytest.fixture(scope="module", params=["ple", "standard+ple"])
+@pytest.fixture(scope="module", params=["ple", "standard+ple", "quantile",
+                                        "standard+quantile+ple"])
 def case(request, tmp_path_factory):
     """Model directory, ExportModel, MLP, the table, raw vectors, references, exports."""
     from features.tabular import UCI_CATEGORICAL, UCI_NUMERIC, Preprocessor, Schema, read_table
@@ -45,14 +48,14 @@ def case(request, tmp_path_factory):
     rng = np.random.default_rng(1)
     n = len(cells)
     train = np.sort(rng.permutation(n)[: int(0.65 * n)])
-    impute = encoding == "standard+ple"
+    impute = encoding.startswith("standard+")
     if impute:
         cells.loc[rng.choice(n, n // 20, replace=False), "PageValues"] = ""
     path = root / "table.csv"
     cells.to_csv(path, index=False)
     df, _ = read_table(path, Schema.uci(), "impute" if impute else "error")
     pre = Preprocessor(UCI_NUMERIC, UCI_CATEGORICAL, target="Revenue", impute=impute,
-                       numeric_encoding=encoding, ple_bins=6).fit(df.iloc[train])
+                       numeric_encoding=encoding, ple_bins=6, rank_knots=200).fit(df.iloc[train])
     X = pre.transform(df)
     m = MLP(X.shape[1], hidden=(12, 6), seed=0, backend="numpy")
     m.fit(X[train], df["Revenue"].to_numpy()[train], epochs=3, batch_size=64, lr=3e-3)
@@ -101,13 +104,16 @@ def _predict(case, fmt, X):
 
 
 def _extreme_rows(case) -> np.ndarray:
-    """Rows with each encoded input set, in turn, to every edge, to the middle of every
-    bin, below the first edge (where the column allows it) and far beyond the last."""
+    """Rows with each encoded input set, in turn, to every edge or knot, to the middle of
+    every bin or segment, below the first (where the column allows it) and far beyond the
+    last."""
     model, X = case["model"], case["X"]
     base = X[case["test"][0]]
     rows = []
-    for c in model.encoded:
-        b = np.asarray(c.edges)
+    for c in model.numeric:
+        b = np.unique(np.r_[c.edges or [], (c.knots or [])[::7], (c.knots or [])[-1:]])
+        if len(b) == 0:
+            continue
         values = [*b, *(b[:-1] + b[1:]) / 2, b[-1] * 10 + 1, b[-1] + 1e6]
         if not c.log1p:
             values.append(b[0] - 1.0)
@@ -119,17 +125,20 @@ def _extreme_rows(case) -> np.ndarray:
 
 
 def test_the_model_carries_the_encoding(case):
-    model = case["model"]
-    assert len(model.encoded) >= 8 and all(c.value == (case["encoding"] != "ple")
-                                           for c in model.encoded)
+    model, encoding = case["model"], case["encoding"]
+    assert (len(model.encoded) >= 8) == encoding.endswith("ple")
+    assert len(model.ranked) == (len(model.numeric) if "quantile" in encoding else 0)
+    assert all(c.value == encoding.startswith("standard") for c in model.encoded + model.ranked)
     assert model.params[0][0].shape[0] == sum(
-        c.value + c.n_bins + (c.missing_row is not None) if c.kind == "numeric"
-        else len(c.codes) + 1 + (c.missing_row is not None) for c in model.inputs)
-    table = json.loads((case["out"] / "ple_f32.json").read_text())
-    inputs = {row["name"]: row for row in table["inputs"]} if "inputs" in table else None
-    if inputs is not None:
-        assert inputs["PageValues"]["edges"] == next(
-            c.edges for c in model.encoded if c.name == "PageValues")
+        c.value + (c.knots is not None) + c.n_bins + (c.missing_row is not None)
+        if c.kind == "numeric" else len(c.codes) + 1 + (c.missing_row is not None)
+        for c in model.inputs)
+    inputs = {row["name"]: row for row in json.loads((case["out"] / "ple_f32.json")
+                                                     .read_text())["inputs"]}
+    page = next(c for c in model.numeric if c.name == "PageValues")
+    assert inputs["PageValues"].get("edges") == page.edges
+    assert inputs["PageValues"].get("knots") == page.knots
+    assert inputs["PageValues"].get("scores") == page.scores
 
 
 @pytest.mark.parametrize("fmt", ["c", "python", "python-pure", "onnx"])
@@ -172,9 +181,10 @@ def test_c_int8_full_equals_its_numpy_model_and_keeps_the_auc(case):
     assert abs(roc_auc(y, p) - roc_auc(y, case["ref"][test])) <= 0.005
 
 
-def test_size_report_counts_the_edge_tables(case):
-    """Each encoded input adds its edges b_0..b_{T-1} and reciprocal widths (2 T float32)
-    to the C predictors' read-only data, and the report counts them."""
+def test_size_report_counts_the_edge_and_knot_tables(case):
+    """Each encoded input adds its edges b_0..b_{T-1} and reciprocal widths (2 T float32),
+    each ranked input its knots and scores (2 m float32) to the C predictors' read-only
+    data, and the report counts them."""
     model = case["model"]
     source = (case["out"] / "ple_f32.c").read_text()
     arrays = c_arrays(source)
@@ -183,8 +193,15 @@ def test_size_report_counts_the_edge_tables(case):
         np.testing.assert_array_equal(arrays[f"ple_f32_E{c.index}"], b[:-1].astype(np.float32))
         np.testing.assert_array_equal(arrays[f"ple_f32_R{c.index}"],
                                       (1 / np.diff(b)).astype(np.float32))
+    for c in model.ranked:
+        np.testing.assert_array_equal(arrays[f"ple_f32_RK{c.index}"],
+                                      np.float32(c.knots))
+        np.testing.assert_array_equal(arrays[f"ple_f32_RS{c.index}"],
+                                      np.float32(c.scores))
     sizes = case["sizes"]["c"]
-    tables = sum(8 * c.n_bins for c in model.encoded)
+    tables = sum(8 * c.n_bins for c in model.encoded) + sum(8 * c.n_knots for c in model.ranked)
+    assert sizes["encoding_bytes"] == tables == model.encoding_bytes
+    assert case["sizes"]["c-int8-full"]["encoding_bytes"] == tables
     assert sizes["weight_bytes"] == 4 * model.n_parameters + tables + _lookup_bytes(model)
     assert sizes["float32_weight_bytes" if "float32_weight_bytes" in sizes else
                  "weight_bytes"] >= tables
