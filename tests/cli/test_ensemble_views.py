@@ -175,3 +175,47 @@ def test_a_mixed_preset_run_saves_one_model_of_ten_networks(tmp_path):
         W0 = weights["W0" if k == 0 else f"m{k}/W0"]
         off = rank if k % 2 == 0 else value  # standard+ple sees no rank, quantile+ple no z
         assert not W0[off].any()
+
+
+@pytest.mark.slow
+def test_tune_searches_on_the_first_views_columns(tmp_path, monkeypatch):
+    from nn_core import selection
+
+    widths, tune = [], selection.tune
+
+    def recording(cfg, X, *args, **kwargs):
+        widths.append(X["train"].shape[1])
+        return tune(cfg, X, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "tune", recording)
+    out = tmp_path / "run"
+    assert train.main(["--input", str(uci_sample(tmp_path / "s.csv", every=16)), *VIEWS,
+                       "--tune", "2", "--epochs", "1", "--importance-repeats", "0", "--quiet",
+                       "--output", str(out)]) == 0
+    view_features = json.loads((out / "metrics.json").read_text())["combination"][
+        "view_features"]
+    assert widths == [view_features[0]] and view_features[0] < view_features[1]
+
+
+@pytest.mark.slow  # builds a synthetic event log, trains, scores its users
+def test_an_event_log_model_mixes_views_too(tmp_path, capsys):
+    from features.synthetic import generate_events, write_canonical_csv
+
+    log = tmp_path / "events.csv"
+    write_canonical_csv(generate_events(n_users=300, days=8, n_items=300, n_categories=15,
+                                        seed=2), log)
+    run = tmp_path / "run"
+    status, _, err = _call(train.main, ["--events", log, "--numeric-encoding", "standard+ple",
+                                        "--ple-bins", "4", "--ensemble", "2",
+                                        "--ensemble-views", "ple,standard", "--epochs", "2",
+                                        "--hidden", "4", "--quiet", "--importance-repeats",
+                                        "0", "--output", run], capsys)
+    assert status == 0, err
+    names = load_model(run).preprocessing.feature_names
+    bins = np.array(["[ple " in n for n in names])
+    weights = np.load(run / "weights.npz")
+    assert not weights["m1/W0"][bins].any() and weights["W0"][bins].any()  # view standard
+    status, _, err = _call(predict.main, ["--model", run, "--events", log, "--output",
+                                          tmp_path / "p.csv"], capsys)
+    assert status == 0, err
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 300
