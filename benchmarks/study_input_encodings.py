@@ -49,9 +49,9 @@ A fourth round (session 6, dev only), written with its rules before its numbers:
   ``tree B``'s features, 5 on ``grank K+ple``'s (``K`` = :data:`CHOSEN_K`);
 * ``z+grank K+ple K=10``: one view, z and the Gaussian rank and PLE 4 bins, 10 members;
 * diagnostics added after the first part (not candidates of rule (b)): ``mixed grank K
-  ends+ple K=10`` (the product's rank with scikit-learn's rule at the ends: values at the
-  training minimum or maximum get the clip bounds) and ``mixed quantile K+ple K=10``
-  (scikit-learn's rank with ``n_quantiles=K``).
+  ends+ple K=10`` for every ``K`` (the product's rank with scikit-learn's rule at the ends:
+  values at the training minimum or maximum get the clip bounds) and ``mixed quantile
+  CHOSEN_K+ple K=10`` (scikit-learn's rank with ``n_quantiles=CHOSEN_K``).
 
 Rules: (a) the knot count ``CHOSEN_K`` is the smallest ``K`` whose ``mixed grank K+ple K=10``
 has mean dev ROC-AUC within 0.0005 and PR-AUC within 0.002 of the best ``K``'s (the best:
@@ -341,9 +341,10 @@ def candidates() -> dict[str, Candidate]:
         d, "ple", z_of(d), gaussian_rank(d, CHOSEN_K))), 10)
     # Diagnostics of round 4, added after its first part (every product rank behind
     # scikit-learn's), not candidates of rule (b): which difference costs.
-    for name, value in ((f"grank {CHOSEN_K} ends", lambda d: gaussian_rank(d, CHOSEN_K, True)),
-                        (f"quantile {CHOSEN_K}", lambda d: quantile_normal(
-                            d, n_quantiles=CHOSEN_K))):
+    diagnostics = {f"grank {K} ends": lambda d, K=K: gaussian_rank(d, K, ends=True)
+                   for K in GRANK_KNOTS}
+    diagnostics[f"quantile {CHOSEN_K}"] = lambda d: quantile_normal(d, n_quantiles=CHOSEN_K)
+    for name, value in diagnostics.items():
         view = fixed(lambda d, f=value: with_numeric(d, "ple", f(d)))
         table[f"mixed {name}+ple K=10"] = (
             lambda d, k, v=view: d.ple if k % 2 == 0 else v(d, k), 10)
