@@ -256,3 +256,60 @@ def test_c_int8_full_quantises_a_dead_unit(case):
         H = np.maximum(H @ W_l + b_l, 0)
     p_float = 1 / (1 + np.exp(-(H @ model.params[-1][0] + model.params[-1][1])[:, 0]))
     assert np.max(np.abs(predict_int8_full(model, net, X) - p_float)) <= 0.05
+
+
+def test_rank_edge_cases_in_every_format(tmp_path):
+    """Hand-made Gaussian ranks that the UCI models lack: one knot (a constant), two knots
+    (no search) and two float64 knots that round to one float32 (the C search must not
+    divide by their zero width). Logistic output ``sigma(g_a + g_b + g_c)``: the C and ONNX
+    targets equal the float32 model ``gaussian_rank32``, the Python ones the definition."""
+    from nn_core.export.model import ExportModel, build_inputs, gaussian_rank32
+    from nn_core.preprocessing import gaussian_rank
+
+    ranks = {"a": ([2.0], [0.7]), "b": ([0.0, 10.0], [-1.0, 2.0]),
+             "c": ([0.0, 1.0, 1.0 + 1e-12, 2.0, 3.0], [-2.0, -1.0, 0.0, 1.0, 2.0])}
+    columns = [{"name": n, "kind": "numeric", "log1p": False, "mean": 0.0, "std": 1.0,
+                "encoding": {"kind": "gaussian_rank", "value": False, "knots": q, "scores": s}}
+               for n, (q, s) in ranks.items()]
+    inputs = build_inputs(columns, 3, "preprocess.json")
+    model = ExportModel(inputs, [(np.ones((3, 1)), np.zeros(1))], "relu", "sigmoid",
+                        dtype="float64")
+    grid = np.r_[-1e6, -1.0, 0.0, 0.5, 1.0, 1.0 + 1e-7, 1.5, 2.0, 2.5, 3.0, 9.99, 10.0, 11.0,
+                 1e30]
+    X = np.stack(np.meshgrid(grid, grid, grid), axis=-1).reshape(-1, 3)
+    X32 = X.astype(np.float32).astype(np.float64)  # what the C harness reads (scanf %f)
+
+    def sigma(G):
+        return 1 / (1 + np.exp(-G.sum(axis=1)))
+
+    exact = sigma(np.column_stack([gaussian_rank(X[:, i], *ranks[n])
+                                   for i, n in enumerate(ranks)]))
+    as_float32 = sigma(np.column_stack([gaussian_rank32(X32[:, i], *ranks[n]).astype(float)
+                                        for i, n in enumerate(ranks)]))
+    assert np.max(np.abs(as_float32 - exact)) > 0.1  # x = 1: the collision moves g by 1
+    names = {"c": "rk_f32", "c-int8": "rk_i8", "c-int8-full": "rk_full", "python": "rk_np",
+             "python-pure": "rk_pure", "onnx": "rk_onnx"}
+    for fmt, name in names.items():
+        if fmt == "onnx" and not _has_onnx():
+            continue
+        ex.write_all(tmp_path, ex.export(model, fmt, name, calibration=X)[0])
+    module = import_file(tmp_path / "rk_np.py", "rk_np_edge")
+    assert np.max(np.abs(module.predict_proba(X) - exact)) <= 1e-12
+    module = import_file(tmp_path / "rk_pure.py", "rk_pure_edge")
+    assert np.max(np.abs(np.array(module.predict_proba(X.tolist())) - exact)) <= 1e-12
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed; the C targets cannot be built")
+    p = run_harness(build_harness(tmp_path, "rk_f32"), X)
+    assert np.max(np.abs(p - as_float32)) <= 1e-6
+    p8 = run_harness(build_harness(tmp_path, "rk_i8"), X)
+    assert np.max(np.abs(p8 - ex.predict_int8(model, X32))) <= 1e-6
+    full = run_harness(build_harness(tmp_path, "rk_full"), X)
+    sim = predict_int8_full(model, calibrate(model, X), X32)
+    assert np.max(np.abs(full - sim)) <= 1e-9  # the same multiples of 2^-15 (9 digits printed)
+    if _has_onnx():
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(tmp_path / "rk_onnx.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        p = session.run(["p"], {"x": X.astype(np.float32)})[0]
+        assert np.max(np.abs(p - as_float32)) <= 1e-6
