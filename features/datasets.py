@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from nn_core.preprocessing import DEFAULT_RANK_KNOTS
 from nn_core.selection import jsonable
 from nn_core.validation import FeatureValueError, check_finite_features
 
@@ -154,7 +155,7 @@ class TableData:
         default), drop its row (:attr:`rejected` lists the cells, ``info["rejected"]``
         counts the rows per reason), or, for a missing feature cell, impute it with
         statistics of each split's training rows (the preprocessing stores them).
-    numeric_encoding, ple_bins, ple_binning :
+    numeric_encoding, ple_bins, ple_binning, rank_knots :
         The numeric columns' encoding (``features.tabular.Preprocessor``), fitted on each
         split's training rows (tree bins: with their labels).
 
@@ -168,12 +169,12 @@ class TableData:
                  fractions: Sequence[float] = (0.7, 0.15, 0.15), hint: str = "",
                  dtype: str = "float32", on_invalid: str = "error",
                  numeric_encoding: str = "standard", ple_bins: int = 16,
-                 ple_binning: str = "quantile") -> None:
+                 ple_binning: str = "quantile", rank_knots: int = DEFAULT_RANK_KNOTS) -> None:
         self.schema = schema
         self.dtype = dtype
         self.on_invalid = on_invalid
         self.numeric_encoding, self.ple_bins = numeric_encoding, ple_bins
-        self.ple_binning = ple_binning
+        self.ple_binning, self.rank_knots = ple_binning, rank_knots
         self.frame, self.rejected = read_table(path, self.schema, on_invalid,
                                                with_target=True, hint=hint)
         self.y = self.frame[self.schema.target].to_numpy(dtype=np.int8)
@@ -219,6 +220,7 @@ class TableData:
             numeric_encoding=self.numeric_encoding,
             ple_bins=self.ple_bins,
             ple_binning=self.ple_binning,
+            rank_knots=self.rank_knots,
         ).fit(self.frame.iloc[parts["train"]], self.y[parts["train"]])
         # The whole table at once, so that a message names the file's data row, not a row
         # of one part of the split.
@@ -260,7 +262,7 @@ class EventData:
     engine : {"pandas", "dask"}
         ``"dask"``: the snapshots are computed on a Dask cluster (``scheduler``: its
         address; default a LocalCluster), ``features.dask_engine``; the same frames.
-    numeric_encoding, ple_bins, ple_binning :
+    numeric_encoding, ple_bins, ple_binning, rank_knots :
         The model's feature encoding (``features.tabular.Preprocessor``), fitted on the
         training snapshot (tree bins: with its labels); the baseline keeps the standard one.
 
@@ -275,7 +277,8 @@ class EventData:
                  drop_invalid: bool = False, stride: str | None = None,
                  min_history: str = "1D", engine: str = "pandas",
                  scheduler: str | None = None, numeric_encoding: str = "standard",
-                 ple_bins: int = 16, ple_binning: str = "quantile") -> None:
+                 ple_bins: int = 16, ple_binning: str = "quantile",
+                 rank_knots: int = DEFAULT_RANK_KNOTS) -> None:
         from . import events  # lazy: table mode must not need it
 
         kwargs = dict(format=format, horizon=horizon, cutoff=cutoff, drop_invalid=drop_invalid,
@@ -292,7 +295,7 @@ class EventData:
         self.baseline_columns = list(splits.baseline_columns)
         self.source = {"kind": "events", "format": format, "horizon": horizon}
         self.encoding = {"numeric_encoding": numeric_encoding, "ple_bins": ple_bins,
-                         "ple_binning": ple_binning}
+                         "ple_binning": ple_binning, "rank_knots": rank_knots}
         for name, (_, y) in self.frames.items():
             if len(y) == 0 or y.nunique() < 2:
                 raise SplitError(

@@ -3,13 +3,14 @@
 A model fitted with a numeric encoding that joins several parts (``"standard+ple"``: the
 standardised value ``z`` and the piecewise-linear bins) holds, for every numeric column,
 the features of each part. A *view* is an encoding of ``nn_core.preprocessing.
-NUMERIC_ENCODINGS`` whose parts the model's encoding (the *union*) has; its columns are
-the features that encoding alone would have produced, in the same order:
+NUMERIC_ENCODINGS`` whose parts (its ``NumericEncoding``: ``value``, ``rank``, ``ple``)
+the model's encoding (the *union*) has; its columns are the features that encoding alone
+would have produced, in the same order:
 
 * of a numeric column, the features of the view's parts, told apart by their names
-  (``nn_core/preprocessing.py: Preprocessing.feature_names``): ``standard`` the value
-  (``name`` or ``log1p(name)``), ``ple`` the bins ``name[ple t]``, ``quantile`` the
-  Gaussian rank ``name[rank]``; its missing indicator ``missing(name)`` in every view; a
+  (``nn_core/preprocessing.py: Preprocessing.feature_names``): ``value`` is ``name`` or
+  ``log1p(name)``, ``rank`` the Gaussian rank ``name[rank]``, ``ple`` the bins
+  ``name[ple t]``; its missing indicator ``missing(name)`` in every view; a
   column with none of the view's parts (a constant column has no piecewise-linear bins)
   with its value, as the view's encoding alone gives it (or, where the union has no value
   either, with what its block holds);
@@ -27,14 +28,19 @@ import numpy as np
 
 from nn_core.preprocessing import NUMERIC_ENCODINGS, Preprocessing
 
-#: The part of a numeric encoding that a numeric column's feature belongs to, by the
-#: feature name's ending after the column's name (``None``: the value itself).
-PART_OF_SUFFIX = {None: "standard", "ple": "ple", "rank": "quantile"}
+#: The part (a ``NumericEncoding`` field) that a numeric column's feature belongs to, by
+#: the feature name's ending after the column's name (``None``: the value itself).
+PART_OF_SUFFIX = {None: "value", "rank": "rank", "ple": "ple"}
+#: The parts in words, for messages, in block order.
+PART_NAMES = {"value": "the standardised value", "rank": "the Gaussian rank",
+              "ple": "the piecewise-linear bins"}
 
 
 def encoding_parts(encoding: str) -> frozenset[str]:
-    """The parts of a numeric encoding: ``"standard+ple"`` -> {``standard``, ``ple``}."""
-    return frozenset(encoding.split("+"))
+    """The parts of a numeric encoding (``NUMERIC_ENCODINGS``):
+    ``"standard+ple"`` -> {``value``, ``ple``}."""
+    parts = NUMERIC_ENCODINGS[encoding]
+    return frozenset(part for part in parts._fields if getattr(parts, part))
 
 
 def check_views(views: Sequence[str], encoding: str) -> None:
@@ -51,10 +57,10 @@ def check_views(views: Sequence[str], encoding: str) -> None:
             raise ValueError(f"{view!r} is no numeric encoding (one of "
                              f"{', '.join(NUMERIC_ENCODINGS)})")
     for view in views:
-        lacks = sorted(encoding_parts(view) - encoding_parts(encoding))
+        lacks = [p for p in PART_NAMES if p in encoding_parts(view) - encoding_parts(encoding)]
         if lacks:
             raise ValueError(f"view {view} is not contained in the numeric encoding "
-                             f"{encoding}: it lacks {' and '.join(lacks)}")
+                             f"{encoding}: it lacks {' and '.join(map(PART_NAMES.get, lacks))}")
 
 
 def _numeric_part(feature: str, column: str) -> str | None:
@@ -109,12 +115,13 @@ def view_columns(pre: Preprocessing, view: str) -> np.ndarray:
         if not parts & present:
             # A constant column has no bins: the view's encoding alone gives its value
             # (where the union lacks the value too, the block as it is).
-            parts_here = {"standard"} & present or present
+            parts_here = {"value"} & present or present
         else:
             parts_here = parts
         keep.extend(i for i, part in found.items() if part is None or part in parts_here)
-    lacks = sorted(parts - seen)
+    lacks = [p for p in PART_NAMES if p in parts - seen]
     if seen and lacks:
-        raise ValueError(f"view {view}: no numeric column has {' or '.join(lacks)} features "
-                         "(the preprocessing's encoding does not contain the view)")
+        raise ValueError(f"view {view}: no numeric column has "
+                         f"{' or '.join(map(PART_NAMES.get, lacks))} (the preprocessing's "
+                         "encoding does not contain the view)")
     return np.asarray(keep, dtype=np.intp)

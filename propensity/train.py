@@ -84,7 +84,15 @@ from nn_core.io import (
 )
 from nn_core.network import DTYPES, MAX_HIDDEN_LAYERS, MAX_WIDTH
 from nn_core.optim import OPTIMIZERS, SCHEDULES
-from nn_core.preprocessing import MAX_PLE_BINS, NUMERIC_ENCODINGS, ON_INVALID, PLE_BINNINGS
+from nn_core.preprocessing import (
+    DEFAULT_RANK_KNOTS,
+    MAX_PLE_BINS,
+    MAX_RANK_KNOTS,
+    MIN_RANK_KNOTS,
+    NUMERIC_ENCODINGS,
+    ON_INVALID,
+    PLE_BINNINGS,
+)
 from nn_core.selection import NetConfig
 
 from . import config, program_name, run_command
@@ -217,14 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: min(horizon, 1 day))")
     fe = ap.add_argument_group("numeric features (tables and event logs)")
     fe.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, default="standard",
-                    help="numeric columns as their standardised value, as a piecewise-"
-                    "linear encoding on bins of the training rows (ple), or both")
+                    help="numeric columns as their standardised value, their Gaussian rank on "
+                    "training quantiles (quantile), a piecewise-linear encoding on bins of "
+                    "the training rows (ple), or several of them joined by +")
     fe.add_argument("--ple-bins", type=int, default=16, metavar="N",
                     help="bins of --numeric-encoding ple (quantile bins: equal edges merge; "
                     "tree: the most leaves)")
     fe.add_argument("--ple-binning", choices=PLE_BINNINGS, default="quantile",
                     help="edges of --numeric-encoding ple: quantiles of the training values, "
                     "or the cuts of a regression tree of the training labels on each column")
+    fe.add_argument("--rank-knots", type=int, default=DEFAULT_RANK_KNOTS, metavar="N",
+                    help="training quantiles of --numeric-encoding quantile's Gaussian rank "
+                    "(equal ones merge)")
     sp = ap.add_argument_group("split and seeds")
     sp.add_argument("--seeds", type=_int_list, default=(0,), help="e.g. 0,1,2,3,4: repeat "
                     "split + training per seed, report mean and std")
@@ -331,6 +343,8 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
          f"--importance-repeats must be >= 0, got {args.importance_repeats}"),
         (1 <= args.ple_bins <= MAX_PLE_BINS,
          f"--ple-bins must be in [1, {MAX_PLE_BINS}], got {args.ple_bins}"),
+        (MIN_RANK_KNOTS <= args.rank_knots <= MAX_RANK_KNOTS,
+         f"--rank-knots must be in [{MIN_RANK_KNOTS}, {MAX_RANK_KNOTS}], got {args.rank_knots}"),
         (len(args.seeds) >= 1, "--seeds needs at least one seed"),
         (all(0 <= s < 2**32 for s in args.seeds),
          f"--seeds must be integers in [0, 2**32), got {','.join(map(str, args.seeds))}"),
@@ -372,14 +386,14 @@ def load_data(args: argparse.Namespace):
                          args.drop_invalid, args.stride, args.min_history,
                          engine=args.engine, scheduler=args.scheduler,
                          numeric_encoding=args.numeric_encoding, ple_bins=args.ple_bins,
-                         ple_binning=args.ple_binning)
+                         ple_binning=args.ple_binning, rank_knots=args.rank_knots)
     schema = resolve_schema(None, args.target, args.numeric, args.categorical,
                             args.id_column, args.ranges)
     hint = "" if args.config or args.numeric or args.categorical else (
         "; for a table other than the UCI one give --target, --numeric, --categorical "
         "or --config")
     data = TableData(args.input, schema, args.split, hint, args.dtype, args.on_invalid,
-                     args.numeric_encoding, args.ple_bins, args.ple_binning)
+                     args.numeric_encoding, args.ple_bins, args.ple_binning, args.rank_knots)
     if args.on_invalid == "skip" and len(data.rejected.row):
         reasons = ", ".join(f"{why}: {n:,}" for why, n in data.rejected.counts().items())
         print(f"{program_name('train')}: --on-invalid skip: left out "
@@ -446,9 +460,13 @@ def inapplicable(args: argparse.Namespace, given: set[str]) -> str | None:
         return (f"{flags(wrong)} {verb} to session tables (--input) only, not to --events"
                 if events else f"{flags(wrong)} {verb} to event logs (--events) only")
     ple_flags = [d for d in ("ple_bins", "ple_binning") if d in given]
-    if ple_flags and args.numeric_encoding == "standard":
+    if ple_flags and not NUMERIC_ENCODINGS[args.numeric_encoding].ple:
         verb = "applies" if len(ple_flags) == 1 else "apply"
-        return f"{flags(ple_flags)} {verb} to --numeric-encoding ple or standard+ple only"
+        return (f"{flags(ple_flags)} {verb} to --numeric-encoding "
+                f"{' or '.join(e for e, parts in NUMERIC_ENCODINGS.items() if parts.ple)} only")
+    if "rank_knots" in given and not NUMERIC_ENCODINGS[args.numeric_encoding].rank:
+        return ("--rank-knots applies to --numeric-encoding "
+                f"{' or '.join(e for e, parts in NUMERIC_ENCODINGS.items() if parts.rank)} only")
     if args.fuse == "stack" and args.calibrate == "platt":
         return ("--calibrate platt after --fuse stack changes nothing: the stack is already a "
                 "logistic regression fitted on dev's log-loss")

@@ -143,7 +143,7 @@ def test_views_in_a_config_file(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (("--ensemble", "2", "--ensemble-views", "standard,standard+ple"),
      "--ensemble-views: view standard+ple is not contained in the numeric encoding "
-     "standard: it lacks ple"),
+     "standard: it lacks the piecewise-linear bins"),
     (("--numeric-encoding", "standard+ple", "--ensemble", "1", "--ensemble-views",
       "standard,ple"), "--ensemble-views gives 2 views; --ensemble must be at least that"),
     (("--ensemble", "2", "--ensemble-views", "standard,bins"),

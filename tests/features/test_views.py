@@ -52,14 +52,16 @@ def test_the_union_view_is_every_column_and_views_differ():
 
 def test_a_view_the_preprocessing_does_not_hold_is_refused():
     pre = _fitted("standard", _frame())
-    with pytest.raises(ValueError, match="view standard\\+ple: no numeric column has ple"):
+    with pytest.raises(ValueError, match="view standard\\+ple: no numeric column has the "
+                                         "piecewise-linear bins"):
         view_columns(pre, "standard+ple")
 
 
 @pytest.mark.parametrize("views, encoding, message", [
     (("standard+ple",), "standard", "view standard\\+ple is not contained in the numeric "
-                                    "encoding standard: it lacks ple"),
-    (("standard", "ple"), "ple", "view standard is not contained .* lacks standard"),
+                                    "encoding standard: it lacks the piecewise-linear bins"),
+    (("standard", "ple"), "ple", "view standard is not contained .* lacks the standardised"),
+    (("quantile+ple",), "standard", "lacks the Gaussian rank and the piecewise-linear bins"),
     (("bins",), "standard+ple", "'bins' is no numeric encoding"),
     (("standard",), "everything", "'everything' is no numeric encoding"),
 ])
