@@ -6,9 +6,10 @@ fixed-point probability (TensorFlow Lite's "full integer" scheme, with a fixed-p
 - **Weights**: symmetric int8 per output channel, ``Q_ij = round(W_ij / s_j)``,
   ``s_j = max_i |W_ij| / 127`` (:func:`nn_core.export.model.quantise_int8`).
 - **Layer-0 inputs**: one scale ``S_0 = 1 / k`` with ``k`` a whole number (``k =
-  floor(127 / r)``, ``r`` the largest ``|z|`` of a standardised numeric feature over the
-  calibration rows, at most 127): ``z_q = clamp(round(z k), -127, 127)``, zero point 0, so
-  a one-hot feature (exactly 1) is exactly the integer ``k``.
+  floor(127 / r)``, ``r`` the largest ``|z|`` of a real-valued layer-0 feature over the
+  calibration rows: a standardised value, a Gaussian rank or a piecewise-linear
+  component; at most 127): ``z_q = clamp(round(z k), -127, 127)``, zero point 0, so a
+  one-hot feature (exactly 1) is exactly the integer ``k``.
 - **Hidden activations**: asymmetric int8, ``a = S (a_q - Z)``, with ``S`` and ``Z`` from
   the range the float network reaches on the calibration rows (0 always included).
 - **Accumulation** in int32: ``acc_j = B_j + sum_i a_q,i Q_ij`` with the zero point folded
