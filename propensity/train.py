@@ -117,8 +117,8 @@ PRESETS: dict[str, dict[str, object]] = {
     "none": {},
     "dev-best": {"numeric_encoding": "standard+ple", "ple_bins": 4, "lr": 3e-3, "ensemble": 5},
     "mixed": {"numeric_encoding": "standard+quantile+ple",
-              "ensemble_views": ("standard+ple", "quantile+ple"), "ple_bins": 4, "lr": 3e-3,
-              "ensemble": 10},
+              "ensemble_views": ("standard+ple", "quantile+ple"), "ple_bins": 4,
+              "rank_knots": 16, "lr": 3e-3, "ensemble": 10},
 }
 
 
@@ -280,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "flags and --config override them; docs/results.md#presets): dev-best = "
                     "--numeric-encoding standard+ple --ple-bins 4 --lr 0.003 --ensemble 5; "
                     "mixed = --numeric-encoding standard+quantile+ple --ensemble-views "
-                    "standard+ple,quantile+ple --ple-bins 4 --lr 0.003 --ensemble 10")
+                    "standard+ple,quantile+ple --ple-bins 4 --rank-knots 16 --lr 0.003 "
+                    "--ensemble 10")
     cb.add_argument("--ensemble", type=int, default=1, metavar="K",
                     help="K networks per split seed (member k: seed + k*2**32), logits "
                     "averaged")
