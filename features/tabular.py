@@ -1228,8 +1228,9 @@ class Preprocessor(Preprocessing):
             )
             encoding = {}
             if parts.rank:  # a constant column: one knot, a constant g(x)
-                knots, scores = gaussian_rank_knots(x, self.rank_knots)
-                encoding["knots"], encoding["scores"] = knots.tolist(), scores.tolist()
+                knots, scores, ends = gaussian_rank_knots(x, self.rank_knots)
+                encoding.update(knots=knots.tolist(), scores=scores.tolist(),
+                                ends=ends.tolist())
             if parts.ple:
                 edges = (tree_edges(x, labels, self.ple_bins) if labels is not None else
                          np.unique(np.quantile(x, np.linspace(0.0, 1.0, self.ple_bins + 1))))
@@ -1316,15 +1317,20 @@ class Preprocessor(Preprocessing):
         return self.fit(df).transform(df)
 
 
-def gaussian_rank_knots(x: np.ndarray, n_knots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Knots and normal scores of a column's Gaussian-rank encoding, fitted on ``x``.
+def gaussian_rank_knots(x: np.ndarray, n_knots: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Knots, normal scores and end values of a column's Gaussian-rank encoding, fitted on
+    ``x``.
 
     ``q_j = quantile(x, r_j)`` at ``r_j = j / (K - 1)``, ``j = 0..K-1``; each run of equal
     knots becomes one knot whose level is the mean ``r`` of the run; its score is
     ``Phi^-1(r)``, ``r`` clipped to ``[RANK_CLIP, 1 - RANK_CLIP]`` (``|s| <= 5.2``). The
-    encoding ``g`` interpolates the scores between the knots
-    (``nn_core.preprocessing.gaussian_rank``; docs/math.md, "Gaussian-rank encoding of
-    numeric inputs").
+    ends ``(lo, hi)`` are the clip bounds ``Phi^-1(RANK_CLIP)``, ``Phi^-1(1 - RANK_CLIP)``
+    (scikit-learn's ``QuantileTransformer`` gives them to every value at or beyond the
+    training minimum or maximum), ``(s_1, s_1)`` for a single knot. The encoding ``g`` is
+    ``lo`` at or below ``q_1``, ``hi`` at or above ``q_m`` and interpolates the scores
+    between the knots (``nn_core.preprocessing.gaussian_rank``; docs/math.md,
+    "Gaussian-rank encoding of numeric inputs").
 
     Parameters
     ----------
@@ -1340,6 +1346,8 @@ def gaussian_rank_knots(x: np.ndarray, n_knots: int) -> tuple[np.ndarray, np.nda
         Strictly increasing knots, ``1 <= m <= K`` (a constant column: one).
     s : ndarray, shape (m,), float64
         Their non-decreasing scores.
+    ends : ndarray, shape (2,), float64
+        ``(lo, hi)``.
     """
     from scipy.special import ndtri  # only where a Gaussian rank is fitted
 
@@ -1347,7 +1355,9 @@ def gaussian_rank_knots(x: np.ndarray, n_knots: int) -> tuple[np.ndarray, np.nda
     q = np.maximum.accumulate(np.quantile(x, r))  # monotone even where interpolation rounds
     first = np.flatnonzero(np.r_[True, q[1:] > q[:-1]])  # the first knot of each run
     level = np.add.reduceat(r, first) / np.diff(np.r_[first, n_knots])
-    return q[first], ndtri(np.clip(level, RANK_CLIP, 1.0 - RANK_CLIP))
+    s = ndtri(np.clip(level, RANK_CLIP, 1.0 - RANK_CLIP))
+    ends = ndtri(np.array([RANK_CLIP, 1.0 - RANK_CLIP])) if len(first) > 1 else s[[0, 0]]
+    return q[first], s, ends
 
 
 def tree_edges(x: np.ndarray, y: np.ndarray, max_bins: int,

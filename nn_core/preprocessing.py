@@ -30,9 +30,10 @@ any ``encoding`` is format version 3.
 An ``encoding`` may instead, or as well, hold the *Gaussian rank* of ``x``
 (``--numeric-encoding quantile``, ``quantile+ple``, ``standard+quantile``,
 ``standard+quantile+ple``): ``"knots": [q_1, ..., q_m], "scores": [s_1, ..., s_m]``, the
-training quantiles of ``x`` (equal ones merged) and their normal scores, and ``g(x)`` the
-linear interpolation of the scores between the knots, ``s_1`` below and ``s_m`` above them
-(:func:`gaussian_rank`; docs/math.md, "Gaussian-rank encoding of numeric inputs"). The
+training quantiles of ``x`` (equal ones merged) and their normal scores, and ``"ends":
+[lo, hi]``; ``g(x)`` is ``lo`` at or below ``q_1``, ``hi`` at or above ``q_m`` and the linear
+interpolation of the scores between the knots (:func:`gaussian_rank`; docs/math.md,
+"Gaussian-rank encoding of numeric inputs"). The
 ``kind`` names the parts, in block order: ``"piecewise_linear"``, ``"gaussian_rank"`` or
 ``"gaussian_rank+piecewise_linear"``; the block is ``[z if value] + [g(x) if knots] +
 [e_1(x), ..., e_T(x) if edges]``. A preprocess.json with any Gaussian-rank encoding is
@@ -191,29 +192,39 @@ def n_bins(encoding: Mapping) -> int:
     return len(encoding["edges"]) - 1 if "edges" in encoding else 0
 
 
-def gaussian_rank(x: np.ndarray, knots: Sequence[float], scores: Sequence[float]) -> np.ndarray:
-    """Gaussian-rank encoding ``g(x)``: the scores interpolated linearly between the knots.
+def gaussian_rank(x: np.ndarray, knots: Sequence[float], scores: Sequence[float],
+                  ends: Sequence[float]) -> np.ndarray:
+    """Gaussian-rank encoding ``g(x)``: the end values at and beyond the outer knots, the
+    scores interpolated linearly between them.
 
-    With knots ``q_1 < ... < q_m`` and scores ``s_1 <= ... <= s_m``,
-    ``g(x) = s_j + (x - q_j) (s_{j+1} - s_j) / (q_{j+1} - q_j)`` for ``q_j <= x <= q_{j+1}``,
-    ``s_1`` for ``x < q_1`` and ``s_m`` for ``x > q_m`` (one knot: the constant ``s_1``).
-    Fitted (``features/tabular.py: gaussian_rank_knots``), ``s_j = Phi^-1(r_j)`` at the
-    training quantile ``q_j = F_train^-1(r_j)``, so ``g`` is ``Phi^-1(F_train(x))`` made
-    continuous (docs/math.md, "Gaussian-rank encoding of numeric inputs").
+    With knots ``q_1 < ... < q_m``, scores ``s_1 <= ... <= s_m`` and ends ``(lo, hi)``,
+    ``g(x) = lo`` for ``x <= q_1``, ``hi`` for ``x >= q_m``, and
+    ``g(x) = s_j + (x - q_j) (s_{j+1} - s_j) / (q_{j+1} - q_j)`` for ``q_j <= x <= q_{j+1}``
+    in between (one knot: ``lo = hi = s_1``, a constant). Fitted
+    (``features/tabular.py: gaussian_rank_knots``), ``s_j = Phi^-1(r_j)`` at the training
+    quantile ``q_j = F_train^-1(r_j)`` and ``lo, hi = Phi^-1(RANK_CLIP),
+    Phi^-1(1 - RANK_CLIP)``: ``g`` is ``Phi^-1(F_train(x))`` made continuous inside the
+    training range, with scikit-learn's ``QuantileTransformer`` rule at its ends (a value
+    at the training minimum or maximum, or beyond, gets the clip bound; docs/math.md,
+    "Gaussian-rank encoding of numeric inputs").
 
     Parameters
     ----------
     x : ndarray, shape (n,), float64
         NaN stays NaN.
     knots, scores : sequence of float, length m >= 1
+    ends : sequence of float, length 2
+        ``(lo, hi)``, ``lo <= s_1``, ``hi >= s_m``.
 
     Returns
     -------
     g : ndarray, shape (n,), float64
     """
     x = np.asarray(x, dtype=np.float64)
-    g = np.interp(x, np.asarray(knots, dtype=np.float64), np.asarray(scores, dtype=np.float64))
-    if len(knots) == 1:  # np.interp answers s_1 even for NaN there
+    q = np.asarray(knots, dtype=np.float64)
+    g = np.interp(x, q, np.asarray(scores, dtype=np.float64))  # NaN stays NaN, m >= 2
+    g = np.where(x <= q[0], ends[0], np.where(x >= q[-1], ends[1], g))
+    if len(q) == 1:  # np.interp answers s_1 even for NaN there
         g[np.isnan(x)] = np.nan
     return g
 
@@ -343,7 +354,8 @@ def features_from_inputs(
             if encoding is not None:
                 first = start[i] + int(encoding["value"])
                 if "knots" in encoding:
-                    F[:, first] = gaussian_rank(x[:, j], encoding["knots"], encoding["scores"])
+                    F[:, first] = gaussian_rank(x[:, j], encoding["knots"], encoding["scores"],
+                                                encoding["ends"])
                     first += 1
                 if "edges" in encoding:
                     F[:, first:first + n_bins(encoding)] = piecewise_linear(
@@ -657,7 +669,8 @@ class Preprocessing:
                     '"gaussian_rank+piecewise_linear", "value": true or false, and the kind\'s '
                     '"edges" (at least 2 strictly increasing finite numbers) or "knots" and '
                     f'"scores" (1 to {MAX_RANK_KNOTS} finite numbers each, knots strictly '
-                    'increasing, scores non-decreasing)} in a numeric column'))
+                    'increasing, scores non-decreasing) and "ends" (2 finite numbers lo <= '
+                    's_1, hi >= s_m; lo = hi = s_1 for one knot)} in a numeric column'))
                 if "knots" in encoding and version < PREPROCESS_RANK_VERSION:
                     raise bad(f"{where} of kind {encoding['kind']!r} needs format_version "
                               f"{PREPROCESS_RANK_VERSION}")
@@ -710,7 +723,7 @@ def _checked_encoding(column: Mapping, error: ModelFileError) -> dict:
         raise error
     rank, ple = parts
     checked = {"kind": encoding["kind"], "value": encoding["value"]}
-    if set(encoding) != {*checked, *(("knots", "scores") if rank else ()),
+    if set(encoding) != {*checked, *(("knots", "scores", "ends") if rank else ()),
                          *(("edges",) if ple else ())}:
         raise error
     if rank:
@@ -721,7 +734,11 @@ def _checked_encoding(column: Mapping, error: ModelFileError) -> dict:
                 for (q0, q1), (s0, s1) in zip(itertools.pairwise(knots),
                                               itertools.pairwise(scores), strict=True)):
             raise error
-        checked["knots"], checked["scores"] = knots, scores
+        ends = _finite_numbers(encoding["ends"], 2, 2)
+        if ends is None or not (ends[0] <= scores[0] and ends[1] >= scores[-1]) or (
+                len(knots) == 1 and not ends[0] == ends[1] == scores[0]):
+            raise error
+        checked["knots"], checked["scores"], checked["ends"] = knots, scores, ends
     if ple:
         edges = _finite_numbers(encoding["edges"], 2, math.inf)
         if edges is None or not all(lo < hi and math.isfinite(hi - lo)

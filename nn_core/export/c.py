@@ -24,10 +24,11 @@ bin widths as ``static const`` tables (``2 T`` floats per input). In ``c-int8`` 
 rows are exact (like one-hot rows) and only the fraction joins the quantised features.
 
 Gaussian-rank encoding (``--numeric-encoding quantile`` and the encodings with it). The
-feature ``g(x)`` interpolates the scores ``s`` between the knots ``q`` (docs/math.md): the
-device finds the last knot at or below ``x`` by a binary search of fixed length
-(``rank_score``) and interpolates, with the knots and scores as ``static const`` tables
-(``2 m`` floats per input); the feature then adds ``g W_row`` like a standardised value
+feature ``g(x)`` is ``lo`` at or below the first knot, ``hi`` at or above the last, and
+interpolates the scores ``s`` between the knots ``q`` (docs/math.md): the device finds the
+last knot at or below ``x`` by a binary search of fixed length (``rank_score``) and
+interpolates, with the knots, scores and ends as ``static const`` tables (``2 m + 2``
+floats per input); the feature then adds ``g W_row`` like a standardised value
 (one multiply-add per hidden unit). In ``c-int8`` ``g`` joins the quantised features
 beside ``z``.
 
@@ -249,13 +250,15 @@ def _c_ple_tables(model: ExportModel, name: str, arrays: dict) -> str:
 
 
 def _c_rank_tables(model: ExportModel, name: str, arrays: dict) -> str:
-    """The knot and score tables of every Gaussian-rank encoding (float32 ``q_1..q_m`` and
-    ``s_1..s_m``)."""
+    """The knot, score and end tables of every Gaussian-rank encoding (float32
+    ``q_1..q_m``, ``s_1..s_m`` and ``lo, hi``)."""
     decls = []
     for c in model.ranked:
-        decls.append(f"/* {c.name}: Gaussian rank, {c.n_knots} knots q and their scores s */\n")
+        decls.append(f"/* {c.name}: Gaussian rank, {c.n_knots} knots q, their scores s, and "
+                     "the values at or beyond the first and last knot */\n")
         for arr_name, arr in ((f"{name}_RK{c.index}", np.asarray(c.knots, dtype=np.float32)),
-                              (f"{name}_RS{c.index}", np.asarray(c.scores, dtype=np.float32))):
+                              (f"{name}_RS{c.index}", np.asarray(c.scores, dtype=np.float32)),
+                              (f"{name}_RE{c.index}", np.asarray(c.ends, dtype=np.float32))):
             decls.append(_c_array("float", arr_name, arr, c_float))
             arrays[arr_name] = arr
     return "".join(decls)
@@ -263,7 +266,8 @@ def _c_rank_tables(model: ExportModel, name: str, arrays: dict) -> str:
 
 def _c_rank(c: Input, name: str) -> str:
     """The C expression of input ``c``'s Gaussian rank ``g(x)``."""
-    return f"{name}_rank_score({_xv(c)}, {name}_RK{c.index}, {name}_RS{c.index}, {c.n_knots})"
+    return (f"{name}_rank_score({_xv(c)}, {name}_RK{c.index}, {name}_RS{c.index}, "
+            f"{c.n_knots}, {name}_RE{c.index})")
 
 
 def _c_ple_bin(c: Input, name: str) -> str:

@@ -40,7 +40,8 @@ def input_table(model: ExportModel) -> list[dict]:
             if model.encoded or model.ranked:  # only then: the table of a model without
                 rows[-1]["value"] = c.value  # stays as it was
                 if c.knots is not None:
-                    rows[-1]["knots"], rows[-1]["scores"] = list(c.knots), list(c.scores)
+                    rows[-1].update(knots=list(c.knots), scores=list(c.scores),
+                                    ends=list(c.ends))
                 if c.edges is not None:
                     rows[-1]["edges"] = list(c.edges)
         else:

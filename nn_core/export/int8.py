@@ -343,7 +343,7 @@ def quantise_inputs(model: ExportModel, net: IntegerNetwork, X: np.ndarray) -> n
                 V[:, c.row] = np.where(invalid, 0, _round_half_away(np.nan_to_num(v)))
             if c.knots is not None:
                 v = gaussian_rank32(np.where(invalid, np.float32(c.knots[0]), x), c.knots,
-                                    c.scores) * np.float32(net.k)
+                                    c.scores, c.ends) * np.float32(net.k)
                 v = np.clip(v, np.float32(-127), np.float32(127))
                 V[:, c.rank_row] = np.where(invalid, 0, _round_half_away(v))
             if c.edges is not None:

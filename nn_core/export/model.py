@@ -68,9 +68,9 @@ class Input:
         ple``, ``standard+ple``, ...): the bin edges ``b_0 < ... < b_T`` of the encoding of
         ``x`` (``nn_core.preprocessing.piecewise_linear``), whose ``T`` features start at
         :attr:`ple_row`. ``None``: no such encoding.
-    knots, scores : list of float or None
+    knots, scores, ends : list of float or None
         Numeric only, a model trained with a Gaussian-rank encoding (``--numeric-encoding
-        quantile``, ...): ``q_1 < ... < q_m`` and ``s_1 <= ... <= s_m`` of
+        quantile``, ...): ``q_1 < ... < q_m``, ``s_1 <= ... <= s_m`` and ``(lo, hi)`` of
         ``g(x)`` (``nn_core.preprocessing.gaussian_rank``), the feature at
         :attr:`rank_row`. ``None``: no such encoding.
     value : bool
@@ -93,6 +93,7 @@ class Input:
     edges: list[float] | None = None
     knots: list[float] | None = None
     scores: list[float] | None = None
+    ends: list[float] | None = None
     value: bool = True
 
     @property
@@ -214,8 +215,9 @@ class ExportModel:
     def encoding_bytes(self) -> int:
         """Bytes of the encodings' float32 tables on a C target: ``2 T`` numbers per
         piecewise-linear encoding of ``T`` bins (edges, reciprocal widths), ``2 m`` per
-        Gaussian rank of ``m`` knots (knots, scores)."""
-        return 8 * (sum(c.n_bins for c in self.encoded) + sum(c.n_knots for c in self.ranked))
+        Gaussian rank of ``m`` knots (knots, scores) and 8 for its ends."""
+        return 8 * (sum(c.n_bins for c in self.encoded)
+                    + sum(c.n_knots + 1 for c in self.ranked))
 
     @property
     def imputed(self) -> list[Input]:
@@ -237,7 +239,8 @@ class ExportModel:
                                                              c.edges is not None],
                                       "value": c.value}
             if c.knots is not None:
-                column["encoding"].update(knots=list(c.knots), scores=list(c.scores))
+                column["encoding"].update(knots=list(c.knots), scores=list(c.scores),
+                                          ends=list(c.ends))
             if c.edges is not None:
                 column["encoding"]["edges"] = list(c.edges)
             if c.impute is not None:
@@ -289,6 +292,7 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
                 if "knots" in encoding:
                     inputs[-1].knots = [float(q) for q in encoding["knots"]]
                     inputs[-1].scores = [float(v) for v in encoding["scores"]]
+                    inputs[-1].ends = [float(v) for v in encoding["ends"]]
                 inputs[-1].value = bool(encoding["value"])
             row += inputs[-1].value + (inputs[-1].knots is not None) + inputs[-1].n_bins
         else:
@@ -411,13 +415,15 @@ def ple_fraction(x: np.ndarray, edges: list[float]) -> tuple[np.ndarray, np.ndar
     return k, (x32 - b32[k]) * r32[k]
 
 
-def gaussian_rank32(x: np.ndarray, knots: list[float], scores: list[float]) -> np.ndarray:
+def gaussian_rank32(x: np.ndarray, knots: list[float], scores: list[float],
+                    ends: list[float]) -> np.ndarray:
     """The Gaussian rank ``g(x)`` in float32, as the C targets compute it.
 
-    With float32 knots ``q`` and scores ``s``: ``s_1`` at or below ``q_1``, ``s_m`` at or
-    above ``q_m``, else ``s_j + (x - q_j) ((s_{j+1} - s_j) / (q_{j+1} - q_j))`` with ``j``
-    the last knot at or below ``x`` (so ``q_j <= x < q_{j+1}``, never a zero width even
-    where two knots round to one float32), every operation in float32:
+    With float32 knots ``q``, scores ``s`` and ends ``(lo, hi)``: ``lo`` at or below
+    ``q_1``, ``hi`` at or above ``q_m`` (compared in float32), else
+    ``s_j + (x - q_j) ((s_{j+1} - s_j) / (q_{j+1} - q_j))`` with ``j`` the last knot at or
+    below ``x`` (so ``q_j <= x < q_{j+1}``, never a zero width even where two knots round
+    to one float32), every operation in float32:
     :func:`nn_core.preprocessing.gaussian_rank` (docs/math.md).
 
     Returns
@@ -426,13 +432,14 @@ def gaussian_rank32(x: np.ndarray, knots: list[float], scores: list[float]) -> n
     """
     q = np.asarray(knots, dtype=np.float64).astype(np.float32)
     s = np.asarray(scores, dtype=np.float64).astype(np.float32)
+    lo, hi = np.asarray(ends, dtype=np.float64).astype(np.float32)
     x32 = np.asarray(x, dtype=np.float32)
-    if len(q) == 1:
-        return np.full(x32.shape, s[0], dtype=np.float32)
+    if len(q) == 1:  # lo = hi = s_1
+        return np.full(x32.shape, lo, dtype=np.float32)
     j = np.clip(np.searchsorted(q, x32, side="right") - 1, 0, len(q) - 2)
     with np.errstate(invalid="ignore"):
         g = s[j] + (x32 - q[j]) * ((s[j + 1] - s[j]) / (q[j + 1] - q[j]))
-    return np.where(~(x32 > q[0]), s[0], np.where(x32 >= q[-1], s[-1], g))
+    return np.where(~(x32 > q[0]), lo, np.where(x32 >= q[-1], hi, g))
 
 
 def fold_first_layer(model: ExportModel, params: list | None = None
@@ -510,7 +517,8 @@ def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
     F[invalid] = 0
     for c in model.ranked:  # g(x) as the C computes it, in float32
         x = _imputed(c, X)
-        F[:, c.rank_row] = gaussian_rank32(np.where(invalid, c.knots[0], x), c.knots, c.scores)
+        F[:, c.rank_row] = gaussian_rank32(np.where(invalid, c.knots[0], x), c.knots, c.scores,
+                                           c.ends)
     # the quantised features: the standardised values and the Gaussian ranks
     rows = np.array([c.row for c in model.valued] + [c.rank_row for c in model.ranked],
                     dtype=np.int64)

@@ -130,24 +130,27 @@ def _piecewise_linear(g: _Graph, x: str, edges: list[float]) -> str:
     return g("Max", g("Min", E, g.const([upper])), g.const([lower]))
 
 
-def _gaussian_rank(g: _Graph, x: str, knots: list[float], scores: list[float]) -> str:
-    """The ``(n, 1)`` Gaussian rank of the column ``x`` (n, 1): with ``j`` the number of
-    inner knots ``q_2..q_{m-1}`` at or below ``x``, ``s_j + (x - q_j) d_j`` (``d_j`` the
-    segment's slope, computed in float64 and rounded once), clamped to ``[s_1, s_m]``,
-    which is ``s_1`` below the knots and ``s_m`` above them since the scores rise."""
+def _gaussian_rank(g: _Graph, x: str, knots: list[float], scores: list[float],
+                   ends: list[float]) -> str:
+    """The ``(n, 1)`` Gaussian rank of the column ``x`` (n, 1): ``lo`` where ``x <= q_1``,
+    ``hi`` where ``x >= q_m`` (compared in float32, as the C target), between them, with
+    ``j`` the number of inner knots ``q_2..q_{m-1}`` at or below ``x``,
+    ``s_j + (x - q_j) d_j`` (``d_j`` the segment's slope, computed in float64 and rounded
+    once); NaN stays NaN."""
     q, s = np.asarray(knots, dtype=np.float64), np.asarray(scores, dtype=np.float64)
-    if len(q) == 1:  # a constant column: x * 0 + s_1 (NaN stays NaN)
+    lo, hi = (float(e) for e in ends)
+    if len(q) == 1:  # a constant column: x * 0 + s_1 (lo = hi = s_1; NaN stays NaN)
         return g("Add", g("Mul", x, 0.0), float(s[0]))
     d = np.diff(s) / np.diff(q)
     if len(q) == 2:
-        j = None
         qj, sj, dj = (g.const([[v[0]]]) for v in (q, s, d))
     else:
         inner = g("Cast", g("GreaterOrEqual", x, g.const([q[1:-1]])), to=g.INT64)
         j = g("ReduceSum", inner, g.const([1], dtype=np.int64), keepdims=1)  # (n, 1)
         qj, sj, dj = (g("Gather", g.const(v[:len(q) - 1]), j, axis=0) for v in (q, s, d))
     G = g("Add", sj, g("Mul", g("Sub", x, qj), dj))
-    return g("Min", g("Max", G, float(s[0])), float(s[-1]))
+    return g("Where", g("LessOrEqual", x, float(q[0])), lo,
+             g("Where", g("GreaterOrEqual", x, float(q[-1])), hi, G))
 
 
 def _features(g: _Graph, model: ExportModel, source: str = "x") -> str:
@@ -162,7 +165,7 @@ def _features(g: _Graph, model: ExportModel, source: str = "x") -> str:
             if c.value:
                 pieces.append(g("Log", g("Add", x, 1.0)) if c.log1p else x)
             if c.knots is not None:
-                pieces.append(_gaussian_rank(g, x, c.knots, c.scores))
+                pieces.append(_gaussian_rank(g, x, c.knots, c.scores, c.ends))
             if c.edges is not None:
                 pieces.append(_piecewise_linear(g, x, c.edges))
         else:

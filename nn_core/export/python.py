@@ -76,7 +76,7 @@ def _impute_lines(model: ExportModel, fmt: str) -> tuple[str, str]:
 #: The NUMERIC lines of the two templates: the standardised value of a numeric input (the
 #: only lines of a model without an encoding); with an encoding (:func:`_numeric_lines`)
 #: that value where it is kept (``value``), then the Gaussian rank on the input's
-#: ``knots`` and ``scores`` (``nn_core.preprocessing.gaussian_rank``) and the
+#: ``knots``, ``scores`` and ``ends`` (``nn_core.preprocessing.gaussian_rank``) and the
 #: piecewise-linear encoding of ``x`` on its ``edges``
 #: (``nn_core.preprocessing.piecewise_linear``), where the input has them.
 _NUMERIC = {
@@ -100,12 +100,14 @@ _NUMERIC_VALUE = {
 _NUMERIC_RANK = {
     "python": (
         '                if "knots" in c:  # Gaussian rank of x, after z if kept\n'
-        '                    F[:, row + c["value"]] = np.interp(x, c["knots"], c["scores"])\n'),
+        '                    q, (lo, hi) = c["knots"], c["ends"]  # lo, hi at and beyond q\n'
+        '                    F[:, row + c["value"]] = np.where(x <= q[0], lo, np.where(\n'
+        '                        x >= q[-1], hi, np.interp(x, q, c["scores"])))\n'),
     "python-pure": (
         '            if "knots" in c:  # Gaussian rank of v, after z if kept\n'
         '                q, s = c["knots"], c["scores"]\n'
-        '                if v <= q[0] or v >= q[-1]:  # s_1 below the knots, s_m above\n'
-        '                    g = s[0] if v <= q[0] else s[-1]\n'
+        '                if v <= q[0] or v >= q[-1]:  # lo at or below the knots, hi above\n'
+        '                    g = c["ends"][0] if v <= q[0] else c["ends"][1]\n'
         '                else:  # binary search: q[lo] <= v < q[hi], hi = lo + 1\n'
         '                    lo, hi = 0, len(q) - 1\n'
         '                    while hi - lo > 1:\n'

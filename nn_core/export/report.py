@@ -76,8 +76,8 @@ def format_report(report: dict) -> str:
         lines.append(f"  float32 weights:  {report['float32_weight_bytes']} bytes "
                      f"(int8 is {ratio:.1%} of it)")
     if "encoding_bytes" in report:
-        lines.append(f"  encoding tables:  {report['encoding_bytes']} bytes (float32 knots and "
-                     "scores, edges and 1/widths; in the weight bytes)")
+        lines.append(f"  encoding tables:  {report['encoding_bytes']} bytes (float32 knots, "
+                     "scores and ends, edges and 1/widths; in the weight bytes)")
     where = "stack" if report["format"].startswith("c") else "working rows"
     lines.append(f"  RAM for buffers:  {report['ram_bytes']} bytes ({where})")
     arm = report.get("arm_cortex_m4")

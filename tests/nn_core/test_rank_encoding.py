@@ -1,6 +1,7 @@
 """The Gaussian-rank encoding (``--numeric-encoding quantile`` and the encodings with it):
-the fitted knots and scores and the transform against a direct implementation of the
-definition (ties, a constant column, values outside the knots, missing values), the block
+the fitted knots, scores and ends and the transform against a direct implementation of the
+definition (ties, a constant column, values at and beyond the outer knots: scikit-learn's
+end rule, missing values), the block
 layout and feature names, preprocess.json format 4 (round trip, strict checks, refused by a
 version-3 reader), and the fit's arguments."""
 
@@ -43,17 +44,18 @@ def _knots_by_definition(x, K):
         level = sum(runs[k]) / len(runs[k])
         scores.append(lo if level <= 1e-7 else hi if level >= 1 - 1e-7
                       else min(max(phi_inv(level), lo), hi))
-    return knots, scores
+    ends = [lo, hi] if len(knots) > 1 else [scores[0], scores[0]]
+    return knots, scores, ends
 
 
-def _g_by_definition(v, q, s):
-    """Linear interpolation of (q_j, s_j), s_1 below q_1 and s_m above q_m."""
+def _g_by_definition(v, q, s, ends):
+    """lo at or below q_1, hi at or above q_m, linear interpolation of (q_j, s_j) between."""
     if math.isnan(v):
         return math.nan
     if v <= q[0]:
-        return s[0]
+        return ends[0]
     if v >= q[-1]:
-        return s[-1]
+        return ends[1]
     j = max(i for i in range(len(q)) if q[i] <= v)
     return s[j] + (v - q[j]) * (s[j + 1] - s[j]) / (q[j + 1] - q[j])
 
@@ -73,20 +75,24 @@ def _frame(n=300, seed=0):
 @pytest.mark.parametrize("column", ["a", "z", "k"])
 def test_knots_and_scores_are_the_definition(column, K):
     x = _frame()[column].to_numpy()
-    q, s = gaussian_rank_knots(x, K)
-    q_def, s_def = _knots_by_definition(x, K)
+    q, s, ends = gaussian_rank_knots(x, K)
+    q_def, s_def, ends_def = _knots_by_definition(x, K)
     np.testing.assert_allclose(q, q_def, rtol=1e-13, atol=0)  # r_j rounded another way
     np.testing.assert_allclose(s, s_def, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ends, ends_def, rtol=0, atol=1e-9)
     assert np.all(np.diff(q) > 0) and np.all(np.diff(s) >= 0)
     assert q[0] == x.min() and q[-1] == x.max() and np.max(np.abs(s)) <= 5.2
+    assert ends[0] <= s[0] and ends[1] >= s[-1]
     if column == "k":  # a constant column: one knot at the median level, score 0
-        assert len(q) == 1 and s[0] == 0.0
+        assert len(q) == 1 and s[0] == 0.0 and list(ends) == [s[0], s[0]]
+    else:  # scikit-learn's clip bounds
+        np.testing.assert_allclose(ends, [-5.199337582, 5.199337582], rtol=0, atol=1e-8)
 
 
 def test_ties_merge_at_their_mean_level():
     """70 % zeros: one knot at 0 whose level is the mean r of the knots that fell on 0."""
     x = np.r_[np.zeros(70), np.arange(1, 31, dtype=float)]
-    q, s = gaussian_rank_knots(x, 11)  # r = 0, 0.1, ..., 1.0: r <= 0.6 all fall on 0
+    q, s, _ = gaussian_rank_knots(x, 11)  # r = 0, 0.1, ..., 1.0: r <= 0.6 all fall on 0
     assert q[0] == 0.0 and q[1] > 0
     assert s[0] == pytest.approx(NormalDist().inv_cdf(0.3), abs=1e-12)  # mean of 0..0.6
 
@@ -94,14 +100,51 @@ def test_ties_merge_at_their_mean_level():
 @pytest.mark.parametrize("column", ["a", "z", "k"])
 def test_transform_is_the_definition_inside_and_outside_the_knots(column):
     x = _frame()[column].to_numpy()
-    q, s = gaussian_rank_knots(x, 50)
+    q, s, ends = gaussian_rank_knots(x, 50)
     probe = np.r_[x[:50], q, (q[:-1] + q[1:]) / 2, q[0] - 1.0, q[-1] + 1e6, -1e300, np.nan]
-    g = gaussian_rank(probe, q, s)
-    expected = [_g_by_definition(v, list(q), list(s)) for v in probe]
+    g = gaussian_rank(probe, q, s, ends)
+    expected = [_g_by_definition(v, list(q), list(s), list(ends)) for v in probe]
     np.testing.assert_allclose(g, expected, rtol=0, atol=1e-12)
     assert np.isnan(g[-1])
-    at_knots = gaussian_rank(q, q, s)
-    np.testing.assert_array_equal(at_knots, s)
+    at_knots = gaussian_rank(q, q, s, ends)  # the inner knots: their scores; the outer: ends
+    np.testing.assert_array_equal(at_knots[1:-1], s[1:-1])
+    assert at_knots[0] == ends[0] and at_knots[-1] == ends[1]
+
+
+def test_the_end_rule_at_and_beyond_the_outer_knots():
+    """scikit-learn's rule: lo at q_1 and below, hi at q_m and above, exactly (no
+    tolerance); just inside, the interpolation from s_1 / s_m, so g jumps at q_1 and q_m."""
+    q, s, ends = [0.0, 1.0, 3.0], [-0.6, 0.2, 1.1], [-5.2, 5.2]
+    after, before = np.nextafter(0.0, 1.0), np.nextafter(3.0, 0.0)
+    x = np.array([0.0, after, 1e-3, 1.0, 2.0, before, 3.0, -1e-300, -7.0, 3.0 + 1e-12, 1e9])
+    g = gaussian_rank(x, q, s, ends)
+    np.testing.assert_allclose(g, [-5.2, -0.6, -0.6 + 1e-3 * 0.8, 0.2, 0.65, 1.1, 5.2,
+                                   -5.2, -5.2, 5.2, 5.2], rtol=0, atol=1e-12)
+    assert g[1] - g[0] > 4 and g[6] - g[5] > 4  # the jumps at q_1 and q_m
+    # two knots: only the ends and one segment
+    g2 = gaussian_rank(np.array([0.0, 0.5, 1.0, -1.0, 2.0, np.nan]), [0.0, 1.0], [-1.0, 1.0],
+                       [-5.0, 5.0])
+    np.testing.assert_allclose(g2[:5], [-5.0, 0.0, 5.0, -5.0, 5.0], rtol=0, atol=0)
+    assert np.isnan(g2[5])
+    # one knot (a constant column): lo = hi = s_1 everywhere, NaN stays NaN
+    g1 = gaussian_rank(np.array([-1.0, 2.0, 3.0, np.nan]), [2.0], [0.0], [0.0, 0.0])
+    np.testing.assert_array_equal(g1[:3], [0.0, 0.0, 0.0])
+    assert np.isnan(g1[3])
+
+
+def test_the_fitted_end_rule_matches_scikit_learn_at_the_training_extremes():
+    """A column that is 0 in 70 % of the rows: every 0 gets Phi^-1(1e-7), as scikit-learn's
+    QuantileTransformer(output_distribution="normal") gives it, not the run's -0.52."""
+    sklearn = pytest.importorskip("sklearn.preprocessing")
+    x = _frame()["z"].to_numpy()
+    q, s, ends = gaussian_rank_knots(x, 16)
+    g = gaussian_rank(x, q, s, ends)
+    ref = sklearn.QuantileTransformer(n_quantiles=16, output_distribution="normal").fit(
+        x[:, None]).transform(x[:, None])[:, 0]
+    at_ends = (x == x.min()) | (x == x.max())
+    assert at_ends.mean() > 0.7
+    np.testing.assert_allclose(g[at_ends], ref[at_ends], rtol=0, atol=1e-6)
+    assert s[0] > -1.0 and np.all(g[x == 0] == ends[0])
 
 
 @pytest.mark.parametrize("encoding", [e for e, parts in NUMERIC_ENCODINGS.items() if parts.rank])
@@ -124,7 +167,8 @@ def test_block_layout_names_and_values(encoding):
         assert (len(block) - rank_at - 1 > 0) == (parts.ple and name != "k")  # k: no bins
         np.testing.assert_array_equal(
             F[:, slices[name].start + rank_at],
-            gaussian_rank(df[name].to_numpy(), c["encoding"]["knots"], c["encoding"]["scores"]))
+            gaussian_rank(df[name].to_numpy(), c["encoding"]["knots"], c["encoding"]["scores"],
+                          c["encoding"]["ends"]))
     plain = Preprocessor(["a", "z", "k"], ["c"], target="y").fit(df).transform(df)
     if parts.value:  # z is the standard encoding's
         np.testing.assert_array_equal(F[:, 0], plain[:, 0])
@@ -136,8 +180,9 @@ def test_the_fit_uses_the_rows_given_and_raw_values():
     pre = Preprocessor(["a"], [], numeric_encoding="quantile", rank_knots=20).fit(df)
     c = pre.columns[0]
     assert c["log1p"] and c["encoding"]["kind"] == "gaussian_rank" and not c["encoding"]["value"]
-    q, s = gaussian_rank_knots(df["a"].to_numpy(), 20)  # raw x, not log1p(x)
+    q, s, ends = gaussian_rank_knots(df["a"].to_numpy(), 20)  # raw x, not log1p(x)
     assert c["encoding"]["knots"] == q.tolist() and c["encoding"]["scores"] == s.tolist()
+    assert c["encoding"]["ends"] == ends.tolist()
     other = Preprocessor(["a"], [], numeric_encoding="quantile", rank_knots=20).fit(
         pd.concat([df, df.assign(a=df["a"] + 100)]))
     assert other.columns[0]["encoding"]["knots"] != c["encoding"]["knots"]
@@ -152,7 +197,8 @@ def test_missing_values_take_the_rank_of_the_imputed_value():
     c = pre.columns[0]
     F = pre.transform(df)
     median = c["impute"]["value"]
-    g = gaussian_rank(np.array([median]), c["encoding"]["knots"], c["encoding"]["scores"])[0]
+    g = gaussian_rank(np.array([median]), c["encoding"]["knots"], c["encoding"]["scores"],
+                      c["encoding"]["ends"])[0]
     assert np.all(F[[3, 10, 50], 1] == g)
     assert pre.feature_names[:3] == ["log1p(a)", "a[rank]", "missing(a)"]
     assert np.array_equal(F[:, 2], np.isin(np.arange(len(df)), [3, 10, 50]))
@@ -182,7 +228,9 @@ def _doc(encoding, version=4):
 
 
 GOOD = {"kind": "gaussian_rank", "value": False, "knots": [0.0, 1.0, 2.5],
-        "scores": [-1.0, 0.0, 1.5]}
+        "scores": [-1.0, 0.0, 1.5], "ends": [-5.0, 5.0]}
+ONE = {"kind": "gaussian_rank", "value": False, "knots": [2.0], "scores": [0.0],
+       "ends": [0.0, 0.0]}
 BOTH = {**GOOD, "kind": "gaussian_rank+piecewise_linear", "edges": [0.0, 1.0]}
 
 
@@ -208,6 +256,17 @@ BOTH = {**GOOD, "kind": "gaussian_rank+piecewise_linear", "edges": [0.0, 1.0]}
     (_doc({**GOOD, "kind": "rank"}), "'encoding' must be"),
     (_doc({**GOOD, "value": "no"}), "'encoding' must be"),
     (_doc({**GOOD, "extra": 1}), "'encoding' must be"),
+    (_doc({k: v for k, v in GOOD.items() if k != "ends"}), "'encoding' must be"),
+    (_doc({**GOOD, "ends": [-5.0]}), "\"ends\" (2 finite numbers"),
+    (_doc({**GOOD, "ends": [-5.0, 5.0, 6.0]}), "'encoding' must be"),
+    (_doc({**GOOD, "ends": [-5.0, math.inf]}), "'encoding' must be"),
+    (_doc({**GOOD, "ends": [-5.0, math.nan]}), "'encoding' must be"),
+    (_doc({**GOOD, "ends": [-5.0, "5"]}), "'encoding' must be"),
+    (_doc({**GOOD, "ends": "-5, 5"}), "'encoding' must be"),
+    (_doc({**GOOD, "ends": [-0.5, 5.0]}), "lo <= s_1"),  # above s_1 = -1
+    (_doc({**GOOD, "ends": [-5.0, 1.0]}), "hi >= s_m"),  # below s_m = 1.5
+    (_doc({**ONE, "ends": [-5.0, 5.0]}), "lo = hi = s_1 for one knot"),
+    (_doc({**ONE, "ends": [0.0, 1.0]}), "'encoding' must be"),
 ])
 def test_a_damaged_rank_encoding_is_refused_in_one_line(doc, message):
     with pytest.raises(ModelFileError, match=r"preprocess.json: (columns\[0\] \('a'\)|format_"
@@ -216,6 +275,7 @@ def test_a_damaged_rank_encoding_is_refused_in_one_line(doc, message):
     assert message in str(info.value) and "\n" not in str(info.value)
     assert Preprocessing.from_dict(_doc(GOOD)).n_features == 1
     assert Preprocessing.from_dict(_doc(BOTH)).n_features == 2
+    assert Preprocessing.from_dict(_doc(ONE)).n_features == 1
 
 
 def test_a_version_3_reader_refuses_format_4(tmp_path):

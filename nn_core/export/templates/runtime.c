@@ -62,18 +62,19 @@ static int NAME_ple_bin(float v, const float *e, int n)
 /* @end ple_bin */
 
 /* @begin rank_score */
-/* Gaussian rank of v: the scores s[0..n-1] interpolated linearly between the knots
-   q[0] < ... < q[n-1] (float32 knots may repeat), s[0] at or below q[0], s[n-1] at or
-   above q[n-1]. A binary search with a fixed number of steps finds the last knot k at or
-   below v, so q[k] <= v < q[k + 1]: the width is never 0. (NaN never gets here.) */
-static float NAME_rank_score(float v, const float *q, const float *s, int n)
+/* Gaussian rank of v: e[0] at or below the first knot q[0], e[1] at or above the last
+   q[n-1] (scikit-learn's end rule), between them the scores s[0..n-1] interpolated
+   linearly between the knots q[0] < ... < q[n-1] (float32 knots may repeat). A binary
+   search with a fixed number of steps finds the last knot k at or below v, so
+   q[k] <= v < q[k + 1]: the width is never 0. (NaN never gets here.) */
+static float NAME_rank_score(float v, const float *q, const float *s, int n, const float *e)
 {
     int k = 0, step = 1;
     if (!(v > q[0])) {
-        return s[0];
+        return e[0];
     }
     if (v >= q[n - 1]) {
-        return s[n - 1];
+        return e[1];
     }
     while (2 * step < n) {
         step *= 2;

@@ -7,11 +7,12 @@ Four small UCI models: ``ple`` and ``quantile`` (the encoding replaces the stand
 value), ``standard+ple`` and ``standard+quantile+ple`` (beside it, with imputation of a
 blanked log1p column, so that the imputed value is encoded too). The float targets (C
 float32, NumPy, pure Python, ONNX) are held to ``Predictor.predict_proba`` on the bundled
-rows and on rows with values outside the training range and exactly on the bin edges and
-the rank's knots; the int8 targets to their NumPy models and to the float ROC-AUC; the C
-size report counts the edge and knot tables; on the emulated Cortex-M4F (slow, skipped
-without the ARM toolchain) the float32 C and the integer-only int8 C run the encodings on
-the device.
+rows (in most ranked columns many of them exactly at the first knot, 0, where the rank's
+end rule gives Phi^-1(1e-7)) and on rows with values outside the training range and exactly
+on the bin edges and the rank's knots; the int8 targets to their NumPy models and to the
+float ROC-AUC; the C size report counts the edge, knot and end tables; on the emulated
+Cortex-M4F (slow, skipped without the ARM toolchain) the float32 C and the integer-only
+int8 C run the encodings on the device.
 """
 
 from __future__ import annotations
@@ -139,6 +140,17 @@ def test_the_model_carries_the_encoding(case):
     assert inputs["PageValues"].get("edges") == page.edges
     assert inputs["PageValues"].get("knots") == page.knots
     assert inputs["PageValues"].get("scores") == page.scores
+    assert inputs["PageValues"].get("ends") == page.ends
+    if model.ranked:  # the rows that catch a missed end rule: many exactly at q_1 (zeros)
+        at_first = {c.name: np.mean(case["X"][:, c.index] == c.knots[0]) for c in model.ranked}
+        assert sum(share >= 0.4 for share in at_first.values()) >= 5, at_first
+        F = ex.features_from_codes(model, case["X"])
+        for c in model.ranked:
+            lo, hi = c.ends
+            assert lo < -5.19 and hi > 5.19 and lo <= c.scores[0] and hi >= c.scores[-1]
+            np.testing.assert_array_equal(F[case["X"][:, c.index] == c.knots[0], c.rank_row], lo)
+            np.testing.assert_array_equal(F[case["X"][:, c.index] == c.knots[-1], c.rank_row],
+                                          hi)
 
 
 @pytest.mark.parametrize("fmt", ["c", "python", "python-pure", "onnx"])
@@ -183,7 +195,7 @@ def test_c_int8_full_equals_its_numpy_model_and_keeps_the_auc(case):
 
 def test_size_report_counts_the_edge_and_knot_tables(case):
     """Each encoded input adds its edges b_0..b_{T-1} and reciprocal widths (2 T float32),
-    each ranked input its knots and scores (2 m float32) to the C predictors' read-only
+    each ranked input its knots, scores and ends (2 m + 2 float32) to the C predictors' read-only
     data, and the report counts them."""
     model = case["model"]
     source = (case["out"] / "ple_f32.c").read_text()
@@ -198,8 +210,10 @@ def test_size_report_counts_the_edge_and_knot_tables(case):
                                       np.float32(c.knots))
         np.testing.assert_array_equal(arrays[f"ple_f32_RS{c.index}"],
                                       np.float32(c.scores))
+        np.testing.assert_array_equal(arrays[f"ple_f32_RE{c.index}"], np.float32(c.ends))
     sizes = case["sizes"]["c"]
-    tables = sum(8 * c.n_bins for c in model.encoded) + sum(8 * c.n_knots for c in model.ranked)
+    tables = (sum(8 * c.n_bins for c in model.encoded)
+              + sum(8 * c.n_knots + 8 for c in model.ranked))
     assert sizes["encoding_bytes"] == tables == model.encoding_bytes
     assert case["sizes"]["c-int8-full"]["encoding_bytes"] == tables
     assert sizes["weight_bytes"] == 4 * model.n_parameters + tables + _lookup_bytes(model)
@@ -261,21 +275,25 @@ def test_c_int8_full_quantises_a_dead_unit(case):
 def test_rank_edge_cases_in_every_format(tmp_path):
     """Hand-made Gaussian ranks that the UCI models lack: one knot (a constant), two knots
     (no search) and two float64 knots that round to one float32 (the C search must not
-    divide by their zero width). Logistic output ``sigma(g_a + g_b + g_c)``: the C and ONNX
-    targets equal the float32 model ``gaussian_rank32``, the Python ones the definition."""
+    divide by their zero width); the grid holds every outer knot exactly (the end rule) and
+    values just inside and beyond them. Logistic output ``sigma(g_a + g_b + g_c)``: the C
+    and ONNX targets equal the float32 model ``gaussian_rank32``, the Python ones the
+    definition."""
     from nn_core.export.model import ExportModel, build_inputs, gaussian_rank32
     from nn_core.preprocessing import gaussian_rank
 
-    ranks = {"a": ([2.0], [0.7]), "b": ([0.0, 10.0], [-1.0, 2.0]),
-             "c": ([0.0, 1.0, 1.0 + 1e-12, 2.0, 3.0], [-2.0, -1.0, 0.0, 1.0, 2.0])}
+    ranks = {"a": ([2.0], [0.7], [0.7, 0.7]), "b": ([0.0, 10.0], [-1.0, 2.0], [-5.0, 4.0]),
+             "c": ([0.0, 1.0, 1.0 + 1e-12, 2.0, 3.0], [-2.0, -1.0, 0.0, 1.0, 2.0],
+                   [-3.0, 3.5])}
     columns = [{"name": n, "kind": "numeric", "log1p": False, "mean": 0.0, "std": 1.0,
-                "encoding": {"kind": "gaussian_rank", "value": False, "knots": q, "scores": s}}
-               for n, (q, s) in ranks.items()]
+                "encoding": {"kind": "gaussian_rank", "value": False, "knots": q, "scores": s,
+                             "ends": e}}
+               for n, (q, s, e) in ranks.items()]
     inputs = build_inputs(columns, 3, "preprocess.json")
     model = ExportModel(inputs, [(np.ones((3, 1)), np.zeros(1))], "relu", "sigmoid",
                         dtype="float64")
-    grid = np.r_[-1e6, -1.0, 0.0, 0.5, 1.0, 1.0 + 1e-7, 1.5, 2.0, 2.5, 3.0, 9.99, 10.0, 11.0,
-                 1e30]
+    grid = np.r_[-1e6, -1.0, -1e-30, 0.0, 1e-6, 0.5, 1.0, 1.0 + 1e-7, 1.5, 2.0, 2.5, 2.9999,
+                 3.0, 9.99, 10.0, 11.0, 1e30]
     X = np.stack(np.meshgrid(grid, grid, grid), axis=-1).reshape(-1, 3)
     X32 = X.astype(np.float32).astype(np.float64)  # what the C harness reads (scanf %f)
 
@@ -287,6 +305,9 @@ def test_rank_edge_cases_in_every_format(tmp_path):
     as_float32 = sigma(np.column_stack([gaussian_rank32(X32[:, i], *ranks[n]).astype(float)
                                         for i, n in enumerate(ranks)]))
     assert np.max(np.abs(as_float32 - exact)) > 0.1  # x = 1: the collision moves g by 1
+    without_ends = sigma(np.column_stack([gaussian_rank(X[:, i], q, s, [s[0], s[-1]])
+                                          for i, (q, s, _) in enumerate(ranks.values())]))
+    assert np.mean(np.abs(without_ends - exact) > 0.01) > 0.3  # the end rule matters here
     names = {"c": "rk_f32", "c-int8": "rk_i8", "c-int8-full": "rk_full", "python": "rk_np",
              "python-pure": "rk_pure", "onnx": "rk_onnx"}
     for fmt, name in names.items():
