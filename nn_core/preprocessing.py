@@ -69,8 +69,8 @@ PREPROCESS_IMPUTE_VERSION = 2
 #: The format version of a preprocess.json with a numeric encoding (``encoding`` entries;
 #: it may have ``impute`` entries too).
 PREPROCESS_ENCODING_VERSION = 3
-#: The format version of a preprocess.json with a Gaussian-rank encoding (``knots`` and
-#: ``scores`` in an ``encoding``; it may have every other entry too).
+#: The format version of a preprocess.json with a Gaussian-rank encoding (``knots``,
+#: ``scores`` and ``ends`` in an ``encoding``; it may have every other entry too).
 PREPROCESS_RANK_VERSION = 4
 
 
