@@ -3,6 +3,7 @@
     python benchmarks/study_input_encodings.py [--seeds 0,1,2,3,4] [--only NAME,...] [--versus NAME]
     python benchmarks/study_input_encodings.py --refit --only NAME,...      # dev only
     python benchmarks/study_input_encodings.py --test NAME,...              # after choosing
+    python benchmarks/study_input_encodings.py --check-product [--seeds ...]  # no training
 
 Every candidate is a feature matrix for the bundled table's split of each seed (the split,
 the one-hot blocks and the training settings of ``train.py --preset dev-best``: lr 3e-3,
@@ -77,6 +78,13 @@ fitted on), beside scikit-learn HistGBM fitted as ``benchmarks/compare_models.py
 with the paired bootstrap 95 % interval (2,000 resamples, ``nn_core/bootstrap.py``) of each
 difference to HistGBM and to the first name. Use it only after choosing on dev
 (docs/results.md states the rule).
+
+``--check-product`` (no training, train and dev rows only): the product's Gaussian rank
+(``TableData(numeric_encoding="quantile", rank_knots=K)``, the features ``train.py`` feeds
+the network) against the diagnostic ``gaussian_rank(d, K, ends=True)`` for every ``K`` in
+:data:`GRANK_KNOTS`; exit status 1 where they differ by more than float32 rounding on a row
+outside the diagnostic's ``1e-7`` band around the outer knots (the product compares
+exactly).
 """
 
 from __future__ import annotations
@@ -220,7 +228,9 @@ def gaussian_rank(d: SeedData, K: int, ends: bool = False) -> dict[str, np.ndarr
     gives every such value the clip bound ``-+5.2`` (in the bundled data 45-90 % of the
     training rows of 7 of the 10 columns are at the minimum, 0). ``ends=True`` (a diagnostic):
     scikit-learn's rule at the ends, values within 1e-7 of the first or last knot or beyond
-    get the clip bounds ``Phi^-1(1e-7)``, ``Phi^-1(1 - 1e-7)``."""
+    get the clip bounds ``Phi^-1(1e-7)``, ``Phi^-1(1 - 1e-7)``. The product adopted that
+    rule after round 4 (commit 64cb304, exact comparisons): ``ends=True`` is what
+    ``preprocess.json`` now computes (``--check-product``)."""
     from scipy.special import ndtri
 
     knots = [gaussian_rank_knots(col, K) for col in d.x["train"].T]
@@ -234,6 +244,40 @@ def gaussian_rank(d: SeedData, K: int, ends: bool = False) -> dict[str, np.ndarr
             G = np.where(d.x[k] < lo, ndtri(1e-7), np.where(d.x[k] > hi, ndtri(1 - 1e-7), G))
         out[k] = G
     return out
+
+
+def check_product(data: dict[int, SeedData]) -> bool:
+    """The product's rank features (float32, as ``train.py`` builds them) against the
+    diagnostic ``gaussian_rank(d, K, ends=True)`` on train and dev, one line per seed and
+    ``K``; True where they agree (within 1e-6, rows in the diagnostic's 1e-7 band around
+    the outer knots left out and counted)."""
+    from features.datasets import TableData
+    from features.tabular import Schema
+
+    path, schema, ok = ROOT / "data" / "online_shoppers_intention.csv", Schema.uci(), True
+    for K in GRANK_KNOTS:
+        table = TableData(path, schema, numeric_encoding="quantile", rank_knots=K)
+        for seed, d in data.items():
+            s = table.split(seed)
+            at = [sl.start for n, sl in s.pre.column_slices().items() if n in schema.numeric]
+            want = gaussian_rank(d, K, ends=True)
+            worst, band, at_ends = 0.0, 0, 0
+            for k in ("train", "dev"):
+                assert np.array_equal(s.ids[k], d.ids[k])
+                q = [(c["encoding"]["knots"][0], c["encoding"]["knots"][-1])
+                     for c in s.pre.columns if c["kind"] == "numeric"]
+                first, last = np.array(q).T
+                near = ((d.x[k] > first) & (d.x[k] < first + 1e-7)) | (
+                    (d.x[k] < last) & (d.x[k] > last - 1e-7))
+                diff = np.abs(s.X[k][:, at].astype(np.float64) - want[k])
+                worst = max(worst, float(diff[~near].max()))
+                band += int(near.sum())
+                at_ends += int(((d.x[k] == first) | (d.x[k] == last)).sum())
+            ok &= worst <= 1e-6
+            print(f"K={K} seed {seed}: max |product - diagnostic| {worst:.2g} on train+dev "
+                  f"({at_ends} values at an outer knot; {band} in the 1e-7 band left out)"
+                  + ("" if worst <= 1e-6 else "  DIFFERS"), flush=True)
+    return ok
 
 
 def robust_clip(d: SeedData) -> dict[str, np.ndarray]:
@@ -398,8 +442,13 @@ def main() -> None:
     ap.add_argument("--test", default="", help="candidates also scored on test, trained on "
                     "train (stopped on dev) and refit on train + dev, with the paired bootstrap "
                     "against HistGBM (only after choosing on dev)")
+    ap.add_argument("--check-product", action="store_true", help="no training: the "
+                    "product's Gaussian rank against the diagnostic 'grank K ends' on train "
+                    "and dev (exit status 1 where they differ)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.check_product:
+        sys.exit(0 if check_product(load(seeds)) else 1)
     names = ["dev-best", *(n for n in args.only.split(",") if n and n != "dev-best")] \
         if args.only else list(table)
     versus = args.versus if args.versus and not args.refit else None
