@@ -29,7 +29,7 @@ import pandas as pd
 from nn_core import Predictor
 from nn_core.explain import ChunkExplainer
 from nn_core.io import temp_file, umask
-from nn_core.onehot import InputSplit, predict_inputs
+from nn_core.onehot import InputSplit
 from nn_core.preprocessing import Preprocessing, canonical_text, features_from_inputs
 
 from .ranking import CHUNK, Spill, exact_ranks, score_keys, scores_of
@@ -258,9 +258,10 @@ def score_table(
                               [*keep_columns, *(explain.names if explain else ())]})
         schema = scoring_schema(pre, id_column)
         # The one-hot blocks' share of the first layer as gathered rows of W_0
-        # (nn_core/onehot.py), for a plain model; an ensemble or a calibration
-        # scores the feature matrix (Predictor.proba).
-        one_hot = InputSplit(columns) if model.ensemble.plain else None
+        # (nn_core/onehot.py), for a model that is one network (a plain one, or an
+        # ensemble whose members merge into one: Ensemble.merged); any other scores
+        # the feature matrix (Predictor.proba).
+        one_hot = InputSplit(columns) if model.one_network else None
         if one_hot is not None and not one_hot.useful:
             one_hot = None
         ahead = _ReadAhead(table, READ_AHEAD)  # the next chunks read while this one is scored
@@ -283,7 +284,7 @@ def score_table(
                         scored.unseen[c["name"]] += unseen
                 p = None
                 if one_hot is not None:  # one network: its first layer from the codes
-                    p = predict_inputs(model.network, one_hot, U, threads)
+                    p = model.proba_inputs(one_hot, U, threads)
                 if p is None:
                     X = features_from_inputs(columns, U, dtype)[0]
                     p = model.proba(X, threads=threads)  # members, bias, calibration
@@ -384,7 +385,7 @@ def _load_kernel(model: Predictor, one_hot: InputSplit, threads: int | None) -> 
     kernel is loaded from Numba's cache (with the BLAS it calls) while the read-ahead
     reads the first chunks, not after them. Every raw input is 0: a valid number in every
     numeric column (``log1p`` included) and a valid category position."""
-    predict_inputs(model.network, one_hot, np.zeros((1, len(one_hot.columns))), threads)
+    model.proba_inputs(one_hot, np.zeros((1, len(one_hot.columns))), threads)
 
 
 class _LastChunk:

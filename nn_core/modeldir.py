@@ -176,16 +176,42 @@ class Predictor:
         ValueError
             Naming row and column of a value the preprocessing cannot take.
         """
-        if self.ensemble.plain and self.preprocessing is not None and len(frame) > FEW_ROWS:
+        if self.one_network and self.preprocessing is not None and len(frame) > FEW_ROWS:
             # One network: the one-hot blocks' share of its first layer as gathered
             # rows of W_0, without the feature matrix (nn_core/onehot.py); a row it
             # cannot take goes through the feature matrix and its checks below. A few
             # rows (online scoring) keep the network's own few-row path, which is faster.
             U = self.preprocessing.inputs(frame, first_row)
-            p = predict_inputs(self.network, InputSplit(self.preprocessing.columns), U, threads)
+            p = self.proba_inputs(InputSplit(self.preprocessing.columns), U, threads)
             if p is not None:
-                return np.asarray(p, dtype=np.float64)
+                return p
         return self.proba(self.features(frame, first_row), threads)
+
+    @property
+    def one_network(self) -> bool:
+        """Whether one network computes the model: a plain model's, or the ensemble's
+        members as one (``Ensemble.merged``); :meth:`proba_inputs` then applies."""
+        return self.ensemble.plain or self.ensemble.merged() is not None
+
+    def proba_inputs(self, split: InputSplit, U: np.ndarray, threads: int | None = None
+                     ) -> np.ndarray | None:
+        """Predicted probabilities (n,) float64 of raw inputs ``U`` (``Preprocessing.inputs``)
+        through the one-hot split (``nn_core/onehot.py: predict_inputs``).
+
+        A plain model's network gives them itself; an ensemble's one network
+        (``Ensemble.merged``) gives ``sum_k w_k z_k``, and ``z = c + sum_k w_k z_k`` is
+        calibrated or squashed as ``Ensemble.predict_proba`` does. None where the model is
+        not one network (:attr:`one_network`) or the path does not apply to ``U``
+        (``predict_inputs``): the caller scores the feature matrix.
+        """
+        if self.ensemble.plain:
+            p = predict_inputs(self.network, split, U, threads)
+            return None if p is None else np.asarray(p, dtype=np.float64)
+        merged = self.ensemble.merged()
+        z = None if merged is None else predict_inputs(merged, split, U, threads)
+        if z is None:
+            return None
+        return self.ensemble.proba_of_logit(self.ensemble.bias + np.asarray(z, np.float64))
 
 
 def save_model(dirpath: str | os.PathLike, network: MLP | Ensemble,
