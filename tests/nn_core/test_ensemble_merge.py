@@ -9,7 +9,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-from test_onehot import COLUMNS, raw_inputs  # the same table of raw inputs
+from onehot_cases import COLUMNS, raw_inputs  # the table of tests/nn_core/test_onehot.py
 
 from nn_core import MLP, load_model, modeldir, save_model
 from nn_core.calibration import Isotonic, Platt
