@@ -203,9 +203,10 @@ def gaussian_rank(x: np.ndarray, knots: Sequence[float], scores: Sequence[float]
     in between (one knot: ``lo = hi = s_1``, a constant). Fitted
     (``features/tabular.py: gaussian_rank_knots``), ``s_j = Phi^-1(r_j)`` at the training
     quantile ``q_j = F_train^-1(r_j)`` and ``lo, hi = Phi^-1(RANK_CLIP),
-    Phi^-1(1 - RANK_CLIP)``: ``g`` is ``Phi^-1(F_train(x))`` made continuous inside the
-    training range, with scikit-learn's ``QuantileTransformer`` rule at its ends (a value
-    at the training minimum or maximum, or beyond, gets the clip bound; docs/math.md,
+    Phi^-1(1 - RANK_CLIP)``: ``g`` is ``Phi^-1(F_train(x))`` interpolated between the
+    inner knots, with scikit-learn's ``QuantileTransformer`` rule at its ends (a value at
+    the training minimum or maximum, or beyond, gets the clip bound; ``s_1`` and ``s_m``,
+    the mid-ranks of their ties, then only anchor the outer segments; docs/math.md,
     "Gaussian-rank encoding of numeric inputs").
 
     Parameters
@@ -706,9 +707,13 @@ class Preprocessing:
 def _finite_numbers(values, least: int, most: int) -> list[float] | None:
     """``values`` as floats if it is a list of ``least`` to ``most`` finite numbers (not
     booleans), else None."""
-    if not isinstance(values, list) or not least <= len(values) <= most or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for v in values):
+    if not isinstance(values, list) or not least <= len(values) <= most:
+        return None
+    try:  # an integer beyond float's range raises OverflowError in isfinite
+        if not all(isinstance(v, int | float) and not isinstance(v, bool)
+                   and math.isfinite(v) for v in values):
+            return None
+    except OverflowError:
         return None
     return [float(v) for v in values]
 

@@ -272,21 +272,35 @@ def categorical_codes(categories: list[str]) -> tuple[str, list[int]]:
     return "value", values
 
 
+def _float32_range(path: str, column: str, what: str, values: list) -> None:
+    """Refuse ``values`` of ``column`` that are not finite in float32 (ExportError)."""
+    big = [v for v in values if not abs(float(v)) <= float(np.finfo(np.float32).max)]
+    if big:
+        raise ExportError(f"{path}: column {column!r}: {what} value {big[0]!r} is beyond "
+                          "float32's range, in which the exported predictors compute")
+
+
 def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]:
     """Turn ``preprocess.json`` columns into `Input` records and check them against the MLP.
 
     Raises
     ------
     ExportError
-        Duplicate categories, or a feature count that differs from the network's input size.
+        Duplicate categories, a feature count that differs from the network's input size,
+        or a numeric constant (mean, std, edge, knot, score, end) beyond float32's range,
+        in which every exported predictor computes.
     """
     inputs, row = [], 0
     for i, c in enumerate(columns):
         if c["kind"] == "numeric":
+            _float32_range(path, c["name"], "mean and std", [c["mean"], c["std"]])
             inputs.append(Input(i, c["name"], "numeric", row, bool(c["log1p"]),
                                 float(c["mean"]), float(c["std"])))
             encoding = c.get("encoding")
             if encoding is not None:
+                for key in ("edges", "knots", "scores", "ends"):
+                    if key in encoding:
+                        _float32_range(path, c["name"], key, encoding[key])
                 if "edges" in encoding:
                     inputs[-1].edges = [float(b) for b in encoding["edges"]]
                 if "knots" in encoding:

@@ -250,6 +250,8 @@ BOTH = {**GOOD, "kind": "gaussian_rank+piecewise_linear", "edges": [0.0, 1.0]}
     (_doc({**GOOD, "scores": [0.0, math.inf, math.inf]}), "finite"),
     (_doc({**GOOD, "knots": [0.0, 5e-324, 1.0], "scores": [0.0, 1.0, 2.0]}), "'encoding' must"),
     (_doc({**GOOD, "knots": [0.0, True, 2.0]}), "'encoding' must be"),
+    (_doc({**GOOD, "knots": [0, 1, 10**400]}), "finite"),  # beyond float: no OverflowError
+    (_doc({**GOOD, "ends": [-10**400, 5.0]}), "'encoding' must be"),
     (_doc({**GOOD, "knots": list(range(4097)), "scores": [0.0] * 4097}), "1 to 4096"),
     (_doc({**GOOD, "edges": [0.0, 1.0]}), "'encoding' must be"),  # edges of another kind
     (_doc({k: v for k, v in BOTH.items() if k != "edges"}), "'encoding' must be"),
@@ -311,3 +313,17 @@ def test_the_encodings_by_name():
 def test_bad_rank_knots_are_refused(value):
     with pytest.raises(ValueError, match=r"rank_knots must be an integer in \[2, 4096\]"):
         Preprocessor(["a"], [], numeric_encoding="quantile", rank_knots=value)
+
+
+def test_knots_beyond_float32_are_refused_at_export():
+    """A valid file (float64) whose knots float32 cannot hold: every exported predictor
+    computes in float32, so the export is refused in one line naming the column (the C
+    would not compile, ``-inf`` literals, or would score a valid row NaN)."""
+    from nn_core.export.model import ExportError, build_inputs
+
+    doc = _doc({**GOOD, "knots": [-1e39, -1e38, 0.0]})
+    columns = [dict(c) for c in Preprocessing.from_dict(doc).columns]
+    with pytest.raises(ExportError, match=r"column 'a': knots value -1e\+39 is beyond float32"):
+        build_inputs(columns, 1, "m/preprocess.json")
+    assert len(build_inputs([dict(c) for c in Preprocessing.from_dict(_doc(GOOD)).columns], 1,
+                            "m/preprocess.json")) == 1
