@@ -193,6 +193,10 @@ def quantile_normal(d: SeedData, output: str = "normal",
 def gaussian_rank_knots(x: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
     """Knots and normal scores of one column's Gaussian rank (the product's definition).
 
+    Written here from the definition on purpose, not imported from
+    ``features/tabular.py: gaussian_rank_knots``: it is the independent reference that
+    ``--check-product`` holds the product's features to.
+
     ``q_j = quantile(x, r_j)`` for ``r_j = j / (K - 1)``, ``j = 0..K-1``; each run of equal
     knots becomes one knot whose reference ``r`` is the mean of the run's ``r_j``; its score
     is ``s = Phi^-1(r)`` clipped to ``[Phi^-1(1e-7), Phi^-1(1 - 1e-7)]`` (about +-5.2).

@@ -20,7 +20,8 @@ What the graph computes, in the C target's order (``nn_core/export/c.py``):
    ``x_i`` (none where an encoding replaces it), then its Gaussian rank, if any (the
    segment ``j`` as the count of inner knots at or below ``x``, ``GreaterOrEqual`` and
    ``ReduceSum``; ``s_j + (x - q_j) d_j`` from ``Gather``ed knots, scores and slopes
-   ``d_j``, clamped to ``[s_1, s_m]``), then its piecewise-linear encoding, if any
+   ``d_j``; ``Where`` gives the end value ``lo`` at or below ``q_1`` and ``hi`` at or
+   above ``q_m``), then its piecewise-linear encoding, if any
    (``Sub``, ``Mul``, ``Min``, ``Max`` against the edges); a categorical
    input gives its one-hot block, ``Equal(x_i, codes)`` over the ``K`` training codes
    and one more column ``1 - sum`` for the unseen bucket, so any other code (another
