@@ -88,6 +88,15 @@ def embed_inputs(net: MLP, cols: np.ndarray, n_inputs: int) -> MLP:
     return wide
 
 
+def side_by_side(layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """Several first layers ``(W_k (d, h_k), b_k (h_k,))`` of the same inputs as one:
+    ``W = [W_1 ... W_K]`` (d, sum h_k), ``b = [b_1 ... b_K]``, so ``X W + b`` holds every
+    member's pre-activations (:meth:`Ensemble.merged`; the exporters' combined models)."""
+    return (np.concatenate([W for W, _ in layers], axis=1),
+            np.concatenate([b for _, b in layers]))
+
+
 def flush_subnormal(theta: np.ndarray) -> None:
     """Set the subnormal entries of ``theta`` (``0 < |t| < tiny``, the dtype's smallest
     normal number) to 0, in place.
@@ -210,8 +219,7 @@ class Ensemble:
                 != (first.activation, first.backend) for m in nets) or H > MAX_WIDTH):
             return None
         weights = [(m.get_weights(), w) for m, w in self.members]
-        W = np.concatenate([Wb[0][0] for Wb, _ in weights], axis=1)
-        b = np.concatenate([Wb[0][1] for Wb, _ in weights])
+        W, b = side_by_side([Wb[0] for Wb, _ in weights])
         v = np.concatenate([w * np.asarray(Wb[1][0], np.float64) for Wb, w in weights])
         d = sum(w * np.asarray(Wb[1][1], np.float64) for Wb, w in weights)
         try:

@@ -349,9 +349,7 @@ def generate_c(model: ExportModel, name: str) -> tuple[dict[str, str], dict]:
         (C array name -> float32 values, for tests that parse the numbers back)
     """
     # A combined model: every member's layer 0 side by side, the rest in _c_combined.
-    merged = [(np.hstack([m.params[0][0] for m in model.members]),
-               np.concatenate([m.params[0][1] for m in model.members]))]
-    W0, b0 = fold_first_layer(model, merged if model.combined else None)
+    W0, b0 = fold_first_layer(model, [model.first_layers] if model.combined else None)
     layers = [(W0, b0)] + ([] if model.combined else [
         (W.astype(np.float32), b.astype(np.float32)) for W, b in model.params[1:]])
     widths = [W0.shape[1]] if model.combined else model.widths
@@ -559,9 +557,7 @@ def generate_c_int8(model: ExportModel, name: str) -> tuple[dict[str, str], dict
     sizes : dict with ``weight_bytes``, ``float32_weight_bytes``, ``ram_bytes``, ``arrays``
     """
     # A combined model: every member's layer 0 side by side, the rest in _c_int8_combined.
-    params = model.params if not model.combined else [
-        (np.hstack([m.params[0][0] for m in model.members]),
-         np.concatenate([m.params[0][1] for m in model.members]))]
+    params = model.params if not model.combined else [model.first_layers]
     widths = [W.shape[1] for W, _ in params]
     # the standardised values, the Gaussian ranks, then one fraction per piecewise-linear
     # encoding

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
 from ..calibration import calibration_from_dict
-from ..ensemble import Ensemble
+from ..ensemble import Ensemble, side_by_side
 from ..losses import OUTPUTS
 from ..modeldir import PREPROCESS_JSON, load_model
 from ..network import MLP
@@ -175,6 +175,12 @@ class ExportModel:
     def members(self) -> list[Member]:
         """Every member, member 0 (``params``) first."""
         return [Member(self.params, self.activation, self.weight), *self.others]
+
+    @property
+    def first_layers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every member's layer 0 side by side (``nn_core.ensemble.side_by_side``): the
+        first layer a combined model computes in one pass."""
+        return side_by_side([m.params[0] for m in self.members])
 
     @property
     def numeric(self) -> list[Input]:
@@ -550,9 +556,7 @@ def predict_int8(model: ExportModel, X: np.ndarray) -> np.ndarray:
                         np.zeros((len(F), 0), np.float32)], axis=1)
     H = None
     # a combined model: every member's layer 0 side by side (the c-int8 code's table)
-    params = model.params if not model.combined else [
-        (np.hstack([m.params[0][0] for m in model.members]),
-         np.concatenate([m.params[0][1] for m in model.members]))]
+    params = model.params if not model.combined else [model.first_layers]
     for layer, (W, b) in enumerate(params):
         Q, s = quantise_int8(W)
         Q = Q.astype(np.int32)

@@ -348,9 +348,7 @@ def generate_python_pure(model: ExportModel, name: str) -> tuple[dict[str, str],
     """
     parts = []
     # a combined model: every member's layer 0 side by side (MEMBERS holds the rest)
-    params = (model.params if not model.combined else
-              [(np.hstack([m.params[0][0] for m in model.members]),
-                np.concatenate([m.params[0][1] for m in model.members]))])
+    params = model.params if not model.combined else [model.first_layers]
     for layer, (W, b) in enumerate(params):
         M = W if layer == 0 else W.T
         rows = ",\n".join(f"        {_py_list(r, indent='        ')}" for r in M)
