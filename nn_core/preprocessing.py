@@ -36,8 +36,9 @@ interpolation of the scores between the knots (:func:`gaussian_rank`; docs/math.
 "Gaussian-rank encoding of numeric inputs"). The
 ``kind`` names the parts, in block order: ``"piecewise_linear"``, ``"gaussian_rank"`` or
 ``"gaussian_rank+piecewise_linear"``; the block is ``[z if value] + [g(x) if knots] +
-[e_1(x), ..., e_T(x) if edges]``. A preprocess.json with any Gaussian-rank encoding is
-format version 4 (version 3 readers refuse it rather than score it wrongly).
+[e_1(x), ..., e_T(x) if edges]`` (:func:`block_parts`, the layout written once). A
+preprocess.json with any Gaussian-rank encoding is format version 4 (version 3 readers
+refuse it rather than score it wrongly).
 
 The arithmetic is written once, in :func:`features_from_inputs`, over a matrix of raw
 inputs ``U`` (numeric values, and for each categorical column the position ``k`` of its
@@ -173,17 +174,62 @@ def category_positions(values: pd.Series, categories: Sequence[str]) -> np.ndarr
     return positions[codes] if len(positions) else np.zeros(len(values), dtype=np.intp)
 
 
-def block_width(column: Mapping) -> int:
-    """Features of one column: 1 for a numeric one (with an encoding: ``value`` + 1 for a
-    Gaussian rank + ``T`` for a piecewise-linear encoding of ``T`` bins), ``K + 1`` for a
-    categorical one, and one more when it has a missing indicator."""
+#: The parts of a column's feature block, in block order (:func:`block_parts`): a numeric
+#: column's standardised value ``z``, Gaussian rank ``g(x)`` and piecewise-linear bins
+#: ``e_1(x), ..., e_T(x)``, a categorical column's one-hot block, then either's missing
+#: indicator.
+BLOCK_PARTS = ("value", "rank", "ple", "onehot", "missing")
+
+
+def block_parts(column: Mapping) -> list[tuple[str, int]]:
+    """The parts of one column's feature block with their widths, in block order: the
+    block's layout, written once.
+
+    A numeric column's block is ``[z if the value is kept] + [g(x) if a Gaussian rank] +
+    [e_1(x), ..., e_T(x) if piecewise-linear bins]``, a categorical column's the one-hot
+    block of ``K + 1`` features; either ends with the missing indicator where the column
+    has one.
+
+    Parameters
+    ----------
+    column : dict
+        A checked column (:attr:`Preprocessing.columns`).
+
+    Returns
+    -------
+    list of (str, int)
+        ``(part, width)`` with ``part`` in :data:`BLOCK_PARTS`: ``("value", 1)`` (always
+        without an encoding), ``("rank", 1)``, ``("ple", T)``, or ``("onehot", K + 1)``;
+        then ``("missing", 1)``. The widths sum to :func:`block_width`.
+    """
     if column["kind"] == "numeric":
-        encoding = column.get("encoding")
-        width = 1 if encoding is None else (int(encoding["value"]) + ("knots" in encoding)
-                                             + n_bins(encoding))
+        encoding = column.get("encoding") or {}
+        parts = [("value", 1)] if encoding.get("value", True) else []
+        if "knots" in encoding:
+            parts.append(("rank", 1))
+        if "edges" in encoding:
+            parts.append(("ple", n_bins(encoding)))
     else:
-        width = len(column["categories"]) + 1
-    return width + has_indicator(column)
+        parts = [("onehot", len(column["categories"]) + 1)]
+    if has_indicator(column):
+        parts.append(("missing", 1))
+    return parts
+
+
+def part_slices(column: Mapping, start: int = 0) -> dict[str, slice]:
+    """The features of each part of one column's block (:func:`block_parts`), in block
+    order, for a block that starts at feature ``start``: ``{"value": slice(start, start +
+    1), "ple": slice(start + 1, start + 1 + T), ...}``."""
+    slices = {}
+    for part, width in block_parts(column):
+        slices[part] = slice(start, start + width)
+        start += width
+    return slices
+
+
+def block_width(column: Mapping) -> int:
+    """Features of one column: the sum of its parts' widths (:func:`block_parts`)."""
+    return sum(width for _, width in block_parts(column))
 
 
 def n_bins(encoding: Mapping) -> int:
@@ -330,9 +376,11 @@ def features_from_inputs(
     else:
         indicators = None
     n = U.shape[0]
-    widths = [block_width(c) for c in columns]
-    F = np.zeros((n, sum(widths)), dtype=dtype)
-    start = np.cumsum([0, *widths[:-1]])  # first feature of each column's block
+    blocks, n_features = [], 0  # the features of each part of each column's block
+    for c in columns:
+        blocks.append(part_slices(c, n_features))
+        n_features = next(reversed(blocks[-1].values())).stop  # the last part ends the block
+    F = np.zeros((n, n_features), dtype=dtype)
     numeric = [i for i, c in enumerate(columns) if c["kind"] == "numeric"]
     categorical = [i for i, c in enumerate(columns) if c["kind"] == "categorical"]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -347,37 +395,28 @@ def features_from_inputs(
         u[:, log] = np.log1p(np.maximum(x[:, log], 0.0))  # NaN stays NaN (invalid rows)
         u -= mean
         u /= std
-        # the standardised value z is the block's first feature unless an encoding replaces it
-        keep = [j for j, i in enumerate(numeric) if _keeps_value(columns[i])]
-        F[:, start[numeric][keep]] = u[:, keep]
-        for j, i in enumerate(numeric):  # encodings of x: after z if kept, the Gaussian
-            encoding = columns[i].get("encoding")  # rank, then the piecewise-linear bins
-            if encoding is not None:
-                first = start[i] + int(encoding["value"])
-                if "knots" in encoding:
-                    F[:, first] = gaussian_rank(x[:, j], encoding["knots"], encoding["scores"],
-                                                encoding["ends"])
-                    first += 1
-                if "edges" in encoding:
-                    F[:, first:first + n_bins(encoding)] = piecewise_linear(
-                        x[:, j], encoding["edges"])
-        # categorical columns, all at once: one-hot F[r, start + k] = 1 for the position k
+        # the standardised value z, where the block keeps it (an encoding may replace it)
+        keep = [j for j, i in enumerate(numeric) if "value" in blocks[i]]
+        F[:, [blocks[numeric[j]]["value"].start for j in keep]] = u[:, keep]
+        for j, i in enumerate(numeric):  # encodings of x: the Gaussian rank, the bins
+            encoding, parts = columns[i].get("encoding"), blocks[i]
+            if "rank" in parts:
+                F[:, parts["rank"].start] = gaussian_rank(x[:, j], encoding["knots"],
+                                                          encoding["scores"], encoding["ends"])
+            if "ple" in parts:
+                F[:, parts["ple"]] = piecewise_linear(x[:, j], encoding["edges"])
+        # categorical columns, all at once: one-hot F[r, first + k] = 1 for the position k
         # of row r's category (K = unseen); a NaN or impossible code sets nothing
         k = U[:, categorical]
         K = np.array([len(columns[i]["categories"]) for i in categorical], dtype=np.float64)
+        first = np.array([blocks[i]["onehot"].start for i in categorical], dtype=np.int64)
         valid = (k >= 0) & (k <= K) & (k == np.floor(k))
-        flat = np.arange(n)[:, None] * F.shape[1] + start[categorical] + np.where(valid, k, 0)
+        flat = np.arange(n)[:, None] * F.shape[1] + first + np.where(valid, k, 0)
         F.reshape(-1)[flat[valid].astype(np.intp)] = 1
     if indicators:
-        for i, missing in indicators.items():  # the indicator is the block's last feature
-            F[:, start[i] + widths[i] - 1] = missing
+        for i, missing in indicators.items():
+            F[:, blocks[i]["missing"].start] = missing
     return F, invalid
-
-
-def _keeps_value(column: Mapping) -> bool:
-    """Whether a numeric column's block holds its standardised value ``z``."""
-    encoding = column.get("encoding")
-    return encoding is None or encoding["value"]
 
 
 def _impute(columns: Sequence[Mapping], U: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -446,18 +485,19 @@ class Preprocessing:
         ``PageValues[ple 2]``, ``Month=Nov``."""
         names = []
         for c in self._check_fitted():
-            if c["kind"] == "numeric":
-                if _keeps_value(c):
-                    names.append(f"log1p({c['name']})" if c["log1p"] else c["name"])
-                encoding = c.get("encoding", {})
-                if "knots" in encoding:
-                    names.append(f"{c['name']}[rank]")
-                names.extend(f"{c['name']}[ple {t}]" for t in range(1, n_bins(encoding) + 1))
-            else:
-                names.extend(f"{c['name']}={k}" for k in c["categories"])
-                names.append(f"{c['name']}=<unseen>")
-            if has_indicator(c):
-                names.append(f"missing({c['name']})")
+            name = c["name"]
+            for part, width in block_parts(c):
+                if part == "value":
+                    names.append(f"log1p({name})" if c["log1p"] else name)
+                elif part == "rank":
+                    names.append(f"{name}[rank]")
+                elif part == "ple":
+                    names.extend(f"{name}[ple {t}]" for t in range(1, width + 1))
+                elif part == "onehot":
+                    names.extend([*(f"{name}={k}" for k in c["categories"]),
+                                  f"{name}=<unseen>"])
+                else:
+                    names.append(f"missing({name})")
         return names
 
     def column_slices(self) -> dict[str, slice]:
