@@ -7,11 +7,10 @@ NUMERIC_ENCODINGS`` whose parts (its ``NumericEncoding``: ``value``, ``rank``, `
 the model's encoding (the *union*) has; its columns are the features that encoding alone
 would have produced, in the same order:
 
-* of a numeric column, the features of the view's parts, told apart by their names
-  (``nn_core/preprocessing.py: Preprocessing.feature_names``): ``value`` is ``name`` or
-  ``log1p(name)``, ``rank`` the Gaussian rank ``name[rank]``, ``ple`` the bins
-  ``name[ple t]``; its missing indicator ``missing(name)`` in every view; a
-  column with none of the view's parts (a constant column has no piecewise-linear bins)
+* of a numeric column, the features of the view's parts, found by their place in the
+  column's block (``nn_core/preprocessing.py: block_parts``): ``value`` the standardised
+  value, ``rank`` the Gaussian rank, ``ple`` the bins; its missing indicator in every
+  view; a column with none of the view's parts (a constant column has no piecewise-linear bins)
   with its value, as the view's encoding alone gives it (or, where the union has no value
   either, with what its block holds);
 * every feature of a categorical column (one-hot block and missing indicator).
@@ -26,11 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nn_core.preprocessing import NUMERIC_ENCODINGS, Preprocessing
+from nn_core.preprocessing import NUMERIC_ENCODINGS, Preprocessing, part_slices
 
-#: The part (a ``NumericEncoding`` field) that a numeric column's feature belongs to, by
-#: the feature name's ending after the column's name (``None``: the value itself).
-PART_OF_SUFFIX = {None: "value", "rank": "rank", "ple": "ple"}
 #: The parts in words, for messages, in block order.
 PART_NAMES = {"value": "the standardised value", "rank": "the Gaussian rank",
               "ple": "the piecewise-linear bins"}
@@ -63,22 +59,6 @@ def check_views(views: Sequence[str], encoding: str) -> None:
                              f"{encoding}: it lacks {' and '.join(map(PART_NAMES.get, lacks))}")
 
 
-def _numeric_part(feature: str, column: str) -> str | None:
-    """The encoding part of the feature ``feature`` of numeric column ``column``; None for
-    its missing indicator. ValueError for a name no encoding gives."""
-    if feature == f"missing({column})":
-        return None
-    for base in (f"log1p({column})", column):
-        if feature == base:
-            return PART_OF_SUFFIX[None]
-        if feature.startswith(base + "[") and feature.endswith("]"):
-            suffix = feature[len(base) + 1:-1].split(" ")[0]
-            if suffix in PART_OF_SUFFIX:
-                return PART_OF_SUFFIX[suffix]
-    raise ValueError(f"feature {feature!r} of numeric column {column!r} belongs to no known "
-                     "part of a numeric encoding")
-
-
 def view_columns(pre: Preprocessing, view: str) -> np.ndarray:
     """The columns of ``pre``'s feature matrix that the encoding ``view`` alone gives.
 
@@ -98,27 +78,23 @@ def view_columns(pre: Preprocessing, view: str) -> np.ndarray:
     ------
     ValueError
         When no numeric column has the features of a part of ``view`` (``pre`` was fitted
-        with an encoding that does not contain it), or a numeric column's feature belongs
-        to no part.
+        with an encoding that does not contain it).
     """
     parts = encoding_parts(view)
-    names = pre.feature_names
     keep, seen = [], set()
     for c, block in zip(pre.columns, pre.column_slices().values(), strict=True):
-        index = range(block.start, block.stop)
         if c["kind"] != "numeric":
-            keep.extend(index)
+            keep.extend(range(block.start, block.stop))
             continue
-        found = {i: _numeric_part(names[i], c["name"]) for i in index}
-        present = set(found.values())
+        found = part_slices(c, block.start)  # the features of each part, in block order
+        present = set(found) - {"missing"}
         seen |= present
-        if not parts & present:
-            # A constant column has no bins: the view's encoding alone gives its value
-            # (where the union lacks the value too, the block as it is).
-            parts_here = {"value"} & present or present
-        else:
-            parts_here = parts
-        keep.extend(i for i, part in found.items() if part is None or part in parts_here)
+        # A constant column has no bins: the view's encoding alone gives its value (where
+        # the union lacks the value too, the block as it is).
+        parts_here = parts & present or {"value"} & present or present
+        for part, features in found.items():
+            if part == "missing" or part in parts_here:
+                keep.extend(range(features.start, features.stop))
     lacks = [p for p in PART_NAMES if p in parts - seen]
     if seen and lacks:
         raise ValueError(f"view {view}: no numeric column has "

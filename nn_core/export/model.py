@@ -24,7 +24,14 @@ from ..ensemble import Ensemble, side_by_side
 from ..losses import OUTPUTS
 from ..modeldir import PREPROCESS_JSON, load_model
 from ..network import MLP
-from ..preprocessing import ENCODING_KINDS, canonical_series, features_from_inputs, missing_mask
+from ..preprocessing import (
+    ENCODING_KINDS,
+    block_width,
+    canonical_series,
+    features_from_inputs,
+    missing_mask,
+    part_slices,
+)
 
 #: Every hidden activation of the table can be exported: each entry spells itself in C
 #: and Python (``nn_core/activations.py: Activation``).
@@ -76,6 +83,10 @@ class Input:
     value : bool
         Numeric only: whether the block holds the standardised value ``z`` (at ``row``);
         false where an encoding replaces it.
+    rank_row, ple_row : int or None
+        Numeric only: feature index of the Gaussian rank ``g(x)`` and of the first of the
+        ``T`` piecewise-linear features (the block's layout:
+        ``nn_core.preprocessing.block_parts``); ``None`` without that encoding.
     """
 
     index: int
@@ -95,17 +106,8 @@ class Input:
     scores: list[float] | None = None
     ends: list[float] | None = None
     value: bool = True
-
-    @property
-    def rank_row(self) -> int:
-        """Feature index of the Gaussian-rank feature (after ``z`` if kept)."""
-        return self.row + int(self.value)
-
-    @property
-    def ple_row(self) -> int:
-        """Feature index of the first piecewise-linear feature (after ``z`` if kept and the
-        Gaussian rank if any)."""
-        return self.row + int(self.value) + (self.knots is not None)
+    rank_row: int | None = None
+    ple_row: int | None = None
 
     @property
     def n_knots(self) -> int:
@@ -298,10 +300,12 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
     """
     inputs, row = [], 0
     for i, c in enumerate(columns):
+        first = {part: s.start for part, s in part_slices(c, row).items()}  # of each part
         if c["kind"] == "numeric":
             _float32_range(path, c["name"], "mean and std", [c["mean"], c["std"]])
             inputs.append(Input(i, c["name"], "numeric", row, bool(c["log1p"]),
-                                float(c["mean"]), float(c["std"])))
+                                float(c["mean"]), float(c["std"]), value="value" in first,
+                                rank_row=first.get("rank"), ple_row=first.get("ple")))
             encoding = c.get("encoding")
             if encoding is not None:
                 for key in ("edges", "knots", "scores", "ends"):
@@ -313,8 +317,6 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
                     inputs[-1].knots = [float(q) for q in encoding["knots"]]
                     inputs[-1].scores = [float(v) for v in encoding["scores"]]
                     inputs[-1].ends = [float(v) for v in encoding["ends"]]
-                inputs[-1].value = bool(encoding["value"])
-            row += inputs[-1].value + (inputs[-1].knots is not None) + inputs[-1].n_bins
         else:
             cats = list(c["categories"])
             if len(set(cats)) != len(cats):
@@ -322,14 +324,12 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
             scheme, codes = categorical_codes(cats)
             inputs.append(Input(i, c["name"], "categorical", row, categories=cats,
                                 codes=codes, code_scheme=scheme))
-            row += len(cats) + 1
         impute = c.get("impute")
         if impute is not None:
             inputs[-1].impute = (float(impute["value"]) if c["kind"] == "numeric"
                                  else float(codes[cats.index(impute["value"])]))
-            if impute["indicator"]:
-                inputs[-1].missing_row = row
-                row += 1
+        inputs[-1].missing_row = first.get("missing")
+        row += block_width(c)
     if row != n_features:
         raise ExportError(
             f"{path}: the columns make {row} features but the network has {n_features} inputs"
