@@ -75,10 +75,12 @@ def _impute_lines(model: ExportModel, fmt: str) -> tuple[str, str]:
 
 #: The NUMERIC lines of the two templates: the standardised value of a numeric input (the
 #: only lines of a model without an encoding); with an encoding (:func:`_numeric_lines`)
-#: that value where it is kept (``value``), then the Gaussian rank on the input's
-#: ``knots``, ``scores`` and ``ends`` (``nn_core.preprocessing.gaussian_rank``) and the
-#: piecewise-linear encoding of ``x`` on its ``edges``
-#: (``nn_core.preprocessing.piecewise_linear``), where the input has them.
+#: that value where it is kept (``value``, at ``row``), then the Gaussian rank on the
+#: input's ``knots``, ``scores`` and ``ends`` (``nn_core.preprocessing.gaussian_rank``) at
+#: feature ``rank_row`` and the piecewise-linear encoding of ``x`` on its ``edges``
+#: (``nn_core.preprocessing.piecewise_linear``) at ``ple_row`` on, where the input has
+#: them. The rows are data of INPUTS (:func:`_inputs_data`): the code never works out the
+#: block's layout.
 _NUMERIC = {
     "python": (
         '                u = np.log1p(np.where(x < 0, 0.0, x)) if c["log1p"] else x\n'
@@ -99,12 +101,12 @@ _NUMERIC_VALUE = {
 }
 _NUMERIC_RANK = {
     "python": (
-        '                if "knots" in c:  # Gaussian rank of x, after z if kept\n'
+        '                if "knots" in c:  # Gaussian rank of x, at feature rank_row\n'
         '                    q, (lo, hi) = c["knots"], c["ends"]  # lo, hi at and beyond q\n'
-        '                    F[:, row + c["value"]] = np.where(x <= q[0], lo, np.where(\n'
+        '                    F[:, c["rank_row"]] = np.where(x <= q[0], lo, np.where(\n'
         '                        x >= q[-1], hi, np.interp(x, q, c["scores"])))\n'),
     "python-pure": (
-        '            if "knots" in c:  # Gaussian rank of v, after z if kept\n'
+        '            if "knots" in c:  # Gaussian rank of v, at feature rank_row\n'
         '                q, s = c["knots"], c["scores"]\n'
         '                if v <= q[0] or v >= q[-1]:  # lo at or below the knots, hi above\n'
         '                    g = c["ends"][0] if v <= q[0] else c["ends"][1]\n'
@@ -114,38 +116,54 @@ _NUMERIC_RANK = {
         '                        mid = (lo + hi) // 2\n'
         '                        lo, hi = (mid, hi) if q[mid] <= v else (lo, mid)\n'
         '                    g = s[lo] + (v - q[lo]) * (s[hi] - s[lo]) / (q[hi] - q[lo])\n'
-        '                h = [hj + g * wj for hj, wj in zip(h, W0[row + c["value"]])]\n'),
+        '                h = [hj + g * wj for hj, wj in zip(h, W0[c["rank_row"]])]\n'),
 }
 _NUMERIC_PLE = {
     "python": (
-        '                if "edges" in c:  # piecewise-linear encoding of x, after z if kept\n'
+        '                if "edges" in c:  # piecewise-linear encoding of x, from ple_row on\n'
         '                    b = np.asarray(c["edges"])\n'
         '                    E = (x[:, None] - b[:-1]) / np.diff(b)\n'
         '                    E[:, :-1] = np.minimum(E[:, :-1], 1.0)  # first: not clipped below\n'
         '                    E[:, 1:] = np.maximum(E[:, 1:], 0.0)  # last: not clipped above\n'
-        '                    first = row + c["value"]@RANK@\n'
+        '                    first = c["ple_row"]\n'
         '                    F[:, first:first + len(b) - 1] = E\n'),
     "python-pure": (
-        '            if "edges" in c:  # piecewise-linear encoding of v, after z if kept\n'
+        '            if "edges" in c:  # piecewise-linear encoding of v, from ple_row on\n'
         '                b = c["edges"]\n'
         '                for t in range(len(b) - 1):\n'
         '                    e = (v - b[t]) / (b[t + 1] - b[t])\n'
         '                    e = e if t == 0 else max(e, 0.0)  # first: not clipped below\n'
         '                    e = e if t == len(b) - 2 else min(e, 1.0)  # last: not above\n'
-        '                    first = row + c["value"]@RANK@\n'
-        '                    h = [hj + e * wj for hj, wj in zip(h, W0[first + t])]\n'),
+        '                    h = [hj + e * wj for hj, wj in zip(h, W0[c["ple_row"] + t])]\n'),
 }
 
 
 def _numeric_lines(model: ExportModel, fmt: str) -> str:
     """The NUMERIC lines of a model: the value alone without an encoding; else the value
-    where kept, the Gaussian rank where the model has one (the bins then start after it)
-    and the piecewise-linear encoding where the model has one."""
+    where kept, the Gaussian rank where the model has one and the piecewise-linear
+    encoding where the model has one."""
     if not (model.encoded or model.ranked):
         return _NUMERIC[fmt]
-    after_rank = ' + ("knots" in c)' if model.ranked else ""
     return (_NUMERIC_VALUE[fmt] + (_NUMERIC_RANK[fmt] if model.ranked else "")
-            + (_NUMERIC_PLE[fmt].replace("@RANK@", after_rank) if model.encoded else ""))
+            + (_NUMERIC_PLE[fmt] if model.encoded else ""))
+
+
+def _inputs_data(model: ExportModel) -> list[dict]:
+    """INPUTS of the predictors: the input table of ``NAME.json``
+    (:func:`~nn_core.export.describe.input_table`) with, in a model with an encoding, each
+    numeric input's ``rank_row`` and ``ple_row`` after its ``value`` where it has that
+    encoding: the features of its Gaussian rank and of its first bin, from
+    :class:`~nn_core.export.model.Input` (the block's layout,
+    ``nn_core.preprocessing.part_slices``). The predictor places the features there."""
+    table = input_table(model)
+    for k, (entry, c) in enumerate(zip(table, model.inputs, strict=True)):
+        if "value" in entry:  # a numeric input of a model with an encoding
+            rows = {key: r for key, r in (("rank_row", c.rank_row), ("ple_row", c.ple_row))
+                    if r is not None}
+            items = list(entry.items())
+            at = list(entry).index("value") + 1
+            table[k] = dict(items[:at] + list(rows.items()) + items[at:])
+    return table
 
 
 def _encode_missing(model: ExportModel) -> str:
@@ -297,7 +315,7 @@ def _py_module(model: ExportModel, name: str, fmt: str, layers: str) -> str:
         "OUTPUT": repr(model.output),
         "LEAKY_SLOPE": py_float(model.leaky_slope),
         "N_FEATURES": str(model.params[0][0].shape[0]),
-        "INPUTS": pprint.pformat(input_table(model), width=96, sort_dicts=False),
+        "INPUTS": pprint.pformat(_inputs_data(model), width=96, sort_dicts=False),
         "_ROWS": repr([c.row for c in model.inputs]),
         "LAYERS": layers,
         "ENCODE": fill(section("encode.py", "encode"),

@@ -7,7 +7,9 @@
 #                       activation of nn_core.activations.ACTIVATIONS; IMPUTE and
 #                       INDICATORS the imputation of a model trained with it (else
 #                       nothing: the line goes); NUMERIC the features of a numeric
-#                       input (with the piecewise-linear encoding where the model has it);
+#                       input (with the Gaussian rank and the piecewise-linear encoding
+#                       where the model has them, at the rows rank_row and ple_row of
+#                       its INPUTS entry);
 #                       MEMBERS the further networks of a combined model and FORWARD the
 #                       layers to the probability (one network's, or the combination's).
 # The emitted text is pinned byte for byte by

@@ -7,7 +7,9 @@
 #                       activation of nn_core.activations.ACTIVATIONS; IMPUTE and
 #                       INDICATORS the imputation of a model trained with it (else
 #                       nothing: the line goes); NUMERIC the features of a numeric
-#                       input (with the piecewise-linear encoding where the model has it);
+#                       input (with the Gaussian rank and the piecewise-linear encoding
+#                       where the model has them, at the rows rank_row and ple_row of
+#                       its INPUTS entry);
 #                       MEMBERS the further layers of a combined model's networks and
 #                       FORWARD the layers after layer 0 (one network's, or each member's
 #                       on its slice of layer 0, then the combination).

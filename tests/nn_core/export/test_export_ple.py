@@ -29,6 +29,7 @@ from nn_core import export as ex
 from nn_core.export.c import _lookup_bytes
 from nn_core.export.int8 import calibrate, predict_int8_full
 from nn_core.metrics import roc_auc
+from nn_core.preprocessing import block_width, part_slices
 
 pytestmark = pytest.mark.slow  # trains four models and compiles their predictors (about 20 s)
 
@@ -99,9 +100,14 @@ def _predict(case, fmt, X):
         session = ort.InferenceSession(str(case["out"] / f"{NAMES[fmt]}.onnx"),
                                        providers=["CPUExecutionProvider"])
         return session.run(["p"], {"x": X.astype(np.float32)})[0].astype(np.float64)
-    module = import_file(case["out"] / f"{NAMES[fmt]}.py",
-                         NAMES[fmt] + case["encoding"].replace("+", "_"))
+    module = _module(case, fmt)
     return np.asarray(module.predict_proba(X.tolist() if fmt == "python-pure" else X))
+
+
+def _module(case, fmt):
+    """The one-file Python predictor ``fmt`` of the case, imported."""
+    return import_file(case["out"] / f"{NAMES[fmt]}.py",
+                       NAMES[fmt] + case["encoding"].replace("+", "_"))
 
 
 def _extreme_rows(case) -> np.ndarray:
@@ -151,6 +157,40 @@ def test_the_model_carries_the_encoding(case):
             np.testing.assert_array_equal(F[case["X"][:, c.index] == c.knots[0], c.rank_row], lo)
             np.testing.assert_array_equal(F[case["X"][:, c.index] == c.knots[-1], c.rank_row],
                                           hi)
+
+
+@pytest.mark.parametrize("fmt", ["python", "python-pure"])
+def test_python_predictors_take_the_block_layout_as_data(case, fmt):
+    """Each numeric input of INPUTS carries the features of its Gaussian rank and first bin
+    (``rank_row``, ``ple_row``, where it has that encoding), those of the block's one
+    layout (``part_slices``); the code reads them and works out no offset of its own."""
+    model = case["model"]
+    module = _module(case, fmt)
+    start = 0
+    for entry, column in zip(module.INPUTS, model.columns, strict=True):
+        parts = part_slices(column, start)
+        start += block_width(column)
+        if column["kind"] == "numeric":
+            assert entry.get("rank_row") == (parts["rank"].start if "rank" in parts else None)
+            assert entry.get("ple_row") == (parts["ple"].start if "ple" in parts else None)
+            assert entry["value"] == ("value" in parts)
+        assert module._ROWS[entry["index"]] == min(s.start for s in parts.values())
+    text = (case["out"] / f"{NAMES[fmt]}.py").read_text()
+    assert 'c["rank_row"]' in text if model.ranked else 'rank_row' not in text
+    assert 'c["ple_row"]' in text if model.encoded else 'ple_row' not in text
+    assert 'row + c["value"]' not in text and '("knots" in c)' not in text
+
+
+def test_numpy_predictor_places_every_feature_as_the_preprocessing(case):
+    """The NumPy predictor's feature matrix is the preprocessing's
+    (``features_from_codes``), feature by feature, on the bundled rows and on the edges,
+    knots and values beyond them."""
+    module = _module(case, "python")
+    for X in (case["X"], _extreme_rows(case)):
+        F, invalid = module.features(X)
+        ref = ex.features_from_codes(case["model"], X)
+        np.testing.assert_array_equal(invalid, np.isnan(ref).all(axis=1))
+        np.testing.assert_allclose(F[~invalid], ref[~invalid], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("fmt", ["c", "python", "python-pure", "onnx"])
