@@ -260,7 +260,8 @@ def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
             print("compiling kernels (first run only)" if cached is False
                   else "compiling or loading kernels", file=sys.stderr, flush=True)
     if cfg.backend == "numba":  # from an empty cache, prediction compiles in a child process
-        precompile.start(cfg.dtype, {cfg.activation, base_cfg.activation})
+        # (and then the one-hot kernel predict.py will score the saved model with)
+        precompile.start(cfg.dtype, {cfg.activation, base_cfg.activation}, [cfg.activation])
     if options.tune:
         tuning = data.split(seeds[0])
         X = tuning.X
@@ -325,6 +326,7 @@ def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
     if trials:
         result["tune"] = {"n_trials": len(trials),
                           "selected": next(t for t in trials if t["selected"])}
+    precompile.wait_all()  # the one-hot kernel cached before train.py exits (mostly done)
     return result
 
 

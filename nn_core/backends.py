@@ -341,7 +341,7 @@ class NumbaBackend:
         ValueError
             An index of ``R`` that is not a feature.
         """
-        precompile.wait()
+        precompile.wait_all()  # a child may be saving a one-hot kernel (a cold train.py)
         act = kernels.activation_index(model.activation)
         out = kernels.output_index(output or model.output)
         W0 = model.unflatten(model.theta)[0][0]

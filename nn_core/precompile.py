@@ -4,28 +4,42 @@ From an empty Numba cache (a first run, a new install, a changed kernel source) 
 ``train.py`` spends most of its time compiling: the training kernel, then, at the first
 prediction (the dev rows after epoch 1), the prediction kernel, one after the other in one
 process. The two are independent. :func:`start` compiles the prediction kernels in a child
-process (``python -m nn_core.precompile DTYPE ACTIVATION...``), which writes them to Numba's
+process (``python -m nn_core.precompile DTYPE BLOCKS ONEHOT``), which writes them to Numba's
 on-disk cache while this process compiles the training kernel on another core;
-:func:`wait`, which the numba backend calls before each prediction, lets the child finish,
-after which this process loads the kernels from the cache (a few hundredths of a second)
-instead of compiling them (1 to 2 s each).
+:func:`wait`, which the numba backend calls before each prediction, waits until the child
+has cached the block-prediction kernels, after which this process loads them from the cache
+(a few hundredths of a second) instead of compiling them (1 to 2 s each).
+
+The child then goes on to compile the one-hot entry (``nn_core/kernels.py: entry``,
+``"onehot"``) of the saved model's activation: ``train.py`` predicts through the feature
+matrix, but ``predict.py`` through the one-hot split (``nn_core/onehot.py``), so without it
+the first ``predict.py`` after a cold ``train.py`` compiles that kernel (2 s of its 2.5 s
+on the bundled table). :func:`wait_all` waits for the child to end: the run calls it when
+its work is done (the child, on its own core, has long finished by then), so that the entry
+is cached before ``train.py`` exits, and the backend's ``predict_onehot`` calls it before
+it may compile a one-hot entry itself.
 
 Numba's file cache has no lock: two processes saving *different* signatures of one function
-at the same moment could pick the same data file. So the child compiles only what this
-process does not compile before :func:`wait` returns: the prediction entries
-(``nn_core/kernels.py: entry``) and the output function they call (``apply_output``, called
-by nothing else); and two functions of one signature per dtype, which either process saves
-under the same key, to the same file, atomically: ``block_finite`` for a read-only C-ordered
-matrix (``nn_core/validation.py: as_matrix`` gives it no other) and the training kernel's
-output and loss (``output_loss_delta``, called by ``nn_core/kernels.py: batch_gradient``
-only, with the logits as a strided column). The child compiles the latter first: the run's
-training compile reaches it a second or two in, and loads it from the cache when the child
-was quicker (0.5 s of compiling saved). ``tests/nn_core/test_precompile.py`` checks that the
-child and a training run share no other cached function and give these the same signatures.
+at the same moment could pick the same data file (one-hot entries of two activations are
+two signatures of one cached function, the closure's). So the child compiles only what this
+process does not compile before the matching wait returns: the prediction entries
+(block ones before :func:`wait`, one-hot ones before :func:`wait_all`) and the output
+function they call (``apply_output``, called by nothing else); and two functions of one
+signature per dtype, which either process saves under the same key, to the same file,
+atomically: ``block_finite`` for a read-only C-ordered matrix (``nn_core/validation.py:
+as_matrix`` gives it no other, and the one-hot entry's check passes it the same) and the
+training kernel's output and loss (``output_loss_delta``, called by ``nn_core/kernels.py:
+batch_gradient`` only, with the logits as a strided column). The child compiles the latter
+first: the run's training compile reaches it a second or two in, and loads it from the cache
+when the child was quicker (0.5 s of compiling saved). ``tests/nn_core/test_precompile.py``
+checks that the child and a training run share no other cached function and give these the
+same signatures, that the child gives every function but the entries one signature, and
+that ``predict.py`` after a cold ``train.py`` compiles nothing.
 
 Nothing is started on one usable CPU (nothing to overlap), when the kernels are compiled or
-cached already, or for a backend other than numba. If the child fails, :func:`wait` returns
-all the same and this process compiles what it needs itself, as without it.
+cached already, or for a backend other than numba. If the child fails, :func:`wait` and
+:func:`wait_all` return all the same and this process compiles what it needs itself, as
+without it.
 """
 
 from __future__ import annotations
@@ -34,34 +48,40 @@ import atexit
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 _CHILDREN: list[subprocess.Popen] = []
 
 
-def start(dtype: str, activations: Iterable[str]) -> bool:
+def start(dtype: str, activations: Iterable[str], onehot: Iterable[str] = ()) -> bool:
     """Start compiling, in a child process, the block-prediction kernel of each hidden
-    ``activation`` for ``dtype`` networks (and, first, the training kernel's output and
-    loss), unless the prediction kernels are compiled or cached already.
+    activation in ``activations`` for ``dtype`` networks (and, first, the training kernel's
+    output and loss), then the one-hot prediction kernel of each in ``onehot``, those of
+    them that are not compiled or cached already.
 
     Returns True when a child was started. Call it before a cold ``fit``; the numba
-    backend's ``predict`` waits for the child (:func:`wait`).
+    backend's ``predict`` waits for the block kernels (:func:`wait`), its
+    ``predict_onehot`` and the end of the run for the child (:func:`wait_all`).
     """
     if usable_cpus() < 2:
         return False
     from . import kernels
 
+    def missing(kind: str, names: Iterable[str]) -> list[str]:
+        return sorted({a for a in names if not has_kernel(
+            kernels.entry(kind, kernels.activation_index(a)), dtype)})
+
     try:
-        missing = sorted({a for a in activations if not has_kernel(
-            kernels.entry("blocks", kernels.activation_index(a)), dtype)})
+        blocks, onehot = missing("blocks", activations), missing("onehot", onehot)
     except Exception:  # Numba's cache internals moved: compile in this process, as before
         return False
-    if not missing:
+    if not (blocks or onehot):
         return False
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "nn_core.precompile", dtype, *missing],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "nn_core.precompile", dtype, ",".join(blocks),
+             ",".join(onehot)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
     except OSError:  # no interpreter to start (an embedded Python): compile here, as before
         return False
@@ -79,7 +99,17 @@ def usable_cpus() -> int:
 
 
 def wait() -> None:
-    """Wait for the children :func:`start` began (none: returns at once)."""
+    """Wait until the children :func:`start` began have cached the block-prediction
+    kernels (they may go on with the one-hot ones); with none, return at once."""
+    for child in _CHILDREN:
+        if not child.stdout.closed:
+            child.stdout.readline()  # its line once they are cached; b"" if it ended first
+            child.stdout.close()
+
+
+def wait_all() -> None:
+    """Wait for the children :func:`start` began to end (none: returns at once)."""
+    wait()
     while _CHILDREN:
         _CHILDREN.pop().wait()
 
@@ -89,6 +119,7 @@ def _stop() -> None:
     for child in _CHILDREN:
         child.kill()
         child.wait()
+        child.stdout.close()
 
 
 def has_kernel(dispatcher, dtype: str) -> bool:
@@ -106,24 +137,40 @@ def has_kernel(dispatcher, dtype: str) -> bool:
     return any(key[1] == machine and key[2] == source and for_dtype(key[0]) for key in index)
 
 
-def _compile(dtype: str, activations: list[str]) -> None:
+def _compile(dtype: str, blocks: Iterable[str], onehot: Iterable[str] = (),
+             ready: Callable[[], None] = lambda: None) -> None:
     """The child: the training kernel's output and loss with the argument types
-    ``batch_gradient`` passes, then one row predicted with a network of one hidden unit per
-    activation, with the argument types ``NumbaBackend.predict`` passes (``MLP.theta``, its
-    int64 ``layout``, C-ordered rows): the very signatures a run calls."""
+    ``batch_gradient`` passes; one row predicted with a network of one hidden unit per
+    activation in ``blocks``, with the argument types ``NumbaBackend.predict`` passes
+    (``MLP.theta``, its int64 ``layout``, C-ordered rows); ``ready()``; then the same row
+    through the one-hot kernel of each activation in ``onehot``, as
+    ``NumbaBackend.predict_onehot`` passes it (C-ordered dense features ``X_d``, int32
+    codes ``R``, ``W_0``'s dense rows): the very signatures a run and ``predict.py`` call.
+    """
     import numpy as np
 
     from . import kernels
 
     z = np.zeros((2, 2), dtype=dtype)[:, 0]  # a strided column of logits, as Z_out[:m, 0]
     kernels.output_loss_delta(0, z, *(np.zeros(2, dtype=dtype) for _ in range(4)), 2)
-    theta = np.zeros(4, dtype=dtype)  # W_0 (1, 1), b_0, W_1 (1, 1), b_1
-    layout = np.array([[0, 1, 1, 1], [2, 3, 1, 1]], dtype=np.int64)
-    p = np.empty(1, dtype=dtype)
-    for activation in activations:
-        kernels.predict_blocks(np.zeros((1, 1), dtype=dtype), theta, layout,
-                               kernels.activation_index(activation), 0, 1, p)
+    # Inputs x = (x_0, one-hot block of one feature): W_0 (2, 1), b_0, W_1 (1, 1), b_1.
+    theta = np.zeros(5, dtype=dtype)
+    layout = np.array([[0, 2, 2, 1], [3, 4, 1, 1]], dtype=np.int64)
+    X, p = np.zeros((1, 2), dtype=dtype), np.empty(1, dtype=dtype)
+    for activation in blocks:
+        kernels.predict_blocks(X, theta, layout, kernels.activation_index(activation), 0, 1, p)
+    ready()
+    Xd, R, Wd = X[:, :1].copy(), np.ones((1, 1), dtype=np.int32), np.zeros((1, 1), dtype=dtype)
+    for activation in onehot:
+        kernels.predict_blocks_onehot(Xd, R, Wd, theta, layout,
+                                      kernels.activation_index(activation), 0, 1, p)
+
+
+def _tell_parent() -> None:
+    """The child's line to :func:`wait`: the block kernels are cached."""
+    print(flush=True)
 
 
 if __name__ == "__main__":
-    _compile(sys.argv[1], sys.argv[2:])
+    _compile(sys.argv[1], filter(None, sys.argv[2].split(",")),
+             filter(None, sys.argv[3].split(",")), _tell_parent)
