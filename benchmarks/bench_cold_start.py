@@ -8,8 +8,10 @@ repeat measures, in new processes:
 
 * **cold**: an empty Numba cache (``NUMBA_CACHE_DIR`` a new folder), so every
   kernel the run uses is compiled: a first run, a new install, a changed kernel
-  (``predict.py`` right after the cold ``train.py``, which compiled the
-  prediction kernel already, then again on an empty cache of its own);
+  (``predict.py`` right after the cold ``train.py``, whose compile child cached
+  the one-hot prediction kernel ``predict.py`` scores with, with the number of
+  functions that first ``predict.py`` still compiled, 0 when it compiled
+  nothing; then again on an empty cache of its own);
 * **warm**: the same command again, the cache now filled;
 * and, in one more warm process, where the time of a warm run goes:
   **python** (``python -c pass``), **imports** (``propensity.train`` or
@@ -30,9 +32,11 @@ and cache AVX2 code (as on the issue's Zen 3) on an AVX-512 machine; the header 
 
 ``--cold-only`` runs only the cold ``train.py --epochs 1``, ``--repeats`` times, and gives
 each run's wall clock, the CPU time of the ``train.py`` process itself and of its compile
-child, and the seconds ``train.py`` waited for the child: on an idle machine with two free
-cores the wall clock is about the first CPU time plus the wait, so the CPU times tell what
-an idle run would take even when other work shares the machine.
+child, and the seconds ``train.py`` waited for the child: at its first prediction (for the
+block kernels, ``precompile.wait``) and at its end (for the one-hot kernel,
+``precompile.wait_all``). On an idle machine with two free cores the wall clock is about
+the first CPU time plus the waits, so the CPU times tell what an idle run would take even
+when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -72,24 +76,29 @@ print(t1 - t0, t2 - t1, t3 - t2 - (t4 - t3), t4 - t3)
 LATER = {"train": "import matplotlib.pyplot, tqdm, nn_core.plots", "predict": ""}
 PARTS = ("imports", "later imports", "first call - second call", "work")
 
-# train.py in this process, timing the waits for the compile child; then this process's
-# CPU seconds and its children's (the compile child), written to the file argv[1].
+# train.py in this process, timing the waits for the compile child (wait, wait_all); then
+# this process's CPU seconds and its children's (the compile child), written to argv[1].
 SPLIT_CPU = """
 import resource, runpy, sys, time
 from nn_core import precompile
-waited, wait = [0.0], precompile.wait
-def timed_wait():
-    t = time.perf_counter()
-    wait()
-    waited[0] += time.perf_counter() - t
-precompile.wait = timed_wait
+waited = {}
+def timed(name):
+    wait = getattr(precompile, name)
+    def timed_wait():
+        t = time.perf_counter()
+        wait()
+        waited[name] = waited.get(name, 0.0) + time.perf_counter() - t
+    setattr(precompile, name, timed_wait)
+timed("wait_all")
+timed("wait")
 out, sys.argv = sys.argv[1], ["train.py", *sys.argv[2:]]
 try:
     runpy.run_path("train.py", run_name="__main__")
 finally:
     own, child = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     with open(out, "w") as f:
-        f.write(f"{own.ru_utime + own.ru_stime} {child.ru_utime + child.ru_stime} {waited[0]}")
+        f.write(f"{own.ru_utime + own.ru_stime} {child.ru_utime + child.ru_stime} "
+                f"{waited.get('wait', 0.0)} {waited.get('wait_all', 0.0)}")
 """
 
 
@@ -131,8 +140,11 @@ def measure(tmp: Path, k: int) -> dict[str, float]:
     out["train.py warm"] = timed([py, "train.py", *train, str(tmp / f"warm{k}")], env, cpu, "warm")
     out["train.py warm, CPU"] = cpu["warm"]
     predict = ["--model", str(run), "--input", str(DATA), "--output"]
+    cached = len(list((tmp / f"cache{k}").rglob("*.nbc")))
     out["predict.py cold after train.py"] = timed(
         [py, "predict.py", *predict, str(tmp / f"p{k}.csv")], env)
+    out["compiled by the first predict.py"] = (
+        len(list((tmp / f"cache{k}").rglob("*.nbc"))) - cached)
     out["predict.py warm"] = timed([py, "predict.py", *predict, str(tmp / f"q{k}.csv")], env)
     own = {**env, "NUMBA_CACHE_DIR": str(tmp / f"cache{k}-predict")}
     out["predict.py cold"] = timed([py, "predict.py", *predict, str(tmp / f"r{k}.csv")], own)
@@ -147,8 +159,9 @@ def cold_only(repeats: int) -> None:
     print(f"# bench_cold_start --cold-only  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"# {cpu_name()}, {os.cpu_count()} logical CPUs; Python {sys.version.split()[0]}; "
           f"Numba code for: {os.environ.get('NUMBA_CPU_NAME') or 'this CPU'}")
-    print("\n| run | load average before | wall | CPU, train.py | CPU, compile child | waited |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("\n| run | load average before | wall | CPU, train.py | CPU, compile child | "
+          "waited at the first prediction | waited at the end |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(repeats):
             load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -157,9 +170,9 @@ def cold_only(repeats: int) -> None:
             split = Path(tmp) / f"cpu{k}"
             wall = timed([sys.executable, "-c", SPLIT_CPU, str(split), "--epochs", "1",
                           "--quiet", "--output", str(Path(tmp) / f"run{k}")], env)
-            own, child, waited = (float(v) for v in split.read_text().split())
+            own, child, first, end = (float(v) for v in split.read_text().split())
             print(f"| {k + 1} | {load} | {wall:.2f} s | {own:.2f} s | {child:.2f} s | "
-                  f"{waited:.2f} s |")
+                  f"{first:.2f} s | {end:.2f} s |")
 
 
 def main() -> None:
@@ -193,8 +206,9 @@ def main() -> None:
         parts = " | ".join(f"{best[f'{name} {part}']:.2f} s" for part in PARTS)
         print(f"| `{cmd}` | {best[f'{name} cold']:.2f} s | {best[f'{name} warm']:.2f} s | "
               f"{best['python']:.2f} s | {parts} |")
-    print(f"\npredict.py cold right after the cold train.py (prediction kernel compiled by it): "
-          f"{best['predict.py cold after train.py']:.2f} s")
+    print(f"\npredict.py right after the cold train.py: "
+          f"{best['predict.py cold after train.py']:.2f} s, compiling "
+          f"{max(r['compiled by the first predict.py'] for r in runs)} functions")
     print(f"train.py --epochs 1 CPU time (user + system, with its child): "
           f"cold {best['train.py cold, CPU']:.2f} s, warm {best['train.py warm, CPU']:.2f} s")
     print(f"functions compiled by the cold train.py (cache entries): "
