@@ -51,6 +51,8 @@ import sys
 from collections.abc import Callable, Iterable
 
 _CHILDREN: list[subprocess.Popen] = []
+#: The child's line on its stdout once the block kernels are cached (:func:`wait`).
+READY = b"block kernels cached\n"
 
 
 def start(dtype: str, activations: Iterable[str], onehot: Iterable[str] = ()) -> bool:
@@ -103,7 +105,9 @@ def wait() -> None:
     kernels (they may go on with the one-hot ones); with none, return at once."""
     for child in _CHILDREN:
         if not child.stdout.closed:
-            child.stdout.readline()  # its line once they are cached; b"" if it ended first
+            for line in child.stdout:  # to its line; no line if it ended first
+                if line == READY:
+                    break
             child.stdout.close()
 
 
@@ -168,7 +172,8 @@ def _compile(dtype: str, blocks: Iterable[str], onehot: Iterable[str] = (),
 
 def _tell_parent() -> None:
     """The child's line to :func:`wait`: the block kernels are cached."""
-    print(flush=True)
+    sys.stdout.buffer.write(READY)
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

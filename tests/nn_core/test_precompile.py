@@ -161,7 +161,9 @@ def _child(code: str) -> subprocess.Popen:
 def test_wait_returns_at_the_childs_line_wait_all_at_its_end(monkeypatch):
     # The child's line: the block kernels are cached; it goes on (here: until its stdin
     # closes), and wait_all waits for that.
-    child = _child("print(flush=True); import sys; sys.stdin.read()")
+    child = _child("import sys; print('a line of its own', flush=True); "
+                   f"sys.stdout.buffer.write({precompile.READY!r}); sys.stdout.flush(); "
+                   "sys.stdin.read()")
     monkeypatch.setattr(precompile, "_CHILDREN", [child])
     precompile.wait()
     assert child.poll() is None  # still running
@@ -171,7 +173,8 @@ def test_wait_returns_at_the_childs_line_wait_all_at_its_end(monkeypatch):
 
 
 def test_wait_returns_when_the_child_ends_without_its_line(monkeypatch):
-    child = _child("raise SystemExit(3)")  # failed: this process compiles what it needs
+    # failed: this process compiles what it needs
+    child = _child("print('not the line', flush=True); raise SystemExit(3)")
     monkeypatch.setattr(precompile, "_CHILDREN", [child])
     precompile.wait()
     precompile.wait_all()
