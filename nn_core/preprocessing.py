@@ -391,7 +391,7 @@ def features_from_inputs(
         mean = np.array([columns[i]["mean"] for i in numeric], dtype=np.float64)
         std = np.array([columns[i]["std"] for i in numeric], dtype=np.float64)
         invalid = (~np.isfinite(x) | (log & (x < 0))).any(axis=1)
-        u = x.copy()
+        u = x.copy(order="K")  # keep the inputs' layout: a column-major chunk stays so
         u[:, log] = np.log1p(np.maximum(x[:, log], 0.0))  # NaN stays NaN (invalid rows)
         u -= mean
         u /= std
