@@ -173,6 +173,11 @@ class Activation:
         ``f(Z)``, where ``op(op_type, *inputs, **attributes)`` adds one node
         and returns its output's name (a float input is a scalar constant),
         and ``Z`` names the input tensor (``nn_core/export/onnx.py``).
+    kinks : tuple of float
+        The points ``z`` where ``f`` has no derivative (the ReLU family's 0), in
+        increasing order; ``()`` for a smooth ``f``. The gradient check does not
+        compare a derivative whose finite-difference steps move a pre-activation
+        across one (``nn_core/gradcheck.py: kink_crossings``).
     """
 
     forward: Callable
@@ -181,6 +186,7 @@ class Activation:
     py: str
     numpy: str
     onnx: Callable[[Callable[..., str], str], str]
+    kinks: tuple[float, ...] = ()
 
 
 #: name -> :class:`Activation`. The order fixes each activation's index in
@@ -192,6 +198,7 @@ ACTIVATIONS: dict[str, Activation] = {
         py="v if v > 0 else 0.0",
         numpy="Z * (Z > 0)",
         onnx=lambda op, Z: op("Relu", Z),
+        kinks=(0.0,),
     ),
     "leaky_relu": Activation(
         leaky_relu, leaky_relu_backward,
@@ -199,6 +206,7 @@ ACTIVATIONS: dict[str, Activation] = {
         py="v if v > 0 else LEAKY_SLOPE * v",
         numpy="np.where(Z > 0, Z, Z.dtype.type(LEAKY_SLOPE) * Z)",
         onnx=lambda op, Z: op("LeakyRelu", Z, alpha=LEAKY_SLOPE),
+        kinks=(0.0,),
     ),
     "tanh": Activation(
         tanh, tanh_backward,

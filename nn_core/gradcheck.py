@@ -22,6 +22,15 @@ Both return a :class:`GradcheckReport`: the largest error, where it is
 array, and whether it is within the tolerance of the analytic gradient's
 dtype (:data:`TOLERANCES`).
 
+Kinks. At a point where the activation has no derivative (ReLU's ``Z = 0``,
+:attr:`nn_core.activations.Activation.kinks`), the loss has a corner, and a
+central difference whose steps straddle it measures the average of the two
+slopes, not the derivative. A fresh network sits on such points: with zero
+biases, a row whose units in one layer are all off gives the next layer
+``Z = b = 0`` exactly. :func:`kink_crossings` finds, for every entry, whether
+its steps ``+-h`` move any pre-activation across a kink; such entries are not
+compared, but counted and listed (:attr:`GradcheckReport.kinks`).
+
 The numbers: for every parameter ``theta_k`` the central difference
 
 ``D(h) = (L(theta + h e_k) - L(theta - h e_k)) / (2 h)``
@@ -52,6 +61,7 @@ import numpy as np
 
 # Imported under another name: ``reference`` is also gradcheck's keyword argument.
 from . import reference as _reference
+from .activations import ACTIVATIONS
 from .losses import sample_scale
 
 
@@ -86,11 +96,14 @@ class Block(NamedTuple):
     shape : tuple of int
         Shape of the array.
     max_error : float
-        Largest relative error over the array (NaN if any entry is NaN).
+        Largest relative error over the array's compared entries (NaN if any is NaN;
+        0 if every entry crossed a kink).
     index : tuple of int
-        Index of that entry in the array.
+        Index of that entry in the array (``()`` if there is none).
     analytic, numeric : float
         The two gradients at that entry.
+    kinks : int
+        How many of the array's entries crossed a kink, and were not compared.
     """
 
     layer: int | None
@@ -100,6 +113,38 @@ class Block(NamedTuple):
     index: tuple[int, ...]
     analytic: float
     numeric: float
+    kinks: int = 0
+
+
+class Kink(NamedTuple):
+    """An entry whose finite-difference steps crossed a kink: listed, not compared.
+
+    Attributes
+    ----------
+    layer : int or None
+        As in :class:`Block`.
+    name : {"W", "b", "X"}
+        The array.
+    index : tuple of int
+        The entry in that array.
+    analytic, numeric : float
+        The two gradients there (the numerical one averages the slopes on both sides).
+    """
+
+    layer: int | None
+    name: str
+    index: tuple[int, ...]
+    analytic: float
+    numeric: float
+
+    def __str__(self) -> str:
+        return _at(self.layer, self.name, self.index)
+
+
+def _at(layer: int | None, name: str, index: tuple[int, ...]) -> str:
+    """``"layer 1 b[3]"``, or ``"x[2]"`` without a layer."""
+    at = f"{name}[{', '.join(map(str, index))}]"
+    return at if layer is None else f"layer {layer} {at}"
 
 
 def _sort_key(error: float) -> float:
@@ -130,6 +175,10 @@ class GradcheckReport:
         (:func:`input_gradcheck`) or ``"function"`` (:func:`check_gradients`).
     h : float
         Largest central-difference step.
+    kinks : tuple of Kink
+        The entries whose steps ``+-h`` moved a pre-activation across a kink of the
+        activation (:func:`kink_crossings`), in ``blocks`` order: excluded from
+        :attr:`max_error` and :attr:`ok`, since no derivative exists there to compare.
     """
 
     blocks: tuple[Block, ...]
@@ -138,6 +187,10 @@ class GradcheckReport:
     dtype: str
     backend: str
     h: float
+    kinks: tuple[Kink, ...] = ()
+
+    #: How many crossed entries ``str(report)`` names (all are in :attr:`kinks`).
+    SHOWN_KINKS = 8
 
     @property
     def worst(self) -> Block:
@@ -146,7 +199,7 @@ class GradcheckReport:
 
     @property
     def max_error(self) -> float:
-        """Largest relative error over every checked entry (NaN if any is NaN)."""
+        """Largest relative error over every compared entry (NaN if any is NaN)."""
         return self.worst.max_error
 
     @property
@@ -182,14 +235,20 @@ class GradcheckReport:
         return self.max_error >= other if isinstance(other, numbers.Real) else NotImplemented
 
     def __str__(self) -> str:
+        """A table, one row per array (a ``kinks`` column when an entry crossed one), the
+        crossed entries, and the verdict last."""
         rows = [("layer", "array", "shape", "max error", "index", "analytic", "numeric")]
         for b in self.blocks:
+            compared = (f"{b.max_error:.1e}", ", ".join(map(str, b.index)),
+                        f"{b.analytic:+.8e}", f"{b.numeric:+.8e}")
             rows.append((
                 "-" if b.layer is None else str(b.layer), b.name,
-                "x".join(map(str, b.shape)) or "()", f"{b.max_error:.1e}",
-                str(b.index[0]) if len(b.index) == 1 else ", ".join(map(str, b.index)),
-                f"{b.analytic:+.8e}", f"{b.numeric:+.8e}",
+                "x".join(map(str, b.shape)) or "()",
+                *(compared if b.index else ("-",) * 4),  # no index: every entry crossed a kink
             ))
+        if self.kinks:
+            rows = [(*rows[0], "kinks")] + [(*r, str(b.kinks))
+                                            for r, b in zip(rows[1:], self.blocks, strict=True)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [
             f"gradient check: {self.backend} ({self.dtype}) vs float64 central differences, "
@@ -197,19 +256,22 @@ class GradcheckReport:
         ]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                   for r in rows]
-        layer, name, index = self.where
-        at = f"{name}[{', '.join(map(str, index))}]"
-        at = at if layer is None else f"layer {layer} {at}"
+        if self.kinks:
+            n = len(self.kinks)
+            shown = ", ".join(map(str, self.kinks[: self.SHOWN_KINKS]))
+            more = f", and {n - self.SHOWN_KINKS} more" if n > self.SHOWN_KINKS else ""
+            lines.append(f"crossed a kink, not compared: {n} entr{'y' if n == 1 else 'ies'} "
+                         f"({shown}{more})")
         verdict = "ok" if self.ok else "FAILED"
-        lines.append(f"max error {self.max_error:.1e} at {at}, tolerance {self.tolerance:g}: "
-                     f"{verdict}")
+        lines.append(f"max error {self.max_error:.1e} at {_at(*self.where)}, "
+                     f"tolerance {self.tolerance:g}: {verdict}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (
             f"GradcheckReport(max_error={self.max_error:.3g}, where={self.where}, "
             f"ok={self.ok}, tolerance={self.tolerance:g}, dtype={self.dtype!r}, "
-            f"backend={self.backend!r})"
+            f"backend={self.backend!r}, kinks={len(self.kinks)})"
         )
 
 
@@ -254,6 +316,68 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x, h: float = 1e-4) -> 
     return out.reshape(x.shape)
 
 
+def pieces(Z, kinks: tuple[float, ...]) -> np.ndarray:
+    """Which piece of the activation each pre-activation is on: the number of ``kinks`` below it.
+
+    ReLU (one kink, at 0) has two pieces, ``Z <= 0`` (piece 0) and ``Z > 0`` (piece 1),
+    the same split as its backward rule's ``H > 0``.
+    """
+    piece = np.zeros(np.shape(Z), dtype=np.int8)
+    for c in kinks:
+        piece += Z > c
+    return piece
+
+
+def kink_crossings(pieces_at: Callable[[np.ndarray], list], x, h: float = 1e-4) -> np.ndarray:
+    """Which entries ``x_k`` of ``x``, nudged to ``x_k - h`` and ``x_k + h``, change a piece.
+
+    The central differences of :func:`numerical_gradient` evaluate the function
+    within ``[x - h e_k, x + h e_k]``; if a pre-activation is on different pieces of
+    its activation at the two ends, the segment crosses a kink, where no derivative
+    exists, and the difference averages the slopes on both sides. For a network of
+    piecewise-linear activations the ends tell all: on a segment where no earlier
+    layer changes piece, each pre-activation is linear in ``x_k``, so it crosses a
+    kink inside the segment if and only if its two ends are on different pieces.
+
+    Parameters
+    ----------
+    pieces_at : callable
+        ``pieces_at(x) -> list of integer arrays``: the piece of every
+        pre-activation (:func:`pieces` of each hidden layer's ``Z``). It is called
+        with one array that is nudged in place between calls (``2 x.size`` calls).
+    x : array_like of any shape
+        The point; copied to float64.
+    h : float
+        The largest step of the central differences.
+
+    Returns
+    -------
+    bool array of the shape of ``x``
+        True where the steps cross a kink.
+    """
+    x = np.array(x, dtype=np.float64, order="C")  # nudged through a flat view, as above
+    flat = x.reshape(-1)
+    crossed = np.zeros(flat.shape[0], dtype=bool)
+    for k in range(flat.shape[0]):
+        original = flat[k]
+        flat[k] = original + h
+        up = pieces_at(x)
+        flat[k] = original - h
+        down = pieces_at(x)
+        flat[k] = original
+        crossed[k] = any(not np.array_equal(u, d) for u, d in zip(up, down, strict=True))
+    return crossed.reshape(x.shape)
+
+
+def _crossings(activation: str, layer_Z: Callable[[np.ndarray], list], x, h: float):
+    """:func:`kink_crossings` of ``x`` for a network whose hidden layers' ``Z`` are
+    ``layer_Z(x)``, or None if its activation has no kink (nothing to look for)."""
+    kinks = ACTIVATIONS[activation].kinks
+    if not kinks:
+        return None
+    return kink_crossings(lambda x_: [pieces(Z, kinks) for Z in layer_Z(x_)], x, h)
+
+
 def relative_errors(analytic, numeric, floor: float) -> np.ndarray:
     """``|a - n| / max(|a| + |n|, floor)``, entry by entry (float64).
 
@@ -267,13 +391,26 @@ def relative_errors(analytic, numeric, floor: float) -> np.ndarray:
     return np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), floor)
 
 
-def _block(layer, name, analytic, numeric, floor) -> Block:
+def _block(layer, name, analytic, numeric, floor, crossed=None) -> tuple[Block, list[Kink]]:
+    """The :class:`Block` of one array, and its entries that crossed a kink (``crossed``,
+    a boolean array of its shape, or None). A crossed entry is not compared, unless its
+    error is NaN: a NaN gradient is a fault wherever it is."""
     err = relative_errors(analytic, numeric, floor)
-    # argmax with NaN ranked first, so a NaN gradient is the one reported.
-    flat = int(np.argmax(np.where(np.isnan(err), np.inf, err)))
+    a, n = np.reshape(analytic, -1), np.reshape(numeric, -1)
+    skip = np.zeros(err.size, dtype=bool) if crossed is None else np.reshape(crossed, -1).copy()
+    skip &= ~np.isnan(err.reshape(-1))
+    entries = [tuple(int(i) for i in np.unravel_index(k, err.shape)) for k in np.flatnonzero(skip)]
+    kinks = [Kink(layer, name, index, float(a[k]), float(n[k]))
+             for index, k in zip(entries, np.flatnonzero(skip), strict=True)]
+    shape = tuple(err.shape)
+    if skip.all():
+        return Block(layer, name, shape, 0.0, (), math.nan, math.nan, len(kinks)), kinks
+    # argmax with NaN ranked first, so a NaN gradient is the one reported; crossed entries last.
+    ranked = np.where(np.isnan(err.reshape(-1)), np.inf, err.reshape(-1))
+    flat = int(np.argmax(np.where(skip, -np.inf, ranked)))
     index = tuple(int(i) for i in np.unravel_index(flat, err.shape))
-    return Block(layer, name, tuple(err.shape), float(err.reshape(-1)[flat]), index,
-                 float(np.reshape(analytic, -1)[flat]), float(np.reshape(numeric, -1)[flat]))
+    return (Block(layer, name, shape, float(err.reshape(-1)[flat]), index, float(a[flat]),
+                  float(n[flat]), len(kinks)), kinks)
 
 
 def _tolerance(dtype, tolerance: float | None, floor: float | None) -> tuple[str, float, float]:
@@ -346,7 +483,11 @@ def gradcheck(
     Returns
     -------
     GradcheckReport
-        ``float(report)`` is ``max_k err_k``; ``report.where`` locates it.
+        ``float(report)`` is ``max_k err_k`` over the compared entries; ``report.where``
+        locates it. With a kinked activation (ReLU, leaky ReLU), an entry whose steps
+        ``+-h`` move a hidden pre-activation across a kink (a fresh network's zero biases
+        put whole rows at ``Z = 0``) is not compared but listed in ``report.kinks``
+        (:func:`kink_crossings`).
 
     Examples
     --------
@@ -388,12 +529,17 @@ def gradcheck(
         _, grads = model.loss_and_grad(Xd, yd, swd, pos_weight, l2)
         dtype, backend = model.dtype, model.backend
     numeric = model.unflatten(numerical_gradient(loss_at, theta, h))
+    crossed = _crossings(model.activation,
+                         lambda t: _reference.forward(model.unflatten(t), X64, r)[1], theta, h)
+    crossed = [(None, None)] * len(numeric) if crossed is None else model.unflatten(crossed)
     dtype, tolerance, floor = _tolerance(dtype, tolerance, floor)
-    blocks = []
-    for l, ((dW, db), (nW, nb)) in enumerate(zip(grads, numeric, strict=True)):
-        blocks.append(_block(l, "W", dW, nW, floor))
-        blocks.append(_block(l, "b", db, nb, floor))
-    return GradcheckReport(tuple(blocks), tolerance, floor, dtype, backend, h)
+    blocks, kinks = [], []
+    for l, ((dW, db), (nW, nb), (cW, cb)) in enumerate(zip(grads, numeric, crossed, strict=True)):
+        for name, a, n, c in (("W", dW, nW, cW), ("b", db, nb, cb)):
+            block, crossings = _block(l, name, a, n, floor, c)
+            blocks.append(block)
+            kinks += crossings
+    return GradcheckReport(tuple(blocks), tolerance, floor, dtype, backend, h, tuple(kinks))
 
 
 def input_gradcheck(
@@ -418,7 +564,8 @@ def input_gradcheck(
     model : nn_core.MLP
         Not modified.
     X : array of shape (n, n_inputs)
-        The points (float64). Away from kinks: at ``Z = 0`` a ReLU has no derivative.
+        The points (float64). An input whose steps ``+-h`` move a hidden pre-activation
+        across a kink (ReLU's ``Z = 0``) is not compared but listed in ``report.kinks``.
     output : {"logit", "probability"}
         As in :meth:`nn_core.MLP.input_gradient`.
     h, floor, tolerance :
@@ -447,10 +594,12 @@ def input_gradcheck(
         z = _reference.forward(params, X_, r)[3]
         return float((z if output == "logit" else r.g(z)).sum())
 
-    numeric = numerical_gradient(total, np.asarray(X, dtype=np.float64), h)
+    X64 = np.asarray(X, dtype=np.float64)
+    numeric = numerical_gradient(total, X64, h)
+    crossed = _crossings(model.activation, lambda X_: _reference.forward(params, X_, r)[1], X64, h)
     dtype, tolerance, floor = _tolerance(np.float64, tolerance, floor)
-    block = _block(None, "X", analytic, numeric, floor)
-    return GradcheckReport((block,), tolerance, floor, dtype, "input gradient", h)
+    block, kinks = _block(None, "X", analytic, numeric, floor, crossed)
+    return GradcheckReport((block,), tolerance, floor, dtype, "input gradient", h, tuple(kinks))
 
 
 def check_gradients(
@@ -507,5 +656,5 @@ def check_gradients(
     numeric = numerical_gradient(f, x, h)
     dtype = analytic.dtype if np.issubdtype(analytic.dtype, np.floating) else np.float64
     dtype, tolerance, floor = _tolerance(dtype, tolerance, floor)
-    block = _block(None, "x", analytic, numeric, floor)
+    block, _ = _block(None, "x", analytic, numeric, floor)
     return GradcheckReport((block,), tolerance, floor, dtype, "function", h)

@@ -15,7 +15,7 @@ import pytest
 from rule_sets import DTYPE_OF
 
 from nn_core import MLP, GradcheckReport, activations, check_gradients, gradcheck, reference
-from nn_core.gradcheck import TOLERANCES, numerical_gradient
+from nn_core.gradcheck import TOLERANCES, Kink, input_gradcheck, kink_crossings, numerical_gradient
 from nn_core.testing import assert_gradients_match
 
 ACTS = list(activations.ACTIVATIONS)
@@ -69,6 +69,7 @@ def test_gradcheck_every_configuration(activation, n_hidden, output, option, bac
     report = assert_gradients_match(m, X, y, **OPTIONS[option])
     assert (report.backend, report.dtype) == (backend, dtype)
     assert report.tolerance == TOLERANCES[dtype].tolerance
+    assert report.kinks == ()  # at this generic point every entry is compared
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -225,3 +226,135 @@ def test_one_numerical_routine_is_fourth_order():
     np.testing.assert_allclose(numerical_gradient(lambda x: np.sin(x).sum(), x), np.cos(x),
                                rtol=0, atol=1e-11)
     np.testing.assert_array_equal(x, before)
+
+
+# --------------------------------------------------------------------------- kinks
+
+
+def _fresh_problem():
+    """The review's case: a fresh 6 -> 5 -> 4 -> 1 ReLU network (zero biases) on 20 rows."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 6))
+    y = (rng.random(20) > 0.5).astype(float)
+    return X, y
+
+
+def _on_a_kink(m, X):
+    """``{(layer, "b", (j,))}`` for every hidden unit ``j`` whose ``Z`` is exactly 0 on some
+    row: moving its bias by ``+-h`` puts that row on both sides of the kink."""
+    Z = reference.forward(m.unflatten(m.theta.astype(np.float64)), X,
+                          reference.rules(m.activation, m.output))[1]
+    return {(l, "b", (int(j),))
+            for l, Z_l in enumerate(Z) for j in np.flatnonzero((Z_l == 0).any(axis=0))}
+
+
+def test_only_the_relu_family_has_kinks():
+    assert {name for name, a in activations.ACTIVATIONS.items() if a.kinks} == {"relu",
+                                                                                "leaky_relu"}
+    assert activations.ACTIVATIONS["relu"].kinks == (0.0,)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_fresh_relu_network_passes_with_its_kinks_listed(seed):
+    """Zero biases put whole rows on the ReLU kink (a row whose layer-0 units are all off
+    gives layer 1 ``Z = b = 0``): those entries are listed, not failed (13 of these 20
+    seeds failed before), and every other entry is still compared."""
+    X, y = _fresh_problem()
+    m = MLP(6, hidden=(5, 4), seed=seed)  # numba, float32: the defaults
+    report = gradcheck(m, X, y)
+    assert report.ok, report
+    listed = {(k.layer, k.name, k.index) for k in report.kinks}
+    assert _on_a_kink(m, X) <= listed, report
+    assert sum(b.kinks for b in report.blocks) == len(report.kinks)
+    compared = sum(math.prod(b.shape) for b in report.blocks) - len(report.kinks)
+    assert compared >= m.n_params - 5, report  # at most layer 1's biases and one more
+
+
+def test_the_kink_report_lists_the_crossing_entries():
+    X, y = _fresh_problem()
+    m = MLP(6, hidden=(5, 4), seed=0)
+    report = gradcheck(m, X, y)
+    # Seed 0: a row with every layer-0 unit off puts each of layer 1's four units on its kink.
+    assert [str(k) for k in report.kinks] == [f"layer 1 b[{j}]" for j in range(4)]
+    assert all(isinstance(k, Kink) and k.layer == 1 for k in report.kinks)
+    # What the kink does to central differences: they average the two slopes, so the
+    # entry, compared, would fail (7.9e-02 at b[3] with the float32 tolerance 1e-4).
+    errors = [abs(k.analytic - k.numeric) / max(abs(k.analytic) + abs(k.numeric), report.floor)
+              for k in report.kinks]
+    assert max(errors) > 100 * report.tolerance
+    assert report.per_layer[(1, "b")] == 0.0 and report.where[:2] != (1, "b")
+    text = str(report)
+    assert text.splitlines()[1].split()[-1] == "kinks"
+    assert ("crossed a kink, not compared: 4 entries (layer 1 b[0], layer 1 b[1], "
+            "layer 1 b[2], layer 1 b[3])") in text
+    assert text.endswith(": ok") and "kinks=4" in repr(report)
+
+
+def _unit_near_its_kink(distance):
+    """A float64 ReLU network at a generic point, but with unit 2 of layer 0 at
+    ``Z = distance`` on row 0 (its bias set so), and the row's other units well away."""
+    X, y = _problem("sigmoid")
+    m = _model("relu", 2, "sigmoid")
+    (W, b), *_ = m.params
+    b[2] = distance - X[0] @ W[:, 2]
+    return m, X, y
+
+
+def test_an_entry_whose_steps_cross_a_kink_is_listed():
+    h = 1e-4
+    m, X, y = _unit_near_its_kink(0.5 * h)  # b[2] -/+ h moves Z to -h/2 and 3h/2: across
+    report = gradcheck(m, X, y, h=h)
+    assert report.ok, report
+    assert (0, "b", (2,)) in {(k.layer, k.name, k.index) for k in report.kinks}
+    m, X, y = _unit_near_its_kink(5 * h)  # within 5 steps of the kink, not across
+    report = gradcheck(m, X, y, h=h)
+    assert report.ok and report.kinks == (), report
+
+
+def test_a_wrong_derivative_near_a_kink_still_fails(monkeypatch):
+    """A backward rule that switches the unit off a little above 0 (at 1e-3 rather than 0) is
+    wrong only near the kink: at the unit 5 steps from it, whose steps do not cross it."""
+    m, X, y = _unit_near_its_kink(5e-4)
+    relu = activations.ACTIVATIONS["relu"]
+    late = dataclasses.replace(relu, backward=lambda Z, H, dH: dH * (H > 1e-3))
+    monkeypatch.setitem(activations.ACTIVATIONS, "relu", late)
+    report = gradcheck(m, X, y)
+    assert not report.ok and report.kinks == (), report
+    assert report.where[0] == 0 and report.max_error > 1e-3
+    assert report.per_layer[(0, "b")] > 1e-3  # b[2] is where the rule is wrong
+    with pytest.raises(AssertionError, match=r"FAILED"):
+        assert_gradients_match(report)
+
+
+def test_a_broken_backward_pass_still_fails_on_a_fresh_network(monkeypatch):
+    """The fresh network of the review, on its kinks, with layer 0's dW 1 % off."""
+    X, y = _fresh_problem()
+    m = MLP(6, hidden=(5, 4), seed=0, backend="numpy", dtype="float64")
+    original = reference.layer_backward
+
+    def layer_backward(H_prev, W, delta):
+        dW, db, dH = original(H_prev, W, delta)
+        return (dW * 1.01 if W.shape == (6, 5) else dW), db, dH
+
+    monkeypatch.setattr(reference, "layer_backward", layer_backward)
+    report = gradcheck(m, X, y)
+    assert not report.ok and report.where[:2] == (0, "W"), report
+    assert len(report.kinks) == 4  # the crossings are still found, and listed
+
+
+def test_input_gradcheck_lists_inputs_whose_steps_cross_a_kink():
+    """Row 0's inputs all move unit 2 of layer 0, which sits on its kink there."""
+    m, X, _ = _unit_near_its_kink(0.0)
+    report = input_gradcheck(m, X)
+    assert report.ok, report
+    crossed = {k.index for k in report.kinks}
+    assert {(0, j) for j in range(X.shape[1])} <= crossed
+    assert all(i == 0 for i, _ in crossed)  # only row 0 is on the kink
+
+
+def test_kink_crossings_of_a_single_relu():
+    """max(x, 0) at -1, 0 and 2 and its first piece, with steps of 0.5: only 0 crosses."""
+    crossed = kink_crossings(lambda x: [x > 0], np.array([-1.0, 0.0, 2.0]), h=0.5)
+    np.testing.assert_array_equal(crossed, [False, True, False])
+    np.testing.assert_array_equal(kink_crossings(lambda x: [x > 0], [0.4], h=0.5), [True])
+    np.testing.assert_array_equal(kink_crossings(lambda x: [x > 0], [0.6], h=0.5), [False])
