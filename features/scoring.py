@@ -28,7 +28,7 @@ import pandas as pd
 
 from nn_core import Predictor
 from nn_core.explain import ChunkExplainer
-from nn_core.io import temp_file, umask
+from nn_core.io import replace_temp, temp_file
 from nn_core.onehot import InputSplit
 from nn_core.preprocessing import Preprocessing, canonical_text, features_from_inputs
 
@@ -822,8 +822,7 @@ def write_output(scored: Scored, output: Path | None, top: int | None = None
             try:
                 with os.fdopen(fd, "wb") as fh:
                     write(fh, scored, ranks, best)
-                os.chmod(tmp, 0o666 & ~umask())  # temp files are private; scores are not
-                os.replace(tmp, output)
+                replace_temp(tmp, output)
             except BaseException:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
@@ -856,9 +855,8 @@ def write_output_and_rejected(scored: Scored, output: Path | None, rejected: Pat
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(text)
-        os.chmod(tmp, 0o666 & ~umask())
         best = write_output(scored, output, top)
-        os.replace(tmp, rejected)
+        replace_temp(tmp, rejected)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -3,9 +3,10 @@
 * :func:`atomic_write`: one file, through a temporary file and a rename;
 * :func:`new_run_dir` and :func:`point_latest`: a directory built under a temporary name
   and renamed when complete (``train.py``'s run directory), and ``latest`` beside it;
-* :func:`temp_file` and :func:`remove_stale`: the names of work in progress
-  (``.NAME.PID-XXXXXXXX.tmp`` files, ``.NAME.PID-XXXXXXXX.partial`` directories), locked
-  while their writer lives, and the removal of those whose writer is gone (killed);
+* :func:`temp_file`, :func:`replace_temp` and :func:`remove_stale`: the names of work in
+  progress (``.NAME.PID-XXXXXXXX.tmp`` files, ``.NAME.PID-XXXXXXXX.partial`` directories),
+  locked while their writer lives, renamed onto the file they become (an error names that
+  file, never the temporary one), and the removal of those whose writer is gone (killed);
 * :func:`describe_os_error`, :func:`sigterm_as_interrupt` and
   :class:`OneLineArgumentParser`, for the command lines;
 * :class:`ModelFileError`: the error for a bad model file.
@@ -70,10 +71,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates the file private (0600); give it the permissions an
-        # ordinary open() would have.
-        os.chmod(tmp, 0o666 & ~umask())
-        os.replace(tmp, path)
+        replace_temp(tmp, path)
     except BaseException as exc:
         if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
@@ -106,14 +104,39 @@ def temp_file(path: str | os.PathLike) -> tuple[int, Path]:
     -------
     (int, Path)
         The open (read-write) descriptor and the temporary file's path.
+
+    Raises
+    ------
+    OSError
+        With ``filename`` set to ``path``, not to the temporary name the user never gave
+        (a folder that is not writable, a full disk).
     """
     path = Path(path)
     folder = path.parent
     remove_stale(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{os.getpid()}-", suffix=".tmp",
-                               dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{os.getpid()}-",
+                                   suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
     return fd, Path(tmp)
+
+
+def replace_temp(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give :func:`temp_file`'s ``tmp`` the permissions an ordinary ``open`` would have
+    (``mkstemp`` makes it private, 0600) and rename it onto ``path``.
+
+    Raises
+    ------
+    OSError
+        With ``filename`` set to ``path`` (``tmp`` is left for the caller to remove).
+    """
+    try:
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def _stem(name: str) -> str:

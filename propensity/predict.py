@@ -26,9 +26,10 @@ file.
 
 ``--output`` may not name the input file (``--input`` or ``--events``; also through a
 symbolic or hard link) nor ``model.json``, ``weights.npz`` or ``preprocess.json`` of
-``--model``: one message, exit status 2, nothing written. An ``--output`` that exists and is
-not a regular file (``/dev/stdout``, ``/dev/null``, a named pipe, or a link to one) is
-written directly instead of being replaced.
+``--model``, and ``-`` is no name for stdout (here, or for ``--rejected``,
+``--drift-output``, ``--plot``): one message, exit status 2, nothing written. An
+``--output`` that exists and is not a regular file (``/dev/stdout``, ``/dev/null``, a named
+pipe, or a link to one) is written directly instead of being replaced.
 
 ``--on-invalid`` says what a bad cell does (docs/architecture.md, "Invalid cells"):
 ``error`` (the default) stops at the first; ``skip`` scores every other row and writes the
@@ -62,7 +63,8 @@ pyarrow (the same checks and messages; the row is the Parquet row index + 1), an
 ``--output`` so named is written as Parquet (the same columns; ``propensity`` the float64
 score). ``--engine dask`` (``--events`` only) reads the log, computes the features and scores
 on a Dask cluster (``features.dask_engine``; a local one of 2 workers, or ``--scheduler
-ADDRESS``): the same users and scores within 1e-6; no drift check. With ``--partitioned``,
+ADDRESS``): the same users and scores within 1e-6; no drift check (one line says so;
+``--drift-output`` and ``--drift-plot`` are usage errors). With ``--partitioned``,
 ``--output DIR`` is a new directory of Parquet part files ``DIR/part.NNNNN.parquet``, one
 per partition, written by the workers (the one-file Parquet output's columns and global
 ranks; ``pandas.read_parquet(DIR)`` reads them back); it never replaces an existing path
@@ -99,6 +101,8 @@ from . import program_name, run_command
 
 DEFAULT_CHUNKSIZE = 100_000
 MODEL_FILES = ("model.json", "weights.npz", "preprocess.json", "drift_reference.json")
+#: Why ``--engine dask`` scores without a drift check (the line predict.py prints).
+DASK_NO_DRIFT = "--engine dask has none (the pandas engine's; --no-drift silences this line)"
 
 
 class UsageError(ValueError):
@@ -292,7 +296,7 @@ def drift_files(monitor, threshold: float, report_path: Path | None, plot_path: 
         yield None
         return
     from nn_core import drift
-    from nn_core.io import temp_file, umask
+    from nn_core.io import replace_temp, temp_file
 
     report = monitor.report(threshold)
     contents = {}
@@ -311,12 +315,14 @@ def drift_files(monitor, threshold: float, report_path: Path | None, plot_path: 
         for path, data in contents.items():
             fd, tmp = temp_file(path)
             staged.append((tmp, path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            os.chmod(tmp, 0o666 & ~umask())
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            except OSError as exc:  # a full disk: write() names no file
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
         yield drift.warning_line(report)
         for tmp, path in staged:
-            os.replace(tmp, path)
+            replace_temp(tmp, path)
     finally:
         for tmp, _ in staged:
             if os.path.lexists(tmp):
@@ -360,7 +366,8 @@ def write_waterfall(e, row: int, plot: Path) -> None:
 
 def check_engine(args: argparse.Namespace) -> None:
     """Refuse ``--scheduler`` without ``--engine dask``, and ``--engine dask`` for what it
-    does not do (a session table; explanations); check that Dask is installed."""
+    does not do (a session table; explanations; a drift report or chart); check that Dask is
+    installed."""
     if args.scheduler is not None and args.engine != "dask":
         raise UsageError("--scheduler only applies to --engine dask")
     if args.engine != "dask":
@@ -371,6 +378,11 @@ def check_engine(args: argparse.Namespace) -> None:
     if args.explain or args.explain_row is not None:
         raise UsageError("--explain and --explain-row apply to the pandas engine only (not "
                          "--engine dask)")
+    drift = [flag for flag, given in (("--drift-output", args.drift_output is not None),
+                                      ("--drift-plot", args.drift_plot)) if given]
+    if drift:
+        raise UsageError(f"{' and '.join(drift)}: --engine dask has no input drift check "
+                         "(the pandas engine's)")
     from features.dask_engine import require_dask
 
     try:
@@ -411,6 +423,8 @@ def run_partitioned(args: argparse.Namespace, model, threshold: float | None) ->
     if top is not None:
         print(f"top {min(args.top, n)} of {what}:")
         print(top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if not args.no_drift:
+        print(f"{program_name('predict')}: no drift check: {DASK_NO_DRIFT}", file=sys.stderr)
     print(f"wrote {n} scores to {args.output}/ (Parquet parts)", file=sys.stderr)
 
 
@@ -420,6 +434,12 @@ def run(args: argparse.Namespace) -> None:
     from nn_core.io import same_file
     from nn_core.modeldir import check_threshold
 
+    for flag, path in (("--output", args.output), ("--rejected", args.rejected),
+                       ("--drift-output", args.drift_output), ("--plot", args.plot)):
+        if path is not None and str(path) == "-":
+            raise UsageError(f"{flag} -: '-' is not stdout here; give a file name"
+                             + (" (without --output the table goes to stdout)"
+                                if flag == "--output" else ""))
     if args.top is not None and args.top < 1:
         raise UsageError(f"--top must be >= 1, got {args.top}")
     if args.chunksize < 1:
@@ -450,11 +470,7 @@ def run(args: argparse.Namespace) -> None:
                                     for other in (args.output, rejected)):
             raise UsageError(f"{flag} {path}: is the --output or --rejected file")
     model = load_model(args.model, require_preprocessing=True)  # predict.py scores raw rows
-    monitor = drift_monitor(args, model)
-    if monitor is not None and args.engine == "dask":
-        print(f"{program_name('predict')}: --engine dask: no input drift check (the pandas "
-              "engine's; --no-drift silences this line)", file=sys.stderr)
-        monitor = None
+    monitor = drift_monitor(args, model) if args.engine == "pandas" else None
     threshold = model.threshold if args.threshold is None else args.threshold
     if threshold is not None:
         try:
@@ -519,8 +535,8 @@ def run(args: argparse.Namespace) -> None:
         where = f" (bins in {drift_report})" if drift_report is not None else ""
         print(f"{program_name('predict')}: warning: {warn}{where}", file=sys.stderr)
     elif monitor is None and not args.no_drift:  # after the output: an error stays one line
-        print(f"{program_name('predict')}: no drift check: {no_reference(args)}",
-              file=sys.stderr)
+        why = no_reference(args) if args.engine == "pandas" else DASK_NO_DRIFT
+        print(f"{program_name('predict')}: no drift check: {why}", file=sys.stderr)
     if scored.unseen:
         detail = ", ".join(f"{col}: {n} row{'' if n == 1 else 's'}"
                            for col, n in sorted(scored.unseen.items()))
@@ -564,24 +580,14 @@ def _run_main(args: argparse.Namespace) -> int:
     source = args.input if args.input is not None else ", ".join(map(str, args.events))
     write_errors = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
-    def name_output(exc: OSError) -> OSError:  # e.g. permission denied on --output, disk full
-        if args.output is not None and (
-                (exc.filename is None and exc.errno in write_errors)
-                or _is_temp_of(exc.filename, args.output)):
+    def name_output(exc: OSError) -> OSError:  # a full disk while the output is written
+        if args.output is not None and exc.filename is None and exc.errno in write_errors:
             return OSError(exc.errno, exc.strerror, str(args.output))  # a write of the output
-        if args.rejected is not None and _is_temp_of(exc.filename, args.rejected):
-            return OSError(exc.errno, exc.strerror, str(args.rejected))
         return exc
 
     return run_command("predict", lambda: run(args), source=source,
                        nothing_written="no output written", usage_errors=(UsageError,),
                        os_error=name_output)
-
-
-def _is_temp_of(name, output: Path) -> bool:
-    """Whether ``name`` is the temporary file beside ``output`` that becomes it."""
-    return name is not None and Path(name).parent == output.parent \
-        and Path(name).name.startswith(f".{output.name}.")
 
 
 if __name__ == "__main__":

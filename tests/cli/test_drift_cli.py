@@ -145,6 +145,43 @@ def test_old_model_directory_says_no_drift_check(model_dir, sample, tmp_path, ca
     assert code == 2 and "has no drift_reference.json" in err
 
 
+def test_dask_engine_says_in_one_line_that_it_has_no_drift_check(tmp_path, capsys,
+                                                                 monkeypatch):
+    """An event-log model with a drift reference scored by --engine dask: one line says
+    the engine has no drift check (not that the model lacks a reference)."""
+    pytest.importorskip("dask", reason="--engine dask needs the scale extra")
+    from features import scoring
+    from features.events import features_at, read_events
+    from features.synthetic import generate_events, write_canonical_csv
+    from features.tabular import Preprocessor
+    from nn_core import MLP, save_model
+    from nn_core.drift import fit_reference
+
+    log_path = tmp_path / "log.csv"
+    write_canonical_csv(generate_events(n_users=60, days=4, seed=0), log_path)
+    log = read_events(log_path, format="canonical")
+    frame = features_at(log, log.attrs["report"]["time_range"][1])
+    pre = Preprocessor(list(frame.columns), [], target="label", id_column="user_id",
+                       source={"kind": "events", "format": "canonical", "horizon": "1d"})
+    pre.fit(frame.assign(label=0))
+    net = MLP(pre.n_features, (3,), backend="numpy", seed=0)
+    ref = fit_reference(pre.columns, pre.inputs(frame),
+                        np.asarray(net.predict_proba(pre.transform(frame)), np.float64))
+    model = save_model(tmp_path / "m", net, pre, reference=ref)
+    pandas_engine = scoring.score_events  # the Dask cluster is not what is tested here
+    monkeypatch.setattr(scoring, "score_events",
+                        lambda *a, **k: pandas_engine(*a, **{**k, "engine": "pandas"}))
+    code, err = predict(capsys, "--model", model, "--events", log_path, "--engine", "dask",
+                        "--output", tmp_path / "o.csv")
+    assert code == 0 and drift_lines(err) == [
+        "predict.py: no drift check: --engine dask has none (the pandas engine's; "
+        "--no-drift silences this line)"]
+    assert not (tmp_path / "o.drift.json").exists()
+    code, err = predict(capsys, "--model", model, "--events", log_path, "--engine", "dask",
+                        "--output", tmp_path / "o.csv", "--no-drift")
+    assert code == 0 and drift_lines(err) == []
+
+
 def test_event_log_users_drift_on_the_event_features(tmp_path):
     """score_events hands the users' event features to the monitor: the log the reference
     was taken from shows no drift."""

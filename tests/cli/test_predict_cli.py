@@ -489,3 +489,61 @@ def test_keep_columns_is_refused_with_events(model_dir, tmp_path):
                    "item_id")
     assert proc.returncode == 2 and "--keep-columns only applies to --input" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag", ["--output", "--rejected", "--drift-output", "--plot"])
+def test_dash_is_refused_as_a_file_name(model_dir, tmp_path, capsys, monkeypatch, flag):
+    """`--output -` is no stdout shorthand: a usage error, not a file named "-"."""
+    from propensity.predict import main
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "in.csv"
+    path.write_text(UCI.read_text().split("\n", 3)[0] + "\n")
+    extra = {"--output": [], "--rejected": ["--on-invalid", "skip", "--output", "o.csv"],
+             "--drift-output": ["--output", "o.csv"], "--plot": ["--explain-row", "1"]}[flag]
+    assert main(["--model", str(model_dir), "--input", str(path), flag, "-", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"predict.py: error: {flag} -: '-' is not stdout here; give a file")
+    assert err.count("\n") == 1 and sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+@pytest.mark.parametrize("fails", ["mkstemp", "replace"])
+def test_write_errors_name_the_users_file(model_dir, score_frame, tmp_path, capsys,
+                                          monkeypatch, fails):
+    """A temporary file that cannot be created, or renamed onto its file: the message names
+    the file the user asked for (--output, the drift report, --rejected), never the
+    temporary name, and no temporary file is left."""
+    import tempfile
+
+    from propensity.predict import main
+
+    path = tmp_path / "in.csv"
+    score_frame.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    runs = {tmp_path / "d.json": ["--output", out, "--drift-output", tmp_path / "d.json"],
+            out: ["--output", out, "--no-drift"],
+            tmp_path / "r.csv": ["--output", out, "--no-drift", "--on-invalid", "skip",
+                                 "--rejected", tmp_path / "r.csv"]}
+    mkstemp, replace = tempfile.mkstemp, os.replace
+    for named, args in runs.items():
+        out.unlink(missing_ok=True)  # the drift report is renamed after the output
+
+        def refuse_temp(*a, named=named, **k):
+            if k["prefix"].startswith(f".{named.name}."):
+                raise PermissionError(13, "Permission denied", f"{k['dir']}/{k['prefix']}x.tmp")
+            return mkstemp(*a, **k)
+
+        def refuse_rename(src, dst, named=named):
+            if Path(dst) == named:
+                raise PermissionError(13, "Permission denied", str(src), str(dst))
+            return replace(src, dst)
+
+        if fails == "mkstemp":
+            monkeypatch.setattr(tempfile, "mkstemp", refuse_temp)
+        else:
+            monkeypatch.setattr(os, "replace", refuse_rename)
+        assert main(["--model", str(model_dir), "--input", str(path),
+                     *map(str, args)]) == 1
+        assert capsys.readouterr().err == f"predict.py: error: {named}: Permission denied\n"
+        assert not named.exists()
+        assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
