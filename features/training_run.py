@@ -171,6 +171,12 @@ def train_run(cfg: NetConfig, data: TableData | EventData,
     try:
         run_dir = new_run_dir(output)
     except OSError as exc:
+        if isinstance(exc, FileExistsError) and output is not None and (
+                output.is_symlink() or (output.exists() and not output.is_dir())):
+            what = ("a symbolic link (a run directory must be new or an empty directory, "
+                    "not a link)" if output.is_symlink() else "a file, not a directory (a run "
+                    "directory must be new or an empty directory)")
+            raise RunDirError(f"{output}: is {what}") from None
         if isinstance(exc, FileExistsError) and exc.filename is None:
             raise RunDirError(str(exc)) from None  # new_run_dir's message names it
         problem = describe_os_error(exc)
@@ -244,6 +250,22 @@ def write_run(folder: Path, cfg: NetConfig, data: TableData | EventData,
     return result
 
 
+def _split(data: TableData | EventData, seed: int) -> Split:
+    """``data.split(seed)``, with a ``ValueError`` of fitting the preprocessing on the
+    training rows (``features.tabular.Preprocessor.fit``: a column too large to standardise,
+    one with no value to impute from), which names the column but cannot name the file, as
+    a :class:`~features.tabular.DataError` naming the data's file(s)."""
+    from .datasets import DatasetError
+    from .tabular import DataError
+
+    try:
+        return data.split(seed)
+    except (DataError, DatasetError):  # they name the file already
+        raise
+    except ValueError as exc:
+        raise DataError(data.info["path"], str(exc)) from None
+
+
 def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
                options: RunOptions) -> dict:
     """:func:`write_run` but ``metrics.json``: its content, without ``"seconds"``."""
@@ -263,7 +285,7 @@ def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
         # (and then the one-hot kernel predict.py will score the saved model with)
         precompile.start(cfg.dtype, {cfg.activation, base_cfg.activation}, [cfg.activation])
     if options.tune:
-        tuning = data.split(seeds[0])
+        tuning = _split(data, seeds[0])
         X = tuning.X
         if options.views:
             cols = view_columns(tuning.pre, options.views[0])
@@ -272,7 +294,7 @@ def _train_all(tmp: Path, cfg: NetConfig, data: TableData | EventData,
         atomic_write(tmp / "tune_trials.csv", selection.csv_text(trials))
     runs, split, ids = [], None, []  # split: the first seed's (its models are saved)
     for seed in seeds:
-        s = data.split(seed)
+        s = _split(data, seed)
         split = s if split is None else split
         ids.append((s.id_name, s.ids, s.y["test"]))
         column_sets = [view_columns(s.pre, view) for view in options.views]

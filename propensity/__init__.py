@@ -71,6 +71,29 @@ def keep_freed_memory() -> None:
     mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
 
 
+class UsageError(ValueError):
+    """A command-line mistake: one line on stderr, exit status 2 (argparse's convention for
+    a bad command line; :func:`run_command` reports it so for every command)."""
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse a ``--threads`` outside ``[1, N]``, N the threads Numba may use here
+    (``NUMBA_NUM_THREADS``: the machine's cores unless set); None (all of them) passes.
+
+    Raises
+    ------
+    UsageError
+        ``--threads must be in [1, N] (this machine), got T``.
+    """
+    if threads is None:
+        return
+    from numba import config as numba_config
+
+    most = numba_config.NUMBA_NUM_THREADS
+    if not 1 <= threads <= most:
+        raise UsageError(f"--threads must be in [1, {most}] (this machine), got {threads}")
+
+
 def print_error(script: str, message, status: int) -> int:
     """Print ``PROG: error: MESSAGE`` on stderr, one line (``PROG`` as ``program_name``);
     return ``status``, the exit status."""
@@ -91,8 +114,8 @@ def run_command(
 ) -> int:
     """Call ``run()`` and turn what it raises into one line on stderr and an exit status.
 
-    The one error policy of ``train`` and ``predict``: a usage mistake (``usage_errors``)
-    exits 2; bad data or a bad model file (``features.tabular.DataError``,
+    The one error policy of ``train`` and ``predict``: a usage mistake (:class:`UsageError`,
+    ``usage_errors``) exits 2; bad data or a bad model file (``features.tabular.DataError``,
     ``nn_core.io.ModelFileError``, ``ValueError``, ``data_errors``), text that is not
     UTF-8 or not CSV (named as ``source``), an OS error (passed through ``os_error`` first,
     which may name the user's path instead of a temporary one), too little memory or
@@ -119,7 +142,7 @@ def run_command(
 
     try:
         run()
-    except usage_errors as exc:
+    except (UsageError, *usage_errors) as exc:
         return print_error(script, exc, 2)
     except UnicodeDecodeError as exc:
         return print_error(script, f"{source}: not UTF-8 text (byte {exc.start}: {exc.reason})",

@@ -43,7 +43,8 @@ class ConfigError(ValueError):
 
 
 def read_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The key/value object of a JSON or TOML file (TOML when the name ends in ``.toml``).
+    """The key/value object of a JSON or TOML file (TOML when the name ends in ``.toml``),
+    UTF-8 text with or without a byte-order mark (as the CSV readers take it).
 
     Raises
     ------
@@ -52,7 +53,7 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM, as editors on Windows write
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read it: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

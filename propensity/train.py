@@ -66,6 +66,7 @@ import argparse
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from features.training_run import RunDirError, RunOptions, summary_lines, train_run
@@ -95,7 +96,7 @@ from nn_core.preprocessing import (
 )
 from nn_core.selection import NetConfig
 
-from . import config, program_name, run_command
+from . import UsageError, check_threads, config, program_name, run_command
 from .bundled import bundled_table
 
 # The checkout's data/ or, installed, the copy under <prefix>/share/ (propensity/bundled.py).
@@ -124,10 +125,6 @@ PRESETS: dict[str, dict[str, object]] = {
 
 #: Settings of a --config file that are no flag: the valid range of each numeric column.
 FILE_ONLY = ("ranges",)
-
-
-class UsageError(ValueError):
-    """A command-line mistake; reported as one line, exit status 2."""
 
 
 def _ranges(value, path: Path) -> dict:
@@ -238,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training quantiles of --numeric-encoding quantile's Gaussian rank "
                     "(equal ones merge)")
     sp = ap.add_argument_group("split and seeds")
-    sp.add_argument("--seeds", type=_int_list, default=(0,), help="e.g. 0,1,2,3,4: repeat "
-                    "split + training per seed, report mean and std")
+    sp.add_argument("--seeds", type=_int_list, default=(0,), help="e.g. 0,1,2,3,4 (each "
+                    "once): repeat split + training per seed, report mean and std")
     sp.add_argument("--split", type=_fractions, default=(0.7, 0.15, 0.15), help="train,dev,test")
     hp = ap.add_argument_group("network and training")
     hp.add_argument("--hidden", type=_int_list, default=d.hidden, help="hidden widths, e.g. "
@@ -314,9 +311,8 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
     names = [n for n in NetConfig.__dataclass_fields__ if n != "restore_best"]
     cfg = NetConfig(**{n: getattr(args, n) for n in names},
                     restore_best=not args.no_restore_best)
-    from numba import config as numba_config
-
-    max_threads = numba_config.NUMBA_NUM_THREADS
+    check_threads(cfg.threads)
+    repeated = next((s for s, n in Counter(args.seeds).items() if n > 1), None)
     checks = [
         (0 < cfg.lr < math.inf, f"--lr must be > 0 and finite, got {cfg.lr}"),
         (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
@@ -332,8 +328,6 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
          f"--hidden widths must be <= {MAX_WIDTH:,} (the widest layer), got {cfg.hidden}"),
         (len(cfg.hidden) <= MAX_HIDDEN_LAYERS,
          f"--hidden has {len(cfg.hidden)} layers; at most {MAX_HIDDEN_LAYERS} are allowed"),
-        (cfg.threads is None or 1 <= cfg.threads <= max_threads,
-         f"--threads must be in [1, {max_threads}] (this machine), got {cfg.threads}"),
         (args.tune >= 0, f"--tune must be >= 0, got {args.tune}"),
         (1 <= args.ensemble <= MAX_ENSEMBLE,
          f"--ensemble must be in [1, {MAX_ENSEMBLE}], got {args.ensemble}"),
@@ -349,6 +343,8 @@ def config_from_args(args: argparse.Namespace) -> NetConfig:
         (len(args.seeds) >= 1, "--seeds needs at least one seed"),
         (all(0 <= s < 2**32 for s in args.seeds),
          f"--seeds must be integers in [0, 2**32), got {','.join(map(str, args.seeds))}"),
+        (repeated is None, f"--seeds: {repeated} is listed twice (a repeated seed would "
+         "count one run twice in the mean and std)"),
     ]
     for ok, message in checks:
         if not ok:

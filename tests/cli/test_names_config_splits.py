@@ -148,6 +148,37 @@ def test_bad_config_files_are_refused_in_one_line(tmp_path, capsys, content, nam
     assert len(err.splitlines()) == 1 and expected in err and f"--config {path}" in err, err
 
 
+@pytest.mark.parametrize("name, text", [
+    ("c.json", '{"lr": 0.01, "seeds": [0, 1]}'),
+    ("c.toml", 'lr = 0.01\nseeds = [0, 1]\n'),
+])
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path, capsys, name, text):
+    """As a CSV is: editors on Windows start UTF-8 files with one."""
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    got, err = parse(train.build_parser(), ["--config", path], capsys)
+    assert (got["lr"], got["seeds"], err) == (0.01, (0, 1), [])
+
+
+@pytest.mark.parametrize("argv, seed", [
+    (["--seeds", "0,0"], 0),
+    (["--seeds", "1,0,1"], 1),
+    (["--config", {"seeds": [0, 0]}], 0),
+    (["--config", {"seeds": "2,3"}, "--seeds", "5,4,5,4"], 5),
+])
+def test_a_seed_given_twice_is_a_usage_error(tmp_path, capsys, argv, seed):
+    """Whether from the command line or a file: one check, before the data is read."""
+    for a in argv:
+        if isinstance(a, dict):
+            (tmp_path / "c.json").write_text(json.dumps(a))
+    argv = [tmp_path / "c.json" if isinstance(a, dict) else a for a in argv]
+    status, err = call(train.main, [*argv, "--input", tmp_path / "missing.csv", "--output",
+                                    tmp_path / "run", *TINY], capsys)
+    assert (status, err) == (2, f"train.py: error: --seeds: {seed} is listed twice (a "
+                             "repeated seed would count one run twice in the mean and std)\n")
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_old_key_works_with_a_deprecation_line(tmp_path, capsys):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"data": "t.csv"}))

@@ -303,6 +303,76 @@ def test_out_must_be_new_or_empty(tmp_path):
 
 
 
+def call_main(argv, capsys) -> tuple[int, str]:
+    """``propensity.train.main(argv)`` in this process: (exit status, stderr)."""
+    from propensity import train
+
+    try:
+        status = train.main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    return status, capsys.readouterr().err
+
+
+def test_an_output_that_is_a_file_is_refused_as_a_file(tmp_path, capsys):
+    (tmp_path / "b2.csv").write_text("keep me")
+    status, err = call_main(["--input", uci_sample(tmp_path / "s.csv", every=32), "--quiet",
+                             "--output", tmp_path / "b2.csv"], capsys)
+    assert (status, err) == (2, f"train.py: error: --output {tmp_path / 'b2.csv'}: is a "
+                             "file, not a directory (a run directory must be new or an empty "
+                             "directory)\n")
+    assert (tmp_path / "b2.csv").read_text() == "keep me"
+
+
+def test_errors_fitting_the_preprocessing_name_the_file(tmp_path, capsys):
+    """Column statistics of the training rows that cannot be had (features.tabular's
+    Preprocessor.fit) are bad data: exit 1, one line naming the file and the column."""
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.csv"
+    big.write_text("a,b,y\n" + "".join(f"{rng.normal()},{(-1) ** i * 1e200},{i % 3 == 0:d}\n"
+                                       for i in range(300)))
+    status, err = call_main(["--input", big, "--target", "y", "--numeric", "a,b", "--quiet",
+                             "--output", tmp_path / "r1"], capsys)
+    assert status == 1 and err.startswith(f"train.py: error: {big}: column 'b': values too "
+                                          "large to standardise") and err.count("\n") == 1, err
+
+    def blank_bounce_rates(rows):
+        return [rows[0]] + [",".join(c if j != 6 else "" for j, c in enumerate(r.split(",")))
+                            for r in rows[1:]]
+
+    blank = uci_sample(tmp_path / "blank.csv", every=32, edit=blank_bounce_rates)
+    status, err = call_main(["--input", blank, "--on-invalid", "impute", "--quiet",
+                             "--output", tmp_path / "r2"], capsys)
+    assert (status, err) == (1, f"train.py: error: {blank}: column 'BounceRates': every "
+                             "training value is missing; nothing to impute from (leave the "
+                             "column out)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv", "blank.csv"]
+
+
+def test_threads_is_checked_once_for_every_command(capsys):
+    """One rule and one message for train.py and predict.py (``propensity.check_threads``),
+    a usage error: exit status 2 through ``run_command`` whatever the command."""
+    from numba import config as numba_config
+
+    from propensity import UsageError, check_threads, run_command
+
+    most = numba_config.NUMBA_NUM_THREADS
+    for threads in (None, 1, most):
+        check_threads(threads)
+    for threads in (0, -1, most + 1):
+        with pytest.raises(UsageError) as caught:
+            check_threads(threads)
+        assert str(caught.value) == f"--threads must be in [1, {most}] (this machine), got " \
+            f"{threads}"
+    assert run_command("predict", lambda: check_threads(0), source="x.csv",
+                       nothing_written="no output written") == 2
+    assert capsys.readouterr().err == (f"predict.py: error: --threads must be in [1, {most}] "
+                                       "(this machine), got 0\n")
+    status, err = call_main(["--threads", "0", "--quiet"], capsys)
+    assert (status, err) == (2, f"train.py: error: --threads must be in [1, {most}] (this "
+                             "machine), got 0\n")
+
+
 @pytest.mark.slow  # trains with train.py run as a command
 @pytest.mark.parametrize("restore", [True, False])
 def test_patience_and_restore_flags_reach_early_stopping(tmp_path, restore):

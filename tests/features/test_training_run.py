@@ -31,6 +31,50 @@ def test_a_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path):
                                  f"{tmp_path / 'file'} exists and is not a directory")
 
 
+@pytest.mark.parametrize("link", [False, True])
+def test_an_output_that_is_a_file_is_refused_as_one(tmp_path, link):
+    """A file (or a link) is not "a directory that is not empty": the message says what it
+    is, and it is left as it was."""
+    (tmp_path / "b2.csv").write_text("keep me")
+    out = tmp_path / "b2.csv"
+    if link:
+        out = tmp_path / "link"
+        out.symlink_to(tmp_path / "b2.csv")
+    what = "a symbolic link" if link else "a file, not a directory"
+    with pytest.raises(RunDirError, match=f"^{out}: is {what} \\(a run directory must be "
+                       "new or an empty directory"):
+        train_run(NetConfig(), object(), out)  # the data is never touched
+    assert (tmp_path / "b2.csv").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b2.csv"] + (["link"] if link else [])
+
+
+class _FailingData:
+    """A data source whose split fails as ``Preprocessor.fit`` does on its training rows."""
+
+    def __init__(self, error: Exception):
+        self.info = {"kind": "table", "path": "shop.csv"}
+        self.error = error
+
+    def split(self, seed):
+        raise self.error
+
+
+def test_an_error_fitting_the_preprocessing_names_the_file(tmp_path):
+    from features.datasets import SplitError
+    from features.tabular import DataError
+
+    fit = ValueError("column 'b': values too large to standardise (largest |value| 1e+200)")
+    with pytest.raises(DataError) as caught:
+        train_run(NetConfig(backend="numpy"), _FailingData(fit), tmp_path / "run")
+    assert str(caught.value) == ("shop.csv: column 'b': values too large to standardise "
+                                 "(largest |value| 1e+200)")
+    for named in (DataError("shop.csv", "bad", row=3), SplitError("shop.csv: no buyers")):
+        with pytest.raises(type(named)) as caught:  # already naming the file: unchanged
+            train_run(NetConfig(backend="numpy"), _FailingData(named), tmp_path / "run")
+        assert caught.value is named
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("failure", ["disk full", "interrupted"])
 def test_a_failed_run_leaves_nothing(failure, tmp_path, monkeypatch):
     """Whatever stops the run after files were written removes them all; an OS error names
