@@ -63,6 +63,7 @@ import numpy as np
 from . import reference as _reference
 from .activations import ACTIVATIONS
 from .losses import sample_scale
+from .validation import as_number
 
 
 class Tolerance(NamedTuple):
@@ -424,15 +425,13 @@ def _tolerance(dtype, tolerance: float | None, floor: float | None) -> tuple[str
 # --------------------------------------------------------------------------- the checks
 
 
-def _check_steps(model, h, floor, tolerance) -> float:
+def _check_steps(h, floor, tolerance) -> float:
     """``h`` as a float, after checking that ``h``, ``floor`` and ``tolerance`` (``None``:
-    the dtype's default) are finite numbers > 0 (the model's own scalar check)."""
-    h = model._check_scalar("h", h)
-    if h == 0:
-        raise ValueError("h must be a finite number > 0, got 0.0")
+    the dtype's default) are finite numbers > 0."""
+    h = as_number(h, "h", strict=True)
     for name, value in (("floor", floor), ("tolerance", tolerance)):
-        if value is not None and model._check_scalar(name, value) == 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if value is not None:
+            as_number(value, name, strict=True)
     return h
 
 
@@ -497,7 +496,7 @@ def gradcheck(
     """
     if not all(hasattr(model, a) for a in ("_check_Xy", "theta", "unflatten")):
         raise TypeError(f"model must be an nn_core.MLP, got {type(model).__name__}")
-    h = _check_steps(model, h, floor, tolerance)
+    h = _check_steps(h, floor, tolerance)
     Xd, yd, swd = model._check_Xy(X, y, sample_weight)
     r = _reference.rules(model.activation, model.output)
     l2 = model._check_scalar("l2", l2)
@@ -585,7 +584,7 @@ def input_gradcheck(
     """
     if not all(hasattr(model, a) for a in ("input_gradient", "theta", "unflatten")):
         raise TypeError(f"model must be an nn_core.MLP, got {type(model).__name__}")
-    h = _check_steps(model, h, floor, tolerance)
+    h = _check_steps(h, floor, tolerance)
     analytic = model.input_gradient(X, output)  # validates X and output
     r = _reference.rules(model.activation, model.output)
     params = model.unflatten(model.theta.astype(np.float64))
@@ -647,6 +646,7 @@ def check_gradients(
     ...                 lambda z: silu_backward(z, silu(z), np.ones_like(z)), z).ok
     True
     """
+    h = _check_steps(h, floor, tolerance)
     x = np.array(x, dtype=np.float64)
     if x.size == 0:
         raise ValueError("x is empty: there is no gradient to check")

@@ -27,7 +27,7 @@ from .activations import ACTIVATIONS
 from .losses import OUTPUTS, sample_scale
 from .optim import Optimizer, learning_rate
 from .training import EpochEnd, History, check_options
-from .validation import as_integer, as_matrix, as_vector
+from .validation import as_integer, as_matrix, as_number, as_vector, check_epochs, check_lr
 
 DTYPES = ("float32", "float64")
 #: Size limits checked by ``MLP.__init__`` before anything is allocated.
@@ -244,15 +244,8 @@ class MLP:
 
     @staticmethod
     def _check_scalar(name: str, value: float, low: float = 0.0) -> float:
-        if isinstance(value, bool | str | bytes):
-            raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}")
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a finite number >= {low}, got {value!r}") from None
-        if not math.isfinite(value) or value < low:
-            raise ValueError(f"{name} must be a finite number >= {low}, got {value}")
-        return value
+        """``value`` as a finite float ``>= low`` (:func:`nn_core.validation.as_number`)."""
+        return as_number(value, name, low)
 
     # --- math -------------------------------------------------------------------
     def predict_proba(self, X, threads: int | None = None) -> np.ndarray:
@@ -380,10 +373,11 @@ class MLP:
         X : array of shape (n, n_inputs)
         y : array of shape (n,)
         epochs, batch_size : int
+            Passes over the rows (>= 1), and rows per step (>= 1).
         optimizer : {"sgd", "momentum", "nesterov", "adam"}
             ``momentum`` with ``nesterov=True`` is the same as ``nesterov``.
         lr : float
-            Base learning rate of the schedule.
+            Base learning rate of the schedule, a finite number > 0.
         sample_weight : array of shape (n,), optional
         pos_weight : float
             Weight of positive samples in the loss.
@@ -442,15 +436,13 @@ class MLP:
         >>> history.best_epoch, history["val_roc_auc"][history.best_epoch - 1]  # doctest: +SKIP
         """
         X, y, sample_weight = self._check_Xy(X, y, sample_weight)
-        epochs, batch_size = as_integer(epochs, "epochs"), as_integer(batch_size, "batch_size")
-        if epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        epochs, batch_size = check_epochs(epochs), as_integer(batch_size, "batch_size")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         # A batch larger than the data is the whole data: one batch per epoch either way, and
         # no buffer is sized by a batch_size of 10**10.
         batch_size = min(batch_size, X.shape[0])
-        lr = self._check_scalar("lr", lr)
+        lr = check_lr(lr)
         shuffle_seed = as_integer(shuffle_seed, "shuffle_seed")
         if shuffle_seed < 0:
             raise ValueError(f"shuffle_seed must be >= 0, got {shuffle_seed}")

@@ -38,6 +38,7 @@ from .modeldir import load_model, save_model
 from .network import MLP
 from .preprocessing import Preprocessing
 from .training import History
+from .validation import check_epochs, check_lr
 
 #: The name under which ``model.json`` holds what the network alone does not say.
 ESTIMATOR_KEY = "sklearn"
@@ -67,10 +68,10 @@ class PropensityClassifier(ClassifierMixin, BaseEstimator):
         Hidden activation, a key of ``nn_core.activations.ACTIVATIONS``.
     optimizer : {"adam", "sgd", "momentum", "nesterov"}
     lr : float
-        Learning rate.
+        Learning rate, a finite number > 0.
     batch_size : int
     epochs : int
-        Passes over the training rows (fewer with early stopping).
+        Passes over the training rows (fewer with early stopping), >= 1.
     l2 : float
         L2 penalty ``(l2/2) sum ||W||^2`` of the loss.
     dropout : float
@@ -191,6 +192,10 @@ class PropensityClassifier(ClassifierMixin, BaseEstimator):
             For more or fewer than two classes, and for anything ``MLP`` or ``MLP.fit``
             refuses (naming the argument).
         """
+        # Checked before anything is set, as MLP.fit will (scikit-learn checks its
+        # hyper-parameters in fit, with a ValueError naming the parameter).
+        check_epochs(self.epochs)
+        check_lr(self.lr)
         warm = self.warm_start and hasattr(self, "network_")
         X, y = validate_data(self, X, y, reset=not warm, dtype=(np.float64, np.float32))
         y_type = type_of_target(y, input_name="y", raise_unknown=True)

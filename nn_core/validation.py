@@ -1,8 +1,11 @@
-"""Validation of the arrays the network takes, in one place.
+"""Validation of the arrays and numbers the network takes, in one place.
 
 Every public method of :class:`nn_core.MLP` checks its inputs here and
 raises one ``ValueError`` that says what is wrong, naming the argument and,
-for NaN or infinity, the first row and column that holds it.
+for NaN or infinity, the first row and column that holds it. The training
+hyper-parameters that every trainer shares (:func:`check_epochs`,
+:func:`check_lr`) are checked here too, so that ``MLP.fit`` and
+``PropensityClassifier.fit`` refuse the same values with the same words.
 """
 
 from __future__ import annotations
@@ -120,3 +123,39 @@ def as_integer(value, name: str) -> int:
     if isinstance(value, float | np.floating) and math.isfinite(value) and value == int(value):
         return int(value)
     raise ValueError(f"{name} must be an integer, got {value!r}")
+
+
+def as_number(value, name: str, low: float = 0.0, *, strict: bool = False) -> float:
+    """``value`` as a finite float ``>= low`` (``> low`` with ``strict``).
+
+    Python and NumPy numbers; a ValueError naming ``name`` for anything else (text, a
+    boolean, None, NaN, infinity, a number out of range), e.g. ``"lr must be a finite
+    number > 0, got 0.0"``.
+    """
+    bound = f"{'>' if strict else '>='} {low:g}"
+    if isinstance(value, bool | np.bool_ | str | bytes):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}") from None
+    if not math.isfinite(number) or number < low or (strict and number == low):
+        raise ValueError(f"{name} must be a finite number {bound}, got {number}")
+    return number
+
+
+def check_epochs(epochs) -> int:
+    """``epochs`` as an int ``>= 1``: training for no epoch is a mistake, not a no-op.
+
+    The same bound as ``train.py --epochs``; a ValueError naming ``epochs`` otherwise.
+    """
+    epochs = as_integer(epochs, "epochs")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    return epochs
+
+
+def check_lr(lr) -> float:
+    """The learning rate ``lr`` as a finite float ``> 0`` (the bound of ``train.py --lr``):
+    at 0 nothing would move, and below it every step would climb the loss."""
+    return as_number(lr, "lr", strict=True)

@@ -113,6 +113,24 @@ def test_one_class_and_three_classes_are_refused():
         PropensityClassifier().fit(X, np.arange(len(X)) % 3)
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"epochs": 0}, r"^epochs must be >= 1, got 0$"),
+     ({"epochs": 2.5}, r"^epochs must be an integer, got 2.5$"),
+     ({"lr": 0}, r"^lr must be a finite number > 0, got 0.0$"),
+     ({"lr": -0.1}, r"^lr must be a finite number > 0, got -0.1$"),
+     ({"lr": float("nan")}, r"^lr must be a finite number > 0, got nan$")],
+)
+def test_fit_refuses_no_epoch_and_no_learning_rate_before_setting_anything(params, message):
+    """scikit-learn's convention: the hyper-parameters are checked in fit, with a ValueError
+    naming the parameter, and a refused fit leaves no fitted attribute behind."""
+    X, y = _blobs()
+    clf = PropensityClassifier(**params)
+    with pytest.raises(ValueError, match=message):
+        clf.fit(X, y)
+    assert not [name for name in vars(clf) if name.endswith("_")]
+
+
 def test_feature_names_in_from_a_dataframe():
     X, y = _blobs()
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])

@@ -262,6 +262,29 @@ def test_fit_rejects_bad_validation_arguments_before_training(kwargs, message):
     assert np.array_equal(m.theta, theta)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"epochs": 0}, r"^epochs must be >= 1, got 0$"),
+     ({"lr": 0.0}, r"^lr must be a finite number > 0, got 0.0$"),
+     ({"lr": -1e-3}, r"^lr must be a finite number > 0, got -0.001$")],
+)
+def test_no_epoch_and_no_learning_rate_are_refused_and_change_nothing(backend, kwargs, message):
+    """``fit(epochs=0)`` used to return an empty History and ``lr=0`` to train in place:
+    both are refused (the bounds of ``train.py``), and the model's state is untouched, so a
+    fit that follows is that of a fresh model."""
+    X, y = _xor(200)
+    m = MLP(2, (8,), seed=1, backend=backend, dtype="float64")
+    theta = m.theta.copy()
+    with pytest.raises(ValueError, match=message):
+        m.fit(X, y, **{"epochs": 2, "lr": 1e-2, **kwargs})
+    assert np.array_equal(m.theta, theta)
+    m.fit(X, y, epochs=2, lr=1e-2)
+    fresh = MLP(2, (8,), seed=1, backend=backend, dtype="float64")
+    fresh.fit(X, y, epochs=2, lr=1e-2)
+    np.testing.assert_array_equal(m.theta, fresh.theta)
+
+
 # --------------------------------------------------------------------------- selection
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from nn_core import MLP
+from nn_core.validation import as_number, check_epochs, check_lr
 
 
 @pytest.fixture
@@ -67,7 +68,13 @@ def test_identity_output_accepts_real_targets():
         ({"sample_weight": np.array([1.0])}, "sample_weight must have shape"),
         ({"pos_weight": -1.0}, "pos_weight"),
         ({"l2": float("nan")}, "l2"),
-        ({"lr": -0.1}, "lr"),
+        ({"lr": -0.1}, r"^lr must be a finite number > 0, got -0.1$"),
+        ({"lr": 0}, r"^lr must be a finite number > 0, got 0.0$"),
+        ({"lr": float("inf")}, r"^lr must be a finite number > 0, got inf$"),
+        ({"lr": "0.1"}, r"^lr must be a finite number > 0, got '0.1'$"),
+        ({"epochs": 0}, r"^epochs must be >= 1, got 0$"),
+        ({"epochs": -3}, r"^epochs must be >= 1, got -3$"),
+        ({"epochs": 1.5}, r"^epochs must be an integer, got 1.5$"),
         ({"batch_size": 0}, "batch_size"),
         ({"optimizer": "adagrad"}, "unknown optimizer"),
         ({"schedule": "linear"}, "unknown schedule"),
@@ -76,8 +83,37 @@ def test_identity_output_accepts_real_targets():
 )
 def test_bad_fit_options(kwargs, match):
     m = MLP(3, (4,), dtype="float64")
+    theta = m.theta.copy()
     with pytest.raises(ValueError, match=match):
         m.fit(np.zeros((2, 3)), np.array([0.0, 1.0]), **kwargs)
+    np.testing.assert_array_equal(m.theta, theta)  # nothing trained
+    assert m._epochs_done == 0
+
+
+@pytest.mark.parametrize(
+    "check, value, expected",
+    [(check_epochs, 1, 1), (check_epochs, 3.0, 3), (check_epochs, np.int64(7), 7),
+     (check_lr, 1e-3, 1e-3), (check_lr, np.float32(0.5), 0.5), (check_lr, 2, 2.0)],
+)
+def test_the_shared_hyper_parameter_checks_accept(check, value, expected):
+    result = check(value)
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [(0.0, r"^x must be a finite number > 0, got 0.0$"),
+     (-1, r"^x must be a finite number > 0, got -1.0$"),
+     (float("nan"), r"^x must be a finite number > 0, got nan$"),
+     (True, r"^x must be a finite number > 0, got True$"),
+     (None, r"^x must be a finite number > 0, got None$")],
+)
+def test_as_number_names_the_argument_and_its_bound(value, match):
+    with pytest.raises(ValueError, match=match):
+        as_number(value, "x", strict=True)
+    assert as_number(0.0, "x") == 0.0  # >= 0 unless strict
+    with pytest.raises(ValueError, match=r"^x must be a finite number >= 2, got 1.5$"):
+        as_number(1.5, "x", low=2.0)
 
 
 @pytest.mark.parametrize(
