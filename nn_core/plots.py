@@ -1,10 +1,12 @@
-"""PNG plots of a training run: loss curves, ROC, PR, reliability diagram, cumulative gains;
+"""Plots of a training run: loss curves, ROC, PR, reliability diagram, cumulative gains;
 and of one row's explanation: a waterfall of its reasons (``predict.py --explain-row``).
 
 Figures are built with matplotlib's object API on the Agg canvas (no pyplot state, no
-display needed) and written atomically, so a crashed run never leaves half a PNG. Each
-``*_figure`` function builds a figure (what the tests inspect); ``plot_*`` writes it.
-Legends sit below the axes, where they cannot hide a curve.
+display needed) and written atomically, so a crashed run never leaves half a file. Each
+``*_figure`` function builds a figure (what the tests inspect); ``plot_*`` writes it in the
+format its file name's suffix names (:data:`FIGURE_FORMATS`: PNG, PDF or SVG; PNG
+without a suffix), :func:`figure_bytes` gives those bytes. Legends sit below the axes,
+where they cannot hide a curve.
 """
 
 from __future__ import annotations
@@ -48,11 +50,42 @@ def _legend_below(ax, handles=None, below: float = 0.16) -> None:
               **kwargs)
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+#: The formats a figure is written in, named by its file's suffix (matplotlib's names).
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def figure_format(path: str | os.PathLike) -> str:
+    """The format of a figure written to ``path``: its suffix, in any case (``x.PDF``:
+    ``"pdf"``), or ``"png"`` for a name without one.
+
+    Raises
+    ------
+    ValueError
+        ``PATH: ...`` for a suffix not in :data:`FIGURE_FORMATS` (a command adds its flag
+        in front: ``--plot PATH: ...``).
+    """
+    suffix = Path(path).suffix.lower().removeprefix(".")
+    if not suffix:
+        return "png"
+    if suffix not in FIGURE_FORMATS:
+        names = ", ".join(f".{f}" for f in FIGURE_FORMATS)
+        raise ValueError(f"{path}: a figure cannot be written as {Path(path).suffix!r}; the "
+                         f"name's suffix gives the format: {names} (none: PNG)")
+    return suffix
+
+
+def figure_bytes(fig: Figure, path: str | os.PathLike) -> bytes:
+    """The bytes of ``fig`` in the format of ``path``'s suffix (:func:`figure_format`), for
+    a caller that writes them itself (e.g. with other files, all or nothing)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")  # "tight": the legend below included
+    fig.savefig(buf, format=figure_format(path), bbox_inches="tight")  # the legend included
+    return buf.getvalue()
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` atomically, in the format of its suffix."""
     path = Path(path)
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, figure_bytes(fig, path))
     return path
 
 
@@ -99,7 +132,7 @@ def plot_loss_curves(
     curves: Mapping[str, Sequence[float]], path: str | os.PathLike, best_epoch: int | None = None,
     watched: tuple[str, Sequence[float]] | None = None, title: str = "Loss per epoch",
 ) -> Path:
-    """Write :func:`loss_figure` to ``path`` (PNG)."""
+    """Write :func:`loss_figure` to ``path`` (:func:`figure_format`)."""
     return _save(loss_figure(curves, best_epoch, watched, title), path)
 
 
@@ -117,7 +150,7 @@ def roc_figure(scores: Scores, title: str = "ROC curve") -> Figure:
 
 
 def plot_roc(scores: Scores, path: str | os.PathLike, title: str = "ROC curve") -> Path:
-    """Write :func:`roc_figure` to ``path`` (PNG)."""
+    """Write :func:`roc_figure` to ``path`` (:func:`figure_format`)."""
     return _save(roc_figure(scores, title), path)
 
 
@@ -141,7 +174,7 @@ def pr_figure(scores: Scores, title: str = "Precision-recall") -> Figure:
 
 
 def plot_pr(scores: Scores, path: str | os.PathLike, title: str = "Precision-recall") -> Path:
-    """Write :func:`pr_figure` to ``path`` (PNG)."""
+    """Write :func:`pr_figure` to ``path`` (:func:`figure_format`)."""
     return _save(pr_figure(scores, title), path)
 
 
@@ -176,7 +209,7 @@ def reliability_figure(scores: Scores, n_bins: int = 10,
 def plot_reliability(
     scores: Scores, path: str | os.PathLike, n_bins: int = 10, title: str = "Reliability diagram"
 ) -> Path:
-    """Write :func:`reliability_figure` to ``path`` (PNG)."""
+    """Write :func:`reliability_figure` to ``path`` (:func:`figure_format`)."""
     return _save(reliability_figure(scores, n_bins, title), path)
 
 
@@ -198,7 +231,7 @@ def gains_figure(scores: Scores, title: str = "Cumulative gains") -> Figure:
 
 
 def plot_gains(scores: Scores, path: str | os.PathLike, title: str = "Cumulative gains") -> Path:
-    """Write :func:`gains_figure` to ``path`` (PNG)."""
+    """Write :func:`gains_figure` to ``path`` (:func:`figure_format`)."""
     return _save(gains_figure(scores, title), path)
 
 
@@ -236,7 +269,7 @@ def importance_figure(importances: Mapping[str, tuple[Sequence[str], np.ndarray,
 
 def plot_importance(importances: Mapping[str, tuple[Sequence[str], np.ndarray, np.ndarray]],
                     path: str | os.PathLike, title: str = "Permutation importance") -> Path:
-    """Write :func:`importance_figure` to ``path`` (PNG)."""
+    """Write :func:`importance_figure` to ``path`` (:func:`figure_format`)."""
     return _save(importance_figure(importances, title), path)
 
 
@@ -260,7 +293,7 @@ def drift_figure(psi: Mapping[str, float], threshold: float,
 
 def plot_drift(psi: Mapping[str, float], threshold: float, path: str | os.PathLike,
                title: str = "Input drift (PSI)") -> Path:
-    """Write :func:`drift_figure` to ``path`` (PNG)."""
+    """Write :func:`drift_figure` to ``path`` (:func:`figure_format`)."""
     return _save(drift_figure(psi, threshold, title), path)
 
 
@@ -316,5 +349,5 @@ def waterfall_figure(bars: Sequence[Bar], title: str = "Reasons") -> Figure:
 
 def plot_waterfall(bars: Sequence[Bar], path: str | os.PathLike, title: str = "Reasons"
                    ) -> Path:
-    """Write :func:`waterfall_figure` to ``path`` (PNG)."""
+    """Write :func:`waterfall_figure` to ``path`` (:func:`figure_format`)."""
     return _save(waterfall_figure(bars, title), path)

@@ -83,3 +83,26 @@ def test_write_plots_titles_name_the_data_and_the_seed(tmp_path, scores, monkeyp
     assert len(titles) == len(files) == 5
     assert all(t.endswith("(shop.csv, seed 3)") for t in titles), titles
     assert all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in files)
+
+
+@pytest.mark.parametrize("name, magic", [
+    ("w.png", b"\x89PNG"), ("w.pdf", b"%PDF"), ("w.svg", b"<?xml"), ("W.PDF", b"%PDF"),
+    ("w", b"\x89PNG"),  # no suffix: PNG
+])
+def test_a_figure_is_written_in_the_format_its_suffix_names(tmp_path, name, magic, capfd):
+    bars = plots.waterfall_bars(0.2, 0.5, ["a", "b"], np.array([0.2, 0.1]))
+    assert plots.plot_waterfall(bars, tmp_path / name) == tmp_path / name
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    drift = plots.drift_figure({"a": 0.3, "(scores)": 0.05}, 0.2)
+    assert plots.figure_bytes(drift, tmp_path / name).startswith(magic)
+    assert capfd.readouterr() == ("", "")  # no backend warning: a command's stderr is one line
+
+
+def test_an_unknown_suffix_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    bars = plots.waterfall_bars(0.2, 0.5, ["a"], np.array([0.3]))
+    with pytest.raises(ValueError) as caught:
+        plots.plot_waterfall(bars, tmp_path / "w.jpgg")
+    assert str(caught.value) == (f"{tmp_path / 'w.jpgg'}: a figure cannot be written as "
+                                 "'.jpgg'; the name's suffix gives the format: .png, .pdf, "
+                                 ".svg (none: PNG)")
+    assert list(tmp_path.iterdir()) == []
