@@ -24,7 +24,7 @@ order, or in time order with file order breaking ties, gives the batch snapshot.
 from __future__ import annotations
 
 import bisect
-import math
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,16 +59,49 @@ class StateFull(RequestError):
 
 
 def _cell_text(value: object, what: str, i: int, column: str) -> str:
-    """A JSON value as the text of a CSV cell: ``null`` -> empty (missing), a number or
-    boolean as written; a list or object is refused."""
+    """A JSON value as the text of a CSV cell: ``null`` -> empty (missing), a boolean as
+    ``TRUE``/``FALSE``, a number as JSON writes it (``NaN``, ``Infinity`` and ``-Infinity``,
+    which Python's JSON parser accepts, as these tokens: the CSV parser reads them as a
+    missing and an infinite value); a list or object is refused."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float | str):
-        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return json.dumps(value)
+    if isinstance(value, int):
+        try:
+            return str(value)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() (not from JSON)
+            raise RequestError(f"{what} {i}, column {column!r}: an integer of "
+                               f"{value.bit_length():,} bits is too long to read", i,
+                               column) from None
+    if isinstance(value, str):
+        return value
     raise RequestError(f"{what} {i}, column {column!r}: expected a number or a string, got "
                        f"a JSON {'array' if isinstance(value, list) else 'object'}", i, column)
+
+
+def _quoted(value: object, limit: int = 60) -> str:
+    """``repr`` of a bad cell for an error message, cut after ``limit`` characters (a long
+    string or a 400-digit integer is named, not echoed in full)."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(value)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def _numbers(values: list) -> np.ndarray | None:
+    """The values as float64 when every one is a JSON number that is finite as a float, else
+    ``None`` (the column then goes to the CSV parser as text, which names the bad cell with
+    the CSV's rule: an integer beyond float range is an infinite value, as in a file)."""
+    if not all(type(v) in (int, float) for v in values):
+        return None
+    try:
+        x = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return x if np.isfinite(x).all() else None
 
 
 def _records(items: object, what: str) -> list[Mapping]:
@@ -115,10 +148,11 @@ def rows_frame(rows: object, pre: Preprocessing) -> pd.DataFrame:
     cells: dict[str, np.ndarray] = {}
     for c in columns:
         values = [row[c] for row in rows]
-        if c in numeric and all(type(v) in (int, float) and math.isfinite(v) for v in values):
-            # JSON numbers: a number column, as the CSV parser gives one whose cells are
-            # all numbers (parse_frame then checks it without scanning text)
-            cells[c] = np.array(values, dtype=np.float64)
+        # JSON numbers: a number column, as the CSV parser gives one whose cells are all
+        # numbers (parse_frame then checks it without scanning text)
+        x = _numbers(values) if c in numeric else None
+        if x is not None:
+            cells[c] = x
         else:
             cells[c] = np.array([_cell_text(v, "row", i, c) for i, v in enumerate(values, 1)],
                                 dtype=object)
@@ -126,7 +160,7 @@ def rows_frame(rows: object, pre: Preprocessing) -> pd.DataFrame:
     try:
         return parse_frame(raw, scoring_schema(pre), "request", 1, with_target=False)
     except DataError as exc:
-        value = "" if exc.value is None else f" (value: {exc.value!r})"
+        value = "" if exc.value is None else f" (value: {_quoted(exc.value)})"
         raise RequestError(f"row {exc.row}, column {exc.column!r}: {exc.problem}{value}",
                            exc.row, exc.column) from None
 
@@ -162,7 +196,7 @@ def events_frame(events: object) -> pd.DataFrame:
         return ev.parse_canonical(raw, "request")
     except ev.EventLogError as exc:
         raise RequestError(f"event {exc.row}, column {exc.column!r}: {exc.reason}: "
-                           f"{exc.value!r}", exc.row, exc.column) from None
+                           f"{_quoted(exc.value)}", exc.row, exc.column) from None
 
 
 def _key(text: str) -> int | str | None:

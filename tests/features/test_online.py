@@ -11,8 +11,17 @@ from serve_harness import UCI, event_records, typed
 
 from features.events import features_at
 from features.online import OnlineState, RequestError, StateFull, events_frame, rows_frame
+from features.scoring import scoring_schema
 from features.synthetic import generate_events
-from features.tabular import UCI_CATEGORICAL, UCI_NUMERIC, Preprocessor, Schema, load_table
+from features.tabular import (
+    UCI_CATEGORICAL,
+    UCI_NUMERIC,
+    DataError,
+    Preprocessor,
+    Schema,
+    load_table,
+    parse_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +61,44 @@ def test_bad_cells_name_row_and_column(pre, csv_rows, edit, message):
         rows_frame(rows, pre)
     assert str(info.value).startswith(message), str(info.value)
     assert info.value.row == 2 and info.value.column == next(iter(edit))
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    # an integer beyond float range (json.loads gives it whole)
+    pytest.param(10**400, "1" + "0" * 400, id="10**400"),
+    pytest.param(-(10**400), "-1" + "0" * 400, id="-10**400"),
+    (float("inf"), "Infinity"),  # JSON's tokens, which Python's parser accepts
+    (float("-inf"), "-Infinity"),
+    (float("nan"), "NaN"),
+    (True, "TRUE"),  # a boolean where a number belongs
+    pytest.param("7" * 10_000, "7" * 10_000, id="10000-characters"),
+])
+def test_json_values_get_the_csv_rule(pre, csv_rows, value, text):
+    """A JSON value that no float holds (it raised OverflowError, a 500, and left the
+    other requests of its batch unanswered) is refused with the CSV parser's message for the
+    same cell text, naming row and column and quoting at most 60 characters of the value."""
+    rows = [dict(r) for r in csv_rows[:3]]
+    rows[0]["Administrative"] = value
+    with pytest.raises(RequestError) as info:
+        rows_frame(rows, pre)
+    raw = pd.DataFrame(csv_rows[:3]).assign(Administrative=[text, "0", "0"])
+    with pytest.raises(DataError) as csv:
+        parse_frame(raw, scoring_schema(pre), "f.csv", with_target=False)
+    assert csv.value.row == 1 and csv.value.column == "Administrative"
+    assert str(info.value).startswith(f"row 1, column 'Administrative': {csv.value.problem} "
+                                      f"(value: {text[:60]!r}")
+    assert len(str(info.value)) < 200 and info.value.row == 1
+    if len(text) > 60:
+        assert str(info.value).endswith(f"... ({len(text):,} characters))")
+
+
+def test_large_finite_json_numbers_are_numbers(pre, csv_rows):
+    """An integer above 2**63 but within float range, in a column of JSON numbers, is the
+    float it rounds to (as the CSV parser reads its text)."""
+    rows = [dict(r) for r in csv_rows[:3]]
+    for r in rows:
+        r["Administrative"] = 2**70
+    assert (rows_frame(rows, pre)["Administrative"] == 2.0**70).all()
 
 
 def test_bad_row_shapes(pre, csv_rows):
