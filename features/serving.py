@@ -25,7 +25,9 @@ An ASGI app (Starlette: ``pip install .[serve]``), :func:`create_app`, with
 A bad request gets a 4xx status and ``{"error": "..."}`` naming the row (1-based, in request
 order) and column, or the event; a body over ``max_body_bytes`` (``--max-body-bytes``) or
 more than ``max_rows`` (``--max-rows``) rows or events is refused with 413. Rows are
-checked by the same parser as ``predict.py``'s (``features.online.rows_frame``).
+checked by the same parser as ``predict.py``'s (``features.online.rows_frame``). A bug of
+ours gets 500 (the exception's type; the traceback goes to the log) for the request that
+raised it only: every other request, batched with it or not, is answered.
 
 The app has no authentication or TLS: put it behind a proxy that has, before exposing it.
 """
@@ -35,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -48,6 +51,8 @@ DEFAULT_MAX_ROWS = 100_000
 BATCH_ROWS = 10_000
 #: The run's metrics.json (train.py) holds the training date; read up to this size.
 MAX_METRICS_BYTES = 16 << 20
+
+log = logging.getLogger(__name__)
 
 
 class HTTPError(Exception):
@@ -136,9 +141,11 @@ class Batcher:
     A request puts its rows in the queue and waits; the first schedules a run at the loop's
     next turn, so a lone request waits for nothing and requests that arrive together (many
     connections) share the per-call costs of parsing and scoring (pandas' per-column work
-    dominates a one-row request). If the batch has a bad row, every request of it is scored
-    on its own, so that each reply names its own row numbers. Requests keep the model they
-    started with: a batch is scored per model.
+    dominates a one-row request). If scoring the batch raises, every request of it is
+    scored on its own, so that each reply is its own: a bad row gets a 422 naming its own
+    row numbers, an unexpected exception (a bug) reaches only the request that raises it
+    (500) and the others are answered. Every request of a batch is answered, whatever the
+    batch raised. Requests keep the model they started with: a batch is scored per model.
 
     Parameters
     ----------
@@ -161,6 +168,8 @@ class Batcher:
         return await future
 
     def run(self) -> None:
+        """Score the requests that wait now (at least one, at most ``max_rows`` rows) and
+        answer each; run again at the loop's next turn while requests wait."""
         take, n = 1, len(self.pending[0][1])
         while take < len(self.pending) and n + len(self.pending[take][1]) <= self.max_rows:
             n += len(self.pending[take][1])
@@ -171,32 +180,53 @@ class Batcher:
         else:
             self.scheduled = False
         for served in {id(s): s for s, _, _ in batch}.values():
-            group = [(rows, future) for s, rows, future in batch if s is served]
-            try:
-                out = score_rows(served, [row for rows, _ in group for row in rows])
-            except HTTPError:  # a bad row: each request on its own, with its own numbers
-                out = None
-            except Exception as exc:  # a bug: every request of the batch reports it
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
+            self.answer(served, [(rows, future) for s, rows, future in batch if s is served])
+
+    @staticmethod
+    def answer(served: Served, group: list[tuple[list, asyncio.Future]]) -> None:
+        """Score the requests of one model in one call and answer each (its future gets its
+        scores or an exception); never raises."""
+        try:
+            out = score_rows(served, [row for rows, _ in group for row in rows])
+        except Exception as exc:
+            error = exc
+        else:
             start = 0
             for rows, future in group:
-                if future.done():  # the client went away
-                    start += len(rows)
-                    continue
-                if out is None:
-                    try:
-                        future.set_result(score_rows(served, rows))
-                    except HTTPError as exc:
-                        future.set_exception(exc)
-                    continue
                 span = slice(start, start + len(rows))
                 start += len(rows)
-                future.set_result({"propensity": out["propensity"][span],
-                                   "label": None if out["label"] is None
-                                   else out["label"][span], "model": out["model"]})
+                resolve(future, {"propensity": out["propensity"][span],
+                                 "label": None if out["label"] is None else out["label"][span],
+                                 "model": out["model"]})
+            return
+        if len(group) == 1:
+            resolve(group[0][1], error)
+            return
+        # each request on its own (outside the except clause: its exception is its own, not
+        # chained to the batch's): its own row numbers, or the bug raised by it alone
+        bug = False
+        for rows, future in group:
+            if future.done():  # the client went away
+                continue
+            try:
+                resolve(future, score_rows(served, rows))
+            except Exception as exc:
+                resolve(future, exc)
+                bug |= not isinstance(exc, HTTPError)
+        if not bug and not isinstance(error, HTTPError):  # the batch's only: logged here
+            log.error("scoring a batch of %d requests raised; no request raises it alone",
+                      len(group), exc_info=error)
+
+
+def resolve(future: asyncio.Future, result: object) -> None:
+    """Set a request's result, or its exception when ``result`` is one; nothing when the
+    future is done already (the client went away and the request was cancelled)."""
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 async def read_json(request, limit: int, key: str, max_items: int) -> list:
@@ -268,7 +298,9 @@ def create_app(model_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         served = current("table")
         rows = await read_json(request, max_body_bytes, "rows", max_rows)
         if not isinstance(rows, list):
-            raise HTTPError(422, "expected a JSON array of rows")
+            raise HTTPError(422, 'expected a JSON array of rows in "rows"')
+        if not rows:
+            raise HTTPError(422, '"rows" is empty: expected at least one row')
         return JSONResponse(await batcher.scores(served, rows))
 
     async def add_events(request):

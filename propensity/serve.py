@@ -64,14 +64,22 @@ def run(args: argparse.Namespace) -> None:
     app = create_app(args.model, args.max_body_bytes, args.max_rows, args.max_events,
                      program_name("serve"))
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(2048)  # connections wait in the backlog until the server accepts them
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        sock.listen(2048)  # connections wait in the backlog until the server accepts them
+    except socket.gaierror as exc:  # a name that does not resolve
+        sock.close()
+        raise ValueError(f"--host {args.host!r}: {exc.strerror}") from None
+    except OSError as exc:  # in use, not an address of this machine, a privileged port
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{args.port}: "
+                         f"{exc.strerror or exc}") from None
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
-    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     print(f"{program_name('serve')}: serving {args.model} (model "
           f"{app.state.current().info['id']}) on http://{host}:{port}", file=sys.stderr,
           flush=True)
@@ -79,8 +87,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the server until SIGINT or SIGTERM; 0 then, 1 when the model cannot be loaded or
-    the address not bound, 2 for a usage mistake."""
+    """Run the server until SIGINT or SIGTERM: it stops listening, answers the requests in
+    flight and ends by the signal (uvicorn raises it again: exit status 130 for Ctrl-C, 143
+    for SIGTERM); 1 when the model cannot be loaded or the address not bound (the message
+    names ``--host`` or host:port), 2 for a usage mistake."""
     args = build_parser().parse_args(argv)
     return run_command("serve", lambda: run(args), source=args.model,
                        nothing_written="nothing was written", usage_errors=(UsageError,))

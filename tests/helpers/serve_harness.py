@@ -19,12 +19,19 @@ UCI = REPO / "data" / "online_shoppers_intention.csv"
 
 
 @contextlib.contextmanager
-def running_server(model_dir: Path, *args: str, timeout: float = 120.0) -> Iterator[dict]:
+def running_server(model_dir: Path, *args: str, timeout: float = 120.0,
+                   prelude: str = "") -> Iterator[dict]:
     """Start ``python serve.py --model DIR --port 0 ARGS`` on loopback and yield
-    ``{"url", "process", "stderr"}`` once it listens (the port it prints); stop it
-    (SIGTERM) afterwards. ``stderr`` collects the server's later lines."""
+    ``{"url", "process", "stderr", "drain"}`` once it listens (the port it prints); stop it
+    (SIGTERM) afterwards. ``stderr`` collects the server's later lines (the thread
+    ``drain`` ends when the server has exited and they are all in). ``prelude``: Python
+    code the server's interpreter runs before serve.py (a test's injected fault)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--model", str(model_dir),
+    serve = str(REPO / "serve.py")
+    program = [serve] if not prelude else [
+        "-c", f"{prelude}\nimport runpy, sys\nsys.argv[0] = {serve!r}\n"
+              f"runpy.run_path({serve!r}, run_name='__main__')"]
+    proc = subprocess.Popen([sys.executable, *program, "--model", str(model_dir),
                              "--host", "127.0.0.1", "--port", "0", *args],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -43,7 +50,7 @@ def running_server(model_dir: Path, *args: str, timeout: float = 120.0) -> Itera
                 raise TimeoutError(f"serve.py did not start in {timeout} s: {''.join(lines)}")
         drain = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
         drain.start()
-        yield {"url": url, "process": proc, "stderr": lines}
+        yield {"url": url, "process": proc, "stderr": lines, "drain": drain}
     finally:
         proc.terminate()
         try:
