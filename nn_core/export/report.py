@@ -17,7 +17,7 @@ import pandas as pd
 from ..io import describe_os_error
 from ..metrics import roc_auc
 from ..network import MLP
-from ..preprocessing import missing_mask
+from ..preprocessing import Preprocessing
 from .int8 import calibrate, predict_int8_full
 from .model import ExportError, ExportModel, encode_table, features_from_codes, predict_int8
 
@@ -99,23 +99,25 @@ def format_report(report: dict) -> str:
 
 def read_rows(model: ExportModel, path: Path, labelled: bool, flag: str = "--eval-csv"
               ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
-    """The valid rows of a CSV with the input columns (and the target if ``labelled``).
+    """Every row of a CSV with the input columns (and the target if ``labelled``), checked.
 
-    Rows with an invalid numeric value (the ones an exported predictor answers with NaN)
-    are left out. In a model trained with imputation a missing cell (empty, ``NA``, ...) is
-    kept, as NaN, which the predictors impute.
+    The cells are checked by the model's own rules, ``Preprocessing.inputs`` of
+    ``nn_core/preprocessing.py`` (a number, finite, ``>= 0`` in a log1p column; in a column
+    trained with imputation a missing cell is NaN, which the predictors impute): the one
+    implementation that ``predict.py`` and ``Predictor.predict_proba`` apply to every table
+    they score. A row that breaks a rule is an error, never left out.
 
     Returns
     -------
-    frame : DataFrame, the valid rows as read (text cells)
+    frame : DataFrame, the rows as read (text cells)
     X : ndarray, shape (n, n_inputs), their raw inputs (categorical inputs as codes)
     y : ndarray of int (n,) when ``labelled``, else None
 
     Raises
     ------
     ExportError
-        Missing file or column, a numeric cell that is not a number, or a label that is not
-        TRUE/FALSE/1/0 (naming the file, row and column).
+        Missing file or column, no data row, a cell that breaks a rule, or a label that is
+        not TRUE/FALSE/1/0 (naming the file, and the row and column of the first bad cell).
     """
     if path.is_dir():
         raise ExportError(f"{path}: is a directory, not a CSV file")
@@ -134,17 +136,12 @@ def read_rows(model: ExportModel, path: Path, labelled: bool, flag: str = "--eva
         missing.append(model.target)
     if missing:
         raise ExportError(f"{path}: missing column(s) {missing}")
-    text = df.copy()
-    for c in model.numeric:
-        values = pd.to_numeric(df[c.name], errors="coerce")
-        bad = values.isna().to_numpy()
-        if c.impute is not None:  # a missing cell is NaN, which the predictor imputes
-            bad = bad & ~missing_mask(df[c.name])
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ExportError(f"{path}: row {i + 1}, column {c.name!r}: not a number "
-                              f"({df[c.name].iloc[i]!r})")
-        df[c.name] = values
+    if df.empty:
+        raise ExportError(f"{flag} {path}: the file has a header but no data rows")
+    try:
+        U = Preprocessing(model.columns, model.target).inputs(df)
+    except ValueError as e:  # "row R, column 'C': ... (value: ...)"
+        raise ExportError(f"{path}: {e}") from None
     y = None
     if labelled:
         labels = df[model.target].str.strip().str.upper().map({"TRUE": 1, "1": 1, "FALSE": 0,
@@ -154,18 +151,16 @@ def read_rows(model: ExportModel, path: Path, labelled: bool, flag: str = "--eva
             raise ExportError(f"{path}: row {i + 1}, column {model.target!r}: not "
                               "TRUE/FALSE/1/0")
         y = labels.to_numpy(dtype=np.int64)
-    X = encode_table(model, df)
-    valid = ~np.isnan(features_from_codes(model, X)).any(axis=1)
-    if not valid.any():
-        raise ExportError(f"{flag} {path}: no valid row")
-    return (text[valid].reset_index(drop=True), X[valid],
-            None if y is None else y[valid])
+    numbers = df.copy()
+    for c in model.numeric:  # the checked values (NaN: a missing cell to impute)
+        numbers[c.name] = U[:, c.index]
+    return df, encode_table(model, numbers), y
 
 
 def evaluate_csv(model: ExportModel, mlp: MLP, path: Path, fmt: str,
                  calibration: np.ndarray | None = None) -> dict:
     """ROC-AUC of the float32 network (and of the int8 scheme for c-int8 and c-int8-full)
-    on the valid rows of a labelled CSV (:func:`read_rows`).
+    on the rows of a labelled CSV (:func:`read_rows`: every row, each checked).
 
     ``calibration`` (raw rows) is the c-int8-full calibration, whose quantisation is
     rebuilt here (:func:`nn_core.export.int8.calibrate`, deterministic).
@@ -173,9 +168,13 @@ def evaluate_csv(model: ExportModel, mlp: MLP, path: Path, fmt: str,
     Raises
     ------
     ExportError
-        As :func:`read_rows`.
+        As :func:`read_rows`, or labels of one class only (naming the file).
     """
     _, X, y = read_rows(model, path, labelled=True)
+    if y.min() == y.max():  # roc_auc's own message would not name the file
+        raise ExportError(f"--eval-csv {path}: ROC-AUC needs both classes of "
+                          f"{model.target!r} (got {int(y.sum())} positives, "
+                          f"{int(len(y) - y.sum())} negatives)")
     F = features_from_codes(model, X)
     result = {"csv": str(path), "rows": len(y), "float32": roc_auc(y, mlp.predict_proba(F))}
     if fmt == "c-int8":
