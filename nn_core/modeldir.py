@@ -67,6 +67,8 @@ WEIGHTS_NPZ = "weights.npz"
 PREPROCESS_JSON = "preprocess.json"
 #: The training distributions of the inputs and scores (``nn_core/drift.py``), optional.
 REFERENCE_JSON = "drift_reference.json"
+#: Every file a model directory may hold (:func:`save_model` writes no other).
+MODEL_FILES = (MODEL_JSON, WEIGHTS_NPZ, PREPROCESS_JSON, REFERENCE_JSON)
 #: Size limits of the model files, checked before they are read.
 MAX_MODEL_JSON_BYTES = 1 << 20  # model.json: the architecture and a hash
 MAX_PREPROCESS_JSON_BYTES = 256 << 20  # preprocess.json: means, stds, categories
@@ -311,6 +313,23 @@ def save_model(dirpath: str | os.PathLike, network: MLP | Ensemble,
     elif os.path.lexists(d / REFERENCE_JSON):  # a former model's: it describes other data
         os.unlink(d / REFERENCE_JSON)
     return d
+
+
+def is_model_dir(dirpath: str | os.PathLike) -> bool:
+    """Whether ``dirpath`` holds a file of a model directory, whole or damaged: one of
+    :data:`MODEL_FILES` other than model.json (a dangling symbolic link included), or a
+    model.json of this format (:data:`MODEL_FORMAT`); a model.json of another program (an
+    export's ``NAME.json`` named ``model``) does not count."""
+    d = Path(dirpath)
+    if any(os.path.lexists(d / name) for name in MODEL_FILES if name != MODEL_JSON):
+        return True
+    if not os.path.lexists(d / MODEL_JSON):
+        return False
+    try:
+        meta = _read_json(d / MODEL_JSON, MAX_MODEL_JSON_BYTES, "model")
+    except ModelFileError:
+        return False
+    return isinstance(meta, dict) and meta.get("format") == MODEL_FORMAT
 
 
 def _prefix(k: int) -> str:
