@@ -90,8 +90,8 @@ def test_export_old_and_new_spellings_agree(tmp_path, capsys):
                                  tmp_path / "e"], capsys)
     old = call(export_cli.main, [missing, "--format", "c", "--out", tmp_path / "e"], capsys)
     assert new[0] == old[0] == 1
-    assert new[1].splitlines() == [f"error: {missing}: model directory not found"]
     prog = "python -m nn_core.export"
+    assert new[1].splitlines() == [f"{prog}: error: {missing}: model directory not found"]
     assert sorted(old[1].splitlines()) == sorted([
         f"{prog}: --out is deprecated; use --output",
         f"{prog}: the positional MODEL_DIR is deprecated; use --model MODEL_DIR",
