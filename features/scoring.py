@@ -303,13 +303,13 @@ def score_table(
             raise
         finally:
             ahead.close()  # before the table closes: no read left in flight
+        if scored.n == 0 and len(scored.rejected.row):  # in the block: the table locates it
+            scored.close()
+            r = scored.rejected
+            i = int(np.argmin(r.row))
+            raise DataError(path, f"every data row has an invalid cell ({len(r.rows):,} rows; "
+                            f"the first: {r.reason[i]})", int(r.row[i]), r.column[i], r.value[i])
     scored.unseen = +scored.unseen  # drop the zero counts
-    if scored.n == 0 and len(scored.rejected.row):
-        scored.close()
-        r = scored.rejected
-        i = int(np.argmin(r.row))
-        raise DataError(path, f"every data row has an invalid cell ({len(r.rows):,} rows; the "
-                        f"first: {r.reason[i]})", int(r.row[i]), r.column[i], r.value[i])
     if scored.n == 0:
         scored.close()
         raise DataError(path, "the file has a header but no data rows")

@@ -9,9 +9,11 @@ column and feature columns that play one of two roles:
   explicit *unseen* bucket for values never seen in training.
 
 Row numbers in every error message are **1-based data rows**: the first row below the header
-is row 1, so data row ``r`` sits on line ``r + 1`` of the file (when no field holds a line
-break). The fitted state is stored as ``preprocess.json`` (format in ``docs/architecture.md``):
-plain JSON, never a pickle.
+is row 1. The line given beside it is the physical line of the file where the row starts
+(line ``r + 1`` unless a quoted field holds a line break or a line is blank), found by
+reading the file again once an error names the row (:class:`CsvTable`); a pipe cannot be
+read again, and its messages give the data row only. The fitted state is stored as
+``preprocess.json`` (format in ``docs/architecture.md``): plain JSON, never a pickle.
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ class DataError(ValueError):
         Column name.
     value : object, optional
         The offending cell text.
+    line : int, optional
+        The physical line where the row starts (:meth:`CsvTable.__exit__` finds it); by
+        default ``row + 1``; 0: unknown (a pipe), not shown.
     """
 
     def __init__(
@@ -111,19 +116,24 @@ class DataError(ValueError):
         row: int | None = None,
         column: str | None = None,
         value: object = None,
+        line: int | None = None,
     ) -> None:
         self.path = str(path)
         self.problem = problem
         self.row = row
         self.column = column
         self.value = value
+        self.line = line
         where = [self.path]
-        if row is not None and is_parquet(self.path):
+        if row is None and line:
+            where.append(f"line {line}")
+        elif row is not None and is_parquet(self.path):
             where.append(f"data row {row} (Parquet row index {row - 1})")
+        elif row is not None and line == 0:
+            where.append(f"data row {row} (row 1 is the first row below the header)")
         elif row is not None:
-            where.append(
-                f"data row {row} (line {row + 1}; row 1 is the first row below the header)"
-            )
+            where.append(f"data row {row} (line {row + 1 if line is None else line}; row 1 "
+                         "is the first row below the header)")
         if column is not None:
             where.append(f"column {column!r}")
         message = ", ".join(where) + ": " + problem
@@ -371,6 +381,13 @@ class CsvTable:
     column comes as int64 or float64 when every cell of the chunk is a number, and as
     text otherwise (``parse_frame`` then scans it cell by cell).
 
+    A row with fewer fields than the header (the parser fills it with empty cells) is
+    malformed, as one with more: at the end of a regular file whose last column had an
+    empty cell, the file's commas are counted (quoted text: it is read again with the csv
+    module) and the first such row raises; earlier, a cell error at or after it names it
+    instead (:meth:`__exit__`). A pipe cannot be read again: its short rows are found only
+    where their empty cells are errors (missing values).
+
     Parameters
     ----------
     path : path-like
@@ -407,6 +424,10 @@ class CsvTable:
         wanted = set(numeric)
         # text as categories: one string per distinct cell, not one per cell
         self._dtype = {name: "category" for name in self.header if name not in wanted}
+        self._numeric = wanted & set(self.header)
+        self._skipinitialspace = True  # the parser's dialect, set when iterating
+        self._records: Iterator[tuple[int, tuple[int, list[str]]]] | None = None
+        self._record_row = 0  # the data row self._records gave last
 
     def read_as_text(self, names: Iterable[str]) -> None:
         """Read these (non-numeric) columns as each cell's exact text, one ``str`` per cell:
@@ -421,16 +442,114 @@ class CsvTable:
     def __enter__(self) -> CsvTable:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Close the file. A :class:`DataError` about one of its data rows leaving the
+        ``with`` block is replaced by the same error located in the file read again
+        (:meth:`locate`): the line where the row starts, an earlier row with too few or
+        too many fields instead, the text of a cell the parser read as infinite."""
+        try:
+            located = (self.locate(exc) if isinstance(exc, DataError) and exc.line is None
+                       and exc.row is not None and exc.path == str(self.path) else None)
+        finally:
+            self.close()
+        if located is not None:
+            raise located from None
 
     def close(self) -> None:
         self._fh.close()
+
+    def locate(self, exc: DataError, ragged: bool = False) -> DataError | None:
+        """``exc`` (an error naming data row ``exc.row`` of this file) with the line where
+        the row starts, read again from the file's start with the csv module in the
+        parser's dialect (blank lines skipped, a quoted field may hold line breaks); an
+        error at an earlier row whose field count is not the header's instead (the
+        parser fills a short row with empty cells). ``ragged``: ``exc`` is the parser's error
+        for a row with too many fields, at ``exc.row`` or before (the parser's line count
+        includes blank lines). For a pipe: ``exc`` without a line. ``None`` when the file
+        cannot be read again as the parser read it."""
+        fd = self._fh.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return DataError(exc.path, exc.problem, exc.row, exc.column, exc.value, line=0)
+        width = len(self.header)
+        for row, (line, fields) in enumerate(_data_records(fd, self._skipinitialspace), 1):
+            if len(fields) < width or (len(fields) > width and ragged):
+                return DataError(self.path, f"malformed CSV: expected {width} fields, found "
+                                 f"{len(fields)}", row, line=line)
+            if len(fields) > width:  # the parser read it whole: another dialect
+                return None
+            if row == exc.row:
+                if ragged:  # no row with too many fields: the parser read it otherwise
+                    return None
+                return DataError(self.path, exc.problem, row, exc.column, exc.value,
+                                 line=line)
+        return None
+
+    def _as_written(self, first_row: int, chunk: pd.DataFrame) -> None:
+        """Turn each numeric column of ``chunk`` that has a cell the parser read as
+        infinite into text, such a cell as written in the file (read again: ``1e400`` is a
+        number beyond float range, not ``inf``) and the others as ``parse_frame`` quotes
+        them; a pipe, which cannot be read again, keeps its numbers."""
+        for name in self._numeric:
+            values = chunk[name].to_numpy()
+            if values.dtype.kind != "f" or not np.isinf(values).any():
+                continue
+            rows = np.flatnonzero(np.isinf(values))
+            written = self._fields(first_row + rows)
+            if written is None:
+                return
+            number = _number_text(values)
+            cells = np.array([number(i) for i in range(len(values))], dtype=object)
+            cells[rows] = [fields[self.header.index(name)] for fields in written]
+            chunk[name] = cells
+
+    def _fields(self, rows: np.ndarray) -> list[list[str]] | None:
+        """The fields of these data rows (increasing) of a regular file as the csv module
+        reads them again, going on from the rows asked for last (``None``: a pipe, or a
+        row that is not there with the header's field count)."""
+        fd = self._fh.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        if self._records is None or self._record_row >= rows[0]:
+            self._records = enumerate(_data_records(fd, self._skipinitialspace), 1)
+        found: list[list[str]] = []
+        for row, (_, fields) in self._records:
+            self._record_row = row
+            if row == rows[len(found)]:
+                if len(fields) != len(self.header):
+                    return None
+                found.append(fields)
+                if len(found) == len(rows):
+                    return found
+        return None
+
+    def _check_row_lengths(self, rows: int) -> None:
+        """Raise the malformed-CSV error of the first data row with fewer fields than the
+        header, if any (a regular file of ``rows`` data rows): its commas are counted
+        unless a quote makes them a matter of parsing, when it is read again."""
+        fd = self._fh.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        offset, commas = len(self._head), 0
+        while block := os.pread(fd, 1 << 22, offset):
+            if block.find(b'"') >= 0:
+                commas = -1
+                break
+            commas += block.count(b",")
+            offset += len(block)
+        if commas == (len(self.header) - 1) * rows:
+            return
+        width = len(self.header)
+        for row, (line, fields) in enumerate(_data_records(fd, self._skipinitialspace), 1):
+            if len(fields) < width:
+                raise DataError(self.path, f"malformed CSV: expected {width} fields, found "
+                                f"{len(fields)}", row, line=line)
 
     def __iter__(self) -> Iterator[tuple[int, pd.DataFrame]]:
         head = self._head[len(_BOM):] if self._head.startswith(_BOM) else self._head
         stream = io.BufferedReader(_Prefixed(head, self._fh), buffer_size=2**20)
         first_row = 1
+        last = self.header[-1]
+        short = False  # an empty cell in the last column: maybe a row with too few fields
         try:
             # All columns are parsed, not only those needed: pandas checks the field count
             # of every row only when it parses them all, and a ragged row must be an error.
@@ -440,19 +559,27 @@ class CsvTable:
             # quarter of its time; every reader of the cells strips them anyway, and
             # numbers parse with or without them, so it is needed only where a blank
             # precedes a quote (` "a,b"` is one field with it, two without).
+            self._skipinitialspace = _blank_before_quote(self._fh)
             reader = pd.read_csv(stream, header=0, names=self.header, dtype=self._dtype,
                                  na_filter=False, encoding="utf-8", chunksize=self.chunksize,
-                                 skipinitialspace=_blank_before_quote(self._fh))
+                                 skipinitialspace=self._skipinitialspace)
             with reader:
                 for chunk in reader:
+                    short = short or _has_empty(chunk[last])
+                    self._as_written(first_row, chunk)
                     yield first_row, chunk
                     first_row += len(chunk)
+            if short:
+                self._check_row_lengths(first_row - 1)
         except pd.errors.ParserError as exc:
             ragged = _RAGGED.search(str(exc))
-            if ragged:  # pandas counts rows from 1 at the header: data row = "line" - 1
+            if ragged:  # the parser's line counts blank lines, not those inside quotes
                 expected, line, found = (int(g) for g in ragged.groups())
-                raise DataError(self.path, f"malformed CSV: expected {expected} fields, found "
-                                f"{found}", row=line - 1) from None
+                error = DataError(self.path, f"malformed CSV: expected {expected} fields, "
+                                  f"found {found}", row=line - 1)  # at or after the row
+                located = self.locate(error, ragged=True)
+                raise (located if located is not None and located.line else
+                       DataError(self.path, error.problem, line=line)) from None
             raise DataError(self.path, f"malformed CSV: {exc}".strip()) from None
         except UnicodeDecodeError as exc:
             row = _first_undecodable_row(self.path)
@@ -589,6 +716,61 @@ def _blank_before_quote(fh: io.BufferedReader) -> bool:
     return False
 
 
+class _Pread(io.RawIOBase):
+    """A regular file's bytes from the start, read with ``os.pread`` on an open descriptor
+    (its position, where the parser reads, is left alone)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd, self._at = fd, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = os.pread(self._fd, len(buffer), self._at)
+        buffer[:len(data)] = data
+        self._at += len(data)
+        return len(data)
+
+
+def _data_records(fd: int, skipinitialspace: bool) -> Iterator[tuple[int, list[str]]]:
+    """``(line, fields)`` of each data row of the CSV file open as ``fd``, read from its
+    start with the csv module as the parser reads it: ``line`` is the physical line where
+    the row starts; the header and blank lines (empty or blanks only), which the parser
+    skips, are not rows. Stops at a field the csv module will not read (one beyond
+    ``MAX_HEADER_BYTES``)."""
+    text = io.TextIOWrapper(io.BufferedReader(_Pread(fd), 2**20), encoding="utf-8-sig",
+                            errors="replace", newline="")
+    reader = csv.reader(text, skipinitialspace=skipinitialspace)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, MAX_HEADER_BYTES))
+    try:
+        end, header = 0, True
+        for fields in reader:
+            start, end = end + 1, reader.line_num
+            if not fields or (len(fields) == 1 and not fields[0].strip(" \t")):
+                continue
+            if not header:
+                yield start, fields
+            header = False
+    except csv.Error:
+        return
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _has_empty(cells: pd.Series) -> bool:
+    """Whether a column of a chunk has an empty cell (what the parser puts in the missing
+    fields of a short row), without a scan where it cannot: categories hold each text once,
+    numbers are never empty."""
+    if isinstance(cells.dtype, pd.CategoricalDtype):
+        return "" in cells.cat.categories
+    if cells.dtype.kind in "iufb":
+        return False
+    return bool((cells.to_numpy() == "").any())
+
+
 def _first_undecodable_row(path) -> int | None:
     """The data row of the first byte that is not UTF-8, for a regular file (None for a
     pipe, which cannot be read again): the scan runs only once the error is known."""
@@ -700,6 +882,15 @@ def parse_frame(
 
 #: ``check_frame``'s reason for a missing feature value (the cells ``impute`` covers).
 MISSING = "missing value"
+#: The reasons for a cell read as infinite: written so (``inf``, ``-Infinity``), or a number
+#: beyond float64's range (``1e400``).
+INFINITE, BEYOND_FLOAT = "infinite value", "value beyond float range"
+
+
+def infinite_problem(text: str) -> str:
+    """The reason for a numeric cell of text ``text`` read as infinite."""
+    infinity = text.strip().lower().lstrip("+-") in ("inf", "infinity")
+    return INFINITE if infinity else BEYOND_FLOAT
 
 
 @dataclass
@@ -835,7 +1026,12 @@ def _parse_cells(raw: pd.DataFrame, schema: Schema, with_target: bool,
             report(~missing & np.isnan(values), name, "not a number", text)
         if not missing_ok:
             report(missing, name, MISSING, column)
-        report(np.isinf(values), name, "infinite value", text)
+        infinite = np.isinf(values)
+        if infinite.any() and not callable(text):  # the cells' texts: 1e400 is no "inf"
+            beyond = infinite & (text.map(infinite_problem) == BEYOND_FLOAT).to_numpy()
+            report(beyond, name, BEYOND_FLOAT, text)
+            infinite &= ~beyond
+        report(infinite, name, INFINITE, text)  # CsvTable gives 1e400 as text (a pipe: inf)
         low, high = schema.ranges.get(name, (None, None))
         with np.errstate(invalid="ignore"):
             if low is not None:
@@ -993,13 +1189,13 @@ def read_table(
                 frame, bad = check_frame(raw, schema, path, first_row, with_target, on_invalid)
                 parts.append(frame)
                 rejected.extend(bad)
-    if not parts:
-        raise DataError(path, "the file has a header but no data rows")
-    if not sum(map(len, parts)):
-        i = int(np.argmin(rejected.row))
-        raise DataError(path, f"every data row has an invalid cell ({len(rejected.rows):,} "
-                        f"rows; the first: {rejected.reason[i]})", int(rejected.row[i]),
-                        rejected.column[i], rejected.value[i])
+        if not parts:
+            raise DataError(path, "the file has a header but no data rows")
+        if not sum(map(len, parts)):  # in the block: the table locates the row
+            i = int(np.argmin(rejected.row))
+            raise DataError(path, f"every data row has an invalid cell ({len(rejected.rows):,}"
+                            f" rows; the first: {rejected.reason[i]})", int(rejected.row[i]),
+                            rejected.column[i], rejected.value[i])
     if len(parts) == 1:
         return parts[0].reset_index(drop=True), rejected
     frame = pd.concat(parts, ignore_index=True)

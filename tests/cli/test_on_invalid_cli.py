@@ -290,3 +290,51 @@ def test_predict_skip_full_disk_while_writing_scores_leaves_nothing(capsys, runs
     assert status == 1
     one_line(err, "No space left on device", folder / "s.csv")
     assert list(folder.iterdir()) == []
+
+
+def _edit_lines(src: Path, dst: Path, edit) -> Path:
+    lines = src.read_text().splitlines()
+    edit(lines)
+    dst.write_text("\n".join(lines) + "\n")
+    return dst
+
+
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_reader_messages_are_the_same_for_train_and_predict(capsys, runs, tmp_path, mode):
+    """One reader for both commands: 1e400 quoted as written; a short row, even one missing
+    only the last (unread) field, malformed as a long one; the line of a row after a quoted
+    line break; a table without the target column at all is scored."""
+    def beyond(lines):  # data row 5: x1 (read as numbers in the clean table)
+        lines[5] = "1e400," + lines[5].split(",", 1)[1]
+
+    def short(lines):  # data row 6 lacks its last field ("id": read by neither command)
+        lines[6] = lines[6].rsplit(",", 1)[0]
+
+    def quoted_break(lines):  # data row 2 spans lines 3-4; data row 6 starts on line 8
+        lines[2] = lines[2].replace(",s1", ',"s\n1"')
+        lines[6] = "abc," + lines[6].split(",", 1)[1]
+
+    cases = [(beyond, "data row 5 (line 6;", "column 'x1': value beyond float range "
+              "(value: '1e400')"),
+             (short, "data row 6 (line 7;", "malformed CSV: expected 5 fields, found 4"),
+             (quoted_break, "data row 6 (line 8;", "column 'x1': not a number")]
+    for edit, where, problem in cases:
+        if mode == "skip" and edit is not short:
+            continue  # a bad cell is left out; a malformed row stops every mode
+        path = _edit_lines(runs["clean"], tmp_path / "t.csv", edit)
+        for main, args in ((train.main, [*ROLES, *FAST, "--output", tmp_path / "run"]),
+                           (predict.main, ["--model", runs["skip"], "--output",
+                                           tmp_path / "o.csv"])):
+            status, _, err = run(capsys, main, "--input", path, "--on-invalid", mode, *args)
+            assert status == 1
+            one_line(err, f"{path}, {where}", problem)
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    no_target = _edit_lines(runs["clean"], tmp_path / "t.csv",
+                            lambda lines: lines.__setitem__(slice(None), [
+                                ",".join(f for i, f in enumerate(line.split(",")) if i != 3)
+                                for line in lines]))
+    assert "y" not in no_target.read_text().split("\n", 1)[0]
+    status, _, err = run(capsys, predict.main, "--model", runs["skip"], "--input", no_target,
+                         "--on-invalid", mode, "--output", tmp_path / "o.csv")
+    assert status == 0, err
+    assert len(pd.read_csv(tmp_path / "o.csv")) == N

@@ -83,6 +83,24 @@ def test_read_table_skip_over_chunks_and_all_rows_bad(tmp_path):
         read_table(path, SCHEMA, "skip")
 
 
+@pytest.mark.parametrize("chunksize", [2, 100])
+def test_skip_lists_a_number_beyond_float_range_as_written(tmp_path, chunksize):
+    """1e400, which the parser reads as inf, is listed with its text and reason, whether
+    its column was read as numbers (chunksize 2: the chunk of rows 3-4) or as text; an
+    infinite cell keeps its own reason; a row short of a field stops skip too."""
+    path = tmp_path / "t.csv"
+    path.write_text("a,rate,c,y\n1,0.5,u,1\n2,0.1,v,0\n3,0.2,u,1\n1e400,0.3,u,0\n"
+                    "-Infinity,0.4,v,1\nx,0.5,u,0\n")
+    frame, rejected = read_table(path, SCHEMA, "skip", chunksize=chunksize)
+    assert len(frame) == 3
+    assert rejected.frame().values.tolist() == [
+        [4, "a", "1e400", "value beyond float range"], [5, "a", "-Infinity", "infinite value"],
+        [6, "a", "x", "not a number"]]
+    path.write_text("a,rate,c,y\n1,0.5,u,1\n2,0.1,v\n3,0.2,u,1\n")
+    with pytest.raises(DataError, match=r"data row 2 \(line 3; .*expected 4 fields, found 3"):
+        read_table(path, SCHEMA, "skip", chunksize=chunksize)
+
+
 def test_imputation_is_learnt_on_the_fitted_rows_only():
     df = pd.DataFrame({"a": [1.0, np.nan, 3.0, 100.0, np.nan],
                        "b": [0.0, 1.0, 2.0, 3.0, 4.0],

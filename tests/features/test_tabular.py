@@ -130,11 +130,113 @@ def test_empty_file_header_only_duplicate_header_and_ragged_row(tmp_path):
     def short_row(rows):
         del rows[2][-3:]
 
-    with pytest.raises(DataError) as info:
+    with pytest.raises(DataError, match="malformed CSV: expected 18 fields, found 15") as info:
         load_table(uci_subset(tmp_path, edit=short_row), Schema.uci())
-    assert info.value.row == 2 and "missing" in str(info.value)
+    assert info.value.row == 2  # not "missing value": the parser filled it with empty cells
     with pytest.raises(DataError, match="file not found"):
         load_table(tmp_path / "nope.csv", Schema.uci())
+
+
+@pytest.mark.parametrize("chunksize", [2, 100])
+def test_a_row_shorter_than_its_header_is_malformed(tmp_path, chunksize):
+    """The parser fills a short row with empty cells; it is refused as a long row is, with
+    the same message, even where only a column no rule reads is missing (the target when
+    scoring); a table without that column at all is read."""
+    def cut(row, n):
+        return lambda rows: rows[row].__delitem__(slice(-n, None))
+
+    scoring = Schema(None, Schema.uci().numeric, Schema.uci().categorical)
+    for row, n, schema in ((2, 1, scoring), (5, 1, scoring), (3, 4, scoring), (4, 1, None)):
+        path = uci_subset(tmp_path, edit=cut(row, n))
+        with pytest.raises(DataError) as info:
+            load_table(path, schema or Schema.uci(), with_target=schema is None,
+                       chunksize=chunksize)
+        assert str(info.value) == (f"{path}, data row {row} (line {row + 1}; row 1 is the "
+                                   f"first row below the header): malformed CSV: expected 18 "
+                                   f"fields, found {18 - n}")
+
+    def drop_target(rows):
+        for r in rows:
+            del r[-1]
+
+    assert len(load_table(uci_subset(tmp_path, edit=drop_target), scoring, with_target=False,
+                          chunksize=chunksize)) == 6
+
+
+def test_an_earlier_short_row_is_named_before_a_later_bad_cell(tmp_path):
+    def edit(rows):
+        del rows[2][-1]  # only the target, which scoring does not read
+        rows[5][0] = "x"
+
+    scoring = Schema(None, Schema.uci().numeric, Schema.uci().categorical)
+    with pytest.raises(DataError, match="expected 18 fields, found 17") as info:
+        load_table(uci_subset(tmp_path, edit=edit), scoring, with_target=False)
+    assert info.value.row == 2
+
+
+def test_the_line_is_where_the_row_starts_after_quoted_line_breaks_and_blank_lines(tmp_path):
+    """Data row r is on line r + 1 only while no quoted field holds a line break and no line
+    is blank; the line given is the physical line where the row starts."""
+    def edit(rows):
+        rows[2][15] = '"Returning\n_Visitor"'  # data row 2 spans lines 3 and 4
+        rows[3][15] = '"Returning\r\n_Visitor"'  # data row 3: lines 5 and 6
+        rows.insert(5, [""])  # a blank line 8, skipped: data row 5 on line 9
+        rows[6][1] = "abc"
+
+    path = uci_subset(tmp_path, edit=edit)
+    with pytest.raises(DataError) as info:
+        load_table(path, Schema.uci())
+    assert info.value.row == 5 and "data row 5 (line 9;" in str(info.value)
+    path.write_text(path.read_text().replace(",abc,", ",0,", 1))
+    assert len(load_table(path, Schema.uci())) == 6
+
+    def extra(rows):
+        edit(rows)
+        rows[6][1] = "0"
+        rows[6].append("surplus")
+
+    with pytest.raises(DataError) as info:  # the parser's own count says line 8
+        load_table(uci_subset(tmp_path, edit=extra), Schema.uci())
+    assert "data row 5 (line 9;" in str(info.value) and "found 19" in str(info.value)
+
+
+def test_a_pipe_gives_the_data_row_without_a_line(tmp_path):
+    """A pipe cannot be read again to find the line: the message gives the data row only."""
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    text = uci_subset(tmp_path, edit=set_cell(3, "Administrative", "abc")).read_text()
+    writer = threading.Thread(target=fifo.write_text, args=(text,))
+    writer.start()
+    try:
+        with pytest.raises(DataError) as info:
+            load_table(fifo, Schema.uci())
+    finally:
+        writer.join()
+    assert f"{fifo}, data row 3 (row 1 is the first row below the header), " in str(info.value)
+
+
+@pytest.mark.parametrize("chunksize", [2, 100])
+@pytest.mark.parametrize("cell, problem", [
+    ("1e400", "value beyond float range"), ("-1E+999", "value beyond float range"),
+    ("1" + "0" * 400, "value beyond float range"), ("inf", "infinite value"),
+    ("-Infinity", "infinite value"),
+])
+def test_a_number_beyond_float_range_is_quoted_as_written(tmp_path, chunksize, cell, problem):
+    """The parser reads 1e400 as inf: the message quotes the cell, whether the column was
+    read as numbers (chunksize 2: the other chunk) or as text (another bad cell in it)."""
+    for other in ("0", "x"):
+        def edit(rows, other=other):
+            set_cell(3, "Administrative_Duration", cell)(rows)
+            set_cell(6, "Administrative_Duration", other)(rows)
+
+        with pytest.raises(DataError) as info:
+            load_table(uci_subset(tmp_path, edit=edit), Schema.uci(), chunksize=chunksize)
+        assert info.value.row == 3
+        assert str(info.value).endswith(f"column 'Administrative_Duration': {problem} "
+                                        f"(value: {cell!r})")
 
 
 def test_byte_order_mark_and_blanks_around_names_are_tolerated(tmp_path):
