@@ -97,7 +97,7 @@ from nn_core.drift import DEFAULT_THRESHOLD
 from nn_core.io import DefaultsHelpFormatter, OneLineArgumentParser
 from nn_core.preprocessing import ON_INVALID
 
-from . import program_name, run_command
+from . import check_threads, program_name, run_command
 
 DEFAULT_CHUNKSIZE = 100_000
 MODEL_FILES = ("model.json", "weights.npz", "preprocess.json", "drift_reference.json")
@@ -440,6 +440,7 @@ def run(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} -: '-' is not stdout here; give a file name"
                              + (" (without --output the table goes to stdout)"
                                 if flag == "--output" else ""))
+    check_threads(args.threads)  # train.py's rule and message
     if args.top is not None and args.top < 1:
         raise UsageError(f"--top must be >= 1, got {args.top}")
     if args.chunksize < 1:

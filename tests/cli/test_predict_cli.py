@@ -547,3 +547,18 @@ def test_write_errors_name_the_users_file(model_dir, score_frame, tmp_path, caps
         assert capsys.readouterr().err == f"predict.py: error: {named}: Permission denied\n"
         assert not named.exists()
         assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
+
+
+@pytest.mark.parametrize("threads", ["0", "-1", "100000"])
+def test_threads_out_of_range_is_train_pys_usage_error(tmp_path, capsys, threads):
+    """The rule and message of train.py (propensity.check_threads), exit status 2, before
+    anything is read."""
+    from numba import config as numba_config
+
+    from propensity.predict import main
+
+    most = numba_config.NUMBA_NUM_THREADS
+    assert main(["--model", str(tmp_path / "m"), "--input", str(tmp_path / "in.csv"),
+                 "--threads", threads]) == 2
+    assert capsys.readouterr().err == (f"predict.py: error: --threads must be in [1, {most}] "
+                                       f"(this machine), got {threads}\n")
