@@ -406,6 +406,7 @@ class CsvTable:
 
     def __init__(self, path: str | os.PathLike, chunksize: int,
                  numeric: Iterable[str] = ()) -> None:
+        self._reread: Iterator[tuple[int, list[str]]] | None = None  # _data_records
         self.path = path
         self.chunksize = chunksize
         try:
@@ -426,7 +427,7 @@ class CsvTable:
         self._dtype = {name: "category" for name in self.header if name not in wanted}
         self._numeric = wanted & set(self.header)
         self._skipinitialspace = True  # the parser's dialect, set when iterating
-        self._records: Iterator[tuple[int, tuple[int, list[str]]]] | None = None
+        self._records: Iterator[tuple[int, tuple[int, list[str]]]] = iter(())
         self._record_row = 0  # the data row self._records gave last
 
     def read_as_text(self, names: Iterable[str]) -> None:
@@ -456,6 +457,8 @@ class CsvTable:
             raise located from None
 
     def close(self) -> None:
+        if self._reread is not None:
+            self._reread.close()  # its csv field size limit restored
         self._fh.close()
 
     def locate(self, exc: DataError, ragged: bool = False) -> DataError | None:
@@ -509,8 +512,11 @@ class CsvTable:
         fd = self._fh.fileno()
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        if self._records is None or self._record_row >= rows[0]:
-            self._records = enumerate(_data_records(fd, self._skipinitialspace), 1)
+        if self._reread is None or self._record_row >= rows[0]:
+            if self._reread is not None:
+                self._reread.close()
+            self._reread = _data_records(fd, self._skipinitialspace)
+            self._records = enumerate(self._reread, 1)
         found: list[list[str]] = []
         for row, (_, fields) in self._records:
             self._record_row = row
