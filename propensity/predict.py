@@ -87,7 +87,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import sys
@@ -170,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--explain-row", type=int, metavar="N",
                     help="draw data row N's reasons (the output's row N with --events) as a "
                     "waterfall to --plot")
-    ap.add_argument("--plot", type=Path, metavar="FILE", help="the PNG of --explain-row")
+    ap.add_argument("--plot", type=Path, metavar="FILE",
+                    help="the waterfall figure of --explain-row: PNG, PDF or SVG by FILE's "
+                    "suffix (none: PNG)")
     ap.add_deprecated_alias("--format", "--events-format")
     return ap
 
@@ -307,9 +308,7 @@ def drift_files(monitor, threshold: float, report_path: Path | None, plot_path: 
 
         psi = {name: c["psi"] for name, c in report["columns"].items()}
         psi["(scores)"] = report["scores"]["psi"]
-        buf = io.BytesIO()
-        plots.drift_figure(psi, threshold).savefig(buf, format="png", bbox_inches="tight")
-        contents[plot_path] = buf.getvalue()
+        contents[plot_path] = plots.figure_bytes(plots.drift_figure(psi, threshold), plot_path)
     staged = []
     try:
         for path, data in contents.items():
@@ -331,9 +330,10 @@ def drift_files(monitor, threshold: float, report_path: Path | None, plot_path: 
 
 def check_explain(args: argparse.Namespace, keep: list[str]) -> None:
     """Refuse ``--explain`` below 0, ``--explain-row`` without ``--plot`` (or the reverse) or
-    below 1, a ``--plot`` over the input, the model or ``--output``, and a kept column named
-    like an explanation column (UsageError)."""
+    below 1, a ``--plot`` over the input, the model or ``--output`` or with a suffix no figure
+    format has, and a kept column named like an explanation column (UsageError)."""
     from nn_core.io import same_file
+    from nn_core.plots import figure_format
 
     if args.explain < 0:
         raise UsageError(f"--explain must be >= 1 (or 0: no reasons), got {args.explain}")
@@ -346,6 +346,10 @@ def check_explain(args: argparse.Namespace, keep: list[str]) -> None:
             check_output(args.plot, source, args.model, "--plot")
         if args.output is not None and same_file(args.plot, args.output):
             raise UsageError(f"--plot {args.plot}: is the --output file")
+        try:  # the suffix gives the format: refused here, before any output is written
+            figure_format(args.plot)
+        except ValueError as exc:
+            raise UsageError(f"--plot {exc}") from None
     clash = [name for name in keep if name.startswith(("reason_", "contribution_"))]
     if clash and args.explain:
         raise UsageError(f"--keep-columns: {clash[0]!r} is also a name of --explain's columns")

@@ -92,6 +92,15 @@ def test_explain_row_draws_the_waterfall(model_dir, sample, tmp_path, capsys):
     assert "reason_1" not in pd.read_csv(out).columns  # no --explain: no columns
 
 
+def test_explain_row_plot_format_follows_the_suffix(model_dir, sample, tmp_path, capsys):
+    for name, magic in (("row.pdf", b"%PDF"), ("row.SVG", b"<?xml")):
+        code, err = predict(capsys, "--model", model_dir, "--input", sample, "--output",
+                            tmp_path / f"{name}.csv", "--explain-row", 2, "--plot",
+                            tmp_path / name)
+        assert code == 0, err
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+
+
 def test_explain_refusals_write_nothing(model_dir, sample, tmp_path, capsys):
     out, png = tmp_path / "scores.csv", tmp_path / "row.png"
     cases = [
@@ -104,6 +113,8 @@ def test_explain_refusals_write_nothing(model_dir, sample, tmp_path, capsys):
         (["--explain-row", 1, "--plot", sample], "is the input file"),
         (["--explain-row", 1, "--plot", out], "is the --output file"),
         (["--explain", 1, "--keep-columns", "reason_1"], "'reason_1'"),
+        (["--explain-row", 1, "--plot", tmp_path / "row.jpgg"],
+         "a figure cannot be written as '.jpgg'"),
     ]
     for extra, message in cases:
         code, err = predict(capsys, "--model", model_dir, "--input", sample, "--output", out,
@@ -111,6 +122,7 @@ def test_explain_refusals_write_nothing(model_dir, sample, tmp_path, capsys):
         assert code == 2 and message in err, (extra, err)
         assert len(err.strip().splitlines()) == 1, err
         assert not out.exists() and not png.exists(), extra
+        assert not (tmp_path / "row.jpgg").exists(), extra
 
 
 def test_explain_is_refused_with_the_dask_engine(model_dir, sample, tmp_path, capsys):
