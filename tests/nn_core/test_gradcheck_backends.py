@@ -63,8 +63,9 @@ def plant_in_layer_backward(monkeypatch, layer, name, factor=1.01):
     monkeypatch.setattr(reference, "layer_backward", layer_backward)
 
 
-def plant_in_numba_kernel(monkeypatch, layer, name, bug="scaled"):
-    """Make the compiled epoch kernel return one layer's gradient wrong.
+def plant_in_numba_kernel(monkeypatch, layer, name, bug="scaled", factor=1.01):
+    """Make the compiled epoch kernel return one layer's gradient wrong (``factor`` times it,
+    or without its L2 term).
 
     ``NumbaBackend.loss_and_grad`` runs one full-batch step of
     ``kernels.train_epoch`` with a learning rate of 0 and reads the gradient it
@@ -78,7 +79,7 @@ def plant_in_numba_kernel(monkeypatch, layer, name, bug="scaled"):
         w_off, b_off, _, fan_out = layout[layer]
         part = slice(w_off, b_off) if name == "W" else slice(b_off, b_off + fan_out)
         if bug == "scaled":
-            grad[part] *= 1.01
+            grad[part] *= factor
         else:  # "missing_l2": the layer's dW without its l2 * W
             grad[part] -= l2 * theta[part]
         return result
@@ -86,14 +87,17 @@ def plant_in_numba_kernel(monkeypatch, layer, name, bug="scaled"):
     monkeypatch.setattr(kernels, "train_epoch", train_epoch)
 
 
-def assert_caught_in(report, layer, name):
-    """The check fails, its worst entry is in (layer, name), and every other array passes."""
+def assert_caught_in(report, layer, name, error=None):
+    """The check fails, its worst entry is in (layer, name), and every other array passes;
+    the largest error 0.9 to 1.01 times ``error`` if given (a relative bug ``e`` gives
+    ``e / (2 + e)`` at entries above the floor)."""
     assert not report.ok, report
     assert report.where[:2] == (layer, name), report
     others = {k: e for k, e in report.per_layer.items() if k != (layer, name)}
     assert all(e < report.tolerance for e in others.values()), report
     # 1 % off gives a relative error near 0.01 / 2: far beyond either dtype's tolerance.
     assert report.max_error > 20 * report.tolerance, report
+    assert error is None or 0.9 * error < report.max_error < 1.01 * error, report
     with pytest.raises(AssertionError, match=f"at layer {layer} {name}\\["):
         assert_gradients_match(report)
 
@@ -140,6 +144,25 @@ def test_a_bug_is_located_in_a_fresh_relu_network_on_its_kinks(monkeypatch, laye
     report = gradcheck(m, X, y)
     assert_caught_in(report, layer, name)
     assert [str(k) for k in report.kinks] == ["layer 1 b[2]"]
+
+
+@pytest.mark.parametrize(("layer", "name"), ARRAYS)
+def test_a_1e4_bug_is_located_in_float64_above_the_rounding_noise(monkeypatch, layer, name):
+    """A fresh float64 ReLU network whose floor the loss's rounding raises to 2.4e-5 (it failed
+    with correct gradients before, the floor held at 1e-6): every array's gradient 1e-4 too
+    large (a relative error of 5e-5) is still caught, and located. (The float32 check, whose
+    tolerance is 1e-4, cannot see so small a bug; its float64 copy can.)"""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 6)), (rng.random(60) > 0.5).astype(float)
+    m = MLP(6, (5, 4), "relu", "sigmoid", dtype="float64", seed=0, backend="numba")
+    clean = gradcheck(m, X, y)
+    assert clean.ok and clean.floor > 20 * clean.tolerance, clean
+    plant_in_numba_kernel(monkeypatch, layer, name, factor=1 + 1e-4)
+    report = gradcheck(m, X, y)
+    if (layer, name) == (1, "b"):  # a row puts all four of its units on the kink
+        assert report.ok and report.per_layer[(1, "b")] == 0.0 and len(report.kinks) == 4
+    else:
+        assert_caught_in(report, layer, name, error=1e-4 / 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
