@@ -184,5 +184,6 @@ def test_eval_csv_keeps_rows_with_missing_cells(imputed, tmp_path):
     assert np.isnan(X[[3, 30], page]).all() and not np.isnan(np.delete(X[:, page], [3, 30])).any()
     cells.loc[5, "PageValues"] = "lots"
     cells.to_csv(path, index=False)
-    with pytest.raises(ex.ExportError, match=r"eval.csv: row 6, column 'PageValues': not a finite number \(value: 'lots'\)"):
+    message = r"eval.csv: row 6, column 'PageValues': not a finite number \(value: 'lots'\)"
+    with pytest.raises(ex.ExportError, match=message):
         read_rows(imputed["model"], path, labelled=True)
