@@ -333,7 +333,6 @@ def check_explain(args: argparse.Namespace, keep: list[str]) -> None:
     below 1, a ``--plot`` over the input, the model or ``--output`` or with a suffix no figure
     format has, and a kept column named like an explanation column (UsageError)."""
     from nn_core.io import same_file
-    from nn_core.plots import figure_format
 
     if args.explain < 0:
         raise UsageError(f"--explain must be >= 1 (or 0: no reasons), got {args.explain}")
@@ -346,6 +345,8 @@ def check_explain(args: argparse.Namespace, keep: list[str]) -> None:
             check_output(args.plot, source, args.model, "--plot")
         if args.output is not None and same_file(args.plot, args.output):
             raise UsageError(f"--plot {args.plot}: is the --output file")
+        from nn_core.plots import figure_format  # matplotlib: imported only for a figure
+
         try:  # the suffix gives the format: refused here, before any output is written
             figure_format(args.plot)
         except ValueError as exc:
