@@ -562,3 +562,20 @@ def test_threads_out_of_range_is_train_pys_usage_error(tmp_path, capsys, threads
                  "--threads", threads]) == 2
     assert capsys.readouterr().err == (f"predict.py: error: --threads must be in [1, {most}] "
                                        f"(this machine), got {threads}\n")
+
+
+def test_a_plain_run_imports_no_plotting_or_optional_library(model_dir, score_frame, tmp_path):
+    """predict.py's fixed cost: matplotlib (~0.3 s) only with --plot/--drift-plot, and no
+    optional extra (scikit-learn, dask, onnx, torch) at all, on a plain scoring run."""
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    score_frame.to_csv(src, index=False)
+    heavy = ("matplotlib", "sklearn", "dask", "onnx", "onnxruntime", "torch")
+    code = ("import sys; from propensity.predict import main; "
+            f"rc = main(['--model', {str(model_dir)!r}, '--input', {str(src)!r}, "
+            f"'--output', {str(out)!r}]); "
+            f"print(rc, [m for m in {heavy!r} if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[-2] == "0 []", proc.stdout[-500:]
+    assert out.exists()
