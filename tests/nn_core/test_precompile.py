@@ -153,32 +153,88 @@ def test_only_the_missing_kernels_are_compiled(monkeypatch):
     assert started[0][-3:] == ["float32", "", "relu"]
 
 
-def _child(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
+class _Released:
+    """A child's stdout as :func:`precompile.wait` reads it (by line): when the parent asks
+    for the line after the child's first, it first writes a line to the child's stdin, on
+    which the child waits. So the child goes on from its first line (a stray one) only when
+    the parent reads on; a ``wait`` that returned at the first line leaves it waiting."""
+
+    def __init__(self, child: subprocess.Popen):
+        self.child, self.stdout, self.lines = child, child.stdout, 0
+
+    @property
+    def closed(self) -> bool:
+        return self.stdout.closed
+
+    def close(self) -> None:
+        self.stdout.close()
+
+    def readline(self) -> bytes:
+        if self.lines == 1:
+            self.child.stdin.write(b"go on\n")
+            self.child.stdin.flush()
+        self.lines += 1
+        return self.stdout.readline()
+
+    def __iter__(self):
+        return iter(self.readline, b"")
 
 
-def test_wait_returns_at_the_childs_line_wait_all_at_its_end(monkeypatch):
-    # The child's line: the block kernels are cached; it goes on (here: until its stdin
-    # closes), and wait_all waits for that.
-    child = _child("import sys; print('a line of its own', flush=True); "
-                   f"sys.stdout.buffer.write({precompile.READY!r}); sys.stdout.flush(); "
-                   "sys.stdin.read()")
-    monkeypatch.setattr(precompile, "_CHILDREN", [child])
+# A child: a stray line on its stdout, then (once its parent reads on) it creates the file
+# argv[1] (its block kernels are cached) and ends with CODE.
+STRAY = """import pathlib, sys
+print("a line of its own", flush=True)
+sys.stdin.readline()
+pathlib.Path(sys.argv[1]).touch()
+"""
+
+
+@pytest.fixture
+def child(tmp_path, monkeypatch):
+    """Start ``STRAY + code`` as precompile's child (its stdout a :class:`_Released`);
+    returns it and the file it creates. Ended at teardown if the test left it running."""
+    children = []
+
+    def start(code: str) -> tuple[subprocess.Popen, Path]:
+        cached = tmp_path / "cached"
+        child = subprocess.Popen([sys.executable, "-c", STRAY + code, str(cached)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        children.append(child)
+        child.stdout = _Released(child)
+        monkeypatch.setattr(precompile, "_CHILDREN", [child])
+        return child, cached
+
+    yield start
+    for c in children:
+        if c.poll() is None:
+            c.kill()
+        c.wait()
+        c.stdin.close()
+        c.stdout.close()
+
+
+def test_wait_returns_at_the_childs_line_wait_all_at_its_end(child):
+    # A stray line, then the child's line once the block kernels are cached: wait returns
+    # only after the latter. The child goes on (here: until its stdin closes), and wait_all
+    # waits for that.
+    code = (f"sys.stdout.buffer.write({precompile.READY!r}); sys.stdout.flush(); "
+            "sys.stdin.read()")
+    process, cached = child(code)
     precompile.wait()
-    assert child.poll() is None  # still running
-    child.stdin.close()
+    assert cached.exists()  # wait returned after the child's line, not at the stray one
+    assert process.poll() is None  # still running
+    process.stdin.close()
     precompile.wait_all()
-    assert child.returncode == 0 and precompile._CHILDREN == []
+    assert process.returncode == 0 and precompile._CHILDREN == []
 
 
-def test_wait_returns_when_the_child_ends_without_its_line(monkeypatch):
-    # failed: this process compiles what it needs
-    child = _child("print('not the line', flush=True); raise SystemExit(3)")
-    monkeypatch.setattr(precompile, "_CHILDREN", [child])
+def test_wait_returns_when_the_child_ends_without_its_line(child):
+    # failed after a stray line: wait reads to the end; this process compiles what it needs
+    process, cached = child("raise SystemExit(3)")
     precompile.wait()
+    assert cached.exists()  # read to the child's end, not to its stray line
     precompile.wait_all()
-    assert child.returncode == 3
+    assert process.returncode == 3
 
 
 def test_the_onehot_prediction_waits_for_the_whole_child(monkeypatch):
