@@ -3,10 +3,11 @@
 Two things a scoring service (``propensity/serve.py``) needs and that must not drift from the
 batch path (``predict.py``):
 
-* :func:`rows_frame`: session rows given as JSON objects -> the validated, typed frame that
-  ``predict.py`` builds from a CSV, through the same parser (``features.tabular.parse_frame``
-  with ``features.scoring.scoring_schema``), so a bad cell is refused with the same rule;
-  the message names the row (1-based, in request order) and the column.
+* :func:`rows_frame`: session rows given as JSON objects (a body parsed with :func:`loads`)
+  -> the validated, typed frame that ``predict.py`` builds from a CSV, through the same
+  parser (``features.tabular.parse_frame`` with ``features.scoring.scoring_schema``), so a
+  bad cell is refused with the same rule; the message names the row (1-based, in request
+  order) and the column.
 * :class:`OnlineState`: per-user event histories updated event by event, from which a
   user's feature row at a time ``T`` is computed with ``features.events.user_features``,
   the very function ``features.events.features_at`` computes every user's row with. What a
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +58,30 @@ class RequestError(ValueError):
 
 class StateFull(RequestError):
     """Events refused because the online state would exceed its ``max_events``."""
+
+
+def _json_float(token: str) -> float | str:
+    """A JSON number with a fraction or exponent as a float, or, when no float holds it
+    (``1e400``: ``float`` gives an infinity), as its text (:func:`loads`)."""
+    x = float(token)
+    return token if math.isinf(x) else x
+
+
+def loads(body: bytes | str) -> object:
+    """A request body parsed as JSON, as :func:`rows_frame` and :func:`events_frame` take it.
+
+    A number beyond float range (``1e400``, ``-2.5E+999``) is kept as the text of its token
+    (``json.loads`` would make it an infinity, refused as ``'Infinity'``, a token the
+    request does not have): the parsers then read that text as they read a CSV cell, and
+    refuse it with their message for it (``value beyond float range (value: '1e400')``),
+    as an integer beyond float range is. Every other value is ``json.loads``'s.
+
+    Raises
+    ------
+    ValueError
+        ``json.JSONDecodeError`` (or ``UnicodeDecodeError``) for a body that is not JSON.
+    """
+    return json.loads(body, parse_float=_json_float)
 
 
 def _cell_text(value: object, what: str, i: int, column: str) -> str:
@@ -94,7 +120,8 @@ def _quoted(value: object, limit: int = 60) -> str:
 def _numbers(values: list) -> np.ndarray | None:
     """The values as float64 when every one is a JSON number that is finite as a float, else
     ``None`` (the column then goes to the CSV parser as text, which names the bad cell with
-    the CSV's rule: an integer beyond float range is an infinite value, as in a file)."""
+    the CSV's rule: an integer beyond float range is a value beyond float range, as in a
+    file)."""
     if not all(type(v) in (int, float) for v in values):
         return None
     try:

@@ -3,6 +3,8 @@ state equal to features_at bit for bit (any arrival order, given or derived sess
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,14 @@ from events_common import HAND_LOG, T, frame
 from serve_harness import UCI, event_records, typed
 
 from features.events import features_at
-from features.online import OnlineState, RequestError, StateFull, events_frame, rows_frame
+from features.online import (
+    OnlineState,
+    RequestError,
+    StateFull,
+    events_frame,
+    loads,
+    rows_frame,
+)
 from features.scoring import scoring_schema
 from features.synthetic import generate_events
 from features.tabular import (
@@ -79,6 +88,12 @@ def test_json_values_get_the_csv_rule(pre, csv_rows, value, text):
     same cell text, naming row and column and quoting at most 60 characters of the value."""
     rows = [dict(r) for r in csv_rows[:3]]
     rows[0]["Administrative"] = value
+    assert_the_csv_message(pre, csv_rows, rows, text)
+
+
+def assert_the_csv_message(pre, csv_rows, rows, text):
+    """``rows`` (``csv_rows[:3]``, row 1's Administrative changed) is refused with the CSV
+    parser's message for that cell written as ``text``."""
     with pytest.raises(RequestError) as info:
         rows_frame(rows, pre)
     raw = pd.DataFrame(csv_rows[:3]).assign(Administrative=[text, "0", "0"])
@@ -86,10 +101,29 @@ def test_json_values_get_the_csv_rule(pre, csv_rows, value, text):
         parse_frame(raw, scoring_schema(pre), "f.csv", with_target=False)
     assert csv.value.row == 1 and csv.value.column == "Administrative"
     assert str(info.value).startswith(f"row 1, column 'Administrative': {csv.value.problem} "
-                                      f"(value: {text[:60]!r}")
+                                      f"(value: {text[:60]!r}"), str(info.value)
     assert len(str(info.value)) < 200 and info.value.row == 1
     if len(text) > 60:
         assert str(info.value).endswith(f"... ({len(text):,} characters))")
+
+
+@pytest.mark.parametrize("token", ["1e400", "-2.5E+999", "1" + "0" * 400 + ".5"])
+def test_json_floats_beyond_float_range_get_the_csv_rule(pre, csv_rows, token):
+    """A JSON number token with a fraction or exponent that no float holds, in a request
+    body read by ``loads``, is refused with the CSV parser's message for the token's text
+    (``json.loads`` made it an infinity: "infinite value (value: 'Infinity')")."""
+    rows = [dict(r) for r in csv_rows[:3]]
+    rows[0]["Administrative"] = "@"
+    body = json.dumps({"rows": rows}).replace('"@"', token, 1).encode()
+    assert_the_csv_message(pre, csv_rows, loads(body)["rows"], token)
+
+
+def test_loads_keeps_the_floats_a_float_holds():
+    body = '[0.5, -1e-400, 1.7976931348623157e308, 7, NaN, -Infinity, "1e400"]'
+    values = loads(body)
+    assert values[:4] == [0.5, -0.0, 1.7976931348623157e308, 7]
+    assert [type(v) for v in values] == [float, float, float, int, float, float, str]
+    assert np.isnan(values[4]) and values[5] == float("-inf")
 
 
 def test_large_finite_json_numbers_are_numbers(pre, csv_rows):
