@@ -114,18 +114,18 @@ def run_command(
 ) -> int:
     """Call ``run()`` and turn what it raises into one line on stderr and an exit status.
 
-    The one error policy of ``train`` and ``predict``: a usage mistake (:class:`UsageError`,
-    ``usage_errors``) exits 2; bad data or a bad model file (``features.tabular.DataError``,
-    ``nn_core.io.ModelFileError``, ``ValueError``, ``data_errors``), text that is not
-    UTF-8 or not CSV (named as ``source``), an OS error (passed through ``os_error`` first,
-    which may name the user's path instead of a temporary one), too little memory or
-    recursion too deep exit 1; Ctrl-C 130, SIGTERM 143 (``nothing_written`` says what was
-    not written); anything else is a bug of ours: one line naming it
-    (``nn_core.io.describe_internal_error``), exit 1.
+    The one error policy of ``train``, ``predict`` and ``serve``: a usage mistake
+    (:class:`UsageError`, ``usage_errors``) exits 2; bad data or a bad model file
+    (``features.tabular.DataError``, ``nn_core.io.ModelFileError``, ``ValueError``,
+    ``data_errors``), text that is not UTF-8 or not CSV (named as ``source``), an OS error
+    (passed through ``os_error`` first, which may name the user's path instead of a
+    temporary one), too little memory or recursion too deep exit 1; Ctrl-C 130, SIGTERM 143
+    (``nothing_written`` says what was not written); anything else is a bug of ours: one
+    line naming it (``nn_core.io.describe_internal_error``), exit 1.
 
     Parameters
     ----------
-    script : {"train", "predict"}
+    script : {"train", "predict", "serve"}
         The command, for ``program_name``.
     run : callable
         The command's work.

@@ -25,9 +25,10 @@ directory produce one message naming file, row and column, exit status 1 and no 
 file.
 
 ``--output`` may not name the input file (``--input`` or ``--events``; also through a
-symbolic or hard link) nor ``model.json``, ``weights.npz`` or ``preprocess.json`` of
-``--model``, and ``-`` is no name for stdout (here, or for ``--rejected``,
-``--drift-output``, ``--plot``): one message, exit status 2, nothing written. An
+symbolic or hard link) nor a file of ``--model`` (``nn_core.modeldir.MODEL_FILES``:
+``model.json``, ``weights.npz``, ``preprocess.json``, ``drift_reference.json``), and ``-``
+is no name for stdout (here, or for ``--rejected``, ``--drift-output``, ``--plot``): one
+message, exit status 2, nothing written. An
 ``--output`` that exists and is not a regular file (``/dev/stdout``, ``/dev/null``, a named
 pipe, or a link to one) is written directly instead of being replaced.
 
@@ -94,18 +95,14 @@ from pathlib import Path
 
 from nn_core.drift import DEFAULT_THRESHOLD
 from nn_core.io import DefaultsHelpFormatter, OneLineArgumentParser
+from nn_core.modeldir import MODEL_FILES
 from nn_core.preprocessing import ON_INVALID
 
-from . import check_threads, program_name, run_command
+from . import UsageError, check_threads, program_name, run_command
 
 DEFAULT_CHUNKSIZE = 100_000
-MODEL_FILES = ("model.json", "weights.npz", "preprocess.json", "drift_reference.json")
 #: Why ``--engine dask`` scores without a drift check (the line predict.py prints).
 DASK_NO_DRIFT = "--engine dask has none (the pandas engine's; --no-drift silences this line)"
-
-
-class UsageError(ValueError):
-    """A command-line mistake (exit status 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -592,8 +589,7 @@ def _run_main(args: argparse.Namespace) -> int:
         return exc
 
     return run_command("predict", lambda: run(args), source=source,
-                       nothing_written="no output written", usage_errors=(UsageError,),
-                       os_error=name_output)
+                       nothing_written="no output written", os_error=name_output)
 
 
 if __name__ == "__main__":

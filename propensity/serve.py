@@ -24,11 +24,7 @@ from pathlib import Path
 from features.serving import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, create_app
 from nn_core.io import DefaultsHelpFormatter, OneLineArgumentParser
 
-from . import program_name, run_command
-
-
-class UsageError(ValueError):
-    """A command-line mistake (exit status 2)."""
+from . import UsageError, program_name, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
     names ``--host`` or host:port), 2 for a usage mistake."""
     args = build_parser().parse_args(argv)
     return run_command("serve", lambda: run(args), source=args.model,
-                       nothing_written="nothing was written", usage_errors=(UsageError,))
+                       nothing_written="nothing was written")
