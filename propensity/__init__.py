@@ -1,8 +1,9 @@
-"""The command-line programs: ``propensity.train``, ``propensity.predict``.
+"""The command-line programs: ``propensity.train``, ``propensity.predict``, ``propensity.serve``.
 
 The top layer: they parse arguments and call ``features`` and ``nn_core``, which import nothing
-from here. Installed as ``propensity-train`` and ``propensity-predict``; from a checkout,
-``python train.py`` and ``python predict.py`` run the same ``main``.
+from here. Installed as ``propensity-train``, ``propensity-predict`` and ``propensity-serve``;
+from a checkout, ``python train.py``, ``python predict.py`` and ``python serve.py`` run the
+same ``main``. Their one error policy is :func:`run_command`'s.
 """
 
 import sys
