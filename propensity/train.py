@@ -494,7 +494,7 @@ def _run_main(args: argparse.Namespace) -> int:
     source = ", ".join(map(str, args.events)) if args.events is not None else args.input
     return run_command("train", lambda: run(args), source=source,
                        nothing_written="no run directory written",
-                       usage_errors=(UsageError, DatasetError),
+                       usage_errors=(DatasetError,),
                        data_errors=(FloatingPointError, BackendUnavailableError))
 
 

@@ -368,6 +368,15 @@ def test_a_bad_request_among_many_leaves_none_unanswered(tmp_path):
         for r in good:  # scored in batches of other sizes: equal to rounding
             np.testing.assert_allclose(r.json()["propensity"], good[0].json()["propensity"],
                                        rtol=0, atol=1e-6)
+        # a JSON float beyond float range is quoted as sent, as the CSV reader quotes it
+        body = json.dumps({"rows": [dict(rows[0], Administrative="@")]}).replace('"@"',
+                                                                                  "1e400")
+        with httpx.Client(base_url=srv["url"], timeout=60) as client:
+            r = client.post("/predict", content=body,
+                            headers={"content-type": "application/json"})
+        assert r.status_code == 422
+        assert no_traceback(r)["error"] == ("row 1, column 'Administrative': value beyond "
+                                            "float range (value: '1e400')")
         assert "Traceback" not in stops_on_sigterm(srv)
 
 
