@@ -217,6 +217,7 @@ class TableData:
             target=self.schema.target,
             id_column=self.schema.id_column,
             impute=self.on_invalid == "impute",
+            ranges=self.schema.ranges,
             numeric_encoding=self.numeric_encoding,
             ple_bins=self.ple_bins,
             ple_binning=self.ple_binning,

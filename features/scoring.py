@@ -66,21 +66,34 @@ Observer = Callable[[np.ndarray, np.ndarray], None]
 
 
 def scoring_schema(pre: Preprocessing, id_column: str | None = None) -> Schema:
-    """The schema a table to score is checked against: the training roles, no target, and
-    ``>= 0`` in log1p columns (log1p of a negative number is undefined).
+    """The schema a table to score is checked against: the training roles, no target, the
+    ranges training held the numeric columns to, and ``>= 0`` in log1p columns (log1p of a
+    negative number is undefined).
 
-    A model of the UCI table (target ``Revenue``, exactly the UCI numeric and categorical
-    columns: train.py's default roles) is also held to the ranges train.py checked,
-    ``UCI_RANGES`` (e.g. ``BounceRates`` in [0, 1]), so that scoring refuses what training
-    refuses. preprocess.json does not store ranges, so other schemas get the log1p rule only.
+    The ranges are those preprocess.json stores (``Preprocessing.column_ranges``: the
+    schema's at training, e.g. a role file's ``ranges``), the same that the model's own
+    check (``Preprocessing.inputs``) applies. A preprocess.json from before ranges were
+    stored has none: a model of the UCI table (target ``Revenue``, exactly the UCI numeric
+    and categorical columns: train.py's default roles) is then held to ``UCI_RANGES``, and
+    other schemas get the log1p rule only.
     """
     columns = pre.columns
     numeric = tuple(c["name"] for c in columns if c["kind"] == "numeric")
     categorical = tuple(c["name"] for c in columns if c["kind"] == "categorical")
-    ranges = {c["name"]: (0.0, None) for c in columns if c["kind"] == "numeric" and c["log1p"]}
-    if (pre.target == UCI_TARGET and numeric == UCI_NUMERIC
-            and categorical == UCI_CATEGORICAL):
-        ranges.update(UCI_RANGES)
+    stored = pre.column_ranges
+    if stored is None:  # an older model directory
+        uci = (pre.target == UCI_TARGET and numeric == UCI_NUMERIC
+               and categorical == UCI_CATEGORICAL)
+        stored = dict(UCI_RANGES) if uci else {}
+    ranges = {}
+    for c in columns:
+        if c["kind"] != "numeric":
+            continue
+        low, high = stored.get(c["name"], (None, None))
+        if c["log1p"]:
+            low = 0.0 if low is None else max(low, 0.0)
+        if (low, high) != (None, None):
+            ranges[c["name"]] = (low, high)
     return Schema(None, numeric, categorical, id_column, ranges)
 
 

@@ -42,12 +42,15 @@ from nn_core.preprocessing import (
     MAX_PLE_BINS,
     MAX_RANK_KNOTS,
     MIN_RANK_KNOTS,
+    MISSING,
     MISSING_TOKENS,
     NUMERIC_ENCODINGS,
     ON_INVALID,
     PLE_BINNINGS,
     RANK_CLIP,
     Preprocessing,
+    above_maximum,
+    below_minimum,
     block_width,
     canonical_series,
     canonical_text,
@@ -886,8 +889,11 @@ def parse_frame(
     return _typed_frame(raw, out, schema, with_target)
 
 
-#: ``check_frame``'s reason for a missing feature value (the cells ``impute`` covers).
-MISSING = "missing value"
+# ``check_frame``'s reason for a missing feature value (the cells ``impute`` covers) is
+# ``MISSING``, and for a value out of its range ``below_minimum(low)`` or
+# ``above_maximum(high)``: the words of ``nn_core.preprocessing``, which the model's own
+# check (``Preprocessing.inputs``) uses too.
+
 #: The reasons for a cell read as infinite: written so (``inf``, ``-Infinity``), or a number
 #: beyond float64's range (``1e400``).
 INFINITE, BEYOND_FLOAT = "infinite value", "value beyond float range"
@@ -1041,10 +1047,9 @@ def _parse_cells(raw: pd.DataFrame, schema: Schema, with_target: bool,
         low, high = schema.ranges.get(name, (None, None))
         with np.errstate(invalid="ignore"):
             if low is not None:
-                report(values < low, name, f"value below the allowed minimum {low:g}", text)
+                report(values < low, name, below_minimum(low), text)
             if high is not None:
-                report(values > high, name, f"value above the allowed maximum {high:g}",
-                       text)
+                report(values > high, name, above_maximum(high), text)
         out[name] = values
 
     for name in schema.categorical:
@@ -1228,6 +1233,42 @@ def _category_key(text: str) -> tuple:
 MAX_CATEGORIES = 1_000
 
 
+def range_entries(numeric: Sequence[str],
+                  ranges: Mapping[str, tuple[float | None, float | None]] | None
+                  ) -> dict[str, list[float | None]]:
+    """The ``range`` entry of each numeric column, from a schema's ``ranges``: ``[low,
+    high]`` with ``None`` for an open side (an infinite bound opens it; a column without
+    an entry: both sides open).
+
+    Raises
+    ------
+    ValueError
+        A range of a column that is not numeric, a bound that is not a number or ``None``
+        (or is NaN, or an infinity closing a side), or ``low > high``.
+    """
+    ranges = {} if ranges is None else ranges
+    unknown = [name for name in ranges if name not in numeric]
+    if unknown:
+        raise ValueError(f"range given for {unknown[0]!r}, which is not a numeric column")
+    out = {}
+    for name in numeric:
+        bounds = ranges.get(name, (None, None))
+        ok = isinstance(bounds, list | tuple) and len(bounds) == 2 and all(
+            b is None or (isinstance(b, int | float | np.number) and not isinstance(b, bool)
+                          and not math.isnan(b)) for b in bounds)
+        if ok:
+            low, high = (None if b is None or b == side else float(b)
+                         for b, side in zip(bounds, (-math.inf, math.inf), strict=True))
+            ok = all(b is None or math.isfinite(b) for b in (low, high))
+        if not ok:
+            raise ValueError(f"range of {name!r} must be (low, high), numbers or None (an "
+                             f"infinity only as an open side), got {bounds!r}")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"range of {name!r}: low {low:g} is above high {high:g}")
+        out[name] = [low, high]
+    return out
+
+
 class Preprocessor(Preprocessing):
     """Fitted map from a session table to the MLP's feature matrix.
 
@@ -1284,6 +1325,14 @@ class Preprocessor(Preprocessing):
         order), and a column with a missing training value gains a missing-indicator
         feature. The means and standard deviations are those of the imputed column (what
         the network sees). A column with no present training value cannot be imputed.
+    ranges : mapping of str to (low, high), optional
+        The allowed inclusive range of numeric columns (``Schema.ranges``; ``None`` or an
+        infinite bound: an open side). Given (train.py gives its schema's), every numeric
+        column stores its range in preprocess.json (``"range": [low, high]``, ``[null,
+        null]`` where the mapping has none), and ``Preprocessing.inputs`` refuses a value
+        outside it, at scoring too. ``None``: no range is stored, and scoring treats the
+        model as one from before ranges were stored (``features/scoring.py:
+        scoring_schema``).
 
     Notes
     -----
@@ -1297,7 +1346,7 @@ class Preprocessor(Preprocessing):
 
     #: The constructor's arguments, which ``get_params`` returns and ``set_params`` sets.
     PARAMS = ("numeric", "categorical", "log1p", "target", "id_column", "source", "impute",
-              "numeric_encoding", "ple_bins", "ple_binning", "rank_knots")
+              "numeric_encoding", "ple_bins", "ple_binning", "rank_knots", "ranges")
 
     def __init__(
         self,
@@ -1312,6 +1361,7 @@ class Preprocessor(Preprocessing):
         ple_bins: int = 16,
         ple_binning: str = "quantile",
         rank_knots: int = DEFAULT_RANK_KNOTS,
+        ranges: Mapping[str, tuple[float | None, float | None]] | None = None,
     ) -> None:
         self.numeric = numeric if isinstance(numeric, list) else list(numeric)
         self.categorical = categorical if isinstance(categorical, list) else list(categorical)
@@ -1339,6 +1389,8 @@ class Preprocessor(Preprocessing):
         self.ple_bins = ple_bins
         self.ple_binning = ple_binning
         self.rank_knots = rank_knots
+        self.ranges = ranges
+        self._bounds = None if ranges is None else range_entries(self.numeric, ranges)
         super().__init__(None, target, id_column, source)
         if isinstance(source, dict):
             self.source = source
@@ -1428,6 +1480,9 @@ class Preprocessor(Preprocessing):
                     "std": std if std > 0 else 1.0,
                 }
             )
+            if self._bounds is not None:
+                columns[-1]["range"] = self._bounds[name]
+                self._check_range(df, columns[-1], x, first_row=1)
             encoding = {}
             if parts.rank:  # a constant column: one knot, a constant g(x)
                 knots, scores, ends = gaussian_rank_knots(x, self.rank_knots)

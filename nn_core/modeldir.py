@@ -16,7 +16,8 @@ A model directory holds
   single uncalibrated network is still written as version 1, which older programs read;
 * ``preprocess.json`` (optional): the fitted input transform as data
   (:class:`nn_core.preprocessing.Preprocessing`): column roles, log1p choices, means,
-  standard deviations, categories, target and id column, and the data's source;
+  standard deviations, categories, the allowed range of each numeric column (where
+  training stored one), target and id column, and the data's source;
 * ``drift_reference.json`` (optional): the training distribution of every raw input column
   and of the scores (:class:`nn_core.drift.Reference`), which ``predict.py`` compares new
   data with (the population stability index).

@@ -40,6 +40,16 @@ interpolation of the scores between the knots (:func:`gaussian_rank`; docs/math.
 preprocess.json with any Gaussian-rank encoding is format version 4 (version 3 readers
 refuse it rather than score it wrongly).
 
+A numeric column may also carry ``range``: ``[low, high]``, the inclusive bounds its
+values were held to in training (the schema's: ``features/tabular.py: UCI_RANGES`` or a
+role file's ``ranges``; ``null`` for an open side). :meth:`Preprocessing.inputs` refuses a
+value outside them, with the words the table reader uses (:func:`below_minimum`,
+:func:`above_maximum`). A ``Preprocessor`` given the ranges (train.py gives its
+schema's) records one on every numeric column; a file without any (written before ranges
+were stored) has none, and :attr:`Preprocessing.column_ranges` is then None. The ranges
+change no feature, so they need no new format version: an older reader ignores them and
+computes the same features.
+
 The arithmetic is written once, in :func:`features_from_inputs`, over a matrix of raw
 inputs ``U`` (numeric values, and for each categorical column the position ``k`` of its
 category in the block, ``K`` for unseen). :meth:`Preprocessing.transform` (tables, with
@@ -119,6 +129,23 @@ PLE_BINNINGS = ("quantile", "tree")
 
 #: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
+#: The reason for a missing cell (empty, or a :data:`MISSING_TOKENS` text) where none may
+#: be: the words of every reader of a table (``features/tabular.py`` and
+#: :meth:`Preprocessing.inputs`).
+MISSING = "missing value"
+
+
+def below_minimum(low: float) -> str:
+    """The reason for a value below its column's allowed minimum ``low`` (every reader's
+    words)."""
+    return f"value below the allowed minimum {low:g}"
+
+
+def above_maximum(high: float) -> str:
+    """The reason for a value above its column's allowed maximum ``high`` (every reader's
+    words)."""
+    return f"value above the allowed maximum {high:g}"
+
 
 #: What ``--on-invalid`` may say about a bad cell of a table: stop with an error, leave its
 #: row out, or impute a missing cell (docs/architecture.md, "Invalid cells").
@@ -523,6 +550,14 @@ class Preprocessing:
         return any("knots" in c.get("encoding", {}) for c in self._check_fitted())
 
     @property
+    def column_ranges(self) -> dict[str, tuple[float | None, float | None]] | None:
+        """The allowed range ``(low, high)`` of each numeric column that stores one
+        (``None``: an open side); None where no column stores one (a preprocess.json
+        written before ranges were stored)."""
+        ranges = {c["name"]: tuple(c["range"]) for c in self._check_fitted() if "range" in c}
+        return ranges or None
+
+    @property
     def imputes(self) -> bool:
         """Whether missing inputs are imputed (fitted with ``--on-invalid impute``)."""
         return any("impute" in c for c in self._check_fitted())
@@ -559,15 +594,18 @@ class Preprocessing:
     def inputs(self, df: pd.DataFrame, first_row: int = 1) -> np.ndarray:
         """The raw-input matrix ``U`` of :func:`features_from_inputs` for a table.
 
-        Numeric cells are parsed and checked (finite, ``>= 0`` in log1p columns);
-        categorical cells are compared as canonical text with the training categories. In a
-        column with ``impute``, a missing cell (:func:`missing_mask`) is NaN, which
-        :func:`features_from_inputs` imputes.
+        Numeric cells are parsed and checked (finite, ``>= 0`` in log1p columns, within the
+        column's ``range``); categorical cells are compared as canonical text with the
+        training categories. In a column with ``impute``, a missing cell
+        (:func:`missing_mask`) is NaN, which :func:`features_from_inputs` imputes; in a
+        categorical column without it, a missing cell is an error (as in the table reader),
+        not an unseen category.
 
         Raises
         ------
         ValueError
-            Naming row and column of a missing, non-finite or (log1p column) negative value.
+            Naming row and column of a missing, non-finite, out-of-range or (log1p column)
+            negative value.
         """
         columns = self._check_fitted()
         self._require(df, self.input_columns)
@@ -576,6 +614,7 @@ class Preprocessing:
             impute = "impute" in c
             if c["kind"] == "numeric":
                 x = self._numeric_values(df, c["name"], first_row, missing_ok=impute)
+                self._check_range(df, c, x, first_row)  # the table reader's words first
                 if c["log1p"]:
                     negative = x < 0
                     if negative.any():
@@ -587,9 +626,28 @@ class Preprocessing:
                 U[:, i] = x
             else:
                 U[:, i] = category_positions(df[c["name"]], c["categories"])  # unseen -> K
+                missing = missing_mask(df[c["name"]])
                 if impute:
-                    U[missing_mask(df[c["name"]]), i] = np.nan
+                    U[missing, i] = np.nan
+                elif missing.any():
+                    k = int(np.flatnonzero(missing)[0])
+                    raise ValueError(f"row {first_row + k}, column {c['name']!r}: {MISSING} "
+                                     f"(value: {df[c['name']].iloc[k]!r})")
         return U
+
+    @staticmethod
+    def _check_range(df: pd.DataFrame, column: Mapping, x: np.ndarray, first_row: int
+                     ) -> None:
+        """Refuse the first value of ``x`` outside ``column``'s ``range`` (NaN, a missing
+        value to impute, passes)."""
+        low, high = column.get("range", (None, None))
+        with np.errstate(invalid="ignore"):
+            for bound, outside, reason in ((low, np.less, below_minimum),
+                                           (high, np.greater, above_maximum)):
+                if bound is not None and (bad := outside(x, bound)).any():
+                    k = int(np.flatnonzero(bad)[0])
+                    raise ValueError(f"row {first_row + k}, column {column['name']!r}: "
+                                     f"{reason(bound)} (value: {df[column['name']].iloc[k]!r})")
 
     def transform(self, df: pd.DataFrame, first_row: int = 1, dtype=np.float64) -> np.ndarray:
         """Feature matrix of ``df``.
@@ -690,7 +748,13 @@ class Preprocessing:
                         "std": float(c["std"]),
                     }
                 )
+                if "range" in c:
+                    checked[-1]["range"] = _checked_range(c["range"], bad(
+                        f"columns[{i}] ({c['name']!r}): 'range' must be [low, high] (finite "
+                        "numbers or null, low <= high)"))
             elif c.get("kind") == "categorical":
+                if "range" in c:
+                    raise bad(f"columns[{i}] ({c['name']!r}): 'range' in a categorical column")
                 cats = c.get("categories")
                 if not isinstance(cats, list) or not all(isinstance(k, str) for k in cats):
                     raise bad(f"columns[{i}] ({c['name']!r}): 'categories' must be strings")
@@ -756,6 +820,16 @@ def _finite_numbers(values, least: int, most: int) -> list[float] | None:
     except OverflowError:
         return None
     return [float(v) for v in values]
+
+
+def _checked_range(bounds, error: ModelFileError) -> list[float | None]:
+    """The ``range`` entry of a preprocess.json column, checked (``error`` if malformed)."""
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise error
+    given = _finite_numbers([b for b in bounds if b is not None], 0, 2)
+    if given is None or (len(given) == 2 and given[0] > given[1]):
+        raise error
+    return [None if b is None else float(b) for b in bounds]
 
 
 def _checked_encoding(column: Mapping, error: ModelFileError) -> dict:

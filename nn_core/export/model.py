@@ -87,6 +87,10 @@ class Input:
         Numeric only: feature index of the Gaussian rank ``g(x)`` and of the first of the
         ``T`` piecewise-linear features (the block's layout:
         ``nn_core.preprocessing.block_parts``); ``None`` without that encoding.
+    range : list of (float or None) or None
+        Numeric only: the allowed ``[low, high]`` that preprocess.json stores (``None``
+        sides open), which the checks of rows read from a file apply
+        (``Preprocessing.inputs``); it changes no feature. ``None``: none stored.
     """
 
     index: int
@@ -108,6 +112,7 @@ class Input:
     value: bool = True
     rank_row: int | None = None
     ple_row: int | None = None
+    range: list[float | None] | None = None
 
     @property
     def n_knots(self) -> int:
@@ -242,6 +247,8 @@ class ExportModel:
             for c in self.inputs
         ]
         for column, c in zip(columns, self.inputs, strict=True):
+            if c.range is not None:
+                column["range"] = list(c.range)
             if c.edges is not None or c.knots is not None:
                 column["encoding"] = {"kind": ENCODING_KINDS[c.knots is not None,
                                                              c.edges is not None],
@@ -305,7 +312,8 @@ def build_inputs(columns: list[dict], n_features: int, path: str) -> list[Input]
             _float32_range(path, c["name"], "mean and std", [c["mean"], c["std"]])
             inputs.append(Input(i, c["name"], "numeric", row, bool(c["log1p"]),
                                 float(c["mean"]), float(c["std"]), value="value" in first,
-                                rank_row=first.get("rank"), ple_row=first.get("ple")))
+                                rank_row=first.get("rank"), ple_row=first.get("ple"),
+                                range=c.get("range")))
             encoding = c.get("encoding")
             if encoding is not None:
                 for key in ("edges", "knots", "scores", "ends"):

@@ -285,7 +285,7 @@ def test_preprocessor_transformer_protocol():
     params = pre.get_params()
     assert set(params) == {"numeric", "categorical", "log1p", "target", "id_column", "source",
                            "impute", "numeric_encoding", "ple_bins", "ple_binning",
-                           "rank_knots"}
+                           "rank_knots", "ranges"}
     twin = clone(pre)  # clone checks that the constructor keeps every argument as given
     ple = clone(pre.set_params(numeric_encoding="ple", ple_bins=4))
     assert ple.get_params()["numeric_encoding"] == "ple" and ple.ple_bins == 4
