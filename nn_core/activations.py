@@ -175,9 +175,9 @@ class Activation:
         and ``Z`` names the input tensor (``nn_core/export/onnx.py``).
     kinks : tuple of float
         The points ``z`` where ``f`` has no derivative (the ReLU family's 0), in
-        increasing order; ``()`` for a smooth ``f``. The gradient check does not
-        compare a derivative whose finite-difference steps move a pre-activation
-        across one (``nn_core/gradcheck.py: kink_crossings``).
+        increasing order; ``()`` for a smooth ``f``. Where a finite-difference step
+        moves a pre-activation across one, the gradient check compares a one-sided
+        difference from the other side (``nn_core/gradcheck.py: kink_crossings``).
     """
 
     forward: Callable
