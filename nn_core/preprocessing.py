@@ -193,12 +193,30 @@ def category_positions(values: pd.Series, categories: Sequence[str]) -> np.ndarr
     -------
     ndarray of intp, shape (n,)
     """
+    return category_cells(values, categories)[0]
+
+
+def category_cells(values: pd.Series, categories: Sequence[str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`category_positions` and :func:`missing_mask` of a column from one scan of
+    its distinct cells.
+
+    Returns
+    -------
+    positions : ndarray of intp, shape (n,)
+        ``k`` in ``0..K`` (``K``: unseen).
+    missing : ndarray of bool, shape (n,)
+        Which cells hold no value (NaN/None or a :data:`MISSING_TOKENS` text).
+    """
     codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    if not len(distinct):
+        return np.zeros(len(values), dtype=np.intp), np.zeros(len(values), dtype=bool)
     index = {c: k for k, c in enumerate(categories)}
     unseen = len(index)
     positions = np.array([index.get(canonical_text(str(v)), unseen) for v in distinct],
                          dtype=np.intp)
-    return positions[codes] if len(positions) else np.zeros(len(values), dtype=np.intp)
+    missing = np.array([_is_missing(v) for v in distinct], dtype=bool)
+    return positions[codes], missing[codes]
 
 
 #: The parts of a column's feature block, in block order (:func:`block_parts`): a numeric
@@ -368,8 +386,15 @@ def missing_mask(values: pd.Series) -> np.ndarray:
     ndarray of bool, shape (n,)
     """
     codes, distinct = pd.factorize(values, use_na_sentinel=True)
-    missing = np.array([str(v).strip().lower() in MISSING_TOKENS for v in distinct], dtype=bool)
+    missing = np.array([_is_missing(v) for v in distinct], dtype=bool)
     return (codes < 0) | (missing[codes] if len(missing) else False)
+
+
+def _is_missing(value: object) -> bool:
+    """Whether one distinct cell holds no value: NaN/None, or a :data:`MISSING_TOKENS` text."""
+    if not isinstance(value, str) and pd.isna(value):
+        return True
+    return str(value).strip().lower() in MISSING_TOKENS
 
 
 def features_from_inputs(
@@ -625,8 +650,7 @@ class Preprocessing:
                         )
                 U[:, i] = x
             else:
-                U[:, i] = category_positions(df[c["name"]], c["categories"])  # unseen -> K
-                missing = missing_mask(df[c["name"]])
+                U[:, i], missing = category_cells(df[c["name"]], c["categories"])  # unseen: K
                 if impute:
                     U[missing, i] = np.nan
                 elif missing.any():
