@@ -386,10 +386,10 @@ class CsvTable:
 
     A row with fewer fields than the header (the parser fills it with empty cells) is
     malformed, as one with more: at the end of a regular file whose last column had an
-    empty cell, the file's commas are counted (quoted text: it is read again with the csv
-    module) and the first such row raises; earlier, a cell error at or after it names it
-    instead (:meth:`__exit__`). A pipe cannot be read again: its short rows are found only
-    where their empty cells are errors (missing values).
+    empty cell, the file's commas outside quotes are counted (only too few of them make it
+    read again with the csv module) and the first such row raises; earlier, a cell error
+    at or after it names it instead (:meth:`__exit__`). A pipe cannot be read again: its
+    short rows are found only where their empty cells are errors (missing values).
 
     Parameters
     ----------
@@ -533,19 +533,13 @@ class CsvTable:
 
     def _check_row_lengths(self, rows: int) -> None:
         """Raise the malformed-CSV error of the first data row with fewer fields than the
-        header, if any (a regular file of ``rows`` data rows): its commas are counted
-        unless a quote makes them a matter of parsing, when it is read again."""
+        header, if any (a regular file of ``rows`` data rows). The commas that separate
+        fields are counted (:func:`_separating_commas`); only when there are fewer than
+        ``(F - 1) * rows`` is the file read again with the csv module, to find the row."""
         fd = self._fh.fileno()
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return
-        offset, commas = len(self._head), 0
-        while block := os.pread(fd, 1 << 22, offset):
-            if block.find(b'"') >= 0:
-                commas = -1
-                break
-            commas += block.count(b",")
-            offset += len(block)
-        if commas == (len(self.header) - 1) * rows:
+        if _separating_commas(fd, len(self._head)) == (len(self.header) - 1) * rows:
             return
         width = len(self.header)
         for row, (line, fields) in enumerate(_data_records(fd, self._skipinitialspace), 1):
@@ -723,6 +717,36 @@ def _blank_before_quote(fh: io.BufferedReader) -> bool:
         offset += len(block)
         before = block[-1:]
     return False
+
+
+def _separating_commas(fd: int, offset: int, block_size: int = 1 << 22) -> int:
+    """The commas of a regular file from byte ``offset`` (a record's start) on that are
+    outside quotes, read with ``os.pread`` in blocks of ``block_size`` bytes.
+
+    A comma at byte ``i`` is inside quotes when the number of ``"`` bytes before it is odd,
+    its quote parity ``p_i = (sum_{j < i} [b_j = '"']) mod 2``, carried from block to block:
+    a quoted field opens and closes with one quote each, and a doubled ``""`` inside it
+    flips the parity twice. Line breaks inside quotes change nothing; a quote that the
+    parser reads as text (one inside an unquoted field) can make the count wrong, never
+    hide a short row by itself (the caller then reads the file again). A block without a
+    quote costs one ``count`` pass; one with quotes a few NumPy passes (the cumulative sum
+    of its quotes in uint8, which wraps harmlessly: only its parity matters).
+    """
+    commas, parity = 0, 0
+    while block := os.pread(fd, block_size, offset):
+        offset += len(block)
+        if parity == 0 and block.find(b'"') < 0:
+            commas += block.count(b",")
+            continue
+        data = np.frombuffer(block, dtype=np.uint8)
+        quote = data == ord('"')
+        inside = np.cumsum(quote, dtype=np.uint8)  # quotes up to and including byte i
+        inside &= 1
+        if parity:
+            inside ^= 1
+        commas += int(np.count_nonzero((data == ord(",")) & (inside == 0)))
+        parity = int(inside[-1])
+    return commas
 
 
 class _Pread(io.RawIOBase):

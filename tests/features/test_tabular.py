@@ -1,6 +1,7 @@
 """Session-table schema, validation errors, the Preprocessor and the stratified split."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -385,3 +386,54 @@ def test_schema_config_file(tmp_path):
         schema_from_config(cfg)
     with pytest.raises(ValueError, match="more than one role"):
         Schema("a", ("a",), ())
+
+
+def test_separating_commas_skip_quoted_ones_across_blocks(tmp_path):
+    """Commas inside quotes (with doubled quotes and line breaks there) are not counted,
+    whatever block a quoted field starts or ends in."""
+    from features.tabular import _separating_commas
+
+    text = b'a,b,c\r\n1,"x,""y"",\r\nz",3\n"q""",,\n4,"",","\n'
+    path = tmp_path / "q.csv"
+    path.write_bytes(text)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for block_size in (1, 2, 3, 5, 7, 1 << 22):
+            assert _separating_commas(fd, 7, block_size) == 6
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("chunksize", [2, 100])
+def test_a_short_row_of_a_quoted_file_is_found_and_a_full_one_is_not_read_again(
+        tmp_path, chunksize, monkeypatch):
+    """A file with quotes and an empty last column: its separating commas are counted; a
+    short row (after a quoted line break and a quoted comma) is named at its row and line,
+    and a file with none is not read again with the csv module."""
+    import features.tabular as tabular
+
+    scoring = Schema(None, Schema.uci().numeric, Schema.uci().categorical)
+
+    def quoted(rows):
+        for r in rows[1:]:
+            r[-1] = ""  # no Revenue: what scoring files have
+        rows[1][15] = '"Returning,""Visitor"""'
+        rows[2][15] = '"Returning\n_Visitor"'  # data row 2 on lines 3 and 4
+
+    def short(rows):
+        quoted(rows)
+        del rows[4][-2:]  # data row 4, on line 6
+
+    path = uci_subset(tmp_path, edit=short)
+    with pytest.raises(DataError) as info:
+        load_table(path, scoring, with_target=False, chunksize=chunksize)
+    assert str(info.value) == (f"{path}, data row 4 (line 6; row 1 is the first row below "
+                               "the header): malformed CSV: expected 18 fields, found 16")
+
+    def no_second_read(*args):
+        raise AssertionError("read again")
+
+    monkeypatch.setattr(tabular, "_data_records", no_second_read)
+    frame = load_table(uci_subset(tmp_path, edit=quoted), scoring, with_target=False,
+                       chunksize=chunksize)
+    assert len(frame) == 6 and frame["VisitorType"].iloc[0] == 'Returning,"Visitor"'
