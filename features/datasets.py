@@ -29,6 +29,7 @@ from .tabular import (
     DataError,
     Preprocessor,
     Schema,
+    locate_row,
     read_table,
     schema_from_config,
     stratified_split,
@@ -223,25 +224,37 @@ class TableData:
             ple_binning=self.ple_binning,
             rank_knots=self.rank_knots,
         ).fit(self.frame.iloc[parts["train"]], self.y[parts["train"]])
+        # The file's 0-based data rows of the frame's rows (--on-invalid skip left some out).
+        kept = np.setdiff1d(np.arange(len(self.frame) + len(self.rejected.rows)),
+                            self.rejected.rows - 1)
         # The whole table at once, so that a message names the file's data row, not a row
         # of one part of the split.
         try:
             X_all = pre.transform(self.frame, dtype=self.dtype)  # the network's: no copy later
-            check_finite_features(X_all, pre.columns, self.frame, dtype=self.dtype)
-        except FeatureValueError as exc:
-            raise DataError(self.info["path"], f"{exc.problem}; scaled as the training part "
-                            f"of the split with seed {seed}", exc.row, exc.column,
-                            exc.value) from None
-        except ValueError as exc:  # e.g. a negative value in a column log1p'd on train rows
+        except FeatureValueError as exc:  # a negative value in a column log1p'd on train rows
+            raise self._located(exc, f"{exc.problem} (seed {seed}'s training part of the "
+                                "split decided the transform)", kept) from None
+        except ValueError as exc:
             raise DataError(self.info["path"], f"data {exc} (seed {seed}'s training part of "
                             "the split decided the transform)") from None
+        try:
+            check_finite_features(X_all, pre.columns, self.frame, dtype=self.dtype)
+        except FeatureValueError as exc:
+            raise self._located(exc, f"{exc.problem}; scaled as the training part of the "
+                                f"split with seed {seed}", kept) from None
         X = {k: X_all[rows] for k, rows in parts.items()}
         y = {k: self.y[rows] for k, rows in parts.items()}
-        # The file's 0-based data rows of the frame's rows (--on-invalid skip left some out).
-        kept = np.setdiff1d(np.arange(len(self.frame) + len(self.rejected.rows)),
-                            self.rejected.rows - 1)
         return Split(X, y, pre, X, pre, {k: kept[rows] for k, rows in parts.items()}, "row",
                      self.frame.iloc[parts["train"]])
+
+
+    def _located(self, exc: FeatureValueError, problem: str, kept: np.ndarray) -> DataError:
+        """``problem`` of the frame's row ``exc.row`` (1-based) at the file's data row
+        (``kept``: the file's 0-based data row of each frame row), with the line where it
+        starts and its cell as written: the table is closed, so the file is read again."""
+        return locate_row(DataError(self.info["path"], problem, int(kept[exc.row - 1]) + 1,
+                                    exc.column, exc.value),
+                          parsed=exc.column in self.schema.numeric)
 
 
 class EventData:

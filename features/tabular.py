@@ -466,29 +466,13 @@ class CsvTable:
 
     def locate(self, exc: DataError, ragged: bool = False) -> DataError | None:
         """``exc`` (an error naming data row ``exc.row`` of this file) with the line where
-        the row starts, read again from the file's start with the csv module in the
-        parser's dialect (blank lines skipped, a quoted field may hold line breaks); an
-        error at an earlier row whose field count is not the header's instead (the
-        parser fills a short row with empty cells). ``ragged``: ``exc`` is the parser's error
-        for a row with too many fields, at ``exc.row`` or before (the parser's line count
-        includes blank lines). For a pipe: ``exc`` without a line. ``None`` when the file
-        cannot be read again as the parser read it."""
+        the row starts, found by :func:`_located` in the parser's dialect. For a pipe:
+        ``exc`` without a line. ``None`` when the file cannot be read again as the parser
+        read it."""
         fd = self._fh.fileno()
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return DataError(exc.path, exc.problem, exc.row, exc.column, exc.value, line=0)
-        width = len(self.header)
-        for row, (line, fields) in enumerate(_data_records(fd, self._skipinitialspace), 1):
-            if len(fields) < width or (len(fields) > width and ragged):
-                return DataError(self.path, f"malformed CSV: expected {width} fields, found "
-                                 f"{len(fields)}", row, line=line)
-            if len(fields) > width:  # the parser read it whole: another dialect
-                return None
-            if row == exc.row:
-                if ragged:  # no row with too many fields: the parser read it otherwise
-                    return None
-                return DataError(self.path, exc.problem, row, exc.column, exc.value,
-                                 line=line)
-        return None
+        return _located(fd, self.header, self._skipinitialspace, exc, self.path, ragged)
 
     def _as_written(self, first_row: int, chunk: pd.DataFrame) -> None:
         """Turn each numeric column of ``chunk`` that has a cell the parser read as
@@ -747,6 +731,66 @@ def _separating_commas(fd: int, offset: int, block_size: int = 1 << 22) -> int:
         commas += int(np.count_nonzero((data == ord(",")) & (inside == 0)))
         parity = int(inside[-1])
     return commas
+
+
+class _ParsedNumber(str):
+    """The text of a number the CSV parser read (``_number_text``), not of the cell as
+    written: a message quotes the file's text instead once the row is read again
+    (:func:`_located`; ``1e308``, not its 309 digits)."""
+
+
+def _located(fd: int, header: Sequence[str], skipinitialspace: bool, exc: DataError,
+             path, ragged: bool = False) -> DataError | None:
+    """``exc`` (an error naming data row ``exc.row`` of the CSV file open as ``fd``, whose
+    stripped column names are ``header``) with the line where the row starts, read again
+    from the file's start with the csv module in the parser's dialect (blank lines skipped,
+    a quoted field may hold line breaks); a value that is the parser's number
+    (:class:`_ParsedNumber`) becomes the cell as written. An error at an earlier row whose
+    field count is not the header's instead (the parser fills a short row with empty
+    cells). ``ragged``: ``exc`` is the parser's error for a row with too many fields, at
+    ``exc.row`` or before (the parser's line count includes blank lines). ``None`` when the
+    file cannot be read again as the parser read it."""
+    width = len(header)
+    for row, (line, fields) in enumerate(_data_records(fd, skipinitialspace), 1):
+        if len(fields) < width or (len(fields) > width and ragged):
+            return DataError(path, f"malformed CSV: expected {width} fields, found "
+                             f"{len(fields)}", row, line=line)
+        if len(fields) > width:  # the parser read it whole: another dialect
+            return None
+        if row == exc.row:
+            if ragged:  # no row with too many fields: the parser read it otherwise
+                return None
+            value = exc.value
+            if isinstance(value, _ParsedNumber) and exc.column in header:
+                value = fields[list(header).index(exc.column)].strip()
+            return DataError(path, exc.problem, row, exc.column, value, line=line)
+    return None
+
+
+def locate_row(error: DataError, parsed: bool = False) -> DataError:
+    """``error``, naming data row ``error.row`` of a CSV file read and closed earlier, with
+    the physical line where the row starts, found by reading the file again
+    (:func:`_located`, as :meth:`CsvTable.locate` does while the table is open).
+    ``parsed``: ``error.value`` is the parser's number, quoted as the cell is written.
+    Where the line cannot be known (a pipe, a file that no longer reads as it did) the
+    error comes without one; a Parquet file's error (rows, no lines) as it is."""
+    if error.row is None or is_parquet(error.path):
+        return error
+    value = error.value
+    if parsed and isinstance(value, str):
+        value = _ParsedNumber(value)
+    exc = DataError(error.path, error.problem, error.row, error.column, value)
+    try:
+        with open(error.path, "rb") as fh:
+            if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                header = _parse_header(_header_record(fh, error.path), error.path)
+                located = _located(fh.fileno(), header, _blank_before_quote(fh), exc,
+                                   error.path)
+                if located is not None:
+                    return located
+    except (OSError, DataError):
+        pass
+    return DataError(error.path, error.problem, error.row, error.column, error.value, line=0)
 
 
 class _Pread(io.RawIOBase):
@@ -1014,7 +1058,7 @@ def check_frame(
         rows = np.flatnonzero(mask)
         if not len(rows):
             continue
-        values = [str(cells(i) if callable(cells) else cells.iloc[i]) for i in rows.tolist()]
+        values = [cells(i) if callable(cells) else str(cells.iloc[i]) for i in rows.tolist()]
         rejected.extend(Rejected(first_row + rows, [name] * len(rows), values,
                                  [problem] * len(rows)))
         bad[rows] = True
@@ -1100,11 +1144,15 @@ def _parse_cells(raw: pd.DataFrame, schema: Schema, with_target: bool,
 
 
 def _number_text(values: np.ndarray):
-    """The text of cell ``i`` of a column the parser read as numbers, for a message."""
+    """The text of cell ``i`` of a column the parser read as numbers, for a message: the
+    integer's digits below 2**53, else the shortest text of the float (``1e+308``, not 309
+    digits); a :class:`_ParsedNumber`, which a message quotes as the cell is written where
+    the file is read again."""
 
     def text(i: int) -> str:
         v = float(values[i])
-        return str(int(v)) if v.is_integer() else repr(v)
+        exact = v.is_integer() and abs(v) < 2.0**53  # its digits all mean something
+        return _ParsedNumber(int(v) if exact else repr(v))
 
     return text
 

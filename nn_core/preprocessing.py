@@ -643,11 +643,12 @@ class Preprocessing:
                 if c["log1p"]:
                     negative = x < 0
                     if negative.any():
+                        from .validation import FeatureValueError  # lazy: only on error
+
                         k = int(np.flatnonzero(negative)[0])
-                        raise ValueError(
-                            f"row {first_row + k}, column {c['name']!r}: negative value "
-                            f"{x[k]:g} in a log1p column (all training values were >= 0)"
-                        )
+                        raise FeatureValueError(  # "row r, column 'x': negative value ..."
+                            first_row + k, c["name"], None, f"negative value {x[k]:g} in a "
+                            "log1p column (all training values were >= 0)")
                 U[:, i] = x
             else:
                 U[:, i], missing = category_cells(df[c["name"]], c["categories"])  # unseen: K

@@ -177,3 +177,40 @@ def test_a_version_1_document_without_imputation_still_loads():
     assert not pre.imputes and pre.n_features == 1
     with pytest.raises(ValueError, match="not a finite number"):
         pre.transform(pd.DataFrame({"a": [""]}))  # without imputation, missing stays an error
+
+
+@pytest.mark.parametrize("on_invalid", ["error", "skip"])
+@pytest.mark.parametrize("cell, problem", [
+    ("1e300", "too far from the training values to be scaled"),
+    ("-2.50", "negative value -2.5 in a log1p column"),
+])
+def test_a_split_error_names_its_file_row_line_and_text(tmp_path, on_invalid, cell, problem):
+    """The split's errors come after the table is closed: the file is read again for the
+    line where the row starts (a quoted line break before it) and the cell as written; with
+    ``skip`` the row is the file's, not the frame's (a rejected row before it)."""
+    from features.datasets import TableData, resolve_schema
+    from features.tabular import stratified_split
+
+    n, bad = 200, 151  # data row of the bad value
+    rng = np.random.default_rng(0)
+    x = rng.exponential(3.0, n) if cell.startswith("-") else rng.normal(size=n)
+    lines = ["x,c,y"] + [f"{v:.6f},{'ab'[i % 2]},{i % 3 == 0:d}"  # exponential: log1p'd
+                         for i, v in enumerate(x)]
+    lines[3] = '0.5,"a\nb",1'  # data row 3 on lines 4 and 5
+    lines[bad] = f"{cell},a,0"
+    if on_invalid == "skip":
+        lines[10] = "oops,a,0"  # rejected: the frame's row 150 is the file's row 151
+    path = tmp_path / "c.csv"
+    path.write_text("\n".join(lines) + "\n")
+    schema = resolve_schema(target="y", numeric=["x"], categorical=["c"])
+    data = TableData(path, schema, on_invalid=on_invalid)
+    kept = np.flatnonzero(np.arange(n) != (9 if on_invalid == "skip" else -1))
+    seed = next(s for s in range(50)  # one whose training part leaves the row out
+                if np.flatnonzero(kept == bad - 1)[0] not in stratified_split(data.y, s)[0])
+    with pytest.raises(DataError) as info:
+        data.split(seed)
+    assert str(info.value).startswith(
+        f"{path}, data row {bad} (line {bad + 2}; row 1 is the first row below the header), "
+        f"column 'x': {problem}")
+    if cell == "1e300":
+        assert str(info.value).endswith("(value: '1e300')")

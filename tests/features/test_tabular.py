@@ -437,3 +437,21 @@ def test_a_short_row_of_a_quoted_file_is_found_and_a_full_one_is_not_read_again(
     frame = load_table(uci_subset(tmp_path, edit=quoted), scoring, with_target=False,
                        chunksize=chunksize)
     assert len(frame) == 6 and frame["VisitorType"].iloc[0] == 'Returning,"Visitor"'
+
+
+@pytest.mark.parametrize("cell", ["1e308", "9007199254740993", "2.50", "-0.5e1"])
+def test_a_number_the_parser_read_is_quoted_as_written(tmp_path, cell):
+    """Not as the float's digits (1e308: 309 of them) nor its shortest text."""
+    path = uci_subset(tmp_path, edit=set_cell(4, "SpecialDay", cell))
+    with pytest.raises(DataError) as info:
+        load_table(path, Schema.uci())
+    assert info.value.row == 4 and info.value.value == cell
+
+
+def test_a_parsed_number_without_the_file_is_its_shortest_text():
+    """Where the file cannot be read again (a pipe): integers below 2**53 by their digits,
+    others by the shortest text that reads back as the same float."""
+    from features.tabular import _number_text
+
+    text = _number_text(np.array([3.0, 1e308, 2.5, -2.0**60]))
+    assert [text(i) for i in range(4)] == ["3", "1e+308", "2.5", "-1.152921504606847e+18"]
