@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nn_core.preprocessing import DEFAULT_RANK_KNOTS
+from nn_core.preprocessing import DEFAULT_RANK_KNOTS, FeatureValueError, check_finite_features
 from nn_core.selection import jsonable
-from nn_core.validation import FeatureValueError, check_finite_features
 
 from .tabular import (
     DataError,

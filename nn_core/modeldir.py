@@ -52,8 +52,7 @@ from .io import ModelFileError, atomic_write
 from .losses import OUTPUTS
 from .network import DTYPES, MAX_HIDDEN_LAYERS, MAX_INPUTS, MAX_PARAMETERS, MAX_WIDTH, MLP
 from .onehot import FEW_ROWS, InputSplit, predict_inputs
-from .preprocessing import Preprocessing
-from .validation import check_finite_features
+from .preprocessing import Preprocessing, check_finite_features
 
 MODEL_FORMAT = "purchase-propensity-mlp"
 FORMAT_VERSION = 2

@@ -643,8 +643,6 @@ class Preprocessing:
                 if c["log1p"]:
                     negative = x < 0
                     if negative.any():
-                        from .validation import FeatureValueError  # lazy: only on error
-
                         k = int(np.flatnonzero(negative)[0])
                         raise FeatureValueError(  # "row r, column 'x': negative value ..."
                             first_row + k, c["name"], None, f"negative value {x[k]:g} in a "
@@ -908,3 +906,53 @@ def _checked_impute(column: Mapping, error: ModelFileError) -> dict:
     if not ok:
         raise error
     return {"value": value, "indicator": impute["indicator"]}
+
+
+def check_finite_features(F: np.ndarray, columns, frame=None, first_row: int = 1,
+                          dtype=np.float64) -> None:
+    """Raise a ValueError naming the row and the *input column* of the first feature of ``F``
+    that is not a finite number of ``dtype`` (e.g. a value so far from the training mean that
+    its standardised feature overflows float32), rather than a feature index.
+
+    Parameters
+    ----------
+    F : ndarray, shape (n, n_features)
+        The features of ``frame`` (``Preprocessing.transform``).
+    columns : list of dict
+        The fitted columns (``Preprocessing.columns``): 1 feature per numeric column, ``K + 1``
+        per categorical column of ``K`` categories, one more with a missing indicator.
+    frame : DataFrame, optional
+        The raw rows, to quote the value.
+    first_row : int
+        The row number of ``F``'s first row in messages.
+    dtype : numpy dtype
+        The network's dtype, which the features are cast to.
+    """
+    if F.size == 0:
+        return
+    limit = float(np.finfo(dtype).max)
+    if F.max() <= limit and F.min() >= -limit:  # False for NaN
+        return
+    r, j = (int(v) for v in np.argwhere(~(np.abs(F) <= limit))[0])
+    start = 0
+    for c in columns:
+        width = block_width(c)
+        if j < start + width:
+            break
+        start += width
+    value = None if frame is None else frame[c["name"]].iloc[r]
+    raise FeatureValueError(first_row + r, c["name"], value,
+                            "too far from the training values to be scaled (its standardised "
+                            f"feature is not a finite {np.dtype(dtype).name})")
+
+
+class FeatureValueError(ValueError):
+    """A raw value whose feature is not finite; ``row``, ``column``, ``value`` and
+    ``problem`` locate it (:func:`check_finite_features`)."""
+
+    def __init__(self, row: int, column: str, value, problem: str) -> None:
+        if value is not None and not isinstance(value, str):
+            value = repr(float(value))  # the cell as text, as the CSV had it
+        self.row, self.column, self.value, self.problem = row, column, value, problem
+        shown = "" if value is None else f" (value: {value!r})"
+        super().__init__(f"row {row}, column {column!r}: {problem}{shown}")

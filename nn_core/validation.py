@@ -46,58 +46,6 @@ def raise_not_finite(X: np.ndarray, name: str = "X"):
     raise ValueError(f"{name} holds NaN or infinity (first at row {bad[0]}, column {bad[1]})")
 
 
-def check_finite_features(F: np.ndarray, columns, frame=None, first_row: int = 1,
-                          dtype=np.float64) -> None:
-    """Raise a ValueError naming the row and the *input column* of the first feature of ``F``
-    that is not a finite number of ``dtype`` (e.g. a value so far from the training mean that
-    its standardised feature overflows float32), rather than a feature index.
-
-    Parameters
-    ----------
-    F : ndarray, shape (n, n_features)
-        The features of ``frame`` (``Preprocessing.transform``).
-    columns : list of dict
-        The fitted columns (``Preprocessing.columns``): 1 feature per numeric column, ``K + 1``
-        per categorical column of ``K`` categories, one more with a missing indicator.
-    frame : DataFrame, optional
-        The raw rows, to quote the value.
-    first_row : int
-        The row number of ``F``'s first row in messages.
-    dtype : numpy dtype
-        The network's dtype, which the features are cast to.
-    """
-    if F.size == 0:
-        return
-    limit = float(np.finfo(dtype).max)
-    if F.max() <= limit and F.min() >= -limit:  # False for NaN
-        return
-    from .preprocessing import block_width  # lazy: only on the way to an error
-
-    r, j = (int(v) for v in np.argwhere(~(np.abs(F) <= limit))[0])
-    start = 0
-    for c in columns:
-        width = block_width(c)
-        if j < start + width:
-            break
-        start += width
-    value = None if frame is None else frame[c["name"]].iloc[r]
-    raise FeatureValueError(first_row + r, c["name"], value,
-                            "too far from the training values to be scaled (its standardised "
-                            f"feature is not a finite {np.dtype(dtype).name})")
-
-
-class FeatureValueError(ValueError):
-    """A raw value whose feature is not finite; ``row``, ``column``, ``value`` and
-    ``problem`` locate it (:func:`check_finite_features`)."""
-
-    def __init__(self, row: int, column: str, value, problem: str) -> None:
-        if value is not None and not isinstance(value, str):
-            value = repr(float(value))  # the cell as text, as the CSV had it
-        self.row, self.column, self.value, self.problem = row, column, value, problem
-        shown = "" if value is None else f" (value: {value!r})"
-        super().__init__(f"row {row}, column {column!r}: {problem}{shown}")
-
-
 def as_vector(v, n: int, dtype, name: str) -> np.ndarray:
     """Validate ``v`` as a finite ``(n,)`` array of ``dtype``."""
     try:

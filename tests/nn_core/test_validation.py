@@ -206,7 +206,7 @@ def test_kernels_refuse_unknown_indices():
 def test_check_finite_features_names_the_input_column_not_a_feature_index():
     import pandas as pd
 
-    from nn_core.validation import FeatureValueError, check_finite_features
+    from nn_core.preprocessing import FeatureValueError, check_finite_features
 
     columns = [{"name": "a", "kind": "numeric"},
                {"name": "city", "kind": "categorical", "categories": ["x", "y"]},
