@@ -145,12 +145,10 @@ def test_old_model_directory_says_no_drift_check(model_dir, sample, tmp_path, ca
     assert code == 2 and "has no drift_reference.json" in err
 
 
-def test_dask_engine_says_in_one_line_that_it_has_no_drift_check(tmp_path, capsys,
-                                                                 monkeypatch):
-    """An event-log model with a drift reference scored by --engine dask: one line says
-    the engine has no drift check (not that the model lacks a reference)."""
-    pytest.importorskip("dask", reason="--engine dask needs the scale extra")
-    from features import scoring
+def events_model(tmp_path: Path, n_users: int):
+    """A synthetic event log of ``n_users`` users over 4 days, the users' features at its
+    end, and a small untrained event-log model saved with their drift reference:
+    (log path, features frame, model directory)."""
     from features.events import features_at, read_events
     from features.synthetic import generate_events, write_canonical_csv
     from features.tabular import Preprocessor
@@ -158,7 +156,7 @@ def test_dask_engine_says_in_one_line_that_it_has_no_drift_check(tmp_path, capsy
     from nn_core.drift import fit_reference
 
     log_path = tmp_path / "log.csv"
-    write_canonical_csv(generate_events(n_users=60, days=4, seed=0), log_path)
+    write_canonical_csv(generate_events(n_users=n_users, days=4, seed=0), log_path)
     log = read_events(log_path, format="canonical")
     frame = features_at(log, log.attrs["report"]["time_range"][1])
     pre = Preprocessor(list(frame.columns), [], target="label", id_column="user_id",
@@ -167,7 +165,17 @@ def test_dask_engine_says_in_one_line_that_it_has_no_drift_check(tmp_path, capsy
     net = MLP(pre.n_features, (3,), backend="numpy", seed=0)
     ref = fit_reference(pre.columns, pre.inputs(frame),
                         np.asarray(net.predict_proba(pre.transform(frame)), np.float64))
-    model = save_model(tmp_path / "m", net, pre, reference=ref)
+    return log_path, frame, save_model(tmp_path / "m", net, pre, reference=ref)
+
+
+def test_dask_engine_says_in_one_line_that_it_has_no_drift_check(tmp_path, capsys,
+                                                                 monkeypatch):
+    """An event-log model with a drift reference scored by --engine dask: one line says
+    the engine has no drift check (not that the model lacks a reference)."""
+    pytest.importorskip("dask", reason="--engine dask needs the scale extra")
+    from features import scoring
+
+    log_path, _, model = events_model(tmp_path, n_users=60)
     pandas_engine = scoring.score_events  # the Dask cluster is not what is tested here
     monkeypatch.setattr(scoring, "score_events",
                         lambda *a, **k: pandas_engine(*a, **{**k, "engine": "pandas"}))
@@ -185,25 +193,12 @@ def test_dask_engine_says_in_one_line_that_it_has_no_drift_check(tmp_path, capsy
 def test_event_log_users_drift_on_the_event_features(tmp_path):
     """score_events hands the users' event features to the monitor: the log the reference
     was taken from shows no drift."""
-    from features.events import features_at, read_events
     from features.scoring import score_events
-    from features.synthetic import generate_events, write_canonical_csv
-    from features.tabular import Preprocessor
-    from nn_core import MLP, load_model, save_model
-    from nn_core.drift import DriftMonitor, fit_reference
+    from nn_core import load_model
+    from nn_core.drift import DriftMonitor
 
-    log_path = tmp_path / "log.csv"
-    write_canonical_csv(generate_events(n_users=150, days=4, seed=0), log_path)
-    log = read_events(log_path, format="canonical")
-    cutoff = log.attrs["report"]["time_range"][1]
-    frame = features_at(log, cutoff)
-    pre = Preprocessor(list(frame.columns), [], target="label", id_column="user_id",
-                       source={"kind": "events", "format": "canonical", "horizon": "1d"})
-    pre.fit(frame.assign(label=0))
-    net = MLP(pre.n_features, (3,), backend="numpy", seed=0)
-    ref = fit_reference(pre.columns, pre.inputs(frame),
-                        np.asarray(net.predict_proba(pre.transform(frame)), np.float64))
-    model = load_model(save_model(tmp_path / "m", net, pre, reference=ref), backend="numpy")
+    log_path, frame, model_dir = events_model(tmp_path, n_users=150)
+    model = load_model(model_dir, backend="numpy")
     monitor = DriftMonitor(model.reference)
     with score_events(log_path, model, observe=monitor.update) as scored:
         assert scored.n == monitor.n == len(frame)
