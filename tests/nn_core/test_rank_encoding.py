@@ -7,23 +7,19 @@ version-3 reader), and the fit's arguments."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import shutil
-import subprocess
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 import pytest
+from old_source import module_at
 
 from features.tabular import Preprocessor, gaussian_rank_knots
 from nn_core.io import ModelFileError
 from nn_core.preprocessing import NUMERIC_ENCODINGS, Preprocessing, gaussian_rank
 
-REPO = Path(__file__).resolve().parents[2]
 #: The last commit whose reader knows format versions 1 to 3 only.
 V3_COMMIT = "16253c1"
 
@@ -283,15 +279,7 @@ def test_a_damaged_rank_encoding_is_refused_in_one_line(doc, message):
 def test_a_version_3_reader_refuses_format_4(tmp_path):
     """The reader as it was before format 4 (commit V3_COMMIT) refuses a version-4 file
     rather than score it wrongly."""
-    git = shutil.which("git")
-    shown = subprocess.run([git, "show", f"{V3_COMMIT}:nn_core/preprocessing.py"], cwd=REPO,
-                           capture_output=True, text=True) if git else None
-    if shown is None or shown.returncode != 0:
-        pytest.skip("the repository's history is not available")
-    spec = importlib.util.spec_from_loader("nn_core._preprocessing_v3", loader=None)
-    old = importlib.util.module_from_spec(spec)
-    old.__package__ = "nn_core"
-    exec(compile(shown.stdout, "preprocessing_v3.py", "exec"), old.__dict__)
+    old = module_at(V3_COMMIT)
     doc = Preprocessor(["a"], ["c"], numeric_encoding="quantile").fit(_frame()).to_dict()
     with pytest.raises(ModelFileError, match="unsupported format_version 4"):
         old.Preprocessing.from_dict(json.loads(json.dumps(doc)))

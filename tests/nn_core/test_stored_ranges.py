@@ -5,15 +5,13 @@ applied by ``Preprocessing.inputs`` with the table reader's words, taken by
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from old_source import module_at
 
 from features.scoring import scoring_schema
 from features.tabular import (
@@ -175,15 +173,7 @@ def test_an_older_uci_model_keeps_the_uci_ranges():
 def test_an_older_reader_ignores_the_ranges_and_computes_the_same_features():
     """The reader before ranges (commit BEFORE_RANGES) reads a file with them: the ranges
     change no feature, so they need no new format version."""
-    git = shutil.which("git")
-    shown = subprocess.run([git, "show", f"{BEFORE_RANGES}:nn_core/preprocessing.py"],
-                           cwd=REPO, capture_output=True, text=True) if git else None
-    if shown is None or shown.returncode != 0:
-        pytest.skip("the repository's history is not available")
-    spec = importlib.util.spec_from_loader("nn_core._preprocessing_before_ranges", loader=None)
-    old = importlib.util.module_from_spec(spec)
-    old.__package__ = "nn_core"
-    exec(compile(shown.stdout, "preprocessing_before_ranges.py", "exec"), old.__dict__)
+    old = module_at(BEFORE_RANGES)
     pre = _fitted(ranges={"count": (0, None), "rate": (0.0, 1.0)})
     back = old.Preprocessing.from_dict(json.loads(json.dumps(pre.to_dict())))
     frame = _frame()
