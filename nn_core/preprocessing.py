@@ -390,6 +390,19 @@ def missing_mask(values: pd.Series) -> np.ndarray:
     return (codes < 0) | (missing[codes] if len(missing) else False)
 
 
+def cell_text(value: object) -> str:
+    """A cell as the messages quote it: text as it is, a number of a typed frame as Python
+    writes it (``np.float64(30.5)``: ``'30.5'``, ``np.int64(30)``: ``'30'``), anything else
+    by ``str``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
 def _is_missing(value: object) -> bool:
     """Whether one distinct cell holds no value: NaN/None, or a :data:`MISSING_TOKENS` text."""
     if not isinstance(value, str) and pd.isna(value):
@@ -612,7 +625,7 @@ class Preprocessing:
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"row {first_row + i}, column {name!r}: not a finite number "
-                f"(value: {df[name].iloc[i]!r})"
+                f"(value: {cell_text(df[name].iloc[i])!r})"
             )
         return values
 
@@ -655,7 +668,7 @@ class Preprocessing:
                 elif missing.any():
                     k = int(np.flatnonzero(missing)[0])
                     raise ValueError(f"row {first_row + k}, column {c['name']!r}: {MISSING} "
-                                     f"(value: {df[c['name']].iloc[k]!r})")
+                                     f"(value: {cell_text(df[c['name']].iloc[k])!r})")
         return U
 
     @staticmethod
@@ -669,8 +682,9 @@ class Preprocessing:
                                            (high, np.greater, above_maximum)):
                 if bound is not None and (bad := outside(x, bound)).any():
                     k = int(np.flatnonzero(bad)[0])
+                    cell = cell_text(df[column["name"]].iloc[k])
                     raise ValueError(f"row {first_row + k}, column {column['name']!r}: "
-                                     f"{reason(bound)} (value: {df[column['name']].iloc[k]!r})")
+                                     f"{reason(bound)} (value: {cell!r})")
 
     def transform(self, df: pd.DataFrame, first_row: int = 1, dtype=np.float64) -> np.ndarray:
         """Feature matrix of ``df``.
@@ -951,8 +965,8 @@ class FeatureValueError(ValueError):
     ``problem`` locate it (:func:`check_finite_features`)."""
 
     def __init__(self, row: int, column: str, value, problem: str) -> None:
-        if value is not None and not isinstance(value, str):
-            value = repr(float(value))  # the cell as text, as the CSV had it
+        if value is not None:
+            value = cell_text(value)
         self.row, self.column, self.value, self.problem = row, column, value, problem
         shown = "" if value is None else f" (value: {value!r})"
         super().__init__(f"row {row}, column {column!r}: {problem}{shown}")

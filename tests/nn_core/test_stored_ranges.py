@@ -178,3 +178,16 @@ def test_an_older_reader_ignores_the_ranges_and_computes_the_same_features():
     back = old.Preprocessing.from_dict(json.loads(json.dumps(pre.to_dict())))
     frame = _frame()
     np.testing.assert_array_equal(back.transform(frame), pre.transform(frame))
+
+
+def test_a_typed_frame_cell_is_quoted_as_python_writes_it():
+    """Through the Python API the cells are numbers, not text: the message quotes 30.5 and
+    9, not their NumPy reprs (np.float64(30.5))."""
+    pre = _fitted(ranges={"count": (0, 8), "rate": (0.0, 1.0)})
+    rate = _frame(2).assign(rate=np.array([0.5, 30.5]))
+    with pytest.raises(ValueError, match=r"^row 2, column 'rate': .* \(value: '30\.5'\)$"):
+        pre.inputs(rate)
+    count = pd.DataFrame({"count": np.array([9], dtype=np.int64), "rate": [0.5],
+                          "code": ["a"]})
+    with pytest.raises(ValueError, match=r"^row 1, column 'count': .* \(value: '9'\)$"):
+        pre.inputs(count)
