@@ -523,7 +523,8 @@ class CsvTable:
         fd = self._fh.fileno()
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return
-        if _separating_commas(fd, len(self._head)) == (len(self.header) - 1) * rows:
+        if _separating_commas(fd, len(self._head), skipinitialspace=self._skipinitialspace
+                              ) == (len(self.header) - 1) * rows:
             return
         width = len(self.header)
         for row, (line, fields) in enumerate(_data_records(fd, self._skipinitialspace), 1):
@@ -703,33 +704,82 @@ def _blank_before_quote(fh: io.BufferedReader) -> bool:
     return False
 
 
-def _separating_commas(fd: int, offset: int, block_size: int = 1 << 22) -> int:
+#: The bytes that may stand before a quote opening a field and after one closing it (a
+#: ``"`` there: a doubled quote inside the field), and those that may stand before the
+#: spaces skipped before an opening quote (skipinitialspace).
+_FIELD_BOUNDS = b',\n\r"'
+_FIELD_ENDS = b',\n\r'
+
+
+def _separating_commas(fd: int, offset: int, block_size: int = 1 << 22,
+                       skipinitialspace: bool = False) -> int:
     """The commas of a regular file from byte ``offset`` (a record's start) on that are
-    outside quotes, read with ``os.pread`` in blocks of ``block_size`` bytes.
+    outside quotes, read with ``os.pread`` in blocks of ``block_size`` bytes; -1 when a
+    quote is not where a quoted field opens or closes (the count cannot be trusted).
 
     A comma at byte ``i`` is inside quotes when the number of ``"`` bytes before it is odd,
     its quote parity ``p_i = (sum_{j < i} [b_j = '"']) mod 2``, carried from block to block:
     a quoted field opens and closes with one quote each, and a doubled ``""`` inside it
-    flips the parity twice. Line breaks inside quotes change nothing; a quote that the
-    parser reads as text (one inside an unquoted field) can make the count wrong, never
-    hide a short row by itself (the caller then reads the file again). A block without a
-    quote costs one ``count`` pass; one with quotes a few NumPy passes (the cumulative sum
-    of its quotes in uint8, which wraps harmlessly: only its parity matters).
+    flips the parity twice. Line breaks inside quotes change nothing. A quote that the
+    parser reads as text (``1,x"y,2``: one inside an unquoted field) would flip the parity
+    too, and the commas of a later quoted field could then make up for a missing one; so
+    every quote is checked where it stands: one that opens (parity 0 before it) must start
+    a field (the byte before it ``,``, ``\n``, ``\r``, ``"`` (the second of a doubled
+    quote) or the data start; with ``skipinitialspace`` also spaces after one of these
+    but ``"``), one that closes must end it (the byte after it ``,``, ``\r``, ``\n``,
+    ``"`` or the end of the file). A block without a quote costs one ``count`` pass; one
+    with quotes a few NumPy passes (the cumulative sum of its quotes in uint8, which wraps
+    harmlessly: only its parity matters) and a look at the bytes around its quotes.
     """
     commas, parity = 0, 0
+    bound = np.zeros(256, dtype=bool)  # bound[b]: byte b is in _FIELD_BOUNDS
+    bound[np.frombuffer(_FIELD_BOUNDS, dtype=np.uint8)] = True
+    before = ord("\n")  # the byte before the block (the data start is a field start)
+    field_start = True  # whether the block starts a field after spaces (skipinitialspace)
+    closing = False  # the previous block ends with a closing quote: its next byte is due
     while block := os.pread(fd, block_size, offset):
         offset += len(block)
+        if closing and block[0] not in _FIELD_BOUNDS:
+            return -1
+        closing = False
         if parity == 0 and block.find(b'"') < 0:
             commas += block.count(b",")
+            before = block[-1]
+            tail = block.rstrip(b" ")
+            field_start = tail[-1] in _FIELD_ENDS if tail else field_start
             continue
         data = np.frombuffer(block, dtype=np.uint8)
         quote = data == ord('"')
+        at = np.flatnonzero(quote)  # quote k opens when parity + k is even
+        opening, closes = at[parity::2], at[1 - parity::2]
+        prior = np.empty(len(opening), dtype=np.uint8)
+        inner = opening > 0
+        prior[inner] = data[opening[inner] - 1]
+        prior[~inner] = before
+        bad = ~bound[prior]
+        if skipinitialspace and bad.any():
+            # a quote after spaces opens a field when a field start precedes the spaces
+            position = np.arange(len(data))
+            last = np.maximum.accumulate(np.where(data != ord(" "), position, -1))
+            for k in np.flatnonzero(bad & (prior == ord(" "))):
+                j = last[opening[k] - 1] if opening[k] > 0 else -1
+                bad[k] = not (data[j] in _FIELD_ENDS if j >= 0 else field_start)
+        if bad.any():
+            return -1
+        if len(closes):
+            inner = closes < len(data) - 1
+            if not bound[data[closes[inner] + 1]].all():
+                return -1
+            closing = not inner.all()
         inside = np.cumsum(quote, dtype=np.uint8)  # quotes up to and including byte i
         inside &= 1
         if parity:
             inside ^= 1
         commas += int(np.count_nonzero((data == ord(",")) & (inside == 0)))
         parity = int(inside[-1])
+        before = block[-1]
+        tail = block.rstrip(b" ")
+        field_start = tail[-1] in _FIELD_ENDS if tail else field_start
     return commas
 
 
