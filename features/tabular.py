@@ -176,9 +176,7 @@ class Schema:
             if name in seen:
                 raise ValueError(f"column {name!r} is given more than one role")
             seen.add(name)
-        for name in self.ranges:
-            if name not in self.numeric:
-                raise ValueError(f"range given for {name!r}, which is not a numeric column")
+        _check_range_columns(self.ranges, self.numeric)
 
     @classmethod
     def uci(cls) -> Schema:
@@ -253,21 +251,31 @@ def parse_ranges(ranges) -> dict[str, tuple]:
     as ``{column: (low, high)}``; ValueError saying what is wrong."""
     if not isinstance(ranges, dict):
         raise ValueError("key 'ranges' must be an object {column: [low, high]}")
-    parsed = {}
-    for name, bounds in ranges.items():
-        ok = (
-            isinstance(bounds, list | tuple)
-            and len(bounds) == 2
-            and all(b is None or (isinstance(b, int | float) and not isinstance(b, bool)
-                                  and not math.isnan(b)) for b in bounds)
-        )
-        if not ok:
-            raise ValueError(f"ranges[{name!r}] must be [low, high] (numbers or null; "
-                             f"not NaN), got {bounds!r}")
-        if None not in bounds and bounds[0] > bounds[1]:
-            raise ValueError(f"ranges[{name!r}]: low {bounds[0]} is above high {bounds[1]}")
-        parsed[name] = (bounds[0], bounds[1])
-    return parsed
+    return {name: _range_bounds(f"ranges[{name!r}]", bounds) for name, bounds in ranges.items()}
+
+
+def _range_bounds(label: str, bounds) -> tuple:
+    """``bounds`` as ``(low, high)``: two numbers or ``None`` (an open side), not NaN, with
+    ``low <= high``; ValueError starting with ``label`` (``"ranges['x']"``) otherwise. The
+    one check of a range's form, for a role file's ranges, a schema's and a Preprocessor's.
+    """
+    ok = isinstance(bounds, list | tuple) and len(bounds) == 2 and all(
+        b is None or (isinstance(b, int | float | np.number) and not isinstance(b, bool)
+                      and not math.isnan(b)) for b in bounds)
+    if not ok:
+        raise ValueError(f"{label} must be [low, high] (numbers or null; not NaN), got "
+                         f"{bounds!r}")
+    low, high = bounds
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"{label}: low {low} is above high {high}")
+    return low, high
+
+
+def _check_range_columns(ranges: Mapping, numeric: Sequence[str]) -> None:
+    """ValueError when ``ranges`` names a column that is not in ``numeric``."""
+    for name in ranges:
+        if name not in numeric:
+            raise ValueError(f"range given for {name!r}, which is not a numeric column")
 
 
 # --------------------------------------------------------------------------- reading
@@ -1369,24 +1377,15 @@ def range_entries(numeric: Sequence[str],
         (or is NaN, or an infinity closing a side), or ``low > high``.
     """
     ranges = {} if ranges is None else ranges
-    unknown = [name for name in ranges if name not in numeric]
-    if unknown:
-        raise ValueError(f"range given for {unknown[0]!r}, which is not a numeric column")
+    _check_range_columns(ranges, numeric)
     out = {}
     for name in numeric:
-        bounds = ranges.get(name, (None, None))
-        ok = isinstance(bounds, list | tuple) and len(bounds) == 2 and all(
-            b is None or (isinstance(b, int | float | np.number) and not isinstance(b, bool)
-                          and not math.isnan(b)) for b in bounds)
-        if ok:
-            low, high = (None if b is None or b == side else float(b)
-                         for b, side in zip(bounds, (-math.inf, math.inf), strict=True))
-            ok = all(b is None or math.isfinite(b) for b in (low, high))
-        if not ok:
-            raise ValueError(f"range of {name!r} must be (low, high), numbers or None (an "
-                             f"infinity only as an open side), got {bounds!r}")
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"range of {name!r}: low {low:g} is above high {high:g}")
+        bounds = _range_bounds(f"range of {name!r}", ranges.get(name, (None, None)))
+        low, high = (None if b is None or b == side else float(b)
+                     for b, side in zip(bounds, (-math.inf, math.inf), strict=True))
+        if not all(b is None or math.isfinite(b) for b in (low, high)):
+            raise ValueError(f"range of {name!r}: an infinity only as an open side, got "
+                             f"{bounds!r}")
         out[name] = [low, high]
     return out
 
@@ -1512,7 +1511,8 @@ class Preprocessor(Preprocessing):
         self.ple_binning = ple_binning
         self.rank_knots = rank_knots
         self.ranges = ranges
-        self._bounds = None if ranges is None else range_entries(self.numeric, ranges)
+        if ranges is not None:
+            range_entries(self.numeric, ranges)  # checked here too, as the other arguments
         super().__init__(None, target, id_column, source)
         if isinstance(source, dict):
             self.source = source
@@ -1566,6 +1566,7 @@ class Preprocessor(Preprocessing):
         if len(df) == 0:
             raise ValueError("cannot fit a Preprocessor on an empty table")
         self._require(df, self.numeric + self.categorical)
+        bounds = None if self.ranges is None else range_entries(self.numeric, self.ranges)
         parts = NUMERIC_ENCODINGS[self.numeric_encoding]
         labels = self._tree_labels(df, y) if parts.ple and self.ple_binning == "tree" else None
         feature_names_in = np.asarray([str(c) for c in df.columns], dtype=object)
@@ -1602,8 +1603,8 @@ class Preprocessor(Preprocessing):
                     "std": std if std > 0 else 1.0,
                 }
             )
-            if self._bounds is not None:
-                columns[-1]["range"] = self._bounds[name]
+            if bounds is not None:
+                columns[-1]["range"] = bounds[name]
                 self._check_range(df, columns[-1], x, first_row=1)
             encoding = {}
             if parts.rank:  # a constant column: one knot, a constant g(x)

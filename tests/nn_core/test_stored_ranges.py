@@ -61,13 +61,34 @@ def test_the_ranges_given_are_stored_and_read_back(tmp_path):
     ({"code": (0, 1)}, "range given for 'code', which is not a numeric column"),
     ({"rate": (1, 0)}, "range of 'rate': low 1 is above high 0"),
     ({"rate": (np.inf, None)}, "an infinity only as an open side"),
-    ({"rate": ("0", 1)}, "must be (low, high)"),
-    ({"rate": (0,)}, "must be (low, high)"),
+    ({"rate": ("0", 1)}, "range of 'rate' must be [low, high] (numbers or null; not NaN)"),
+    ({"rate": (0,)}, "range of 'rate' must be [low, high]"),
 ])
 def test_a_bad_range_is_refused_by_the_preprocessor(ranges, message):
     with pytest.raises(ValueError) as info:
         Preprocessor(["count", "rate"], ["code"], ranges=ranges)
     assert message in str(info.value)
+
+
+def test_the_ranges_are_taken_at_fit_from_the_attributes_then():
+    """scikit-learn's convention: ``fit`` reads ``numeric`` and ``ranges`` as they are then
+    (review: a range computed in ``__init__`` ignored ``p.ranges = ...`` and gave KeyError
+    for a numeric column added after construction)."""
+    pre = Preprocessor(["count"], ["code"], ranges={"count": (0, 10)})
+    pre.numeric = ["count", "rate"]
+    assert pre.fit(_frame()).column_ranges == {"count": (0.0, 10.0), "rate": (None, None)}
+    pre.ranges = {"rate": (0.0, 1.0)}
+    assert pre.fit(_frame()).column_ranges == {"count": (None, None), "rate": (0.0, 1.0)}
+    pre.ranges = None
+    assert pre.fit(_frame()).column_ranges is None
+    pre.ranges = {"rate": (0.5, 1.0)}
+    with pytest.raises(ValueError, match=r"column 'rate': " + below_minimum(0.5)):
+        pre.fit(_frame())
+    pre.ranges = {"code": (0, 1)}
+    with pytest.raises(ValueError, match="range given for 'code', which is not a numeric"):
+        pre.fit(_frame())
+    assert pre.set_params(ranges={"rate": (0, 1)}).fit(_frame()).column_ranges["rate"] == (
+        0.0, 1.0)
 
 
 def test_training_rows_outside_the_range_are_refused():
