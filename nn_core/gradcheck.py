@@ -33,10 +33,8 @@ one does, the entry is compared with the one-sided difference from the other
 side, which stays on the point's pieces: the slopes the backward rule takes
 (:func:`pieces`). Where both do, no difference at this ``h`` is a derivative: the
 entry is not compared, and an array none of whose entries could be compared makes
-the verdict "not checked" (``ok`` False). A backend that rounds otherwise than the float64
-reference (float32, compiled sums) may put a pre-activation within its rounding of a kink on
-the other piece (:func:`forward_error_bound`): its piece is undecided, and the entries whose
-step moves it are not compared either. All are listed (:attr:`GradcheckReport.kinks`).
+the verdict "not checked" (``ok`` False). All are listed
+(:attr:`GradcheckReport.kinks`).
 
 The numbers: for every parameter ``theta_k`` the central difference
 
@@ -178,8 +176,7 @@ class Kink(NamedTuple):
         difference, which averages the slopes on both sides of the kink.
     side : int
         -1: compared with the backward difference (the step ``+h`` crossed); +1: with the
-        forward one (``-h`` crossed); 0: both steps crossed (or moved a pre-activation whose
-        piece the backend's rounding leaves undecided), not compared.
+        forward one (``-h`` crossed); 0: both steps crossed, not compared.
     """
 
     layer: int | None
@@ -517,85 +514,18 @@ def kink_crossings(pieces_at: Callable[[np.ndarray], list], x,
     return down.reshape(x.shape), up.reshape(x.shape)
 
 
-def _undecided(Z, E, kinks: tuple[float, ...]) -> np.ndarray:
-    """Where ``Z`` is within ``2 E`` of a kink, ``E > 0``: a forward pass that rounds
-    differently may put it on the other piece (:func:`forward_error_bound`). ``E = 0`` (every
-    term exactly 0, as on a fresh network's rows with a layer all off) decides it."""
-    return (E > 0) & np.any([np.abs(Z - c) <= 2 * E for c in kinks], axis=0)
-
-
-def forward_error_bound(params, H, Z, activation: str, u: float) -> list[np.ndarray]:
-    """Bound ``E_l`` on the rounding error of each hidden layer's ``Z_l``, in any order of sums.
-
-    A backend of unit roundoff ``u`` (``2^-24`` for float32) computes ``Z_l = H_{l-1} W_l +
-    b_l`` from inputs and parameters that are exact (``X`` and ``theta`` in its dtype), in
-    whatever order its sums take (BLAS, fused multiply-adds, fastmath reassociation). Its
-    ``Z_l`` and the float64 reference's (``u`` no smaller than ``2^-53``) each lie within
-    ``E_l`` of the exact value, so they differ by at most ``2 E_l`` (Higham, *Accuracy and
-    Stability of Numerical Algorithms*, section 3.5; ``gamma_k = k u / (1 - k u)``, ``d`` the
-    rows of ``W_l``, ``E^H_0 = 0``):
-
-    ``E_l = gamma_{d+1} ((|H_{l-1}| + 2 E^H_{l-1}) |W_l| + |b_l|) + E^H_{l-1} |W_l|``,
-    ``E^H_l = s_l E_l + 3 u (|H_l| + s_l E_l)``,
-
-    with ``s_l`` the largest slope of the activation on ``Z_l +- 2 E_l``: ``|f'(Z_l)|`` where
-    no kink is that close (0 for a ReLU that is off: its ``H`` is exactly 0), else 1 (both
-    ReLUs are 1-Lipschitz); ``3 u`` covers leaky ReLU's ``a Z``, which rounds ``a`` and the
-    product.
-
-    Parameters
-    ----------
-    params : list of (W, b)
-        float64.
-    H, Z : lists of arrays
-        :func:`nn_core.reference.forward`'s ``H`` (``[X, H_1, ...]``) and ``Z`` (hidden layers).
-    activation : str
-        A key of :data:`nn_core.activations.ACTIVATIONS` with kinks (ReLU or leaky ReLU).
-    u : float
-        The backend's unit roundoff.
-
-    Returns
-    -------
-    list of arrays, one per hidden layer, of the shapes of ``Z``
-    """
-    act = ACTIVATIONS[activation]
-    bounds, E_H = [], np.zeros_like(H[0])
-    for (W, b), H_prev, Z_l, H_l in zip(params[:-1], H[:-1], Z, H[1:], strict=True):
-        k = (W.shape[0] + 1) * u
-        E = k / (1 - k) * ((np.abs(H_prev) + 2 * E_H) @ np.abs(W) + np.abs(b)) + E_H @ np.abs(W)
-        s = np.where(_undecided(Z_l, E, act.kinks), 1.0,
-                     np.abs(act.backward(Z_l, H_l, np.ones_like(Z_l))))
-        E_H = s * E + 3 * u * (np.abs(H_l) + s * E)
-        bounds.append(E)
-    return bounds
-
-
 def _sides(activation: str, layer_Z: Callable[[np.ndarray], list], x,
-           h: float, bounds: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+           h: float) -> tuple[np.ndarray, np.ndarray]:
     """The difference each entry of ``x`` takes, for a network whose hidden layers' ``Z``
     are ``layer_Z(x)``: ``side`` (0 central, -1 backward, +1 forward; the argument of
     :func:`numerical_gradient`) and ``unchecked`` (both steps cross a kink: ``side`` 0,
     and nothing to compare). From :func:`kink_crossings`; all central if the activation
-    has no kink.
-
-    ``bounds`` (one array per hidden layer, or None: the analytic gradient's forward pass is
-    ``layer_Z``'s): :func:`forward_error_bound` of the analytic gradient's forward pass. A
-    pre-activation within ``2 E`` of a kink may be on the other piece there, whose slope
-    its backward rule then takes: its piece is undecided, and any step that moves it
-    leaves it (it is compared by its value), so the entries that move it are not compared."""
+    has no kink."""
     kinks = ACTIVATIONS[activation].kinks
     shape = np.shape(x)
     if not kinks:
         return np.zeros(shape, dtype=np.int8), np.zeros(shape, dtype=bool)
-    Z_x = layer_Z(x)
-    undecided = [np.zeros(Z.shape, dtype=bool) if bounds is None else _undecided(Z, E, kinks)
-                 for Z, E in zip(Z_x, bounds or Z_x, strict=True)]
-
-    def pieces_at(x_: np.ndarray) -> list:
-        return [np.where(u, Z, pieces(Z, kinks)) for Z, u in zip(layer_Z(x_), undecided,
-                                                                  strict=True)]
-
-    down, up = kink_crossings(pieces_at, x, h)
+    down, up = kink_crossings(lambda x_: [pieces(Z, kinks) for Z in layer_Z(x_)], x, h)
     side = (down & ~up).astype(np.int8) - (up & ~down).astype(np.int8)
     return side, down & up
 
@@ -761,9 +691,8 @@ def gradcheck(
         ``-h`` or ``+h`` moves a hidden pre-activation across a kink (a fresh network's
         zero biases put whole rows at ``Z = 0``) is compared with the one-sided
         difference from the other side (with the floor ``report.one_sided_floor``), or
-        not at all if both steps cross one, or if it moves a pre-activation within the
-        backend's rounding of a kink (:func:`forward_error_bound`); all are listed in
-        ``report.kinks`` (:func:`kink_crossings`). An array with no entry compared fails the check:
+        not at all if both steps cross one; all are listed in ``report.kinks``
+        (:func:`kink_crossings`). An array with no entry compared fails the check:
         ``report.verdict`` is ``"not checked"``, ``max_error`` ``inf``.
 
     Examples
@@ -805,17 +734,8 @@ def gradcheck(
     else:
         _, grads = model.loss_and_grad(Xd, yd, swd, pos_weight, l2)
         dtype, backend = model.dtype, model.backend
-    def layer_Z(t: np.ndarray) -> list:
-        return _reference.forward(model.unflatten(t), X64, r)[1]
-
-    # The analytic gradient's forward pass rounds in its own way, unless it is this one bit
-    # for bit: the reference's, or the numpy backend's in float64 (the same code and arrays).
-    same = reference or (model.backend == "numpy" and np.dtype(model.dtype) == np.float64)
-    bounds = (None if same or not ACTIVATIONS[model.activation].kinks
-              else forward_error_bound(model.unflatten(theta),
-                                       *_reference.forward(model.unflatten(theta), X64, r)[:2],
-                                       model.activation, np.finfo(model.dtype).eps / 2))
-    side, unchecked = _sides(model.activation, layer_Z, theta, h, bounds)
+    side, unchecked = _sides(model.activation,
+                             lambda t: _reference.forward(model.unflatten(t), X64, r)[1], theta, h)
     numeric = numerical_gradient(loss_at, theta, h, side)
     # Every term of L is >= 0: |L| is their size.
     dtype, tolerance, *floors, noise = _tolerance(dtype, tolerance, floor, loss_at(theta), h)

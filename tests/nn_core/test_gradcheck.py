@@ -264,7 +264,7 @@ def _on_a_kink(m, X):
 
 def _central_only(monkeypatch):
     """The check as it was before it looked for kinks: central differences everywhere."""
-    monkeypatch.setattr(GRADCHECK, "_sides", lambda activation, layer_Z, x, h, bounds=None: (
+    monkeypatch.setattr(GRADCHECK, "_sides", lambda activation, layer_Z, x, h: (
         np.zeros(np.shape(x), dtype=np.int8), np.zeros(np.shape(x), dtype=bool)))
 
 
@@ -392,87 +392,6 @@ def test_a_wrong_derivative_near_a_kink_still_fails(monkeypatch):
     assert report.per_layer[(0, "b")] > 1e-3  # b[2] is where the rule is wrong
     with pytest.raises(AssertionError, match=r"FAILED"):
         assert_gradients_match(report)
-
-
-def _float32_unit_on_its_kink(activation, trial, backend="numpy"):
-    """The reviewer's float32 case: a 4 -> 3 -> 1 network whose unit 2 of layer 0 is on its
-    kink on row 0 in exact arithmetic (``Z = 0``, its bias set so), where rounding puts it
-    a few ``1e-8`` to either side, in float64 and in the backend's float32 alike."""
-    X, y = _problem("sigmoid")
-    m = MLP(4, (3,), activation, "sigmoid", dtype="float32", seed=2, backend=backend)
-    m.theta[:] = np.random.default_rng(trial).normal(0.0, 0.8, m.n_params)
-    (W, b), _ = m.params
-    b[2] = -(X[0] @ W[:, 2])
-    return m, X, y
-
-
-# Unit 2's entries: each moves its Z on row 0.
-UNIT_2 = {(0, "W", (j, 2)) for j in range(4)} | {(0, "b", (2,))}
-
-
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
-@pytest.mark.parametrize("trial", range(10))
-def test_a_float32_unit_within_rounding_of_its_kink_is_not_compared(activation, trial, backend):
-    """Float64 put unit 2 on one piece and the backend's float32 forward pass, at trials 0, 7
-    and 8 (both backends, both activations), on the other, whose slope its backward rule
-    took: compared one-sided from the float64 piece, its correct entries FAILED (errors 0.14
-    to 1.0). Its piece is undecided within the rounding bound (``forward_error_bound``): the
-    entries that move it are left out, every other entry is compared."""
-    m, X, y = _float32_unit_on_its_kink(activation, trial, backend)
-    report = gradcheck(m, X, y)
-    assert report.ok and report.verdict == "ok", report
-    assert {(k.layer, k.name, k.index) for k in report.unchecked} == UNIT_2, report
-    assert all(k.side == 0 for k in report.kinks)
-    assert sum(b.compared for b in report.blocks) == m.n_params - len(UNIT_2)
-
-
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_a_bug_beside_a_float32_unit_on_its_kink_still_fails(backend, monkeypatch):
-    """On the reviewer's network, layer 0's db 1 % off at unit 0 (compared: its steps move
-    no undecided pre-activation)."""
-    m, X, y = _float32_unit_on_its_kink("relu", 0, backend)
-    right = m.loss_and_grad
-
-    def wrong_db(*args, **kwargs):
-        L, grads = right(*args, **kwargs)
-        db = grads[0][1].copy()
-        db[0] *= 1.01
-        return L, [(grads[0][0], db), grads[1]]
-
-    assert gradcheck(m, X, y).ok
-    monkeypatch.setattr(m, "loss_and_grad", wrong_db)
-    report = gradcheck(m, X, y)
-    assert report.verdict == "FAILED" and report.where == (0, "b", (0,)), report
-    assert report.max_error > 1e-3
-
-
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
-def test_the_forward_error_bound_holds_the_float32_forward_pass(activation):
-    """``|Z_32 - Z_64| <= 2 E`` on every pre-activation of float32 networks (a sound bound:
-    it is far above the measured difference), and ``E = 0`` where every term is 0, as a fresh
-    network's rows with a layer all off make it (those stay compared one-sided)."""
-    rng = np.random.default_rng(5)
-    X = rng.normal(size=(200, 30)).astype(np.float32)
-    r = reference.rules(activation, "sigmoid")
-    for seed in range(3):
-        m = MLP(30, (40, 20), activation, dtype="float32", seed=seed, backend="numpy")
-        m.theta[:] = rng.normal(0.0, 0.3, m.n_params)
-        params64 = m.unflatten(m.theta.astype(np.float64))
-        H, Z = reference.forward(params64, X.astype(np.float64), r)[:2]
-        Z32 = reference.forward(m.params, X, r)[1]
-        bounds = GRADCHECK.forward_error_bound(params64, H, Z, activation,
-                                              np.finfo(np.float32).eps / 2)
-        for Z_l, Z32_l, E in zip(Z, Z32, bounds, strict=True):
-            assert Z32_l.dtype == np.float32
-            assert (np.abs(Z32_l - Z_l) <= 2 * E).all()
-            assert np.median(np.abs(Z32_l - Z_l) / E) < 0.1
-    m = MLP(6, hidden=(5, 4), seed=0, backend="numpy", dtype="float32")  # fresh: biases 0
-    X, _ = _fresh_problem()
-    params64 = m.unflatten(m.theta.astype(np.float64))
-    H, Z = reference.forward(params64, X, reference.rules("relu", "sigmoid"))[:2]
-    E = GRADCHECK.forward_error_bound(params64, H, Z, "relu", np.finfo(np.float32).eps / 2)[1]
-    assert ((Z[1] == 0).any(axis=1) & (E == 0).all(axis=1)).any()
 
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu"])
