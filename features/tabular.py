@@ -254,17 +254,33 @@ def parse_ranges(ranges) -> dict[str, tuple]:
     return {name: _range_bounds(f"ranges[{name!r}]", bounds) for name, bounds in ranges.items()}
 
 
+def _real_bound(b) -> bool:
+    """Whether ``b`` is a real number a float holds, not NaN (a bool or a complex is not;
+    an integer of 400 digits overflows float)."""
+    if isinstance(b, bool) or not isinstance(b, int | float | np.integer | np.floating):
+        return False
+    try:
+        return not math.isnan(float(b))
+    except OverflowError:
+        return False
+
+
+def _shown(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _range_bounds(label: str, bounds) -> tuple:
     """``bounds`` as ``(low, high)``: two numbers or ``None`` (an open side), not NaN, with
     ``low <= high``; ValueError starting with ``label`` (``"ranges['x']"``) otherwise. The
     one check of a range's form, for a role file's ranges, a schema's and a Preprocessor's.
     """
     ok = isinstance(bounds, list | tuple) and len(bounds) == 2 and all(
-        b is None or (isinstance(b, int | float | np.number) and not isinstance(b, bool)
-                      and not math.isnan(b)) for b in bounds)
+        b is None or _real_bound(b) for b in bounds)
     if not ok:
-        raise ValueError(f"{label} must be [low, high] (numbers or null; not NaN), got "
-                         f"{bounds!r}")
+        raise ValueError(f"{label} must be [low, high] (numbers or null; not NaN, within "
+                         f"float range), got {_shown(bounds)}")
     low, high = bounds
     if low is not None and high is not None and low > high:
         raise ValueError(f"{label}: low {low} is above high {high}")

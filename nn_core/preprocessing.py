@@ -392,14 +392,16 @@ def missing_mask(values: pd.Series) -> np.ndarray:
 
 def cell_text(value: object) -> str:
     """A cell as the messages quote it: text as it is, a number of a typed frame as Python
-    writes it (``np.float64(30.5)``: ``'30.5'``, ``np.int64(30)``: ``'30'``), anything else
-    by ``str``."""
+    writes it (``np.float64(30.5)``: ``'30.5'``, ``np.float32(1.1)``: ``'1.1'``,
+    ``np.int64(30)``: ``'30'``), anything else by ``str``."""
     if isinstance(value, str):
         return value
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
+    if isinstance(value, np.floating):
+        return str(value)  # NumPy's shortest digits for its own dtype: float32 1.1 is '1.1'
+    if isinstance(value, float):
+        return repr(value)
     return str(value)
 
 

@@ -61,8 +61,10 @@ def test_the_ranges_given_are_stored_and_read_back(tmp_path):
     ({"code": (0, 1)}, "range given for 'code', which is not a numeric column"),
     ({"rate": (1, 0)}, "range of 'rate': low 1 is above high 0"),
     ({"rate": (np.inf, None)}, "an infinity only as an open side"),
-    ({"rate": ("0", 1)}, "range of 'rate' must be [low, high] (numbers or null; not NaN)"),
+    ({"rate": ("0", 1)}, "range of 'rate' must be [low, high] (numbers or null; not NaN"),
     ({"rate": (0,)}, "range of 'rate' must be [low, high]"),
+    ({"rate": (0, 10**400)}, "within float range), got (0, 1000"),  # was an OverflowError
+    ({"rate": (np.complex128(1), 2)}, "within float range), got (np.complex128"),
 ])
 def test_a_bad_range_is_refused_by_the_preprocessor(ranges, message):
     with pytest.raises(ValueError) as info:
@@ -212,3 +214,6 @@ def test_a_typed_frame_cell_is_quoted_as_python_writes_it():
                           "code": ["a"]})
     with pytest.raises(ValueError, match=r"^row 1, column 'count': .* \(value: '9'\)$"):
         pre.inputs(count)
+    float32 = _frame(2).assign(rate=np.array([0.5, 1.1], dtype=np.float32))
+    with pytest.raises(ValueError, match=r"^row 2, column 'rate': .* \(value: '1\.1'\)$"):
+        pre.inputs(float32)  # not float64's digits of float32 1.1 (1.100000023841858)
