@@ -38,7 +38,7 @@ from nn_core.preprocessing import Preprocessing
 
 from . import events as ev
 from .scoring import scoring_schema
-from .tabular import DataError, parse_frame
+from .tabular import DataError, parse_frame, quoted
 
 #: The optional columns of an event (besides ``user_id``, ``timestamp``, ``event_type``).
 EVENT_OPTIONAL = ("session_id", "item_id", "category", "price")
@@ -106,15 +106,6 @@ def _cell_text(value: object, what: str, i: int, column: str) -> str:
         return value
     raise RequestError(f"{what} {i}, column {column!r}: expected a number or a string, got "
                        f"a JSON {'array' if isinstance(value, list) else 'object'}", i, column)
-
-
-def _quoted(value: object, limit: int = 60) -> str:
-    """``repr`` of a bad cell for an error message, cut after ``limit`` characters (a long
-    string or a 400-digit integer is named, not echoed in full)."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) <= limit:
-        return repr(value)
-    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 def _numbers(values: list) -> np.ndarray | None:
@@ -187,7 +178,7 @@ def rows_frame(rows: object, pre: Preprocessing) -> pd.DataFrame:
     try:
         return parse_frame(raw, scoring_schema(pre), "request", 1, with_target=False)
     except DataError as exc:
-        value = "" if exc.value is None else f" (value: {_quoted(exc.value)})"
+        value = "" if exc.value is None else f" (value: {quoted(exc.value)})"
         raise RequestError(f"row {exc.row}, column {exc.column!r}: {exc.problem}{value}",
                            exc.row, exc.column) from None
 
@@ -223,7 +214,7 @@ def events_frame(events: object) -> pd.DataFrame:
         return ev.parse_canonical(raw, "request")
     except ev.EventLogError as exc:
         raise RequestError(f"event {exc.row}, column {exc.column!r}: {exc.reason}: "
-                           f"{_quoted(exc.value)}", exc.row, exc.column) from None
+                           f"{quoted(exc.value)}", exc.row, exc.column) from None
 
 
 def _key(text: str) -> int | str | None:

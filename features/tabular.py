@@ -265,10 +265,13 @@ def _real_bound(b) -> bool:
         return False
 
 
-def _shown(value, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters for a message."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+def quoted(value: object, limit: int = 60) -> str:
+    """``repr`` of a bad value for an error message, cut after ``limit`` characters (a long
+    string or a 400-digit integer is named, not echoed in full)."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return repr(value)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 def _range_bounds(label: str, bounds) -> tuple:
@@ -280,7 +283,7 @@ def _range_bounds(label: str, bounds) -> tuple:
         b is None or _real_bound(b) for b in bounds)
     if not ok:
         raise ValueError(f"{label} must be [low, high] (numbers or null; not NaN, within "
-                         f"float range), got {_shown(bounds)}")
+                         f"float range), got {quoted(bounds)}")
     low, high = bounds
     if low is not None and high is not None and low > high:
         raise ValueError(f"{label}: low {low} is above high {high}")

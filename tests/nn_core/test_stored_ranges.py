@@ -63,7 +63,7 @@ def test_the_ranges_given_are_stored_and_read_back(tmp_path):
     ({"rate": (np.inf, None)}, "an infinity only as an open side"),
     ({"rate": ("0", 1)}, "range of 'rate' must be [low, high] (numbers or null; not NaN"),
     ({"rate": (0,)}, "range of 'rate' must be [low, high]"),
-    ({"rate": (0, 10**400)}, "within float range), got (0, 1000"),  # was an OverflowError
+    ({"rate": (0, 10**400)}, "within float range), got '(0, 1000"),  # was an OverflowError
     ({"rate": (np.complex128(1), 2)}, "within float range), got (np.complex128"),
 ])
 def test_a_bad_range_is_refused_by_the_preprocessor(ranges, message):
