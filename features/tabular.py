@@ -48,6 +48,7 @@ from nn_core.preprocessing import (
     ON_INVALID,
     PLE_BINNINGS,
     RANK_CLIP,
+    TARGET_LABELS,
     Preprocessing,
     above_maximum,
     below_minimum,
@@ -1211,7 +1212,7 @@ def _parse_cells(raw: pd.DataFrame, schema: Schema, with_target: bool,
     if with_target and schema.target is not None:
         name = schema.target
         codes, texts, missing = _canonical_codes(raw[name])
-        labels = pd.Index(texts).map({"TRUE": 1, "1": 1, "FALSE": 0, "0": 0})
+        labels = pd.Index(texts).map(TARGET_LABELS)
         labels = labels.to_numpy(dtype=np.float64, na_value=np.nan)[codes]
         report(missing[codes], name, "missing target value", raw[name])
         report(~missing[codes] & np.isnan(labels), name, "target must be TRUE/FALSE or 1/0",

@@ -129,6 +129,10 @@ PLE_BINNINGS = ("quantile", "tree")
 
 #: Cell texts that mean "no value" (compared case-insensitively, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null"})
+#: A target cell's text, stripped and in capitals, and its label: every reader of a
+#: labelled table (``features/tabular.py`` and the exporter's ``--eval-csv``) takes these.
+TARGET_LABELS = {"TRUE": 1, "1": 1, "FALSE": 0, "0": 0}
+
 #: The reason for a missing cell (empty, or a :data:`MISSING_TOKENS` text) where none may
 #: be: the words of every reader of a table (``features/tabular.py`` and
 #: :meth:`Preprocessing.inputs`).

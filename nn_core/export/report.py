@@ -17,7 +17,7 @@ import pandas as pd
 from ..io import describe_os_error
 from ..metrics import roc_auc
 from ..network import MLP
-from ..preprocessing import Preprocessing
+from ..preprocessing import TARGET_LABELS, Preprocessing
 from .int8 import calibrate, predict_int8_full
 from .model import ExportError, ExportModel, encode_table, features_from_codes, predict_int8
 
@@ -144,8 +144,7 @@ def read_rows(model: ExportModel, path: Path, labelled: bool, flag: str = "--eva
         raise ExportError(f"{path}: {e}") from None
     y = None
     if labelled:
-        labels = df[model.target].str.strip().str.upper().map({"TRUE": 1, "1": 1, "FALSE": 0,
-                                                              "0": 0})
+        labels = df[model.target].str.strip().str.upper().map(TARGET_LABELS)
         if labels.isna().any():
             i = int(np.flatnonzero(labels.isna())[0])
             raise ExportError(f"{path}: row {i + 1}, column {model.target!r}: not "
